@@ -1,0 +1,5 @@
+//! # edge-agent
+//!
+//! # Layout
+//!
+//! (being built)

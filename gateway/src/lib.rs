@@ -1,0 +1,5 @@
+//! # edge-gateway
+//!
+//! # Layout
+//!
+//! (being built)

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("edge-gateway: not built yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,5 @@
+//! # edge-hil-tests
+//!
+//! # Layout
+//!
+//! (being built)

@@ -1,0 +1,277 @@
+//! What the gateway wants a device to run: device-facing pod specs, fully resolved.
+//!
+//! No Kubernetes client types appear here. The gateway resolves env references,
+//! ConfigMap/Secret/downwardAPI/projected volumes, named ports and image pull secrets
+//! before sending, so the device needs nothing but this message to run a pod.
+
+use serde::{Deserialize, Serialize};
+
+use crate::binary::Base64Bytes;
+
+/// The whole set of pods a device should run, with a generation that increases on
+/// every change. The device answers with the generation it applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DesiredSet {
+    pub generation: u64,
+    pub pods: Vec<PodSpec>,
+}
+
+/// One pod as the device runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PodSpec {
+    /// The Kubernetes pod uid; containers are labelled with it.
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub containers: Vec<ContainerSpec>,
+    pub volumes: Vec<Volume>,
+    pub restart_policy: RestartPolicy,
+    /// Seconds between SIGTERM and SIGKILL when the pod stops (spec default 30).
+    pub termination_grace_period_seconds: u64,
+    /// Set when the pod is being deleted: stop it with this grace period, report the
+    /// containers terminated, then forget it.
+    pub deletion_grace_period_seconds: Option<u64>,
+    /// Credentials for pulling this pod's images, from its imagePullSecrets.
+    pub registry_credentials: Vec<RegistryCredential>,
+    /// Share the device's network namespace (the default for device pods).
+    pub host_network: bool,
+    pub hostname: Option<String>,
+}
+
+impl PodSpec {
+    /// Whether the gateway asked for this pod to be stopped and forgotten.
+    pub fn is_terminating(&self) -> bool {
+        self.deletion_grace_period_seconds.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+/// Login for one registry (`registry` as in a docker config: `ghcr.io`, `127.0.0.1:5000`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RegistryCredential {
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredential")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub image_pull_policy: PullPolicy,
+    /// Entrypoint override (Kubernetes `command`); empty keeps the image's.
+    pub command: Vec<String>,
+    /// Kubernetes `args`; empty keeps the image's.
+    pub args: Vec<String>,
+    pub working_dir: Option<String>,
+    /// Fully resolved environment, in order.
+    pub env: Vec<EnvVar>,
+    pub ports: Vec<ContainerPort>,
+    pub resources: ResourceRequirements,
+    pub volume_mounts: Vec<VolumeMount>,
+    /// Host devices to pass through, e.g. `/dev/gpiomem`.
+    pub devices: Vec<DeviceMapping>,
+    pub liveness_probe: Option<Probe>,
+    pub readiness_probe: Option<Probe>,
+    pub startup_probe: Option<Probe>,
+    pub privileged: bool,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+impl std::fmt::Debug for EnvVar {
+    /// Values may come from Secrets: only names are printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EnvVar({}=<{} bytes>)", self.name, self.value.len())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PortProtocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ContainerPort {
+    pub name: Option<String>,
+    pub container_port: u16,
+    pub host_port: Option<u16>,
+    pub protocol: PortProtocol,
+}
+
+/// Requests and limits, in plain units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ResourceRequirements {
+    pub cpu_request_millis: Option<u64>,
+    pub cpu_limit_millis: Option<u64>,
+    pub memory_request_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct VolumeMount {
+    /// Name of a volume in the pod's `volumes`.
+    pub name: String,
+    pub mount_path: String,
+    pub read_only: bool,
+    pub sub_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DeviceMapping {
+    pub host_path: String,
+    /// Defaults to `host_path` when empty.
+    pub container_path: String,
+    /// cgroup permissions, `rwm` when empty.
+    pub permissions: String,
+}
+
+/// A pod volume, with everything the device needs to create it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    pub source: VolumeSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum VolumeSource {
+    /// A scratch directory that lives as long as the pod.
+    EmptyDir {
+        #[serde(default)]
+        in_memory: bool,
+        #[serde(default)]
+        size_limit_bytes: Option<u64>,
+    },
+    /// A path on the device.
+    HostPath {
+        path: String,
+        /// Kubernetes hostPath type (`Directory`, `DirectoryOrCreate`, `CharDevice`, ...).
+        #[serde(default)]
+        kind: Option<String>,
+    },
+    /// Files resolved by the gateway from ConfigMaps, Secrets, the downward API or a
+    /// projection; written under the agent's state directory and mounted read-only.
+    Files {
+        files: Vec<FileItem>,
+        /// True when any content came from a Secret: written with mode 0600 / tmpfs.
+        #[serde(default)]
+        sensitive: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FileItem {
+    /// Relative path inside the volume (no `..`, not absolute).
+    pub path: String,
+    pub content: Base64Bytes,
+    /// Unix permission bits, e.g. `0o644` = 420.
+    pub mode: u32,
+}
+
+/// A probe with numeric ports (named ports are resolved by the gateway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub handler: ProbeHandler,
+    #[serde(default)]
+    pub initial_delay_seconds: u32,
+    #[serde(default = "default_period")]
+    pub period_seconds: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+    #[serde(default = "default_one")]
+    pub success_threshold: u32,
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+}
+
+fn default_period() -> u32 {
+    10
+}
+fn default_timeout() -> u32 {
+    1
+}
+fn default_one() -> u32 {
+    1
+}
+fn default_failure_threshold() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum ProbeHandler {
+    Exec {
+        command: Vec<String>,
+    },
+    HttpGet {
+        #[serde(default)]
+        host: Option<String>,
+        port: u16,
+        #[serde(default)]
+        path: String,
+        /// `HTTP` or `HTTPS`.
+        #[serde(default)]
+        scheme: String,
+        #[serde(default)]
+        headers: Vec<HttpHeader>,
+    },
+    TcpSocket {
+        #[serde(default)]
+        host: Option<String>,
+        port: u16,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HttpHeader {
+    pub name: String,
+    pub value: String,
+}

@@ -1,0 +1,94 @@
+//! # edge-protocol
+//!
+//! The versioned MQTT contract between `edge-gateway` (cloud side) and `edge-agent`
+//! (on the device). Pure data and validation: serde and nothing async, so both sides
+//! (and third-party agents) can depend on it cheaply.
+//!
+//! # Layout
+//!
+//! | module | what is there |
+//! |---|---|
+//! | [`device_id`] | [`DeviceId`]: DNS-1123 subdomain = MQTT client id = Node name = cert CN |
+//! | [`request_id`] | [`RequestId`]: the id of a log request, one safe topic level |
+//! | [`topic`] | [`Topic`] formatting/parsing, QoS and retain per channel, subscriptions, ACL patterns |
+//! | [`version`] | [`ProtocolVersion`] carried by every envelope |
+//! | [`envelope`] | [`Message`], [`Message::encode`], [`Message::decode_on`], size limits, errors |
+//! | [`node_report`] | [`NodeReport`], [`Heartbeat`], [`DeviceState`] |
+//! | [`desired_set`] | [`DesiredSet`] and the device-facing [`PodSpec`] |
+//! | [`pod_status`] | [`PodStatusReport`], [`PodStatus`], [`ContainerStatus`] |
+//! | [`pod_event`] | [`PodEventReport`] (Pulling, Started, BackOff, ...) |
+//! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`] |
+//! | [`resync`] | [`ResyncRequest`] (both directions) |
+//! | [`binary`] | [`Base64Bytes`] for file contents and log data |
+//!
+//! # Topics
+//!
+//! Everything lives under `edge/v1/{device}/`. A device writes only its own `up/#`
+//! and reads only its own `down/#`; a broker ACL with these two patterns isolates
+//! devices (see [`topic::device_acl_patterns`]).
+//!
+//! | topic | direction | QoS | retained | payload |
+//! |---|---|---|---|---|
+//! | `edge/v1/{device}/up/hello` | device → gateway | 1 | no | [`NodeReport`] |
+//! | `edge/v1/{device}/up/heartbeat` | device → gateway | 0 | no | [`Heartbeat`] |
+//! | `edge/v1/{device}/up/state` | device → gateway (last will: offline) | 1 | yes | [`DeviceState`] |
+//! | `edge/v1/{device}/up/status` | device → gateway | 1 | no | [`PodStatusReport`] |
+//! | `edge/v1/{device}/up/events` | device → gateway | 1 | no | [`PodEventReport`] |
+//! | `edge/v1/{device}/up/resync` | device → gateway | 1 | no | [`ResyncRequest`] |
+//! | `edge/v1/{device}/up/logs/{request}` | device → gateway | 0 | no | [`LogChunk`] |
+//! | `edge/v1/{device}/down/desired` | gateway → device | 1 | no | [`DesiredSet`] |
+//! | `edge/v1/{device}/down/resync` | gateway → device | 1 | no | [`ResyncRequest`] |
+//! | `edge/v1/{device}/down/logs/{request}` | gateway → device | 1 | no | [`LogRequest`], [`LogCancel`] |
+//!
+//! # Envelope and versions
+//!
+//! Every payload is `{"protocol":"1.0","kind":"<kind>","body":{...}}` in JSON.
+//! Readers ignore unknown fields (minor versions only add optional ones) and refuse a
+//! different major version, an unknown kind, a kind that does not belong on the topic,
+//! and payloads over [`MAX_MESSAGE_BYTES`] ([`MAX_DESIRED_SET_BYTES`] for desired sets),
+//! each with its own [`DecodeError`]. Decoding never panics.
+//!
+//! ```
+//! use edge_protocol::{DeviceId, Heartbeat, Message, Topic, UpChannel};
+//!
+//! let device = DeviceId::new("pi-01").unwrap();
+//! let topic = Topic::up(&device, UpChannel::Heartbeat);
+//! let payload = Message::from(Heartbeat { sequence: 1, ..Default::default() }).encode().unwrap();
+//! let parsed = Topic::parse(&topic.to_string()).unwrap();
+//! assert!(matches!(Message::decode_on(&parsed, &payload), Ok(Message::Heartbeat(_))));
+//! ```
+
+pub mod binary;
+pub mod desired_set;
+pub mod device_id;
+pub mod envelope;
+pub mod logs;
+pub mod node_report;
+pub mod pod_event;
+pub mod pod_status;
+pub mod request_id;
+pub mod resync;
+pub mod topic;
+pub mod version;
+
+pub use binary::Base64Bytes;
+pub use desired_set::{
+    ContainerPort, ContainerSpec, DesiredSet, DeviceMapping, EnvVar, FileItem, HttpHeader, PodSpec,
+    PortProtocol, Probe, ProbeHandler, PullPolicy, RegistryCredential, ResourceRequirements,
+    RestartPolicy, Volume, VolumeMount, VolumeSource,
+};
+pub use device_id::{DeviceId, DeviceIdError};
+pub use envelope::{
+    DecodeError, EncodeError, MAX_DESIRED_SET_BYTES, MAX_MESSAGE_BYTES, Message, MessageKind,
+    allowed_kinds,
+};
+pub use logs::{LogCancel, LogChunk, LogError, LogErrorCode, LogRequest};
+pub use node_report::{
+    DeviceState, Heartbeat, NodeAddress, NodeAddressKind, NodeReport, NodeResources, UnixMillis,
+};
+pub use pod_event::{EventType, PodEvent, PodEventReport};
+pub use pod_status::{ContainerState, ContainerStatus, PodPhase, PodStatus, PodStatusReport};
+pub use request_id::{RequestId, RequestIdError};
+pub use resync::ResyncRequest;
+pub use topic::{DownChannel, Qos, Topic, TopicError, UpChannel};
+pub use version::{PROTOCOL_VERSION, ProtocolVersion};

@@ -1,0 +1,92 @@
+//! What a device says about itself: the node report (`up/hello`), heartbeats and
+//! online state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch (UTC).
+pub type UnixMillis = u64;
+
+/// The device's description of itself, sent on connect and whenever it changes.
+/// The gateway turns it into the Node's labels, capacity, nodeInfo and addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeReport {
+    /// Version of the edge-agent binary.
+    pub agent_version: String,
+    pub hostname: String,
+    /// Kubernetes (GOARCH) naming: `arm64`, `arm`, `amd64`.
+    pub architecture: String,
+    /// `linux`.
+    pub operating_system: String,
+    /// Pretty name of the OS image, e.g. `Debian GNU/Linux 12 (bookworm)`.
+    pub os_image: String,
+    pub kernel_version: String,
+    /// From `/proc/device-tree/model`, e.g. `Raspberry Pi 4 Model B Rev 1.4`.
+    pub board_model: Option<String>,
+    /// Runtime and version as the kubelet reports it, e.g. `docker://24.0.7`.
+    pub container_runtime_version: String,
+    pub machine_id: Option<String>,
+    pub boot_id: Option<String>,
+    pub capacity: NodeResources,
+    pub allocatable: NodeResources,
+    /// Labels the device asks for. The gateway drops any in the reserved
+    /// `kubernetes.io/`, `k8s.io/` and `node-restriction.kubernetes.io/` namespaces.
+    pub labels: BTreeMap<String, String>,
+    pub addresses: Vec<NodeAddress>,
+}
+
+/// Amounts of the resources a device offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeResources {
+    /// CPU in millicores (`4` cores = `4000`).
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// Storage of the disk the container runtime uses.
+    pub ephemeral_storage_bytes: u64,
+    /// How many pods the device accepts.
+    pub pods: u64,
+    /// Extended resources as whole counts, e.g. `nvidia.com/gpu: 1`.
+    pub extended: BTreeMap<String, u64>,
+}
+
+/// One address of the device, as in a Node's `status.addresses`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAddress {
+    #[serde(rename = "type")]
+    pub kind: NodeAddressKind,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeAddressKind {
+    InternalIP,
+    ExternalIP,
+    Hostname,
+}
+
+/// Liveness, sent at the agent's heartbeat interval (QoS 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Heartbeat {
+    /// Increases by one with every heartbeat since the agent started.
+    pub sequence: u64,
+    pub sent_at: UnixMillis,
+    /// The desired-set generation the device has applied.
+    pub observed_generation: u64,
+    pub pods_running: u32,
+}
+
+/// Online or offline, retained on `up/state`. The agent connects with a last will
+/// carrying `online: false`, so the broker publishes it when the device vanishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DeviceState {
+    pub online: bool,
+    /// Why, when known (`shutdown`, `connection lost`).
+    pub reason: Option<String>,
+    pub since: UnixMillis,
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs (idempotently) everything the test suite needs on a Debian machine that has
+# only the Rust toolchain: Podman (Docker Engine API for the agent), Mosquitto (real
+# broker), qemu-user-static (runs the aarch64 agent), a registry for pull tests,
+# busybox-static (the test image), and the Rust targets for static agent builds.
+set -euo pipefail
+
+need_pkgs=(podman runc busybox-static mosquitto mosquitto-clients qemu-user-static
+           docker-registry apache2-utils iproute2 procps curl ca-certificates)
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Services that Debian starts on install are not what the tests use: they start their own.
+for svc in mosquitto docker-registry; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
+
+echo "==> rust targets and components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add aarch64-unknown-linux-musl x86_64-unknown-linux-musl >/dev/null
+echo "==> test dependencies ready"

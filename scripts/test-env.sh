@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Starts (idempotently) the shared services the tests use and prints the environment
+# to use them. Source it: `eval "$(scripts/test-env.sh)"`.
+#  - Podman serving the Docker Engine API on $EDGE_TEST_DOCKER_HOST
+#  - the test image localhost/busybox:test, built from Debian's busybox-static
+# Brokers (rumqttd, Mosquitto) and registries are started per test on free ports.
+set -euo pipefail
+
+sock_dir=/run/edge-test
+sock="$sock_dir/podman.sock"
+mkdir -p "$sock_dir" /etc/containers
+
+conf=/etc/containers/containers.conf
+if ! grep -q 'edge-test' "$conf" 2>/dev/null; then
+  cat > "$conf" <<'CONF'
+# edge-test: podman's default runtime (crun) fails on hybrid cgroups and the default
+# rlimits are refused on our build machines.
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+CONF
+fi
+
+if ! curl -sf --unix-socket "$sock" http://d/v1.41/_ping >/dev/null 2>&1; then
+  rm -f "$sock"
+  nohup podman system service --time=0 "unix://$sock" >"$sock_dir/podman.log" 2>&1 &
+  for _ in $(seq 1 100); do
+    curl -sf --unix-socket "$sock" http://d/v1.41/_ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -sf --unix-socket "$sock" http://d/v1.41/_ping >/dev/null || {
+    echo "podman API did not come up; see $sock_dir/podman.log" >&2; exit 1; }
+fi
+
+if ! podman image exists localhost/busybox:test; then
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp" "$root/etc"
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in sh echo sleep cat ls env true false test printf kill wc head tail \
+                 nc wget httpd mkdir touch rm date grep id hostname; do
+    ln -s busybox "$root/bin/$applet"
+  done
+  echo "root:x:0:0:root:/:/bin/sh" > "$root/etc/passwd"
+  tar -C "$root" -cf "$root.tar" .
+  podman import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' "$root.tar" localhost/busybox:test >/dev/null
+  rm -rf "$root" "$root.tar"
+fi
+
+echo "export EDGE_TEST_DOCKER_HOST=unix://$sock"
+echo "export EDGE_TEST_IMAGE=localhost/busybox:test"
