@@ -3,3 +3,5 @@
 //! # Layout
 //!
 //! (being built)
+
+pub mod enrollment;

@@ -1,5 +1,14 @@
 //! # edge-hil-tests
 //!
+//! The test bed: a Kubernetes API server emulator, a protocol-level fake device,
+//! end-to-end scenarios and benchmarks.
+//!
 //! # Layout
 //!
-//! (being built)
+//! | module | what is there |
+//! |---|---|
+//! | [`apiserver`] | the Kubernetes API server emulator (with scheduler and node lifecycle) |
+//! | [`fake_device`] | a device that speaks the MQTT protocol with an instant fake runtime |
+
+pub mod apiserver;
+pub mod fake_device;

@@ -1,0 +1,1 @@
+//! A protocol-level fake device (being built).
