@@ -1,1 +1,52 @@
-//! Device enrollment: fleet CA, device certificates and bundles, revocation, broker configuration (being built).
+//! Device enrollment: one fleet CA, one certificate per device, revocation, and the
+//! production broker configuration that turns those identities into topic isolation.
+//!
+//! Identity is one name everywhere: device id = MQTT client id = Node name = CN of the
+//! device's client certificate. Everything lives under `<store-dir>/enrollment/`:
+//!
+//! | path | what |
+//! |---|---|
+//! | `ca.pem`, `ca.key` (0600) | the fleet CA, created on first use; the key is never printed |
+//! | `issued/<id>.pem` | the current certificate of each enrolled device |
+//! | `superseded/<id>-<serial>.pem` | certificates replaced by `enroll --reissue` (listed in the CRL) |
+//! | `revoked.txt` | revoked device ids, one per line ([`RevocationList`]) |
+//! | `gateway/client.pem`, `gateway/client.key` | the gateway's own MQTT client identity |
+//! | `mosquitto/` | default output of `broker-config mosquitto` |
+//!
+//! # Layout
+//!
+//! | module | what is there |
+//! |---|---|
+//! | [`error`] | [`EnrollmentError`] and the [`Result`] alias |
+//! | [`layout`] | [`EnrollmentLayout`]: the paths above |
+//! | [`private_file`] | atomic writes of public (0644) and private (0600) files |
+//! | [`fleet_ca`] | [`FleetCa`]: load or create the CA, issue device/gateway/broker certs, sign CRLs |
+//! | [`issued`] | [`IssuedCertificates`]: what was issued to whom, by serial |
+//! | [`revocation`] | [`RevocationList`]: the revoked device ids the gateway checks at hello |
+//! | [`bundle`] | [`DeviceBundle`]: the directory a device needs (`agent.toml`, certs, key) |
+//! | [`mosquitto`] | [`MosquittoConfig`]: `mosquitto.conf`, ACL file, CRL, server certificate |
+//! | [`cli`] | clap arguments and `run_*` entry points for `edge-gateway enroll/revoke/broker-config` |
+
+pub mod bundle;
+pub mod cli;
+pub mod error;
+pub mod fleet_ca;
+pub mod issued;
+pub mod layout;
+pub mod mosquitto;
+pub mod private_file;
+pub mod revocation;
+
+pub use bundle::{AgentConfigFile, DeviceBundle};
+pub use error::{EnrollmentError, Result};
+pub use fleet_ca::{FleetCa, IssuedIdentity};
+pub use issued::IssuedCertificates;
+pub use layout::EnrollmentLayout;
+pub use mosquitto::MosquittoConfig;
+pub use revocation::RevocationList;
+
+/// The CN (and so the Mosquitto user name) of the gateway's own client certificate.
+///
+/// The underscore makes it an invalid DNS-1123 name, so no device can ever be enrolled
+/// under it and inherit the gateway's "read and write everything" ACL.
+pub const GATEWAY_IDENTITY: &str = "edge_gateway";

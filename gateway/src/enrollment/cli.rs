@@ -1,0 +1,487 @@
+//! Command-line entry points: `edge-gateway enroll`, `edge-gateway revoke` and
+//! `edge-gateway broker-config mosquitto`. The gateway's CLI embeds the `*Args` structs
+//! (clap `Args`) and calls the matching `run_*` function.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use edge_protocol::DeviceId;
+
+use super::GATEWAY_IDENTITY;
+use super::bundle::{AgentConfigFile, AgentTlsFiles, DeviceBundle};
+use super::error::EnrollmentError;
+use super::fleet_ca::{FleetCa, hex};
+use super::issued::IssuedCertificates;
+use super::layout::EnrollmentLayout;
+use super::mosquitto::{self, BrokerTlsFiles, MosquittoConfig};
+use super::private_file::{create_dir, write_private, write_public};
+use super::revocation::RevocationList;
+
+const DAY: u64 = 24 * 3600;
+
+/// `edge-gateway enroll`: issue a device certificate and write the device's bundle.
+#[derive(Debug, Clone, Args)]
+pub struct EnrollArgs {
+    /// Device id: becomes the Node name, the MQTT client id and the certificate's CN.
+    /// Must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.').
+    pub device_id: String,
+
+    /// Extra node label the device asks for, as key=value (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Broker URL written into the device's agent.toml (repeatable; tried in order),
+    /// e.g. mqtts://gateway.example.com:8883.
+    #[arg(
+        long = "broker-url",
+        value_name = "URL",
+        required = true,
+        env = "EDGE_GATEWAY_ENROLL_BROKER_URL",
+        value_delimiter = ','
+    )]
+    pub broker_urls: Vec<String>,
+
+    /// Gateway store directory; the fleet CA and the enrollment records live in
+    /// <STORE_DIR>/enrollment/ (the CA is created there on first use).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "EDGE_GATEWAY_STORE_DIR",
+        default_value = "/var/lib/edge-gateway"
+    )]
+    pub store_dir: PathBuf,
+
+    /// Directory to write the bundle into (agent.toml, ca.pem, device.pem, device.key);
+    /// defaults to ./<DEVICE_ID>-bundle.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Validity of the device certificate, in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 3650)]
+    pub valid_days: u64,
+
+    /// Issue a new certificate for a device that already has one; the old certificate
+    /// goes onto the broker's CRL at the next `broker-config`.
+    #[arg(long)]
+    pub reissue: bool,
+
+    /// state_dir written into agent.toml: where the agent keeps its local state.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/edge-agent")]
+    pub agent_state_dir: String,
+
+    /// runtime_socket written into agent.toml: the Docker Engine API socket on the device
+    /// (Docker, or Podman's Docker-compatible socket).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    pub agent_runtime_socket: String,
+
+    /// heartbeat_interval_seconds written into agent.toml.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub agent_heartbeat_interval_seconds: u64,
+}
+
+/// `edge-gateway revoke`: stop accepting a device (gateway and broker).
+#[derive(Debug, Clone, Args)]
+pub struct RevokeArgs {
+    /// Device id to revoke. The gateway refuses its hello from now on; the next
+    /// `broker-config mosquitto` puts its certificates on the broker's CRL.
+    pub device_id: String,
+
+    /// Gateway store directory (revocations are kept in <STORE_DIR>/enrollment/revoked.txt).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "EDGE_GATEWAY_STORE_DIR",
+        default_value = "/var/lib/edge-gateway"
+    )]
+    pub store_dir: PathBuf,
+}
+
+/// Which broker to write a configuration for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BrokerKind {
+    /// Eclipse Mosquitto 2.x: TLS client certificates, identity from the CN, ACL, CRL.
+    Mosquitto,
+}
+
+/// `edge-gateway broker-config mosquitto`: write a production broker configuration.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerConfigArgs {
+    /// Broker to configure.
+    #[arg(value_enum)]
+    pub kind: BrokerKind,
+
+    /// Gateway store directory (fleet CA, revocations, the gateway's client identity).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "EDGE_GATEWAY_STORE_DIR",
+        default_value = "/var/lib/edge-gateway"
+    )]
+    pub store_dir: PathBuf,
+
+    /// Where to write mosquitto.conf, acl, ca.pem, server.pem, server.key and crl.pem;
+    /// defaults to <STORE_DIR>/enrollment/mosquitto.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Directory the broker will read those files from, if not the output directory
+    /// (e.g. /mosquitto/config when they are mounted into a container).
+    #[arg(long, value_name = "DIR")]
+    pub files_dir: Option<PathBuf>,
+
+    /// Address of the TLS listener.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    pub listen_address: String,
+
+    /// Port of the TLS listener.
+    #[arg(long, default_value_t = 8883)]
+    pub port: u16,
+
+    /// Host name or IP address devices and the gateway use to reach the broker; goes into
+    /// the server certificate (repeatable).
+    #[arg(
+        long = "broker-host",
+        value_name = "HOST",
+        default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()]
+    )]
+    pub broker_hosts: Vec<String>,
+
+    /// Account Mosquitto switches to when started as root (its `user` option).
+    #[arg(long, value_name = "USER")]
+    pub run_as_user: Option<String>,
+
+    /// Validity of the broker's server certificate, in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 825)]
+    pub server_cert_valid_days: u64,
+}
+
+/// Runs `edge-gateway enroll`, reporting to stdout.
+pub fn run_enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    enroll(&args, &mut std::io::stdout().lock()).map(|_| ())
+}
+
+/// Runs `edge-gateway revoke`, reporting to stdout.
+pub fn run_revoke(args: RevokeArgs) -> anyhow::Result<()> {
+    revoke(&args, &mut std::io::stdout().lock())
+}
+
+/// Runs `edge-gateway broker-config`, reporting to stdout.
+pub fn run_broker_config(args: BrokerConfigArgs) -> anyhow::Result<()> {
+    broker_config(&args, &mut std::io::stdout().lock()).map(|_| ())
+}
+
+/// Enrolls a device; writes what happened to `out`. Returns the bundle directory.
+pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> anyhow::Result<PathBuf> {
+    let id = DeviceId::new(args.device_id.clone()).map_err(EnrollmentError::from)?;
+    let labels = parse_labels(&args.labels)?;
+    for url in &args.broker_urls {
+        check_broker_url(url)?;
+    }
+    let layout = EnrollmentLayout::new(&args.store_dir);
+    if RevocationList::load(&args.store_dir)?.contains(&id) {
+        return Err(EnrollmentError::Revoked { id: id.to_string() }.into());
+    }
+    let issued = IssuedCertificates::new(&layout);
+    if let Some(path) = issued.current(&id)
+        && !args.reissue
+    {
+        return Err(EnrollmentError::AlreadyEnrolled {
+            id: id.to_string(),
+            path,
+        }
+        .into());
+    }
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{id}-bundle")));
+    if out_dir.join(DeviceBundle::KEY).exists() {
+        anyhow::bail!(
+            "{} already holds a device.key; pick another --out-dir or move the old bundle away",
+            out_dir.display()
+        );
+    }
+
+    let (ca, created) = FleetCa::load_or_create(&layout)?;
+    if created {
+        writeln!(
+            out,
+            "created the fleet CA: {} (key {}, mode 0600; keep it private and backed up)",
+            layout.ca_cert().display(),
+            layout.ca_key().display()
+        )?;
+    }
+    let identity = ca.issue_device(&id, Duration::from_secs(args.valid_days * DAY))?;
+    let config = AgentConfigFile {
+        device_id: id.to_string(),
+        broker_urls: args.broker_urls.clone(),
+        state_dir: args.agent_state_dir.clone(),
+        runtime_socket: args.agent_runtime_socket.clone(),
+        heartbeat_interval_seconds: args.agent_heartbeat_interval_seconds,
+        tls: AgentTlsFiles::installed(),
+        labels,
+    };
+    let bundle = DeviceBundle::write(&out_dir, &config, ca.cert_pem(), &identity)?;
+    issued.record(&id, &identity.cert_pem)?;
+    writeln!(
+        out,
+        "enrolled {id}: certificate serial {} valid {} days\nbundle: {}\n  (agent.toml, ca.pem, device.pem, device.key)\n\
+         next: copy the bundle to the device and run `edge-agent install --bundle <dir>`,\n  \
+         or flash it into a Raspberry Pi image with deploy/flash/flash-image.sh",
+        hex(&identity.serial),
+        args.valid_days,
+        bundle.dir().display()
+    )?;
+    if args.broker_urls.iter().any(|u| u.starts_with("mqtt://")) {
+        writeln!(
+            out,
+            "warning: mqtt:// is unencrypted and ignores the device certificate; use mqtts:// with Mosquitto in production"
+        )?;
+    }
+    Ok(out_dir)
+}
+
+/// Revokes a device; writes what happened to `out`.
+pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let id = DeviceId::new(args.device_id.clone()).map_err(EnrollmentError::from)?;
+    let layout = EnrollmentLayout::new(&args.store_dir);
+    let mut list = RevocationList::load(&args.store_dir)?;
+    let known = IssuedCertificates::new(&layout).current(&id).is_some();
+    if list.insert(id.clone()) {
+        list.save(&args.store_dir)?;
+        writeln!(out, "revoked {id} ({})", layout.revoked_list().display())?;
+    } else {
+        writeln!(out, "{id} was already revoked")?;
+    }
+    if !known {
+        writeln!(
+            out,
+            "note: no certificate was issued to {id} from this store; it is refused by id anyway"
+        )?;
+    }
+    writeln!(
+        out,
+        "the gateway refuses {id} from its next hello; to keep it off the broker too, run\n  \
+         edge-gateway broker-config mosquitto --store-dir {} ...\nand restart Mosquitto",
+        args.store_dir.display()
+    )?;
+    Ok(())
+}
+
+/// Writes the broker configuration; returns the path of the main config file.
+pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> anyhow::Result<PathBuf> {
+    let BrokerKind::Mosquitto = args.kind;
+    if args.broker_hosts.is_empty() {
+        anyhow::bail!("give at least one --broker-host (the name devices use to reach the broker)");
+    }
+    let layout = EnrollmentLayout::new(&args.store_dir);
+    let (ca, created) = FleetCa::load_or_create(&layout)?;
+    if created {
+        writeln!(out, "created the fleet CA: {}", layout.ca_cert().display())?;
+    }
+    let gateway_created = ensure_gateway_identity(&ca, &layout)?;
+
+    let revoked = RevocationList::load(&args.store_dir)?;
+    let to_revoke = IssuedCertificates::new(&layout).to_revoke(&revoked)?;
+    let crl = ca.crl(&to_revoke)?;
+    let server = ca.issue_server(
+        &args.broker_hosts,
+        Duration::from_secs(args.server_cert_valid_days * DAY),
+    )?;
+
+    let out_dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| layout.mosquitto_dir());
+    create_dir(&out_dir, 0o755)?;
+    let files_dir = match &args.files_dir {
+        Some(dir) => dir.clone(),
+        None => absolute(&out_dir)?,
+    };
+    let config = MosquittoConfig {
+        listen_address: args.listen_address.clone(),
+        port: args.port,
+        files_dir,
+        run_as_user: args.run_as_user.clone(),
+    };
+    let files = config.render(&revoked);
+    let conf = mosquitto::write_files(
+        &out_dir,
+        &files,
+        &BrokerTlsFiles {
+            ca_pem: ca.cert_pem(),
+            server_cert_pem: &server.cert_pem,
+            server_key_pem: &server.key_pem,
+            crl_pem: &crl,
+        },
+    )?;
+    let host = args
+        .broker_hosts
+        .first()
+        .map(String::as_str)
+        .unwrap_or("localhost");
+    writeln!(
+        out,
+        "wrote {} (and acl, ca.pem, server.pem, server.key, crl.pem in {})\n\
+         CRL: {} certificate(s) refused ({} revoked device(s))\n\
+         start the broker: mosquitto -c {}\n\
+         {} the gateway's client identity (CN {GATEWAY_IDENTITY}); run the gateway with\n  \
+         edge-gateway run --broker-url mqtts://{host}:{} --broker-ca {} --broker-cert {} --broker-key {} ...",
+        conf.display(),
+        out_dir.display(),
+        to_revoke.len(),
+        revoked.len(),
+        conf.display(),
+        if gateway_created { "created" } else { "using" },
+        args.port,
+        layout.ca_cert().display(),
+        layout.gateway_cert().display(),
+        layout.gateway_key().display(),
+    )?;
+    Ok(conf)
+}
+
+/// Creates the gateway's client certificate if it does not exist yet; true if created.
+fn ensure_gateway_identity(ca: &FleetCa, layout: &EnrollmentLayout) -> anyhow::Result<bool> {
+    if layout.gateway_cert().is_file() && layout.gateway_key().is_file() {
+        return Ok(false);
+    }
+    create_dir(&layout.gateway_dir(), 0o700)?;
+    let identity = ca.issue_client(GATEWAY_IDENTITY, Duration::from_secs(3650 * DAY))?;
+    write_private(&layout.gateway_key(), identity.key_pem.as_bytes())?;
+    write_public(&layout.gateway_cert(), identity.cert_pem.as_bytes())?;
+    Ok(true)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+/// Parses `key=value` labels with the Kubernetes label syntax. Keys in the
+/// `kubernetes.io` / `k8s.io` namespaces are refused: the gateway sets those itself.
+pub fn parse_labels(raw: &[String]) -> Result<BTreeMap<String, String>, EnrollmentError> {
+    let mut labels = BTreeMap::new();
+    for item in raw {
+        let bad = |reason: &str| EnrollmentError::InvalidLabel {
+            raw: item.clone(),
+            reason: reason.to_owned(),
+        };
+        let (key, value) = item.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let (prefix, name) = match key.rsplit_once('/') {
+            Some((prefix, name)) => (Some(prefix), name),
+            None => (None, key),
+        };
+        if let Some(prefix) = prefix {
+            if DeviceId::new(prefix).is_err() {
+                return Err(bad("the key prefix must be a DNS subdomain"));
+            }
+            if prefix == "kubernetes.io"
+                || prefix.ends_with(".kubernetes.io")
+                || prefix == "k8s.io"
+                || prefix.ends_with(".k8s.io")
+            {
+                return Err(bad(
+                    "kubernetes.io and k8s.io labels are set by the gateway",
+                ));
+            }
+        }
+        if name.is_empty() || !is_label_value(name) {
+            return Err(bad(
+                "the key name must be 1-63 of [A-Za-z0-9-_.], starting and ending alphanumeric",
+            ));
+        }
+        if !value.is_empty() && !is_label_value(value) {
+            return Err(bad(
+                "the value must be at most 63 of [A-Za-z0-9-_.], starting and ending alphanumeric",
+            ));
+        }
+        if labels.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(bad("the key is given twice"));
+        }
+    }
+    Ok(labels)
+}
+
+fn is_label_value(s: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    s.len() <= 63
+        && s.chars().all(ok_char)
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn check_broker_url(url: &str) -> Result<(), EnrollmentError> {
+    let bad = |reason: &str| EnrollmentError::InvalidBrokerUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let rest = url
+        .strip_prefix("mqtts://")
+        .or_else(|| url.strip_prefix("mqtt://"))
+        .ok_or_else(|| {
+            bad("it must start with mqtts:// (or mqtt:// for an unencrypted test broker)")
+        })?;
+    let host_port = rest.trim_end_matches('/');
+    if host_port.is_empty() || host_port.contains('/') || host_port.contains(char::is_whitespace) {
+        return Err(bad("expected scheme://host[:port]"));
+    }
+    if let Some((_, port)) = host_port.rsplit_once(':')
+        && !host_port.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(bad("the port is not a number between 0 and 65535"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn labels_follow_kubernetes_syntax() {
+        let ok = parse_labels(&[
+            "site=lab".into(),
+            "example.com/rack=r-1".into(),
+            "empty=".into(),
+        ])
+        .unwrap();
+        assert_eq!(ok.get("site").map(String::as_str), Some("lab"));
+        assert_eq!(ok.get("empty").map(String::as_str), Some(""));
+        for bad in [
+            "noequals",
+            "=v",
+            "a=-x",
+            "kubernetes.io/arch=arm64",
+            "node.kubernetes.io/x=y",
+            "a=b c",
+            "a=1,a=2",
+        ] {
+            let raw: Vec<String> = bad.split(',').map(String::from).collect();
+            assert!(parse_labels(&raw).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn broker_urls_are_checked() {
+        for ok in [
+            "mqtts://gw.example.com:8883",
+            "mqtts://10.0.0.1",
+            "mqtt://127.0.0.1:1883",
+        ] {
+            check_broker_url(ok).unwrap();
+        }
+        for bad in ["http://x", "mqtts://", "mqtts://h:port", "gw:8883"] {
+            assert!(check_broker_url(bad).is_err(), "{bad}");
+        }
+    }
+}
