@@ -1,0 +1,407 @@
+//! Device pod status → Kubernetes `PodStatus`, with the kubelet's semantics for phase,
+//! conditions and container statuses. Pure functions.
+
+use edge_protocol::{ContainerState, ContainerStatus, PodPhase, PodStatus as DevicePodStatus, UnixMillis};
+use k8s_openapi::api::core::v1::{
+    ContainerState as KubeContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus as KubeContainerStatus, HostIP, Pod, PodCondition,
+    PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Unix milliseconds as a Kubernetes time (seconds precision, like the API stores it).
+pub fn time_from_millis(ms: UnixMillis) -> Time {
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    Time(jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
+
+/// Now, truncated to seconds.
+pub fn now_time(now: jiff::Timestamp) -> Time {
+    Time(jiff::Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+fn phase_str(p: PodPhase) -> &'static str {
+    match p {
+        PodPhase::Pending => "Pending",
+        PodPhase::Running => "Running",
+        PodPhase::Succeeded => "Succeeded",
+        PodPhase::Failed => "Failed",
+        PodPhase::Unknown => "Unknown",
+    }
+}
+
+fn container_state(s: &ContainerState) -> KubeContainerState {
+    match s {
+        ContainerState::Waiting { reason, message } => KubeContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: message.clone(),
+            }),
+            ..Default::default()
+        },
+        ContainerState::Running { started_at } => KubeContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(time_from_millis(*started_at)),
+            }),
+            ..Default::default()
+        },
+        ContainerState::Terminated {
+            exit_code,
+            signal,
+            reason,
+            message,
+            started_at,
+            finished_at,
+        } => KubeContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: *exit_code,
+                signal: *signal,
+                reason: Some(reason.clone()),
+                message: message.clone(),
+                started_at: started_at.map(time_from_millis),
+                finished_at: finished_at.map(time_from_millis),
+                container_id: None,
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+fn kube_container_status(spec_image: &str, name: &str, s: Option<&ContainerStatus>) -> KubeContainerStatus {
+    match s {
+        Some(s) => {
+            let mut state = container_state(&s.state);
+            if let (Some(t), Some(id)) = (state.terminated.as_mut(), s.container_id.as_ref()) {
+                t.container_id = Some(id.clone());
+            }
+            KubeContainerStatus {
+                name: name.to_owned(),
+                state: Some(state),
+                last_state: Some(
+                    s.last_state
+                        .as_ref()
+                        .map(container_state)
+                        .unwrap_or_default(),
+                ),
+                ready: s.ready,
+                started: Some(s.started.unwrap_or(matches!(s.state, ContainerState::Running { .. }))),
+                restart_count: i32::try_from(s.restart_count).unwrap_or(i32::MAX),
+                image: if s.image.is_empty() {
+                    spec_image.to_owned()
+                } else {
+                    s.image.clone()
+                },
+                image_id: s.image_id.clone(),
+                container_id: s.container_id.clone(),
+                ..Default::default()
+            }
+        }
+        None => waiting_container(spec_image, name, "ContainerCreating", None),
+    }
+}
+
+fn waiting_container(image: &str, name: &str, reason: &str, message: Option<String>) -> KubeContainerStatus {
+    KubeContainerStatus {
+        name: name.to_owned(),
+        state: Some(KubeContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.to_owned()),
+                message,
+            }),
+            ..Default::default()
+        }),
+        last_state: Some(KubeContainerState::default()),
+        ready: false,
+        started: Some(false),
+        restart_count: 0,
+        image: image.to_owned(),
+        image_id: String::new(),
+        ..Default::default()
+    }
+}
+
+/// Builds a condition, keeping the previous transition time when the status is unchanged.
+fn condition(
+    existing: &[PodCondition],
+    type_: &str,
+    status: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+    now: &Time,
+) -> PodCondition {
+    let status = if status { "True" } else { "False" };
+    let previous = existing.iter().find(|c| c.type_ == type_);
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone().or(Some(now.clone())),
+        _ => Some(now.clone()),
+    };
+    PodCondition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.map(str::to_owned),
+        message,
+        last_transition_time,
+        last_probe_time: None,
+        observed_generation: None,
+    }
+}
+
+fn spec_containers(pod: &Pod) -> Vec<(String, String)> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// The pod's status as the kubelet would write it from what the device reported.
+pub fn kube_pod_status(
+    pod: &Pod,
+    report: &DevicePodStatus,
+    host_ip: Option<&str>,
+    now: &Time,
+) -> PodStatus {
+    let existing = pod.status.as_ref();
+    let existing_conditions: Vec<PodCondition> = existing
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let containers: Vec<KubeContainerStatus> = spec_containers(pod)
+        .iter()
+        .map(|(name, image)| {
+            kube_container_status(image, name, report.containers.iter().find(|c| &c.name == name))
+        })
+        .collect();
+    let terminal = matches!(report.phase, PodPhase::Succeeded | PodPhase::Failed);
+    let unready: Vec<&str> = containers
+        .iter()
+        .filter(|c| !c.ready)
+        .map(|c| c.name.as_str())
+        .collect();
+    let all_ready = unready.is_empty() && !containers.is_empty() && !terminal;
+    let (reason, message) = if terminal {
+        (Some("PodCompleted"), None)
+    } else if all_ready {
+        (None, None)
+    } else {
+        (
+            Some("ContainersNotReady"),
+            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+        )
+    };
+    let scheduled = existing_conditions
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .cloned()
+        .unwrap_or_else(|| condition(&[], "PodScheduled", true, None, None, now));
+    let conditions = vec![
+        condition(&existing_conditions, "Initialized", true, terminal.then_some("PodCompleted"), None, now),
+        condition(&existing_conditions, "Ready", all_ready, reason, message.clone(), now),
+        condition(&existing_conditions, "ContainersReady", all_ready, reason, message, now),
+        scheduled,
+    ];
+    let pod_ip = report
+        .pod_ip
+        .clone()
+        .or_else(|| host_ip.map(str::to_owned))
+        .filter(|ip| !ip.is_empty());
+    let start_time = existing
+        .and_then(|s| s.start_time.clone())
+        .or_else(|| report.start_time.map(time_from_millis))
+        .or_else(|| Some(now.clone()));
+    PodStatus {
+        phase: Some(phase_str(report.phase).to_owned()),
+        reason: report.reason.clone(),
+        message: report.message.clone(),
+        conditions: Some(conditions),
+        container_statuses: Some(containers),
+        host_ip: host_ip.map(str::to_owned),
+        host_ips: host_ip.map(|ip| vec![HostIP { ip: ip.to_owned() }]),
+        pod_ip: pod_ip.clone(),
+        pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
+        start_time,
+        qos_class: existing.and_then(|s| s.qos_class.clone()),
+        ..Default::default()
+    }
+}
+
+/// Status of a pod the gateway could not translate: Pending, every container waiting
+/// with `CreateContainerConfigError` and the reason, as the kubelet reports it.
+pub fn config_error_status(pod: &Pod, message: &str, host_ip: Option<&str>, now: &Time) -> PodStatus {
+    let existing = pod.status.as_ref();
+    let existing_conditions: Vec<PodCondition> = existing
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let containers: Vec<KubeContainerStatus> = spec_containers(pod)
+        .iter()
+        .map(|(name, image)| {
+            waiting_container(image, name, "CreateContainerConfigError", Some(message.to_owned()))
+        })
+        .collect();
+    let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+    let msg = format!("containers with unready status: [{}]", names.join(" "));
+    let scheduled = existing_conditions
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .cloned()
+        .unwrap_or_else(|| condition(&[], "PodScheduled", true, None, None, now));
+    PodStatus {
+        phase: Some("Pending".to_owned()),
+        conditions: Some(vec![
+            condition(&existing_conditions, "Initialized", true, None, None, now),
+            condition(&existing_conditions, "Ready", false, Some("ContainersNotReady"), Some(msg.clone()), now),
+            condition(&existing_conditions, "ContainersReady", false, Some("ContainersNotReady"), Some(msg), now),
+            scheduled,
+        ]),
+        container_statuses: Some(containers),
+        host_ip: host_ip.map(str::to_owned),
+        host_ips: host_ip.map(|ip| vec![HostIP { ip: ip.to_owned() }]),
+        start_time: existing.and_then(|s| s.start_time.clone()).or_else(|| Some(now.clone())),
+        qos_class: existing.and_then(|s| s.qos_class.clone()),
+        ..Default::default()
+    }
+}
+
+/// Phase of a Kubernetes pod as a label value for metrics.
+pub fn phase_of(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod() -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "apps", "uid": "u1"},
+            "spec": {"nodeName": "pi-01", "containers": [
+                {"name": "app", "image": "busybox:1"}, {"name": "side", "image": "busybox:2"}
+            ]},
+            "status": {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}
+            ]}
+        }))
+        .unwrap()
+    }
+
+    fn now() -> Time {
+        Time(jiff::Timestamp::from_second(1_700_000_100).unwrap())
+    }
+
+    fn running(name: &str, ready: bool) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            state: ContainerState::Running { started_at: 1_700_000_050_000 },
+            ready,
+            started: Some(true),
+            restart_count: 1,
+            image: "busybox:1".into(),
+            image_id: "sha256:abc".into(),
+            container_id: Some("docker://c1".into()),
+            last_state: None,
+        }
+    }
+
+    fn report(phase: PodPhase, containers: Vec<ContainerStatus>) -> DevicePodStatus {
+        DevicePodStatus {
+            uid: "u1".into(),
+            namespace: "apps".into(),
+            name: "web".into(),
+            phase,
+            start_time: Some(1_700_000_040_000),
+            containers,
+            ..Default::default()
+        }
+    }
+
+    fn cond<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
+        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn running_and_ready() {
+        let r = report(PodPhase::Running, vec![running("app", true), running("side", true)]);
+        let s = kube_pod_status(&pod(), &r, Some("192.168.1.20"), &now());
+        assert_eq!(s.phase.as_deref(), Some("Running"));
+        assert_eq!(cond(&s, "Ready").status, "True");
+        assert_eq!(cond(&s, "ContainersReady").status, "True");
+        assert_eq!(cond(&s, "Initialized").status, "True");
+        assert_eq!(
+            cond(&s, "PodScheduled").last_transition_time.as_ref().unwrap().0.as_second(),
+            1_704_067_200,
+            "kept from the existing status"
+        );
+        assert_eq!(s.host_ip.as_deref(), Some("192.168.1.20"));
+        assert_eq!(s.pod_ip.as_deref(), Some("192.168.1.20"), "host network falls back to host IP");
+        assert_eq!(s.start_time.as_ref().unwrap().0.as_second(), 1_700_000_040);
+        assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+        let cs = s.container_statuses.unwrap();
+        assert_eq!(cs.len(), 2);
+        assert_eq!(cs[0].restart_count, 1);
+        assert_eq!(cs[0].container_id.as_deref(), Some("docker://c1"));
+        assert!(cs[0].state.as_ref().unwrap().running.is_some());
+    }
+
+    #[test]
+    fn unready_container_is_named_and_missing_ones_wait() {
+        let r = report(PodPhase::Running, vec![running("app", false)]);
+        let s = kube_pod_status(&pod(), &r, None, &now());
+        let ready = cond(&s, "Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
+        assert_eq!(ready.message.as_deref(), Some("containers with unready status: [app side]"));
+        let side = &s.container_statuses.as_ref().unwrap()[1];
+        assert_eq!(
+            side.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(),
+            Some("ContainerCreating")
+        );
+    }
+
+    #[test]
+    fn completed_pods_are_not_ready_with_pod_completed() {
+        let done = ContainerStatus {
+            name: "app".into(),
+            state: ContainerState::Terminated {
+                exit_code: 0,
+                signal: None,
+                reason: "Completed".into(),
+                message: None,
+                started_at: Some(1_700_000_000_000),
+                finished_at: Some(1_700_000_001_000),
+            },
+            ..Default::default()
+        };
+        let r = report(PodPhase::Succeeded, vec![done]);
+        let s = kube_pod_status(&pod(), &r, None, &now());
+        assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
+        let t = s.container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+        assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    }
+
+    #[test]
+    fn transition_times_survive_unchanged_status() {
+        let mut p = pod();
+        let r = report(PodPhase::Running, vec![running("app", true), running("side", true)]);
+        let first = kube_pod_status(&p, &r, None, &now());
+        p.status = Some(first.clone());
+        let later = Time(jiff::Timestamp::from_second(1_700_009_999).unwrap());
+        let second = kube_pod_status(&p, &r, None, &later);
+        assert_eq!(
+            cond(&first, "Ready").last_transition_time,
+            cond(&second, "Ready").last_transition_time
+        );
+    }
+
+    #[test]
+    fn config_errors_look_like_the_kubelet() {
+        let s = config_error_status(&pod(), "secret \"x\" not found", None, &now());
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        let w = s.container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
+        assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
+        assert_eq!(w.message.as_deref(), Some("secret \"x\" not found"));
+    }
+}

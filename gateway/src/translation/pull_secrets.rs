@@ -1,0 +1,106 @@
+//! Image pull secrets (`kubernetes.io/dockerconfigjson` and legacy `dockercfg`) into
+//! registry credentials.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use edge_protocol::RegistryCredential;
+use serde_json::Value;
+
+use super::ObjectData;
+
+/// Normalizes a docker config key (`https://index.docker.io/v1/`, `ghcr.io`) to a
+/// registry host as image references name it.
+pub fn registry_host(key: &str) -> String {
+    let without_scheme = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = without_scheme.split('/').next().unwrap_or_default();
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn credential(registry: &str, entry: &Value) -> Option<RegistryCredential> {
+    let mut username = entry.get("username").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut password = entry.get("password").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if username.is_empty() {
+        if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
+            let decoded = STANDARD.decode(auth).ok()?;
+            let decoded = String::from_utf8(decoded).ok()?;
+            let (u, p) = decoded.split_once(':')?;
+            username = u.to_owned();
+            password = p.to_owned();
+        }
+    }
+    if username.is_empty() {
+        return None;
+    }
+    Some(RegistryCredential {
+        registry: registry_host(registry),
+        username,
+        password,
+    })
+}
+
+/// Credentials from one pull secret; `Err` says why the secret is unusable.
+pub fn credentials_from_secret(data: &ObjectData) -> Result<Vec<RegistryCredential>, String> {
+    let (auths, raw) = if let Some(raw) = data.bytes(".dockerconfigjson") {
+        let v: Value = serde_json::from_slice(&raw).map_err(|e| format!("invalid .dockerconfigjson: {e}"))?;
+        (v.get("auths").cloned().unwrap_or(Value::Null), true)
+    } else if let Some(raw) = data.bytes(".dockercfg") {
+        let v: Value = serde_json::from_slice(&raw).map_err(|e| format!("invalid .dockercfg: {e}"))?;
+        (v, false)
+    } else {
+        return Err("has neither .dockerconfigjson nor .dockercfg".to_owned());
+    };
+    let _ = raw;
+    let Value::Object(map) = auths else {
+        return Err("has no registry entries".to_owned());
+    };
+    Ok(map
+        .iter()
+        .filter_map(|(registry, entry)| credential(registry, entry))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn parses_dockerconfigjson_with_auth_and_plain_fields() {
+        let auth = STANDARD.encode("bob:s3cret");
+        let json = format!(
+            r#"{{"auths":{{"127.0.0.1:5000":{{"auth":"{auth}"}},"https://index.docker.io/v1/":{{"username":"al","password":"pw"}}}}}}"#
+        );
+        let data = ObjectData {
+            entries: BTreeMap::from([(".dockerconfigjson".to_owned(), json.into_bytes())]),
+        };
+        let mut creds = credentials_from_secret(&data).unwrap();
+        creds.sort_by(|a, b| a.registry.cmp(&b.registry));
+        assert_eq!(creds.len(), 2);
+        assert_eq!(creds[0].registry, "127.0.0.1:5000");
+        assert_eq!((creds[0].username.as_str(), creds[0].password.as_str()), ("bob", "s3cret"));
+        assert_eq!(creds[1].registry, "docker.io");
+        assert_eq!(creds[1].username, "al");
+    }
+
+    #[test]
+    fn legacy_dockercfg_and_garbage() {
+        let data = ObjectData {
+            entries: BTreeMap::from([(
+                ".dockercfg".to_owned(),
+                br#"{"ghcr.io":{"username":"u","password":"p"}}"#.to_vec(),
+            )]),
+        };
+        assert_eq!(credentials_from_secret(&data).unwrap()[0].registry, "ghcr.io");
+        let bad = ObjectData {
+            entries: BTreeMap::from([(".dockerconfigjson".to_owned(), b"{".to_vec())]),
+        };
+        assert!(credentials_from_secret(&bad).is_err());
+        assert!(credentials_from_secret(&ObjectData::default()).is_err());
+    }
+}

@@ -1,0 +1,289 @@
+//! Pod volumes: ConfigMap, Secret, downwardAPI and projected volumes become `Files`
+//! volumes with their contents resolved; emptyDir and hostPath pass through.
+
+use std::collections::BTreeMap;
+
+use edge_protocol::{Base64Bytes, FileItem, Volume, VolumeSource};
+use k8s_openapi::api::core::v1::{
+    DownwardAPIVolumeFile, KeyToPath, Pod, Volume as KubeVolume, VolumeProjection,
+};
+
+use super::{NodeContext, ObjectData, PodReferences, TranslationError, downward};
+use crate::quantity::Quantity;
+
+/// Default file mode of ConfigMap, Secret, downwardAPI and projected volumes (0644).
+pub const DEFAULT_MODE: u32 = 0o644;
+
+/// Whether a path inside a volume is safe: relative, no `..`, not empty.
+pub fn is_safe_relative_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path.split('/').all(|p| !p.is_empty() && p != "..")
+}
+
+fn mode_of(raw: Option<i32>, default: u32) -> u32 {
+    raw.and_then(|m| u32::try_from(m).ok())
+        .map_or(default, |m| m & 0o777)
+}
+
+fn push_file(
+    files: &mut Vec<FileItem>,
+    path: &str,
+    content: Vec<u8>,
+    mode: u32,
+) -> Result<(), TranslationError> {
+    if !is_safe_relative_path(path) {
+        return Err(TranslationError::UnsafePath(path.to_owned()));
+    }
+    files.retain(|f| f.path != path);
+    files.push(FileItem {
+        path: path.to_owned(),
+        content: Base64Bytes(content),
+        mode,
+    });
+    Ok(())
+}
+
+/// Files of a ConfigMap or Secret: every key, or only `items` (missing item keys are
+/// an error unless the source is optional).
+fn object_files(
+    files: &mut Vec<FileItem>,
+    data: &ObjectData,
+    items: Option<&Vec<KeyToPath>>,
+    default_mode: u32,
+    optional: bool,
+    what: &dyn Fn(String) -> TranslationError,
+) -> Result<(), TranslationError> {
+    match items {
+        Some(items) if !items.is_empty() => {
+            for item in items {
+                match data.bytes(&item.key) {
+                    Some(content) => push_file(
+                        files,
+                        &item.path,
+                        content,
+                        mode_of(item.mode, default_mode),
+                    )?,
+                    None if optional => {}
+                    None => return Err(what(item.key.clone())),
+                }
+            }
+        }
+        _ => {
+            for (key, content) in data.all_bytes() {
+                push_file(files, &key, content, default_mode)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn downward_files(
+    files: &mut Vec<FileItem>,
+    pod: &Pod,
+    node: &NodeContext,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: u32,
+) -> Result<(), TranslationError> {
+    for item in items {
+        let value = if let Some(f) = &item.field_ref {
+            downward::field_value(pod, node, f)?
+        } else if let Some(r) = &item.resource_field_ref {
+            let name = r.container_name.clone().unwrap_or_default();
+            let container = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == name))
+                .ok_or_else(|| TranslationError::UnknownContainer(name.clone()))?;
+            downward::resource_value(container, node, r)?
+        } else {
+            return Err(TranslationError::UnsupportedField(format!(
+                "downwardAPI item {}",
+                item.path
+            )));
+        };
+        push_file(files, &item.path, value.into_bytes(), mode_of(item.mode, default_mode))?;
+    }
+    Ok(())
+}
+
+/// Translates one pod volume. Returns `None` for volumes the device does not need
+/// (projected service account tokens are left out: devices do not call the API server).
+pub fn translate_volume(
+    pod: &Pod,
+    volume: &KubeVolume,
+    refs: &PodReferences,
+    node: &NodeContext,
+    warnings: &mut Vec<String>,
+) -> Result<Volume, TranslationError> {
+    let name = volume.name.clone();
+    let source = if let Some(cm) = &volume.config_map {
+        let mut files = Vec::new();
+        let optional = cm.optional.unwrap_or(false);
+        match refs.config_map(&cm.name) {
+            Some(data) => object_files(
+                &mut files,
+                data,
+                cm.items.as_ref(),
+                mode_of(cm.default_mode, DEFAULT_MODE),
+                optional,
+                &|key| TranslationError::ConfigMapKeyNotFound {
+                    name: cm.name.clone(),
+                    key,
+                },
+            )?,
+            None if optional => {}
+            None => return Err(TranslationError::ConfigMapNotFound(cm.name.clone())),
+        }
+        VolumeSource::Files {
+            files,
+            sensitive: false,
+        }
+    } else if let Some(sec) = &volume.secret {
+        let mut files = Vec::new();
+        let secret_name = sec.secret_name.clone().unwrap_or_default();
+        let optional = sec.optional.unwrap_or(false);
+        match refs.secret(&secret_name) {
+            Some(data) => object_files(
+                &mut files,
+                data,
+                sec.items.as_ref(),
+                mode_of(sec.default_mode, DEFAULT_MODE),
+                optional,
+                &|key| TranslationError::SecretKeyNotFound {
+                    name: secret_name.clone(),
+                    key,
+                },
+            )?,
+            None if optional => {}
+            None => return Err(TranslationError::SecretNotFound(secret_name.clone())),
+        }
+        VolumeSource::Files {
+            files,
+            sensitive: true,
+        }
+    } else if let Some(d) = &volume.downward_api {
+        let mut files = Vec::new();
+        downward_files(
+            &mut files,
+            pod,
+            node,
+            d.items.as_deref().unwrap_or_default(),
+            mode_of(d.default_mode, DEFAULT_MODE),
+        )?;
+        VolumeSource::Files {
+            files,
+            sensitive: false,
+        }
+    } else if let Some(p) = &volume.projected {
+        let mut files = Vec::new();
+        let mut sensitive = false;
+        let default_mode = mode_of(p.default_mode, DEFAULT_MODE);
+        for source in p.sources.iter().flatten() {
+            projection(
+                &mut files,
+                &mut sensitive,
+                pod,
+                source,
+                refs,
+                node,
+                default_mode,
+                warnings,
+            )?;
+        }
+        VolumeSource::Files { files, sensitive }
+    } else if let Some(e) = &volume.empty_dir {
+        let size_limit_bytes = e
+            .size_limit
+            .as_ref()
+            .map(|q| Quantity::parse(&q.0).map(Quantity::units_u64))
+            .transpose()
+            .map_err(TranslationError::Quantity)?;
+        VolumeSource::EmptyDir {
+            in_memory: e.medium.as_deref() == Some("Memory"),
+            size_limit_bytes,
+        }
+    } else if let Some(h) = &volume.host_path {
+        VolumeSource::HostPath {
+            path: h.path.clone(),
+            kind: h.type_.clone().filter(|t| !t.is_empty()),
+        }
+    } else {
+        return Err(TranslationError::UnsupportedVolume(name));
+    };
+    Ok(Volume { name, source })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn projection(
+    files: &mut Vec<FileItem>,
+    sensitive: &mut bool,
+    pod: &Pod,
+    source: &VolumeProjection,
+    refs: &PodReferences,
+    node: &NodeContext,
+    default_mode: u32,
+    warnings: &mut Vec<String>,
+) -> Result<(), TranslationError> {
+    if let Some(cm) = &source.config_map {
+        let optional = cm.optional.unwrap_or(false);
+        match refs.config_map(&cm.name) {
+            Some(data) => object_files(
+                files,
+                data,
+                cm.items.as_ref(),
+                default_mode,
+                optional,
+                &|key| TranslationError::ConfigMapKeyNotFound {
+                    name: cm.name.clone(),
+                    key,
+                },
+            )?,
+            None if optional => {}
+            None => return Err(TranslationError::ConfigMapNotFound(cm.name.clone())),
+        }
+    }
+    if let Some(sec) = &source.secret {
+        let optional = sec.optional.unwrap_or(false);
+        match refs.secret(&sec.name) {
+            Some(data) => {
+                *sensitive = true;
+                object_files(
+                    files,
+                    data,
+                    sec.items.as_ref(),
+                    default_mode,
+                    optional,
+                    &|key| TranslationError::SecretKeyNotFound {
+                        name: sec.name.clone(),
+                        key,
+                    },
+                )?
+            }
+            None if optional => {}
+            None => return Err(TranslationError::SecretNotFound(sec.name.clone())),
+        }
+    }
+    if let Some(d) = &source.downward_api {
+        downward_files(files, pod, node, d.items.as_deref().unwrap_or_default(), default_mode)?;
+    }
+    if let Some(t) = &source.service_account_token {
+        warnings.push(format!(
+            "service account token {:?} is not delivered to devices",
+            t.path
+        ));
+    }
+    if source.cluster_trust_bundle.is_some() || source.pod_certificate.is_some() {
+        return Err(TranslationError::UnsupportedVolume(
+            "projected clusterTrustBundle/podCertificate source".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Keys and contents of every entry, for volumes without `items`.
+impl ObjectData {
+    pub fn all_bytes(&self) -> BTreeMap<String, Vec<u8>> {
+        self.entries.clone()
+    }
+}
