@@ -1,0 +1,522 @@
+//! Device isolation on the real Mosquitto broker (`/usr/sbin/mosquitto`) with the
+//! configuration `edge-gateway broker-config mosquitto` writes: TLS client certificates
+//! from the fleet CA, identity from the CN, the ACL patterns of `edge-protocol`, a CRL.
+//!
+//! Negative checks never wait for "nothing happened": each is followed by a positive
+//! control on the same connection, and MQTT keeps per-connection order, so "the first
+//! message that arrives is the control" proves the forbidden one was dropped.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use edge_gateway::enrollment::EnrollmentLayout;
+use edge_gateway::enrollment::cli::{
+    BrokerConfigArgs, EnrollArgs, RevokeArgs, broker_config, enroll, revoke,
+};
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Parser)]
+struct Enroll {
+    #[command(flatten)]
+    args: EnrollArgs,
+}
+#[derive(Parser)]
+struct Revoke {
+    #[command(flatten)]
+    args: RevokeArgs,
+}
+#[derive(Parser)]
+struct BrokerConfig {
+    #[command(flatten)]
+    args: BrokerConfigArgs,
+}
+
+/// Client credentials: CA, certificate, key.
+#[derive(Clone)]
+struct Identity {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+struct Broker {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn need(tool: &str) {
+    assert!(
+        Path::new(tool).exists() || which(tool),
+        "{tool} is missing: install the Debian packages mosquitto and mosquitto-clients \
+         (scripts/install-test-deps.sh)"
+    );
+}
+
+fn which(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn start_broker(conf: &Path, port: u16, dir: &Path) -> Broker {
+    need(MOSQUITTO);
+    let log = dir.join("mosquitto.log");
+    let child = Command::new(MOSQUITTO)
+        .args(["-v", "-c"])
+        .arg(conf)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut broker = Broker { child, port, log };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = broker.child.try_wait().unwrap() {
+            panic!(
+                "mosquitto exited ({status}) with the generated config:\n{}",
+                broker.log()
+            );
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return broker;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen on {port}:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tls_args(cmd: &mut Command, port: u16, id: &Identity, client_id: &str) {
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-V",
+        "mqttv311",
+        "-q",
+        "1",
+        "-i",
+        client_id,
+    ])
+    .arg("--cafile")
+    .arg(&id.ca)
+    .arg("--cert")
+    .arg(&id.cert)
+    .arg("--key")
+    .arg(&id.key);
+}
+
+/// A running `mosquitto_sub` whose received messages ("topic payload") arrive on a channel.
+struct Subscriber {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    name: String,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Subscriber {
+    /// Starts a subscriber and waits for its SUBACK.
+    fn start(port: u16, id: &Identity, client_id: &str, filters: &[&str]) -> Subscriber {
+        need("mosquitto_sub");
+        // Line-buffered: mosquitto_sub block-buffers its output into a pipe.
+        let mut cmd = Command::new("stdbuf");
+        cmd.args(["-oL", "mosquitto_sub"]);
+        tls_args(&mut cmd, port, id, client_id);
+        for f in filters {
+            cmd.args(["-t", f]);
+        }
+        cmd.args(["-v", "-d"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx2.send(format!("stderr: {line}")).is_err() {
+                    break;
+                }
+            }
+        });
+        let sub = Subscriber {
+            child,
+            lines,
+            name: client_id.to_string(),
+        };
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match sub.lines.recv_timeout(left) {
+                Ok(line) if line.contains("received SUBACK") => return sub,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("{client_id}: no SUBACK; output: {seen:#?}"),
+            }
+        }
+    }
+
+    /// The next application message as "topic payload".
+    fn next_message(&mut self) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("edge/") => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("{}: no message arrived; output: {seen:#?}", self.name),
+            }
+        }
+    }
+
+    fn still_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+/// Publishes one message with QoS 1; returns (success, output).
+fn publish(
+    port: u16,
+    id: &Identity,
+    client_id: &str,
+    topic: &str,
+    payload: &str,
+) -> (bool, String) {
+    need("mosquitto_pub");
+    let mut cmd = Command::new("mosquitto_pub");
+    tls_args(&mut cmd, port, id, client_id);
+    let out = cmd
+        .args(["-t", topic, "-m", payload, "-d"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn publish_ok(port: u16, id: &Identity, client_id: &str, topic: &str, payload: &str) {
+    let (ok, out) = publish(port, id, client_id, topic, payload);
+    assert!(ok, "{client_id} could not publish on {topic}: {out}");
+}
+
+struct Fleet {
+    _tmp: tempfile::TempDir,
+    broker: Broker,
+    gateway: Identity,
+    a: Identity,
+    b: Identity,
+    revoked: Identity,
+}
+
+fn fleet() -> Fleet {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let s = |p: &Path| p.display().to_string();
+    let mut out = Vec::new();
+    let mut device = |id: &str| {
+        let dir = tmp.path().join(format!("{id}-bundle"));
+        let args = Enroll::try_parse_from([
+            "enroll",
+            id,
+            "--store-dir",
+            &s(&store),
+            "--out-dir",
+            &s(&dir),
+            "--broker-url",
+            "mqtts://127.0.0.1:8883",
+        ])
+        .unwrap()
+        .args;
+        enroll(&args, &mut out).unwrap();
+        Identity {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("device.pem"),
+            key: dir.join("device.key"),
+        }
+    };
+    let a = device("dev-a");
+    let b = device("dev-b");
+    let revoked = device("dev-c");
+    let args = Revoke::try_parse_from(["revoke", "dev-c", "--store-dir", &s(&store)])
+        .unwrap()
+        .args;
+    revoke(&args, &mut out).unwrap();
+
+    let port = free_port();
+    let conf_dir = tmp.path().join("mosquitto");
+    let args = BrokerConfig::try_parse_from([
+        "broker-config",
+        "mosquitto",
+        "--store-dir",
+        &s(&store),
+        "--out-dir",
+        &s(&conf_dir),
+        "--listen-address",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--run-as-user",
+        "root",
+    ])
+    .unwrap()
+    .args;
+    let conf = broker_config(&args, &mut out).unwrap();
+    let layout = EnrollmentLayout::new(&store);
+    let gateway = Identity {
+        ca: layout.ca_cert(),
+        cert: layout.gateway_cert(),
+        key: layout.gateway_key(),
+    };
+    let broker = start_broker(&conf, port, tmp.path());
+    Fleet {
+        _tmp: tmp,
+        broker,
+        gateway,
+        a,
+        b,
+        revoked,
+    }
+}
+
+#[test]
+fn devices_are_isolated_and_the_gateway_sees_everything() {
+    // The broker takes every client id from the certificate, so one identity holds one
+    // connection at a time: the phases below never run two clients of the same identity.
+    let f = fleet();
+    let port = f.broker.port;
+
+    // 1. A cannot publish on B's up topics, nor on its own down topics (forging the
+    //    gateway's orders). The gateway reads every device's up/: the first message it
+    //    gets from A is A's own.
+    let mut gateway = Subscriber::start(
+        port,
+        &f.gateway,
+        "gw-sub",
+        &["edge/v1/+/up/#", "edge/v1/+/down/#"],
+    );
+    publish_ok(
+        port,
+        &f.a,
+        "dev-a",
+        "edge/v1/dev-b/up/status",
+        "forged-by-a",
+    );
+    publish_ok(
+        port,
+        &f.a,
+        "dev-a",
+        "edge/v1/dev-a/down/desired",
+        "self-ordered",
+    );
+    publish_ok(port, &f.a, "dev-a", "edge/v1/dev-a/up/status", "a-own");
+    assert_eq!(gateway.next_message(), "edge/v1/dev-a/up/status a-own");
+    publish_ok(port, &f.b, "dev-b", "edge/v1/dev-b/up/heartbeat", "b-own");
+    assert_eq!(gateway.next_message(), "edge/v1/dev-b/up/heartbeat b-own");
+    drop(gateway);
+
+    // 2. A cannot read B's down/ (desired sets may hold secrets), not even through
+    //    wildcards; the gateway writes every device's down/.
+    let mut b_sub = Subscriber::start(port, &f.b, "dev-b", &["edge/v1/dev-b/down/#"]);
+    let mut a_sub = Subscriber::start(
+        port,
+        &f.a,
+        "dev-a",
+        &[
+            "edge/v1/dev-b/down/#",
+            "edge/v1/+/up/#",
+            "edge/v1/#",
+            "#",
+            "edge/v1/dev-a/down/#",
+        ],
+    );
+    publish_ok(
+        port,
+        &f.gateway,
+        "gw",
+        "edge/v1/dev-b/down/desired",
+        "secret-for-b",
+    );
+    publish_ok(
+        port,
+        &f.gateway,
+        "gw",
+        "edge/v1/dev-a/down/desired",
+        "for-a",
+    );
+    assert_eq!(
+        b_sub.next_message(),
+        "edge/v1/dev-b/down/desired secret-for-b"
+    );
+    assert_eq!(a_sub.next_message(), "edge/v1/dev-a/down/desired for-a");
+    drop(a_sub);
+
+    // 3. A cannot use B's client id: the broker takes the id from A's certificate, so B
+    //    stays connected with its session, and "A as dev-b" only gets A's messages.
+    let mut a_as_b = Subscriber::start(
+        port,
+        &f.a,
+        "dev-b",
+        &["edge/v1/dev-b/down/#", "edge/v1/dev-a/down/#"],
+    );
+    publish_ok(
+        port,
+        &f.gateway,
+        "gw",
+        "edge/v1/dev-b/down/desired",
+        "second-for-b",
+    );
+    publish_ok(
+        port,
+        &f.gateway,
+        "gw",
+        "edge/v1/dev-a/down/desired",
+        "second-for-a",
+    );
+    assert_eq!(
+        b_sub.next_message(),
+        "edge/v1/dev-b/down/desired second-for-b"
+    );
+    assert_eq!(
+        a_as_b.next_message(),
+        "edge/v1/dev-a/down/desired second-for-a"
+    );
+    assert!(
+        b_sub.still_running(),
+        "B was disconnected by A claiming its client id"
+    );
+    let log = f.broker.log();
+    assert!(
+        log.contains("New client connected"),
+        "the broker log is not being captured:\n{log}"
+    );
+    assert!(
+        !log.contains("Client dev-b already connected"),
+        "B's session was taken over:\n{log}"
+    );
+    drop(a_as_b);
+
+    // 4. Publishing under B's client id does not lift A's confinement either.
+    let mut gateway = Subscriber::start(port, &f.gateway, "gw-sub", &["edge/v1/+/up/#"]);
+    publish_ok(
+        port,
+        &f.a,
+        "dev-b",
+        "edge/v1/dev-b/up/status",
+        "forged-with-b-id",
+    );
+    publish_ok(
+        port,
+        &f.a,
+        "dev-b",
+        "edge/v1/dev-a/up/status",
+        "a-under-b-id",
+    );
+    assert_eq!(
+        gateway.next_message(),
+        "edge/v1/dev-a/up/status a-under-b-id"
+    );
+    assert!(b_sub.still_running());
+}
+
+#[test]
+fn a_revoked_device_cannot_connect() {
+    let f = fleet();
+    let port = f.broker.port;
+    let (ok, out) = publish(
+        port,
+        &f.revoked,
+        "dev-c",
+        "edge/v1/dev-c/up/status",
+        "from-revoked",
+    );
+    assert!(
+        !ok,
+        "revoked device connected: {out}\nbroker log:\n{}",
+        f.broker.log()
+    );
+    // Control: the same command with a valid device works.
+    publish_ok(port, &f.a, "dev-a", "edge/v1/dev-a/up/status", "ok");
+    // And nobody can connect without a certificate from the fleet CA.
+    let other = tempfile::tempdir().unwrap();
+    let store = other.path().join("s");
+    let dir = other.path().join("b");
+    let args = Enroll::try_parse_from([
+        "enroll",
+        "dev-a",
+        "--store-dir",
+        &store.display().to_string(),
+        "--out-dir",
+        &dir.display().to_string(),
+        "--broker-url",
+        "mqtts://127.0.0.1:1",
+    ])
+    .unwrap()
+    .args;
+    enroll(&args, &mut Vec::new()).unwrap();
+    let foreign = Identity {
+        ca: f.a.ca.clone(),
+        cert: dir.join("device.pem"),
+        key: dir.join("device.key"),
+    };
+    let (ok, out) = publish(
+        port,
+        &foreign,
+        "dev-a",
+        "edge/v1/dev-a/up/status",
+        "foreign",
+    );
+    assert!(!ok, "a certificate from another CA was accepted: {out}");
+}
