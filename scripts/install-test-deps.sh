@@ -6,7 +6,8 @@
 set -euo pipefail
 
 need_pkgs=(podman runc busybox-static mosquitto mosquitto-clients qemu-user-static
-           docker-registry apache2-utils iproute2 procps curl ca-certificates)
+           docker-registry apache2-utils iproute2 procps curl ca-certificates
+           gcc-aarch64-linux-gnu)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

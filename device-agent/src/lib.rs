@@ -1,5 +1,47 @@
 //! # edge-agent
 //!
+//! The small static agent that runs Kubernetes pods on an edge device (Raspberry Pi,
+//! Jetson, x86) through Docker or Podman, driven over MQTT by `edge-gateway`, and keeps
+//! them running when the network does not.
+//!
 //! # Layout
 //!
-//! (being built)
+//! | module | what is there |
+//! |---|---|
+//! | [`cli`] | clap command line: `run`, `install`, `--print-default-config` |
+//! | [`config`] | [`config::AgentConfig`]: TOML file + env + flags, validated; the commented default file |
+//! | [`agent`] | [`agent::run`]: the thin async loop that drives everything below |
+//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`) |
+//! | [`backoff`] | the kubelet's crash-loop / image-pull back-off |
+//! | [`container_runtime`] | the runtime trait and its data types |
+//! | [`docker_runtime`] | that trait over the Docker Engine API (Docker, Podman) with bollard |
+//! | [`container_labels`] | labels and names of managed containers (adoption after restart) |
+//! | [`pod_volumes`] | Files/emptyDir/hostPath volumes and device paths on the device |
+//! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
+//! | [`log_stream`] | log requests answered as sequenced chunks |
+//! | [`local_store`] | sled: desired set, report sequence, outbox of unacknowledged uplink |
+//! | [`uplink_window`] | pure state machine: one reliable message in flight, resend after reconnect |
+//! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
+//! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
+//! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
+//! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
+//! | [`wall_clock`] | Unix milliseconds |
+
+pub mod agent;
+pub mod backoff;
+pub mod bundle_install;
+pub mod cli;
+pub mod config;
+pub mod container_labels;
+pub mod container_runtime;
+pub mod docker_runtime;
+pub mod host_facts;
+pub mod local_store;
+pub mod log_stream;
+pub mod mqtt_session;
+pub mod pod_lifecycle;
+pub mod pod_volumes;
+pub mod probe_worker;
+pub mod systemd_notify;
+pub mod uplink_window;
+pub mod wall_clock;

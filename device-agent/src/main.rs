@@ -1,4 +1,71 @@
-fn main() {
-    eprintln!("edge-agent: not built yet");
-    std::process::exit(2);
+//! `edge-agent`: parse the command line, set up tracing, call the library.
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use edge_agent::cli::{Cli, Command};
+use edge_agent::config::DEFAULT_CONFIG_TOML;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{DEFAULT_CONFIG_TOML}");
+        return Ok(());
+    }
+    match cli.command {
+        None => {
+            anyhow::bail!(
+                "no command given: try `edge-agent run --config /etc/edge-agent/agent.toml` or `edge-agent --help`"
+            )
+        }
+        Some(Command::Install(args)) => {
+            let path = edge_agent::bundle_install::install(&args.bundle, &args.prefix)?;
+            println!("installed {}", path.display());
+            println!("start the agent: systemctl enable --now edge-agent");
+            Ok(())
+        }
+        Some(Command::Run(args)) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_new(&args.log_filter)
+                        .context("--log-filter is not a valid filter")?,
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let config = args.resolve()?;
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                let signal = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    signal.cancel();
+                });
+                edge_agent::agent::run(config, shutdown).await
+            })?;
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -1,0 +1,240 @@
+//! Command line: `edge-agent run`, `edge-agent install --bundle <dir>`,
+//! `edge-agent --print-default-config`. Every config key is also a flag and an
+//! `EDGE_AGENT_<KEY>` environment variable; flags and env win over the file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    AgentConfig, ConfigError, ConfigFile, DEFAULT_CONFIG_PATH, TlsFiles, parse_duration,
+    parse_label,
+};
+
+/// Runs Kubernetes pods on this device through Docker or Podman, driven over MQTT by
+/// edge-gateway; keeps them running when the network is down.
+#[derive(Debug, Parser)]
+#[command(name = "edge-agent", version, about, long_about = None)]
+pub struct Cli {
+    /// Print a commented default agent.toml and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (what the systemd unit starts).
+    Run(Box<RunArgs>),
+    /// Install a device bundle (agent.toml, ca.pem, device.pem, device.key) written by
+    /// `edge-gateway enroll` into /etc/edge-agent.
+    Install(InstallArgs),
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct RunArgs {
+    /// Config file (TOML). Without this flag /etc/edge-agent/agent.toml is read if it exists.
+    #[arg(long, env = "EDGE_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Device id: MQTT client id, Node name and certificate CN (DNS-1123 subdomain).
+    #[arg(long, env = "EDGE_AGENT_DEVICE_ID")]
+    pub device_id: Option<String>,
+    /// Broker URL, mqtt://host:port or mqtts://host:port; repeat (or comma-separate in
+    /// the env var) to give fallbacks, tried in order.
+    #[arg(
+        long = "broker-url",
+        env = "EDGE_AGENT_BROKER_URLS",
+        value_delimiter = ','
+    )]
+    pub broker_urls: Vec<String>,
+    /// Directory for the local store (desired pods, unsent reports) and pod volumes.
+    #[arg(long, env = "EDGE_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Docker Engine API socket: unix:///var/run/docker.sock, unix:///run/podman/podman.sock,
+    /// or tcp://host:port.
+    #[arg(long, env = "EDGE_AGENT_RUNTIME_SOCKET")]
+    pub runtime_socket: Option<String>,
+    /// Time between heartbeats (10, 10s, 500ms).
+    #[arg(long, env = "EDGE_AGENT_HEARTBEAT_INTERVAL_SECONDS", value_parser = parse_duration)]
+    pub heartbeat_interval: Option<Duration>,
+    /// MQTT keepalive (at least 5 s).
+    #[arg(long, env = "EDGE_AGENT_KEEPALIVE_SECONDS", value_parser = parse_duration)]
+    pub keepalive: Option<Duration>,
+    /// Longest wait between broker reconnect attempts (starts at 0.5 s, doubles).
+    #[arg(long, env = "EDGE_AGENT_RECONNECT_BACKOFF_MAX_SECONDS", value_parser = parse_duration)]
+    pub reconnect_backoff_max: Option<Duration>,
+    /// How often containers are listed and reconciled when nothing else happens.
+    #[arg(long, env = "EDGE_AGENT_SYNC_INTERVAL_SECONDS", value_parser = parse_duration)]
+    pub sync_interval: Option<Duration>,
+    /// First crash-loop / image-pull back-off (kubelet: 10 s); doubles per failure.
+    #[arg(long, env = "EDGE_AGENT_CRASH_LOOP_BACKOFF_INITIAL_SECONDS", value_parser = parse_duration)]
+    pub crash_loop_backoff_initial: Option<Duration>,
+    /// Longest crash-loop back-off (kubelet: 5 min).
+    #[arg(long, env = "EDGE_AGENT_CRASH_LOOP_BACKOFF_MAX_SECONDS", value_parser = parse_duration)]
+    pub crash_loop_backoff_max: Option<Duration>,
+    /// Running this long resets a container's back-off (kubelet: 10 min).
+    #[arg(long, env = "EDGE_AGENT_CRASH_LOOP_BACKOFF_RESET_SECONDS", value_parser = parse_duration)]
+    pub crash_loop_backoff_reset: Option<Duration>,
+    /// Pod capacity reported for this node.
+    #[arg(long, env = "EDGE_AGENT_MAX_PODS")]
+    pub max_pods: Option<u64>,
+    /// CA certificate (PEM) of the broker, for mqtts://.
+    #[arg(long, env = "EDGE_AGENT_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Device client certificate (PEM).
+    #[arg(long, env = "EDGE_AGENT_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Device private key (PEM).
+    #[arg(long, env = "EDGE_AGENT_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Extra node label key=value; repeat (or comma-separate in the env var).
+    #[arg(long = "label", env = "EDGE_AGENT_LABELS", value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Log filter (tracing env-filter syntax), e.g. info or edge_agent=debug.
+    #[arg(long, env = "EDGE_AGENT_LOG_FILTER", default_value = "info")]
+    pub log_filter: String,
+}
+
+impl RunArgs {
+    /// Reads the config file (if any) and applies flags and env on top of it.
+    pub fn resolve(&self) -> Result<AgentConfig, ConfigError> {
+        let mut file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => {
+                let default = PathBuf::from(DEFAULT_CONFIG_PATH);
+                if default.exists() {
+                    ConfigFile::load(&default)?
+                } else {
+                    ConfigFile::default()
+                }
+            }
+        };
+        if let Some(v) = &self.device_id {
+            file.device_id = Some(v.clone());
+        }
+        if !self.broker_urls.is_empty() {
+            file.broker_urls = Some(self.broker_urls.clone());
+        }
+        if let Some(v) = &self.state_dir {
+            file.state_dir = Some(v.clone());
+        }
+        if let Some(v) = &self.runtime_socket {
+            file.runtime_socket = Some(v.clone());
+        }
+        let secs = |d: &Option<Duration>, slot: &mut Option<f64>| {
+            if let Some(d) = d {
+                *slot = Some(d.as_secs_f64());
+            }
+        };
+        secs(
+            &self.heartbeat_interval,
+            &mut file.heartbeat_interval_seconds,
+        );
+        secs(
+            &self.reconnect_backoff_max,
+            &mut file.reconnect_backoff_max_seconds,
+        );
+        secs(&self.sync_interval, &mut file.sync_interval_seconds);
+        secs(
+            &self.crash_loop_backoff_initial,
+            &mut file.crash_loop_backoff_initial_seconds,
+        );
+        secs(
+            &self.crash_loop_backoff_max,
+            &mut file.crash_loop_backoff_max_seconds,
+        );
+        secs(
+            &self.crash_loop_backoff_reset,
+            &mut file.crash_loop_backoff_reset_seconds,
+        );
+        if let Some(k) = self.keepalive {
+            file.keepalive_seconds = Some(k.as_secs());
+        }
+        if let Some(v) = self.max_pods {
+            file.max_pods = Some(v);
+        }
+        let tls = file.tls.get_or_insert_with(TlsFiles::default);
+        if let Some(v) = &self.tls_ca_file {
+            tls.ca_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_cert_file {
+            tls.cert_file = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key_file {
+            tls.key_file = Some(v.clone());
+        }
+        if !self.labels.is_empty() {
+            let labels = file.labels.get_or_insert_with(Default::default);
+            for raw in &self.labels {
+                let (k, v) = parse_label(raw)?;
+                labels.insert(k, v);
+            }
+        }
+        AgentConfig::from_file(file)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// Bundle directory from `edge-gateway enroll` (agent.toml, ca.pem, device.pem, device.key).
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Root to install under (files go to <prefix>/etc/edge-agent); for images and tests.
+    #[arg(long, default_value = "/")]
+    pub prefix: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "device_id = \"from-file\"\nbroker_urls = [\"mqtt://a:1\"]\n[tls]\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "edge-agent",
+            "run",
+            "--config",
+            path.to_str().unwrap(),
+            "--device-id",
+            "flag-id",
+            "--heartbeat-interval",
+            "1s",
+            "--label",
+            "site=lab",
+            "--broker-url",
+            "mqtt://b:2",
+            "--broker-url",
+            "mqtt://c:3",
+        ])
+        .unwrap();
+        let Some(Command::Run(args)) = cli.command else {
+            panic!("not run")
+        };
+        let cfg = args.resolve().unwrap();
+        assert_eq!(cfg.device_id.as_str(), "flag-id");
+        assert_eq!(cfg.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(cfg.brokers.len(), 2);
+        assert_eq!(cfg.labels["site"], "lab");
+        assert_eq!(cfg.tls.ca_file.unwrap(), dir.path().join("ca.pem"));
+    }
+
+    #[test]
+    fn missing_explicit_config_is_an_error() {
+        let args = RunArgs {
+            config: Some("/nonexistent/agent.toml".into()),
+            ..Default::default()
+        };
+        assert!(matches!(args.resolve(), Err(ConfigError::Read { .. })));
+    }
+}

@@ -1,0 +1,424 @@
+//! The agent's configuration: a TOML file (`/etc/edge-agent/agent.toml`), overridden by
+//! environment variables and flags (see [`crate::cli`]), validated into [`AgentConfig`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edge_protocol::DeviceId;
+use serde::{Deserialize, Serialize};
+
+/// Where `edge-agent run` looks for its file when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/edge-agent/agent.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "device_id is not set: put `device_id = \"...\"` in the config file or pass --device-id"
+    )]
+    MissingDeviceId,
+    #[error("device_id is invalid: {0}")]
+    InvalidDeviceId(#[from] edge_protocol::DeviceIdError),
+    #[error("no broker: set `broker_urls = [\"mqtts://host:8883\"]` or pass --broker-url")]
+    NoBroker,
+    #[error(
+        "broker URL {url:?} is not valid: {reason} (expected mqtt://host:port or mqtts://host:port)"
+    )]
+    BadBrokerUrl { url: String, reason: String },
+    #[error("broker URL {url} uses mqtts:// but no [tls] ca_file is configured")]
+    TlsMissing { url: String },
+    #[error("label {0:?} is not of the form key=value")]
+    BadLabel(String),
+    #[error("{what} must be greater than zero")]
+    Zero { what: &'static str },
+}
+
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// TLS files for `mqtts://` brokers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// CA that signed the broker's certificate (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// The device's client certificate (PEM); CN = device id.
+    pub cert_file: Option<PathBuf>,
+    /// The device's private key (PEM, PKCS#8 or RSA/SEC1).
+    pub key_file: Option<PathBuf>,
+}
+
+/// The file format, every field optional so that flags and env can fill the gaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub device_id: Option<String>,
+    pub broker_urls: Option<Vec<String>>,
+    pub state_dir: Option<PathBuf>,
+    pub runtime_socket: Option<String>,
+    pub heartbeat_interval_seconds: Option<f64>,
+    pub keepalive_seconds: Option<u64>,
+    pub reconnect_backoff_max_seconds: Option<f64>,
+    pub sync_interval_seconds: Option<f64>,
+    pub crash_loop_backoff_initial_seconds: Option<f64>,
+    pub crash_loop_backoff_max_seconds: Option<f64>,
+    pub crash_loop_backoff_reset_seconds: Option<f64>,
+    pub max_pods: Option<u64>,
+    pub tls: Option<TlsFiles>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl ConfigFile {
+    /// Reads and parses a file; relative TLS paths are resolved against its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut file = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        if let (Some(tls), Some(dir)) = (file.tls.as_mut(), path.parent()) {
+            for p in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .flatten()
+            {
+                if p.is_relative() {
+                    *p = dir.join(&*p);
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// One broker endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl BrokerUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        let bad = |reason: &str| ConfigError::BadBrokerUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing scheme"))?;
+        let tls = match scheme {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            _ => return Err(bad("unknown scheme")),
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                let port = p.parse::<u16>().map_err(|_| bad("port is not a number"))?;
+                (h, port)
+            }
+            _ => (rest, if tls { 8883 } else { 1883 }),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.contains('/') {
+            return Err(bad("missing or invalid host"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+}
+
+impl std::fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// Timings of the pod lifecycle; short values make tests fast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifecycleTimings {
+    /// How often the agent lists containers and reconciles even when nothing happened.
+    pub sync_interval: Duration,
+    /// First crash-loop (and image pull) back-off; doubles on every failure.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// A container that ran this long resets its back-off.
+    pub backoff_reset: Duration,
+}
+
+impl Default for LifecycleTimings {
+    fn default() -> Self {
+        Self {
+            sync_interval: Duration::from_secs(2),
+            backoff_initial: Duration::from_secs(10),
+            backoff_max: Duration::from_secs(300),
+            backoff_reset: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The validated configuration the agent runs with.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub device_id: DeviceId,
+    pub brokers: Vec<BrokerUrl>,
+    pub state_dir: PathBuf,
+    pub runtime_socket: String,
+    pub heartbeat_interval: Duration,
+    pub keepalive: Duration,
+    pub reconnect_backoff_max: Duration,
+    pub timings: LifecycleTimings,
+    pub max_pods: u64,
+    pub tls: TlsFiles,
+    pub labels: BTreeMap<String, String>,
+}
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/edge-agent";
+pub const DEFAULT_RUNTIME_SOCKET: &str = "unix:///var/run/docker.sock";
+
+impl AgentConfig {
+    /// Validates a merged file (flags and env already applied on top of it).
+    pub fn from_file(file: ConfigFile) -> Result<Self> {
+        let id = file.device_id.ok_or(ConfigError::MissingDeviceId)?;
+        let device_id = DeviceId::new(id)?;
+        let urls = file.broker_urls.unwrap_or_default();
+        if urls.is_empty() {
+            return Err(ConfigError::NoBroker);
+        }
+        let brokers = urls
+            .iter()
+            .map(|u| BrokerUrl::parse(u))
+            .collect::<Result<Vec<_>>>()?;
+        let tls = file.tls.unwrap_or_default();
+        if let Some(b) = brokers.iter().find(|b| b.tls)
+            && tls.ca_file.is_none()
+        {
+            return Err(ConfigError::TlsMissing { url: b.to_string() });
+        }
+        let secs = |v: Option<f64>, default: Duration, what: &'static str| -> Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+                Some(_) => Err(ConfigError::Zero { what }),
+            }
+        };
+        let defaults = LifecycleTimings::default();
+        let timings = LifecycleTimings {
+            sync_interval: secs(
+                file.sync_interval_seconds,
+                defaults.sync_interval,
+                "sync_interval_seconds",
+            )?,
+            backoff_initial: secs(
+                file.crash_loop_backoff_initial_seconds,
+                defaults.backoff_initial,
+                "crash_loop_backoff_initial_seconds",
+            )?,
+            backoff_max: secs(
+                file.crash_loop_backoff_max_seconds,
+                defaults.backoff_max,
+                "crash_loop_backoff_max_seconds",
+            )?,
+            backoff_reset: secs(
+                file.crash_loop_backoff_reset_seconds,
+                defaults.backoff_reset,
+                "crash_loop_backoff_reset_seconds",
+            )?,
+        };
+        Ok(Self {
+            device_id,
+            brokers,
+            state_dir: file
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            runtime_socket: file
+                .runtime_socket
+                .unwrap_or_else(|| DEFAULT_RUNTIME_SOCKET.to_owned()),
+            heartbeat_interval: secs(
+                file.heartbeat_interval_seconds,
+                Duration::from_secs(10),
+                "heartbeat_interval_seconds",
+            )?,
+            keepalive: Duration::from_secs(file.keepalive_seconds.unwrap_or(30).max(5)),
+            reconnect_backoff_max: secs(
+                file.reconnect_backoff_max_seconds,
+                Duration::from_secs(30),
+                "reconnect_backoff_max_seconds",
+            )?,
+            timings,
+            max_pods: match file.max_pods {
+                Some(0) => return Err(ConfigError::Zero { what: "max_pods" }),
+                Some(n) => n,
+                None => 110,
+            },
+            tls,
+            labels: file.labels.unwrap_or_default(),
+        })
+    }
+}
+
+/// Parses `key=value`.
+pub fn parse_label(raw: &str) -> Result<(String, String)> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(ConfigError::BadLabel(raw.to_owned())),
+    }
+}
+
+/// Parses a duration: plain seconds (`10`, `0.5`) or humantime (`1s`, `250ms`, `5m`).
+pub fn parse_duration(raw: &str) -> std::result::Result<Duration, String> {
+    let raw = raw.trim();
+    if let Ok(secs) = raw.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!("{raw:?} is not a valid number of seconds"));
+    }
+    humantime::parse_duration(raw)
+        .map_err(|e| format!("{raw:?} is not a duration like 10s, 500ms or 5m: {e}"))
+}
+
+/// The commented default configuration printed by `edge-agent --print-default-config`.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# edge-agent configuration (/etc/edge-agent/agent.toml).
+# Every key can also be given as a flag (`edge-agent run --help`) or as an environment
+# variable EDGE_AGENT_<KEY> (for example EDGE_AGENT_DEVICE_ID); flags and environment
+# win over this file.
+
+# The device's one name: MQTT client id, Kubernetes Node name and the CN of its client
+# certificate. A DNS-1123 subdomain (lower-case letters, digits, '-' and '.').
+device_id = "pi-01"
+
+# Brokers to connect to, tried in order (mqtt:// plain, mqtts:// TLS with client certs).
+broker_urls = ["mqtts://gateway.example.com:8883"]
+
+# Desired pods, unsent status reports and pod volumes live here.
+state_dir = "/var/lib/edge-agent"
+
+# Docker Engine API of the container runtime: Docker, or Podman's compatible socket
+# (unix:///run/podman/podman.sock).
+runtime_socket = "unix:///var/run/docker.sock"
+
+# Seconds between heartbeats.
+heartbeat_interval_seconds = 10
+
+# MQTT keepalive (seconds) and the longest wait between reconnect attempts.
+keepalive_seconds = 30
+reconnect_backoff_max_seconds = 30
+
+# How often (seconds) containers are listed and reconciled when nothing else happens.
+sync_interval_seconds = 2
+
+# Crash-loop back-off, as the kubelet: 10 s doubling up to 5 min, reset once a container
+# ran for 10 min. Also used for image pull back-off.
+crash_loop_backoff_initial_seconds = 10
+crash_loop_backoff_max_seconds = 300
+crash_loop_backoff_reset_seconds = 600
+
+# How many pods this device accepts (reported as the Node's pod capacity).
+max_pods = 110
+
+# Required for mqtts:// brokers. Relative paths are relative to this file.
+[tls]
+ca_file = "/etc/edge-agent/ca.pem"
+cert_file = "/etc/edge-agent/device.pem"
+key_file = "/etc/edge-agent/device.key"
+
+# Extra node labels the device asks for (the gateway drops reserved kubernetes.io/ ones).
+[labels]
+# site = "lab"
+"#;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn default_file_parses_and_validates() {
+        let file = ConfigFile::parse(DEFAULT_CONFIG_TOML).unwrap();
+        let cfg = AgentConfig::from_file(file).unwrap();
+        assert_eq!(cfg.device_id.as_str(), "pi-01");
+        assert_eq!(cfg.brokers[0].port, 8883);
+        assert!(cfg.brokers[0].tls);
+        assert_eq!(cfg.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(cfg.timings, LifecycleTimings::default());
+        assert_eq!(cfg.runtime_socket, DEFAULT_RUNTIME_SOCKET);
+    }
+
+    #[test]
+    fn contract_example_parses() {
+        let text = r#"
+device_id = "pi-01"
+broker_urls = ["mqtts://gateway.example.com:8883"]
+state_dir = "/var/lib/edge-agent"
+runtime_socket = "unix:///var/run/docker.sock"
+heartbeat_interval_seconds = 10
+[tls]
+ca_file = "/etc/edge-agent/ca.pem"
+cert_file = "/etc/edge-agent/device.pem"
+key_file = "/etc/edge-agent/device.key"
+[labels]
+site = "lab"
+"#;
+        let cfg = AgentConfig::from_file(ConfigFile::parse(text).unwrap()).unwrap();
+        assert_eq!(cfg.labels.get("site").map(String::as_str), Some("lab"));
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let e = AgentConfig::from_file(ConfigFile::default()).unwrap_err();
+        assert!(e.to_string().contains("--device-id"), "{e}");
+        let f = ConfigFile {
+            device_id: Some("a".into()),
+            broker_urls: Some(vec!["mqtts://h".into()]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            AgentConfig::from_file(f),
+            Err(ConfigError::TlsMissing { .. })
+        ));
+        assert!(ConfigFile::parse("unknown_key = 1").is_err());
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap(),
+            BrokerUrl {
+                host: "127.0.0.1".into(),
+                port: 1884,
+                tls: false
+            }
+        );
+        assert_eq!(BrokerUrl::parse("mqtt://h").unwrap().port, 1883);
+        assert_eq!(BrokerUrl::parse("mqtts://[::1]:99").unwrap().host, "::1");
+        for bad in ["h:1", "http://h:1", "mqtt://:1", "mqtt://h:x"] {
+            assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! The labels and names the agent puts on every container it creates, so that a
+//! restarted agent finds (adopts) its containers instead of recreating them.
+
+use std::collections::HashMap;
+
+pub const POD_UID: &str = "io.edge-kube.pod-uid";
+pub const POD_NAMESPACE: &str = "io.edge-kube.pod-namespace";
+pub const POD_NAME: &str = "io.edge-kube.pod-name";
+pub const CONTAINER_NAME: &str = "io.edge-kube.container-name";
+pub const RESTART_COUNT: &str = "io.edge-kube.restart-count";
+pub const MANAGED: &str = "io.edge-kube.managed";
+/// Hash of the container spec the container was created from (a changed spec, e.g. a new
+/// image, replaces the container as the kubelet does).
+pub const SPEC_HASH: &str = "io.edge-kube.spec-hash";
+/// Grace period to stop the container with when its pod is no longer known.
+pub const GRACE_PERIOD: &str = "io.edge-kube.termination-grace-period";
+
+/// Identity of a managed container, read back from its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerIdentity {
+    pub pod_uid: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub container_name: String,
+    pub restart_count: u32,
+    pub spec_hash: String,
+    pub grace_period_seconds: u64,
+}
+
+impl ContainerIdentity {
+    pub fn to_labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (POD_UID.to_owned(), self.pod_uid.clone()),
+            (POD_NAMESPACE.to_owned(), self.pod_namespace.clone()),
+            (POD_NAME.to_owned(), self.pod_name.clone()),
+            (CONTAINER_NAME.to_owned(), self.container_name.clone()),
+            (RESTART_COUNT.to_owned(), self.restart_count.to_string()),
+            (MANAGED.to_owned(), "true".to_owned()),
+            (SPEC_HASH.to_owned(), self.spec_hash.clone()),
+            (
+                GRACE_PERIOD.to_owned(),
+                self.grace_period_seconds.to_string(),
+            ),
+        ])
+    }
+
+    /// `None` when the container is not one of ours (or its labels were tampered with).
+    pub fn from_labels(labels: &HashMap<String, String>) -> Option<Self> {
+        if labels.get(MANAGED).map(String::as_str) != Some("true") {
+            return None;
+        }
+        Some(Self {
+            pod_uid: labels.get(POD_UID)?.clone(),
+            pod_namespace: labels.get(POD_NAMESPACE).cloned().unwrap_or_default(),
+            pod_name: labels.get(POD_NAME).cloned().unwrap_or_default(),
+            container_name: labels.get(CONTAINER_NAME)?.clone(),
+            restart_count: labels.get(RESTART_COUNT)?.parse().ok()?,
+            spec_hash: labels.get(SPEC_HASH).cloned().unwrap_or_default(),
+            grace_period_seconds: labels
+                .get(GRACE_PERIOD)
+                .and_then(|g| g.parse().ok())
+                .unwrap_or(30),
+        })
+    }
+
+    /// `edge_<pod-name>_<ns>_<container>_<uid8>_<restart>`.
+    pub fn container_name(&self) -> String {
+        let uid8: String = self.pod_uid.chars().filter(|c| *c != '-').take(8).collect();
+        format!(
+            "edge_{}_{}_{}_{}_{}",
+            sanitize(&self.pod_name),
+            sanitize(&self.pod_namespace),
+            sanitize(&self.container_name),
+            sanitize(&uid8),
+            self.restart_count
+        )
+    }
+}
+
+/// Docker names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]`; Kubernetes names already fit, this
+/// only guards against hostile input.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn round_trips_and_names() {
+        let id = ContainerIdentity {
+            pod_uid: "1234abcd-5678".into(),
+            pod_namespace: "default".into(),
+            pod_name: "web".into(),
+            container_name: "nginx".into(),
+            restart_count: 3,
+            spec_hash: "h".into(),
+            grace_period_seconds: 5,
+        };
+        assert_eq!(id.container_name(), "edge_web_default_nginx_1234abcd_3");
+        assert_eq!(ContainerIdentity::from_labels(&id.to_labels()), Some(id));
+        assert_eq!(ContainerIdentity::from_labels(&HashMap::new()), None);
+    }
+}

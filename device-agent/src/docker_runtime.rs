@@ -1,0 +1,552 @@
+//! [`ContainerRuntime`] over the Docker Engine API (bollard): Docker, and Podman's
+//! Docker-compatible socket.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use edge_protocol::{RegistryCredential, UnixMillis};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+
+use crate::container_labels::{self, ContainerIdentity};
+use crate::container_runtime::{
+    ContainerRuntime, ContainerSnapshot, CreateContainer, LogReadOptions, Result, RunState,
+    RuntimeError,
+};
+
+/// Docker Engine API client. Inspect results are cached per (container, state) so a
+/// steady device costs one list call per sync.
+#[derive(Debug)]
+pub struct DockerRuntime {
+    docker: Docker,
+    socket: String,
+    inspected: Mutex<HashMap<String, (String, ContainerSnapshot)>>,
+}
+
+const API_TIMEOUT_SECS: u64 = 120;
+
+impl DockerRuntime {
+    /// Connects (lazily) to `unix:///path`, `/path`, `tcp://host:port` or `http://host:port`.
+    pub fn connect(socket: &str) -> Result<Self> {
+        let unreachable = |e: bollard::errors::Error| RuntimeError::Unreachable {
+            socket: socket.to_owned(),
+            message: e.to_string(),
+        };
+        let docker = if let Some(rest) = socket
+            .strip_prefix("tcp://")
+            .or_else(|| socket.strip_prefix("http://"))
+        {
+            Docker::connect_with_http(
+                &format!("http://{rest}"),
+                API_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(unreachable)?
+        } else {
+            let path = socket.strip_prefix("unix://").unwrap_or(socket);
+            Docker::connect_with_unix(path, API_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(unreachable)?
+        };
+        Ok(Self {
+            docker,
+            socket: socket.to_owned(),
+            inspected: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Checks that the API answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Unreachable {
+                socket: self.socket.clone(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn inspect_snapshot(
+        &self,
+        id: &str,
+        identity: ContainerIdentity,
+    ) -> Result<ContainerSnapshot> {
+        let info = self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(api)?;
+        let state = info.state.unwrap_or_default();
+        let started_at = state.started_at.as_deref().and_then(parse_time);
+        let finished_at = state.finished_at.as_deref().and_then(parse_time);
+        let status = state
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+            .to_lowercase();
+        let run_state = if state.running.unwrap_or(false) {
+            RunState::Running {
+                started_at: started_at.unwrap_or_default(),
+            }
+        } else if status == "created" || status == "configured" || status.is_empty() {
+            RunState::Created
+        } else {
+            RunState::Exited {
+                exit_code: i32::try_from(state.exit_code.unwrap_or(0)).unwrap_or(-1),
+                started_at,
+                finished_at,
+                oom_killed: state.oom_killed.unwrap_or(false),
+                error: state.error.filter(|e| !e.is_empty()),
+            }
+        };
+        let ip_address = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|nets| {
+                nets.into_values()
+                    .filter_map(|e| e.ip_address)
+                    .find(|ip| !ip.is_empty())
+            });
+        Ok(ContainerSnapshot {
+            id: id.to_owned(),
+            identity,
+            state: run_state,
+            image_id: info.image.unwrap_or_default(),
+            ip_address,
+        })
+    }
+}
+
+fn api(e: bollard::errors::Error) -> RuntimeError {
+    match &e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => RuntimeError::NotFound(message.clone()),
+        _ => RuntimeError::Api(e.to_string()),
+    }
+}
+
+/// RFC 3339 as the Engine API writes it; `0001-01-01T00:00:00Z` (never) is `None`.
+pub fn parse_time(raw: &str) -> Option<UnixMillis> {
+    if raw.starts_with("0001-") || raw.is_empty() {
+        return None;
+    }
+    let t = humantime::parse_rfc3339_weak(raw).ok()?;
+    let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    u64::try_from(ms).ok()
+}
+
+/// Adds `:latest` when an image reference has neither tag nor digest (otherwise the
+/// Engine API pulls every tag).
+pub fn normalize_image(image: &str) -> String {
+    if image.contains('@') {
+        return image.to_owned();
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// Whether a credential's registry serves this image (`127.0.0.1:5000/x` → `127.0.0.1:5000`;
+/// no registry part means Docker Hub).
+pub fn credential_matches(image: &str, registry: &str) -> bool {
+    let registry = registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let registry = registry.strip_suffix("/v1").unwrap_or(registry);
+    let first = image.split('/').next().unwrap_or("");
+    let image_registry = if image.contains('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost")
+    {
+        first
+    } else {
+        "docker.io"
+    };
+    let hub = |r: &str| matches!(r, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    registry == image_registry || (hub(registry) && hub(image_registry))
+}
+
+impl ContainerRuntime for DockerRuntime {
+    fn version(&self) -> BoxFuture<'_, Result<String>> {
+        async move {
+            let v = self.docker.version().await.map_err(api)?;
+            let podman = v
+                .components
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.name.to_lowercase().contains("podman"));
+            let scheme = if podman { "podman" } else { "docker" };
+            Ok(format!("{scheme}://{}", v.version.unwrap_or_default()))
+        }
+        .boxed()
+    }
+
+    fn data_root(&self) -> BoxFuture<'_, Result<Option<String>>> {
+        async move {
+            let info = self.docker.info().await.map_err(api)?;
+            Ok(info.docker_root_dir)
+        }
+        .boxed()
+    }
+
+    fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerSnapshot>>> {
+        async move {
+            let filters = HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{}=true", container_labels::MANAGED)],
+            )]);
+            let list = self
+                .docker
+                .list_containers(Some(
+                    ListContainersOptionsBuilder::default()
+                        .all(true)
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(|e| RuntimeError::Unreachable {
+                    socket: self.socket.clone(),
+                    message: e.to_string(),
+                })?;
+            let mut out = Vec::with_capacity(list.len());
+            let mut seen = Vec::with_capacity(list.len());
+            for summary in list {
+                let (Some(id), Some(labels)) = (summary.id, summary.labels) else {
+                    continue;
+                };
+                let Some(identity) = ContainerIdentity::from_labels(&labels) else {
+                    continue;
+                };
+                let state = summary.state.map(|s| s.to_string()).unwrap_or_default();
+                seen.push(id.clone());
+                let cached = self.inspected.lock().ok().and_then(|c| {
+                    c.get(&id)
+                        .filter(|(s, _)| *s == state)
+                        .map(|(_, v)| v.clone())
+                });
+                if let Some(snapshot) = cached {
+                    out.push(snapshot);
+                    continue;
+                }
+                match self.inspect_snapshot(&id, identity).await {
+                    Ok(snapshot) => {
+                        if let Ok(mut c) = self.inspected.lock() {
+                            c.insert(id, (state, snapshot.clone()));
+                        }
+                        out.push(snapshot);
+                    }
+                    // Removed between list and inspect.
+                    Err(RuntimeError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Ok(mut c) = self.inspected.lock() {
+                c.retain(|id, _| seen.contains(id));
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn image_present<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<bool>> {
+        async move {
+            match self.docker.inspect_image(image).await {
+                Ok(_) => Ok(true),
+                Err(e) => match api(e) {
+                    RuntimeError::NotFound(_) => Ok(false),
+                    other => Err(other),
+                },
+            }
+        }
+        .boxed()
+    }
+
+    fn pull<'a>(
+        &'a self,
+        image: &'a str,
+        credential: Option<&'a RegistryCredential>,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let reference = normalize_image(image);
+            let creds = credential.map(|c| DockerCredentials {
+                username: Some(c.username.clone()),
+                password: Some(c.password.clone()),
+                serveraddress: Some(c.registry.clone()),
+                ..Default::default()
+            });
+            let options = CreateImageOptionsBuilder::default()
+                .from_image(&reference)
+                .build();
+            let mut stream = self.docker.create_image(Some(options), None, creds);
+            while let Some(item) = stream.next().await {
+                item.map_err(|e| RuntimeError::Pull {
+                    image: image.to_owned(),
+                    message: e.to_string(),
+                })?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn create<'a>(&'a self, spec: &'a CreateContainer) -> BoxFuture<'a, Result<String>> {
+        async move {
+            let name = spec
+                .identity
+                .as_ref()
+                .map(ContainerIdentity::container_name);
+            let mut port_bindings = HashMap::new();
+            let mut exposed = Vec::new();
+            for p in &spec.ports {
+                let key = format!("{}/{}", p.container_port, p.protocol);
+                exposed.push(key.clone());
+                if let Some(hp) = p.host_port {
+                    port_bindings.insert(
+                        key,
+                        Some(vec![PortBinding {
+                            host_ip: None,
+                            host_port: Some(hp.to_string()),
+                        }]),
+                    );
+                }
+            }
+            let host_config = HostConfig {
+                binds: Some(
+                    spec.binds
+                        .iter()
+                        .map(|b| {
+                            let mode = if b.read_only { "ro" } else { "rw" };
+                            format!("{}:{}:{mode}", b.host_path, b.container_path)
+                        })
+                        .collect(),
+                ),
+                tmpfs: (!spec.tmpfs.is_empty()).then(|| spec.tmpfs.iter().cloned().collect()),
+                devices: Some(
+                    spec.devices
+                        .iter()
+                        .map(|d| bollard::models::DeviceMapping {
+                            path_on_host: Some(d.host_path.clone()),
+                            path_in_container: Some(if d.container_path.is_empty() {
+                                d.host_path.clone()
+                            } else {
+                                d.container_path.clone()
+                            }),
+                            cgroup_permissions: Some(if d.permissions.is_empty() {
+                                "rwm".to_owned()
+                            } else {
+                                d.permissions.clone()
+                            }),
+                        })
+                        .collect(),
+                ),
+                network_mode: spec.host_network.then(|| "host".to_owned()),
+                port_bindings: (!port_bindings.is_empty() && !spec.host_network)
+                    .then_some(port_bindings),
+                nano_cpus: spec
+                    .cpu_limit_millis
+                    .and_then(|m| i64::try_from(m.saturating_mul(1_000_000)).ok()),
+                memory: spec.memory_limit_bytes.and_then(|m| i64::try_from(m).ok()),
+                privileged: Some(spec.privileged),
+                ..Default::default()
+            };
+            let body = ContainerCreateBody {
+                image: Some(spec.image.clone()),
+                entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
+                cmd: if !spec.args.is_empty() {
+                    Some(spec.args.clone())
+                } else if !spec.command.is_empty() {
+                    // Kubernetes: a command without args does not run the image's CMD.
+                    Some(Vec::new())
+                } else {
+                    None
+                },
+                working_dir: spec.working_dir.clone(),
+                env: Some(spec.env.clone()),
+                labels: spec.identity.as_ref().map(ContainerIdentity::to_labels),
+                hostname: if spec.host_network {
+                    None
+                } else {
+                    spec.hostname.clone()
+                },
+                exposed_ports: (!exposed.is_empty()).then_some(exposed),
+                host_config: Some(host_config),
+                ..Default::default()
+            };
+            let mut options = CreateContainerOptionsBuilder::default();
+            if let Some(name) = &name {
+                options = options.name(name);
+            }
+            let created = self
+                .docker
+                .create_container(Some(options.build()), body)
+                .await
+                .map_err(api)?;
+            Ok(created.id)
+        }
+        .boxed()
+    }
+
+    fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            self.docker
+                .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+                .await
+                .map_err(api)
+        }
+        .boxed()
+    }
+
+    fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+            let options = StopContainerOptionsBuilder::default().t(t).build();
+            match self.docker.stop_container(id, Some(options)).await {
+                Ok(()) => Ok(()),
+                // 304: already stopped.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 304, ..
+                }) => Ok(()),
+                Err(e) => Err(api(e)),
+            }
+        }
+        .boxed()
+    }
+
+    fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match self.docker.remove_container(id, Some(options)).await {
+                Ok(()) => Ok(()),
+                Err(e) => match api(e) {
+                    RuntimeError::NotFound(_) => Ok(()),
+                    other => Err(other),
+                },
+            }
+        }
+        .boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        command: &'a [String],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(i64, String)>> {
+        async move {
+            let run = async {
+                let exec = self
+                    .docker
+                    .create_exec(
+                        id,
+                        CreateExecOptions {
+                            cmd: Some(command.to_vec()),
+                            attach_stdout: Some(true),
+                            attach_stderr: Some(true),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(api)?;
+                let mut output = String::new();
+                if let StartExecResults::Attached {
+                    output: mut out, ..
+                } = self
+                    .docker
+                    .start_exec(&exec.id, Some(StartExecOptions::default()))
+                    .await
+                    .map_err(api)?
+                {
+                    while let Some(chunk) = out.next().await {
+                        let chunk = chunk.map_err(api)?;
+                        if output.len() < 4096 {
+                            output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                        }
+                    }
+                }
+                let inspect = self.docker.inspect_exec(&exec.id).await.map_err(api)?;
+                Ok((inspect.exit_code.unwrap_or(-1), output))
+            };
+            tokio::time::timeout(timeout, run)
+                .await
+                .map_err(|_| RuntimeError::Timeout(timeout))?
+        }
+        .boxed()
+    }
+
+    fn logs(&self, id: &str, options: LogReadOptions) -> BoxStream<'static, Result<Vec<u8>>> {
+        let tail = options
+            .tail_lines
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "all".to_owned());
+        let mut builder = LogsOptionsBuilder::default()
+            .follow(options.follow)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(options.timestamps)
+            .tail(&tail);
+        if let Some(since) = options.since {
+            builder = builder.since(i32::try_from(since).unwrap_or(i32::MAX));
+        }
+        self.docker
+            .logs(id, Some(builder.build()))
+            .map_ok(|out: LogOutput| out.into_bytes().to_vec())
+            .map_err(api)
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn image_names() {
+        assert_eq!(normalize_image("busybox"), "busybox:latest");
+        assert_eq!(
+            normalize_image("127.0.0.1:5000/bb"),
+            "127.0.0.1:5000/bb:latest"
+        );
+        assert_eq!(
+            normalize_image("127.0.0.1:5000/bb:1"),
+            "127.0.0.1:5000/bb:1"
+        );
+        assert_eq!(normalize_image("a@sha256:00"), "a@sha256:00");
+    }
+
+    #[test]
+    fn credentials_match_registries() {
+        assert!(credential_matches("127.0.0.1:5000/bb:1", "127.0.0.1:5000"));
+        assert!(credential_matches("busybox", "https://index.docker.io/v1/"));
+        assert!(!credential_matches("busybox", "ghcr.io"));
+        assert!(credential_matches("ghcr.io/x/y", "ghcr.io"));
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z"), Some(1500));
+    }
+}

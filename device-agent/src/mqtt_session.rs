@@ -1,0 +1,461 @@
+//! The MQTT session: one task polls the rumqttc event loop (and only polls, so
+//! publishing can never deadlock it), reconnecting with back-off across the configured
+//! brokers; a second task publishes reliable messages one at a time from the outbox
+//! ([`UplinkWindow`]) and re-subscribes after every connect without a session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use edge_protocol::{
+    DeviceId, DeviceState, Message, NodeReport, ResyncRequest, Topic, UpChannel,
+    topic::device_subscription,
+};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS,
+    TlsConfiguration, Transport,
+};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AgentConfig, BrokerUrl, TlsFiles};
+use crate::local_store::LocalStore;
+use crate::uplink_window::{PriorityMessage, Send, UplinkWindow};
+use crate::wall_clock::now_millis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("reading {what} {path}: {message}")]
+    TlsFile {
+        what: &'static str,
+        path: String,
+        message: String,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("encoding {0}")]
+    Encode(String),
+}
+
+pub type Result<T, E = SessionError> = std::result::Result<T, E>;
+
+/// What the session tells the agent.
+#[derive(Debug)]
+pub enum SessionEvent {
+    Connected,
+    Disconnected,
+    /// A message on one of the device's `down/...` topics (acknowledge it with
+    /// [`MqttSession::ack`] once handled).
+    Message(Publish),
+}
+
+/// Inputs of the uplink task.
+#[derive(Debug)]
+enum UplinkInput {
+    Connected { session_present: bool },
+    Disconnected,
+    Acked,
+    NodeReport,
+}
+
+/// Handle to the running session.
+#[derive(Debug)]
+pub struct MqttSession {
+    client: AsyncClient,
+    device: DeviceId,
+    connected: Arc<AtomicBool>,
+    outbox_changed: Arc<Notify>,
+    uplink_tx: mpsc::UnboundedSender<UplinkInput>,
+    stop_poll: CancellationToken,
+    poll_task: tokio::task::JoinHandle<()>,
+    uplink_task: tokio::task::JoinHandle<()>,
+    uplink_stop: CancellationToken,
+}
+
+fn qos(t: &Topic) -> QoS {
+    match t.qos() {
+        edge_protocol::Qos::AtMostOnce => QoS::AtMostOnce,
+        edge_protocol::Qos::AtLeastOnce => QoS::AtLeastOnce,
+    }
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| SessionError::TlsFile {
+        what,
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// rustls client configuration (ring provider) from the PEM files.
+pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &files.ca_file {
+        let pem = read("CA file", ca)?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| SessionError::Tls(format!("CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| SessionError::Tls(format!("CA file: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SessionError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    let config = match (&files.cert_file, &files.key_file) {
+        (Some(cert), Some(key)) => {
+            let cert_pem = read("certificate file", cert)?;
+            let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| SessionError::Tls(format!("certificate file: {e}")))?;
+            let key_pem = read("key file", key)?;
+            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+                .map_err(|e| SessionError::Tls(format!("key file: {e}")))?
+                .ok_or_else(|| SessionError::Tls("key file holds no private key".to_owned()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| SessionError::Tls(e.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+fn options_for(
+    config: &AgentConfig,
+    broker: &BrokerUrl,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<MqttOptions> {
+    let mut o = MqttOptions::new(config.device_id.as_str(), &broker.host, broker.port);
+    o.set_keep_alive(config.keepalive);
+    o.set_clean_session(true);
+    o.set_manual_acks(true);
+    o.set_inflight(32);
+    o.set_request_channel_capacity(64);
+    // Desired sets may be up to 8 MiB; leave room so oversize ones are refused by the
+    // decoder with a clear log line instead of breaking the connection.
+    o.set_max_packet_size(
+        edge_protocol::MAX_DESIRED_SET_BYTES * 2,
+        edge_protocol::MAX_MESSAGE_BYTES * 2,
+    );
+    let will = Message::from(DeviceState {
+        online: false,
+        reason: Some("connection lost".to_owned()),
+        since: now_millis(),
+    })
+    .encode()
+    .map_err(|e| SessionError::Encode(e.to_string()))?;
+    o.set_last_will(LastWill::new(
+        Topic::up(&config.device_id, UpChannel::State).to_string(),
+        will,
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if broker.tls {
+        let tls = tls.ok_or_else(|| SessionError::Tls("mqtts:// needs [tls] files".into()))?;
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
+    Ok(o)
+}
+
+impl MqttSession {
+    /// Starts polling and publishing. `node_report` is the latest node report (sent on
+    /// every connect and whenever [`MqttSession::node_report_changed`] is called);
+    /// `generation` the applied desired generation (sent in the resync request).
+    pub fn start(
+        config: &AgentConfig,
+        store: LocalStore,
+        node_report: watch::Receiver<NodeReport>,
+        generation: watch::Receiver<u64>,
+        events: mpsc::UnboundedSender<SessionEvent>,
+    ) -> Result<Self> {
+        let tls = if config.brokers.iter().any(|b| b.tls) {
+            Some(tls_config(&config.tls)?)
+        } else {
+            None
+        };
+        let options: Vec<MqttOptions> = config
+            .brokers
+            .iter()
+            .map(|b| options_for(config, b, tls.as_ref()))
+            .collect::<Result<_>>()?;
+        let first = options
+            .first()
+            .cloned()
+            .ok_or_else(|| SessionError::Tls("no broker configured".to_owned()))?;
+        let (client, eventloop) = AsyncClient::new(first, 64);
+        let connected = Arc::new(AtomicBool::new(false));
+        let (uplink_tx, uplink_rx) = mpsc::unbounded_channel();
+        let stop_poll = CancellationToken::new();
+        let poll_task = tokio::spawn(poll_loop(
+            eventloop,
+            options,
+            config.brokers.clone(),
+            config.reconnect_backoff_max,
+            connected.clone(),
+            uplink_tx.clone(),
+            events,
+            stop_poll.clone(),
+        ));
+        let outbox_changed = Arc::new(Notify::new());
+        let uplink_stop = CancellationToken::new();
+        let uplink_task = tokio::spawn(uplink_loop(UplinkTask {
+            client: client.clone(),
+            device: config.device_id.clone(),
+            store,
+            node_report,
+            generation,
+            inputs: uplink_rx,
+            outbox_changed: outbox_changed.clone(),
+            stop: uplink_stop.clone(),
+        }));
+        Ok(Self {
+            client,
+            device: config.device_id.clone(),
+            connected,
+            outbox_changed,
+            uplink_tx,
+            stop_poll,
+            poll_task,
+            uplink_task,
+            uplink_stop,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// The outbox has new entries.
+    pub fn outbox_changed(&self) {
+        self.outbox_changed.notify_one();
+    }
+
+    /// Publishes the current node report again (it changed).
+    pub fn node_report_changed(&self) {
+        let _ = self.uplink_tx.send(UplinkInput::NodeReport);
+    }
+
+    /// Acknowledges a received message (after it was handled and persisted).
+    pub async fn ack(&self, publish: &Publish) {
+        if let Err(e) = self.client.ack(publish).await {
+            tracing::debug!(error = %e, "could not acknowledge message");
+        }
+    }
+
+    /// Publishes a best-effort (QoS 0) message; dropped when offline or congested.
+    pub fn publish_best_effort(&self, channel: UpChannel, message: Message) {
+        if !self.is_connected() {
+            return;
+        }
+        let topic = Topic::up(&self.device, channel);
+        match message.encode() {
+            Ok(payload) => {
+                if let Err(e) =
+                    self.client
+                        .try_publish(topic.to_string(), qos(&topic), false, payload)
+                {
+                    tracing::debug!(error = %e, %topic, "dropped best-effort message");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode message"),
+        }
+    }
+
+    /// A client for tasks that stream (log chunks); they may wait on it.
+    pub fn client(&self) -> AsyncClient {
+        self.client.clone()
+    }
+
+    /// Marks the device offline (retained, reason `shutdown`) and disconnects.
+    pub async fn shutdown(self) {
+        self.uplink_stop.cancel();
+        let _ = self.uplink_task.await;
+        if self.connected.load(Ordering::Relaxed) {
+            let topic = Topic::up(&self.device, UpChannel::State);
+            if let Ok(payload) = Message::from(DeviceState {
+                online: false,
+                reason: Some("shutdown".to_owned()),
+                since: now_millis(),
+            })
+            .encode()
+            {
+                let _ = self
+                    .client
+                    .publish(topic.to_string(), QoS::AtLeastOnce, true, payload)
+                    .await;
+            }
+            let _ = self.client.disconnect().await;
+            let _ = tokio::time::timeout(Duration::from_secs(3), self.poll_task).await;
+        }
+        self.stop_poll.cancel();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn poll_loop(
+    mut eventloop: EventLoop,
+    options: Vec<MqttOptions>,
+    brokers: Vec<BrokerUrl>,
+    backoff_max: Duration,
+    connected: Arc<AtomicBool>,
+    uplink: mpsc::UnboundedSender<UplinkInput>,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    stop: CancellationToken,
+) {
+    let initial = Duration::from_millis(500).min(backoff_max);
+    let mut backoff = initial;
+    let mut broker = 0usize;
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff = initial;
+                connected.store(true, Ordering::Relaxed);
+                tracing::info!(broker = %brokers.get(broker).map(ToString::to_string).unwrap_or_default(),
+                    session_present = ack.session_present, "connected to broker");
+                let _ = uplink.send(UplinkInput::Connected {
+                    session_present: ack.session_present,
+                });
+                let _ = events.send(SessionEvent::Connected);
+            }
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                let _ = uplink.send(UplinkInput::Acked);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let _ = events.send(SessionEvent::Message(p));
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                connected.store(false, Ordering::Relaxed);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "lost the broker connection; pods keep running");
+                    let _ = uplink.send(UplinkInput::Disconnected);
+                    let _ = events.send(SessionEvent::Disconnected);
+                } else {
+                    tracing::debug!(error = %e, retry_in = ?backoff, "broker unreachable");
+                }
+                if options.len() > 1 {
+                    broker = (broker + 1) % options.len();
+                    if let Some(next) = options.get(broker) {
+                        eventloop.mqtt_options = next.clone();
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(backoff_max);
+            }
+        }
+    }
+}
+
+struct UplinkTask {
+    client: AsyncClient,
+    device: DeviceId,
+    store: LocalStore,
+    node_report: watch::Receiver<NodeReport>,
+    generation: watch::Receiver<u64>,
+    inputs: mpsc::UnboundedReceiver<UplinkInput>,
+    outbox_changed: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+fn priority(channel: UpChannel, message: Message) -> Option<PriorityMessage> {
+    match message.encode() {
+        Ok(payload) => Some(PriorityMessage { channel, payload }),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode connect-time message");
+            None
+        }
+    }
+}
+
+async fn uplink_loop(mut t: UplinkTask) {
+    let mut window = UplinkWindow::default();
+    loop {
+        tokio::select! {
+            _ = t.stop.cancelled() => break,
+            input = t.inputs.recv() => match input {
+                None => break,
+                Some(UplinkInput::Connected { session_present }) => {
+                    window.on_connected(session_present);
+                    if !session_present {
+                        let filter = device_subscription(&t.device);
+                        if let Err(e) = t.client.subscribe(filter, QoS::AtLeastOnce).await {
+                            tracing::error!(error = %e, "subscribe failed");
+                        }
+                    }
+                    let state = DeviceState { online: true, reason: None, since: now_millis() };
+                    let report = t.node_report.borrow().clone();
+                    let resync = ResyncRequest {
+                        known_generation: *t.generation.borrow(),
+                        reason: "agent connect".to_owned(),
+                    };
+                    for m in [
+                        priority(UpChannel::State, state.into()),
+                        priority(UpChannel::Hello, report.into()),
+                        priority(UpChannel::Resync, resync.into()),
+                    ].into_iter().flatten() {
+                        window.push_priority(m);
+                    }
+                }
+                Some(UplinkInput::Disconnected) => window.on_disconnected(),
+                Some(UplinkInput::Acked) => {
+                    if let Some(key) = window.on_acked()
+                        && let Err(e) = t.store.ack(key)
+                    {
+                        tracing::error!(error = %e, "cannot delete acknowledged message");
+                    }
+                }
+                Some(UplinkInput::NodeReport) => {
+                    let report = t.node_report.borrow().clone();
+                    if let Some(m) = priority(UpChannel::Hello, report.into()) {
+                        window.push_priority(m);
+                    }
+                }
+            },
+            _ = t.outbox_changed.notified() => {}
+        }
+        loop {
+            let head = match t.store.outbox_head() {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox");
+                    None
+                }
+            };
+            let head_key = head.as_ref().map(|(k, _)| *k);
+            let Some(send) = window.next(head_key) else {
+                break;
+            };
+            let (channel, payload) = match send {
+                Send::Priority(p) => (p.channel, p.payload),
+                Send::Outbox(_) => match head {
+                    Some((_, item)) => (item.up_channel(), item.payload),
+                    None => break,
+                },
+            };
+            let topic = Topic::up(&t.device, channel);
+            let retain = topic.retained();
+            if let Err(e) = t
+                .client
+                .publish(topic.to_string(), QoS::AtLeastOnce, retain, payload)
+                .await
+            {
+                tracing::warn!(error = %e, "publish failed");
+            }
+        }
+    }
+}

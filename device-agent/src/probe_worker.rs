@@ -1,0 +1,273 @@
+//! Liveness, readiness and startup probes of one running container (exec, HTTP GET,
+//! TCP), with the kubelet's thresholds; results go to the reconciler on transitions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_protocol::{ContainerSpec, Probe, ProbeHandler};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::container_runtime::ContainerRuntime;
+use crate::pod_lifecycle::{ProbeKind, ProbeReport};
+
+/// Consecutive-result thresholds of one probe (pure).
+#[derive(Debug, Clone)]
+pub struct ProbeCounter {
+    success_threshold: u32,
+    failure_threshold: u32,
+    successes: u32,
+    failures: u32,
+    state: Option<bool>,
+}
+
+impl ProbeCounter {
+    pub fn new(probe: &Probe) -> Self {
+        Self {
+            success_threshold: probe.success_threshold.max(1),
+            failure_threshold: probe.failure_threshold.max(1),
+            successes: 0,
+            failures: 0,
+            state: None,
+        }
+    }
+
+    /// Records one result; returns the new state when it changed.
+    pub fn record(&mut self, ok: bool) -> Option<bool> {
+        if ok {
+            self.successes += 1;
+            self.failures = 0;
+            if self.successes >= self.success_threshold && self.state != Some(true) {
+                self.state = Some(true);
+                return Some(true);
+            }
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+            if self.failures >= self.failure_threshold && self.state != Some(false) {
+                self.state = Some(false);
+                return Some(false);
+            }
+        }
+        None
+    }
+}
+
+/// Runs the container's probes until cancelled (or a liveness/startup failure).
+pub async fn run(
+    runtime: Arc<dyn ContainerRuntime>,
+    container_id: String,
+    container: ContainerSpec,
+    target_ip: String,
+    reports: mpsc::UnboundedSender<ProbeReport>,
+    cancel: CancellationToken,
+) {
+    let ctx = ProbeContext {
+        runtime,
+        container_id,
+        target_ip,
+        reports,
+    };
+    let work = async {
+        if let Some(p) = &container.startup_probe
+            && !ctx.probe_loop(ProbeKind::Startup, p).await
+        {
+            return;
+        }
+        let live = async {
+            if let Some(p) = &container.liveness_probe {
+                ctx.probe_loop(ProbeKind::Liveness, p).await;
+            }
+        };
+        let ready = async {
+            if let Some(p) = &container.readiness_probe {
+                ctx.probe_loop(ProbeKind::Readiness, p).await;
+            }
+        };
+        tokio::join!(live, ready);
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = work => {}
+    }
+}
+
+struct ProbeContext {
+    runtime: Arc<dyn ContainerRuntime>,
+    container_id: String,
+    target_ip: String,
+    reports: mpsc::UnboundedSender<ProbeReport>,
+}
+
+impl ProbeContext {
+    /// Probes forever (readiness) or until the state is decided: startup returns true on
+    /// success, liveness and startup return false on failure.
+    async fn probe_loop(&self, kind: ProbeKind, probe: &Probe) -> bool {
+        tokio::time::sleep(Duration::from_secs(u64::from(probe.initial_delay_seconds))).await;
+        let mut counter = ProbeCounter::new(probe);
+        let period = Duration::from_secs(u64::from(probe.period_seconds.max(1)));
+        let timeout = Duration::from_secs(u64::from(probe.timeout_seconds.max(1)));
+        loop {
+            let (ok, message) = self.execute(&probe.handler, timeout).await;
+            if let Some(state) = counter.record(ok) {
+                let _ = self.reports.send(ProbeReport {
+                    container_id: self.container_id.clone(),
+                    kind,
+                    success: state,
+                    message,
+                });
+                match (kind, state) {
+                    (ProbeKind::Startup, true) => return true,
+                    (ProbeKind::Startup | ProbeKind::Liveness, false) => return false,
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+
+    async fn execute(&self, handler: &ProbeHandler, timeout: Duration) -> (bool, String) {
+        match handler {
+            ProbeHandler::Exec { command } => {
+                match self
+                    .runtime
+                    .exec(&self.container_id, command, timeout)
+                    .await
+                {
+                    Ok((0, _)) => (true, String::new()),
+                    Ok((code, out)) => (
+                        false,
+                        format!("command {command:?} exited with {code}: {}", out.trim()),
+                    ),
+                    Err(e) => (false, e.to_string()),
+                }
+            }
+            ProbeHandler::TcpSocket { host, port } => {
+                let host = host.clone().unwrap_or_else(|| self.target_ip.clone());
+                match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), *port)))
+                    .await
+                {
+                    Ok(Ok(_)) => (true, String::new()),
+                    Ok(Err(e)) => (false, format!("dial tcp {host}:{port}: {e}")),
+                    Err(_) => (false, format!("dial tcp {host}:{port}: i/o timeout")),
+                }
+            }
+            ProbeHandler::HttpGet {
+                host,
+                port,
+                path,
+                scheme,
+                headers,
+            } => {
+                let host = host.clone().unwrap_or_else(|| self.target_ip.clone());
+                if scheme.eq_ignore_ascii_case("https") {
+                    return (
+                        false,
+                        "HTTPS probes are not supported by this agent version".to_owned(),
+                    );
+                }
+                let headers: Vec<(String, String)> = headers
+                    .iter()
+                    .map(|h| (h.name.clone(), h.value.clone()))
+                    .collect();
+                match tokio::time::timeout(timeout, http_get(&host, *port, path, &headers)).await {
+                    Ok(Ok(code)) if (200..400).contains(&code) => (true, String::new()),
+                    Ok(Ok(code)) => (false, format!("HTTP probe failed with statuscode: {code}")),
+                    Ok(Err(e)) => (false, format!("Get \"http://{host}:{port}{path}\": {e}")),
+                    Err(_) => (
+                        false,
+                        format!("Get \"http://{host}:{port}{path}\": context deadline exceeded"),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET returning the status code.
+pub async fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect((host, port)).await?;
+    let path = if path.is_empty() { "/" } else { path };
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/edge-agent\r\nAccept: */*\r\nConnection: close\r\n"
+    );
+    for (k, v) in headers {
+        if !k.contains(['\r', '\n']) && !v.contains(['\r', '\n']) {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 4096 {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn probe(success: u32, failure: u32) -> Probe {
+        Probe {
+            handler: ProbeHandler::TcpSocket {
+                host: None,
+                port: 1,
+            },
+            initial_delay_seconds: 0,
+            period_seconds: 1,
+            timeout_seconds: 1,
+            success_threshold: success,
+            failure_threshold: failure,
+        }
+    }
+
+    #[test]
+    fn thresholds() {
+        let mut c = ProbeCounter::new(&probe(1, 3));
+        assert_eq!(c.record(true), Some(true));
+        assert_eq!(c.record(false), None);
+        assert_eq!(c.record(false), None);
+        assert_eq!(c.record(true), None, "streak broken, still healthy");
+        assert_eq!(c.record(false), None);
+        assert_eq!(c.record(false), None);
+        assert_eq!(c.record(false), Some(false));
+        assert_eq!(c.record(false), None);
+        let mut c = ProbeCounter::new(&probe(2, 1));
+        assert_eq!(c.record(true), None);
+        assert_eq!(c.record(true), Some(true));
+    }
+
+    #[tokio::test]
+    async fn http_get_reads_the_status() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut b = [0u8; 512];
+            let _ = s.read(&mut b).await.unwrap();
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        assert_eq!(http_get("127.0.0.1", port, "/h", &[]).await.unwrap(), 503);
+    }
+}
