@@ -7,7 +7,10 @@ set -euo pipefail
 
 need_pkgs=(podman runc busybox-static mosquitto mosquitto-clients qemu-user-static
            docker-registry apache2-utils iproute2 procps curl ca-certificates
-           gcc-aarch64-linux-gnu)
+           gcc-aarch64-linux-gnu
+           # enrollment, flashing and packaging tests: openssl checks certificates;
+           # synthetic disk images; dpkg-deb/dpkg-shlibdeps build the agent .deb
+           openssl fdisk dosfstools mtools e2fsprogs xz-utils mount dpkg-dev)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
