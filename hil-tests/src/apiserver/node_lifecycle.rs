@@ -1,0 +1,258 @@
+//! The node lifecycle controller: a node whose Lease in `kube-node-lease` is not renewed
+//! within the grace period gets Ready=Unknown (and the other kubelet conditions Unknown),
+//! reason `NodeStatusUnknown`. Taints follow the Ready condition as kube-controller-manager
+//! keeps them: Unknown → `node.kubernetes.io/unreachable` NoSchedule + NoExecute,
+//! False → `node.kubernetes.io/not-ready` NoSchedule + NoExecute, True → neither.
+//! When renewals resume the taints go as soon as the kubelet posts Ready=True again
+//! (and, as a convenience the real controller lacks, once it sees a renewal it restores
+//! the Ready condition it had replaced, so a renewing kubelet that does not re-post status
+//! recovers too).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::clock;
+use super::cluster::{Cluster, meta_str};
+
+const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
+const KUBELET_CONDITIONS: &[&str] = &["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+
+#[derive(Debug)]
+struct Probe {
+    lease_rv: String,
+    seen_at: Instant,
+    /// Conditions replaced with Unknown (restored when renewals resume).
+    saved: Option<Value>,
+}
+
+/// Controller state: when each node's lease was last seen changing.
+#[derive(Debug)]
+pub struct NodeLifecycle {
+    grace: Duration,
+    probes: HashMap<String, Probe>,
+}
+
+fn ready_status(node: &Value) -> Option<String> {
+    node.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        })
+        .map(|c| {
+            c.get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("Unknown")
+                .to_string()
+        })
+}
+
+/// Adds/removes the not-ready and unreachable taints for the node's Ready condition
+/// (a node without a Ready condition is left alone until its lease grace expires).
+pub fn reconcile_taints(node: &mut Value) {
+    let Some(ready) = ready_status(node) else {
+        return;
+    };
+    let want: &[&str] = match ready.as_str() {
+        "True" => &[],
+        "False" => &[NOT_READY],
+        _ => &[UNREACHABLE],
+    };
+    let existing: Vec<Value> = node
+        .pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut out: Vec<Value> = existing
+        .iter()
+        .filter(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            (k != UNREACHABLE && k != NOT_READY) || want.contains(&k)
+        })
+        .cloned()
+        .collect();
+    for key in want {
+        for effect in ["NoSchedule", "NoExecute"] {
+            let has = out.iter().any(|t| {
+                t.get("key").and_then(Value::as_str) == Some(key)
+                    && t.get("effect").and_then(Value::as_str) == Some(effect)
+            });
+            if !has {
+                let mut t = json!({"key": key, "effect": effect});
+                if effect == "NoExecute" {
+                    t["timeAdded"] = json!(clock::now());
+                }
+                out.push(t);
+            }
+        }
+    }
+    if out != existing {
+        if node.get("spec").is_none_or(|s| !s.is_object()) {
+            node["spec"] = json!({});
+        }
+        if out.is_empty() {
+            if let Some(spec) = node["spec"].as_object_mut() {
+                spec.remove("taints");
+            }
+        } else {
+            node["spec"]["taints"] = json!(out);
+        }
+    }
+}
+
+fn mark_unknown(node: &mut Value) {
+    let now = clock::now();
+    if node.get("status").is_none_or(|s| !s.is_object()) {
+        node["status"] = json!({});
+    }
+    let conds = node["status"]
+        .as_object_mut()
+        .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+    let Some(Value::Array(conds)) = conds else {
+        return;
+    };
+    for t in KUBELET_CONDITIONS {
+        let fresh = json!({"type": t, "status": "Unknown", "reason": "NodeStatusUnknown",
+            "message": "Kubelet stopped posting node status.", "lastHeartbeatTime": now, "lastTransitionTime": now});
+        match conds
+            .iter_mut()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some(t))
+        {
+            Some(c) => {
+                if c.get("status").and_then(Value::as_str) != Some("Unknown") {
+                    c["status"] = json!("Unknown");
+                    c["reason"] = json!("NodeStatusUnknown");
+                    c["message"] = json!("Kubelet stopped posting node status.");
+                    c["lastTransitionTime"] = json!(now);
+                }
+            }
+            None if *t == "Ready" => conds.push(fresh),
+            None => {
+                let mut f = fresh;
+                f["reason"] = json!("NodeStatusNeverUpdated");
+                f["message"] = json!("Kubelet never posted node status.");
+                conds.push(f);
+            }
+        }
+    }
+}
+
+impl NodeLifecycle {
+    /// A controller with the given lease grace period.
+    pub fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            probes: HashMap::new(),
+        }
+    }
+
+    /// One pass over all nodes.
+    pub fn run_once(&mut self, cluster: &Cluster) {
+        let (nodes, leases) = {
+            let store = cluster.lock();
+            (
+                store.list("nodes", None),
+                store.list("leases", Some("kube-node-lease")),
+            )
+        };
+        let lease_rv: HashMap<String, String> = leases
+            .iter()
+            .map(|l| {
+                (
+                    meta_str(l, "name").to_string(),
+                    format!(
+                        "{}/{}",
+                        meta_str(l, "uid"),
+                        l.pointer("/spec/renewTime")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    ),
+                )
+            })
+            .collect();
+        let now = Instant::now();
+        self.probes
+            .retain(|n, _| nodes.iter().any(|x| meta_str(x, "name") == n));
+        for node in nodes {
+            let name = meta_str(&node, "name").to_string();
+            let rv = lease_rv.get(&name).cloned().unwrap_or_default();
+            let probe = self.probes.entry(name.clone()).or_insert_with(|| Probe {
+                lease_rv: rv.clone(),
+                seen_at: now,
+                saved: None,
+            });
+            let renewed = probe.lease_rv != rv;
+            if renewed {
+                probe.lease_rv = rv;
+                probe.seen_at = now;
+            }
+            let expired = now.duration_since(probe.seen_at) > self.grace;
+            let saved = probe.saved.take();
+            let mut new_saved = saved.clone();
+            let updated = cluster.write_status("nodes", "", &name, |n| {
+                if expired {
+                    if ready_status(n).is_some_and(|r| r != "Unknown") && new_saved.is_none() {
+                        new_saved = n.pointer("/status/conditions").cloned();
+                    }
+                    mark_unknown(n);
+                } else if renewed && let Some(old) = saved.as_ref() {
+                    // Renewals resumed: undo our Unknown unless the kubelet posted since.
+                    let still_ours = n
+                        .pointer("/status/conditions")
+                        .and_then(Value::as_array)
+                        .and_then(|cs| {
+                            cs.iter()
+                                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+                        })
+                        .is_some_and(|c| {
+                            c.get("reason").and_then(Value::as_str) == Some("NodeStatusUnknown")
+                        });
+                    if still_ours {
+                        let mut restored = old.clone();
+                        if let Some(cs) = restored.as_array_mut() {
+                            for c in cs {
+                                c["lastHeartbeatTime"] = json!(clock::now());
+                                c["lastTransitionTime"] = json!(clock::now());
+                            }
+                        }
+                        n["status"]["conditions"] = restored;
+                    }
+                    new_saved = None;
+                }
+                reconcile_taints(n);
+            });
+            if updated.is_some()
+                && let Some(p) = self.probes.get_mut(&name)
+            {
+                p.saved = new_saved;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taints_follow_ready() {
+        let mut n = json!({"spec":{"taints":[{"key":"x","effect":"NoSchedule"}]},"status":{"conditions":[{"type":"Ready","status":"True"}]}});
+        reconcile_taints(&mut n);
+        assert_eq!(n["spec"]["taints"].as_array().map(Vec::len), Some(1));
+        mark_unknown(&mut n);
+        reconcile_taints(&mut n);
+        let keys: Vec<&str> = n["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["key"].as_str())
+            .collect();
+        assert_eq!(keys, vec!["x", UNREACHABLE, UNREACHABLE]);
+        n["status"]["conditions"][0]["status"] = json!("True");
+        reconcile_taints(&mut n);
+        assert_eq!(n["spec"]["taints"].as_array().map(Vec::len), Some(1));
+    }
+}
