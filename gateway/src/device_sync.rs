@@ -38,14 +38,20 @@ pub enum SyncInput {
     /// A pod bound to this device was added or changed (already translated).
     PodUpserted(PodSpec),
     /// A pod no longer exists in Kubernetes.
-    PodRemoved { uid: String },
+    PodRemoved {
+        uid: String,
+    },
     /// The gateway's list of Kubernetes pods is complete; `present` holds the uids of
     /// this device's pods that exist.
-    KubernetesSynced { present: BTreeSet<String> },
+    KubernetesSynced {
+        present: BTreeSet<String>,
+    },
     Online,
     Offline,
     /// The device's heartbeat with the generation it applied.
-    Heartbeat { observed_generation: u64 },
+    Heartbeat {
+        observed_generation: u64,
+    },
     /// A status report.
     StatusReport {
         observed_generation: u64,
@@ -53,9 +59,13 @@ pub enum SyncInput {
         pods: Vec<ReportedPod>,
     },
     /// The device asked for its whole desired set.
-    ResyncRequested { known_generation: u64 },
+    ResyncRequested {
+        known_generation: u64,
+    },
     /// A `DeletePod` effect failed; allow it again.
-    DeleteFailed { uid: String },
+    DeleteFailed {
+        uid: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +239,9 @@ impl DeviceSync {
                         self.changed(&mut effects);
                     }
                 } else if self.pods.get(&uid) != Some(&spec) {
-                    self.added_at.entry(uid.clone()).or_insert(self.generation + 1);
+                    self.added_at
+                        .entry(uid.clone())
+                        .or_insert(self.generation + 1);
                     self.pods.insert(uid, spec);
                     self.changed(&mut effects);
                 }
@@ -291,9 +303,7 @@ impl DeviceSync {
                     let terminating_gone: Vec<PodSpec> = self
                         .pods
                         .values()
-                        .filter(|p| {
-                            p.is_terminating() && !pods.iter().any(|r| r.uid == p.uid)
-                        })
+                        .filter(|p| p.is_terminating() && !pods.iter().any(|r| r.uid == p.uid))
                         .cloned()
                         .collect();
                     for spec in terminating_gone {
@@ -302,10 +312,7 @@ impl DeviceSync {
                 }
                 // The device runs pods Kubernetes no longer has: send the set again so it
                 // removes them (once per generation, and never before we are synced).
-                if stray
-                    && self.synced
-                    && self.stray_republished_at != Some(self.generation)
-                {
+                if stray && self.synced && self.stray_republished_at != Some(self.generation) {
                     self.stray_republished_at = Some(self.generation);
                     self.published_generation = 0;
                     self.maybe_publish(&mut effects);

@@ -8,16 +8,42 @@
 //!
 //! | module | what is there |
 //! |---|---|
-//! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
-//! | [`node_object`] | Node labels, taint, capacity, nodeInfo, addresses from a device's hello (pure) |
+//! | [`config`] | `edge-gateway run` flags and the validated [`config::GatewayConfig`] |
+//! | [`gateway`] | wiring: [`gateway::start`] / [`gateway::run`], ready file, shutdown |
+//! | [`fleet`] | [`fleet::Fleet`]: device registry, liveness, pods, effects of device messages |
+//! | [`device_sync`] | per-device desired set / generation state machine (pure) |
 //! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes (pure) |
 //! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure) |
-//! | [`device_sync`] | [`device_sync::DeviceSync`]: per-device desired set / generation state machine (pure) |
+//! | [`node_object`] | Node labels, taint, capacity, nodeInfo, addresses from a device's hello (pure) |
+//! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
+//! | [`pod_watch`] | the one pod watch for all nodes; fetches referenced ConfigMaps/Secrets |
+//! | [`kube_writer`] | Nodes, node status, Leases, pod status, deletions, Events (sharded workers) |
+//! | [`mqtt_link`] | the gateway's MQTT client: subscribe, dispatch, outbox (flush, then publish) |
+//! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
+//! | [`store`] | sled store: desired sets, acknowledged generations, last hellos |
+//! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
+//! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/containerLogs/...`; client certs and tokens |
+//! | [`metrics`] | Prometheus metrics (prometheus-client) |
+//! | [`hostile_input`] | rate-limited logging of dropped messages |
+//! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration |
 
+pub mod config;
 pub mod device_sync;
+pub mod embedded_broker;
 pub mod enrollment;
+pub mod fleet;
+pub mod gateway;
+pub mod hostile_input;
+pub mod kube_writer;
+pub mod kubelet_api;
+pub mod log_streams;
+pub mod metrics;
+pub mod mqtt_link;
 pub mod node_object;
+pub mod pod_watch;
 pub mod quantity;
+pub mod rbac;
 pub mod status_mapping;
+pub mod store;
 pub mod translation;

@@ -1,4 +1,65 @@
-fn main() {
-    eprintln!("edge-gateway: not built yet");
-    std::process::exit(2);
+//! `edge-gateway`: parse flags, set up logging, call the library.
+
+use clap::{Parser, Subcommand};
+use edge_gateway::config::{GatewayConfig, RunArgs};
+use edge_gateway::enrollment::cli::{BrokerConfigArgs, EnrollArgs, RevokeArgs};
+use tokio_util::sync::CancellationToken;
+
+/// Virtual kubelet for a fleet of edge devices: every device a Kubernetes Node, every
+/// pod bound to it delivered over MQTT, `kubectl logs` through the gateway.
+#[derive(Debug, Parser)]
+#[command(name = "edge-gateway", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (embedded MQTT broker and store by default).
+    Run(Box<RunArgs>),
+    /// Enroll a device: issue its certificate and write its bundle directory.
+    Enroll(EnrollArgs),
+    /// Revoke a device: it is refused at hello and listed in the broker's CRL.
+    Revoke(RevokeArgs),
+    /// Write a production broker configuration (e.g. `broker-config mosquitto`).
+    BrokerConfig(BrokerConfigArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(*args),
+        Command::Enroll(a) => edge_gateway::enrollment::cli::run_enroll(a),
+        Command::Revoke(a) => edge_gateway::enrollment::cli::run_revoke(a),
+        Command::BrokerConfig(a) => edge_gateway::enrollment::cli::run_broker_config(a),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_filter)?)
+        .init();
+    let config = GatewayConfig::try_from(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            stop.cancel();
+        });
+        edge_gateway::gateway::run(config, token).await?;
+        Ok(())
+    })
 }

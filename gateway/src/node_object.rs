@@ -59,7 +59,9 @@ fn is_dns_subdomain(s: &str) -> bool {
 /// Whether `key` is a syntactically valid label key (`[prefix/]name`).
 pub fn is_valid_label_key(key: &str) -> bool {
     match key.split_once('/') {
-        Some((prefix, name)) => prefix.len() <= 253 && is_dns_subdomain(prefix) && is_label_name(name),
+        Some((prefix, name)) => {
+            prefix.len() <= 253 && is_dns_subdomain(prefix) && is_label_name(name)
+        }
         None => is_label_name(key),
     }
 }
@@ -96,11 +98,15 @@ pub fn sanitize_label_value(raw: &str) -> String {
 
 /// The Node's labels: ours first, then what the device asks for (reserved namespaces,
 /// invalid labels and attempts to override ours are dropped; the dropped keys are returned).
-pub fn node_labels(device: &DeviceId, report: &NodeReport) -> (BTreeMap<String, String>, Vec<String>) {
+pub fn node_labels(
+    device: &DeviceId,
+    report: &NodeReport,
+) -> (BTreeMap<String, String>, Vec<String>) {
     let mut labels = BTreeMap::new();
     let mut dropped = Vec::new();
     for (k, v) in &report.labels {
-        if is_reserved_label(k) || !is_valid_label_key(k) || !is_valid_label_value(v) || k == "type" {
+        if is_reserved_label(k) || !is_valid_label_key(k) || !is_valid_label_value(v) || k == "type"
+        {
             dropped.push(k.clone());
             continue;
         }
@@ -118,7 +124,10 @@ pub fn node_labels(device: &DeviceId, report: &NodeReport) -> (BTreeMap<String, 
     };
     labels.insert("kubernetes.io/arch".to_owned(), arch);
     labels.insert("kubernetes.io/os".to_owned(), os);
-    labels.insert("kubernetes.io/hostname".to_owned(), sanitize_label_value(device.as_str()));
+    labels.insert(
+        "kubernetes.io/hostname".to_owned(),
+        sanitize_label_value(device.as_str()),
+    );
     if let Some(board) = report.board_model.as_deref().map(sanitize_label_value) {
         if !board.is_empty() {
             labels.insert("node.kubernetes.io/instance-type".to_owned(), board);
@@ -131,7 +140,10 @@ pub fn node_labels(device: &DeviceId, report: &NodeReport) -> (BTreeMap<String, 
 fn resources(r: &NodeResources) -> BTreeMap<String, KubeQuantity> {
     let mut m = BTreeMap::new();
     m.insert("cpu".to_owned(), KubeQuantity(cpu_quantity(r.cpu_millis)));
-    m.insert("memory".to_owned(), KubeQuantity(bytes_quantity(r.memory_bytes)));
+    m.insert(
+        "memory".to_owned(),
+        KubeQuantity(bytes_quantity(r.memory_bytes)),
+    );
     m.insert(
         "ephemeral-storage".to_owned(),
         KubeQuantity(bytes_quantity(r.ephemeral_storage_bytes)),
@@ -148,7 +160,13 @@ fn resources(r: &NodeResources) -> BTreeMap<String, KubeQuantity> {
 fn kubelet_version(agent_version: &str) -> String {
     let build: String = agent_version
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(40)
         .collect();
     if build.is_empty() {
@@ -178,7 +196,12 @@ pub fn ready_conditions(now: Time, ready_since: Time) -> Vec<NodeCondition> {
         last_transition_time: Some(ready_since.clone()),
     };
     vec![
-        cond("Ready", "True", "KubeletReady", "edge-agent is posting ready status"),
+        cond(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "edge-agent is posting ready status",
+        ),
         cond(
             "MemoryPressure",
             "False",
@@ -286,7 +309,11 @@ pub fn new_node(
             ..Default::default()
         },
         spec: Some(NodeSpec {
-            taints: if taints.is_empty() { None } else { Some(taints) },
+            taints: if taints.is_empty() {
+                None
+            } else {
+                Some(taints)
+            },
             ..Default::default()
         }),
         status: Some(node_status(device, report, settings, now.clone(), now)),
@@ -386,7 +413,12 @@ mod tests {
         assert_eq!(addrs[0].type_, "InternalIP");
         assert_eq!(addrs[0].address, "10.0.0.5");
         assert_eq!(
-            status.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            status
+                .daemon_endpoints
+                .unwrap()
+                .kubelet_endpoint
+                .unwrap()
+                .port,
             10250
         );
         let info = status.node_info.unwrap();
@@ -394,7 +426,10 @@ mod tests {
         assert_eq!(info.container_runtime_version, "docker://24.0.7");
         assert!(info.kubelet_version.starts_with("v1.32.0"));
         let ready = &status.conditions.unwrap()[0];
-        assert_eq!((ready.type_.as_str(), ready.status.as_str()), ("Ready", "True"));
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "True")
+        );
     }
 
     #[test]
@@ -402,13 +437,21 @@ mod tests {
         let mut s = settings();
         s.taint = false;
         let id = DeviceId::new("pi-01").unwrap();
-        assert!(new_node(&id, &report(), &s, now()).spec.unwrap().taints.is_none());
+        assert!(
+            new_node(&id, &report(), &s, now())
+                .spec
+                .unwrap()
+                .taints
+                .is_none()
+        );
     }
 
     #[test]
     fn sanitizes_label_values() {
         assert_eq!(sanitize_label_value("  Jetson (Orin) "), "Jetson-Orin");
         assert_eq!(sanitize_label_value(&"x".repeat(80)).len(), 63);
-        assert!(is_valid_label_value(&sanitize_label_value("Raspberry Pi 4 Model B Rev 1.4")));
+        assert!(is_valid_label_value(&sanitize_label_value(
+            "Raspberry Pi 4 Model B Rev 1.4"
+        )));
     }
 }

@@ -1,7 +1,9 @@
 //! Device pod status → Kubernetes `PodStatus`, with the kubelet's semantics for phase,
 //! conditions and container statuses. Pure functions.
 
-use edge_protocol::{ContainerState, ContainerStatus, PodPhase, PodStatus as DevicePodStatus, UnixMillis};
+use edge_protocol::{
+    ContainerState, ContainerStatus, PodPhase, PodStatus as DevicePodStatus, UnixMillis,
+};
 use k8s_openapi::api::core::v1::{
     ContainerState as KubeContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus as KubeContainerStatus, HostIP, Pod, PodCondition,
@@ -67,7 +69,11 @@ fn container_state(s: &ContainerState) -> KubeContainerState {
     }
 }
 
-fn kube_container_status(spec_image: &str, name: &str, s: Option<&ContainerStatus>) -> KubeContainerStatus {
+fn kube_container_status(
+    spec_image: &str,
+    name: &str,
+    s: Option<&ContainerStatus>,
+) -> KubeContainerStatus {
     match s {
         Some(s) => {
             let mut state = container_state(&s.state);
@@ -84,7 +90,10 @@ fn kube_container_status(spec_image: &str, name: &str, s: Option<&ContainerStatu
                         .unwrap_or_default(),
                 ),
                 ready: s.ready,
-                started: Some(s.started.unwrap_or(matches!(s.state, ContainerState::Running { .. }))),
+                started: Some(
+                    s.started
+                        .unwrap_or(matches!(s.state, ContainerState::Running { .. })),
+                ),
                 restart_count: i32::try_from(s.restart_count).unwrap_or(i32::MAX),
                 image: if s.image.is_empty() {
                     spec_image.to_owned()
@@ -100,7 +109,12 @@ fn kube_container_status(spec_image: &str, name: &str, s: Option<&ContainerStatu
     }
 }
 
-fn waiting_container(image: &str, name: &str, reason: &str, message: Option<String>) -> KubeContainerStatus {
+fn waiting_container(
+    image: &str,
+    name: &str,
+    reason: &str,
+    message: Option<String>,
+) -> KubeContainerStatus {
     KubeContainerStatus {
         name: name.to_owned(),
         state: Some(KubeContainerState {
@@ -168,7 +182,11 @@ pub fn kube_pod_status(
     let containers: Vec<KubeContainerStatus> = spec_containers(pod)
         .iter()
         .map(|(name, image)| {
-            kube_container_status(image, name, report.containers.iter().find(|c| &c.name == name))
+            kube_container_status(
+                image,
+                name,
+                report.containers.iter().find(|c| &c.name == name),
+            )
         })
         .collect();
     let terminal = matches!(report.phase, PodPhase::Succeeded | PodPhase::Failed);
@@ -185,7 +203,10 @@ pub fn kube_pod_status(
     } else {
         (
             Some("ContainersNotReady"),
-            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
         )
     };
     let scheduled = existing_conditions
@@ -194,9 +215,30 @@ pub fn kube_pod_status(
         .cloned()
         .unwrap_or_else(|| condition(&[], "PodScheduled", true, None, None, now));
     let conditions = vec![
-        condition(&existing_conditions, "Initialized", true, terminal.then_some("PodCompleted"), None, now),
-        condition(&existing_conditions, "Ready", all_ready, reason, message.clone(), now),
-        condition(&existing_conditions, "ContainersReady", all_ready, reason, message, now),
+        condition(
+            &existing_conditions,
+            "Initialized",
+            true,
+            terminal.then_some("PodCompleted"),
+            None,
+            now,
+        ),
+        condition(
+            &existing_conditions,
+            "Ready",
+            all_ready,
+            reason,
+            message.clone(),
+            now,
+        ),
+        condition(
+            &existing_conditions,
+            "ContainersReady",
+            all_ready,
+            reason,
+            message,
+            now,
+        ),
         scheduled,
     ];
     let pod_ip = report
@@ -226,7 +268,12 @@ pub fn kube_pod_status(
 
 /// Status of a pod the gateway could not translate: Pending, every container waiting
 /// with `CreateContainerConfigError` and the reason, as the kubelet reports it.
-pub fn config_error_status(pod: &Pod, message: &str, host_ip: Option<&str>, now: &Time) -> PodStatus {
+pub fn config_error_status(
+    pod: &Pod,
+    message: &str,
+    host_ip: Option<&str>,
+    now: &Time,
+) -> PodStatus {
     let existing = pod.status.as_ref();
     let existing_conditions: Vec<PodCondition> = existing
         .and_then(|s| s.conditions.clone())
@@ -234,7 +281,12 @@ pub fn config_error_status(pod: &Pod, message: &str, host_ip: Option<&str>, now:
     let containers: Vec<KubeContainerStatus> = spec_containers(pod)
         .iter()
         .map(|(name, image)| {
-            waiting_container(image, name, "CreateContainerConfigError", Some(message.to_owned()))
+            waiting_container(
+                image,
+                name,
+                "CreateContainerConfigError",
+                Some(message.to_owned()),
+            )
         })
         .collect();
     let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
@@ -248,14 +300,30 @@ pub fn config_error_status(pod: &Pod, message: &str, host_ip: Option<&str>, now:
         phase: Some("Pending".to_owned()),
         conditions: Some(vec![
             condition(&existing_conditions, "Initialized", true, None, None, now),
-            condition(&existing_conditions, "Ready", false, Some("ContainersNotReady"), Some(msg.clone()), now),
-            condition(&existing_conditions, "ContainersReady", false, Some("ContainersNotReady"), Some(msg), now),
+            condition(
+                &existing_conditions,
+                "Ready",
+                false,
+                Some("ContainersNotReady"),
+                Some(msg.clone()),
+                now,
+            ),
+            condition(
+                &existing_conditions,
+                "ContainersReady",
+                false,
+                Some("ContainersNotReady"),
+                Some(msg),
+                now,
+            ),
             scheduled,
         ]),
         container_statuses: Some(containers),
         host_ip: host_ip.map(str::to_owned),
         host_ips: host_ip.map(|ip| vec![HostIP { ip: ip.to_owned() }]),
-        start_time: existing.and_then(|s| s.start_time.clone()).or_else(|| Some(now.clone())),
+        start_time: existing
+            .and_then(|s| s.start_time.clone())
+            .or_else(|| Some(now.clone())),
         qos_class: existing.and_then(|s| s.qos_class.clone()),
         ..Default::default()
     }
@@ -294,7 +362,9 @@ mod tests {
     fn running(name: &str, ready: bool) -> ContainerStatus {
         ContainerStatus {
             name: name.into(),
-            state: ContainerState::Running { started_at: 1_700_000_050_000 },
+            state: ContainerState::Running {
+                started_at: 1_700_000_050_000,
+            },
             ready,
             started: Some(true),
             restart_count: 1,
@@ -318,24 +388,41 @@ mod tests {
     }
 
     fn cond<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
-        s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap()
+        s.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap()
     }
 
     #[test]
     fn running_and_ready() {
-        let r = report(PodPhase::Running, vec![running("app", true), running("side", true)]);
+        let r = report(
+            PodPhase::Running,
+            vec![running("app", true), running("side", true)],
+        );
         let s = kube_pod_status(&pod(), &r, Some("192.168.1.20"), &now());
         assert_eq!(s.phase.as_deref(), Some("Running"));
         assert_eq!(cond(&s, "Ready").status, "True");
         assert_eq!(cond(&s, "ContainersReady").status, "True");
         assert_eq!(cond(&s, "Initialized").status, "True");
         assert_eq!(
-            cond(&s, "PodScheduled").last_transition_time.as_ref().unwrap().0.as_second(),
+            cond(&s, "PodScheduled")
+                .last_transition_time
+                .as_ref()
+                .unwrap()
+                .0
+                .as_second(),
             1_704_067_200,
             "kept from the existing status"
         );
         assert_eq!(s.host_ip.as_deref(), Some("192.168.1.20"));
-        assert_eq!(s.pod_ip.as_deref(), Some("192.168.1.20"), "host network falls back to host IP");
+        assert_eq!(
+            s.pod_ip.as_deref(),
+            Some("192.168.1.20"),
+            "host network falls back to host IP"
+        );
         assert_eq!(s.start_time.as_ref().unwrap().0.as_second(), 1_700_000_040);
         assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
         let cs = s.container_statuses.unwrap();
@@ -352,10 +439,20 @@ mod tests {
         let ready = cond(&s, "Ready");
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
-        assert_eq!(ready.message.as_deref(), Some("containers with unready status: [app side]"));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("containers with unready status: [app side]")
+        );
         let side = &s.container_statuses.as_ref().unwrap()[1];
         assert_eq!(
-            side.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(),
+            side.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
             Some("ContainerCreating")
         );
     }
@@ -378,14 +475,22 @@ mod tests {
         let s = kube_pod_status(&pod(), &r, None, &now());
         assert_eq!(s.phase.as_deref(), Some("Succeeded"));
         assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
-        let t = s.container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+        let t = s.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
         assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
     }
 
     #[test]
     fn transition_times_survive_unchanged_status() {
         let mut p = pod();
-        let r = report(PodPhase::Running, vec![running("app", true), running("side", true)]);
+        let r = report(
+            PodPhase::Running,
+            vec![running("app", true), running("side", true)],
+        );
         let first = kube_pod_status(&p, &r, None, &now());
         p.status = Some(first.clone());
         let later = Time(jiff::Timestamp::from_second(1_700_009_999).unwrap());
@@ -400,7 +505,12 @@ mod tests {
     fn config_errors_look_like_the_kubelet() {
         let s = config_error_status(&pod(), "secret \"x\" not found", None, &now());
         assert_eq!(s.phase.as_deref(), Some("Pending"));
-        let w = s.container_statuses.unwrap()[0].state.clone().unwrap().waiting.unwrap();
+        let w = s.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap();
         assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
         assert_eq!(w.message.as_deref(), Some("secret \"x\" not found"));
     }

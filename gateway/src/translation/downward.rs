@@ -19,7 +19,12 @@ pub fn field_value(
             .strip_prefix(prefix)
             .and_then(|r| r.strip_prefix("['").or_else(|| r.strip_prefix("[\"")))
             .and_then(|r| r.strip_suffix("']").or_else(|| r.strip_suffix("\"]")));
-        key.map(|k| map.as_ref().and_then(|m| m.get(k)).cloned().unwrap_or_default())
+        key.map(|k| {
+            map.as_ref()
+                .and_then(|m| m.get(k))
+                .cloned()
+                .unwrap_or_default()
+        })
     };
     let value = match path {
         "metadata.name" => meta.name.clone().unwrap_or_default(),
@@ -85,7 +90,9 @@ pub fn resource_value(
     let value = match sel.resource.as_str() {
         "limits.cpu" => get(true, "cpu")?.unwrap_or(allocatable_cpu),
         "limits.memory" => get(true, "memory")?.unwrap_or(allocatable_memory),
-        "limits.ephemeral-storage" => get(true, "ephemeral-storage")?.unwrap_or(allocatable_storage),
+        "limits.ephemeral-storage" => {
+            get(true, "ephemeral-storage")?.unwrap_or(allocatable_storage)
+        }
         "requests.cpu" => get(false, "cpu")?
             .or(get(true, "cpu")?)
             .unwrap_or(Quantity::from_units(0)),
@@ -97,8 +104,8 @@ pub fn resource_value(
             .unwrap_or(Quantity::from_units(0)),
         other => return Err(TranslationError::UnsupportedField(other.to_owned())),
     };
-    let out = value
-        .ceil_div(divisor)
-        .ok_or_else(|| TranslationError::UnsupportedField(format!("divisor of {}", sel.resource)))?;
+    let out = value.ceil_div(divisor).ok_or_else(|| {
+        TranslationError::UnsupportedField(format!("divisor of {}", sel.resource))
+    })?;
     Ok(out.to_string())
 }

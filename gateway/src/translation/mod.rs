@@ -36,13 +36,17 @@ pub enum TranslationError {
     UnsupportedField(String),
     #[error("container {0:?} referenced by resourceFieldRef does not exist in the pod")]
     UnknownContainer(String),
-    #[error("volume {0:?} has a type edge devices do not support (use configMap, secret, downwardAPI, projected, emptyDir or hostPath)")]
+    #[error(
+        "volume {0:?} has a type edge devices do not support (use configMap, secret, downwardAPI, projected, emptyDir or hostPath)"
+    )]
     UnsupportedVolume(String),
     #[error("volume file path {0:?} must be relative and must not contain '..'")]
     UnsafePath(String),
     #[error(transparent)]
     Quantity(#[from] QuantityError),
-    #[error("probe of container {container} names port {port:?}, which the container does not declare")]
+    #[error(
+        "probe of container {container} names port {port:?}, which the container does not declare"
+    )]
     UnknownProbePort { container: String, port: String },
     #[error("container {container}: {what} is not supported on edge devices")]
     Unsupported { container: String, what: String },
@@ -150,7 +154,11 @@ pub fn referenced_objects(pod: &Pod) -> ReferencedNames {
     let Some(spec) = &pod.spec else {
         return names;
     };
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
         for f in c.env_from.iter().flatten() {
             if let Some(r) = &f.config_map_ref {
                 names.config_maps.insert(r.name.clone());
@@ -298,7 +306,13 @@ pub fn translate_pod(
     let mut warnings = Vec::new();
     let mut volumes = Vec::new();
     for v in spec.volumes.iter().flatten() {
-        volumes.push(volumes::translate_volume(pod, v, refs, node, &mut warnings)?);
+        volumes.push(volumes::translate_volume(
+            pod,
+            v,
+            refs,
+            node,
+            &mut warnings,
+        )?);
     }
     let device_volumes: BTreeMap<&str, &str> = volumes
         .iter()
@@ -315,7 +329,11 @@ pub fn translate_pod(
     let mut containers = Vec::new();
     for c in &spec.containers {
         let (env, env_warnings) = env::container_env(pod, c, refs, node)?;
-        warnings.extend(env_warnings.into_iter().map(|w| format!("container {}: {w}", c.name)));
+        warnings.extend(
+            env_warnings
+                .into_iter()
+                .map(|w| format!("container {}: {w}", c.name)),
+        );
         let lookup = |name: &str| env.iter().find(|e| e.name == name).map(|e| e.value.clone());
         let expand_all = |v: &Option<Vec<String>>| -> Vec<String> {
             v.iter()
@@ -448,7 +466,11 @@ pub fn translate_pod(
             hostname: if host_network {
                 None
             } else {
-                Some(spec.hostname.clone().unwrap_or_else(|| meta.name.clone().unwrap_or_default()))
+                Some(
+                    spec.hostname
+                        .clone()
+                        .unwrap_or_else(|| meta.name.clone().unwrap_or_default()),
+                )
             },
         },
         warnings,

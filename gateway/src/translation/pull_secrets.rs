@@ -23,8 +23,16 @@ pub fn registry_host(key: &str) -> String {
 }
 
 fn credential(registry: &str, entry: &Value) -> Option<RegistryCredential> {
-    let mut username = entry.get("username").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let mut password = entry.get("password").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut username = entry
+        .get("username")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut password = entry
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     if username.is_empty() {
         if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
             let decoded = STANDARD.decode(auth).ok()?;
@@ -47,10 +55,12 @@ fn credential(registry: &str, entry: &Value) -> Option<RegistryCredential> {
 /// Credentials from one pull secret; `Err` says why the secret is unusable.
 pub fn credentials_from_secret(data: &ObjectData) -> Result<Vec<RegistryCredential>, String> {
     let (auths, raw) = if let Some(raw) = data.bytes(".dockerconfigjson") {
-        let v: Value = serde_json::from_slice(&raw).map_err(|e| format!("invalid .dockerconfigjson: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(&raw).map_err(|e| format!("invalid .dockerconfigjson: {e}"))?;
         (v.get("auths").cloned().unwrap_or(Value::Null), true)
     } else if let Some(raw) = data.bytes(".dockercfg") {
-        let v: Value = serde_json::from_slice(&raw).map_err(|e| format!("invalid .dockercfg: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(&raw).map_err(|e| format!("invalid .dockercfg: {e}"))?;
         (v, false)
     } else {
         return Err("has neither .dockerconfigjson nor .dockercfg".to_owned());
@@ -83,7 +93,10 @@ mod tests {
         creds.sort_by(|a, b| a.registry.cmp(&b.registry));
         assert_eq!(creds.len(), 2);
         assert_eq!(creds[0].registry, "127.0.0.1:5000");
-        assert_eq!((creds[0].username.as_str(), creds[0].password.as_str()), ("bob", "s3cret"));
+        assert_eq!(
+            (creds[0].username.as_str(), creds[0].password.as_str()),
+            ("bob", "s3cret")
+        );
         assert_eq!(creds[1].registry, "docker.io");
         assert_eq!(creds[1].username, "al");
     }
@@ -96,7 +109,10 @@ mod tests {
                 br#"{"ghcr.io":{"username":"u","password":"p"}}"#.to_vec(),
             )]),
         };
-        assert_eq!(credentials_from_secret(&data).unwrap()[0].registry, "ghcr.io");
+        assert_eq!(
+            credentials_from_secret(&data).unwrap()[0].registry,
+            "ghcr.io"
+        );
         let bad = ObjectData {
             entries: BTreeMap::from([(".dockerconfigjson".to_owned(), b"{".to_vec())]),
         };

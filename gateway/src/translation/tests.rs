@@ -84,7 +84,11 @@ fn resolves_every_env_source() {
     let get = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     assert_eq!(get("CFG_mode").as_deref(), Some("fast"));
     assert_eq!(get("CFG_app.conf").as_deref(), Some("x=1\n"));
-    assert_eq!(get("CFG_bad-key!").as_deref(), Some("v"), "printable names are valid");
+    assert_eq!(
+        get("CFG_bad-key!").as_deref(),
+        Some("v"),
+        "printable names are valid"
+    );
     assert_eq!(get("EXPANDED").as_deref(), Some("v-fast-$(PLAIN)"));
     assert_eq!(get("MODE").as_deref(), Some("fast"));
     assert_eq!(get("PASS").as_deref(), Some("hunter2"));
@@ -166,7 +170,14 @@ fn volumes_become_files() {
         ]
     }));
     let t = translate_pod(&p, &refs(), &node()).unwrap();
-    let files = |name: &str| match &t.spec.volumes.iter().find(|v| v.name == name).unwrap().source {
+    let files = |name: &str| match &t
+        .spec
+        .volumes
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap()
+        .source
+    {
         VolumeSource::Files { files, sensitive } => (files.clone(), *sensitive),
         other => panic!("{other:?}"),
     };
@@ -174,7 +185,11 @@ fn volumes_become_files() {
     assert!(!sensitive);
     assert_eq!(
         conf,
-        vec![FileItem { path: "conf/app.conf".into(), content: "x=1\n".into(), mode: 0o400 }]
+        vec![FileItem {
+            path: "conf/app.conf".into(),
+            content: "x=1\n".into(),
+            mode: 0o400
+        }]
     );
     let (sec, sensitive) = files("sec");
     assert!(sensitive);
@@ -187,16 +202,32 @@ fn volumes_become_files() {
     assert!(sensitive);
     let paths: Vec<_> = proj.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["mode", "password", "ns"]);
-    assert!(t.warnings.iter().any(|w| w.contains("service account token")));
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.contains("service account token"))
+    );
     assert_eq!(
-        t.spec.volumes.iter().find(|v| v.name == "scratch").unwrap().source,
-        VolumeSource::EmptyDir { in_memory: true, size_limit_bytes: Some(64 << 20) }
+        t.spec
+            .volumes
+            .iter()
+            .find(|v| v.name == "scratch")
+            .unwrap()
+            .source,
+        VolumeSource::EmptyDir {
+            in_memory: true,
+            size_limit_bytes: Some(64 << 20)
+        }
     );
     let c = &t.spec.containers[0];
     assert_eq!(c.devices.len(), 1);
     assert_eq!(c.devices[0].host_path, "/dev/gpiomem");
     assert!(c.volume_mounts.iter().all(|m| m.name != "gpio"));
-    assert!(c.volume_mounts.iter().any(|m| m.name == "sec" && m.read_only));
+    assert!(
+        c.volume_mounts
+            .iter()
+            .any(|m| m.name == "sec" && m.read_only)
+    );
 }
 
 #[test]
@@ -220,8 +251,13 @@ fn named_probe_ports_are_resolved() {
     let t = translate_pod(&p, &refs(), &node()).unwrap();
     let c = &t.spec.containers[0];
     match &c.liveness_probe.as_ref().unwrap().handler {
-        ProbeHandler::HttpGet { port, path, scheme, .. } => {
-            assert_eq!((*port, path.as_str(), scheme.as_str()), (8080, "/healthz", "HTTP"));
+        ProbeHandler::HttpGet {
+            port, path, scheme, ..
+        } => {
+            assert_eq!(
+                (*port, path.as_str(), scheme.as_str()),
+                (8080, "/healthz", "HTTP")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -234,7 +270,10 @@ fn named_probe_ports_are_resolved() {
         "livenessProbe": {"httpGet": {"port": "metrics"}}}]}));
     assert_eq!(
         translate_pod(&bad, &refs(), &node()).unwrap_err(),
-        TranslationError::UnknownProbePort { container: "web".into(), port: "metrics".into() }
+        TranslationError::UnknownProbePort {
+            container: "web".into(),
+            port: "metrics".into()
+        }
     );
 }
 
@@ -280,15 +319,21 @@ fn pull_secrets_deletion_and_references() {
 #[test]
 fn referenced_objects_lists_everything() {
     let p = pod(json!({"containers": [{"name": "a", "image": "x",
-        "envFrom": [{"secretRef": {"name": "s1"}}],
-        "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "c1", "key": "k"}}}]}],
-        "volumes": [
-            {"name": "v", "configMap": {"name": "c2"}},
-            {"name": "p", "projected": {"sources": [{"secret": {"name": "s2"}}]}}
-        ]}));
+    "envFrom": [{"secretRef": {"name": "s1"}}],
+    "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "c1", "key": "k"}}}]}],
+    "volumes": [
+        {"name": "v", "configMap": {"name": "c2"}},
+        {"name": "p", "projected": {"sources": [{"secret": {"name": "s2"}}]}}
+    ]}));
     let names = referenced_objects(&p);
-    assert_eq!(names.config_maps, BTreeSet::from(["c1".to_owned(), "c2".to_owned()]));
-    assert_eq!(names.secrets, BTreeSet::from(["s1".to_owned(), "s2".to_owned()]));
+    assert_eq!(
+        names.config_maps,
+        BTreeSet::from(["c1".to_owned(), "c2".to_owned()])
+    );
+    assert_eq!(
+        names.secrets,
+        BTreeSet::from(["s1".to_owned(), "s2".to_owned()])
+    );
 }
 
 #[test]

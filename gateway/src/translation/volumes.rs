@@ -58,12 +58,9 @@ fn object_files(
         Some(items) if !items.is_empty() => {
             for item in items {
                 match data.bytes(&item.key) {
-                    Some(content) => push_file(
-                        files,
-                        &item.path,
-                        content,
-                        mode_of(item.mode, default_mode),
-                    )?,
+                    Some(content) => {
+                        push_file(files, &item.path, content, mode_of(item.mode, default_mode))?
+                    }
                     None if optional => {}
                     None => return Err(what(item.key.clone())),
                 }
@@ -102,7 +99,12 @@ fn downward_files(
                 item.path
             )));
         };
-        push_file(files, &item.path, value.into_bytes(), mode_of(item.mode, default_mode))?;
+        push_file(
+            files,
+            &item.path,
+            value.into_bytes(),
+            mode_of(item.mode, default_mode),
+        )?;
     }
     Ok(())
 }
@@ -265,7 +267,13 @@ fn projection(
         }
     }
     if let Some(d) = &source.downward_api {
-        downward_files(files, pod, node, d.items.as_deref().unwrap_or_default(), default_mode)?;
+        downward_files(
+            files,
+            pod,
+            node,
+            d.items.as_deref().unwrap_or_default(),
+            default_mode,
+        )?;
     }
     if let Some(t) = &source.service_account_token {
         warnings.push(format!(

@@ -1,0 +1,347 @@
+//! `edge-gateway run` flags (each also `EDGE_GATEWAY_<FLAG>`) and the validated
+//! [`GatewayConfig`] the library runs with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid duration {0:?}: use a number with a unit, e.g. 500ms, 10s, 2m, 1h")]
+    Duration(String),
+    #[error("--broker-url {0:?} must start with mqtt:// or mqtts:// and name a host and port")]
+    BrokerUrl(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h` (a bare number means seconds).
+pub fn parse_duration(raw: &str) -> Result<Duration, ConfigError> {
+    let s = raw.trim();
+    let err = || ConfigError::Duration(raw.to_owned());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| err())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(err()),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Flags of `edge-gateway run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Kubeconfig file for the cluster. Without it: $KUBECONFIG, ~/.kube/config, or the
+    /// in-cluster service account.
+    #[arg(long, env = "EDGE_GATEWAY_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long, env = "EDGE_GATEWAY_CONTEXT")]
+    pub context: Option<String>,
+    /// Directory for the gateway's state (sled store, generated kubelet TLS
+    /// certificate, enrollment CA and revocation list).
+    #[arg(
+        long,
+        env = "EDGE_GATEWAY_STORE_DIR",
+        default_value = "/var/lib/edge-gateway"
+    )]
+    pub store_dir: PathBuf,
+    /// Address of the embedded MQTT broker (rumqttd, plain TCP) that devices connect
+    /// to. Port 0 picks a free port (reported in --ready-file). Ignored with --broker-url.
+    #[arg(long, env = "EDGE_GATEWAY_MQTT_LISTEN", default_value = "0.0.0.0:1883")]
+    pub mqtt_listen: SocketAddr,
+    /// Use an external broker instead of the embedded one: mqtt://host:port or
+    /// mqtts://host:port (Mosquitto with the ACL from `broker-config mosquitto`, EMQX, ...).
+    #[arg(long, env = "EDGE_GATEWAY_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// PEM CA that signed the external broker's certificate (mqtts://).
+    #[arg(long, env = "EDGE_GATEWAY_BROKER_CA")]
+    pub broker_ca: Option<PathBuf>,
+    /// PEM client certificate the gateway presents to the external broker.
+    #[arg(long, env = "EDGE_GATEWAY_BROKER_CERT", requires = "broker_key")]
+    pub broker_cert: Option<PathBuf>,
+    /// PEM private key of --broker-cert.
+    #[arg(long, env = "EDGE_GATEWAY_BROKER_KEY", requires = "broker_cert")]
+    pub broker_key: Option<PathBuf>,
+    /// MQTT client id of the gateway (with client certificates: the certificate's CN).
+    #[arg(
+        long,
+        env = "EDGE_GATEWAY_MQTT_CLIENT_ID",
+        default_value = "edge-gateway"
+    )]
+    pub mqtt_client_id: String,
+    /// Address of the kubelet API (HTTPS) the API server calls for logs. Port 0 picks a
+    /// free port (reported in --ready-file and put into every Node).
+    #[arg(
+        long,
+        env = "EDGE_GATEWAY_KUBELET_LISTEN",
+        default_value = "0.0.0.0:10250"
+    )]
+    pub kubelet_listen: SocketAddr,
+    /// PEM serving certificate of the kubelet API. Without it a self-signed one is
+    /// generated into <store-dir>/kubelet-tls/.
+    #[arg(
+        long,
+        env = "EDGE_GATEWAY_KUBELET_TLS_CERT",
+        requires = "kubelet_tls_key"
+    )]
+    pub kubelet_tls_cert: Option<PathBuf>,
+    /// PEM private key of --kubelet-tls-cert.
+    #[arg(
+        long,
+        env = "EDGE_GATEWAY_KUBELET_TLS_KEY",
+        requires = "kubelet_tls_cert"
+    )]
+    pub kubelet_tls_key: Option<PathBuf>,
+    /// PEM CA of the client certificates accepted on the kubelet API: the CA of the
+    /// certificate kube-apiserver presents (--kubelet-client-certificate).
+    #[arg(long, env = "EDGE_GATEWAY_KUBELET_CLIENT_CA")]
+    pub kubelet_client_ca: Option<PathBuf>,
+    /// Also accept bearer tokens on the kubelet API, checked with TokenReview and
+    /// SubjectAccessReview (nodes/proxy), like the kubelet's webhook mode.
+    #[arg(long, env = "EDGE_GATEWAY_KUBELET_TOKEN_AUTH")]
+    pub kubelet_token_auth: bool,
+    /// InternalIP put into every Node's status.addresses: where the API server reaches
+    /// this gateway's kubelet API (the gateway pod's or host's IP).
+    #[arg(long, env = "EDGE_GATEWAY_NODE_ADDRESS", default_value = "127.0.0.1")]
+    pub node_address: String,
+    /// Provider name in the node taint virtual-kubelet.io/provider=<provider>:NoSchedule.
+    #[arg(long, env = "EDGE_GATEWAY_PROVIDER", default_value = "edge")]
+    pub provider: String,
+    /// Do not taint device nodes (any pod may then be scheduled onto devices).
+    #[arg(long, env = "EDGE_GATEWAY_NO_TAINT")]
+    pub no_taint: bool,
+    /// How often each online device's Lease in kube-node-lease is renewed.
+    #[arg(long, env = "EDGE_GATEWAY_NODE_LEASE_RENEW", default_value = "10s", value_parser = parse_duration)]
+    pub node_lease_renew: Duration,
+    /// Heartbeat age after which a device counts as offline (its Lease is then no
+    /// longer renewed, so the node lifecycle controller marks the Node unreachable).
+    #[arg(long, env = "EDGE_GATEWAY_DEVICE_TIMEOUT", default_value = "40s", value_parser = parse_duration)]
+    pub device_timeout: Duration,
+    /// How often an online device's Node status is patched even when nothing changed.
+    #[arg(long, env = "EDGE_GATEWAY_NODE_STATUS_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub node_status_interval: Duration,
+    /// How long the kubelet API waits for a device to answer a log request.
+    #[arg(long, env = "EDGE_GATEWAY_LOG_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub log_request_timeout: Duration,
+    /// Only accept devices with these ids (repeatable). Default: every device with a
+    /// valid id that is not revoked (with an external broker, enrollment certificates
+    /// decide who can connect at all).
+    #[arg(
+        long = "allow-device",
+        env = "EDGE_GATEWAY_ALLOW_DEVICES",
+        value_delimiter = ','
+    )]
+    pub allow_devices: Vec<String>,
+    /// Address of the Prometheus /metrics endpoint (plain HTTP). Port 0 picks a free port.
+    #[arg(
+        long,
+        env = "EDGE_GATEWAY_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Log filter (tracing EnvFilter syntax), e.g. info or edge_gateway=debug,info.
+    #[arg(long, env = "EDGE_GATEWAY_LOG_FILTER", default_value = "info")]
+    pub log_filter: String,
+    /// Once serving, write {"mqtt_port":N|null,"kubelet_port":N,"metrics_port":N} here.
+    #[arg(long, env = "EDGE_GATEWAY_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Where the gateway's MQTT client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerConfig {
+    /// Start rumqttd in-process on this address.
+    Embedded { listen: SocketAddr },
+    /// An external broker.
+    External {
+        host: String,
+        port: u16,
+        tls: bool,
+        ca: Option<PathBuf>,
+        client_cert: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+/// How to reach Kubernetes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeConfigSource {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+/// Everything the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub kube: KubeConfigSource,
+    pub store_dir: PathBuf,
+    pub broker: BrokerConfig,
+    pub mqtt_client_id: String,
+    pub kubelet_listen: SocketAddr,
+    pub kubelet_tls: Option<(PathBuf, PathBuf)>,
+    pub kubelet_client_ca: Option<PathBuf>,
+    pub kubelet_token_auth: bool,
+    pub node_address: String,
+    pub provider: String,
+    pub taint: bool,
+    pub node_lease_renew: Duration,
+    pub device_timeout: Duration,
+    pub node_status_interval: Duration,
+    pub log_request_timeout: Duration,
+    pub allow_devices: Vec<String>,
+    pub metrics_listen: SocketAddr,
+    pub ready_file: Option<PathBuf>,
+}
+
+impl GatewayConfig {
+    /// Defaults for a gateway on loopback with free ports and an embedded broker.
+    pub fn local(store_dir: impl Into<PathBuf>) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            kube: KubeConfigSource::default(),
+            store_dir: store_dir.into(),
+            broker: BrokerConfig::Embedded { listen: any },
+            mqtt_client_id: "edge-gateway".to_owned(),
+            kubelet_listen: any,
+            kubelet_tls: None,
+            kubelet_client_ca: None,
+            kubelet_token_auth: false,
+            node_address: "127.0.0.1".to_owned(),
+            provider: "edge".to_owned(),
+            taint: true,
+            node_lease_renew: Duration::from_secs(10),
+            device_timeout: Duration::from_secs(40),
+            node_status_interval: Duration::from_secs(60),
+            log_request_timeout: Duration::from_secs(15),
+            allow_devices: Vec::new(),
+            metrics_listen: any,
+            ready_file: None,
+        }
+    }
+}
+
+/// Parses `mqtt://host:port` / `mqtts://host:port`.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), ConfigError> {
+    let err = || ConfigError::BrokerUrl(url.to_owned());
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        return Err(err());
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| err())?),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(err());
+    }
+    Ok((host.to_owned(), port, tls))
+}
+
+impl TryFrom<RunArgs> for GatewayConfig {
+    type Error = ConfigError;
+    fn try_from(a: RunArgs) -> Result<Self, ConfigError> {
+        let broker = match &a.broker_url {
+            None => BrokerConfig::Embedded {
+                listen: a.mqtt_listen,
+            },
+            Some(url) => {
+                let (host, port, tls) = parse_broker_url(url)?;
+                if !tls && (a.broker_ca.is_some() || a.broker_cert.is_some()) {
+                    return Err(ConfigError::Invalid(
+                        "--broker-ca/--broker-cert need an mqtts:// --broker-url".to_owned(),
+                    ));
+                }
+                BrokerConfig::External {
+                    host,
+                    port,
+                    tls,
+                    ca: a.broker_ca.clone(),
+                    client_cert: a.broker_cert.clone().zip(a.broker_key.clone()),
+                }
+            }
+        };
+        if a.node_address.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "--node-address {:?} must be an IP address (the API server connects to it)",
+                a.node_address
+            )));
+        }
+        if a.device_timeout.is_zero() || a.node_lease_renew.is_zero() {
+            return Err(ConfigError::Invalid(
+                "--device-timeout and --node-lease-renew must be greater than zero".to_owned(),
+            ));
+        }
+        for id in &a.allow_devices {
+            edge_protocol::DeviceId::new(id.clone())
+                .map_err(|e| ConfigError::Invalid(format!("--allow-device {id:?}: {e}")))?;
+        }
+        Ok(Self {
+            kube: KubeConfigSource {
+                kubeconfig: a.kubeconfig,
+                context: a.context,
+            },
+            store_dir: a.store_dir,
+            broker,
+            mqtt_client_id: a.mqtt_client_id,
+            kubelet_listen: a.kubelet_listen,
+            kubelet_tls: a.kubelet_tls_cert.zip(a.kubelet_tls_key),
+            kubelet_client_ca: a.kubelet_client_ca,
+            kubelet_token_auth: a.kubelet_token_auth,
+            node_address: a.node_address,
+            provider: a.provider,
+            taint: !a.no_taint,
+            node_lease_renew: a.node_lease_renew,
+            device_timeout: a.device_timeout,
+            node_status_interval: a.node_status_interval,
+            log_request_timeout: a.log_request_timeout,
+            allow_devices: a.allow_devices,
+            metrics_listen: a.metrics_listen,
+            ready_file: a.ready_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("1d").is_err());
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker_url("mqtt://localhost:1884").unwrap(),
+            ("localhost".into(), 1884, false)
+        );
+        assert_eq!(
+            parse_broker_url("mqtts://gw.example.com").unwrap(),
+            ("gw.example.com".into(), 8883, true)
+        );
+        assert!(parse_broker_url("http://x:1").is_err());
+        assert!(parse_broker_url("mqtt://:1").is_err());
+    }
+}

@@ -1,0 +1,1033 @@
+//! The fleet: every device's registry entry, sync state and pods, in one place.
+//!
+//! Inputs come from the MQTT link (device messages), the pod watch (translated pods),
+//! the Kubernetes writers (feedback) and a ticker (liveness, leases, node status).
+//! Each input locks the state briefly, runs the pure logic, and queues effects:
+//! Kubernetes writes to [`KubeOps`], MQTT messages to the outbox (whose task flushes the
+//! store before sending a desired set).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use edge_protocol::{
+    DesiredSet, DeviceId, DeviceState, Heartbeat, LogCancel, LogRequest, Message, NodeReport,
+    PodEventReport, PodPhase, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
+};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::device_sync::{DeviceSync, ReportedPod, SyncEffect, SyncInput};
+use crate::hostile_input::RejectionLog;
+use crate::kube_writer::{KubeFeedback, KubeOp, KubeOps, pod_event};
+use crate::log_streams::LogStreams;
+use crate::metrics::Metrics;
+use crate::node_object::{NodeSettings, device_internal_ip, node_status};
+use crate::status_mapping::{config_error_status, kube_pod_status, now_time, time_from_millis};
+use crate::store::Store;
+use crate::translation::{NodeContext, Translation, TranslationError};
+
+/// Messages for the MQTT outbox task.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// Flush the store, then publish the desired set.
+    Desired {
+        device: DeviceId,
+        set: DesiredSet,
+    },
+    LogRequest {
+        device: DeviceId,
+        id: RequestId,
+        request: LogRequest,
+    },
+    LogCancel {
+        device: DeviceId,
+        id: RequestId,
+    },
+    /// Ask the device for a full status report.
+    StatusResync {
+        device: DeviceId,
+        reason: String,
+    },
+}
+
+/// Requests to the pod watch.
+#[derive(Debug, Clone)]
+pub enum PodWatchRequest {
+    /// A device became known: translate its pods and report them synced.
+    AdoptNode(DeviceId),
+}
+
+/// Fleet-wide timings and policies.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    pub node: NodeSettings,
+    pub device_timeout: Duration,
+    pub lease_renew: Duration,
+    pub node_status_interval: Duration,
+    pub allow_devices: BTreeSet<String>,
+    pub store_dir: std::path::PathBuf,
+    pub rejection_log_window: Duration,
+}
+
+/// Why a log request cannot be served (mapped to HTTP errors by the kubelet API).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogTargetError {
+    #[error("pod {namespace}/{name} is not running on any node of this gateway")]
+    PodNotFound { namespace: String, name: String },
+    #[error("container {container:?} is not valid for pod {name}")]
+    ContainerNotFound { name: String, container: String },
+    #[error("node {0} is offline: its device is not connected, so its logs cannot be read now")]
+    DeviceOffline(String),
+}
+
+#[derive(Debug)]
+struct DeviceEntry {
+    sync: DeviceSync,
+    report: Option<NodeReport>,
+    state_online: Option<bool>,
+    last_seen: Option<Instant>,
+    online: bool,
+    ready_since: Option<Time>,
+    node_registered: bool,
+    node_uid: Option<String>,
+    node_pending: bool,
+    last_lease: Option<Instant>,
+    last_node_status: Option<Instant>,
+    node_dirty: bool,
+    last_status_sequence: Option<u64>,
+}
+
+impl DeviceEntry {
+    fn new(sync: DeviceSync, report: Option<NodeReport>) -> Self {
+        Self {
+            sync,
+            report,
+            state_online: None,
+            last_seen: None,
+            online: false,
+            ready_since: None,
+            node_registered: false,
+            node_uid: None,
+            node_pending: false,
+            last_lease: None,
+            last_node_status: None,
+            node_dirty: true,
+            last_status_sequence: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PodEntry {
+    pod: Arc<Pod>,
+    device: DeviceId,
+    last_patched: Option<PodStatus>,
+    phase: Option<String>,
+    desired_at: Option<Instant>,
+    failure: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct FleetState {
+    devices: HashMap<DeviceId, DeviceEntry>,
+    pods: HashMap<String, PodEntry>,
+    by_name: HashMap<(String, String), String>,
+}
+
+/// The fleet and its effect queues.
+#[derive(Debug)]
+pub struct Fleet {
+    settings: FleetSettings,
+    state: Mutex<FleetState>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    ops: KubeOps,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    pod_watch: mpsc::UnboundedSender<PodWatchRequest>,
+    logs: LogStreams,
+    rejections: Mutex<RejectionLog>,
+}
+
+fn kind_label(msg: &Message) -> &'static str {
+    msg.kind().as_str()
+}
+
+impl Fleet {
+    /// Restores every stored device (offline until it is heard from).
+    pub fn new(
+        settings: FleetSettings,
+        store: Store,
+        metrics: Arc<Metrics>,
+        ops: KubeOps,
+        outbox: mpsc::UnboundedSender<Outgoing>,
+        pod_watch: mpsc::UnboundedSender<PodWatchRequest>,
+    ) -> Self {
+        let mut state = FleetState::default();
+        let reports = store.load_reports();
+        for record in store.load_devices() {
+            match record {
+                Ok((device, persisted)) => {
+                    let report = reports.get(&device).cloned();
+                    let sync = DeviceSync::restore(device.clone(), persisted);
+                    state.devices.insert(device, DeviceEntry::new(sync, report));
+                }
+                Err(e) => warn!(error = %e, "skipping a stored device record"),
+            }
+        }
+        metrics.devices_total.set(state.devices.len() as i64);
+        let window = settings.rejection_log_window;
+        Self {
+            settings,
+            state: Mutex::new(state),
+            store,
+            metrics,
+            ops,
+            outbox,
+            pod_watch,
+            logs: LogStreams::default(),
+            rejections: Mutex::new(RejectionLog::new(window)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FleetState> {
+        // A panic while holding the lock would be a bug; keep serving with the data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn logs(&self) -> &LogStreams {
+        &self.logs
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Counts, logs (rate limited per source) and drops a bad message.
+    pub fn reject(&self, source: &str, reason: &'static str, detail: &str) {
+        self.metrics.rejected(reason);
+        let log = self
+            .rejections
+            .lock()
+            .map(|mut r| r.should_log(source, Instant::now()))
+            .unwrap_or(false);
+        if log {
+            warn!(
+                source,
+                reason,
+                detail,
+                "dropped a message (further ones from this source are counted, not logged, for a while)"
+            );
+        }
+    }
+
+    /// Whether pods bound to `node` are ours.
+    pub fn is_known(&self, node: &str) -> bool {
+        DeviceId::new(node)
+            .map(|d| self.lock().devices.contains_key(&d))
+            .unwrap_or(false)
+    }
+
+    pub fn known_devices(&self) -> Vec<DeviceId> {
+        self.lock().devices.keys().cloned().collect()
+    }
+
+    /// Downward-API facts about a device's node.
+    pub fn node_context(&self, device: &DeviceId) -> NodeContext {
+        let state = self.lock();
+        let report = state.devices.get(device).and_then(|e| e.report.as_ref());
+        let alloc = report.map(|r| {
+            if r.allocatable == Default::default() {
+                r.capacity.clone()
+            } else {
+                r.allocatable.clone()
+            }
+        });
+        NodeContext {
+            node_name: device.to_string(),
+            host_ip: report.and_then(device_internal_ip),
+            allocatable_cpu_millis: alloc.as_ref().map_or(0, |a| a.cpu_millis),
+            allocatable_memory_bytes: alloc.as_ref().map_or(0, |a| a.memory_bytes),
+            allocatable_storage_bytes: alloc.as_ref().map_or(0, |a| a.ephemeral_storage_bytes),
+        }
+    }
+
+    fn apply(&self, device: &DeviceId, effects: Vec<SyncEffect>) {
+        for effect in effects {
+            match effect {
+                SyncEffect::Persist(record) => {
+                    if let Err(e) = self.store.put_device(device, &record) {
+                        warn!(%device, error = %e, "cannot store the desired set");
+                    }
+                }
+                SyncEffect::Publish(set) => {
+                    let _ = self.outbox.send(Outgoing::Desired {
+                        device: device.clone(),
+                        set,
+                    });
+                }
+                SyncEffect::DeletePod {
+                    uid,
+                    namespace,
+                    name,
+                } => self.ops.send(KubeOp::DeletePod {
+                    device: device.clone(),
+                    namespace,
+                    name,
+                    uid,
+                }),
+            }
+        }
+    }
+
+    // ---- MQTT input ------------------------------------------------------------
+
+    /// Handles one message from the broker. `retained` is the MQTT retain flag.
+    pub fn on_mqtt(&self, topic: &str, payload: &[u8], retained: bool) {
+        let parsed = match Topic::parse(topic) {
+            Ok(t) => t,
+            Err(e) => return self.reject(topic, "bad_topic", &e.to_string()),
+        };
+        let Topic::Up { device, channel } = parsed.clone() else {
+            return self.reject(
+                topic,
+                "unexpected_direction",
+                "gateway only reads up/ topics",
+            );
+        };
+        let msg = match Message::decode_on(&parsed, payload) {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = match e {
+                    edge_protocol::DecodeError::TooLarge { .. } => "oversized",
+                    edge_protocol::DecodeError::UnsupportedVersion { .. }
+                    | edge_protocol::DecodeError::BadVersion(_)
+                    | edge_protocol::DecodeError::MissingVersion => "wrong_version",
+                    edge_protocol::DecodeError::WrongTopic { .. } => "wrong_topic",
+                    _ => "malformed",
+                };
+                return self.reject(device.as_str(), reason, &e.to_string());
+            }
+        };
+        self.metrics.message_in(kind_label(&msg));
+        match (channel, msg) {
+            (UpChannel::Hello, Message::NodeReport(r)) => self.on_hello(&device, r),
+            (UpChannel::Heartbeat, Message::Heartbeat(h)) => self.on_heartbeat(&device, h),
+            (UpChannel::State, Message::DeviceState(s)) => self.on_state(&device, s, retained),
+            (UpChannel::Status, Message::PodStatusReport(r)) => self.on_status(&device, r),
+            (UpChannel::Events, Message::PodEventReport(r)) => self.on_events(&device, r),
+            (UpChannel::Resync, Message::ResyncRequest(r)) => self.on_resync(&device, r),
+            (UpChannel::Logs(id), Message::LogChunk(c)) => {
+                if let Err(e) = self.logs.deliver(&device, &id, c) {
+                    let reason = match e {
+                        crate::log_streams::DeliveryError::WrongDevice => "spoofed",
+                        crate::log_streams::DeliveryError::Overflow => "log_overflow",
+                        crate::log_streams::DeliveryError::UnknownRequest => "unknown_log_request",
+                    };
+                    if reason != "unknown_log_request" {
+                        self.reject(
+                            device.as_str(),
+                            reason,
+                            &format!("log chunk for request {id}"),
+                        );
+                    }
+                }
+            }
+            (_, other) => self.reject(device.as_str(), "wrong_topic", other.kind().as_str()),
+        }
+    }
+
+    fn admitted(&self, device: &DeviceId) -> Result<(), String> {
+        if !self.settings.allow_devices.is_empty()
+            && !self.settings.allow_devices.contains(device.as_str())
+        {
+            return Err("device is not in --allow-device".to_owned());
+        }
+        match crate::enrollment::RevocationList::load(&self.settings.store_dir) {
+            Ok(list) if list.contains(device) => Err("device is revoked".to_owned()),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                warn!(error = %e, "cannot read the revocation list; refusing hellos until it is fixed");
+                Err(format!("revocation list unreadable: {e}"))
+            }
+        }
+    }
+
+    fn on_hello(&self, device: &DeviceId, report: NodeReport) {
+        if let Err(why) = self.admitted(device) {
+            return self.reject(device.as_str(), "not_admitted", &why);
+        }
+        let now = Instant::now();
+        let mut adopt = false;
+        {
+            let mut state = self.lock();
+            let entry = state.devices.entry(device.clone()).or_insert_with(|| {
+                adopt = true;
+                DeviceEntry::new(DeviceSync::new(device.clone()), None)
+            });
+            entry.report = Some(report.clone());
+            entry.last_seen = Some(now);
+            entry.node_dirty = true;
+            entry.node_registered = false;
+            let count = state.devices.len();
+            self.metrics.devices_total.set(count as i64);
+        }
+        if let Err(e) = self.store.put_report(device, &report) {
+            warn!(%device, error = %e, "cannot store the node report");
+        }
+        if adopt {
+            info!(%device, "new device");
+            let _ = self
+                .pod_watch
+                .send(PodWatchRequest::AdoptNode(device.clone()));
+        }
+        self.evaluate(device, now);
+    }
+
+    fn on_heartbeat(&self, device: &DeviceId, hb: Heartbeat) {
+        let now = Instant::now();
+        let effects = {
+            let mut state = self.lock();
+            let Some(entry) = state.devices.get_mut(device) else {
+                drop(state);
+                return self.unknown_device(device);
+            };
+            entry.last_seen = Some(now);
+            entry.sync.handle(SyncInput::Heartbeat {
+                observed_generation: hb.observed_generation,
+            })
+        };
+        self.apply(device, effects);
+        self.evaluate(device, now);
+    }
+
+    fn unknown_device(&self, device: &DeviceId) {
+        self.reject(
+            device.as_str(),
+            "unknown_device",
+            "message from a device that has not said hello; it appears once it reconnects",
+        );
+    }
+
+    fn on_state(&self, device: &DeviceId, s: DeviceState, retained: bool) {
+        let now = Instant::now();
+        {
+            let mut state = self.lock();
+            let Some(entry) = state.devices.get_mut(device) else {
+                return;
+            };
+            entry.state_online = Some(s.online);
+            if s.online && !retained {
+                entry.last_seen = Some(now);
+            }
+        }
+        self.evaluate(device, now);
+    }
+
+    fn on_resync(&self, device: &DeviceId, r: ResyncRequest) {
+        let now = Instant::now();
+        let effects = {
+            let mut state = self.lock();
+            let Some(entry) = state.devices.get_mut(device) else {
+                drop(state);
+                return self.unknown_device(device);
+            };
+            entry.last_seen = Some(now);
+            entry.sync.handle(SyncInput::ResyncRequested {
+                known_generation: r.known_generation,
+            })
+        };
+        self.apply(device, effects);
+        self.evaluate(device, now);
+    }
+
+    fn on_status(&self, device: &DeviceId, report: PodStatusReport) {
+        let now = Instant::now();
+        let kube_now = now_time(jiff::Timestamp::now());
+        let mut ops = Vec::new();
+        let mut spoofed = Vec::new();
+        let effects = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let Some(entry) = state.devices.get_mut(device) else {
+                drop(guard);
+                return self.unknown_device(device);
+            };
+            entry.last_seen = Some(now);
+            if let Some(last) = entry.last_status_sequence {
+                if !report.full && report.sequence <= last && last - report.sequence < 1_000_000 {
+                    return; // duplicate or reordered delivery of an older report
+                }
+            }
+            entry.last_status_sequence = Some(report.sequence);
+            let host_ip = entry.report.as_ref().and_then(device_internal_ip);
+            for reported in &report.pods {
+                // isolation: only pods in this device's desired set
+                if !entry.sync.has_pod(&reported.uid) {
+                    continue;
+                }
+                let Some(pod_entry) = state.pods.get_mut(&reported.uid) else {
+                    continue;
+                };
+                if &pod_entry.device != device {
+                    spoofed.push(reported.uid.clone());
+                    continue;
+                }
+                if reported.removed {
+                    continue;
+                }
+                let status =
+                    kube_pod_status(&pod_entry.pod, reported, host_ip.as_deref(), &kube_now);
+                if pod_entry.last_patched.as_ref().map(strip_times) == Some(strip_times(&status)) {
+                    continue;
+                }
+                let phase = status.phase.clone();
+                self.metrics
+                    .pod_phase_changed(pod_entry.phase.as_deref(), phase.as_deref());
+                pod_entry.phase = phase;
+                if reported.phase == PodPhase::Running {
+                    if let Some(t) = pod_entry.desired_at.take() {
+                        self.metrics
+                            .desired_to_running_seconds
+                            .observe(now.duration_since(t).as_secs_f64());
+                    }
+                }
+                pod_entry.last_patched = Some(status.clone());
+                pod_entry.failure = None;
+                let meta = &pod_entry.pod.metadata;
+                ops.push(KubeOp::PatchPodStatus {
+                    device: device.clone(),
+                    namespace: meta.namespace.clone().unwrap_or_default(),
+                    name: meta.name.clone().unwrap_or_default(),
+                    uid: reported.uid.clone(),
+                    status: Box::new(status),
+                });
+            }
+            entry.sync.handle(SyncInput::StatusReport {
+                observed_generation: report.observed_generation,
+                full: report.full,
+                pods: report
+                    .pods
+                    .iter()
+                    .map(|p| ReportedPod {
+                        uid: p.uid.clone(),
+                        removed: p.removed,
+                    })
+                    .collect(),
+            })
+        };
+        for uid in spoofed {
+            self.reject(
+                device.as_str(),
+                "spoofed",
+                &format!("status for pod {uid} of another node"),
+            );
+        }
+        for op in ops {
+            self.ops.send(op);
+        }
+        self.apply(device, effects);
+        self.evaluate(device, now);
+    }
+
+    fn on_events(&self, device: &DeviceId, report: PodEventReport) {
+        let mut ops = Vec::new();
+        {
+            let state = self.lock();
+            let Some(entry) = state.devices.get(device) else {
+                drop(state);
+                return self.unknown_device(device);
+            };
+            for e in &report.events {
+                let Some(spec) = entry.sync.pod(&e.pod_uid) else {
+                    continue;
+                };
+                let container = e
+                    .container
+                    .as_deref()
+                    .filter(|c| spec.containers.iter().any(|s| s.name == *c));
+                let event_type = match e.event_type {
+                    edge_protocol::EventType::Normal => "Normal",
+                    edge_protocol::EventType::Warning => "Warning",
+                };
+                let reason: String = e.reason.chars().take(128).collect();
+                let message: String = e.message.chars().take(1024).collect();
+                let at = if e.timestamp > 0 {
+                    time_from_millis(e.timestamp)
+                } else {
+                    now_time(jiff::Timestamp::now())
+                };
+                ops.push(KubeOp::RecordEvent {
+                    device: device.clone(),
+                    event: Box::new(pod_event(
+                        device.as_str(),
+                        &spec.namespace,
+                        &spec.name,
+                        &spec.uid,
+                        container,
+                        event_type,
+                        &reason,
+                        &message,
+                        at,
+                        i32::try_from(e.count).unwrap_or(i32::MAX),
+                    )),
+                });
+            }
+        }
+        for op in ops {
+            self.ops.send(op);
+        }
+    }
+
+    // ---- liveness, leases, node status ---------------------------------------------
+
+    /// Re-evaluates one device's liveness and whether its lease or node status is due.
+    pub fn evaluate(&self, device: &DeviceId, now: Instant) {
+        let mut ops = Vec::new();
+        let mut effects = Vec::new();
+        let mut went_offline = false;
+        {
+            let mut state = self.lock();
+            let Some(entry) = state.devices.get_mut(device) else {
+                return;
+            };
+            let fresh = entry
+                .last_seen
+                .is_some_and(|t| now.saturating_duration_since(t) < self.settings.device_timeout);
+            let online = fresh && entry.state_online != Some(false) && entry.report.is_some();
+            if online != entry.online {
+                entry.online = online;
+                if online {
+                    info!(%device, "device online");
+                    entry.ready_since = Some(now_time(jiff::Timestamp::now()));
+                    entry.node_dirty = true;
+                    self.metrics.devices_online.inc();
+                    effects = entry.sync.handle(SyncInput::Online);
+                } else {
+                    info!(%device, "device offline: its lease is no longer renewed");
+                    self.metrics.devices_online.dec();
+                    effects = entry.sync.handle(SyncInput::Offline);
+                    went_offline = true;
+                }
+            }
+            if entry.online {
+                let kube_now = now_time(jiff::Timestamp::now());
+                if let Some(report) = entry.report.clone() {
+                    let status = node_status(
+                        device,
+                        &report,
+                        &self.settings.node,
+                        kube_now.clone(),
+                        entry
+                            .ready_since
+                            .clone()
+                            .unwrap_or_else(|| kube_now.clone()),
+                    );
+                    if !entry.node_registered {
+                        if !entry.node_pending {
+                            entry.node_pending = true;
+                            entry.node_dirty = false;
+                            entry.last_node_status = Some(now);
+                            ops.push(KubeOp::UpsertNode {
+                                device: device.clone(),
+                                report: Box::new(report),
+                                status: Box::new(status),
+                                now: kube_now,
+                            });
+                        }
+                    } else {
+                        let due = entry.last_node_status.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= self.settings.node_status_interval
+                        });
+                        if entry.node_dirty || due {
+                            entry.node_dirty = false;
+                            entry.last_node_status = Some(now);
+                            ops.push(KubeOp::PatchNodeStatus {
+                                device: device.clone(),
+                                status: Box::new(status),
+                            });
+                        }
+                        let lease_due = entry.last_lease.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= self.settings.lease_renew
+                        });
+                        if lease_due {
+                            entry.last_lease = Some(now);
+                            ops.push(KubeOp::RenewLease {
+                                device: device.clone(),
+                                node_uid: entry.node_uid.clone(),
+                                duration_seconds: i32::try_from(
+                                    self.settings.device_timeout.as_secs().max(1),
+                                )
+                                .unwrap_or(40),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if went_offline {
+            self.logs.close_device(device);
+        }
+        for op in ops {
+            self.ops.send(op);
+        }
+        self.apply(device, effects);
+    }
+
+    /// Periodic pass over every device.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        for device in self.known_devices() {
+            self.evaluate(&device, now);
+        }
+    }
+
+    /// Results of Kubernetes writes.
+    pub fn on_feedback(&self, feedback: KubeFeedback) {
+        match feedback {
+            KubeFeedback::NodeRegistered { device, uid } => {
+                {
+                    let mut state = self.lock();
+                    if let Some(e) = state.devices.get_mut(&device) {
+                        e.node_registered = true;
+                        e.node_pending = false;
+                        e.node_uid = uid.or(e.node_uid.take());
+                        e.last_lease = None;
+                    }
+                }
+                self.evaluate(&device, Instant::now());
+            }
+            KubeFeedback::NodeFailed { device } => {
+                let mut state = self.lock();
+                if let Some(e) = state.devices.get_mut(&device) {
+                    e.node_registered = false;
+                    e.node_pending = false;
+                }
+            }
+            KubeFeedback::DeleteFailed { device, uid } => {
+                let effects = {
+                    let mut state = self.lock();
+                    match state.devices.get_mut(&device) {
+                        Some(e) => e.sync.handle(SyncInput::DeleteFailed { uid }),
+                        None => Vec::new(),
+                    }
+                };
+                self.apply(&device, effects);
+            }
+        }
+    }
+
+    // ---- pod watch input -------------------------------------------------------------
+
+    /// A pod bound to one of our nodes, with its translation result.
+    pub fn on_pod_translated(
+        &self,
+        device: &DeviceId,
+        pod: Arc<Pod>,
+        result: Result<Translation, TranslationError>,
+    ) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if uid.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let kube_now = now_time(jiff::Timestamp::now());
+        let mut ops = Vec::new();
+        let effects = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let Some(entry) = state.devices.get_mut(device) else {
+                return;
+            };
+            let host_ip = entry.report.as_ref().and_then(device_internal_ip);
+            state
+                .by_name
+                .insert((ns.clone(), name.clone()), uid.clone());
+            let pod_entry = state.pods.entry(uid.clone()).or_insert_with(|| PodEntry {
+                pod: pod.clone(),
+                device: device.clone(),
+                last_patched: None,
+                phase: None,
+                desired_at: None,
+                failure: None,
+            });
+            pod_entry.pod = pod.clone();
+            pod_entry.device = device.clone();
+            if pod_entry.phase.is_none() {
+                let phase = crate::status_mapping::phase_of(&pod).to_owned();
+                self.metrics.pod_phase_changed(None, Some(&phase));
+                pod_entry.phase = Some(phase);
+            }
+            match result {
+                Ok(t) => {
+                    for w in &t.warnings {
+                        ops.push(KubeOp::RecordEvent {
+                            device: device.clone(),
+                            event: Box::new(pod_event(
+                                device.as_str(),
+                                &ns,
+                                &name,
+                                &uid,
+                                None,
+                                "Warning",
+                                if w.contains("pull secret") {
+                                    "FailedToRetrieveImagePullSecret"
+                                } else {
+                                    "Failed"
+                                },
+                                w,
+                                kube_now.clone(),
+                                1,
+                            )),
+                        });
+                    }
+                    if !entry.sync.has_pod(&uid) && !t.spec.is_terminating() {
+                        pod_entry.desired_at = Some(now);
+                    }
+                    entry.sync.handle(SyncInput::PodUpserted(t.spec))
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    let terminating = pod.metadata.deletion_timestamp.is_some();
+                    if terminating {
+                        match entry.sync.pod(&uid).cloned() {
+                            Some(mut spec) => {
+                                spec.deletion_grace_period_seconds = Some(
+                                    pod.metadata
+                                        .deletion_grace_period_seconds
+                                        .and_then(|g| u64::try_from(g).ok())
+                                        .unwrap_or(spec.termination_grace_period_seconds),
+                                );
+                                entry.sync.handle(SyncInput::PodUpserted(spec))
+                            }
+                            None => {
+                                ops.push(KubeOp::DeletePod {
+                                    device: device.clone(),
+                                    namespace: ns.clone(),
+                                    name: name.clone(),
+                                    uid: uid.clone(),
+                                });
+                                Vec::new()
+                            }
+                        }
+                    } else {
+                        if pod_entry.failure.as_deref() != Some(message.as_str()) {
+                            warn!(%device, pod = %format!("{ns}/{name}"), error = %message, "pod cannot be run on the device");
+                            pod_entry.failure = Some(message.clone());
+                            ops.push(KubeOp::RecordEvent {
+                                device: device.clone(),
+                                event: Box::new(pod_event(
+                                    device.as_str(),
+                                    &ns,
+                                    &name,
+                                    &uid,
+                                    None,
+                                    "Warning",
+                                    "Failed",
+                                    &format!("Error: {message}"),
+                                    kube_now.clone(),
+                                    1,
+                                )),
+                            });
+                            let status =
+                                config_error_status(&pod, &message, host_ip.as_deref(), &kube_now);
+                            self.metrics
+                                .pod_phase_changed(pod_entry.phase.as_deref(), Some("Pending"));
+                            pod_entry.phase = Some("Pending".to_owned());
+                            pod_entry.last_patched = Some(status.clone());
+                            ops.push(KubeOp::PatchPodStatus {
+                                device: device.clone(),
+                                namespace: ns.clone(),
+                                name: name.clone(),
+                                uid: uid.clone(),
+                                status: Box::new(status),
+                            });
+                        }
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        for op in ops {
+            self.ops.send(op);
+        }
+        self.apply(device, effects);
+    }
+
+    /// Updates the cached pod object without re-translating (e.g. after our own status patch).
+    pub fn on_pod_refreshed(&self, pod: Arc<Pod>) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut state = self.lock();
+        if let Some(e) = state.pods.get_mut(&uid) {
+            e.pod = pod;
+        }
+    }
+
+    /// A pod is gone from Kubernetes.
+    pub fn on_pod_deleted(&self, uid: &str) {
+        let (device, effects) = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let Some(pod_entry) = state.pods.remove(uid) else {
+                return;
+            };
+            self.metrics
+                .pod_phase_changed(pod_entry.phase.as_deref(), None);
+            let key = (
+                pod_entry.pod.metadata.namespace.clone().unwrap_or_default(),
+                pod_entry.pod.metadata.name.clone().unwrap_or_default(),
+            );
+            if state.by_name.get(&key).map(String::as_str) == Some(uid) {
+                state.by_name.remove(&key);
+            }
+            let effects = match state.devices.get_mut(&pod_entry.device) {
+                Some(e) => e.sync.handle(SyncInput::PodRemoved {
+                    uid: uid.to_owned(),
+                }),
+                None => Vec::new(),
+            };
+            (pod_entry.device, effects)
+        };
+        self.apply(&device, effects);
+    }
+
+    /// The pod watch has a complete view for `device`: `present` are its pods' uids.
+    pub fn on_pods_synced(&self, device: &DeviceId, present: BTreeSet<String>) {
+        let effects = {
+            let mut state = self.lock();
+            match state.devices.get_mut(device) {
+                Some(e) => e.sync.handle(SyncInput::KubernetesSynced { present }),
+                None => Vec::new(),
+            }
+        };
+        self.apply(device, effects);
+    }
+
+    // ---- kubelet API queries -----------------------------------------------------------
+
+    /// Every pod on the gateway's nodes.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.lock().pods.values().map(|p| p.pod.clone()).collect()
+    }
+
+    /// Where to send a log request for a container.
+    pub fn log_target(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<(DeviceId, String), LogTargetError> {
+        let state = self.lock();
+        let not_found = || LogTargetError::PodNotFound {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        let uid = state
+            .by_name
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .ok_or_else(not_found)?;
+        let entry = state.pods.get(uid).ok_or_else(not_found)?;
+        let has_container = entry
+            .pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.containers.iter().any(|c| c.name == container));
+        if !has_container {
+            return Err(LogTargetError::ContainerNotFound {
+                name: name.to_owned(),
+                container: container.to_owned(),
+            });
+        }
+        let online = state.devices.get(&entry.device).is_some_and(|d| d.online);
+        if !online {
+            return Err(LogTargetError::DeviceOffline(entry.device.to_string()));
+        }
+        Ok((entry.device.clone(), uid.clone()))
+    }
+
+    pub fn send(&self, out: Outgoing) {
+        let _ = self.outbox.send(out);
+    }
+
+    /// Sends a log request and returns the receiver of its chunks.
+    pub fn start_log_request(
+        &self,
+        device: &DeviceId,
+        request: LogRequest,
+    ) -> (RequestId, mpsc::Receiver<edge_protocol::LogChunk>) {
+        let (id, rx) = self.logs.open(device);
+        self.send(Outgoing::LogRequest {
+            device: device.clone(),
+            id: id.clone(),
+            request,
+        });
+        (id, rx)
+    }
+
+    /// Abandons a log request (the HTTP client went away).
+    pub fn cancel_log_request(&self, device: &DeviceId, id: &RequestId) {
+        if self.logs.close(id) {
+            self.send(Outgoing::LogCancel {
+                device: device.clone(),
+                id: id.clone(),
+            });
+        }
+    }
+
+    pub fn is_online(&self, device: &DeviceId) -> bool {
+        self.lock().devices.get(device).is_some_and(|d| d.online)
+    }
+
+    /// The current desired set of a device (for diagnostics and tests).
+    pub fn desired_set(&self, device: &DeviceId) -> Option<DesiredSet> {
+        self.lock()
+            .devices
+            .get(device)
+            .map(|d| d.sync.desired_set())
+    }
+
+    /// Message kinds for the outbox task's metrics.
+    pub fn count_out(&self, kind: &str) {
+        self.metrics.message_out(kind);
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Compares statuses without the times that change on every computation.
+fn strip_times(s: &PodStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(conds) = v.get_mut("conditions").and_then(|c| c.as_array_mut()) {
+        for c in conds {
+            if let Some(o) = c.as_object_mut() {
+                o.remove("lastTransitionTime");
+                o.remove("lastProbeTime");
+            }
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.remove("startTime");
+    }
+    v
+}
+
+/// A resync request the gateway sends at start-up to learn each device's pods.
+pub fn gateway_start_resync() -> ResyncRequest {
+    ResyncRequest {
+        known_generation: 0,
+        reason: "gateway start".to_owned(),
+    }
+}
+
+/// For the outbox: the cancel message.
+pub fn log_cancel() -> LogCancel {
+    LogCancel {
+        reason: Some("client went away".to_owned()),
+    }
+}

@@ -1,0 +1,350 @@
+//! Wiring: starts the broker, store, MQTT link, pod watch, Kubernetes writers, ticker,
+//! kubelet API and metrics endpoint, and stops them all through one cancellation token.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{BrokerConfig, GatewayConfig, KubeConfigSource};
+use crate::fleet::{Fleet, FleetSettings};
+use crate::kubelet_api::auth::Authenticator;
+use crate::metrics::Metrics;
+use crate::node_object::NodeSettings;
+use crate::store::Store;
+use crate::{embedded_broker, kube_writer, kubelet_api, mqtt_link, pod_watch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(
+        "cannot load the Kubernetes configuration: {0} (pass --kubeconfig, set KUBECONFIG, or run in a cluster)"
+    )]
+    KubeConfig(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] embedded_broker::BrokerError),
+    #[error(transparent)]
+    Mqtt(#[from] mqtt_link::MqttError),
+    #[error(transparent)]
+    Tls(#[from] kubelet_api::tls::TlsError),
+    #[error("cannot listen on {addr} for the {what}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the MQTT broker did not accept the gateway's connection within 15 s ({0})")]
+    BrokerUnreachable(String),
+    #[error("cannot write the ready file {path}: {source}")]
+    ReadyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the store directory {path}: {source}")]
+    StoreDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
+
+/// Ports the gateway serves on (what `--ready-file` reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ReadyPorts {
+    pub mqtt_port: Option<u16>,
+    pub kubelet_port: u16,
+    pub metrics_port: u16,
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    pub ports: ReadyPorts,
+    fleet: Arc<Fleet>,
+    token: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
+
+    /// Stops every task and waits for them (the embedded broker thread lives on).
+    pub async fn shutdown(self) {
+        self.token.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// Loads the Kubernetes client from a kubeconfig (file, context) or the cluster.
+pub async fn kube_client(source: &KubeConfigSource) -> Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context: source.context.clone(),
+        ..Default::default()
+    };
+    let config = match &source.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| GatewayError::KubeConfig(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| GatewayError::KubeConfig(e.to_string()))?
+        }
+        None if source.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| GatewayError::KubeConfig(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| GatewayError::KubeConfig(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| GatewayError::KubeConfig(e.to_string()))
+}
+
+/// Installs the ring crypto provider once per process (a second call is harmless).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Listen { what, addr, source })
+}
+
+/// Starts the gateway with `client`; returns once every endpoint is serving and the
+/// MQTT connection is up.
+pub async fn start(
+    config: GatewayConfig,
+    client: kube::Client,
+    token: CancellationToken,
+) -> Result<Gateway> {
+    install_crypto_provider();
+    std::fs::create_dir_all(&config.store_dir).map_err(|source| GatewayError::StoreDir {
+        path: config.store_dir.display().to_string(),
+        source,
+    })?;
+    let store = Store::open(&config.store_dir)?;
+    let metrics = Arc::new(Metrics::new());
+
+    let mqtt_port = match &config.broker {
+        BrokerConfig::Embedded { listen } => {
+            let broker = embedded_broker::start(*listen).await?;
+            info!(addr = %broker.addr, "embedded MQTT broker listening");
+            Some(broker.addr.port())
+        }
+        BrokerConfig::External { .. } => None,
+    };
+
+    let kubelet_listener = bind("kubelet API", config.kubelet_listen).await?;
+    let kubelet_port = kubelet_listener
+        .local_addr()
+        .map_err(|source| GatewayError::Listen {
+            what: "kubelet API",
+            addr: config.kubelet_listen,
+            source,
+        })?
+        .port();
+    let metrics_listener = bind("metrics endpoint", config.metrics_listen).await?;
+    let metrics_port = metrics_listener
+        .local_addr()
+        .map_err(|source| GatewayError::Listen {
+            what: "metrics endpoint",
+            addr: config.metrics_listen,
+            source,
+        })?
+        .port();
+    let (cert, key) = kubelet_api::tls::serving_files(
+        config.kubelet_tls.as_ref(),
+        &config.store_dir,
+        &config.node_address,
+    )?;
+    let tls = kubelet_api::tls::server_config(&cert, &key, config.kubelet_client_ca.as_deref())?;
+    if config.kubelet_client_ca.is_none() && !config.kubelet_token_auth {
+        warn!(
+            "neither --kubelet-client-ca nor --kubelet-token-auth is set: the kubelet API will refuse every log request"
+        );
+    }
+
+    let node_settings = NodeSettings {
+        provider: config.provider.clone(),
+        taint: config.taint,
+        node_address: config.node_address.clone(),
+        kubelet_port,
+    };
+    let (feedback_tx, mut feedback_rx) = mpsc::unbounded_channel();
+    let ops = kube_writer::spawn_workers(
+        4,
+        client.clone(),
+        metrics.clone(),
+        node_settings.clone(),
+        feedback_tx,
+        token.clone(),
+    );
+    let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+    let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+    let fleet = Arc::new(Fleet::new(
+        FleetSettings {
+            node: node_settings,
+            device_timeout: config.device_timeout,
+            lease_renew: config.node_lease_renew,
+            node_status_interval: config.node_status_interval,
+            allow_devices: config
+                .allow_devices
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+            store_dir: config.store_dir.clone(),
+            rejection_log_window: Duration::from_secs(60),
+        },
+        store,
+        metrics.clone(),
+        ops,
+        outbox_tx,
+        watch_tx,
+    ));
+
+    let mut tasks = Vec::new();
+    let opts = mqtt_link::options(&config.broker, &config.mqtt_client_id, mqtt_port)?;
+    let (mqtt, eventloop) = mqtt_link::client(opts);
+    let (connected_tx, mut connected_rx) = watch::channel(false);
+    tasks.push(tokio::spawn(mqtt_link::run_event_loop(
+        eventloop,
+        mqtt.clone(),
+        fleet.clone(),
+        connected_tx,
+        token.clone(),
+    )));
+    tasks.push(tokio::spawn(mqtt_link::run_outbox(
+        outbox_rx,
+        mqtt,
+        fleet.clone(),
+        token.clone(),
+    )));
+    let connected =
+        tokio::time::timeout(Duration::from_secs(15), connected_rx.wait_for(|c| *c)).await;
+    if !matches!(connected, Ok(Ok(_))) {
+        token.cancel();
+        return Err(GatewayError::BrokerUnreachable(format!(
+            "{:?}",
+            config.broker
+        )));
+    }
+
+    {
+        let fleet = fleet.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    f = feedback_rx.recv() => match f { Some(f) => fleet.on_feedback(f), None => break },
+                }
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(pod_watch::run(
+        client.clone(),
+        fleet.clone(),
+        watch_rx,
+        token.clone(),
+    )));
+    {
+        let fleet = fleet.clone();
+        let token = token.clone();
+        let period =
+            (config.node_lease_renew / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = interval.tick() => fleet.tick(),
+                }
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(kubelet_api::serve(
+        kubelet_listener,
+        tls,
+        fleet.clone(),
+        Authenticator::new(client, config.kubelet_token_auth),
+        config.log_request_timeout,
+        token.clone(),
+    )));
+    {
+        let metrics = metrics.clone();
+        let token = token.clone();
+        let app = Router::new().route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
+                        .into_response()
+                }
+            }),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+        }));
+    }
+
+    let ports = ReadyPorts {
+        mqtt_port,
+        kubelet_port,
+        metrics_port,
+    };
+    if let Some(path) = &config.ready_file {
+        let json = serde_json::to_string(&ports).unwrap_or_default();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| GatewayError::ReadyFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+    }
+    info!(?ports, "edge-gateway serving");
+    Ok(Gateway {
+        ports,
+        fleet,
+        token,
+        tasks,
+    })
+}
+
+/// Runs until `token` is cancelled (the binary cancels it on Ctrl-C / SIGTERM).
+pub async fn run(config: GatewayConfig, token: CancellationToken) -> Result<()> {
+    install_crypto_provider();
+    let client = kube_client(&config.kube).await?;
+    let gateway = start(config, client, token.clone()).await?;
+    token.cancelled().await;
+    info!("shutting down");
+    gateway.shutdown().await;
+    Ok(())
+}

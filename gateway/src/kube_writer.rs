@@ -1,0 +1,395 @@
+//! Kubernetes writes: Nodes, node status, Leases, pod status, pod deletion, Events.
+//!
+//! Operations are queued per device shard and executed in order by a few worker tasks,
+//! so writes about one node never overtake each other and a slow API call for one
+//! device does not hold up the rest of the fleet.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use edge_protocol::{DeviceId, NodeReport};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{
+    Event, EventSource, Node, NodeStatus, ObjectReference, Pod, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+use crate::node_object::{NodeSettings, new_node, node_labels};
+
+/// Namespace of node Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// One write.
+#[derive(Debug, Clone)]
+pub enum KubeOp {
+    /// Create the device's Node, or update its labels; then patch its status.
+    UpsertNode {
+        device: DeviceId,
+        report: Box<NodeReport>,
+        status: Box<NodeStatus>,
+        now: Time,
+    },
+    PatchNodeStatus {
+        device: DeviceId,
+        status: Box<NodeStatus>,
+    },
+    RenewLease {
+        device: DeviceId,
+        node_uid: Option<String>,
+        duration_seconds: i32,
+    },
+    PatchPodStatus {
+        device: DeviceId,
+        namespace: String,
+        name: String,
+        uid: String,
+        status: Box<PodStatus>,
+    },
+    DeletePod {
+        device: DeviceId,
+        namespace: String,
+        name: String,
+        uid: String,
+    },
+    RecordEvent {
+        device: DeviceId,
+        event: Box<Event>,
+    },
+}
+
+impl KubeOp {
+    fn device(&self) -> &DeviceId {
+        match self {
+            KubeOp::UpsertNode { device, .. }
+            | KubeOp::PatchNodeStatus { device, .. }
+            | KubeOp::RenewLease { device, .. }
+            | KubeOp::PatchPodStatus { device, .. }
+            | KubeOp::DeletePod { device, .. }
+            | KubeOp::RecordEvent { device, .. } => device,
+        }
+    }
+}
+
+/// What the fleet learns back from the API.
+#[derive(Debug, Clone)]
+pub enum KubeFeedback {
+    NodeRegistered {
+        device: DeviceId,
+        uid: Option<String>,
+    },
+    NodeFailed {
+        device: DeviceId,
+    },
+    DeleteFailed {
+        device: DeviceId,
+        uid: String,
+    },
+}
+
+/// Queues into the worker shards.
+#[derive(Debug, Clone)]
+pub struct KubeOps {
+    shards: Vec<mpsc::UnboundedSender<KubeOp>>,
+}
+
+impl KubeOps {
+    pub fn send(&self, op: KubeOp) {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        op.device().hash(&mut h);
+        let n = self.shards.len().max(1) as u64;
+        let idx = (h.finish() % n) as usize;
+        if let Some(shard) = self.shards.get(idx) {
+            let _ = shard.send(op);
+        }
+    }
+
+    /// A queue with no workers, for tests of the fleet logic: returns the receiver.
+    pub fn detached() -> (Self, mpsc::UnboundedReceiver<KubeOp>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { shards: vec![tx] }, rx)
+    }
+}
+
+/// Builds an Event the way the kubelet records it about a pod.
+#[allow(clippy::too_many_arguments)]
+pub fn pod_event(
+    node: &str,
+    namespace: &str,
+    pod_name: &str,
+    pod_uid: &str,
+    container: Option<&str>,
+    event_type: &str,
+    reason: &str,
+    message: &str,
+    at: Time,
+    count: i32,
+) -> Event {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let nanos = jiff::Timestamp::now().as_nanosecond().unsigned_abs();
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    let name = format!("{pod_name}.{nanos:x}{seq:04x}");
+    Event {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(namespace.to_owned()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".to_owned()),
+            kind: Some("Pod".to_owned()),
+            name: Some(pod_name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            uid: Some(pod_uid.to_owned()),
+            field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+            ..Default::default()
+        },
+        reason: Some(reason.to_owned()),
+        message: Some(message.to_owned()),
+        type_: Some(event_type.to_owned()),
+        source: Some(EventSource {
+            component: Some("kubelet".to_owned()),
+            host: Some(node.to_owned()),
+        }),
+        first_timestamp: Some(at.clone()),
+        last_timestamp: Some(at),
+        count: Some(count.max(1)),
+        reporting_component: Some("kubelet".to_owned()),
+        reporting_instance: Some(node.to_owned()),
+        ..Default::default()
+    }
+}
+
+struct Worker {
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    settings: NodeSettings,
+    feedback: mpsc::UnboundedSender<KubeFeedback>,
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+impl Worker {
+    fn failed(&self, operation: &str, target: &str, e: &kube::Error) {
+        self.metrics.api_error(operation);
+        warn!(operation, target, error = %e, "Kubernetes API call failed");
+    }
+
+    async fn run(&self, op: KubeOp) {
+        match op {
+            KubeOp::UpsertNode {
+                device,
+                report,
+                status,
+                now,
+            } => {
+                let nodes: Api<Node> = Api::all(self.client.clone());
+                let (labels, dropped) = node_labels(&device, &report);
+                if !dropped.is_empty() {
+                    debug!(%device, ?dropped, "dropped labels the device may not set");
+                }
+                let patch = json!({"metadata": {"labels": labels}});
+                let uid = match nodes
+                    .patch(
+                        device.as_str(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(n) => n.metadata.uid,
+                    Err(e) if is_status(&e, 404) => {
+                        let node = new_node(&device, &report, &self.settings, now);
+                        match nodes.create(&PostParams::default(), &node).await {
+                            Ok(n) => n.metadata.uid,
+                            Err(e) => {
+                                self.failed("create_node", device.as_str(), &e);
+                                let _ = self.feedback.send(KubeFeedback::NodeFailed { device });
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.failed("patch_node", device.as_str(), &e);
+                        let _ = self.feedback.send(KubeFeedback::NodeFailed { device });
+                        return;
+                    }
+                };
+                if let Err(e) = patch_node_status(&nodes, &device, &status).await {
+                    self.failed("patch_node_status", device.as_str(), &e);
+                }
+                let _ = self
+                    .feedback
+                    .send(KubeFeedback::NodeRegistered { device, uid });
+            }
+            KubeOp::PatchNodeStatus { device, status } => {
+                let nodes: Api<Node> = Api::all(self.client.clone());
+                if let Err(e) = patch_node_status(&nodes, &device, &status).await {
+                    self.failed("patch_node_status", device.as_str(), &e);
+                    if is_status(&e, 404) {
+                        let _ = self.feedback.send(KubeFeedback::NodeFailed { device });
+                    }
+                }
+            }
+            KubeOp::RenewLease {
+                device,
+                node_uid,
+                duration_seconds,
+            } => {
+                let leases: Api<Lease> = Api::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE);
+                let now = MicroTime(jiff::Timestamp::now());
+                let spec = LeaseSpec {
+                    holder_identity: Some(device.to_string()),
+                    lease_duration_seconds: Some(duration_seconds),
+                    renew_time: Some(now),
+                    ..Default::default()
+                };
+                let patch = json!({ "spec": spec });
+                match leases
+                    .patch(
+                        device.as_str(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if is_status(&e, 404) => {
+                        let lease = Lease {
+                            metadata: ObjectMeta {
+                                name: Some(device.to_string()),
+                                namespace: Some(NODE_LEASE_NAMESPACE.to_owned()),
+                                owner_references: node_uid.map(|uid| {
+                                    vec![OwnerReference {
+                                        api_version: "v1".to_owned(),
+                                        kind: "Node".to_owned(),
+                                        name: device.to_string(),
+                                        uid,
+                                        ..Default::default()
+                                    }]
+                                }),
+                                ..Default::default()
+                            },
+                            spec: Some(spec),
+                        };
+                        if let Err(e) = leases.create(&PostParams::default(), &lease).await {
+                            self.failed("create_lease", device.as_str(), &e);
+                        }
+                    }
+                    Err(e) => self.failed("renew_lease", device.as_str(), &e),
+                }
+            }
+            KubeOp::PatchPodStatus {
+                namespace,
+                name,
+                uid,
+                status,
+                ..
+            } => {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+                // metadata.uid in the patch makes it apply only to this pod instance
+                let patch = json!({"metadata": {"uid": uid}, "status": status});
+                if let Err(e) = pods
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    if !is_status(&e, 404) && !is_status(&e, 409) {
+                        self.failed("patch_pod_status", &format!("{namespace}/{name}"), &e);
+                    }
+                }
+            }
+            KubeOp::DeletePod {
+                device,
+                namespace,
+                name,
+                uid,
+            } => {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+                let dp = DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                match pods.delete(&name, &dp).await {
+                    Ok(_) => debug!(%device, pod = %format!("{namespace}/{name}"), "pod deleted"),
+                    // gone already, or a new pod with the same name (precondition failed)
+                    Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+                    Err(e) => {
+                        self.failed("delete_pod", &format!("{namespace}/{name}"), &e);
+                        let _ = self
+                            .feedback
+                            .send(KubeFeedback::DeleteFailed { device, uid });
+                    }
+                }
+            }
+            KubeOp::RecordEvent { event, .. } => {
+                let ns = event.metadata.namespace.clone().unwrap_or_default();
+                let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+                if let Err(e) = events.create(&PostParams::default(), &event).await {
+                    self.failed("create_event", &ns, &e);
+                }
+            }
+        }
+    }
+}
+
+async fn patch_node_status(
+    nodes: &Api<Node>,
+    device: &DeviceId,
+    status: &NodeStatus,
+) -> Result<Node, kube::Error> {
+    let patch = json!({ "status": status });
+    nodes
+        .patch_status(
+            device.as_str(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+}
+
+/// Starts `shards` workers; returns the queue handle.
+pub fn spawn_workers(
+    shards: usize,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    settings: NodeSettings,
+    feedback: mpsc::UnboundedSender<KubeFeedback>,
+    token: CancellationToken,
+) -> KubeOps {
+    let mut senders = Vec::new();
+    for _ in 0..shards.max(1) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<KubeOp>();
+        senders.push(tx);
+        let worker = Worker {
+            client: client.clone(),
+            metrics: metrics.clone(),
+            settings: settings.clone(),
+            feedback: feedback.clone(),
+        };
+        let token = token.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    op = rx.recv() => match op {
+                        Some(op) => worker.run(op).await,
+                        None => break,
+                    },
+                }
+            }
+        });
+    }
+    KubeOps { shards: senders }
+}

@@ -1,0 +1,352 @@
+//! The kubelet API over HTTPS for every node of the gateway: `/healthz`, `/pods` and
+//! `/containerLogs/{namespace}/{pod}/{container}` (streamed from the device over MQTT).
+//!
+//! | module | what is there |
+//! |---|---|
+//! | [`tls`] | serving certificate, client-certificate verification |
+//! | [`auth`] | client certificate or bearer token (TokenReview + SubjectAccessReview) |
+//! | [`log_query`] | the `containerLogs` query parameters, validated |
+
+pub mod auth;
+pub mod log_query;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use edge_protocol::{DeviceId, LogChunk, LogErrorCode, LogRequest, RequestId};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::fleet::{Fleet, LogTargetError};
+use auth::{AuthError, Authenticator, ConnectionIdentity};
+
+#[derive(Clone, Debug)]
+struct ApiState {
+    fleet: Arc<Fleet>,
+    auth: Authenticator,
+    log_timeout: Duration,
+}
+
+fn plain(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut body = message.into();
+    body.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn auth_error(e: AuthError) -> Response {
+    let status = match e {
+        AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
+        AuthError::Review(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    plain(status, e.to_string())
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn pods(
+    State(state): State<ApiState>,
+    Extension(identity): Extension<ConnectionIdentity>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = state
+        .auth
+        .check(&identity, authorization(&headers), "get", "proxy", None)
+        .await
+    {
+        return auth_error(e);
+    }
+    let items: Vec<serde_json::Value> = state
+        .fleet
+        .pods()
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p.as_ref()).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("apiVersion".into(), "v1".into());
+                o.insert("kind".into(), "Pod".into());
+            }
+            v
+        })
+        .collect();
+    let list =
+        serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        list.to_string(),
+    )
+        .into_response()
+}
+
+/// Ends the device-side stream when the HTTP body is dropped early.
+struct LogStream {
+    fleet: Arc<Fleet>,
+    device: DeviceId,
+    id: RequestId,
+    rx: mpsc::Receiver<LogChunk>,
+    first: Option<LogChunk>,
+    remaining: Option<u64>,
+    next_sequence: u64,
+    done: bool,
+}
+
+impl Drop for LogStream {
+    fn drop(&mut self) {
+        if !self.done {
+            self.fleet.cancel_log_request(&self.device, &self.id);
+        }
+    }
+}
+
+impl LogStream {
+    /// The next piece of body, or `None` at the end.
+    async fn next_bytes(&mut self) -> Option<Bytes> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let chunk = match self.first.take() {
+                Some(c) => c,
+                None => match self.rx.recv().await {
+                    Some(c) => c,
+                    None => {
+                        // route closed: the device went offline or the request was dropped
+                        self.done = true;
+                        return None;
+                    }
+                },
+            };
+            if chunk.sequence != self.next_sequence {
+                debug!(device = %self.device, expected = self.next_sequence, got = chunk.sequence, "log chunks lost in transit");
+            }
+            self.next_sequence = chunk.sequence + 1;
+            if chunk.end_of_stream {
+                self.done = true;
+                self.fleet.logs().close(&self.id);
+            }
+            let mut data = chunk.data.0;
+            if let Some(rem) = self.remaining.as_mut() {
+                let take = usize::try_from(*rem).unwrap_or(usize::MAX).min(data.len());
+                data.truncate(take);
+                *rem -= take as u64;
+                if *rem == 0 && !self.done {
+                    self.done = true;
+                    self.fleet.cancel_log_request(&self.device, &self.id);
+                }
+            }
+            if !data.is_empty() {
+                return Some(Bytes::from(data));
+            }
+        }
+    }
+}
+
+fn log_error_response(chunk: &LogChunk, pod: &str, container: &str) -> Option<Response> {
+    let err = chunk.error.as_ref()?;
+    let status = match err.code {
+        LogErrorCode::NotFound => StatusCode::NOT_FOUND,
+        LogErrorCode::NoPreviousInstance | LogErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        LogErrorCode::Runtime => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Some(plain(
+        status,
+        format!("container {container:?} in pod {pod:?}: {}", err.message),
+    ))
+}
+
+async fn container_logs(
+    State(state): State<ApiState>,
+    Extension(identity): Extension<ConnectionIdentity>,
+    headers: HeaderMap,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let target = state.fleet.log_target(&namespace, &pod, &container);
+    let node = match &target {
+        Ok((device, _)) => Some(device.to_string()),
+        Err(_) => None,
+    };
+    if let Err(e) = state
+        .auth
+        .check(
+            &identity,
+            authorization(&headers),
+            "get",
+            "proxy",
+            node.as_deref(),
+        )
+        .await
+    {
+        return auth_error(e);
+    }
+    let params = match log_query::LogQuery::parse(query.as_deref().unwrap_or_default()) {
+        Ok(p) => p,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let (device, uid) = match target {
+        Ok(t) => t,
+        Err(e @ LogTargetError::DeviceOffline(_)) => {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+        }
+        Err(e) => return plain(StatusCode::NOT_FOUND, e.to_string()),
+    };
+    let request = LogRequest {
+        pod_uid: uid,
+        namespace: namespace.clone(),
+        pod_name: pod.clone(),
+        container: container.clone(),
+        tail_lines: params.tail_lines,
+        since_seconds: params.since_seconds,
+        since_time: params.since_time,
+        timestamps: params.timestamps,
+        follow: params.follow,
+        limit_bytes: params.limit_bytes,
+        previous: params.previous,
+    };
+    let (id, rx) = state.fleet.start_log_request(&device, request);
+    let mut stream = LogStream {
+        fleet: state.fleet.clone(),
+        device: device.clone(),
+        id,
+        rx,
+        first: None,
+        remaining: params.limit_bytes,
+        next_sequence: 0,
+        done: false,
+    };
+    match tokio::time::timeout(state.log_timeout, stream.rx.recv()).await {
+        Ok(Some(first)) => {
+            if let Some(resp) = log_error_response(&first, &pod, &container) {
+                stream.done = true;
+                state.fleet.logs().close(&stream.id);
+                return resp;
+            }
+            stream.first = Some(first);
+        }
+        Ok(None) => {
+            stream.done = true;
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("node {device} went offline while reading the log"),
+            );
+        }
+        // a follow stream of a quiet container has nothing to send yet
+        Err(_) if params.follow => {}
+        Err(_) => {
+            warn!(%device, "device did not answer a log request in time");
+            return plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "node {device} did not answer the log request within {:?}",
+                    state.log_timeout
+                ),
+            );
+        }
+    }
+    let body = futures::stream::unfold(stream, |mut s| async move {
+        s.next_bytes()
+            .await
+            .map(|b| (Ok::<Bytes, std::io::Error>(b), s))
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// The router (state included).
+fn router(fleet: Arc<Fleet>, auth: Authenticator, log_timeout: Duration) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/pods", get(pods))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .with_state(ApiState {
+            fleet,
+            auth,
+            log_timeout,
+        })
+}
+
+/// Serves the kubelet API on `listener` until cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    fleet: Arc<Fleet>,
+    auth: Authenticator,
+    log_timeout: Duration,
+    token: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(fleet, auth, log_timeout);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = token.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "kubelet API accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "kubelet API TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let identity = ConnectionIdentity {
+                certificate_cn: tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| tls::common_name(c).unwrap_or_default()),
+            };
+            let svc = TowerToHyperService::new(app.layer(Extension(identity)));
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            tokio::select! {
+                r = conn => if let Err(e) = r { debug!(%peer, error = %e, "kubelet API connection ended"); },
+                _ = token.cancelled() => {}
+            }
+        });
+    }
+}

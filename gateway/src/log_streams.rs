@@ -1,0 +1,138 @@
+//! Routing of log chunks (`up/logs/{request}`) to the kubelet API request waiting for
+//! them. A chunk is only accepted from the device the request was sent to.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use edge_protocol::{DeviceId, LogChunk, RequestId};
+use tokio::sync::mpsc;
+
+/// Chunks buffered per request before further ones are dropped (QoS 0 semantics).
+pub const CHUNK_BUFFER: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// No open request with this id (finished, cancelled, or never made).
+    UnknownRequest,
+    /// The request was sent to another device: a spoofing attempt.
+    WrongDevice,
+    /// The reader is too slow; the chunk was dropped.
+    Overflow,
+}
+
+#[derive(Debug)]
+struct Route {
+    device: DeviceId,
+    tx: mpsc::Sender<LogChunk>,
+}
+
+/// Open log requests.
+#[derive(Debug, Default)]
+pub struct LogStreams {
+    routes: Mutex<HashMap<RequestId, Route>>,
+}
+
+impl LogStreams {
+    /// Opens a route for a new request to `device`.
+    pub fn open(&self, device: &DeviceId) -> (RequestId, mpsc::Receiver<LogChunk>) {
+        let (tx, rx) = mpsc::channel(CHUNK_BUFFER);
+        let id = loop {
+            let raw = uuid::Uuid::new_v4().simple().to_string();
+            if let Ok(id) = RequestId::new(raw) {
+                break id;
+            }
+        };
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.insert(
+                id.clone(),
+                Route {
+                    device: device.clone(),
+                    tx,
+                },
+            );
+        }
+        (id, rx)
+    }
+
+    /// Hands a chunk from `device` to its request.
+    pub fn deliver(
+        &self,
+        device: &DeviceId,
+        id: &RequestId,
+        chunk: LogChunk,
+    ) -> Result<(), DeliveryError> {
+        let Ok(mut routes) = self.routes.lock() else {
+            return Err(DeliveryError::UnknownRequest);
+        };
+        let route = routes.get(id).ok_or(DeliveryError::UnknownRequest)?;
+        if &route.device != device {
+            return Err(DeliveryError::WrongDevice);
+        }
+        let last = chunk.end_of_stream;
+        let result = route.tx.try_send(chunk).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => DeliveryError::Overflow,
+            mpsc::error::TrySendError::Closed(_) => DeliveryError::UnknownRequest,
+        });
+        if last || matches!(result, Err(DeliveryError::UnknownRequest)) {
+            routes.remove(id);
+        }
+        result
+    }
+
+    /// Forgets a request (finished or abandoned by the HTTP client).
+    pub fn close(&self, id: &RequestId) -> bool {
+        self.routes
+            .lock()
+            .map(|mut r| r.remove(id).is_some())
+            .unwrap_or(false)
+    }
+
+    /// Ends every open request of a device that went offline.
+    pub fn close_device(&self, device: &DeviceId) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.retain(|_, r| &r.device != device);
+        }
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.routes.lock().map(|r| r.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn chunks_reach_only_their_request_from_the_right_device() {
+        let streams = LogStreams::default();
+        let pi = DeviceId::new("pi-01").unwrap();
+        let evil = DeviceId::new("evil").unwrap();
+        let (id, mut rx) = streams.open(&pi);
+        let chunk = |s: u64, end| LogChunk {
+            sequence: s,
+            data: "x".into(),
+            end_of_stream: end,
+            error: None,
+        };
+        assert_eq!(
+            streams.deliver(&evil, &id, chunk(0, false)),
+            Err(DeliveryError::WrongDevice)
+        );
+        streams.deliver(&pi, &id, chunk(0, false)).unwrap();
+        streams.deliver(&pi, &id, chunk(1, true)).unwrap();
+        assert_eq!(rx.recv().await.unwrap().sequence, 0);
+        assert!(rx.recv().await.unwrap().end_of_stream);
+        assert_eq!(
+            streams.deliver(&pi, &id, chunk(2, false)),
+            Err(DeliveryError::UnknownRequest)
+        );
+        assert_eq!(streams.open_count(), 0);
+        let (id2, _rx2) = streams.open(&pi);
+        streams.close_device(&pi);
+        assert_eq!(
+            streams.deliver(&pi, &id2, chunk(0, false)),
+            Err(DeliveryError::UnknownRequest)
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! Prometheus metrics (prometheus-client), served on `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub devices_total: Gauge,
+    pub devices_online: Gauge,
+    pub pods_by_phase: Family<Labels, Gauge>,
+    pub mqtt_messages_in: Family<Labels, Counter>,
+    pub mqtt_messages_out: Family<Labels, Counter>,
+    pub rejected_messages: Family<Labels, Counter>,
+    pub api_errors: Family<Labels, Counter>,
+    pub desired_to_running_seconds: Histogram,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("edge_gateway");
+        let devices_total = Gauge::default();
+        let devices_online = Gauge::default();
+        let pods_by_phase = Family::<Labels, Gauge>::default();
+        let mqtt_messages_in = Family::<Labels, Counter>::default();
+        let mqtt_messages_out = Family::<Labels, Counter>::default();
+        let rejected_messages = Family::<Labels, Counter>::default();
+        let api_errors = Family::<Labels, Counter>::default();
+        let desired_to_running_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
+        registry.register(
+            "devices",
+            "Devices known to the gateway",
+            devices_total.clone(),
+        );
+        registry.register(
+            "devices_online",
+            "Devices online (state online and heartbeat within --device-timeout)",
+            devices_online.clone(),
+        );
+        registry.register(
+            "pods",
+            "Pods on the gateway's nodes by phase, as last reported",
+            pods_by_phase.clone(),
+        );
+        registry.register(
+            "mqtt_messages_received",
+            "MQTT messages received from devices, by kind",
+            mqtt_messages_in.clone(),
+        );
+        registry.register(
+            "mqtt_messages_sent",
+            "MQTT messages sent to devices, by kind",
+            mqtt_messages_out.clone(),
+        );
+        registry.register(
+            "rejected_messages",
+            "Malformed, oversized, wrong-version, spoofed or unexpected messages dropped, by reason",
+            rejected_messages.clone(),
+        );
+        registry.register(
+            "kubernetes_api_errors",
+            "Failed Kubernetes API calls, by operation",
+            api_errors.clone(),
+        );
+        registry.register(
+            "desired_to_running_seconds",
+            "Time from a pod entering a device's desired set to the device reporting it Running",
+            desired_to_running_seconds.clone(),
+        );
+        Self {
+            registry,
+            devices_total,
+            devices_online,
+            pods_by_phase,
+            mqtt_messages_in,
+            mqtt_messages_out,
+            rejected_messages,
+            api_errors,
+            desired_to_running_seconds,
+        }
+    }
+
+    pub fn message_in(&self, kind: &str) {
+        self.mqtt_messages_in
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+    pub fn message_out(&self, kind: &str) {
+        self.mqtt_messages_out
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+    pub fn rejected(&self, reason: &str) {
+        self.rejected_messages
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+    pub fn api_error(&self, operation: &str) {
+        self.api_errors
+            .get_or_create(&labels(&[("operation", operation)]))
+            .inc();
+    }
+    /// Moves one pod between phases (`None` = not counted before / any more).
+    pub fn pod_phase_changed(&self, from: Option<&str>, to: Option<&str>) {
+        if from == to {
+            return;
+        }
+        if let Some(f) = from {
+            self.pods_by_phase
+                .get_or_create(&labels(&[("phase", f)]))
+                .dec();
+        }
+        if let Some(t) = to {
+            self.pods_by_phase
+                .get_or_create(&labels(&[("phase", t)]))
+                .inc();
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family() {
+        let m = Metrics::new();
+        m.devices_total.set(2);
+        m.message_in("heartbeat");
+        m.rejected("malformed");
+        m.api_error("patch_pod_status");
+        m.pod_phase_changed(None, Some("Running"));
+        m.desired_to_running_seconds.observe(0.3);
+        let text = m.render();
+        for needle in [
+            "edge_gateway_devices 2",
+            "edge_gateway_mqtt_messages_received_total{kind=\"heartbeat\"} 1",
+            "edge_gateway_rejected_messages_total{reason=\"malformed\"} 1",
+            "edge_gateway_kubernetes_api_errors_total{operation=\"patch_pod_status\"} 1",
+            "edge_gateway_pods{phase=\"Running\"} 1",
+            "edge_gateway_desired_to_running_seconds_count 1",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The gateway's MQTT connection: one client for the whole fleet, subscribed to every
+//! device's `up/#`. The event loop task only polls and dispatches; publishing happens
+//! in the outbox task (publishing from the polling task can deadlock rumqttc).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_protocol::{
+    DownChannel, MAX_DESIRED_SET_BYTES, Message, Topic, topic::gateway_subscription,
+};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::BrokerConfig;
+use crate::fleet::{Fleet, Outgoing, log_cancel};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid TLS material for the broker connection: {0}")]
+    Tls(String),
+    #[error("mqtts:// needs --broker-ca (the CA that signed the broker's certificate)")]
+    MissingCa,
+}
+
+fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, MqttError> {
+    std::fs::read(path).map_err(|source| MqttError::Read {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn tls_config(
+    ca: Option<&std::path::Path>,
+    client_cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<rustls::ClientConfig, MqttError> {
+    let ca = ca.ok_or(MqttError::MissingCa)?;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = read("broker CA", ca)?;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| MqttError::Tls(format!("{}: {e}", ca.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| MqttError::Tls(format!("{}: {e}", ca.display())))?;
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    match client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let cert_pem = read("broker client certificate", cert)?;
+            let key_pem = read("broker client key", key)?;
+            let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| MqttError::Tls(format!("{}: {e}", cert.display())))?;
+            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+                .map_err(|e| MqttError::Tls(format!("{}: {e}", key.display())))?
+                .ok_or_else(|| MqttError::Tls(format!("{}: no private key", key.display())))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| MqttError::Tls(e.to_string()))
+        }
+    }
+}
+
+/// Client options for the configured broker (`embedded_port` when embedded).
+pub fn options(
+    broker: &BrokerConfig,
+    client_id: &str,
+    embedded_port: Option<u16>,
+) -> Result<MqttOptions, MqttError> {
+    let mut opts = match broker {
+        BrokerConfig::Embedded { listen } => {
+            let host = if listen.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                listen.ip().to_string()
+            };
+            MqttOptions::new(client_id, host, embedded_port.unwrap_or(listen.port()))
+        }
+        BrokerConfig::External {
+            host,
+            port,
+            tls,
+            ca,
+            client_cert,
+        } => {
+            let mut o = MqttOptions::new(client_id, host.clone(), *port);
+            if *tls {
+                let cfg = tls_config(ca.as_deref(), client_cert.as_ref())?;
+                o.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::new(cfg))));
+            }
+            o
+        }
+    };
+    opts.set_keep_alive(Duration::from_secs(15));
+    opts.set_clean_session(false);
+    opts.set_max_packet_size(
+        MAX_DESIRED_SET_BYTES + 64 * 1024,
+        MAX_DESIRED_SET_BYTES + 64 * 1024,
+    );
+    opts.set_inflight(200);
+    opts.set_request_channel_capacity(1000);
+    Ok(opts)
+}
+
+fn qos(q: edge_protocol::Qos) -> QoS {
+    match q {
+        edge_protocol::Qos::AtMostOnce => QoS::AtMostOnce,
+        edge_protocol::Qos::AtLeastOnce => QoS::AtLeastOnce,
+    }
+}
+
+/// Polls the event loop until cancelled: subscribes on every ConnAck, dispatches
+/// publishes to the fleet, reconnects with back-off. `connected` turns true on ConnAck.
+pub async fn run_event_loop(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    fleet: Arc<Fleet>,
+    connected: watch::Sender<bool>,
+    token: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let event = tokio::select! {
+            _ = token.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
+                backoff = Duration::from_millis(200);
+                let c = client.clone();
+                // subscribe from another task: the request channel is drained by poll()
+                tokio::spawn(async move {
+                    if let Err(e) = c.subscribe(gateway_subscription(), QoS::AtLeastOnce).await {
+                        warn!(error = %e, "cannot subscribe to device topics");
+                    }
+                });
+                let _ = connected.send(true);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                fleet.on_mqtt(&p.topic, &p.payload, p.retain);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = connected.send(false);
+                warn!(error = %e, retry_in = ?backoff, "MQTT connection lost; reconnecting");
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+}
+
+/// Sends what the fleet queues: desired sets after flushing the store, log requests
+/// and cancels, status resync requests.
+pub async fn run_outbox(
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    client: AsyncClient,
+    fleet: Arc<Fleet>,
+    token: CancellationToken,
+) {
+    loop {
+        let out = tokio::select! {
+            _ = token.cancelled() => break,
+            o = rx.recv() => match o { Some(o) => o, None => break },
+        };
+        let (device, channel, msg) = match out {
+            Outgoing::Desired { device, set } => {
+                if let Err(e) = fleet.store().flush().await {
+                    warn!(%device, error = %e, "store flush failed; not sending the desired set");
+                    continue;
+                }
+                debug!(%device, generation = set.generation, pods = set.pods.len(), "publishing desired set");
+                (device, DownChannel::Desired, Message::DesiredSet(set))
+            }
+            Outgoing::LogRequest {
+                device,
+                id,
+                request,
+            } => (device, DownChannel::Logs(id), Message::LogRequest(request)),
+            Outgoing::LogCancel { device, id } => (
+                device,
+                DownChannel::Logs(id),
+                Message::LogCancel(log_cancel()),
+            ),
+            Outgoing::StatusResync { device, reason } => (
+                device,
+                DownChannel::Resync,
+                Message::ResyncRequest(edge_protocol::ResyncRequest {
+                    known_generation: 0,
+                    reason,
+                }),
+            ),
+        };
+        let topic = Topic::down(&device, channel);
+        let payload = match msg.encode() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(%device, error = %e, "cannot encode a message for the device");
+                continue;
+            }
+        };
+        let kind = msg.kind().as_str();
+        match client
+            .publish(
+                topic.to_string(),
+                qos(topic.qos()),
+                topic.retained(),
+                payload,
+            )
+            .await
+        {
+            Ok(()) => fleet.count_out(kind),
+            Err(e) => warn!(%device, error = %e, "cannot queue an MQTT publish"),
+        }
+    }
+}
+
+/// Creates the client and event loop.
+pub fn client(opts: MqttOptions) -> (AsyncClient, EventLoop) {
+    AsyncClient::new(opts, 1000)
+}

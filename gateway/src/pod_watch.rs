@@ -1,0 +1,260 @@
+//! One watch over all pods, whatever the number of nodes: pods bound to the gateway's
+//! nodes are translated (fetching the ConfigMaps and Secrets they reference) and handed
+//! to the fleet. No watch per node.
+//!
+//! Re-translation happens only when something that feeds the device spec changes
+//! (generation, deletion, labels, annotations), not on our own status patches; pods
+//! that failed to translate are retried periodically (like the kubelet's sync loop).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_protocol::DeviceId;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::fleet::{Fleet, PodWatchRequest};
+use crate::translation::{ObjectData, PodReferences, referenced_objects, translate_pod};
+
+/// How often pods that could not be translated are tried again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(10);
+
+fn spec_key(pod: &Pod) -> String {
+    let m = &pod.metadata;
+    serde_json::json!([
+        m.generation,
+        m.deletion_timestamp,
+        m.deletion_grace_period_seconds,
+        m.labels,
+        m.annotations,
+        pod.spec.as_ref().map(|s| &s.containers),
+    ])
+    .to_string()
+}
+
+struct PodWatch {
+    client: kube::Client,
+    fleet: Arc<Fleet>,
+    /// Every pod with a nodeName, by uid.
+    pods: HashMap<String, Arc<Pod>>,
+    /// Translation key last used per uid.
+    translated: HashMap<String, String>,
+    failed: BTreeSet<String>,
+    synced: bool,
+    init_buffer: Option<HashMap<String, Arc<Pod>>>,
+}
+
+fn node_of(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+fn uid_of(pod: &Pod) -> Option<String> {
+    pod.metadata.uid.clone()
+}
+
+impl PodWatch {
+    async fn references(&self, pod: &Pod) -> Result<PodReferences, kube::Error> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let names = referenced_objects(pod);
+        let mut refs = PodReferences::default();
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
+        for name in names.config_maps {
+            if let Some(cm) = cms.get_opt(&name).await? {
+                refs.config_maps
+                    .insert(name, ObjectData::from_config_map(&cm));
+            }
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
+        for name in names.secrets {
+            if let Some(s) = secrets.get_opt(&name).await? {
+                refs.secrets.insert(name, ObjectData::from_secret(&s));
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Translates (if needed) and hands a pod to the fleet.
+    async fn process(&mut self, pod: Arc<Pod>, force: bool) {
+        let (Some(node), Some(uid)) = (node_of(&pod).map(str::to_owned), uid_of(&pod)) else {
+            return;
+        };
+        let Ok(device) = DeviceId::new(node.clone()) else {
+            return;
+        };
+        if !self.fleet.is_known(&node) {
+            return;
+        }
+        let key = spec_key(&pod);
+        if !force && self.translated.get(&uid) == Some(&key) && !self.failed.contains(&uid) {
+            self.fleet.on_pod_refreshed(pod);
+            return;
+        }
+        let refs = match self.references(&pod).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.fleet.metrics().api_error("get_pod_references");
+                warn!(pod = ?pod.metadata.name, error = %e, "cannot read the pod's ConfigMaps/Secrets; will retry");
+                self.failed.insert(uid);
+                return;
+            }
+        };
+        let context = self.fleet.node_context(&device);
+        let result = translate_pod(&pod, &refs, &context);
+        if result.is_err() {
+            self.failed.insert(uid.clone());
+        } else {
+            self.failed.remove(&uid);
+        }
+        self.translated.insert(uid, key);
+        self.fleet.on_pod_translated(&device, pod, result);
+    }
+
+    fn present_on(&self, device: &DeviceId) -> BTreeSet<String> {
+        self.pods
+            .values()
+            .filter(|p| node_of(p) == Some(device.as_str()))
+            .filter_map(|p| uid_of(p))
+            .collect()
+    }
+
+    async fn adopt(&mut self, device: &DeviceId) {
+        let pods: Vec<Arc<Pod>> = self
+            .pods
+            .values()
+            .filter(|p| node_of(p) == Some(device.as_str()))
+            .cloned()
+            .collect();
+        for pod in pods {
+            self.process(pod, true).await;
+        }
+        if self.synced {
+            let present = self.present_on(device);
+            self.fleet.on_pods_synced(device, present);
+        }
+    }
+
+    async fn on_event(&mut self, event: Event<Pod>) {
+        match event {
+            Event::Init => self.init_buffer = Some(HashMap::new()),
+            Event::InitApply(pod) => {
+                if let (Some(buf), Some(uid)) = (self.init_buffer.as_mut(), uid_of(&pod)) {
+                    if node_of(&pod).is_some() {
+                        buf.insert(uid, Arc::new(pod));
+                    }
+                }
+            }
+            Event::InitDone => {
+                let listed = self.init_buffer.take().unwrap_or_default();
+                let gone: Vec<String> = self
+                    .pods
+                    .keys()
+                    .filter(|uid| !listed.contains_key(*uid))
+                    .cloned()
+                    .collect();
+                for uid in gone {
+                    self.forget(&uid);
+                }
+                self.pods = listed;
+                let all: Vec<Arc<Pod>> = self.pods.values().cloned().collect();
+                for pod in all {
+                    self.process(pod, false).await;
+                }
+                self.synced = true;
+                for device in self.fleet.known_devices() {
+                    let present = self.present_on(&device);
+                    self.fleet.on_pods_synced(&device, present);
+                }
+                debug!(pods = self.pods.len(), "pod watch synced");
+            }
+            Event::Apply(pod) => {
+                let Some(uid) = uid_of(&pod) else { return };
+                if node_of(&pod).is_none() {
+                    return;
+                }
+                let pod = Arc::new(pod);
+                self.pods.insert(uid, pod.clone());
+                self.process(pod, false).await;
+            }
+            Event::Delete(pod) => {
+                if let Some(uid) = uid_of(&pod) {
+                    self.pods.remove(&uid);
+                    self.forget(&uid);
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, uid: &str) {
+        self.translated.remove(uid);
+        self.failed.remove(uid);
+        self.fleet.on_pod_deleted(uid);
+    }
+
+    async fn retry_failed(&mut self) {
+        let failed: Vec<String> = self.failed.iter().cloned().collect();
+        for uid in failed {
+            if let Some(pod) = self.pods.get(&uid).cloned() {
+                self.process(pod, true).await;
+            } else {
+                self.failed.remove(&uid);
+            }
+        }
+    }
+}
+
+/// Runs the pod watch until cancelled.
+pub async fn run(
+    client: kube::Client,
+    fleet: Arc<Fleet>,
+    mut requests: mpsc::UnboundedReceiver<PodWatchRequest>,
+    token: CancellationToken,
+) {
+    let api: Api<Pod> = Api::all(client.clone());
+    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+    let mut watch = PodWatch {
+        client,
+        fleet,
+        pods: HashMap::new(),
+        translated: HashMap::new(),
+        failed: BTreeSet::new(),
+        synced: false,
+        init_buffer: None,
+    };
+    let mut retry = tokio::time::interval(RETRY_INTERVAL);
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            ev = stream.next() => match ev {
+                Some(Ok(event)) => {
+                    backoff = Duration::from_millis(250);
+                    watch.on_event(event).await;
+                }
+                Some(Err(e)) => {
+                    watch.fleet.metrics().api_error("watch_pods");
+                    warn!(error = %e, "pod watch error; retrying");
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                None => break,
+            },
+            req = requests.recv() => match req {
+                Some(PodWatchRequest::AdoptNode(device)) => watch.adopt(&device).await,
+                None => break,
+            },
+            _ = retry.tick() => watch.retry_failed().await,
+        }
+    }
+}
