@@ -212,7 +212,12 @@ struct ContainerMemory {
     crash_event_for: Option<String>,
     /// Highest restart count ever created, so names never collide.
     max_restart: Option<u32>,
+    /// A container created by us that no listing has shown yet (and since when).
+    awaiting: Option<(String, UnixMillis)>,
 }
+
+/// How long a created container may be missing from listings before it counts as gone.
+const AWAITING_LIMIT_MS: UnixMillis = 30_000;
 
 #[derive(Debug, Clone)]
 struct PodEntry {
@@ -339,6 +344,14 @@ impl PodLifecycle {
                 let live: HashSet<&String> = self.containers.iter().map(|c| &c.id).collect();
                 self.start_failed.retain(|id, _| live.contains(id));
                 self.removing.retain(|id| live.contains(id));
+                let running: HashSet<&String> = self
+                    .containers
+                    .iter()
+                    .filter(|c| matches!(c.state, RunState::Running { .. }))
+                    .map(|c| &c.id)
+                    .collect();
+                // A stop is done once a listing shows the container stopped.
+                self.stopping.retain(|id| running.contains(id));
             }
             Input::Tick { now } => self.now = self.now.max(now),
             Input::Done(outcome) => self.on_outcome(outcome),
@@ -533,6 +546,7 @@ impl PodLifecycle {
                     m.image_ok = false;
                     m.failure = None;
                     m.attempt_backoff.reset();
+                    m.awaiting = Some((id.clone(), now));
                 }
                 self.event(
                     &spec,
@@ -605,7 +619,8 @@ impl PodLifecycle {
                     format!("Error: {message}"),
                 );
             }
-            Outcome::Stopped { id } | Outcome::StopFailed { id, .. } => {
+            Outcome::Stopped { .. } => {}
+            Outcome::StopFailed { id, .. } => {
                 self.stopping.remove(&id);
             }
             Outcome::Removed { id } => {
@@ -822,10 +837,21 @@ impl PodLifecycle {
         for old in instances.iter().skip(2) {
             self.tear_down(old, grace, None);
         }
+        let now = self.now;
         let (op, pipeline, max_restart) = {
             let Some(m) = self.memory(&key) else {
                 return;
             };
+            if let Some((id, since)) = &m.awaiting {
+                if instances.iter().any(|i| &i.id == id)
+                    || now.saturating_sub(*since) > AWAITING_LIMIT_MS
+                {
+                    m.awaiting = None;
+                } else {
+                    // Created but not listed yet: wait for the runtime to show it.
+                    return;
+                }
+            }
             (m.op, m.pipeline, m.max_restart)
         };
         if op.is_some() {
