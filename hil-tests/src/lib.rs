@@ -9,6 +9,8 @@
 //! |---|---|
 //! | [`apiserver`] | the Kubernetes API server emulator (with scheduler and node lifecycle) |
 //! | [`fake_device`] | a device that speaks the MQTT protocol with an instant fake runtime |
+//! | [`stack`] | the full stack as real processes for end-to-end scenarios (emulator or real cluster, broker, gateway, agents) |
 
 pub mod apiserver;
 pub mod fake_device;
+pub mod stack;

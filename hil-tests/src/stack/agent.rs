@@ -1,0 +1,128 @@
+//! A real `edge-agent` process (host build, or aarch64 under qemu) of the stack.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::child_process::ChildProcess;
+use super::stack_env::binary;
+use super::{StackError, StackResult};
+
+/// Which agent binary runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentBuild {
+    /// The host's debug build.
+    Host,
+    /// The static aarch64 release build (`EDGE_TEST_AGENT_AARCH64`) under qemu-aarch64.
+    Aarch64Qemu,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub device_id: String,
+    pub broker_url: String,
+    pub labels: Vec<(String, String)>,
+    pub build: AgentBuild,
+    pub heartbeat_interval: Duration,
+}
+
+/// A running agent. Its state directory survives restarts, like a device's disk.
+#[derive(Debug)]
+pub struct Agent {
+    options: AgentOptions,
+    state_dir: PathBuf,
+    log_dir: PathBuf,
+    process: Option<ChildProcess>,
+}
+
+pub const QEMU_AARCH64: &str = "/usr/bin/qemu-aarch64-static";
+
+impl Agent {
+    pub fn start(options: AgentOptions, dir: &Path) -> StackResult<Self> {
+        let mut agent = Self {
+            state_dir: dir.join(format!("agent-{}", options.device_id)),
+            log_dir: dir.to_owned(),
+            options,
+            process: None,
+        };
+        agent.launch()?;
+        Ok(agent)
+    }
+
+    fn launch(&mut self) -> StackResult<()> {
+        let docker_host =
+            std::env::var("EDGE_TEST_DOCKER_HOST").map_err(|_| StackError::MissingTool {
+                tool: "a container runtime (EDGE_TEST_DOCKER_HOST)".to_owned(),
+                hint: "run `eval \"$(scripts/test-env.sh)\"` to start Podman's Docker API"
+                    .to_owned(),
+            })?;
+        let o = &self.options;
+        let mut cmd = match o.build {
+            AgentBuild::Host => Command::new(binary("edge-agent")?),
+            AgentBuild::Aarch64Qemu => {
+                let bin = std::env::var("EDGE_TEST_AGENT_AARCH64").map_err(|_| StackError::MissingTool {
+                    tool: "the aarch64 agent (EDGE_TEST_AGENT_AARCH64)".to_owned(),
+                    hint: "cargo build --release -p edge-agent --target aarch64-unknown-linux-musl".to_owned(),
+                })?;
+                if !Path::new(QEMU_AARCH64).exists() {
+                    return Err(StackError::MissingTool {
+                        tool: QEMU_AARCH64.to_owned(),
+                        hint: "apt-get install qemu-user-static".to_owned(),
+                    });
+                }
+                let mut c = Command::new(QEMU_AARCH64);
+                c.arg(bin);
+                c
+            }
+        };
+        cmd.arg("run")
+            .args(["--device-id", &o.device_id])
+            .args(["--broker-url", &o.broker_url])
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(["--runtime-socket", &docker_host])
+            .args([
+                "--heartbeat-interval",
+                &format!("{}ms", o.heartbeat_interval.as_millis()),
+            ])
+            .env("RUST_LOG", "info,edge_agent=debug");
+        for (k, v) in &o.labels {
+            cmd.args(["--label", &format!("{k}={v}")]);
+        }
+        let name = format!("agent-{}", o.device_id);
+        self.process = Some(ChildProcess::spawn(&name, cmd, &self.log_dir)?);
+        Ok(())
+    }
+
+    pub fn device_id(&self) -> &str {
+        &self.options.device_id
+    }
+
+    pub fn log(&self) -> String {
+        self.process.as_ref().map(|p| p.log()).unwrap_or_default()
+    }
+
+    /// SIGKILL: the device loses power or the agent crashes. Containers keep running.
+    pub fn kill9(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill9();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| p.is_running())
+    }
+
+    /// Starts the agent again with the same state directory.
+    pub fn restart(&mut self) -> StackResult<()> {
+        self.kill9();
+        self.launch()
+    }
+
+    /// Stops the agent without a restart (SIGTERM with a grace of 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.terminate(Duration::from_secs(10));
+        }
+    }
+}

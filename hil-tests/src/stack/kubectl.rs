@@ -1,0 +1,65 @@
+//! The real `kubectl` binary, pointed at the stack's cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use super::{StackError, StackResult};
+
+/// Runs `kubectl --kubeconfig <stack> ...`.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(kubeconfig: &Path) -> StackResult<Self> {
+        let found = Command::new("kubectl")
+            .args(["version", "--client"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !found {
+            return Err(StackError::MissingTool {
+                tool: "kubectl".to_owned(),
+                hint: "install kubectl (Debian package kubernetes-client) and put it on PATH"
+                    .to_owned(),
+            });
+        }
+        Ok(Self {
+            kubeconfig: kubeconfig.to_owned(),
+        })
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    /// Runs kubectl and returns its output whatever the exit status.
+    pub fn output(&self, args: &[&str]) -> StackResult<Output> {
+        self.command()
+            .args(args)
+            .output()
+            .map_err(|e| StackError::Spawn {
+                program: "kubectl".to_owned(),
+                error: e.to_string(),
+            })
+    }
+
+    /// Runs kubectl and returns stdout; a non-zero exit is an error carrying stderr.
+    pub fn run(&self, args: &[&str]) -> StackResult<String> {
+        let out = self.output(args)?;
+        if !out.status.success() {
+            return Err(StackError::Other(format!(
+                "kubectl {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}

@@ -1,0 +1,77 @@
+//! A real Mosquitto broker on a free loopback port.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::child_process::ChildProcess;
+use super::{StackError, StackResult, free_loopback_port, wait_for_tcp};
+
+/// Where Debian installs the broker.
+pub const MOSQUITTO_BIN: &str = "/usr/sbin/mosquitto";
+
+/// A plain-TCP Mosquitto (anonymous, no ACL) for end-to-end runs. Restartable on the
+/// same port, so clients can reconnect to it.
+#[derive(Debug)]
+pub struct Mosquitto {
+    port: u16,
+    dir: PathBuf,
+    process: Option<ChildProcess>,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto with its config and log under `dir`.
+    pub fn start(dir: &Path) -> StackResult<Self> {
+        if !Path::new(MOSQUITTO_BIN).exists() {
+            return Err(StackError::MissingTool {
+                tool: MOSQUITTO_BIN.to_owned(),
+                hint: "run scripts/install-test-deps.sh (Debian package mosquitto)".to_owned(),
+            });
+        }
+        let port = free_loopback_port()?;
+        let mut broker = Self {
+            port,
+            dir: dir.to_owned(),
+            process: None,
+        };
+        broker.launch()?;
+        Ok(broker)
+    }
+
+    fn launch(&mut self) -> StackResult<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| StackError::io(&self.dir, e))?;
+        let conf = self.dir.join("mosquitto.conf");
+        let body = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_packet_size 16777216\nlog_dest stdout\nlog_type error\nlog_type warning\n\
+             log_type notice\n",
+            port = self.port
+        );
+        std::fs::write(&conf, body).map_err(|e| StackError::io(&conf, e))?;
+        let mut cmd = Command::new(MOSQUITTO_BIN);
+        cmd.arg("-c").arg(&conf);
+        self.process = Some(ChildProcess::spawn("mosquitto", cmd, &self.dir)?);
+        wait_for_tcp(self.port, Duration::from_secs(10), "mosquitto")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker (SIGKILL): every client loses its connection.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill9();
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) -> StackResult<()> {
+        self.stop();
+        self.launch()
+    }
+}

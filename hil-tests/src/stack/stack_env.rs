@@ -1,0 +1,232 @@
+//! One whole stack for a scenario: cluster, broker, gateway, agents, a namespace.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::PostParams;
+
+use super::agent::{Agent, AgentBuild, AgentOptions};
+use super::cluster::Cluster;
+use super::gateway::{Gateway, GatewayOptions};
+use super::kubectl::Kubectl;
+use super::mosquitto::Mosquitto;
+use super::{StackError, StackResult};
+
+/// Which broker carries the MQTT traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// The gateway's embedded rumqttd.
+    Embedded,
+    /// A separate Mosquitto process.
+    Mosquitto,
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub broker: BrokerKind,
+    /// The emulator's node lease grace (kube-controller-manager's default is 40-50 s).
+    pub node_lease_grace: Duration,
+    pub device_timeout: Duration,
+    pub node_lease_renew: Duration,
+    pub heartbeat_interval: Duration,
+}
+
+impl StackOptions {
+    /// Short timings so scenarios about outages finish in seconds.
+    pub fn fast(broker: BrokerKind) -> Self {
+        Self {
+            broker,
+            node_lease_grace: Duration::from_secs(6),
+            device_timeout: Duration::from_secs(4),
+            node_lease_renew: Duration::from_secs(1),
+            heartbeat_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Finds one of our binaries: `EDGE_TEST_BIN_DIR`, else the workspace's target/debug.
+pub fn binary(name: &str) -> StackResult<PathBuf> {
+    let dir = std::env::var_os("EDGE_TEST_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"));
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(StackError::MissingTool {
+            tool: path.display().to_string(),
+            hint: "run `cargo build --workspace --bins` first (scripts/test.sh does)".to_owned(),
+        })
+    }
+}
+
+/// A running stack. Dropping it stops every process and removes the containers of
+/// its namespace from the runtime.
+#[derive(Debug)]
+pub struct Stack {
+    pub options: StackOptions,
+    pub cluster: Cluster,
+    pub mosquitto: Option<Mosquitto>,
+    pub gateway: Gateway,
+    pub agents: BTreeMap<String, Agent>,
+    pub kubectl: Kubectl,
+    /// A namespace of this stack's own; scenarios put their pods here.
+    pub namespace: String,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> StackResult<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("edge-e2e-")
+            .tempdir()
+            .map_err(|e| StackError::Other(e.to_string()))?;
+        let cluster = Cluster::start(dir.path(), options.node_lease_grace).await?;
+        let mosquitto = match options.broker {
+            BrokerKind::Mosquitto => Some(Mosquitto::start(&dir.path().join("mosquitto"))?),
+            BrokerKind::Embedded => None,
+        };
+        let node_address =
+            std::env::var("EDGE_E2E_NODE_ADDRESS").unwrap_or_else(|_| "127.0.0.1".to_owned());
+        let gateway = Gateway::start(
+            GatewayOptions {
+                kubeconfig: cluster.kubeconfig_path().to_owned(),
+                store_dir: dir.path().join("gateway-store"),
+                broker_url: mosquitto.as_ref().map(Mosquitto::url),
+                kubelet_client_ca: cluster.kubelet_client_ca().map(ToOwned::to_owned),
+                node_address,
+                device_timeout: options.device_timeout,
+                node_lease_renew: options.node_lease_renew,
+                extra_args: Vec::new(),
+            },
+            dir.path(),
+        )?;
+        let kubectl = Kubectl::new(cluster.kubeconfig_path())?;
+        let namespace = format!(
+            "e2e-{}",
+            dir.path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("x")
+                .trim_start_matches("edge-e2e-")
+                .to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+        );
+        let stack = Self {
+            options,
+            cluster,
+            mosquitto,
+            gateway,
+            agents: BTreeMap::new(),
+            kubectl,
+            namespace,
+            dir: Some(dir),
+        };
+        let ns: Api<Namespace> = Api::all(stack.client().await?);
+        let body = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": stack.namespace}
+        }))
+        .map_err(|e| StackError::Other(e.to_string()))?;
+        ns.create(&PostParams::default(), &body)
+            .await
+            .map_err(|e| StackError::Kubernetes(format!("creating namespace: {e}")))?;
+        Ok(stack)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(std::path::Path::new("/tmp"))
+    }
+
+    pub async fn client(&self) -> StackResult<kube::Client> {
+        self.cluster.client().await
+    }
+
+    /// Starts a real agent for `device_id` with the given node labels.
+    pub fn start_agent(
+        &mut self,
+        device_id: &str,
+        labels: &[(&str, &str)],
+        build: AgentBuild,
+    ) -> StackResult<&mut Agent> {
+        let agent = Agent::start(
+            AgentOptions {
+                device_id: device_id.to_owned(),
+                broker_url: self.gateway.broker_url(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                build,
+                heartbeat_interval: self.options.heartbeat_interval,
+            },
+            self.dir(),
+        )?;
+        self.agents.insert(device_id.to_owned(), agent);
+        self.agents
+            .get_mut(device_id)
+            .ok_or_else(|| StackError::Other("agent vanished".to_owned()))
+    }
+
+    pub fn agent(&mut self, device_id: &str) -> StackResult<&mut Agent> {
+        self.agents
+            .get_mut(device_id)
+            .ok_or_else(|| StackError::Other(format!("no agent {device_id} in this stack")))
+    }
+
+    /// Logs of every process, for a failing scenario's message.
+    pub fn logs(&self) -> String {
+        let mut out = format!("--- gateway ---\n{}\n", tail(&self.gateway.log(), 80));
+        for (id, a) in &self.agents {
+            out += &format!("--- agent {id} ---\n{}\n", tail(&a.log(), 60));
+        }
+        out
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for agent in self.agents.values_mut() {
+            agent.kill9();
+        }
+        self.gateway.kill9();
+        // Containers the agents made for this stack's pods.
+        if let Ok(host) = std::env::var("EDGE_TEST_DOCKER_HOST") {
+            let filter = format!("label=io.edge-kube.pod-namespace={}", self.namespace);
+            if let Ok(out) = Command::new("podman")
+                .args(["--url", &host, "ps", "-aq", "--filter", &filter])
+                .output()
+            {
+                let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+                if !ids.is_empty() {
+                    let _ = Command::new("podman")
+                        .args(["--url", &host, "rm", "-f"])
+                        .args(&ids)
+                        .output();
+                }
+            }
+        }
+        if std::env::var_os("EDGE_E2E_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!(
+                "EDGE_E2E_KEEP: stack files kept in {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
