@@ -11,8 +11,8 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use edge_protocol::{RegistryCredential, UnixMillis};
 use futures::future::BoxFuture;
@@ -24,6 +24,7 @@ use crate::container_runtime::{
     ContainerRuntime, ContainerSnapshot, CreateContainer, LogReadOptions, Result, RunState,
     RuntimeError,
 };
+use crate::engine_api_get::{Endpoint, get_json};
 
 /// Docker Engine API client. Inspect results are cached per (container, state) so a
 /// steady device costs one list call per sync.
@@ -31,6 +32,7 @@ use crate::container_runtime::{
 pub struct DockerRuntime {
     docker: Docker,
     socket: String,
+    endpoint: Endpoint,
     inspected: Mutex<HashMap<String, (String, ContainerSnapshot)>>,
 }
 
@@ -61,6 +63,7 @@ impl DockerRuntime {
         Ok(Self {
             docker,
             socket: socket.to_owned(),
+            endpoint: Endpoint::parse(socket),
             inspected: Mutex::new(HashMap::new()),
         })
     }
@@ -82,54 +85,66 @@ impl DockerRuntime {
         id: &str,
         identity: ContainerIdentity,
     ) -> Result<ContainerSnapshot> {
-        let info = self
-            .docker
-            .inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .map_err(api)?;
-        let state = info.state.unwrap_or_default();
-        let started_at = state.started_at.as_deref().and_then(parse_time);
-        let finished_at = state.finished_at.as_deref().and_then(parse_time);
-        let status = state
-            .status
-            .map(|s| s.to_string())
-            .unwrap_or_default()
-            .to_lowercase();
-        let run_state = if state.running.unwrap_or(false) {
+        let (status, info) =
+            get_json(&self.endpoint, &format!("{API}/containers/{id}/json")).await?;
+        match status {
+            200 => {}
+            404 => return Err(RuntimeError::NotFound(id.to_owned())),
+            _ => return Err(RuntimeError::Api(format!("inspect {id}: HTTP {status}"))),
+        }
+        let state = &info["State"];
+        let started_at = state["StartedAt"].as_str().and_then(parse_time);
+        let finished_at = state["FinishedAt"].as_str().and_then(parse_time);
+        let status = state["Status"].as_str().unwrap_or("").to_lowercase();
+        let run_state = if state["Running"].as_bool().unwrap_or(false) {
             RunState::Running {
                 started_at: started_at.unwrap_or_default(),
             }
-        } else if status == "created" || status == "configured" || status.is_empty() {
+        } else if matches!(
+            status.as_str(),
+            "created" | "configured" | "initialized" | ""
+        ) {
             RunState::Created
         } else {
             RunState::Exited {
-                exit_code: i32::try_from(state.exit_code.unwrap_or(0)).unwrap_or(-1),
+                exit_code: state["ExitCode"]
+                    .as_i64()
+                    .and_then(|c| i32::try_from(c).ok())
+                    .unwrap_or(-1),
                 started_at,
                 finished_at,
-                oom_killed: state.oom_killed.unwrap_or(false),
-                error: state.error.filter(|e| !e.is_empty()),
+                oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
+                error: state["Error"]
+                    .as_str()
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned),
             }
         };
-        let ip_address = info
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|nets| {
-                nets.into_values()
-                    .filter_map(|e| e.ip_address)
-                    .find(|ip| !ip.is_empty())
-            });
+        let mut ip_address = info["NetworkSettings"]["IPAddress"]
+            .as_str()
+            .filter(|ip| !ip.is_empty())
+            .map(str::to_owned);
+        if ip_address.is_none()
+            && let Some(nets) = info["NetworkSettings"]["Networks"].as_object()
+        {
+            ip_address = nets
+                .values()
+                .filter_map(|n| n["IPAddress"].as_str())
+                .find(|ip| !ip.is_empty())
+                .map(str::to_owned);
+        }
         Ok(ContainerSnapshot {
             id: id.to_owned(),
             identity,
             state: run_state,
-            image_id: info.image.unwrap_or_default(),
+            image_id: info["Image"].as_str().unwrap_or("").to_owned(),
             ip_address,
         })
     }
 }
+
+/// Engine API version used for the raw calls (Docker 19.03+, Podman 3+).
+const API: &str = "/v1.40";
 
 fn api(e: bollard::errors::Error) -> RuntimeError {
     match &e {
@@ -210,33 +225,42 @@ impl ContainerRuntime for DockerRuntime {
 
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerSnapshot>>> {
         async move {
-            let filters = HashMap::from([(
-                "label".to_owned(),
-                vec![format!("{}=true", container_labels::MANAGED)],
-            )]);
-            let list = self
-                .docker
-                .list_containers(Some(
-                    ListContainersOptionsBuilder::default()
-                        .all(true)
-                        .filters(&filters)
-                        .build(),
-                ))
-                .await
-                .map_err(|e| RuntimeError::Unreachable {
-                    socket: self.socket.clone(),
-                    message: e.to_string(),
-                })?;
+            // filters={"label":["io.edge-kube.managed=true"]}
+            let path = format!(
+                "{API}/containers/json?all=1&filters=%7B%22label%22%3A%5B%22{}%3Dtrue%22%5D%7D",
+                container_labels::MANAGED
+            );
+            let (status, list) =
+                get_json(&self.endpoint, &path)
+                    .await
+                    .map_err(|e| RuntimeError::Unreachable {
+                        socket: self.socket.clone(),
+                        message: e.to_string(),
+                    })?;
+            if status != 200 {
+                return Err(RuntimeError::Api(format!(
+                    "listing containers: HTTP {status}"
+                )));
+            }
+            let list = list.as_array().cloned().unwrap_or_default();
             let mut out = Vec::with_capacity(list.len());
             let mut seen = Vec::with_capacity(list.len());
             for summary in list {
-                let (Some(id), Some(labels)) = (summary.id, summary.labels) else {
+                let Some(id) = summary["Id"].as_str().map(str::to_owned) else {
                     continue;
                 };
+                let labels: HashMap<String, String> = summary["Labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let Some(identity) = ContainerIdentity::from_labels(&labels) else {
                     continue;
                 };
-                let state = summary.state.map(|s| s.to_string()).unwrap_or_default();
+                let state = summary["State"].as_str().unwrap_or("").to_owned();
                 seen.push(id.clone());
                 let cached = self.inspected.lock().ok().and_then(|c| {
                     c.get(&id)

@@ -15,6 +15,7 @@
 //! | [`backoff`] | the kubelet's crash-loop / image-pull back-off |
 //! | [`container_runtime`] | the runtime trait and its data types |
 //! | [`docker_runtime`] | that trait over the Docker Engine API (Docker, Podman) with bollard |
+//! | [`engine_api_get`] | raw Engine API GETs (list, inspect) tolerant of Podman's extra values |
 //! | [`container_labels`] | labels and names of managed containers (adoption after restart) |
 //! | [`pod_volumes`] | Files/emptyDir/hostPath volumes and device paths on the device |
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
@@ -35,6 +36,7 @@ pub mod config;
 pub mod container_labels;
 pub mod container_runtime;
 pub mod docker_runtime;
+pub mod engine_api_get;
 pub mod host_facts;
 pub mod local_store;
 pub mod log_stream;

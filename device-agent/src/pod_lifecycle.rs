@@ -210,6 +210,8 @@ struct ContainerMemory {
     /// Exited instance for which a restart was already decided.
     restart_decided_for: Option<String>,
     crash_event_for: Option<String>,
+    /// The wait of the current crash-loop back-off (for the status message).
+    crash_wait: Duration,
     /// Highest restart count ever created, so names never collide.
     max_restart: Option<u32>,
     /// A container created by us that no listing has shown yet (and since when).
@@ -341,6 +343,25 @@ impl PodLifecycle {
                 self.now = self.now.max(now);
                 self.containers = list;
                 self.listed = true;
+                // Pods known before the first listing (from the store, after an agent
+                // restart) started no later than their oldest container.
+                for (uid, pod) in self.pods.iter_mut() {
+                    if pod.accepted_at == 0 {
+                        pod.accepted_at = self
+                            .containers
+                            .iter()
+                            .filter(|c| &c.identity.pod_uid == uid)
+                            .filter_map(|c| match c.state {
+                                RunState::Running { started_at } => Some(started_at),
+                                RunState::Exited { started_at, .. } => started_at,
+                                RunState::Created => None,
+                            })
+                            .filter(|t| *t > 0)
+                            .min()
+                            .unwrap_or(self.now)
+                            .min(self.now);
+                    }
+                }
                 let live: HashSet<&String> = self.containers.iter().map(|c| &c.id).collect();
                 self.start_failed.retain(|id, _| live.contains(id));
                 self.removing.retain(|id| live.contains(id));
@@ -1005,6 +1026,7 @@ impl PodLifecycle {
         backoff.reset_if_ran_long(started, finished, &timings);
         if !changed && backoff.in_backoff(failed_at, now) {
             let delay = backoff.delay();
+            m.crash_wait = delay;
             if m.crash_event_for.as_deref() != Some(&current.id) {
                 m.crash_event_for = Some(current.id.clone());
                 self.event(
@@ -1319,9 +1341,13 @@ impl PodLifecycle {
                                     "back-off {} restarting failed container={} pod={}_{}({})",
                                     humantime::format_duration(
                                         memory
-                                            .and_then(|m| m.crash_backoff)
-                                            .unwrap_or_default()
-                                            .delay()
+                                            .map(|m| m.crash_wait)
+                                            .filter(|w| !w.is_zero())
+                                            .unwrap_or_else(|| Backoff::from_restarts(
+                                                cur.identity.restart_count,
+                                                &self.timings
+                                            )
+                                            .delay())
                                     ),
                                     c.name,
                                     spec.name,

@@ -643,7 +643,10 @@ fn phases_follow_the_kubelet() {
     };
     let creating = ContainerStatus::default();
     use RestartPolicy::*;
-    assert_eq!(pod_phase(Always, &[creating.clone()]), PodPhase::Pending);
+    assert_eq!(
+        pod_phase(Always, std::slice::from_ref(&creating)),
+        PodPhase::Pending
+    );
     assert_eq!(
         pod_phase(Always, &[running.clone(), creating]),
         PodPhase::Pending
