@@ -333,6 +333,8 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> anyhow::R
         "wrote {} (and acl, ca.pem, server.pem, server.key, crl.pem in {})\n\
          CRL: {} certificate(s) refused ({} revoked device(s))\n\
          start the broker: mosquitto -c {}\n\
+         (started as root, Mosquitto switches to its own user before it reads server.key:\n  \
+         chown mosquitto {} , or start it as that user)\n\
          {} the gateway's client identity (CN {GATEWAY_IDENTITY}); run the gateway with\n  \
          edge-gateway run --broker-url mqtts://{host}:{} --broker-ca {} --broker-cert {} --broker-key {} ...",
         conf.display(),
@@ -340,6 +342,7 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> anyhow::R
         to_revoke.len(),
         revoked.len(),
         conf.display(),
+        out_dir.join(mosquitto::KEY_FILE).display(),
         if gateway_created { "created" } else { "using" },
         args.port,
         layout.ca_cert().display(),

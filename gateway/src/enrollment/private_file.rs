@@ -2,11 +2,12 @@
 //!
 //! A file is written to a temporary name in the same directory, flushed, then renamed
 //! over the target, so a crash never leaves a half-written key or certificate behind and
-//! a private key is never readable by others, not even for a moment.
+//! a private key is never readable by others, not even for a moment. A replaced file
+//! keeps its owner when the process may set it.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::error::{EnrollmentError, Result};
@@ -54,6 +55,11 @@ fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         // `mode` above is filtered by the umask and ignored for an existing file: set it.
         file.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(EnrollmentError::io("set permissions of", &tmp))?;
+        // Replacing a file keeps its owner (e.g. a key chowned to the broker's user), as
+        // far as we may: best effort, only root can give a file away.
+        if let Ok(meta) = fs::metadata(path) {
+            let _ = std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()));
+        }
         file.write_all(contents)
             .map_err(EnrollmentError::io("write", &tmp))?;
         file.sync_all()
