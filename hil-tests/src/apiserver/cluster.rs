@@ -15,6 +15,7 @@ use super::patch::{self, PatchType};
 use super::resources::{self, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::Store;
+use super::validation;
 
 /// The user every valid bearer token authenticates as.
 pub const ADMIN_USER: &str = "edge-hil-admin";
@@ -430,6 +431,7 @@ impl Cluster {
                     }
                 }
                 if rt.storage == "pods" {
+                    defaults::pod_on_write(&mut new);
                     validate_pod_update(old, &new)?;
                 }
                 if rt.storage == "namespaces" {
@@ -515,6 +517,7 @@ impl Cluster {
         patch_body: &Value,
         sub: Option<&str>,
         field_manager: Option<&str>,
+        field_validation: Option<&str>,
     ) -> ApiResult<(Value, bool)> {
         if pt == PatchType::Apply && field_manager.is_none_or(str::is_empty) {
             return Err(ApiError::invalid(
@@ -540,6 +543,7 @@ impl Cluster {
                             meta_str(&body, "name")
                         )));
                     }
+                    validation::check(rt, &body, field_validation)?;
                     return match self.create(rt, ns, body) {
                         Err(e) if e.reason == "AlreadyExists" => continue,
                         other => other.map(|o| (o, true)),
@@ -549,6 +553,7 @@ impl Cluster {
             };
             let served = from_storage(rt, &old);
             let patched = patch::apply_patch(pt, rt.kind, &served, patch_body)?;
+            validation::check(rt, &patched, field_validation)?;
             let old_rv = meta_str(&old, "resourceVersion").to_string();
             let patch_rv = meta_str(&patched, "resourceVersion").to_string();
             let new = to_storage(rt, patched);
@@ -749,6 +754,32 @@ fn mask_mutable_pod_fields(spec: &Value) -> Value {
 fn validate_pod_update(old: &Value, new: &Value) -> ApiResult<()> {
     let os = old.get("spec").cloned().unwrap_or(Value::Null);
     let ns = new.get("spec").cloned().unwrap_or(Value::Null);
+    // Tolerations may only be added (an existing one may change only tolerationSeconds).
+    let strip_secs = |t: &Value| {
+        let mut t = t.clone();
+        if let Some(m) = t.as_object_mut() {
+            m.remove("tolerationSeconds");
+        }
+        t
+    };
+    let new_tols: Vec<Value> = ns
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(strip_secs).collect())
+        .unwrap_or_default();
+    let removed = os
+        .get("tolerations")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|t| !new_tols.contains(&strip_secs(t))));
+    if removed {
+        return Err(ApiError::invalid(
+            "Pod",
+            "",
+            meta_str(old, "name"),
+            "spec.tolerations",
+            "Forbidden: existing toleration can not be modified except its tolerationSeconds",
+        ));
+    }
     if mask_mutable_pod_fields(&os) != mask_mutable_pod_fields(&ns) {
         return Err(ApiError::invalid(
             "Pod",

@@ -86,6 +86,26 @@ pub fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
+/// Defaults kube-apiserver applies on every write of a pod (decoding defaults).
+pub fn pod_on_write(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec") else {
+        return;
+    };
+    for k in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(k).and_then(Value::as_array_mut) {
+            for c in cs {
+                default_container(c);
+            }
+        }
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    set_default(spec, "enableServiceLinks", json!(true));
+}
+
 /// Pod defaults and create-time status (PodStrategy.PrepareForCreate).
 pub fn pod_on_create(pod: &mut Value) {
     let Some(spec) = pod.get_mut("spec") else {

@@ -298,22 +298,29 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<Vec<u8>> {
     Ok(collected.to_bytes().to_vec())
 }
 
-fn parse_json(body: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(body)
-        .map_err(|e| {
-            // kubectl/kube-rs send JSON; a YAML body is accepted like kube-apiserver does.
-            match std::str::from_utf8(body)
-                .ok()
-                .and_then(|t| patch::yaml_to_json(t).ok())
-            {
-                Some(_) => ApiError::bad_request(format!("error decoding request body: {e}")),
-                None => ApiError::bad_request(format!("error decoding request body: {e}")),
+fn parse_json(body: &[u8], content_type: &str) -> ApiResult<Value> {
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") || body.starts_with(b"k8s\0")
+    {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (this emulator does not decode protobuf)",
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            // kube-apiserver also accepts YAML bodies.
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request(format!("error decoding request body: {e}")))?;
+            match patch::yaml_to_json(text) {
+                Ok(v) if v.is_object() => Ok(v),
+                _ => Err(ApiError::bad_request(format!(
+                    "error decoding request body: {e}"
+                ))),
             }
-        })
-        .or_else(|e| {
-            let text = std::str::from_utf8(body).map_err(|_| e.clone())?;
-            patch::yaml_to_json(text).map_err(|_| e)
-        })
+        }
+    }
 }
 
 fn respond_object(
@@ -388,7 +395,7 @@ async fn resource(
         }
         (&Method::POST, None, None) => {
             let body = read_body(req).await?;
-            let obj = parse_json(&body)?;
+            let obj = parse_json(&body, &content_type)?;
             validation::check(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
             if rt.virtual_only {
                 let out = reviews::review(rt, &ctx.token, obj)?;
@@ -399,13 +406,13 @@ async fn resource(
         }
         (&Method::POST, Some(name), Some("binding")) => {
             let body = read_body(req).await?;
-            let b = parse_json(&body)?;
+            let b = parse_json(&body, &content_type)?;
             let out = cluster.bind(ns.unwrap_or(""), name, &b)?;
             Ok(json_response(201, &out))
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("approval"))) => {
             let body = read_body(req).await?;
-            let obj = parse_json(&body)?;
+            let obj = parse_json(&body, &content_type)?;
             validation::check(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
             let out = cluster.update(rt, ns, name, obj, sub)?;
             Ok(respond_object(rt, 200, &out, &accept, &q))
@@ -414,9 +421,6 @@ async fn resource(
             let pt = PatchType::from_content_type(&content_type)?;
             let body = read_body(req).await?;
             let p = patch::parse_body(pt, &body)?;
-            if pt == PatchType::Apply {
-                validation::check(rt, &p, q.get("fieldValidation").map(String::as_str))?;
-            }
             let (out, created) = cluster.patch(
                 rt,
                 ns,
@@ -425,6 +429,7 @@ async fn resource(
                 &p,
                 sub,
                 q.get("fieldManager").map(String::as_str),
+                q.get("fieldValidation").map(String::as_str),
             )?;
             Ok(respond_object(
                 rt,
