@@ -70,7 +70,7 @@ else
   wait_for_file "$dir/apiserver/kubeconfig" 30 "hil-apiserver"
   kubeconfig=$dir/apiserver/kubeconfig
   node_address=127.0.0.1
-  client_ca_args=(--kubelet-client-ca "$dir/apiserver/kubelet-client-ca.pem")
+  client_ca_args=(--kubelet-client-ca "$dir/apiserver/kubelet-client-ca.crt")
 fi
 export KUBECONFIG=$kubeconfig
 

@@ -1,0 +1,950 @@
+//! End-to-end scenarios on the full stack, shared by the embedded-broker and the
+//! Mosquitto runs (`e2e_embedded.rs`, `e2e_mosquitto.rs`).
+//!
+//! Each scenario starts its own stack (cluster, broker, gateway, agents) and puts its
+//! pods in the stack's own namespace, so scenarios can run in parallel.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use edge_hil_tests::stack::{AgentBuild, BrokerKind, Stack, StackOptions, eventually};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::{Api, ResourceExt};
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+
+pub const IMAGE: &str = "localhost/busybox:test";
+const TOLERATION: &str = "virtual-kubelet.io/provider";
+
+pub fn image() -> String {
+    std::env::var("EDGE_TEST_IMAGE").unwrap_or_else(|_| IMAGE.to_owned())
+}
+
+/// A pod manifest: one container running `script` in sh, placed by `selector`.
+pub fn pod_manifest(
+    name: &str,
+    selector: &[(&str, &str)],
+    tolerate: bool,
+    restart_policy: &str,
+    script: &str,
+) -> Pod {
+    let node_selector: serde_json::Map<_, _> = selector
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    let tolerations = if tolerate {
+        json!([{"key": TOLERATION, "operator": "Exists", "effect": "NoSchedule"}])
+    } else {
+        json!([])
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": node_selector,
+            "tolerations": tolerations,
+            "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "main",
+                "image": image(),
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", script],
+            }],
+        }
+    }))
+    .unwrap()
+}
+
+pub async fn pods(stack: &Stack) -> Result<Api<Pod>> {
+    Ok(Api::namespaced(stack.client().await?, &stack.namespace))
+}
+
+pub async fn nodes(stack: &Stack) -> Result<Api<Node>> {
+    Ok(Api::all(stack.client().await?))
+}
+
+pub async fn create(stack: &Stack, pod: &Pod) -> Result<Pod> {
+    Ok(pods(stack)
+        .await?
+        .create(&PostParams::default(), pod)
+        .await?)
+}
+
+/// Waits until `pred` holds for the pod, failing with the stack's logs otherwise.
+pub async fn wait_pod(
+    stack: &Stack,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Pod) -> bool,
+) -> Result<Pod> {
+    let api = pods(stack).await?;
+    let got = eventually(what, timeout, || {
+        let api = api.clone();
+        let pred = &pred;
+        async move {
+            match api.get_opt(name).await {
+                Ok(Some(p)) if pred(&p) => Ok(Some(p)),
+                Ok(Some(p)) => Err(format!("status now: {}", brief_status(&p))),
+                Ok(None) => Err("pod not found".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    got.map_err(|e| anyhow!("{e}\n{}", stack.logs()))
+}
+
+pub fn brief_status(p: &Pod) -> String {
+    let s = p.status.clone().unwrap_or_default();
+    format!(
+        "node={:?} phase={:?} conditions={:?} containers={:?}",
+        p.spec.as_ref().and_then(|s| s.node_name.clone()),
+        s.phase,
+        s.conditions
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!(
+                "{}={}:{}",
+                c.type_,
+                c.status,
+                c.reason.clone().unwrap_or_default()
+            ))
+            .collect::<Vec<_>>(),
+        s.container_statuses
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!(
+                "{} restarts={} state={}",
+                c.name,
+                c.restart_count,
+                serde_json::to_string(&c.state).unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+    )
+}
+
+pub fn phase(p: &Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
+}
+
+pub fn condition(p: &Pod, type_: &str) -> Option<(String, String, String)> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| {
+            (
+                c.status.clone(),
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
+pub fn is_ready(p: &Pod) -> bool {
+    phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True")
+}
+
+pub fn restart_count(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .map(|c| c.restart_count)
+        .unwrap_or(0)
+}
+
+pub fn container_id(p: &Pod) -> Option<String> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .container_id
+        .clone()
+}
+
+pub fn node_ready(n: &Node) -> Option<String> {
+    n.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
+}
+
+pub async fn wait_node_ready(
+    stack: &Stack,
+    name: &str,
+    want: &str,
+    timeout: Duration,
+) -> Result<Node> {
+    let api = nodes(stack).await?;
+    eventually(&format!("node {name} Ready={want}"), timeout, || {
+        let api = api.clone();
+        async move {
+            match api.get_opt(name).await {
+                Ok(Some(n)) if node_ready(&n).as_deref() == Some(want) => Ok(Some(n)),
+                Ok(Some(n)) => Err(format!("Ready={:?}", node_ready(&n))),
+                Ok(None) => Err("node not registered".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))
+}
+
+/// Containers the runtime has for a pod uid: (full id, state such as `running`).
+pub fn runtime_containers(pod_uid: &str) -> Result<Vec<(String, String)>> {
+    let host = std::env::var("EDGE_TEST_DOCKER_HOST")
+        .context("EDGE_TEST_DOCKER_HOST is not set: run `eval \"$(scripts/test-env.sh)\"`")?;
+    let out = Command::new("podman")
+        .args(["--url", &host, "ps", "-a", "--format", "json"])
+        .args(["--filter", &format!("label=io.edge-kube.pod-uid={pod_uid}")])
+        .output()
+        .context("running podman")?;
+    ensure!(out.status.success(), "podman ps: {}", String::from_utf8_lossy(&out.stderr));
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    Ok(listed
+        .iter()
+        .map(|c| {
+            let field = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            (field("Id"), field("State"))
+        })
+        .collect())
+}
+
+fn uid(p: &Pod) -> String {
+    p.metadata.uid.clone().unwrap_or_default()
+}
+
+pub async fn start(broker: BrokerKind) -> Result<Stack> {
+    Ok(Stack::start(StackOptions::fast(broker)).await?)
+}
+
+// ---------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------
+
+/// Two devices with different labels (one of them the aarch64 agent under qemu): a pod
+/// with nodeSelector and toleration lands on the matching device and becomes Running
+/// and Ready; a pod without the toleration stays Pending with Unschedulable.
+pub async fn placement_by_labels(broker: BrokerKind, second: AgentBuild) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("lab-1", &[("site", "lab")], AgentBuild::Host)?;
+    stack.start_agent("field-1", &[("site", "field")], second)?;
+    wait_node_ready(&stack, "lab-1", "True", Duration::from_secs(60)).await?;
+    let field = wait_node_ready(&stack, "field-1", "True", Duration::from_secs(90)).await?;
+    if second == AgentBuild::Aarch64Qemu {
+        let arch = field.labels().get("kubernetes.io/arch").cloned();
+        ensure!(
+            arch.as_deref() == Some("arm64"),
+            "qemu agent reports arch {arch:?}"
+        );
+    }
+
+    create(
+        &stack,
+        &pod_manifest(
+            "placed",
+            &[("site", "field")],
+            true,
+            "Always",
+            "echo up; sleep 3600",
+        ),
+    )
+    .await?;
+    let p = wait_pod(
+        &stack,
+        "placed",
+        "pod Running and Ready",
+        Duration::from_secs(90),
+        is_ready,
+    )
+    .await?;
+    let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+    ensure!(node.as_deref() == Some("field-1"), "placed on {node:?}");
+    ensure!(
+        runtime_containers(&uid(&p))?
+            .iter()
+            .any(|(_, st)| st == "running"),
+        "no running container for the pod on the device"
+    );
+
+    create(
+        &stack,
+        &pod_manifest(
+            "untolerated",
+            &[("site", "lab")],
+            false,
+            "Always",
+            "sleep 3600",
+        ),
+    )
+    .await?;
+    let p = wait_pod(
+        &stack,
+        "untolerated",
+        "pod Unschedulable",
+        Duration::from_secs(30),
+        |p| condition(p, "PodScheduled").is_some_and(|c| c.0 == "False" && c.1 == "Unschedulable"),
+    )
+    .await?;
+    let (_, _, message) = condition(&p, "PodScheduled").unwrap();
+    ensure!(
+        message.contains("untolerated taint") && message.contains("virtual-kubelet.io/provider"),
+        "scheduler message does not say why: {message}"
+    );
+    ensure!(phase(&p) == "Pending");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = pods(&stack).await?.get("untolerated").await?;
+    ensure!(
+        p.spec.unwrap().node_name.is_none(),
+        "an untolerated pod was bound"
+    );
+    Ok(())
+}
+
+/// `kubectl logs`, `--tail`, `-f` and `--previous` through the emulator's proxy, the
+/// gateway's kubelet API, MQTT and the agent.
+pub async fn kubectl_logs(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("logs-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "logs-1", "True", Duration::from_secs(60)).await?;
+    // Prints five numbered lines, then one line every 300 ms; the second instance
+    // says it is the second one (an emptyDir outlives the pod's containers).
+    let script = "if [ -f /data/ran ]; then echo second-instance; else touch /data/ran; echo first-instance; fi; \
+                  for i in 1 2 3 4 5; do echo line-$i; done; i=6; \
+                  while true; do echo line-$i; i=$((i+1)); sleep 0.3; done";
+    let mut talker = pod_manifest("talker", &[], true, "Always", script);
+    let spec = talker.spec.as_mut().unwrap();
+    spec.volumes = Some(vec![serde_json::from_value(
+        json!({"name": "data", "emptyDir": {}}),
+    )?]);
+    spec.containers[0].volume_mounts = Some(vec![serde_json::from_value(
+        json!({"name": "data", "mountPath": "/data"}),
+    )?]);
+    create(&stack, &talker).await?;
+    wait_pod(
+        &stack,
+        "talker",
+        "talker running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    let ns = stack.namespace.clone();
+
+    let all = stack.kubectl.run(&["logs", "-n", &ns, "talker"])?;
+    ensure!(
+        all.contains("first-instance") && all.contains("line-1") && all.contains("line-5"),
+        "logs: {all}"
+    );
+
+    let tail = stack
+        .kubectl
+        .run(&["logs", "-n", &ns, "talker", "--tail=2"])?;
+    ensure!(tail.lines().count() == 2, "--tail=2 gave: {tail:?}");
+
+    // logs -f: new lines keep arriving while kubectl runs.
+    let mut follow = stack
+        .kubectl
+        .command()
+        .args(["logs", "-f", "-n", &ns, "talker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = follow.kill();
+    let out = follow.wait_with_output()?;
+    let followed = String::from_utf8_lossy(&out.stdout).to_string();
+    let before = all.lines().filter(|l| l.starts_with("line-")).count();
+    let during = followed.lines().filter(|l| l.starts_with("line-")).count();
+    ensure!(
+        during > before,
+        "logs -f showed no new lines ({before} before, {during} following)"
+    );
+
+    // --previous: kill the container's process so it restarts, then ask for the old one.
+    let p = pods(&stack).await?.get("talker").await?;
+    let (id, _) = runtime_containers(&uid(&p))?
+        .into_iter()
+        .find(|(_, st)| st == "running")
+        .context("no running container")?;
+    let host = std::env::var("EDGE_TEST_DOCKER_HOST")?;
+    let status = Command::new("podman")
+        .args(["--url", &host, "kill", &id])
+        .status()?;
+    ensure!(status.success(), "podman kill failed");
+    wait_pod(
+        &stack,
+        "talker",
+        "talker restarted",
+        Duration::from_secs(60),
+        |p| restart_count(p) >= 1 && is_ready(p),
+    )
+    .await?;
+    let previous = stack
+        .kubectl
+        .run(&["logs", "-n", &ns, "talker", "--previous"])?;
+    ensure!(
+        previous.contains("first-instance"),
+        "--previous: {previous}"
+    );
+    let current = stack.kubectl.run(&["logs", "-n", &ns, "talker"])?;
+    ensure!(
+        current.contains("second-instance") && !current.contains("first-instance"),
+        "current: {current}"
+    );
+    Ok(())
+}
+
+/// `kubectl delete pod`: the container disappears from the device and the pod from the
+/// API within the grace period.
+pub async fn delete_pod(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("del-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "del-1", "True", Duration::from_secs(60)).await?;
+    // Ignores SIGTERM, so the stop takes the whole grace period (5 s) and ends in SIGKILL.
+    create(
+        &stack,
+        &pod_manifest(
+            "doomed",
+            &[],
+            true,
+            "Always",
+            "trap '' TERM; while true; do sleep 1; done",
+        ),
+    )
+    .await?;
+    let p = wait_pod(
+        &stack,
+        "doomed",
+        "doomed running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    let pod_uid = uid(&p);
+    ensure!(!runtime_containers(&pod_uid)?.is_empty());
+    let started = std::time::Instant::now();
+    stack.kubectl.run(&[
+        "delete",
+        "pod",
+        "-n",
+        &stack.namespace,
+        "doomed",
+        "--wait=false",
+    ])?;
+    let api = pods(&stack).await?;
+    eventually("pod gone from the API", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            match api.get_opt("doomed").await {
+                Ok(None) => Ok(Some(())),
+                Ok(Some(p)) => Err(format!("still there: {}", brief_status(&p))),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
+    let left = runtime_containers(&pod_uid)?;
+    ensure!(left.is_empty(), "containers left on the device: {left:?}");
+    // Grace 5 s, plus delivery: well inside the 30 s Kubernetes default.
+    ensure!(started.elapsed() < Duration::from_secs(30));
+    Ok(())
+}
+
+/// Crash loops: Always restarts with back-off and shows CrashLoopBackOff; OnFailure
+/// does not restart a successful container; Never leaves a failed one Failed.
+pub async fn restart_policies(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("crash-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "crash-1", "True", Duration::from_secs(60)).await?;
+    create(
+        &stack,
+        &pod_manifest("crasher", &[], true, "Always", "echo boom; exit 3"),
+    )
+    .await?;
+    create(
+        &stack,
+        &pod_manifest("finisher", &[], true, "OnFailure", "echo done; exit 0"),
+    )
+    .await?;
+    create(
+        &stack,
+        &pod_manifest("failer", &[], true, "Never", "exit 7"),
+    )
+    .await?;
+
+    let p = wait_pod(
+        &stack,
+        "finisher",
+        "OnFailure pod Succeeded",
+        Duration::from_secs(60),
+        |p| phase(p) == "Succeeded",
+    )
+    .await?;
+    ensure!(
+        restart_count(&p) == 0,
+        "OnFailure restarted a successful container"
+    );
+    let p = wait_pod(
+        &stack,
+        "failer",
+        "Never pod Failed",
+        Duration::from_secs(60),
+        |p| phase(p) == "Failed",
+    )
+    .await?;
+    ensure!(restart_count(&p) == 0, "Never restarted");
+    let exit = p.status.unwrap().container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .and_then(|s| s.terminated)
+        .map(|t| t.exit_code);
+    ensure!(exit == Some(7), "exit code {exit:?}");
+
+    // kubelet back-off: 10 s, 20 s, ... so two restarts take about 30 s.
+    let p = wait_pod(
+        &stack,
+        "crasher",
+        "CrashLoopBackOff with restarts",
+        Duration::from_secs(90),
+        |p| {
+            let waiting = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.first())
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.clone());
+            restart_count(p) >= 2 && waiting.as_deref() == Some("CrashLoopBackOff")
+        },
+    )
+    .await?;
+    let last = p.status.unwrap().container_statuses.unwrap()[0]
+        .last_state
+        .clone()
+        .and_then(|s| s.terminated)
+        .map(|t| t.exit_code);
+    ensure!(last == Some(3), "lastState exit code {last:?}");
+    Ok(())
+}
+
+/// ConfigMap and Secret values reach the container as env and as files.
+pub async fn configmap_and_secret(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("cfg-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "cfg-1", "True", Duration::from_secs(60)).await?;
+    let ns = stack.namespace.clone();
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/configmap-secret-pod.yaml"
+    ))?
+    .replace("localhost/busybox:test", &image());
+    let path = stack.dir().join("cfg.yaml");
+    std::fs::write(&path, manifest)?;
+    stack
+        .kubectl
+        .run(&["apply", "-n", &ns, "-f", path.to_str().unwrap()])?;
+    wait_pod(
+        &stack,
+        "configured-sensor",
+        "configured pod running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    let logs = eventually("configured output", Duration::from_secs(20), || {
+        let out = stack.kubectl.run(&["logs", "-n", &ns, "configured-sensor"]);
+        async move {
+            match out {
+                Ok(l) if l.contains("API_TOKEN") => Ok(Some(l)),
+                Ok(l) => Err(format!("logs so far: {l}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await?;
+    ensure!(
+        logs.contains("rate=5 token=set"),
+        "env not resolved: {logs}"
+    );
+    ensure!(
+        logs.contains("unit=celsius"),
+        "configMap file missing: {logs}"
+    );
+    ensure!(logs.contains("API_TOKEN"), "secret file missing: {logs}");
+    Ok(())
+}
+
+/// Agent SIGKILL: the node goes unreachable within the lease grace; restarted, the node
+/// is Ready again and the containers are adopted (same ids, no restarts).
+pub async fn agent_kill_and_adopt(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("adopt-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "adopt-1", "True", Duration::from_secs(60)).await?;
+    create(
+        &stack,
+        &pod_manifest("steady", &[], true, "Always", "sleep 3600"),
+    )
+    .await?;
+    let p = wait_pod(
+        &stack,
+        "steady",
+        "steady running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    let before = container_id(&p).context("no container id")?;
+
+    stack.agent("adopt-1")?.kill9();
+    let grace = stack.options.node_lease_grace + stack.options.device_timeout;
+    let node = wait_node_ready(
+        &stack,
+        "adopt-1",
+        "Unknown",
+        grace + Duration::from_secs(20),
+    )
+    .await?;
+    if stack.cluster.is_emulated() {
+        let taints: Vec<String> = node
+            .spec
+            .and_then(|s| s.taints)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
+        ensure!(
+            taints.iter().any(|t| t == "node.kubernetes.io/unreachable"),
+            "taints: {taints:?}"
+        );
+    }
+    // The container kept running on the device while the agent was gone.
+    ensure!(
+        runtime_containers(&uid(&p))?
+            .iter()
+            .any(|(_, st)| st == "running")
+    );
+
+    stack.agent("adopt-1")?.restart()?;
+    wait_node_ready(&stack, "adopt-1", "True", Duration::from_secs(60)).await?;
+    let p = wait_pod(
+        &stack,
+        "steady",
+        "steady still running",
+        Duration::from_secs(30),
+        is_ready,
+    )
+    .await?;
+    ensure!(
+        container_id(&p).as_deref() == Some(before.as_str()),
+        "container recreated: {before} -> {:?}",
+        container_id(&p)
+    );
+    ensure!(restart_count(&p) == 0, "container restarted");
+    ensure!(
+        runtime_containers(&uid(&p))?.len() == 1,
+        "duplicate containers after adoption"
+    );
+    Ok(())
+}
+
+/// Gateway SIGKILL and restart: no container restarts on devices, status updates go on.
+pub async fn gateway_kill_and_restart(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("gwr-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "gwr-1", "True", Duration::from_secs(60)).await?;
+    create(
+        &stack,
+        &pod_manifest("survivor", &[], true, "Always", "sleep 3600"),
+    )
+    .await?;
+    let p = wait_pod(
+        &stack,
+        "survivor",
+        "survivor running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    let before = container_id(&p).context("no container id")?;
+
+    stack.gateway.kill9();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.gateway.restart()?;
+
+    // A status change after the restart still reaches Kubernetes.
+    create(
+        &stack,
+        &pod_manifest("after-restart", &[], true, "Never", "echo hi; exit 0"),
+    )
+    .await?;
+    wait_pod(
+        &stack,
+        "after-restart",
+        "new pod Succeeded",
+        Duration::from_secs(90),
+        |p| phase(p) == "Succeeded",
+    )
+    .await?;
+    let p = pods(&stack).await?.get("survivor").await?;
+    ensure!(
+        container_id(&p).as_deref() == Some(before.as_str()),
+        "container recreated"
+    );
+    ensure!(
+        restart_count(&p) == 0,
+        "container restarted across a gateway restart"
+    );
+    wait_node_ready(&stack, "gwr-1", "True", Duration::from_secs(30)).await?;
+    Ok(())
+}
+
+/// Broker restart: agents reconnect and resubscribe; new work is delivered.
+/// With the embedded broker, the broker restarts with the gateway.
+pub async fn broker_restart(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("brk-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "brk-1", "True", Duration::from_secs(60)).await?;
+    create(
+        &stack,
+        &pod_manifest("before", &[], true, "Always", "sleep 3600"),
+    )
+    .await?;
+    wait_pod(
+        &stack,
+        "before",
+        "before running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    match stack.mosquitto.as_mut() {
+        Some(m) => {
+            m.stop();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            m.restart()?;
+        }
+        None => stack.gateway.restart()?,
+    }
+    // Delivery after the restart proves the agent resubscribed to its down topics.
+    create(
+        &stack,
+        &pod_manifest("after", &[], true, "Always", "sleep 3600"),
+    )
+    .await?;
+    wait_pod(
+        &stack,
+        "after",
+        "pod delivered after broker restart",
+        Duration::from_secs(90),
+        is_ready,
+    )
+    .await?;
+    wait_node_ready(&stack, "brk-1", "True", Duration::from_secs(30)).await?;
+    Ok(())
+}
+
+/// Device offline for longer than a status change: the change arrives after reconnect.
+pub async fn offline_status_change(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("off-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "off-1", "True", Duration::from_secs(60)).await?;
+    // Runs for 6 s, then completes while the device is cut off.
+    create(
+        &stack,
+        &pod_manifest("short", &[], true, "Never", "sleep 6; exit 0"),
+    )
+    .await?;
+    wait_pod(
+        &stack,
+        "short",
+        "short running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    let had_mosquitto = stack.mosquitto.is_some();
+    match stack.mosquitto.as_mut() {
+        Some(m) => m.stop(),
+        None => stack.gateway.kill9(),
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let p = pods(&stack).await?.get("short").await?;
+    ensure!(
+        phase(&p) == "Running",
+        "status changed while nobody could report it: {}",
+        phase(&p)
+    );
+    if had_mosquitto {
+        stack.mosquitto.as_mut().unwrap().restart()?;
+    } else {
+        stack.gateway.restart()?;
+    }
+    wait_pod(
+        &stack,
+        "short",
+        "completion reported after reconnect",
+        Duration::from_secs(60),
+        |p| phase(p) == "Succeeded",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Hostile traffic from a raw MQTT client: malformed JSON, wrong versions, oversized
+/// payloads, another device's id. The gateway keeps serving correct devices.
+pub async fn hostile_traffic(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("good-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "good-1", "True", Duration::from_secs(60)).await?;
+    let url = stack.gateway.broker_url();
+    let port = url.rsplit(':').next().context("broker port")?.to_owned();
+    let pubmsg = |topic: &str, payload: &[u8]| -> Result<()> {
+        let file = stack.dir().join("payload.bin");
+        std::fs::write(&file, payload)?;
+        let st = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-q",
+                "1",
+                "-i",
+                "hostile-client",
+            ])
+            .args(["-t", topic, "-f", file.to_str().unwrap()])
+            .status()
+            .context("mosquitto_pub is missing: apt-get install mosquitto-clients")?;
+        ensure!(st.success(), "mosquitto_pub failed on {topic}");
+        Ok(())
+    };
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    pubmsg("edge/v1/good-1/up/status", b"{not json")?;
+    pubmsg(
+        "edge/v1/good-1/up/hello",
+        br#"{"protocol":"9.0","kind":"nodeReport","body":{}}"#,
+    )?;
+    pubmsg("edge/v1/good-1/up/heartbeat", &big)?;
+    pubmsg(
+        "edge/v1/good-1/up/status",
+        br#"{"protocol":"1.0","kind":"desiredSet","body":{}}"#,
+    )?;
+    pubmsg(
+        "edge/v1/Bad_Id/up/hello",
+        br#"{"protocol":"1.0","kind":"nodeReport","body":{}}"#,
+    )?;
+    for _ in 0..50 {
+        pubmsg("edge/v1/good-1/up/events", b"\x00\x01\x02")?;
+    }
+    // Still serving: a new pod is delivered and reported.
+    create(
+        &stack,
+        &pod_manifest("still-served", &[], true, "Always", "sleep 3600"),
+    )
+    .await?;
+    wait_pod(
+        &stack,
+        "still-served",
+        "pod after hostile traffic",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    wait_node_ready(&stack, "good-1", "True", Duration::from_secs(10)).await?;
+    // The hostile messages were counted.
+    let metrics = reqwest_get(&stack.gateway.metrics_url()).await?;
+    ensure!(
+        metrics.contains("rejected") || metrics.contains("invalid"),
+        "no rejected-message metric:\n{metrics}"
+    );
+    // Device isolation: another device id claims good-1's pod failed. A message on
+    // edge/v1/<id>/up/... may only change node <id> and its pods, so nothing changes.
+    // (Where the broker enforces ACLs the message never arrives: broker_isolation.rs.)
+    let victim = pods(&stack).await?.get("still-served").await?;
+    let spoof = edge_protocol::Message::PodStatusReport(edge_protocol::PodStatusReport {
+        sequence: 1_000_000,
+        observed_generation: 1_000_000,
+        full: false,
+        pods: vec![edge_protocol::PodStatus {
+            uid: uid(&victim),
+            namespace: stack.namespace.clone(),
+            name: "still-served".to_owned(),
+            phase: edge_protocol::PodPhase::Failed,
+            ..Default::default()
+        }],
+    })
+    .encode()?;
+    pubmsg("edge/v1/intruder-1/up/status", &spoof)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = pods(&stack).await?.get("still-served").await?;
+    ensure!(is_ready(&after), "a spoofed report changed another device's pod: {}", brief_status(&after));
+    Ok(())
+}
+
+async fn reqwest_get(url: &str) -> Result<String> {
+    let out = Command::new("curl")
+        .args(["-sf", url])
+        .output()
+        .context("curl")?;
+    if !out.status.success() {
+        bail!("GET {url} failed");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Deletes every pod of the stack's namespace with grace 0 (cleanup between steps).
+pub async fn delete_all(stack: &Stack) -> Result<()> {
+    let api = pods(stack).await?;
+    for p in api.list(&Default::default()).await? {
+        let _ = api
+            .delete(
+                &p.metadata.name.unwrap_or_default(),
+                &DeleteParams::default().grace_period(0),
+            )
+            .await;
+    }
+    Ok(())
+}
+
+/// One `#[tokio::test]` per scenario, for a broker and the build of the second device
+/// of the placement scenario.
+#[macro_export]
+macro_rules! scenario_tests {
+    ($broker:expr, $second_build:expr) => {
+        scenario_tests!(@one placement_by_labels($broker, $second_build));
+        scenario_tests!(@one kubectl_logs($broker));
+        scenario_tests!(@one delete_pod($broker));
+        scenario_tests!(@one restart_policies($broker));
+        scenario_tests!(@one configmap_and_secret($broker));
+        scenario_tests!(@one agent_kill_and_adopt($broker));
+        scenario_tests!(@one gateway_kill_and_restart($broker));
+        scenario_tests!(@one broker_restart($broker));
+        scenario_tests!(@one offline_status_change($broker));
+        scenario_tests!(@one hostile_traffic($broker));
+    };
+    (@one $name:ident($($arg:expr),*)) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $name() -> anyhow::Result<()> {
+            e2e_scenarios::$name($($arg),*).await
+        }
+    };
+}
