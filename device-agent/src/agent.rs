@@ -59,7 +59,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         let _ = std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700));
     }
     let store = LocalStore::open(&config.state_dir.join("store"))?;
-    let docker = DockerRuntime::connect(&config.runtime_socket)?;
+    let docker = DockerRuntime::connect(&config.runtime_socket, config.device_id.as_str())?;
     loop {
         match docker.ping().await {
             Ok(()) => break,
@@ -327,8 +327,11 @@ impl AgentLoop {
         let runtime = self.runtime.clone();
         let tx = self.inputs_tx.clone();
         let state_dir = self.config.state_dir.clone();
+        let device = self.config.device_id.to_string();
         tokio::spawn(async move {
-            if let Some(outcome) = run_effect(runtime.as_ref(), &state_dir, effect, &tx).await {
+            if let Some(outcome) =
+                run_effect(runtime.as_ref(), &device, &state_dir, effect, &tx).await
+            {
                 let _ = tx.send(Input::Done(outcome));
             }
         });
@@ -473,6 +476,7 @@ impl AgentLoop {
 /// Executes one runtime/file-system effect; returns its outcome.
 async fn run_effect(
     runtime: &dyn ContainerRuntime,
+    device: &str,
     state_dir: &Path,
     effect: Effect,
     tx: &mpsc::UnboundedSender<Input>,
@@ -521,6 +525,7 @@ async fn run_effect(
             };
             let spec = CreateContainer {
                 identity: Some(ContainerIdentity {
+                    device: device.to_owned(),
                     pod_uid: pod.uid.clone(),
                     pod_namespace: pod.namespace.clone(),
                     pod_name: pod.name.clone(),

@@ -9,6 +9,9 @@ pub const POD_NAME: &str = "io.edge-kube.pod-name";
 pub const CONTAINER_NAME: &str = "io.edge-kube.container-name";
 pub const RESTART_COUNT: &str = "io.edge-kube.restart-count";
 pub const MANAGED: &str = "io.edge-kube.managed";
+/// The device (agent) that owns the container: agents sharing one runtime (test beds,
+/// several simulated devices on one host) never touch each other's containers.
+pub const DEVICE: &str = "io.edge-kube.device";
 /// Hash of the container spec the container was created from (a changed spec, e.g. a new
 /// image, replaces the container as the kubelet does).
 pub const SPEC_HASH: &str = "io.edge-kube.spec-hash";
@@ -18,6 +21,7 @@ pub const GRACE_PERIOD: &str = "io.edge-kube.termination-grace-period";
 /// Identity of a managed container, read back from its labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerIdentity {
+    pub device: String,
     pub pod_uid: String,
     pub pod_namespace: String,
     pub pod_name: String,
@@ -36,6 +40,7 @@ impl ContainerIdentity {
             (CONTAINER_NAME.to_owned(), self.container_name.clone()),
             (RESTART_COUNT.to_owned(), self.restart_count.to_string()),
             (MANAGED.to_owned(), "true".to_owned()),
+            (DEVICE.to_owned(), self.device.clone()),
             (SPEC_HASH.to_owned(), self.spec_hash.clone()),
             (
                 GRACE_PERIOD.to_owned(),
@@ -50,6 +55,7 @@ impl ContainerIdentity {
             return None;
         }
         Some(Self {
+            device: labels.get(DEVICE).cloned().unwrap_or_default(),
             pod_uid: labels.get(POD_UID)?.clone(),
             pod_namespace: labels.get(POD_NAMESPACE).cloned().unwrap_or_default(),
             pod_name: labels.get(POD_NAME).cloned().unwrap_or_default(),
@@ -99,6 +105,7 @@ mod tests {
     #[test]
     fn round_trips_and_names() {
         let id = ContainerIdentity {
+            device: "pi-01".into(),
             pod_uid: "1234abcd-5678".into(),
             pod_namespace: "default".into(),
             pod_name: "web".into(),

@@ -32,6 +32,8 @@ use crate::engine_api_get::{Endpoint, get_json};
 pub struct DockerRuntime {
     docker: Docker,
     socket: String,
+    /// Only containers labelled with this device id are ours.
+    device: String,
     endpoint: Endpoint,
     inspected: Mutex<HashMap<String, (String, ContainerSnapshot)>>,
 }
@@ -40,7 +42,7 @@ const API_TIMEOUT_SECS: u64 = 120;
 
 impl DockerRuntime {
     /// Connects (lazily) to `unix:///path`, `/path`, `tcp://host:port` or `http://host:port`.
-    pub fn connect(socket: &str) -> Result<Self> {
+    pub fn connect(socket: &str, device: &str) -> Result<Self> {
         let unreachable = |e: bollard::errors::Error| RuntimeError::Unreachable {
             socket: socket.to_owned(),
             message: e.to_string(),
@@ -63,6 +65,7 @@ impl DockerRuntime {
         Ok(Self {
             docker,
             socket: socket.to_owned(),
+            device: device.to_owned(),
             endpoint: Endpoint::parse(socket),
             inspected: Mutex::new(HashMap::new()),
         })
@@ -225,10 +228,13 @@ impl ContainerRuntime for DockerRuntime {
 
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerSnapshot>>> {
         async move {
-            // filters={"label":["io.edge-kube.managed=true"]}
+            // filters={"label":["io.edge-kube.managed=true","io.edge-kube.device=<id>"]}
+            // (a device id is a DNS-1123 subdomain: nothing to escape)
             let path = format!(
-                "{API}/containers/json?all=1&filters=%7B%22label%22%3A%5B%22{}%3Dtrue%22%5D%7D",
-                container_labels::MANAGED
+                "{API}/containers/json?all=1&filters=%7B%22label%22%3A%5B%22{}%3Dtrue%22%2C%22{}%3D{}%22%5D%7D",
+                container_labels::MANAGED,
+                container_labels::DEVICE,
+                self.device
             );
             let (status, list) =
                 get_json(&self.endpoint, &path)
@@ -260,6 +266,9 @@ impl ContainerRuntime for DockerRuntime {
                 let Some(identity) = ContainerIdentity::from_labels(&labels) else {
                     continue;
                 };
+                if identity.device != self.device {
+                    continue;
+                }
                 let state = summary["State"].as_str().unwrap_or("").to_owned();
                 seen.push(id.clone());
                 let cached = self.inspected.lock().ok().and_then(|c| {

@@ -51,6 +51,7 @@ fn snapshot(p: &PodSpec, id: &str, restart: u32, state: RunState) -> ContainerSn
     ContainerSnapshot {
         id: id.into(),
         identity: ContainerIdentity {
+            device: "dev".into(),
             pod_uid: p.uid.clone(),
             pod_namespace: p.namespace.clone(),
             pod_name: p.name.clone(),
