@@ -14,6 +14,8 @@
 #   - the systemd unit, enabled (symlink in multi-user.target.wants)
 #   - /etc/hostname (and the 127.0.1.1 line of /etc/hosts) set to the device id
 set -euo pipefail
+# sfdisk, debugfs and e2fsck live in /usr/sbin, which is not on a normal user's PATH.
+PATH="$PATH:/usr/sbin:/sbin"
 
 prog=flash-image.sh
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
