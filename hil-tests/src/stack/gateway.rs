@@ -118,6 +118,11 @@ impl Gateway {
         Ok(())
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::pid)
+    }
+
     pub fn ready(&self) -> GatewayReady {
         self.ready
     }

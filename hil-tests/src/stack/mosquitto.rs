@@ -62,6 +62,40 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// Total bytes the broker has received plus sent, from its `$SYS` topics (which
+    /// Mosquitto refreshes every 10 s).
+    pub async fn sys_bytes(&self) -> StackResult<u64> {
+        let mut opts = rumqttc::MqttOptions::new("fleet-bench-sys", "127.0.0.1", self.port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 10);
+        let other = |e: &dyn std::fmt::Display| StackError::Other(format!("$SYS: {e}"));
+        client
+            .subscribe("$SYS/broker/bytes/+", rumqttc::QoS::AtMostOnce)
+            .await
+            .map_err(|e| other(&e))?;
+        let (mut received, mut sent) = (None, None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while received.is_none() || sent.is_none() {
+            let event = tokio::time::timeout_at(deadline, eventloop.poll())
+                .await
+                .map_err(|_| other(&"no $SYS/broker/bytes within 15 s"))?
+                .map_err(|e| other(&e))?;
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = event {
+                let value = String::from_utf8_lossy(&p.payload)
+                    .trim()
+                    .parse::<u64>()
+                    .ok();
+                match p.topic.as_str() {
+                    "$SYS/broker/bytes/received" => received = value,
+                    "$SYS/broker/bytes/sent" => sent = value,
+                    _ => {}
+                }
+            }
+        }
+        let _ = client.disconnect().await;
+        Ok(received.unwrap_or(0) + sent.unwrap_or(0))
+    }
+
     /// Stops the broker (SIGKILL): every client loses its connection.
     pub fn stop(&mut self) {
         if let Some(mut p) = self.process.take() {
