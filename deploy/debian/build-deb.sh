@@ -6,7 +6,8 @@
 # cargo-deb is not installed and can package any prebuilt (e.g. cross-compiled) binary.
 #
 #   /usr/bin/edge-agent                      the agent
-#   /lib/systemd/system/edge-agent.service   systemd unit (enabled by postinst)
+#   /lib/systemd/system/edge-agent.service   systemd unit (enabled by postinst), with a
+#     drop-in edge-agent.service.d/deb-binary-path.conf: ExecStart=/usr/bin/edge-agent ...
 #   /etc/edge-agent/agent.toml               configuration (dpkg conffile)
 #   /var/lib/edge-agent/                     local state (0700)
 set -euo pipefail
@@ -86,10 +87,10 @@ install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" "$r
   "$root/usr/share/doc/edge-agent"
 install -d -m 0700 "$root/var/lib/edge-agent"
 install -m 0755 "$binary" "$root/usr/bin/edge-agent"
-# The unit runs the agent from /usr/bin in the package, whatever path the unit names.
-sed 's#^\(ExecStart=[-@:+!]*\)[^[:space:]]*edge-agent#\1/usr/bin/edge-agent#' "$unit" \
-  > "$root/lib/systemd/system/edge-agent.service"
-chmod 0644 "$root/lib/systemd/system/edge-agent.service"
+install -m 0644 "$unit" "$root/lib/systemd/system/edge-agent.service"
+# The package's binary is /usr/bin/edge-agent: a drop-in points ExecStart there.
+install -d -m 0755 "$root/lib/systemd/system/edge-agent.service.d"
+install -m 0644 "$here/edge-agent.service.d/deb-binary-path.conf" "$root/lib/systemd/system/edge-agent.service.d/"
 install -m 0644 "$here/agent.toml" "$root/etc/edge-agent/agent.toml"
 printf 'edge-agent\nCopyright: edge-kube developers\nLicense: Apache-2.0\n' > "$root/usr/share/doc/edge-agent/copyright"
 for s in postinst prerm postrm; do install -m 0755 "$here/maintainer-scripts/$s" "$root/DEBIAN/$s"; done

@@ -150,17 +150,35 @@ fn amd64_package_installs_and_removes_cleanly() {
         std::fs::metadata(&bin).unwrap().permissions().mode() & 0o777,
         0o755
     );
+    // The unit as shipped in deploy/systemd, plus a drop-in that runs the packaged
+    // binary with the unit's own arguments.
     let installed_unit =
         std::fs::read_to_string(root.join("lib/systemd/system/edge-agent.service")).unwrap();
-    let exec = installed_unit
-        .lines()
-        .find(|l| l.starts_with("ExecStart="))
-        .unwrap();
-    assert!(
-        exec.trim_start_matches("ExecStart=")
-            .trim_start_matches(['-', '@', ':', '+', '!'])
-            .starts_with("/usr/bin/edge-agent"),
-        "{exec}"
+    assert_eq!(installed_unit, std::fs::read_to_string(unit()).unwrap());
+    let drop_in = std::fs::read_to_string(
+        root.join("lib/systemd/system/edge-agent.service.d/deb-binary-path.conf"),
+    )
+    .unwrap();
+    let exec_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("ExecStart="))
+            .map(|l| l.trim_start_matches(['-', '@', ':', '+', '!']).to_string())
+            .collect()
+    };
+    let unit_exec = exec_lines(&installed_unit);
+    let drop_in_exec = exec_lines(&drop_in);
+    assert_eq!(drop_in_exec.len(), 2, "{drop_in}");
+    assert_eq!(
+        drop_in_exec[0], "",
+        "the drop-in must reset ExecStart first"
+    );
+    let (unit_bin, unit_args) = unit_exec[0].split_once(' ').unwrap();
+    let (drop_bin, drop_args) = drop_in_exec[1].split_once(' ').unwrap();
+    assert!(unit_bin.ends_with("/edge-agent"), "{unit_bin}");
+    assert_eq!(drop_bin, "/usr/bin/edge-agent");
+    assert_eq!(
+        drop_args, unit_args,
+        "the drop-in's command line drifted from the unit's"
     );
     let wants = root.join("etc/systemd/system/multi-user.target.wants/edge-agent.service");
     assert_eq!(
