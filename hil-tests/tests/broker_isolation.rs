@@ -389,6 +389,15 @@ fn devices_are_isolated_and_the_gateway_sees_everything() {
         "edge/v1/dev-b/down/desired",
         "secret-for-b",
     );
+    // B's up traffic (published here by the gateway identity, which may write anything)
+    // does not reach A either.
+    publish_ok(
+        port,
+        &f.gateway,
+        "gw",
+        "edge/v1/dev-b/up/status",
+        "b-up-traffic",
+    );
     publish_ok(
         port,
         &f.gateway,

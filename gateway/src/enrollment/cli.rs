@@ -61,7 +61,7 @@ pub struct EnrollArgs {
     pub out_dir: Option<PathBuf>,
 
     /// Validity of the device certificate, in days.
-    #[arg(long, value_name = "DAYS", default_value_t = 3650)]
+    #[arg(long, value_name = "DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u64).range(1..=36500))]
     pub valid_days: u64,
 
     /// Issue a new certificate for a device that already has one; the old certificate
@@ -159,7 +159,7 @@ pub struct BrokerConfigArgs {
     pub run_as_user: Option<String>,
 
     /// Validity of the broker's server certificate, in days.
-    #[arg(long, value_name = "DAYS", default_value_t = 825)]
+    #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u64).range(1..=36500))]
     pub server_cert_valid_days: u64,
 }
 
