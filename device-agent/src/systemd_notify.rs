@@ -25,12 +25,14 @@ pub fn watchdog() {
     let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
 }
 
-/// How often to pet the watchdog (half its timeout), if systemd set one.
+/// How often to pet the watchdog (half its timeout), if systemd set one: like
+/// `sd_watchdog_enabled(3)`, `WATCHDOG_USEC` counts when `WATCHDOG_PID` is absent or ours.
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec / 2))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
     }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }

@@ -498,3 +498,56 @@ async fn hostile_messages_and_impossible_specs_do_not_harm_other_pods() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_readiness_and_watchdog() {
+    let unit = include_str!("../../deploy/systemd/edge-agent.service");
+    for line in [
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=always",
+        "StateDirectory=edge-agent",
+        "ExecStart=/usr/local/bin/edge-agent run --config /etc/edge-agent/agent.toml",
+    ] {
+        assert!(unit.contains(line), "unit lacks {line}");
+    }
+    let port = start_rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let device = "rq-sd-1";
+    let gw = TestGateway::connect(port, device).await;
+    let _agent = AgentProcess::start_env(
+        device,
+        port,
+        dir.path(),
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let notes = tokio::task::spawn_blocking(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !(got.iter().any(|m: &String| m.contains("READY=1"))
+            && got.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2)
+        {
+            let n = socket.recv(&mut buf).expect("notification from the agent");
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        got
+    })
+    .await
+    .unwrap();
+    // Ready only once the broker is connected.
+    gw.wait_agent_online().await;
+    assert!(
+        notes
+            .iter()
+            .any(|m| m.contains("READY=1") && m.contains("STATUS=connected")),
+        "{notes:?}"
+    );
+}

@@ -188,6 +188,7 @@ pub struct AgentProcess {
     pub log: PathBuf,
     args: Vec<String>,
     program: Vec<String>,
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -237,8 +238,21 @@ impl AgentProcess {
             state_dir,
             args,
             program,
+            env: Vec::new(),
             child: None,
         };
+        a.spawn();
+        a
+    }
+
+    /// Like [`AgentProcess::start`] with extra environment variables.
+    pub fn start_env(device: &str, broker_port: u16, dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut a = Self::start_with(vec![agent_binary()], device, broker_port, dir, &[]);
+        a.kill9();
+        a.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         a.spawn();
         a
     }
@@ -257,6 +271,7 @@ impl AgentProcess {
             .args(&self.program[1..])
             .args(&self.args)
             .env_remove("NOTIFY_SOCKET")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
