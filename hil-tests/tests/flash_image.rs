@@ -257,6 +257,89 @@ fn debugfs_text(image: &Path, request: &str) -> String {
     String::from_utf8_lossy(&debugfs(image, request)).into_owned()
 }
 
+/// The program the unit's ExecStart runs (where the tool puts the agent).
+fn unit_exec_path() -> String {
+    let unit_text = std::fs::read_to_string(unit()).unwrap();
+    unit_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ExecStart="))
+        .unwrap()
+        .trim_start_matches(['-', '@', ':', '+', '!'])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Replaces the image's MBR with a GPT holding the same partitions (Jetson and some
+/// Ubuntu images use GPT).
+fn relabel_gpt(image: &Path) {
+    let table = format!(
+        "label: gpt
+start={BOOT_START}, size={BOOT_SECTORS}, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7
+         start={ROOT_START}, size={ROOT_SECTORS}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+"
+    );
+    let mut sfdisk = Command::new(tool("sfdisk", "fdisk"))
+        .args(["-q", "--wipe", "never"])
+        .arg(image)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(table.as_bytes())
+        .unwrap();
+    let out = sfdisk.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sfdisk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = run(Command::new(tool("sfdisk", "fdisk"))
+        .arg("--dump")
+        .arg(image));
+    assert!(String::from_utf8_lossy(&dump.stdout).contains("label: gpt"));
+}
+
+#[test]
+fn flashes_a_gpt_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = build_image(tmp.path(), "ubuntu-gpt", Arch::Aarch64, true, true);
+    relabel_gpt(&image);
+    let bundle = bundle(tmp.path(), "jetson-01");
+    let agent = aarch64_agent();
+    let output = tmp.path().join("jetson-01.img");
+    let before = sha256(&image);
+    let (ok, log) = flash(
+        &[
+            os("--image"),
+            image.as_os_str(),
+            os("--bundle"),
+            bundle.as_os_str(),
+            os("--output"),
+            output.as_os_str(),
+            os("--agent-aarch64"),
+            agent.as_os_str(),
+            os("--unit"),
+            unit().as_os_str(),
+        ],
+        "",
+    );
+    assert!(ok, "{log}");
+    assert_eq!(sha256(&image), before);
+    assert_eq!(
+        debugfs(&output, &format!("cat {}", unit_exec_path())),
+        std::fs::read(&agent).unwrap()
+    );
+    assert_eq!(debugfs_text(&output, "cat /etc/hostname"), "jetson-01\n");
+}
+
 fn boot_partition(image: &Path) -> Vec<u8> {
     let bytes = std::fs::read(image).unwrap();
     bytes[(BOOT_START * SECTOR) as usize..((BOOT_START + BOOT_SECTORS) * SECTOR) as usize].to_vec()
@@ -298,16 +381,7 @@ fn flashes_agent_bundle_enabled_unit_and_hostname_into_an_aarch64_image() {
     assert!(!tmp.path().join("pi-01.img.partial").exists());
 
     // The agent binary sits where the unit's ExecStart points.
-    let unit_text = std::fs::read_to_string(unit()).unwrap();
-    let exec = unit_text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("ExecStart="))
-        .unwrap()
-        .trim_start_matches(['-', '@', ':', '+', '!'])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let exec = unit_exec_path();
     assert_eq!(
         debugfs(&output, &format!("cat {exec}")),
         std::fs::read(&agent).unwrap()
@@ -409,16 +483,7 @@ fn accepts_xz_images_and_picks_the_armv7_agent() {
     assert!(ok, "{log}");
     assert!(log.contains("architecture armv7"), "{log}");
     assert_eq!(sha256(&xz), before, "the .xz input was modified");
-    let unit_text = std::fs::read_to_string(unit()).unwrap();
-    let exec = unit_text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("ExecStart="))
-        .unwrap()
-        .trim_start_matches(['-', '@', ':', '+', '!'])
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let exec = unit_exec_path();
     assert_eq!(debugfs(&output, &format!("cat {exec}")), agent_bytes);
     assert_eq!(debugfs_text(&output, "cat /etc/hostname"), "pi-zero-2\n");
 }
