@@ -386,3 +386,61 @@ fn reissue_and_revoke_reach_the_crl_and_the_revocation_list() {
     let printed = String::from_utf8(bout).unwrap();
     assert!(!printed.contains("PRIVATE KEY"), "{printed}");
 }
+
+/// The `edge-gateway` binary exposes the three subcommands (the wiring of the contract).
+#[test]
+fn the_gateway_binary_runs_enroll_revoke_and_broker_config() {
+    let bin = PathBuf::from(std::env::var_os("EDGE_TEST_BIN_DIR").expect(
+        "EDGE_TEST_BIN_DIR is not set: run `cargo build --workspace --bins` and export EDGE_TEST_BIN_DIR=target/debug",
+    ))
+    .join("edge-gateway");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let gateway = |args: &[&str]| {
+        let out = Command::new(&bin)
+            .args(args)
+            .env("EDGE_GATEWAY_STORE_DIR", &store)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let bundle = tmp.path().join("bundle");
+    let (ok, out) = gateway(&[
+        "enroll",
+        "pi-bin",
+        "--broker-url",
+        "mqtts://gw:8883",
+        "--out-dir",
+        &s(&bundle),
+    ]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+    assert_eq!(mode(&bundle.join("device.key")), 0o600);
+    let (ok, out) = gateway(&["revoke", "pi-bin"]);
+    assert!(ok, "{out}");
+    assert!(
+        RevocationList::load(&store)
+            .unwrap()
+            .contains(&DeviceId::new("pi-bin").unwrap())
+    );
+    let conf_dir = tmp.path().join("mq");
+    let (ok, out) = gateway(&["broker-config", "mosquitto", "--out-dir", &s(&conf_dir)]);
+    assert!(ok, "{out}");
+    assert!(read(conf_dir.join("mosquitto.conf")).contains("require_certificate true"));
+    let (ok, out) = gateway(&[
+        "enroll",
+        "Not_Valid",
+        "--broker-url",
+        "mqtts://gw:8883",
+        "--out-dir",
+        &s(&tmp.path().join("never")),
+    ]);
+    assert!(!ok && out.contains("DNS-1123"), "{out}");
+}
