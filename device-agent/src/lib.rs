@@ -19,6 +19,7 @@
 //! | [`container_labels`] | labels and names of managed containers (adoption after restart) |
 //! | [`pod_volumes`] | Files/emptyDir/hostPath volumes and device paths on the device |
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
+//! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
 //! | [`local_store`] | sled: desired set, report sequence, outbox of unacknowledged uplink |
 //! | [`uplink_window`] | pure state machine: one reliable message in flight, resend after reconnect |
@@ -38,6 +39,7 @@ pub mod container_runtime;
 pub mod docker_runtime;
 pub mod engine_api_get;
 pub mod host_facts;
+pub mod insecure_tls;
 pub mod local_store;
 pub mod log_stream;
 pub mod mqtt_session;

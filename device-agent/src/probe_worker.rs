@@ -162,23 +162,25 @@ impl ProbeContext {
                 headers,
             } => {
                 let host = host.clone().unwrap_or_else(|| self.target_ip.clone());
-                if scheme.eq_ignore_ascii_case("https") {
-                    return (
-                        false,
-                        "HTTPS probes are not supported by this agent version".to_owned(),
-                    );
-                }
+                let tls = scheme.eq_ignore_ascii_case("https");
+                let url_scheme = if tls { "https" } else { "http" };
                 let headers: Vec<(String, String)> = headers
                     .iter()
                     .map(|h| (h.name.clone(), h.value.clone()))
                     .collect();
-                match tokio::time::timeout(timeout, http_get(&host, *port, path, &headers)).await {
+                let get = http_get(&host, *port, tls, path, &headers);
+                match tokio::time::timeout(timeout, get).await {
                     Ok(Ok(code)) if (200..400).contains(&code) => (true, String::new()),
                     Ok(Ok(code)) => (false, format!("HTTP probe failed with statuscode: {code}")),
-                    Ok(Err(e)) => (false, format!("Get \"http://{host}:{port}{path}\": {e}")),
+                    Ok(Err(e)) => (
+                        false,
+                        format!("Get \"{url_scheme}://{host}:{port}{path}\": {e}"),
+                    ),
                     Err(_) => (
                         false,
-                        format!("Get \"http://{host}:{port}{path}\": context deadline exceeded"),
+                        format!(
+                            "Get \"{url_scheme}://{host}:{port}{path}\": context deadline exceeded"
+                        ),
                     ),
                 }
             }
@@ -186,14 +188,36 @@ impl ProbeContext {
     }
 }
 
-/// A minimal HTTP/1.1 GET returning the status code.
+/// A minimal HTTP/1.1 GET (over TLS without certificate checks when `tls`) returning
+/// the status code.
 pub async fn http_get(
+    host: &str,
+    port: u16,
+    tls: bool,
+    path: &str,
+    headers: &[(String, String)],
+) -> std::io::Result<u16> {
+    let tcp = TcpStream::connect((host, port)).await?;
+    if !tls {
+        return http_get_on(tcp, host, port, path, headers).await;
+    }
+    let config = crate::insecure_tls::probe_client_config()
+        .ok_or_else(|| std::io::Error::other("TLS is not available"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    http_get_on(stream, host, port, path, headers).await
+}
+
+async fn http_get_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
     host: &str,
     port: u16,
     path: &str,
     headers: &[(String, String)],
 ) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect((host, port)).await?;
     let path = if path.is_empty() { "/" } else { path };
     let mut req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/edge-agent\r\nAccept: */*\r\nConnection: close\r\n"
@@ -268,6 +292,43 @@ mod tests {
                 .await
                 .unwrap();
         });
-        assert_eq!(http_get("127.0.0.1", port, "/h", &[]).await.unwrap(), 503);
+        assert_eq!(
+            http_get("127.0.0.1", port, false, "/h", &[]).await.unwrap(),
+            503
+        );
+    }
+
+    #[tokio::test]
+    async fn https_get_skips_certificate_checks_like_the_kubelet() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let der = rustls::pki_types::CertificateDer::from(cert.cert.der().to_vec());
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(tcp).await.unwrap();
+            let mut b = [0u8; 512];
+            let _ = s.read(&mut b).await.unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            s.shutdown().await.unwrap();
+        });
+        assert_eq!(
+            http_get("127.0.0.1", port, true, "/", &[]).await.unwrap(),
+            204
+        );
     }
 }
