@@ -25,6 +25,10 @@ struct Bed {
 }
 
 async fn bed_with(lease_grace: Duration, tweak: impl FnOnce(&mut GatewayConfig)) -> Bed {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let mut api_config = ApiServerConfig::new(dir.path().join("api"));
     api_config.node_lease_grace = lease_grace;
@@ -563,15 +567,22 @@ async fn kubectl_logs_stream_from_the_device_through_the_kubelet_api() {
         .to_string();
     assert!(err.contains("previous"), "{err}");
 
-    // device offline: 503 with a message naming the node
+    // device offline: a clear error naming the node, as `kubectl logs` shows it
+    // (kube-rs clients retry 503s, so this asks kubectl like a user would)
     dev.go_offline().await;
-    let msg = eventually(10, "offline error", || {
-        let pods = pods.clone();
+    let kubeconfig = bed.api.kubeconfig_path().to_owned();
+    let msg = eventually(20, "offline error from kubectl logs", || {
+        let kubeconfig = kubeconfig.clone();
         async move {
-            match pods.logs("talker", &LogParams::default()).await {
-                Err(e) if e.to_string().contains("offline") => Some(e.to_string()),
-                _ => None,
-            }
+            let out = tokio::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["logs", "talker", "--request-timeout=10s"])
+                .output()
+                .await
+                .expect("kubectl is needed for this test (see ENVIRONMENT.md)");
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            (!out.status.success() && stderr.contains("offline")).then_some(stderr)
         }
     })
     .await;
