@@ -21,8 +21,9 @@ cleanup() {
   trap - INT TERM EXIT
   say "stopping the sandbox"
   if [ -n "${kubeconfig:-}" ]; then
-    kubectl --kubeconfig "$kubeconfig" delete -f examples/pod-on-device.yaml \
-      --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    # Every pod on the sandbox device, so the agent stops their containers.
+    kubectl --kubeconfig "$kubeconfig" delete pods --all-namespaces \
+      --field-selector "spec.nodeName=$device" --wait=false >/dev/null 2>&1 || true
     sleep 3
   fi
   for ((i=${#pids[@]}-1; i>=0; i--)); do
@@ -32,9 +33,9 @@ cleanup() {
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
-  # The agent stops the pod's containers when the pod is deleted; if it was already
-  # gone, remove what is left of the sandbox pod.
-  ids=$(podman ps -aq --filter label=io.edge-kube.managed=true --filter label=io.edge-kube.pod-name=hello-edge 2>/dev/null || true)
+  # The agent stops the pods' containers when they are deleted; if it was already gone,
+  # remove what is left of the sandbox device's containers.
+  ids=$(podman ps -aq --filter label=io.edge-kube.managed=true --filter "label=io.edge-kube.device=$device" 2>/dev/null || true)
   [ -n "$ids" ] && podman rm -f $ids >/dev/null 2>&1 || true
   say "stopped; logs are in $dir"
 }
@@ -92,12 +93,16 @@ say "starting edge-agent as device $device (Podman at $EDGE_TEST_DOCKER_HOST)"
 pids+=($!)
 
 say "waiting for node $device to be Ready"
-kubectl wait --for=condition=Ready "node/$device" --timeout=60s >/dev/null
+for _ in $(seq 1 60); do kubectl get node "$device" >/dev/null 2>&1 && break; sleep 1; done
+kubectl wait --for=condition=Ready "node/$device" --timeout=60s >/dev/null || {
+  echo "error: node $device did not become Ready; see $dir/gateway.log and $dir/agent.log" >&2; exit 1; }
 kubectl get nodes -o wide
 
 say "applying examples/pod-on-device.yaml"
 kubectl apply -f examples/pod-on-device.yaml
-kubectl wait --for=condition=Ready pod/hello-edge --timeout=120s >/dev/null || true
+kubectl wait --for=condition=Ready pod/hello-edge --timeout=120s >/dev/null || {
+  echo "error: pod hello-edge did not become Ready; see $dir/gateway.log and $dir/agent.log" >&2; exit 1; }
+kubectl get pods -o wide
 
 cat <<EOF
 
@@ -115,4 +120,3 @@ In another terminal:
 Logs: $dir/{apiserver,gateway,agent}.log. Press Ctrl-C to stop everything.
 EOF
 wait -n "${pids[@]}" || true
-echo "a sandbox process exited; see the logs in $dir" >&2
