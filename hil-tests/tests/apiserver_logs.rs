@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 type Seen = Arc<Mutex<Vec<String>>>;
+type Closed = Arc<std::sync::atomic::AtomicBool>;
 
 /// A kubelet stand-in: requires a client cert signed by `client_ca`, records each request's
 /// path+query, answers `/containerLogs/default/p/c` with "one\n", then whatever the test
@@ -25,6 +26,7 @@ type Seen = Arc<Mutex<Vec<String>>>;
 async fn fake_kubelet(
     client_ca: &std::path::Path,
     more: mpsc::Receiver<&'static str>,
+    closed: Closed,
 ) -> (u16, Seen) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
@@ -59,6 +61,7 @@ async fn fake_kubelet(
             let acceptor = acceptor.clone();
             let seen = seen2.clone();
             let more = more.clone();
+            let closed = closed.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
@@ -76,6 +79,7 @@ async fn fake_kubelet(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let seen = seen.clone();
                         let more = more.clone();
+                        let closed = closed.clone();
                         async move {
                             let pq = req.uri().path_and_query().unwrap().to_string();
                             seen.lock().unwrap().push(pq.clone());
@@ -98,13 +102,18 @@ async fn fake_kubelet(
                                 let _ = tx.send(Ok(Frame::data(Bytes::from("one\n")))).await;
                                 if follow {
                                     let mut more = more.lock().await;
-                                    while let Some(chunk) = more.recv().await {
-                                        if tx
-                                            .send(Ok(Frame::data(Bytes::from(chunk))))
-                                            .await
-                                            .is_err()
-                                        {
-                                            return;
+                                    loop {
+                                        tokio::select! {
+                                            _ = tx.closed() => {
+                                                closed.store(true, std::sync::atomic::Ordering::SeqCst);
+                                                return;
+                                            }
+                                            chunk = more.recv() => {
+                                                let Some(chunk) = chunk else { return };
+                                                if tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.is_err() {
+                                                    return;
+                                                }
+                                            }
                                         }
                                     }
                                 }
@@ -135,7 +144,8 @@ async fn pod_logs_are_proxied_to_the_kubelet_with_a_client_certificate() {
     let server = ApiServer::start(cfg).await.unwrap();
     let client = server.client().await.unwrap();
     let (more_tx, more_rx) = mpsc::channel(4);
-    let (port, seen) = fake_kubelet(server.kubelet_client_ca_path(), more_rx).await;
+    let closed = Closed::default();
+    let (port, seen) = fake_kubelet(server.kubelet_client_ca_path(), more_rx, closed.clone()).await;
 
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}, "status": {
@@ -204,6 +214,18 @@ async fn pod_logs_are_proxied_to_the_kubelet_with_a_client_certificate() {
             .unwrap()
             .iter()
             .any(|s| s.contains("follow=true"))
+    );
+    // The client going away closes the kubelet connection promptly, like kube-apiserver.
+    drop(lines);
+    for _ in 0..100 {
+        if closed.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        closed.load(std::sync::atomic::Ordering::SeqCst),
+        "kubelet never saw the follow stream end"
     );
 
     // Unknown container: 400 from the emulator's own validation.

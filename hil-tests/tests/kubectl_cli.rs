@@ -551,3 +551,47 @@ async fn hil_apiserver_binary_serves_kubectl() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "No resources found\n");
 }
+
+#[tokio::test]
+async fn server_dry_run_and_diff_persist_nothing() {
+    let (server, client, dir) = start().await;
+    let k = Kubectl::new(server.kubeconfig_path());
+    let manifest = dir.path().join("cm.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\ndata:\n  a: \"1\"\n",
+    )
+    .unwrap();
+    let out = k
+        .ok(&[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            manifest.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out, "configmap/dry created (server dry run)\n");
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "default");
+    assert!(cms.get_opt("dry").await.unwrap().is_none());
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]).await;
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\ndata:\n  a: \"2\"\n",
+    )
+    .unwrap();
+    // kubectl diff exits 1 when there are differences.
+    let diff = k.run(&["diff", "-f", manifest.to_str().unwrap()]).await;
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "{text}\n{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert!(
+        text.contains("-  a: \"1\"") && text.contains("+  a: \"2\""),
+        "{text}"
+    );
+    assert_eq!(cms.get("dry").await.unwrap().data.unwrap()["a"], "1");
+}

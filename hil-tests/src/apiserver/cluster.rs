@@ -137,6 +137,19 @@ impl Cluster {
         c
     }
 
+    /// A throw-away copy of the cluster: requests with `dryRun=All` run against it, so they
+    /// are validated, defaulted and conflict-checked exactly like real ones but persist nothing.
+    pub fn dry_run_copy(&self) -> Cluster {
+        let ip = *self
+            .next_service_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Cluster {
+            store: Mutex::new(self.lock().dry_run_copy()),
+            next_service_ip: Mutex::new(ip),
+        }
+    }
+
     /// Locks the store (a poisoned lock is recovered: the store stays consistent per call).
     pub fn lock(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())

@@ -105,13 +105,15 @@ impl KubeletClient {
         })
     }
 
-    /// GETs `path_and_query` from `host:port`, returning the response with a streaming body.
+    /// GETs `path_and_query` from `host:port`, returning the response with a streaming body
+    /// and the connection; dropping the [`KubeletConnection`] closes the connection, which
+    /// is how the kubelet learns that the client went away.
     pub async fn get(
         &self,
         host: &str,
         port: u16,
         path_and_query: &str,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, KubeletConnection), String> {
         let tcp = tokio::net::TcpStream::connect((host, port))
             .await
             .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
@@ -127,9 +129,9 @@ impl KubeletClient {
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
+        let conn = KubeletConnection(tokio::spawn(async move {
             let _ = conn.await;
-        });
+        }));
         let authority = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
@@ -143,7 +145,18 @@ impl KubeletClient {
             )
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        send.send_request(req).await.map_err(|e| e.to_string())
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        Ok((resp, conn))
+    }
+}
+
+/// The connection to a kubelet; closed when dropped.
+#[derive(Debug)]
+pub struct KubeletConnection(tokio::task::JoinHandle<()>);
+
+impl Drop for KubeletConnection {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -310,7 +323,7 @@ pub async fn proxy(
         .get_stored("nodes", "", node_name)
         .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?;
     let (host, port, path) = log_location(&pod, &node, &container, q)?;
-    let resp = ctx
+    let (resp, conn) = ctx
         .kubelet_client
         .get(&host, port, &path)
         .await
@@ -341,6 +354,7 @@ pub async fn proxy(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let cancel = ctx.cancel.clone();
     tokio::spawn(async move {
+        let _conn = conn;
         loop {
             let frame = tokio::select! {
                 _ = cancel.cancelled() => return,

@@ -351,7 +351,22 @@ async fn resource(
     accept: String,
 ) -> ApiResult<Response<Body>> {
     let rt = rr.rt;
-    let cluster = &ctx.cluster;
+    let dry = q.get("dryRun").map(String::as_str) == Some("All");
+    if let Some(d) = q
+        .get("dryRun")
+        .filter(|d| !d.is_empty() && d.as_str() != "All")
+    {
+        return Err(ApiError::bad_request(format!(
+            "Invalid dryRun value: {d:?}: supported values: \"All\""
+        )));
+    }
+    let dry_cluster;
+    let cluster = if dry && req.method() != Method::GET {
+        dry_cluster = Arc::new(ctx.cluster.dry_run_copy());
+        &dry_cluster
+    } else {
+        &ctx.cluster
+    };
     let ns = rr.namespace.as_deref();
     if rt.namespaced && rr.name.is_some() && ns.is_none() {
         return Err(ApiError::new(

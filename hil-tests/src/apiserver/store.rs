@@ -204,6 +204,19 @@ impl Store {
         self.tx.subscribe()
     }
 
+    /// A copy of the objects (no history, no watchers) for dry-run requests.
+    pub fn dry_run_copy(&self) -> Self {
+        let (tx, _) = broadcast::channel(1);
+        Self {
+            rv: self.rv,
+            objects: self.objects.clone(),
+            history: VecDeque::new(),
+            history_limit: 1,
+            compacted: self.rv,
+            tx,
+        }
+    }
+
     /// Forgets all history up to now: older versions get 410 Gone (like etcd compaction).
     pub fn compact(&mut self) {
         self.history.clear();
