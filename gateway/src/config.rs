@@ -140,7 +140,7 @@ pub struct RunArgs {
     /// decide who can connect at all).
     #[arg(
         long = "allow-device",
-        env = "EDGE_GATEWAY_ALLOW_DEVICES",
+        env = "EDGE_GATEWAY_ALLOW_DEVICE",
         value_delimiter = ','
     )]
     pub allow_devices: Vec<String>,

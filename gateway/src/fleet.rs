@@ -98,6 +98,8 @@ struct DeviceEntry {
     last_node_status: Option<Instant>,
     node_dirty: bool,
     last_status_sequence: Option<u64>,
+    /// Whether a full status report was asked for since the gateway started.
+    status_resync_sent: bool,
 }
 
 impl DeviceEntry {
@@ -116,6 +118,7 @@ impl DeviceEntry {
             last_node_status: None,
             node_dirty: true,
             last_status_sequence: None,
+            status_resync_sent: false,
         }
     }
 }
@@ -588,6 +591,7 @@ impl Fleet {
         let mut ops = Vec::new();
         let mut effects = Vec::new();
         let mut went_offline = false;
+        let mut resync = false;
         {
             let mut state = self.lock();
             let Some(entry) = state.devices.get_mut(device) else {
@@ -605,6 +609,12 @@ impl Fleet {
                     entry.node_dirty = true;
                     self.metrics.devices_online.inc();
                     effects = entry.sync.handle(SyncInput::Online);
+                    if !entry.status_resync_sent {
+                        // learn what the device runs now (it may have changed while the
+                        // gateway was away) so pod status is current
+                        entry.status_resync_sent = true;
+                        resync = true;
+                    }
                 } else {
                     info!(%device, "device offline: its lease is no longer renewed");
                     self.metrics.devices_online.dec();
@@ -669,6 +679,12 @@ impl Fleet {
         }
         if went_offline {
             self.logs.close_device(device);
+        }
+        if resync {
+            self.send(Outgoing::StatusResync {
+                device: device.clone(),
+                reason: "gateway start".to_owned(),
+            });
         }
         for op in ops {
             self.ops.send(op);
@@ -1015,14 +1031,6 @@ fn strip_times(s: &PodStatus) -> serde_json::Value {
         o.remove("startTime");
     }
     v
-}
-
-/// A resync request the gateway sends at start-up to learn each device's pods.
-pub fn gateway_start_resync() -> ResyncRequest {
-    ResyncRequest {
-        known_generation: 0,
-        reason: "gateway start".to_owned(),
-    }
 }
 
 /// For the outbox: the cancel message.

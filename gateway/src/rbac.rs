@@ -12,11 +12,11 @@ pub struct ApiPermission {
 
 /// The gateway's API calls.
 pub const API_PERMISSIONS: &[ApiPermission] = &[
-    // Node per device: read, create on first hello, patch labels; status patched.
+    // Node per device: labels patched on hello (created when absent); status patched.
     ApiPermission {
         api_group: "",
         resource: "nodes",
-        verbs: &["get", "create", "patch"],
+        verbs: &["create", "patch"],
     },
     ApiPermission {
         api_group: "",
@@ -51,11 +51,11 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         resource: "events",
         verbs: &["create"],
     },
-    // Node heartbeats in kube-node-lease.
+    // Node heartbeats in kube-node-lease: patched (created when absent).
     ApiPermission {
         api_group: "coordination.k8s.io",
         resource: "leases",
-        verbs: &["get", "create", "patch"],
+        verbs: &["create", "patch"],
     },
     // Bearer-token authentication and authorization on the kubelet API.
     ApiPermission {

@@ -89,6 +89,8 @@ pub struct FakeDeviceView {
     pub log_requests: Vec<LogRequest>,
     /// Log requests cancelled by the gateway.
     pub log_cancels: usize,
+    /// Full status reports the gateway asked for.
+    pub status_resyncs: usize,
     pub connected: bool,
 }
 
@@ -430,6 +432,21 @@ async fn logic(
                         (Topic::Down { channel: DownChannel::Logs(req), .. }, Message::LogRequest(r)) => {
                             answer_logs(&id, &shared, &client, req, r, &token);
                         }
+                        (Topic::Down { channel: DownChannel::Resync, .. }, Message::ResyncRequest(_)) => {
+                            let report = {
+                                let mut inner = shared.lock();
+                                inner.status_sequence += 1;
+                                let now = now_ms();
+                                PodStatusReport {
+                                    sequence: inner.status_sequence,
+                                    observed_generation: inner.view.applied_generation,
+                                    full: true,
+                                    pods: inner.view.pods.values().map(|p| running_status(p, now)).collect(),
+                                }
+                            };
+                            inner_resyncs(&shared);
+                            publish(&client, Topic::up(&id, UpChannel::Status), report).await;
+                        }
                         (Topic::Down { channel: DownChannel::Logs(req), .. }, Message::LogCancel(_)) => {
                             let mut inner = shared.lock();
                             inner.view.log_cancels += 1;
@@ -444,6 +461,10 @@ async fn logic(
             },
         }
     }
+}
+
+fn inner_resyncs(shared: &Shared) {
+    shared.lock().view.status_resyncs += 1;
 }
 
 async fn apply(id: &DeviceId, shared: &Arc<Shared>, client: &AsyncClient, set: DesiredSet) {
