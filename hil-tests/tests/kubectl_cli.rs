@@ -595,3 +595,95 @@ async fn server_dry_run_and_diff_persist_nothing() {
     );
     assert_eq!(cms.get("dry").await.unwrap().data.unwrap()["a"], "1");
 }
+
+#[tokio::test]
+async fn typed_client_writes_in_protobuf_and_csr_approval() {
+    let (server, client, dir) = start().await;
+    let k = Kubectl::new(server.kubeconfig_path());
+    // kubectl's generators send protobuf bodies.
+    assert_eq!(
+        k.ok(&["create", "namespace", "lab"]).await,
+        "namespace/lab created\n"
+    );
+    assert_eq!(
+        k.ok(&[
+            "create",
+            "configmap",
+            "c",
+            "-n",
+            "lab",
+            "--from-literal=a=1"
+        ])
+        .await,
+        "configmap/c created\n"
+    );
+    assert_eq!(
+        k.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "-n",
+            "lab",
+            "--from-literal=pw=x"
+        ])
+        .await,
+        "secret/s created\n"
+    );
+    assert_eq!(
+        k.ok(&["create", "serviceaccount", "sa", "-n", "lab"]).await,
+        "serviceaccount/sa created\n"
+    );
+    assert_eq!(
+        k.ok(&["get", "cm", "c", "-n", "lab", "-o", "jsonpath={.data.a}"])
+            .await,
+        "1"
+    );
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "s",
+            "-n",
+            "lab",
+            "-o",
+            "jsonpath={.data.pw} {.type}"
+        ])
+        .await,
+        "eA== Opaque"
+    );
+
+    // A CSR approved with `kubectl certificate approve` (protobuf PUT to /approval).
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pi-01");
+    let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr_pem);
+    let manifest = dir.path().join("csr.yaml");
+    std::fs::write(
+        &manifest,
+        format!("apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: pi-01\nspec:\n  request: {b64}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n"),
+    )
+    .unwrap();
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]).await;
+    let pending = k.ok(&["get", "csr", "pi-01", "--no-headers"]).await;
+    assert!(
+        pending.contains("Pending") && pending.contains("edge-hil-admin"),
+        "{pending}"
+    );
+    assert_eq!(
+        k.ok(&["certificate", "approve", "pi-01"]).await,
+        "certificatesigningrequest.certificates.k8s.io/pi-01 approved\n"
+    );
+    let csrs: Api<k8s_openapi::api::certificates::v1::CertificateSigningRequest> =
+        Api::all(client.clone());
+    let csr = csrs.get("pi-01").await.unwrap();
+    let cond = &csr.status.unwrap().conditions.unwrap()[0];
+    assert_eq!(
+        (cond.type_.as_str(), cond.status.as_str()),
+        ("Approved", "True")
+    );
+    assert_eq!(cond.reason.as_deref(), Some("KubectlApprove"));
+}

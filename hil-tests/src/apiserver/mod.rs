@@ -18,6 +18,7 @@
 //! | [`deletion`] | preconditions, graceful pod deletion, finalizers, namespace termination |
 //! | [`selectors`] | label and field selectors |
 //! | [`patch`] | merge, JSON, strategic merge patch, server-side apply approximation |
+//! | [`protobuf`] | protobuf request bodies of kubectl's typed-client writes |
 //! | [`quantity`] | resource quantities (`100m`, `128Mi`) |
 //! | [`watch`] | watch streams, bookmarks, 410 Gone |
 //! | [`tables`] | server-side printing (`Table`) for kubectl |
@@ -43,6 +44,7 @@ pub mod log_proxy;
 pub mod node_lifecycle;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod quantity;
 pub mod resources;
 pub mod reviews;

@@ -299,13 +299,8 @@ async fn read_body(req: Request<Incoming>) -> ApiResult<Vec<u8>> {
 }
 
 fn parse_json(body: &[u8], content_type: &str) -> ApiResult<Value> {
-    if content_type.starts_with("application/vnd.kubernetes.protobuf") || body.starts_with(b"k8s\0")
-    {
-        return Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (this emulator does not decode protobuf)",
-        ));
+    if super::protobuf::is_protobuf(content_type, body) {
+        return super::protobuf::decode(body);
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
