@@ -103,6 +103,27 @@ pub fn reconcile_taints(node: &mut Value) {
     }
 }
 
+/// Whether the node's not-ready/unreachable taints already match its Ready condition.
+fn taints_in_line(node: &Value) -> bool {
+    let Some(ready) = ready_status(node) else {
+        return true;
+    };
+    let has = |key: &str| {
+        node.pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .map_or(0, |ts| {
+                ts.iter()
+                    .filter(|t| t.get("key").and_then(Value::as_str) == Some(key))
+                    .count()
+            })
+    };
+    match ready.as_str() {
+        "True" => has(UNREACHABLE) == 0 && has(NOT_READY) == 0,
+        "False" => has(UNREACHABLE) == 0 && has(NOT_READY) == 2,
+        _ => has(UNREACHABLE) == 2 && has(NOT_READY) == 0,
+    }
+}
+
 fn mark_unknown(node: &mut Value) {
     let now = clock::now();
     if node.get("status").is_none_or(|s| !s.is_object()) {
@@ -190,6 +211,12 @@ impl NodeLifecycle {
                 probe.seen_at = now;
             }
             let expired = now.duration_since(probe.seen_at) > self.grace;
+            // Most passes change nothing: skip the copy-and-compare unless something is due.
+            let idle = !expired && !(renewed && probe.saved.is_some());
+            let already_unknown = expired && ready_status(&node).as_deref() == Some("Unknown");
+            if (idle || already_unknown) && taints_in_line(&node) {
+                continue;
+            }
             let saved = probe.saved.take();
             let mut new_saved = saved.clone();
             let updated = cluster.write_status("nodes", "", &name, |n| {

@@ -291,32 +291,34 @@ pub fn record_pod_event(
 
 /// One scheduling pass over all pending pods.
 pub fn run_once(cluster: &Cluster) {
-    let (pending, nodes, usage) = {
+    let (pods, nodes) = {
         let store = cluster.lock();
-        let pods = store.list("pods", None);
-        let nodes = store.list("nodes", None);
-        let mut usage: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-        let mut pending = Vec::new();
-        for p in pods {
-            let node = s(&p, "/spec/nodeName");
-            let phase = s(&p, "/status/phase");
-            if node.is_empty() {
-                if meta_str(&p, "deletionTimestamp").is_empty()
-                    && matches!(s(&p, "/spec/schedulerName"), "" | "default-scheduler")
-                {
-                    pending.push(p);
-                }
-            } else if phase != "Succeeded" && phase != "Failed" {
-                let u = usage.entry(node.to_string()).or_default();
-                for (k, v) in pod_requests(&p) {
-                    *u.entry(k).or_default() += v;
-                }
-                *u.entry("pods".into()).or_default() += 1.0;
-            }
-        }
-        (pending, nodes, usage)
+        (store.list("pods", None), store.list("nodes", None))
     };
-    let mut usage = usage;
+    let pending: Vec<Arc<Value>> = pods
+        .iter()
+        .filter(|p| {
+            s(p, "/spec/nodeName").is_empty()
+                && meta_str(p, "deletionTimestamp").is_empty()
+                && matches!(s(p, "/spec/schedulerName"), "" | "default-scheduler")
+        })
+        .cloned()
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    let mut usage: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for p in &pods {
+        let node = s(p, "/spec/nodeName");
+        let phase = s(p, "/status/phase");
+        if !node.is_empty() && phase != "Succeeded" && phase != "Failed" {
+            let u = usage.entry(node.to_string()).or_default();
+            for (k, v) in pod_requests(p) {
+                *u.entry(k).or_default() += v;
+            }
+            *u.entry("pods".into()).or_default() += 1.0;
+        }
+    }
     for pod in pending {
         let ns = meta_str(&pod, "namespace").to_string();
         let name = meta_str(&pod, "name").to_string();
