@@ -21,7 +21,7 @@
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
-//! | [`local_store`] | sled: desired set, report sequence, outbox of unacknowledged uplink |
+//! | [`local_store`] | files: desired set, report sequence, outbox of unacknowledged uplink |
 //! | [`uplink_window`] | pure state machine: one reliable message in flight, resend after reconnect |
 //! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |

@@ -1,23 +1,41 @@
-//! The agent's local store (sled under the state directory): the desired set, the
-//! per-device report sequence, and the outbox of reliable uplink messages (status
-//! reports and events) not yet acknowledged by the broker. Every write is flushed before
-//! anything that depends on it is acknowledged or published.
+//! The agent's local store under `<state_dir>/store`: the desired set, the per-device
+//! report sequence, and the outbox of reliable uplink messages (status reports and
+//! events) not yet acknowledged by the broker.
+//!
+//! Plain files, each written atomically (temporary file, fsync, rename, fsync of the
+//! directory) before anything that depends on it is acknowledged or published. (sled,
+//! the first choice, allocates about 21 MiB of static metric histograms at open, twice
+//! the agent's whole memory budget.) An exclusive lock keeps a second agent off the
+//! same state directory.
+//!
+//! ```text
+//! store/lock                    flock()ed while the agent runs
+//! store/desired.json            the last desired set
+//! store/sequence                the last report sequence
+//! store/outbox/<20 digits>.json one message each, sent in key order
+//! ```
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use edge_protocol::{DesiredSet, Message, PodEventReport, PodStatus, PodStatusReport, UpChannel};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("local store at {path}: {source} (is another edge-agent running on this state dir?)")]
-    Open {
-        path: String,
+    #[error("local store {path}: {source}")]
+    Io {
+        path: PathBuf,
         #[source]
-        source: sled::Error,
+        source: std::io::Error,
     },
-    #[error("local store: {0}")]
-    Sled(#[from] sled::Error),
+    #[error(
+        "local store {path} is in use by another edge-agent (two agents must not share a state dir)"
+    )]
+    Locked { path: PathBuf },
     #[error("local store holds an unreadable {what}: {message}")]
     Corrupt { what: &'static str, message: String },
     #[error("encoding {0}")]
@@ -26,9 +44,6 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-const DESIRED: &[u8] = b"desired";
-const REPORT_SEQUENCE: &[u8] = b"report-sequence";
-const OUTBOX_NEXT: &[u8] = b"outbox-next";
 /// The outbox keeps at most this many messages; the oldest events go first.
 const OUTBOX_LIMIT: usize = 20_000;
 
@@ -37,7 +52,21 @@ const OUTBOX_LIMIT: usize = 20_000;
 pub struct OutboxItem {
     /// `status` or `events`.
     pub channel: String,
+    #[serde(with = "payload_text")]
     pub payload: Vec<u8>,
+}
+
+/// Payloads are JSON envelopes: store them as text, not as arrays of numbers.
+mod payload_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        Ok(String::deserialize(d)?.into_bytes())
+    }
 }
 
 impl OutboxItem {
@@ -49,75 +78,156 @@ impl OutboxItem {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct LocalStore {
-    db: sled::Db,
-    meta: sled::Tree,
-    outbox: sled::Tree,
+#[derive(Debug)]
+struct Inner {
+    sequence: u64,
+    keys: BTreeSet<u64>,
+    next_key: u64,
 }
 
-fn u64_of(v: Option<sled::IVec>) -> u64 {
-    v.and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0)
+/// Cheap to clone; all clones share the same files and counters.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    dir: PathBuf,
+    outbox: PathBuf,
+    inner: Arc<Mutex<Inner>>,
+    _lock: Arc<File>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn key_path(outbox: &Path, key: u64) -> PathBuf {
+    outbox.join(format!("{key:020}.json"))
 }
 
 impl LocalStore {
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(4 * 1024 * 1024)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        let meta = db.open_tree("meta")?;
-        let outbox = db.open_tree("outbox")?;
-        Ok(Self { db, meta, outbox })
+        let outbox = dir.join("outbox");
+        fs::create_dir_all(&outbox).map_err(io(&outbox))?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |_| StoreError::Locked {
+                path: dir.to_owned(),
+            },
+        )?;
+        let seq_path = dir.join("sequence");
+        let mut sequence = match fs::read_to_string(&seq_path) {
+            Ok(text) => text.trim().parse().map_err(|_| StoreError::Corrupt {
+                what: "report sequence",
+                message: format!("{text:?} in {}", seq_path.display()),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io(&seq_path)(e)),
+        };
+        let mut keys = BTreeSet::new();
+        for entry in fs::read_dir(&outbox).map_err(io(&outbox))? {
+            let path = entry.map_err(io(&outbox))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if let Some(key) = name
+                .strip_suffix(".json")
+                .and_then(|k| k.parse::<u64>().ok())
+            {
+                // A report queued just before a crash may be newer than the counter.
+                if let Ok(bytes) = fs::read(&path)
+                    && let Ok(item) = serde_json::from_slice::<OutboxItem>(&bytes)
+                    && let Ok(Message::PodStatusReport(r)) = Message::decode(&item.payload)
+                {
+                    sequence = sequence.max(r.sequence);
+                }
+                keys.insert(key);
+            } else if name.ends_with(".tmp") {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        let next_key = keys.last().map_or(0, |k| k + 1);
+        Ok(Self {
+            dir: dir.to_owned(),
+            outbox,
+            inner: Arc::new(Mutex::new(Inner {
+                sequence,
+                keys,
+                next_key,
+            })),
+            _lock: Arc::new(lock),
+        })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The desired set last received (empty when none).
     pub fn desired(&self) -> Result<DesiredSet> {
-        match self.meta.get(DESIRED)? {
-            None => Ok(DesiredSet::default()),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        let path = self.dir.join("desired.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 what: "desired set",
                 message: e.to_string(),
             }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DesiredSet::default()),
+            Err(e) => Err(io(&path)(e)),
         }
     }
 
-    /// Saves and flushes a desired set (before the MQTT message is acknowledged).
+    /// Saves a desired set durably (before the MQTT message is acknowledged).
     pub fn save_desired(&self, set: &DesiredSet) -> Result<()> {
         let bytes = serde_json::to_vec(set).map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.meta.insert(DESIRED, bytes)?;
-        self.db.flush()?;
-        Ok(())
+        write_atomic(&self.dir.join("desired.json"), &bytes)
     }
 
-    /// Assigns the next report sequence and queues the report, flushed.
+    /// Assigns the next report sequence and queues the report durably.
     pub fn queue_status(
         &self,
         observed_generation: u64,
         full: bool,
         pods: Vec<PodStatus>,
     ) -> Result<u64> {
-        let sequence = u64_of(self.meta.get(REPORT_SEQUENCE)?) + 1;
-        let report = PodStatusReport {
+        let mut inner = self.inner();
+        let sequence = inner.sequence + 1;
+        let payload = Message::from(PodStatusReport {
             sequence,
             observed_generation,
             full,
             pods,
-        };
-        let payload = Message::from(report)
-            .encode()
-            .map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.meta.insert(REPORT_SEQUENCE, &sequence.to_be_bytes())?;
-        self.push(OutboxItem {
-            channel: "status".to_owned(),
-            payload,
-        })?;
+        })
+        .encode()
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+        self.push(
+            &mut inner,
+            OutboxItem {
+                channel: "status".to_owned(),
+                payload,
+            },
+        )?;
+        inner.sequence = sequence;
+        write_atomic(&self.dir.join("sequence"), sequence.to_string().as_bytes())?;
         Ok(sequence)
     }
 
@@ -125,47 +235,65 @@ impl LocalStore {
         let payload = Message::from(report)
             .encode()
             .map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.push(OutboxItem {
-            channel: "events".to_owned(),
-            payload,
-        })
+        let mut inner = self.inner();
+        self.push(
+            &mut inner,
+            OutboxItem {
+                channel: "events".to_owned(),
+                payload,
+            },
+        )
     }
 
-    fn push(&self, item: OutboxItem) -> Result<()> {
-        let key = u64_of(self.meta.get(OUTBOX_NEXT)?);
+    fn push(&self, inner: &mut Inner, item: OutboxItem) -> Result<()> {
+        let key = inner.next_key;
         let bytes = serde_json::to_vec(&item).map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.outbox.insert(key.to_be_bytes(), bytes)?;
-        self.meta.insert(OUTBOX_NEXT, &(key + 1).to_be_bytes())?;
-        if self.outbox.len() > OUTBOX_LIMIT {
-            self.drop_oldest_event()?;
+        write_atomic(&key_path(&self.outbox, key), &bytes)?;
+        inner.next_key += 1;
+        inner.keys.insert(key);
+        if inner.keys.len() > OUTBOX_LIMIT {
+            self.drop_oldest_event(inner)?;
         }
-        self.db.flush()?;
         Ok(())
     }
 
-    fn drop_oldest_event(&self) -> Result<()> {
-        for entry in self.outbox.iter() {
-            let (k, v) = entry?;
-            if let Ok(item) = serde_json::from_slice::<OutboxItem>(&v)
-                && item.channel == "events"
-            {
-                self.outbox.remove(k)?;
-                tracing::warn!("outbox full: dropped the oldest event batch");
-                return Ok(());
-            }
+    fn drop_oldest_event(&self, inner: &mut Inner) -> Result<()> {
+        let found = inner.keys.iter().copied().find(|k| {
+            fs::read(key_path(&self.outbox, *k))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<OutboxItem>(&b).ok())
+                .is_some_and(|i| i.channel == "events")
+        });
+        if let Some(key) = found {
+            tracing::warn!("outbox full: dropped the oldest event batch");
+            self.remove(inner, key)?;
         }
+        Ok(())
+    }
+
+    fn remove(&self, inner: &mut Inner, key: u64) -> Result<()> {
+        let path = key_path(&self.outbox, key);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
+            _ => {}
+        }
+        inner.keys.remove(&key);
         Ok(())
     }
 
     /// The oldest unacknowledged message.
     pub fn outbox_head(&self) -> Result<Option<(u64, OutboxItem)>> {
-        while let Some((k, v)) = self.outbox.first()? {
-            let key = u64_of(Some(k));
-            match serde_json::from_slice(&v) {
+        let mut inner = self.inner();
+        while let Some(key) = inner.keys.first().copied() {
+            let path = key_path(&self.outbox, key);
+            let parsed = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<OutboxItem>(&b).map_err(|e| e.to_string()));
+            match parsed {
                 Ok(item) => return Ok(Some((key, item))),
                 Err(e) => {
                     tracing::error!(key, error = %e, "dropping unreadable outbox entry");
-                    self.outbox.remove(key.to_be_bytes())?;
+                    self.remove(&mut inner, key)?;
                 }
             }
         }
@@ -173,14 +301,13 @@ impl LocalStore {
     }
 
     pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
+        self.inner().keys.len()
     }
 
     /// Removes a message the broker acknowledged.
     pub fn ack(&self, key: u64) -> Result<()> {
-        self.outbox.remove(key.to_be_bytes())?;
-        self.db.flush()?;
-        Ok(())
+        let mut inner = self.inner();
+        self.remove(&mut inner, key)
     }
 }
 
@@ -194,6 +321,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = LocalStore::open(dir.path()).unwrap();
+            assert!(matches!(
+                LocalStore::open(dir.path()),
+                Err(StoreError::Locked { .. })
+            ));
             store
                 .save_desired(&DesiredSet {
                     generation: 7,
@@ -206,6 +337,7 @@ mod tests {
         }
         let store = LocalStore::open(dir.path()).unwrap();
         assert_eq!(store.desired().unwrap().generation, 7);
+        assert_eq!(store.outbox_len(), 3);
         let (k, first) = store.outbox_head().unwrap().unwrap();
         assert_eq!(first.channel, "status");
         store.ack(k).unwrap();
@@ -218,5 +350,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(store.queue_status(7, false, vec![]).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_report_newer_than_the_counter_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = LocalStore::open(dir.path()).unwrap();
+            store.queue_status(1, false, vec![]).unwrap();
+            store.queue_status(1, false, vec![]).unwrap();
+        }
+        // A crash between writing the report and the counter.
+        fs::write(dir.path().join("sequence"), "1").unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(store.queue_status(1, false, vec![]).unwrap(), 3);
     }
 }
