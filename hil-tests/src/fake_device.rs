@@ -39,6 +39,16 @@ pub struct FakeDeviceConfig {
     pub capacity: NodeResources,
     /// MQTT keep-alive; the broker publishes the last will after 1.5 × this.
     pub keep_alive: Duration,
+    /// Connect with TLS (mqtts) and this client identity.
+    pub tls: Option<FakeDeviceTls>,
+}
+
+/// PEM material for a TLS connection with a client certificate.
+#[derive(Debug, Clone)]
+pub struct FakeDeviceTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
 }
 
 impl FakeDeviceConfig {
@@ -60,6 +70,7 @@ impl FakeDeviceConfig {
                 extended: BTreeMap::new(),
             },
             keep_alive: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -156,6 +167,14 @@ impl FakeDevice {
         opts.set_keep_alive(config.keep_alive);
         opts.set_clean_session(true);
         opts.set_max_packet_size(16 << 20, 16 << 20);
+        if let Some(tls) = &config.tls {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+                ca: tls.ca_pem.clone(),
+                alpn: None,
+                client_auth: Some((tls.cert_pem.clone(), tls.key_pem.clone())),
+            }));
+        }
         let will = DeviceState {
             online: false,
             reason: Some("connection lost".to_owned()),

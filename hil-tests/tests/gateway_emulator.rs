@@ -754,3 +754,30 @@ async fn hostile_messages_are_counted_and_dropped_while_others_are_served() {
     .await;
     assert_eq!(good.view().pods.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_api_accepts_bearer_tokens_checked_with_token_review() {
+    let bed = bed_with(Duration::from_secs(50), |c| c.kubelet_token_auth = true).await;
+    let kubeconfig = std::fs::read_to_string(bed.api.kubeconfig_path()).unwrap();
+    let token = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .map(|t| t.trim().trim_matches('"').to_owned())
+        .expect("the emulator's kubeconfig has a bearer token");
+    let port = bed.gateway.ports.kubelet_port;
+    let call = |auth: String| async move {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sk", "-o", "-", "-w", "\n%{http_code}", "-H"])
+            .arg(auth)
+            .arg(format!("https://127.0.0.1:{port}/pods"))
+            .output()
+            .await
+            .expect("curl is needed for this test (apt-get install curl)");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let ok = call(format!("Authorization: Bearer {token}")).await;
+    assert!(ok.ends_with("200"), "{ok}");
+    assert!(ok.contains("\"kind\":\"PodList\""), "{ok}");
+    let bad = call("Authorization: Bearer not-a-token".to_owned()).await;
+    assert!(bad.ends_with("401"), "{bad}");
+}
