@@ -686,4 +686,43 @@ async fn typed_client_writes_in_protobuf_and_csr_approval() {
         ("Approved", "True")
     );
     assert_eq!(cond.reason.as_deref(), Some("KubectlApprove"));
+
+    // The signing controller issues a client certificate from the cluster CA.
+    let mut issued = None;
+    for _ in 0..100 {
+        if let Some(c) = csrs
+            .get("pi-01")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.certificate)
+        {
+            issued = Some(c.0);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pem = issued.expect("approved CSR gets status.certificate");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    assert_eq!(
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "pi-01"
+    );
+    assert_eq!(
+        cert.issuer()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "edge-hil-apiserver-ca"
+    );
+    let eku = cert.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.client_auth && !eku.server_auth);
 }

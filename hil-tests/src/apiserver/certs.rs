@@ -58,6 +58,8 @@ impl CertAndKey {
 pub struct TlsMaterial {
     /// Cluster CA certificate PEM (what the kubeconfig trusts).
     pub ca_pem: String,
+    /// Cluster CA key PEM (kept in memory; signs approved CSRs).
+    pub ca_key_pem: String,
     /// Serving certificate.
     pub serving: CertAndKey,
     /// CA of the kubelet client certificate (what kubelets should trust for clients).
@@ -127,6 +129,7 @@ impl TlsMaterial {
     /// `kubelet-client.crt`, `kubelet-client.key`).
     pub fn generate(dir: &Path, extra_ip: Option<IpAddr>) -> Result<Self> {
         let ca_key = KeyPair::generate()?;
+        let ca_key_pem = ca_key.serialize_pem();
         let ca = CertifiedIssuer::self_signed(ca_params("edge-hil-apiserver-ca")?, ca_key)?;
         let mut sans = vec![
             SanType::DnsName("localhost".try_into()?),
@@ -168,6 +171,7 @@ impl TlsMaterial {
         write(&dir.join("kubelet-client.key"), &kubelet_client.key_pem)?;
         Ok(Self {
             ca_pem: ca.pem(),
+            ca_key_pem,
             serving,
             kubelet_client_ca_pem: kc_ca.pem(),
             kubelet_client,

@@ -13,6 +13,7 @@
 //! | [`openapi`] | `/openapi/v2` and `/openapi/v3` documents |
 //! | [`store`] | storage, the cluster-wide resourceVersion, watch history |
 //! | [`cluster`] | create/get/list/update/patch/binding semantics |
+//! | [`csr_signing`] | signs approved CSRs with the cluster CA (kube-controller-manager's csrsigning) |
 //! | [`defaults`] | defaulting and admission on create |
 //! | [`conversion`] | served version ⇄ storage (events.k8s.io/v1 ⇄ core/v1 Event) |
 //! | [`deletion`] | preconditions, graceful pod deletion, finalizers, namespace termination |
@@ -35,6 +36,7 @@ pub mod certs;
 pub mod clock;
 pub mod cluster;
 pub mod conversion;
+pub mod csr_signing;
 pub mod defaults;
 pub mod deletion;
 pub mod discovery;
@@ -197,6 +199,7 @@ impl ApiServer {
             tokio::spawn(run_controllers(
                 cluster.clone(),
                 config.clone(),
+                csr_signing::ClusterSigner::new(tls.ca_pem.clone(), tls.ca_key_pem.clone()),
                 cancel.clone(),
             )),
         ];
@@ -314,6 +317,7 @@ async fn serve(
 async fn run_controllers(
     cluster: Arc<Cluster>,
     config: ApiServerConfig,
+    signer: csr_signing::ClusterSigner,
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(config.controller_interval);
@@ -324,6 +328,7 @@ async fn run_controllers(
             _ = tick.tick() => {}
         }
         cluster.finalize_namespaces();
+        signer.run_once(&cluster);
         if config.node_lifecycle {
             lifecycle.run_once(&cluster);
         }

@@ -212,7 +212,7 @@ impl NodeLifecycle {
             }
             let expired = now.duration_since(probe.seen_at) > self.grace;
             // Most passes change nothing: skip the copy-and-compare unless something is due.
-            let idle = !expired && !(renewed && probe.saved.is_some());
+            let idle = !(expired || (renewed && probe.saved.is_some()));
             let already_unknown = expired && ready_status(&node).as_deref() == Some("Unknown");
             if (idle || already_unknown) && taints_in_line(&node) {
                 continue;
