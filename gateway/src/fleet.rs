@@ -406,12 +406,12 @@ impl Fleet {
         self.evaluate(device, now);
     }
 
+    /// A message from a device that has not said hello (yet): common right after the
+    /// gateway or the device starts (a heartbeat can overtake the hello), so counted and
+    /// logged at debug level only.
     fn unknown_device(&self, device: &DeviceId) {
-        self.reject(
-            device.as_str(),
-            "unknown_device",
-            "message from a device that has not said hello; it appears once it reconnects",
-        );
+        self.metrics.rejected("unknown_device");
+        tracing::debug!(%device, "message from a device that has not said hello; it appears once it says hello");
     }
 
     fn on_state(&self, device: &DeviceId, s: DeviceState, retained: bool) {

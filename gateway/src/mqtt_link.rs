@@ -105,10 +105,9 @@ pub fn options(
     };
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_clean_session(false);
-    opts.set_max_packet_size(
-        MAX_DESIRED_SET_BYTES + 64 * 1024,
-        MAX_DESIRED_SET_BYTES + 64 * 1024,
-    );
+    // Incoming limit above every protocol limit, so an oversized message from a device is
+    // decoded, counted and dropped instead of breaking the gateway's connection.
+    opts.set_max_packet_size(4 * MAX_DESIRED_SET_BYTES, MAX_DESIRED_SET_BYTES + 64 * 1024);
     opts.set_inflight(200);
     opts.set_request_channel_capacity(1000);
     Ok(opts)

@@ -781,3 +781,29 @@ async fn kubelet_api_accepts_bearer_tokens_checked_with_token_review() {
     let bad = call("Authorization: Bearer not-a-token".to_owned()).await;
     assert!(bad.ends_with("401"), "{bad}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_and_unlisted_devices_are_refused_at_hello() {
+    let bed = bed_with(Duration::from_secs(50), |c| {
+        c.allow_devices = vec!["pi-01".to_owned(), "pi-revoked".to_owned()];
+        let enrollment = c.store_dir.join("enrollment");
+        std::fs::create_dir_all(&enrollment).unwrap();
+        std::fs::write(enrollment.join("revoked.txt"), "pi-revoked\n").unwrap();
+    })
+    .await;
+    let _ok = bed.device("pi-01", |_| {}).await;
+    let _revoked = bed.device("pi-revoked", |_| {}).await;
+    let _stranger = bed.device("stranger", |_| {}).await;
+    wait_node(&bed.client, "pi-01").await;
+    let metrics = bed.gateway.fleet().metrics();
+    eventually(10, "two refusals", || async {
+        metrics
+            .render()
+            .contains("edge_gateway_rejected_messages_total{reason=\"not_admitted\"} 2")
+            .then_some(())
+    })
+    .await;
+    let nodes: Api<Node> = Api::all(bed.client.clone());
+    assert!(nodes.get_opt("pi-revoked").await.unwrap().is_none());
+    assert!(nodes.get_opt("stranger").await.unwrap().is_none());
+}
