@@ -290,3 +290,123 @@ async fn node_lifecycle_marks_unrenewed_nodes_unreachable_and_recovers() {
     }
     panic!("not-ready taint never appeared");
 }
+
+#[tokio::test]
+async fn unreachable_nodes_mark_pods_not_ready_and_no_execute_taints_evict() {
+    let (_s, client, _d) = start(Duration::from_millis(500)).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    nodes
+        .create(&PostParams::default(), &node("n1", json!({}), "4", "True"))
+        .await
+        .unwrap();
+    let mk = |name: &str, tolerations: Value| -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"nodeName": "n1",
+            "tolerations": tolerations, "containers": [{"name": "c", "image": "i:1"}]}}),
+        )
+        .unwrap()
+    };
+    // Ready pods on the node.
+    for (name, tols) in [
+        ("intolerant", json!([])),
+        (
+            "short",
+            json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}]),
+        ),
+        (
+            "forever",
+            json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]),
+        ),
+    ] {
+        // "intolerant" gets only the admission defaults (unreachable for 300 s).
+        let p = mk(name, tols);
+        pods.create(&PostParams::default(), &p).await.unwrap();
+        pods.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True"}]}})),
+        )
+        .await
+        .unwrap();
+    }
+    // No lease at all: after the grace the node is unreachable and its pods not ready.
+    let p = eventually("pod marked not ready", async || {
+        let p = pods.get("forever").await.unwrap();
+        let ready = p
+            .status
+            .clone()?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == "False").then_some(p)
+    })
+    .await;
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Running"));
+    // tolerationSeconds=1: evicted (gracefully) about a second after the taint.
+    eventually("short toleration evicted", async || {
+        pods.get("short")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .map(|_| ())
+    })
+    .await;
+    // Tolerated without a limit (or for the default 300 s): not evicted.
+    assert!(
+        pods.get("forever")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
+    assert!(
+        pods.get("intolerant")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
+    // A NoExecute taint nobody tolerates evicts at once.
+    nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"taints": [
+            {"key": "virtual-kubelet.io/provider", "value": "edge", "effect": "NoSchedule"},
+            {"key": "example.com/drain", "effect": "NoExecute"}]}})),
+        )
+        .await
+        .unwrap();
+    eventually("intolerant evicted", async || {
+        pods.get("intolerant")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .map(|_| ())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let evs = events
+        .list(&ListParams::default().fields("reason=TaintManagerEviction"))
+        .await
+        .unwrap();
+    assert!(
+        evs.items.len() >= 2,
+        "{:?}",
+        evs.items
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+    );
+    let evs = events
+        .list(&ListParams::default().fields("reason=NodeNotReady"))
+        .await
+        .unwrap();
+    assert!(!evs.items.is_empty());
+}

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 use super::clock;
 use super::cluster::{Cluster, meta_str};
+use super::deletion::DeleteOptions;
+use super::resources;
+use super::scheduler::{record_pod_event_from, tolerates};
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -217,6 +220,7 @@ impl NodeLifecycle {
             if (idle || already_unknown) && taints_in_line(&node) {
                 continue;
             }
+            let became_unknown = expired && ready_status(&node).as_deref() != Some("Unknown");
             let saved = probe.saved.take();
             let mut new_saved = saved.clone();
             let updated = cluster.write_status("nodes", "", &name, |n| {
@@ -255,6 +259,138 @@ impl NodeLifecycle {
                 && let Some(p) = self.probes.get_mut(&name)
             {
                 p.saved = new_saved;
+            }
+            if became_unknown {
+                mark_pods_not_ready(cluster, &name);
+            }
+        }
+        evict_for_no_execute_taints(cluster);
+    }
+}
+
+/// MarkPodsNotReady: the pods of a node that stopped reporting get Ready=False.
+fn mark_pods_not_ready(cluster: &Cluster, node: &str) {
+    let pods = cluster.lock().list("pods", None);
+    for pod in pods
+        .iter()
+        .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+    {
+        let ns = meta_str(pod, "namespace").to_string();
+        let name = meta_str(pod, "name").to_string();
+        let mut changed = false;
+        cluster.write_status("pods", &ns, &name, |p| {
+            if let Some(cs) = p
+                .pointer_mut("/status/conditions")
+                .and_then(Value::as_array_mut)
+            {
+                for c in cs.iter_mut() {
+                    if c.get("type").and_then(Value::as_str) == Some("Ready")
+                        && c.get("status").and_then(Value::as_str) != Some("False")
+                    {
+                        c["status"] = json!("False");
+                        c["lastTransitionTime"] = json!(clock::now());
+                        changed = true;
+                    }
+                }
+            }
+        });
+        if changed {
+            record_pod_event_from(
+                cluster,
+                pod,
+                "node-controller",
+                "Warning",
+                "NodeNotReady",
+                "Node is not ready",
+            );
+        }
+    }
+}
+
+/// The taint eviction controller: pods that do not tolerate a `NoExecute` taint of their
+/// node are deleted (gracefully) at once; pods that tolerate it for `tolerationSeconds`
+/// are deleted that long after the taint was added.
+fn evict_for_no_execute_taints(cluster: &Cluster) {
+    let (nodes, pods) = {
+        let store = cluster.lock();
+        (store.list("nodes", None), store.list("pods", None))
+    };
+    let tainted: HashMap<String, Vec<Value>> = nodes
+        .iter()
+        .filter_map(|n| {
+            let ts: Vec<Value> = n
+                .pointer("/spec/taints")
+                .and_then(Value::as_array)
+                .map(|ts| {
+                    ts.iter()
+                        .filter(|t| t.get("effect").and_then(Value::as_str) == Some("NoExecute"))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            (!ts.is_empty()).then(|| (meta_str(n, "name").to_string(), ts))
+        })
+        .collect();
+    if tainted.is_empty() {
+        return;
+    }
+    let Some(rt) = resources::find("", "v1", "pods") else {
+        return;
+    };
+    let now = jiff::Timestamp::now().as_second();
+    for pod in &pods {
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let Some(taints) = tainted.get(node) else {
+            continue;
+        };
+        if !meta_str(pod, "deletionTimestamp").is_empty() {
+            continue;
+        }
+        let tolerations: Vec<Value> = pod
+            .pointer("/spec/tolerations")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut evict_at: Option<i64> = None;
+        let mut untolerated = false;
+        for taint in taints {
+            let used: Vec<&Value> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+            if used.is_empty() {
+                untolerated = true;
+                break;
+            }
+            let added = taint
+                .get("timeAdded")
+                .and_then(Value::as_str)
+                .and_then(clock::parse)
+                .map_or(now, |t| t.as_second());
+            if let Some(secs) = used
+                .iter()
+                .filter_map(|t| t.get("tolerationSeconds").and_then(Value::as_i64))
+                .min()
+            {
+                let at = added + secs.max(0);
+                evict_at = Some(evict_at.map_or(at, |e| e.min(at)));
+            }
+        }
+        if untolerated || evict_at.is_some_and(|at| now >= at) {
+            let ns = meta_str(pod, "namespace").to_string();
+            let name = meta_str(pod, "name").to_string();
+            if cluster
+                .delete(rt, Some(&ns), &name, &DeleteOptions::default())
+                .is_ok()
+            {
+                record_pod_event_from(
+                    cluster,
+                    pod,
+                    "taint-eviction-controller",
+                    "Normal",
+                    "TaintManagerEviction",
+                    &format!("Marking for deletion Pod {ns}/{name}"),
+                );
             }
         }
     }

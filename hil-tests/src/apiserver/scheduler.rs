@@ -264,6 +264,25 @@ pub fn record_pod_event(
     reason: &str,
     message: &str,
 ) {
+    record_pod_event_from(
+        cluster,
+        pod,
+        "default-scheduler",
+        event_type,
+        reason,
+        message,
+    );
+}
+
+/// Records a core/v1 Event about a pod from `component`.
+pub fn record_pod_event_from(
+    cluster: &Cluster,
+    pod: &Value,
+    component: &str,
+    event_type: &str,
+    reason: &str,
+    message: &str,
+) {
     let Some(rt) = resources::find("", "v1", "events") else {
         return;
     };
@@ -275,13 +294,13 @@ pub fn record_pod_event(
             "apiVersion": "v1", "resourceVersion": meta_str(pod, "resourceVersion")},
         "reason": reason,
         "message": message,
-        "source": {"component": "default-scheduler"},
+        "source": {"component": component},
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,
         "type": event_type,
         "eventTime": null,
-        "reportingComponent": "default-scheduler",
+        "reportingComponent": component,
         "reportingInstance": "",
     });
     if let Err(e) = cluster.create(rt, Some(ns), ev) {

@@ -11,7 +11,7 @@ use edge_hil_tests::apiserver::{ApiServer, ApiServerConfig};
 /// Kubernetes API server emulator for tests: HTTPS with a generated CA, bearer-token auth,
 /// a kubeconfig written into --dir, plus a scheduler and node lifecycle controller.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     /// Directory for the generated kubeconfig, CA and certificates (created if missing).
     #[arg(long, env = "HIL_APISERVER_DIR")]
