@@ -164,15 +164,15 @@ pub enum Effect {
     Events(Vec<PodEvent>),
 }
 
-/// Hash of what a container was created from; a change replaces the container.
+/// Hash of what a container was created from; a change replaces the container (in
+/// Kubernetes only the image of a running pod can change). The environment is left out:
+/// the gateway resolves it from ConfigMaps and Secrets, and like the kubelet the agent
+/// does not restart a container when those change later.
 pub fn spec_hash(c: &ContainerSpec) -> String {
-    let bytes = serde_json::to_vec(c).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    let mut c = c.clone();
+    c.env.clear();
+    let bytes = serde_json::to_vec(&c).unwrap_or_default();
+    format!("{:016x}", spec_hash_bytes(&bytes))
 }
 
 #[derive(Debug, Clone, PartialEq)]

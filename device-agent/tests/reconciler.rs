@@ -681,3 +681,55 @@ fn log_targets() {
         Ok("c0".into())
     );
 }
+
+#[test]
+fn an_image_change_replaces_the_container_an_env_change_does_not() {
+    let p = pod("u13", RestartPolicy::Always);
+    let mut lc = PodLifecycle::new(timings(), None);
+    lc.handle(Input::Desired(DesiredSet {
+        generation: 1,
+        pods: vec![p.clone()],
+    }));
+    let running = snapshot(&p, "c0", 0, RunState::Running { started_at: S });
+    lc.handle(Input::Containers {
+        list: vec![running.clone()],
+        now: 2 * S,
+    });
+    lc.handle(Input::Done(Outcome::VolumesReady {
+        pod_uid: "u13".into(),
+        result: Ok(()),
+    }));
+    let mut env_changed = p.clone();
+    env_changed.containers[0].env = vec![edge_protocol::EnvVar {
+        name: "A".into(),
+        value: "b".into(),
+    }];
+    let fx = lc.handle(Input::Desired(DesiredSet {
+        generation: 2,
+        pods: vec![env_changed.clone()],
+    }));
+    assert!(!has(&fx, |e| matches!(e, Effect::Stop { .. })), "{fx:?}");
+    let mut image_changed = env_changed;
+    image_changed.containers[0].image = "localhost/busybox:v2".into();
+    let fx = lc.handle(Input::Desired(DesiredSet {
+        generation: 3,
+        pods: vec![image_changed],
+    }));
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::Stop { id, .. } if id == "c0")
+    ));
+    assert_eq!(event_reasons(&fx), vec!["Killing"]);
+    // Once stopped, the new instance comes at once (no crash-loop back-off).
+    let fx = lc.handle(Input::Containers {
+        list: vec![snapshot(&p, "c0", 0, exited(137, S, 3 * S))],
+        now: 3 * S,
+    });
+    assert!(
+        has(
+            &fx,
+            |e| matches!(e, Effect::EnsureImage { image, .. } if image == "localhost/busybox:v2")
+        ),
+        "{fx:?}"
+    );
+}
