@@ -266,3 +266,34 @@ fn rand_suffix() -> usize {
         .subsec_nanos() as usize
         % 100_000
 }
+
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() {
+    let (_s, client, _d) = start(|_| {}).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut c = cm("m", "x");
+    c.data = Some([("big".to_string(), "value".to_string())].into());
+    cms.create(&PostParams::default(), &c).await.unwrap();
+    let meta = cms.get_metadata("m").await.unwrap();
+    assert_eq!(meta.metadata.name.as_deref(), Some("m"));
+    assert_eq!(meta.types.unwrap().kind, "PartialObjectMetadata");
+    let list = cms
+        .list_metadata(&kube::api::ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    let mut w = cms
+        .watch_metadata(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match ev {
+        WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("m")),
+        other => panic!("unexpected {other:?}"),
+    }
+}

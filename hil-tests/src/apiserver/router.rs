@@ -318,6 +318,20 @@ fn parse_json(body: &[u8], content_type: &str) -> ApiResult<Value> {
     }
 }
 
+/// Whether the client asked for `PartialObjectMetadata` (metadata-only clients).
+fn wants_metadata(accept: &str) -> bool {
+    accept.split(',').any(|p| {
+        let p = p.replace(' ', "");
+        p.contains("as=PartialObjectMetadata") && p.contains("g=meta.k8s.io")
+    })
+}
+
+/// An object reduced to `PartialObjectMetadata`.
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_default()})
+}
+
 fn respond_object(
     rt: &ResourceType,
     code: u16,
@@ -325,6 +339,12 @@ fn respond_object(
     accept: &str,
     q: &HashMap<String, String>,
 ) -> Response<Body> {
+    if tables::wants_table(accept).is_none()
+        && wants_metadata(accept)
+        && obj.get("kind").and_then(Value::as_str) == Some(rt.kind)
+    {
+        return json_response(code, &partial(obj));
+    }
     match tables::wants_table(accept) {
         Some(v) if obj.get("kind").and_then(Value::as_str) == Some(rt.kind) => {
             let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
@@ -391,6 +411,18 @@ async fn resource(
                     Ok(json_response(
                         200,
                         &tables::table(rt, &items, meta, include, v, true),
+                    ))
+                }
+                None if wants_metadata(&accept) => {
+                    let items: Vec<Value> = list
+                        .get("items")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().map(partial).collect())
+                        .unwrap_or_default();
+                    Ok(json_response(
+                        200,
+                        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                            "metadata": list.get("metadata").cloned().unwrap_or_default(), "items": items}),
                     ))
                 }
                 None => Ok(json_response(200, &list)),
@@ -511,6 +543,7 @@ fn start_watch(
         ));
     }
     let table = tables::wants_table(accept);
+    let metadata_only = table.is_none() && wants_metadata(accept);
     let include = IncludeObject::parse(q.get("includeObject").map(String::as_str));
     let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let render: watch::Render = Arc::new(move |o: &Value| {
@@ -528,6 +561,7 @@ fn start_watch(
                     with_columns,
                 )
             }
+            None if metadata_only => partial(&served),
             None => served,
         }
     });

@@ -127,17 +127,22 @@ pub fn start(
             let since: u64 = rv_param.parse().map_err(|_| {
                 ApiError::bad_request(format!("invalid resource version: {rv_param}"))
             })?;
-            match store.subscribe(since) {
-                Ok((past, rx)) => {
-                    let evs = past.iter().filter_map(|e| filter.translate(e)).collect();
-                    (
-                        evs,
-                        Some(rx),
-                        since.max(past.last().map_or(since, |e| e.rv)),
-                        None,
-                    )
+            if since > current {
+                // kube-apiserver waits up to 3 s for a future version, then gives up.
+                (Vec::new(), None, current, Some((since, 0)))
+            } else {
+                match store.subscribe(since) {
+                    Ok((past, rx)) => {
+                        let evs = past.iter().filter_map(|e| filter.translate(e)).collect();
+                        (
+                            evs,
+                            Some(rx),
+                            since.max(past.last().map_or(since, |e| e.rv)),
+                            None,
+                        )
+                    }
+                    Err(old) => (Vec::new(), None, current, Some((since, old.oldest))),
                 }
-                Err(old) => (Vec::new(), None, current, Some((since, old.oldest))),
             }
         }
     };
@@ -147,8 +152,17 @@ pub fn start(
     let api_version = rt.api_version();
     tokio::spawn(async move {
         if let Some((since, oldest)) = too_old {
-            let status =
-                ApiError::gone(format!("too old resource version: {since} ({oldest})")).to_status();
+            let status = if oldest == 0 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                ApiError::new(
+                    504,
+                    "Timeout",
+                    format!("Too large resource version: {since}, current: {start_rv}"),
+                )
+                .to_status()
+            } else {
+                ApiError::gone(format!("too old resource version: {since} ({oldest})")).to_status()
+            };
             let _ = tx.send(line("ERROR", status)).await;
             return;
         }
