@@ -183,7 +183,7 @@ impl AgentLoop {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(event) = session_rx.recv() => self.on_session(event).await,
+                Some(event) = session_rx.recv() => self.on_session(event),
                 Some(input) = inputs_rx.recv() => {
                     let relist = matches!(&input, Input::Done(
                         Outcome::Started { .. } | Outcome::StartFailed { .. } | Outcome::Stopped { .. }
@@ -337,13 +337,13 @@ impl AgentLoop {
         });
     }
 
-    async fn on_session(&mut self, event: SessionEvent) {
+    fn on_session(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Connected => self.maybe_ready(),
             SessionEvent::Disconnected => {}
             SessionEvent::Message(publish) => {
                 self.on_message(&publish);
-                self.session.ack(&publish).await;
+                self.session.ack(&publish);
             }
         }
     }

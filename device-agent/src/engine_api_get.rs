@@ -32,9 +32,18 @@ impl Endpoint {
     }
 }
 
+/// A GET that takes longer than this counts as failed (the runtime is hung).
+const GET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `GET path` (path includes the version prefix and query); returns the status code and
 /// the JSON body.
 pub async fn get_json(endpoint: &Endpoint, path: &str) -> Result<(u16, Value), RuntimeError> {
+    tokio::time::timeout(GET_TIMEOUT, get_json_inner(endpoint, path))
+        .await
+        .map_err(|_| RuntimeError::Timeout(GET_TIMEOUT))?
+}
+
+async fn get_json_inner(endpoint: &Endpoint, path: &str) -> Result<(u16, Value), RuntimeError> {
     let request = format!(
         "GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: edge-agent\r\nAccept: application/json\r\n\r\n"
     );

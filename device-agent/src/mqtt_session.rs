@@ -240,10 +240,12 @@ impl MqttSession {
         let _ = self.uplink_tx.send(UplinkInput::NodeReport);
     }
 
-    /// Acknowledges a received message (after it was handled and persisted).
-    pub async fn ack(&self, publish: &Publish) {
-        if let Err(e) = self.client.ack(publish).await {
-            tracing::debug!(error = %e, "could not acknowledge message");
+    /// Acknowledges a received message (after it was handled and persisted). Never
+    /// waits: if the request queue is full (offline), the broker redelivers instead, and
+    /// the pods keep being reconciled meanwhile.
+    pub fn ack(&self, publish: &Publish) {
+        if let Err(e) = self.client.try_ack(publish) {
+            tracing::debug!(error = %e, "could not acknowledge message; it will be redelivered");
         }
     }
 
