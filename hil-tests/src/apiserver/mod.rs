@@ -111,7 +111,8 @@ pub struct ApiServerConfig {
     pub node_lifecycle: bool,
     /// Interval of watch bookmarks (kube-apiserver: about a minute).
     pub bookmark_interval: Duration,
-    /// How many change events the watch history keeps (older resourceVersions get 410).
+    /// How many change events the watch history keeps per resource (older
+    /// resourceVersions get 410).
     pub watch_history: usize,
     /// How often the controllers (scheduler, node lifecycle, namespaces) run.
     pub controller_interval: Duration,

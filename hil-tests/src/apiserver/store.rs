@@ -1,7 +1,7 @@
 //! Object storage with one cluster-wide, increasing resourceVersion, and the event
 //! history that watches resume from (like etcd plus the watch cache).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -64,8 +64,11 @@ pub type Subscription = (Vec<Arc<StoredEvent>>, broadcast::Receiver<Arc<StoredEv
 pub struct Store {
     rv: u64,
     objects: BTreeMap<ObjectKey, Arc<Value>>,
-    history: VecDeque<Arc<StoredEvent>>,
+    /// Per resource storage (like the per-resource watch cache): recent events and the
+    /// version before the oldest one kept.
+    history: HashMap<&'static str, (VecDeque<Arc<StoredEvent>>, u64)>,
     history_limit: usize,
+    /// Versions at or below this are gone for every resource (compaction).
     compacted: u64,
     tx: broadcast::Sender<Arc<StoredEvent>>,
 }
@@ -77,13 +80,13 @@ fn set_rv(obj: &mut Value, rv: u64) {
 }
 
 impl Store {
-    /// An empty store keeping `history_limit` events for watch resumption.
+    /// An empty store keeping `history_limit` events per resource for watch resumption.
     pub fn new(history_limit: usize) -> Self {
         let (tx, _) = broadcast::channel(8192);
         Self {
             rv: 1,
             objects: BTreeMap::new(),
-            history: VecDeque::new(),
+            history: HashMap::new(),
             history_limit: history_limit.max(1),
             compacted: 1,
             tx,
@@ -95,9 +98,11 @@ impl Store {
         self.rv
     }
 
-    /// The oldest resourceVersion a watch can resume from.
-    pub fn oldest_rv(&self) -> u64 {
-        self.compacted
+    /// The oldest resourceVersion a watch of `storage` can resume from.
+    pub fn oldest_rv(&self, storage: &str) -> u64 {
+        self.history
+            .get(storage)
+            .map_or(self.compacted, |(_, c)| (*c).max(self.compacted))
     }
 
     /// Gets one object.
@@ -124,10 +129,15 @@ impl Store {
 
     fn record(&mut self, ev: StoredEvent) {
         let ev = Arc::new(ev);
-        self.history.push_back(ev.clone());
-        while self.history.len() > self.history_limit {
-            if let Some(e) = self.history.pop_front() {
-                self.compacted = e.rv;
+        let limit = self.history_limit;
+        let (events, oldest) = self
+            .history
+            .entry(ev.storage)
+            .or_insert_with(|| (VecDeque::new(), 1));
+        events.push_back(ev.clone());
+        while events.len() > limit {
+            if let Some(e) = events.pop_front() {
+                *oldest = e.rv;
             }
         }
         // No receivers is fine.
@@ -184,18 +194,20 @@ impl Store {
     }
 
     /// Events after `since` plus a receiver for later ones, atomically.
-    pub fn subscribe(&self, since: u64) -> std::result::Result<Subscription, TooOld> {
-        if since < self.compacted {
-            return Err(TooOld {
-                oldest: self.compacted,
-            });
+    pub fn subscribe(
+        &self,
+        storage: &str,
+        since: u64,
+    ) -> std::result::Result<Subscription, TooOld> {
+        let oldest = self.oldest_rv(storage);
+        if since < oldest {
+            return Err(TooOld { oldest });
         }
         let past = self
             .history
-            .iter()
-            .filter(|e| e.rv > since)
-            .cloned()
-            .collect();
+            .get(storage)
+            .map(|(events, _)| events.iter().filter(|e| e.rv > since).cloned().collect())
+            .unwrap_or_default();
         Ok((past, self.tx.subscribe()))
     }
 
@@ -210,7 +222,7 @@ impl Store {
         Self {
             rv: self.rv,
             objects: self.objects.clone(),
-            history: VecDeque::new(),
+            history: HashMap::new(),
             history_limit: 1,
             compacted: self.rv,
             tx,
@@ -238,8 +250,9 @@ mod tests {
         s.insert("pods", "default", "b", json!({"metadata":{"name":"b"}}));
         s.insert("pods", "default", "c", json!({"metadata":{"name":"c"}}));
         assert_eq!(s.current_rv(), 4);
-        assert!(s.subscribe(1).is_err());
-        let (past, _) = s.subscribe(3).unwrap();
+        assert!(s.subscribe("pods", 1).is_err());
+        let (past, _) = s.subscribe("pods", 3).unwrap();
+        assert!(s.subscribe("leases", 1).is_ok(), "history is per resource");
         assert_eq!(past.len(), 1);
         assert_eq!(s.list("pods", Some("default")).len(), 3);
         assert_eq!(s.list("pods", Some("other")).len(), 0);

@@ -131,7 +131,7 @@ pub fn start(
                 // kube-apiserver waits up to 3 s for a future version, then gives up.
                 (Vec::new(), None, current, Some((since, 0)))
             } else {
-                match store.subscribe(since) {
+                match store.subscribe(rt.storage, since) {
                     Ok((past, rx)) => {
                         let evs = past.iter().filter_map(|e| filter.translate(e)).collect();
                         (
