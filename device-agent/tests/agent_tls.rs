@@ -146,10 +146,6 @@ async fn mqtts_with_client_certificate_through_mosquitto_acl() {
         ),
     )
     .unwrap();
-    let mut agent =
-        AgentProcess::start_with(vec![agent_binary()], device, plain_port, dir.path(), &[]);
-    // Restart it with the file only (no plain broker URL flag).
-    agent.kill9();
     let state = dir.path().join("tls-state");
     let log = std::fs::File::create(dir.path().join("agent-tls.log")).unwrap();
     let mut child = Command::new(agent_binary())
