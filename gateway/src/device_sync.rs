@@ -312,7 +312,13 @@ impl DeviceSync {
                 }
                 // The device runs pods Kubernetes no longer has: send the set again so it
                 // removes them (once per generation, and never before we are synced).
-                if stray && self.synced && self.stray_republished_at != Some(self.generation) {
+                // (only when it claims to have applied our latest set: a report made
+                // before that set arrived naturally lists pods it is about to remove)
+                if stray
+                    && observed_generation >= self.generation
+                    && self.synced
+                    && self.stray_republished_at != Some(self.generation)
+                {
                     self.stray_republished_at = Some(self.generation);
                     self.published_generation = 0;
                     self.maybe_publish(&mut effects);
@@ -568,6 +574,22 @@ mod tests {
         };
         assert_eq!(publishes(&s.handle(stray.clone())), vec![1]);
         assert!(publishes(&s.handle(stray)).is_empty());
+    }
+
+    #[test]
+    fn stale_reports_with_extra_pods_do_not_trigger_a_republish() {
+        let mut s = online_synced();
+        s.handle(SyncInput::PodUpserted(spec("a")));
+        s.handle(SyncInput::PodUpserted(spec("b")));
+        let e = s.handle(SyncInput::StatusReport {
+            observed_generation: 1,
+            full: true,
+            pods: vec![ReportedPod {
+                uid: "old".into(),
+                removed: false,
+            }],
+        });
+        assert!(publishes(&e).is_empty(), "{e:?}");
     }
 
     #[test]

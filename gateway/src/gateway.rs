@@ -189,8 +189,9 @@ pub async fn start(
         kubelet_port,
     };
     let (feedback_tx, mut feedback_rx) = mpsc::unbounded_channel();
+    // Writes of one device stay in order on its shard; shards run concurrently.
     let ops = kube_writer::spawn_workers(
-        4,
+        32,
         client.clone(),
         metrics.clone(),
         node_settings.clone(),

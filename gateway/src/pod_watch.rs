@@ -219,7 +219,9 @@ pub async fn run(
     token: CancellationToken,
 ) {
     let api: Api<Pod> = Api::all(client.clone());
-    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+    // Only bound pods; those of other nodes are skipped below without any API call.
+    let config = watcher::Config::default().fields("spec.nodeName!=");
+    let mut stream = watcher::watcher(api, config).boxed();
     let mut watch = PodWatch {
         client,
         fleet,
