@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use edge_hil_tests::stack::{AgentBuild, BrokerKind, Stack, StackOptions, eventually};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::{Api, ResourceExt};
 use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 pub const IMAGE: &str = "localhost/busybox:test";
@@ -216,12 +216,21 @@ pub fn runtime_containers(pod_uid: &str) -> Result<Vec<(String, String)>> {
         .args(["--filter", &format!("label=io.edge-kube.pod-uid={pod_uid}")])
         .output()
         .context("running podman")?;
-    ensure!(out.status.success(), "podman ps: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "podman ps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
     Ok(listed
         .iter()
         .map(|c| {
-            let field = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let field = |k: &str| {
+                c.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             (field("Id"), field("State"))
         })
         .collect())
@@ -896,7 +905,11 @@ pub async fn hostile_traffic(broker: BrokerKind) -> Result<()> {
     pubmsg("edge/v1/intruder-1/up/status", &spoof)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = pods(&stack).await?.get("still-served").await?;
-    ensure!(is_ready(&after), "a spoofed report changed another device's pod: {}", brief_status(&after));
+    ensure!(
+        is_ready(&after),
+        "a spoofed report changed another device's pod: {}",
+        brief_status(&after)
+    );
     Ok(())
 }
 
