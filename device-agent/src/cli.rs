@@ -93,12 +93,21 @@ pub struct RunArgs {
     /// Extra node label key=value; repeat (or comma-separate in the env var).
     #[arg(long = "label", env = "EDGE_AGENT_LABELS", value_delimiter = ',')]
     pub labels: Vec<String>,
-    /// Log filter (tracing env-filter syntax), e.g. info or edge_agent=debug.
-    #[arg(long, env = "EDGE_AGENT_LOG_FILTER", default_value = "info")]
-    pub log_filter: String,
+    /// Log filter (tracing env-filter syntax), e.g. info or edge_agent=debug
+    /// [default: $RUST_LOG, else info].
+    #[arg(long, env = "EDGE_AGENT_LOG_FILTER")]
+    pub log_filter: Option<String>,
 }
 
 impl RunArgs {
+    /// The log filter: the flag or `EDGE_AGENT_LOG_FILTER`, else `RUST_LOG`, else `info`.
+    pub fn log_filter(&self) -> String {
+        self.log_filter
+            .clone()
+            .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "info".to_owned())
+    }
+
     /// Reads the config file (if any) and applies flags and env on top of it.
     pub fn resolve(&self) -> Result<AgentConfig, ConfigError> {
         let mut file = match &self.config {

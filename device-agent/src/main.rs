@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Run(args)) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_new(&args.log_filter)
+                    tracing_subscriber::EnvFilter::try_new(args.log_filter())
                         .context("--log-filter is not a valid filter")?,
                 )
                 .with_writer(std::io::stderr)
