@@ -132,20 +132,49 @@ async fn merge_json_and_strategic_patches() {
 }
 
 #[tokio::test]
-async fn server_side_apply_creates_and_merges() {
+async fn server_side_apply_creates_merges_and_tracks_ownership() {
     let (_s, client, _d) = start().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let pp = PatchParams::apply("test-manager");
-    let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}});
+    let a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1", "keep": "x"}});
     let created = cms.patch("applied", &pp, &Patch::Apply(&a)).await.unwrap();
     assert_eq!(
         created.data.unwrap().get("a").map(String::as_str),
         Some("1")
     );
-    let b = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "2"}});
+    let mf = created.metadata.managed_fields.unwrap();
+    assert_eq!(mf[0].manager.as_deref(), Some("test-manager"));
+    assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+    // The same manager applying without "a" removes it; other fields merge.
+    let b = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"b": "2", "keep": "x"}});
     let merged = cms.patch("applied", &pp, &Patch::Apply(&b)).await.unwrap();
     let data = merged.data.unwrap();
     assert_eq!(data.get("b").map(String::as_str), Some("2"));
+    assert!(!data.contains_key("a"), "{data:?}");
+    // Another manager changing an owned field conflicts, unless forced.
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"keep": "y"}});
+    let (c, reason) = code(
+        cms.patch(
+            "applied",
+            &PatchParams::apply("other"),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((c, reason.as_str()), (409, "Conflict"));
+    let forced = cms
+        .patch(
+            "applied",
+            &PatchParams::apply("other").force(),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        forced.data.unwrap().get("keep").map(String::as_str),
+        Some("y")
+    );
     // Missing fieldManager is rejected like kube-apiserver.
     let (c, _) = code(
         cms.patch("applied", &PatchParams::default(), &Patch::Apply(&b))

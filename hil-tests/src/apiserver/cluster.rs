@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::apply;
 use super::clock;
 use super::conversion::{from_storage, to_storage};
 use super::defaults;
@@ -108,7 +109,13 @@ fn comparable(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
-        m.remove("managedFields");
+        if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+            for e in entries {
+                if let Some(e) = e.as_object_mut() {
+                    e.remove("time");
+                }
+            }
+        }
     }
     o
 }
@@ -231,7 +238,6 @@ impl Cluster {
             "deletionGracePeriodSeconds",
             "selfLink",
             "generation",
-            "managedFields",
         ] {
             m.remove(k);
         }
@@ -408,10 +414,14 @@ impl Cluster {
         }
         match sub {
             Some("status") => {
-                // Only status changes; metadata and spec stay as stored.
+                // Only status changes (and field ownership); metadata and spec stay as stored.
                 let status = new.get("status").cloned().unwrap_or_else(|| json!({}));
+                let managed = new.pointer("/metadata/managedFields").cloned();
                 new = old.clone();
                 new["status"] = status;
+                if let Some(mf) = managed {
+                    new["metadata"]["managedFields"] = mf;
+                }
             }
             Some("approval") => {
                 let mut conds = new
@@ -531,6 +541,7 @@ impl Cluster {
         sub: Option<&str>,
         field_manager: Option<&str>,
         field_validation: Option<&str>,
+        force: bool,
     ) -> ApiResult<(Value, bool)> {
         if pt == PatchType::Apply && field_manager.is_none_or(str::is_empty) {
             return Err(ApiError::invalid(
@@ -557,6 +568,27 @@ impl Cluster {
                         )));
                     }
                     validation::check(rt, &body, field_validation)?;
+                    let body = apply::apply(
+                        rt.kind,
+                        &rt.api_version(),
+                        &json!({"metadata": {}}),
+                        &body,
+                        field_manager.unwrap_or(""),
+                        force,
+                        None,
+                    )
+                    .map(|mut created| {
+                        // The created object is the applied configuration plus ownership.
+                        let managed = created.pointer("/metadata/managedFields").cloned();
+                        created = body.clone();
+                        if let (Some(m), Some(mf)) = (
+                            created.get_mut("metadata").and_then(Value::as_object_mut),
+                            managed,
+                        ) {
+                            m.insert("managedFields".into(), mf);
+                        }
+                        created
+                    })?;
                     return match self.create(rt, ns, body) {
                         Err(e) if e.reason == "AlreadyExists" => continue,
                         other => other.map(|o| (o, true)),
@@ -565,7 +597,19 @@ impl Cluster {
                 return Err(ApiError::not_found(rt.group, rt.plural, name));
             };
             let served = from_storage(rt, &old);
-            let patched = patch::apply_patch(pt, rt.kind, &served, patch_body)?;
+            let patched = if pt == PatchType::Apply {
+                apply::apply(
+                    rt.kind,
+                    &rt.api_version(),
+                    &served,
+                    patch_body,
+                    field_manager.unwrap_or(""),
+                    force,
+                    sub,
+                )?
+            } else {
+                patch::apply_patch(pt, rt.kind, &served, patch_body)?
+            };
             validation::check(rt, &patched, field_validation)?;
             let old_rv = meta_str(&old, "resourceVersion").to_string();
             let patch_rv = meta_str(&patched, "resourceVersion").to_string();

@@ -6,6 +6,7 @@
 //!
 //! | module | what is there |
 //! |---|---|
+//! | [`apply`] | server-side apply with field ownership (`managedFields`) |
 //! | [`certs`] | generated CAs, serving certificate, kubelet client certificate |
 //! | [`kubeconfig`] | the kubeconfig written on start |
 //! | [`resources`] | the served resource types (kinds, scope, verbs, subresources) |
@@ -32,6 +33,7 @@
 //! | [`errors`] | `Status` errors with kube-apiserver's reasons and codes |
 //! | [`clock`] | Kubernetes time formats |
 
+pub mod apply;
 pub mod certs;
 pub mod clock;
 pub mod cluster;

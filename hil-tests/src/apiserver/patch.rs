@@ -34,7 +34,7 @@ impl PatchType {
 
 /// How a list field is patched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     Replace,
     MergeKey(&'static str),
     MergePrimitive,
@@ -42,7 +42,7 @@ enum ListStrategy {
 
 /// The patch strategy of the list at `path` (field names joined by '.', no indices),
 /// following the `patchStrategy`/`patchMergeKey` tags of the Kubernetes API types.
-fn list_strategy(kind: &str, path: &str) -> ListStrategy {
+pub(crate) fn list_strategy(kind: &str, path: &str) -> ListStrategy {
     let field = path.rsplit('.').next().unwrap_or(path);
     match (kind, field) {
         (_, "finalizers") if path == "metadata.finalizers" => ListStrategy::MergePrimitive,

@@ -472,6 +472,7 @@ async fn resource(
                 sub,
                 q.get("fieldManager").map(String::as_str),
                 q.get("fieldValidation").map(String::as_str),
+                flag(&q, "force"),
             )?;
             Ok(respond_object(
                 rt,
