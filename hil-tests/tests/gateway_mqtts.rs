@@ -106,12 +106,14 @@ fn start_mosquitto(dir: &Path, pki: &Pki) -> Broker {
         .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
         .spawn()
         .unwrap();
+    let broker = Broker { child, port };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Broker { child, port };
+            return broker;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    drop(broker);
     panic!(
         "mosquitto did not listen on {port}: {}",
         std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
