@@ -554,3 +554,39 @@ async fn namespace_deletion_empties_and_removes_it() {
     );
     assert_eq!(code, 403);
 }
+
+#[tokio::test]
+async fn invalid_objects_are_422_with_field_paths() {
+    let (_s, client, _d) = start().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let no_image: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}),
+    )
+    .unwrap();
+    let (code, reason, msg) = status_of(
+        pods.create(&PostParams::default(), &no_image)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        msg,
+        "Pod \"p\" is invalid: spec.containers[0].image: Required value"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("ok")).await.unwrap();
+    let (code, _, msg) = status_of(
+        cms.patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"bad key": "x"}}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+    assert!(
+        msg.starts_with("ConfigMap \"ok\" is invalid: metadata.labels: Invalid value: \"bad key\""),
+        "{msg}"
+    );
+}

@@ -12,6 +12,7 @@ use super::clock;
 use super::conversion::{from_storage, to_storage};
 use super::defaults;
 use super::errors::{ApiError, ApiResult};
+use super::object_validation;
 use super::patch::{self, PatchType};
 use super::resources::{self, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
@@ -266,6 +267,7 @@ impl Cluster {
             }
             _ => {}
         }
+        object_validation::validate(rt, &obj)?;
         let mut store = self.lock();
         Self::admit_namespace(&store, rt, &ns)?;
         if store.get(rt.storage, &ns, &name).is_some() {
@@ -507,6 +509,9 @@ impl Cluster {
             }
         }
         new["metadata"]["resourceVersion"] = json!(meta_str(old, "resourceVersion"));
+        if sub.is_none() {
+            object_validation::validate(rt, &new)?;
+        }
         if comparable(&new) == comparable(old) {
             // No-op updates write nothing and emit no event.
             return Ok(Arc::new(old.clone()));

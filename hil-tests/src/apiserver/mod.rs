@@ -11,6 +11,7 @@
 //! | [`kubeconfig`] | the kubeconfig written on start |
 //! | [`resources`] | the served resource types (kinds, scope, verbs, subresources) |
 //! | [`discovery`] | `/version`, `/api`, `/apis`, aggregated discovery |
+//! | [`object_validation`] | labels, annotations, pod containers (422 Invalid) |
 //! | [`openapi`] | `/openapi/v2` and `/openapi/v3` documents |
 //! | [`store`] | storage, the cluster-wide resourceVersion, watch history |
 //! | [`cluster`] | create/get/list/update/patch/binding semantics |
@@ -46,6 +47,7 @@ pub mod errors;
 pub mod kubeconfig;
 pub mod log_proxy;
 pub mod node_lifecycle;
+pub mod object_validation;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
