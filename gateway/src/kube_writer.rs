@@ -4,9 +4,11 @@
 //! so writes about one node never overtake each other and a slow API call for one
 //! device does not hold up the rest of the fleet.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use edge_protocol::{DeviceId, NodeReport};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -171,6 +173,74 @@ struct Worker {
     metrics: Arc<Metrics>,
     settings: NodeSettings,
     feedback: mpsc::UnboundedSender<KubeFeedback>,
+    recent_events: EventCorrelator,
+}
+
+/// Repeats of an event (same object, container, type, reason and message) within
+/// [`EVENT_AGGREGATION_WINDOW`] update the existing Event's count and lastTimestamp,
+/// as the kubelet's event correlator does, instead of creating a new Event each time.
+pub const EVENT_AGGREGATION_WINDOW: Duration = Duration::from_secs(600);
+const EVENT_CACHE_LIMIT: usize = 4096;
+
+type EventKey = (String, Option<String>, String, String, String);
+
+#[derive(Debug, Default)]
+struct EventCorrelator {
+    recent: HashMap<EventKey, RecentEvent>,
+}
+
+#[derive(Debug, Clone)]
+struct RecentEvent {
+    namespace: String,
+    name: String,
+    count: i32,
+    at: Instant,
+}
+
+fn event_key(e: &Event) -> EventKey {
+    (
+        e.involved_object.uid.clone().unwrap_or_default(),
+        e.involved_object.field_path.clone(),
+        e.type_.clone().unwrap_or_default(),
+        e.reason.clone().unwrap_or_default(),
+        e.message.clone().unwrap_or_default(),
+    )
+}
+
+impl EventCorrelator {
+    /// The earlier Event this one repeats, if any (still within the window).
+    fn earlier(&mut self, e: &Event, now: Instant) -> Option<RecentEvent> {
+        let key = event_key(e);
+        match self.recent.get(&key) {
+            Some(r) if now.saturating_duration_since(r.at) < EVENT_AGGREGATION_WINDOW => {
+                Some(r.clone())
+            }
+            Some(_) => {
+                self.recent.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&mut self, e: &Event, count: i32, now: Instant) {
+        if self.recent.len() >= EVENT_CACHE_LIMIT {
+            self.recent
+                .retain(|_, r| now.saturating_duration_since(r.at) < EVENT_AGGREGATION_WINDOW);
+            if self.recent.len() >= EVENT_CACHE_LIMIT {
+                self.recent.clear();
+            }
+        }
+        self.recent.insert(
+            event_key(e),
+            RecentEvent {
+                namespace: e.metadata.namespace.clone().unwrap_or_default(),
+                name: e.metadata.name.clone().unwrap_or_default(),
+                count,
+                at: now,
+            },
+        );
+    }
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
@@ -183,7 +253,7 @@ impl Worker {
         warn!(operation, target, error = %e, "Kubernetes API call failed");
     }
 
-    async fn run(&self, op: KubeOp) {
+    async fn run(&mut self, op: KubeOp) {
         match op {
             KubeOp::UpsertNode {
                 device,
@@ -336,8 +406,44 @@ impl Worker {
             KubeOp::RecordEvent { event, .. } => {
                 let ns = event.metadata.namespace.clone().unwrap_or_default();
                 let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-                if let Err(e) = events.create(&PostParams::default(), &event).await {
-                    self.failed("create_event", &ns, &e);
+                let now = Instant::now();
+                let added = event.count.unwrap_or(1).max(1);
+                if let Some(earlier) = self.recent_events.earlier(&event, now) {
+                    let count = earlier.count.saturating_add(added);
+                    let patch = json!({"count": count, "lastTimestamp": event.last_timestamp});
+                    match events
+                        .patch(
+                            &earlier.name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await
+                    {
+                        Ok(_) => {
+                            self.recent_events.remember(
+                                &Event {
+                                    metadata: ObjectMeta {
+                                        name: Some(earlier.name.clone()),
+                                        namespace: Some(earlier.namespace.clone()),
+                                        ..Default::default()
+                                    },
+                                    ..(*event).clone()
+                                },
+                                count,
+                                now,
+                            );
+                            return;
+                        }
+                        Err(e) if is_status(&e, 404) => {}
+                        Err(e) => {
+                            self.failed("patch_event", &ns, &e);
+                            return;
+                        }
+                    }
+                }
+                match events.create(&PostParams::default(), &event).await {
+                    Ok(_) => self.recent_events.remember(&event, added, now),
+                    Err(e) => self.failed("create_event", &ns, &e),
                 }
             }
         }
@@ -377,7 +483,9 @@ pub fn spawn_workers(
             metrics: metrics.clone(),
             settings: settings.clone(),
             feedback: feedback.clone(),
+            recent_events: EventCorrelator::default(),
         };
+        let mut worker = worker;
         let token = token.clone();
         tokio::spawn(async move {
             loop {

@@ -45,11 +45,11 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         resource: "secrets",
         verbs: &["get"],
     },
-    // Events as the kubelet records them.
+    // Events as the kubelet records them (repeats update count and lastTimestamp).
     ApiPermission {
         api_group: "",
         resource: "events",
-        verbs: &["create"],
+        verbs: &["create", "patch"],
     },
     // Node heartbeats in kube-node-lease: patched (created when absent).
     ApiPermission {

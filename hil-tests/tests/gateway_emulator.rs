@@ -807,3 +807,55 @@ async fn revoked_and_unlisted_devices_are_refused_at_hello() {
     assert!(nodes.get_opt("pi-revoked").await.unwrap().is_none());
     assert!(nodes.get_opt("stranger").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_events_are_aggregated_like_the_kubelet_does() {
+    let bed = bed().await;
+    let dev = bed.device("pi-01", |_| {}).await;
+    wait_node(&bed.client, "pi-01").await;
+    let pods: Api<Pod> = Api::namespaced(bed.client.clone(), "default");
+    pods.create(
+        &PostParams::default(),
+        &device_pod("crashy", "pi-01", json!({})),
+    )
+    .await
+    .unwrap();
+    let p = wait_pod(&bed.client, "crashy", "Running", |p| {
+        phase(p) == Some("Running")
+    })
+    .await;
+    let uid = p.metadata.uid.unwrap();
+    let backoff = json!({"protocol": "1.0", "kind": "podEventReport", "body": {"events": [{
+        "podUid": uid, "namespace": "default", "podName": "crashy", "container": "app",
+        "type": "Warning", "reason": "BackOff",
+        "message": "Back-off restarting failed container app", "timestamp": 1_700_000_000_000u64, "count": 1
+    }]}});
+    for _ in 0..3 {
+        dev.publish_raw(
+            "edge/v1/pi-01/up/events",
+            serde_json::to_vec(&backoff).unwrap(),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let events: Api<Event> = Api::namespaced(bed.client.clone(), "default");
+    let e = eventually(10, "one BackOff event with count 3", || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.unwrap();
+            let backoffs: Vec<Event> = list
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("BackOff"))
+                .collect();
+            (backoffs.len() == 1 && backoffs[0].count == Some(3)).then(|| backoffs[0].clone())
+        }
+    })
+    .await;
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        e.involved_object.field_path.as_deref(),
+        Some("spec.containers{app}")
+    );
+}
