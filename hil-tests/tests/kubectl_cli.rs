@@ -726,3 +726,50 @@ async fn typed_client_writes_in_protobuf_and_csr_approval() {
     let eku = cert.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.client_auth && !eku.server_auth);
 }
+
+#[tokio::test]
+async fn drain_cordons_and_evicts_through_pods_eviction() {
+    let (server, client, _dir) = start().await;
+    let k = Kubectl::new(server.kubeconfig_path());
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node_json("pi-01", 10250))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "app"}, "spec": {"nodeName": "pi-01",
+        "containers": [{"name": "main", "image": "localhost/busybox:test"}]}}),
+    )
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    // A stand-in kubelet: finishes graceful deletions with the grace-0 delete.
+    let kubelet = {
+        let pods = pods.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(p) = pods.get_opt("app").await.unwrap() {
+                    if p.metadata.deletion_timestamp.is_some() {
+                        let dp = DeleteParams {
+                            grace_period_seconds: Some(0),
+                            ..Default::default()
+                        };
+                        pods.delete("app", &dp).await.unwrap();
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let out = k.ok(&["drain", "pi-01", "--force", "--timeout=20s"]).await;
+    assert!(
+        out.contains("node/pi-01 cordoned")
+            && out.contains("pod/app evicted")
+            && out.contains("node/pi-01 drained"),
+        "{out}"
+    );
+    kubelet.await.unwrap();
+    let nodes = k.ok(&["get", "node", "pi-01", "--no-headers"]).await;
+    assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+    assert!(pods.get_opt("app").await.unwrap().is_none());
+}

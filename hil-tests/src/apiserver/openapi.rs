@@ -336,6 +336,7 @@ fn paths_for(rt: &ResourceType, paths: &mut Map<String, Value>) {
             "status" => "Status",
             "approval" => "Approval",
             "binding" => "Binding",
+            "eviction" => "Eviction",
             "log" => "Log",
             _ => "",
         };
@@ -388,6 +389,21 @@ fn paths_for(rt: &ResourceType, paths: &mut Map<String, Value>) {
                 );
                 o["x-kubernetes-group-version-kind"] =
                     json!({"group": "", "version": "v1", "kind": "Binding"});
+                m.insert("post".into(), o);
+            }
+            "eviction" => {
+                let mut o = op(
+                    "post",
+                    op_id("create", rt, namespaced, suffix),
+                    rt,
+                    write_params(),
+                    Some(
+                        json!({"content": content("io.k8s.api.policy.v1.Eviction", &["*/*"]), "required": true}),
+                    ),
+                    "io.k8s.api.policy.v1.Eviction",
+                );
+                o["x-kubernetes-group-version-kind"] =
+                    json!({"group": "policy", "version": "v1", "kind": "Eviction"});
                 m.insert("post".into(), o);
             }
             "log" => {

@@ -177,6 +177,12 @@ pub static RESOURCES: &[ResourceType] = &[
                 verbs: CREATE_ONLY,
             },
             Subresource {
+                name: "eviction",
+                kind: "Eviction",
+                kind_group: "policy",
+                verbs: CREATE_ONLY,
+            },
+            Subresource {
                 name: "log",
                 kind: "Pod",
                 kind_group: "",

@@ -452,6 +452,22 @@ async fn resource(
             let out = cluster.bind(ns.unwrap_or(""), name, &b)?;
             Ok(json_response(201, &out))
         }
+        (&Method::POST, Some(name), Some("eviction")) => {
+            // No PodDisruptionBudgets exist here, so an eviction is always allowed and is
+            // the delete it carries.
+            let body = read_body(req).await?;
+            let ev = parse_json(&body, &content_type)?;
+            let opts_body = ev
+                .get("deleteOptions")
+                .map(|o| o.to_string().into_bytes())
+                .unwrap_or_default();
+            let opts = DeleteOptions::parse(&opts_body, None, None)?;
+            cluster.delete(rt, ns, name, &opts)?;
+            Ok(json_response(
+                201,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("approval"))) => {
             let body = read_body(req).await?;
             let obj = parse_json(&body, &content_type)?;
