@@ -6,7 +6,7 @@
 //! Kubernetes writes to [`KubeOps`], MQTT messages to the outbox (whose task flushes the
 //! store before sending a desired set).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,8 @@ struct DeviceEntry {
     last_status_sequence: Option<u64>,
     /// Whether a full status report was asked for since the gateway started.
     status_resync_sent: bool,
+    /// Labels of the hello last applied to the Node (to remove ones the device dropped).
+    applied_labels: Option<BTreeMap<String, String>>,
 }
 
 impl DeviceEntry {
@@ -119,6 +121,7 @@ impl DeviceEntry {
             node_dirty: true,
             last_status_sequence: None,
             status_resync_sent: false,
+            applied_labels: None,
         }
     }
 }
@@ -370,7 +373,11 @@ impl Fleet {
                 adopt = true;
                 DeviceEntry::new(DeviceSync::new(device.clone()), None)
             });
-            entry.report = Some(report.clone());
+            if let Some(old) = entry.report.replace(report.clone()) {
+                entry
+                    .applied_labels
+                    .get_or_insert_with(|| crate::node_object::node_labels(device, &old).0);
+            }
             entry.last_seen = Some(now);
             // a hello starts a new agent session: accept its report sequence afresh
             entry.last_status_sequence = None;
@@ -624,58 +631,60 @@ impl Fleet {
                     went_offline = true;
                 }
             }
-            if entry.online {
-                let kube_now = now_time(jiff::Timestamp::now());
-                if let Some(report) = entry.report.clone() {
-                    let status = node_status(
-                        device,
-                        &report,
-                        &self.settings.node,
-                        kube_now.clone(),
-                        entry
-                            .ready_since
-                            .clone()
-                            .unwrap_or_else(|| kube_now.clone()),
-                    );
-                    if !entry.node_registered {
-                        if !entry.node_pending {
+            if entry.online && entry.report.is_some() {
+                let upsert = !entry.node_registered && !entry.node_pending;
+                let status_due = entry.node_registered
+                    && (entry.node_dirty
+                        || entry.last_node_status.is_none_or(|t| {
+                            now.saturating_duration_since(t) >= self.settings.node_status_interval
+                        }));
+                let lease_due = entry.node_registered
+                    && entry.last_lease.is_none_or(|t| {
+                        now.saturating_duration_since(t) >= self.settings.lease_renew
+                    });
+                if upsert || status_due {
+                    let kube_now = now_time(jiff::Timestamp::now());
+                    let ready_since = entry
+                        .ready_since
+                        .clone()
+                        .unwrap_or_else(|| kube_now.clone());
+                    if let Some(report) = entry.report.clone() {
+                        let status = Box::new(node_status(
+                            device,
+                            &report,
+                            &self.settings.node,
+                            kube_now.clone(),
+                            ready_since,
+                        ));
+                        entry.node_dirty = false;
+                        entry.last_node_status = Some(now);
+                        if upsert {
                             entry.node_pending = true;
-                            entry.node_dirty = false;
-                            entry.last_node_status = Some(now);
                             ops.push(KubeOp::UpsertNode {
                                 device: device.clone(),
                                 report: Box::new(report),
-                                status: Box::new(status),
+                                previous_labels: entry.applied_labels.take(),
+                                status,
                                 now: kube_now,
                             });
-                        }
-                    } else {
-                        let due = entry.last_node_status.is_none_or(|t| {
-                            now.saturating_duration_since(t) >= self.settings.node_status_interval
-                        });
-                        if entry.node_dirty || due {
-                            entry.node_dirty = false;
-                            entry.last_node_status = Some(now);
+                        } else {
                             ops.push(KubeOp::PatchNodeStatus {
                                 device: device.clone(),
-                                status: Box::new(status),
-                            });
-                        }
-                        let lease_due = entry.last_lease.is_none_or(|t| {
-                            now.saturating_duration_since(t) >= self.settings.lease_renew
-                        });
-                        if lease_due {
-                            entry.last_lease = Some(now);
-                            ops.push(KubeOp::RenewLease {
-                                device: device.clone(),
-                                node_uid: entry.node_uid.clone(),
-                                duration_seconds: i32::try_from(
-                                    self.settings.device_timeout.as_secs().max(1),
-                                )
-                                .unwrap_or(40),
+                                status,
                             });
                         }
                     }
+                }
+                if lease_due {
+                    entry.last_lease = Some(now);
+                    ops.push(KubeOp::RenewLease {
+                        device: device.clone(),
+                        node_uid: entry.node_uid.clone(),
+                        duration_seconds: i32::try_from(
+                            self.settings.device_timeout.as_secs().max(1),
+                        )
+                        .unwrap_or(40),
+                    });
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! so writes about one node never overtake each other and a slow API call for one
 //! device does not hold up the rest of the fleet.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +35,8 @@ pub enum KubeOp {
     UpsertNode {
         device: DeviceId,
         report: Box<NodeReport>,
+        /// Labels set from the previous hello: those no longer asked for are removed.
+        previous_labels: Option<BTreeMap<String, String>>,
         status: Box<NodeStatus>,
         now: Time,
     },
@@ -258,6 +260,7 @@ impl Worker {
             KubeOp::UpsertNode {
                 device,
                 report,
+                previous_labels,
                 status,
                 now,
             } => {
@@ -266,7 +269,16 @@ impl Worker {
                 if !dropped.is_empty() {
                     debug!(%device, ?dropped, "dropped labels the device may not set");
                 }
-                let patch = json!({"metadata": {"labels": labels}});
+                let mut label_patch = serde_json::Map::new();
+                for key in previous_labels.iter().flat_map(|p| p.keys()) {
+                    if !labels.contains_key(key) {
+                        label_patch.insert(key.clone(), serde_json::Value::Null);
+                    }
+                }
+                for (k, v) in &labels {
+                    label_patch.insert(k.clone(), json!(v));
+                }
+                let patch = json!({"metadata": {"labels": label_patch}});
                 let uid = match nodes
                     .patch(
                         device.as_str(),

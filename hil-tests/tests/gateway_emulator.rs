@@ -626,7 +626,14 @@ async fn kubelet_api_refuses_callers_without_a_client_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_device_stops_its_lease_and_the_node_becomes_unreachable() {
     let bed = bed_with(Duration::from_secs(2), |_| {}).await;
-    let dev = bed.device("pi-01", |_| {}).await;
+    let dev = bed
+        .device("pi-01", |c| {
+            c.labels = BTreeMap::from([
+                ("site".to_owned(), "lab".to_owned()),
+                ("zone".to_owned(), "a".to_owned()),
+            ]);
+        })
+        .await;
     wait_node(&bed.client, "pi-01").await;
     let nodes: Api<Node> = Api::all(bed.client.clone());
     let ready = |n: &Node| {
@@ -659,8 +666,12 @@ async fn offline_device_stops_its_lease_and_the_node_becomes_unreachable() {
             .render()
             .contains("edge_gateway_devices_online 0")
     );
-    // it comes back
-    let _dev = bed.device("pi-01", |_| {}).await;
+    // it comes back, asking for other labels: the Node follows
+    let _dev = bed
+        .device("pi-01", |c| {
+            c.labels = BTreeMap::from([("site".to_owned(), "field".to_owned())]);
+        })
+        .await;
     eventually(15, "Ready=True again", || {
         let nodes = nodes.clone();
         async move {
@@ -668,6 +679,10 @@ async fn offline_device_stops_its_lease_and_the_node_becomes_unreachable() {
         }
     })
     .await;
+    let labels = nodes.get("pi-01").await.unwrap().metadata.labels.unwrap();
+    assert_eq!(labels.get("site").map(String::as_str), Some("field"));
+    assert!(!labels.contains_key("zone"), "{labels:?}");
+    assert_eq!(labels["type"], "virtual-kubelet");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
