@@ -773,3 +773,68 @@ async fn drain_cordons_and_evicts_through_pods_eviction() {
     assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
     assert!(pods.get_opt("app").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn service_account_tokens_from_kubectl_create_token() {
+    let (server, client, _dir) = start().await;
+    let k = Kubectl::new(server.kubeconfig_path());
+    let token = k
+        .ok(&["create", "token", "default", "--audience", "edge-kubelet"])
+        .await;
+    let token = token.trim();
+    assert!(token.len() >= 32);
+    let too_short = k
+        .run(&["create", "token", "default", "--duration=1m"])
+        .await;
+    assert!(
+        String::from_utf8_lossy(&too_short.stderr)
+            .contains("may not specify a duration less than 10 minutes")
+    );
+    // The token authenticates API requests ...
+    let server_url = server.url();
+    let ca = server.kubelet_client_ca_path().with_file_name("ca.crt");
+    let mut c = Command::new(kubectl_bin());
+    c.args([
+        "--server",
+        &server_url,
+        "--certificate-authority",
+        ca.to_str().unwrap(),
+        "--token",
+        token,
+        "get",
+        "ns",
+        "default",
+        "--no-headers",
+    ]);
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ... and TokenReview names the service account, for its audience only.
+    let reviews: Api<k8s_openapi::api::authentication::v1::TokenReview> = Api::all(client.clone());
+    let review = |aud: &str| -> k8s_openapi::api::authentication::v1::TokenReview {
+        serde_json::from_value(json!({"spec": {"token": token, "audiences": [aud]}})).unwrap()
+    };
+    let ok = reviews
+        .create(&PostParams::default(), &review("edge-kubelet"))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(ok.authenticated, Some(true));
+    assert_eq!(
+        ok.user.unwrap().username.as_deref(),
+        Some("system:serviceaccount:default:default")
+    );
+    let wrong = reviews
+        .create(&PostParams::default(), &review("other"))
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(wrong.authenticated, Some(false));
+}

@@ -25,6 +25,7 @@
 //! | [`quantity`] | resource quantities (`100m`, `128Mi`) |
 //! | [`watch`] | watch streams, bookmarks, 410 Gone |
 //! | [`tables`] | server-side printing (`Table`) for kubectl |
+//! | [`tokens`] | admin and ServiceAccount bearer tokens (TokenRequest) |
 //! | [`validation`] | `fieldValidation=Strict` unknown-field detection |
 //! | [`reviews`] | tokenreviews, subjectaccessreviews |
 //! | [`log_proxy`] | pods/log proxied to the node's kubelet endpoint with a client cert |
@@ -59,6 +60,7 @@ pub mod scheduler;
 pub mod selectors;
 pub mod store;
 pub mod tables;
+pub mod tokens;
 pub mod validation;
 pub mod watch;
 
@@ -192,7 +194,7 @@ impl ApiServer {
         let cancel = CancellationToken::new();
         let ctx = Arc::new(router::Context {
             cluster: cluster.clone(),
-            token,
+            tokens: tokens::Tokens::new(token),
             server_address: format!("{host}:{}", addr.port()),
             bookmark_interval: config.bookmark_interval,
             cancel: cancel.clone(),

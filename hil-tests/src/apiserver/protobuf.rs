@@ -1,6 +1,7 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`)
 //! for the kinds kubectl's typed clients write: ConfigMap, Secret, Namespace,
-//! ServiceAccount, CertificateSigningRequest (create, and `kubectl certificate approve`).
+//! ServiceAccount, CertificateSigningRequest (create, and `kubectl certificate approve`),
+//! TokenRequest (`kubectl create token`).
 //! The envelope is the `k8s\0` magic and a `runtime.Unknown`; the object is decoded with
 //! the field numbers of `k8s.io/api`'s `generated.proto`, into the JSON form the rest of
 //! the emulator works on. Empty values are dropped, as JSON's `omitempty` would.
@@ -146,6 +147,28 @@ const CSR: &[Field] = &[
         Ty::Msg(&[
             r(1, "conditions", Ty::Msg(CSR_CONDITION)),
             f(2, "certificate", Ty::Bytes),
+        ]),
+    ),
+];
+
+const TOKEN_REQUEST: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Ty::Msg(&[
+            r(1, "audiences", Ty::Str),
+            f(
+                3,
+                "boundObjectRef",
+                Ty::Msg(&[
+                    f(1, "kind", Ty::Str),
+                    f(2, "apiVersion", Ty::Str),
+                    f(3, "name", Ty::Str),
+                    f(4, "uid", Ty::Str),
+                ]),
+            ),
+            f(4, "expirationSeconds", Ty::Int),
         ]),
     ),
 ];
@@ -340,12 +363,13 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
         ("certificates.k8s.io/v1", "CertificateSigningRequest") => CSR,
+        ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
         _ => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
                 format!(
-                    "the emulator decodes protobuf only for ConfigMap, Secret, Namespace, ServiceAccount and CertificateSigningRequest (got {api_version} {kind}); send JSON"
+                    "the emulator decodes protobuf only for ConfigMap, Secret, Namespace, ServiceAccount, CertificateSigningRequest and TokenRequest (got {api_version} {kind}); send JSON"
                 ),
             ));
         }

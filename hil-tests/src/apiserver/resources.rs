@@ -221,7 +221,12 @@ pub static RESOURCES: &[ResourceType] = &[
         short_names: &["sa"],
         categories: &[],
         verbs: RW_VERBS,
-        subresources: &[],
+        subresources: &[Subresource {
+            name: "token",
+            kind: "TokenRequest",
+            kind_group: "authentication.k8s.io",
+            verbs: CREATE_ONLY,
+        }],
         has_status: false,
         tracks_generation: false,
         virtual_only: false,

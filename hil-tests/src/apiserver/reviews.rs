@@ -4,12 +4,13 @@
 
 use serde_json::{Value, json};
 
-use super::cluster::{ADMIN_GROUPS, ADMIN_USER};
+use super::cluster::ADMIN_USER;
 use super::errors::{ApiError, ApiResult};
 use super::resources::ResourceType;
+use super::tokens::{DEFAULT_AUDIENCE, Tokens};
 
 /// Answers a review object of `rt`.
-pub fn review(rt: &ResourceType, token: &str, mut obj: Value) -> ApiResult<Value> {
+pub fn review(rt: &ResourceType, tokens: &Tokens, mut obj: Value) -> ApiResult<Value> {
     if !obj.is_object() {
         return Err(ApiError::bad_request(
             "the request body must be a JSON object",
@@ -26,14 +27,46 @@ pub fn review(rt: &ResourceType, token: &str, mut obj: Value) -> ApiResult<Value
                 .pointer("/spec/token")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let audiences = obj
+            let wanted: Vec<String> = obj
                 .pointer("/spec/audiences")
-                .cloned()
-                .unwrap_or_else(|| json!(["https://kubernetes.default.svc.cluster.local"]));
-            obj["status"] = if !presented.is_empty() && presented == token {
-                json!({"authenticated": true, "user": {"username": ADMIN_USER, "groups": ADMIN_GROUPS}, "audiences": audiences})
-            } else {
-                json!({"authenticated": false, "user": {}, "error": "[invalid bearer token, token lookup failed]"})
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            obj["status"] = match tokens
+                .authenticate(presented)
+                .filter(|_| !presented.is_empty())
+            {
+                Some(user) => {
+                    let audiences: Vec<String> = if wanted.is_empty() {
+                        if user.audiences.is_empty() {
+                            vec![DEFAULT_AUDIENCE.to_string()]
+                        } else {
+                            user.audiences.clone()
+                        }
+                    } else {
+                        wanted
+                            .iter()
+                            .filter(|w| user.audiences.is_empty() || user.audiences.contains(w))
+                            .cloned()
+                            .collect()
+                    };
+                    if audiences.is_empty() {
+                        json!({"authenticated": false, "user": {}, "error": "[invalid bearer token, token audiences is invalid for the target audiences]"})
+                    } else {
+                        let mut u = json!({"username": user.username, "groups": user.groups});
+                        if !user.uid.is_empty() {
+                            u["uid"] = json!(user.uid);
+                        }
+                        json!({"authenticated": true, "user": u, "audiences": audiences})
+                    }
+                }
+                None => {
+                    json!({"authenticated": false, "user": {}, "error": "[invalid bearer token, token lookup failed]"})
+                }
             };
         }
         "SubjectAccessReview" => {

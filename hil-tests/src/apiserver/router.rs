@@ -33,8 +33,8 @@ pub type Body = BoxBody<Bytes, std::io::Error>;
 pub struct Context {
     /// The cluster.
     pub cluster: Arc<Cluster>,
-    /// The bearer token clients must present.
-    pub token: String,
+    /// Bearer tokens (the kubeconfig's and issued ServiceAccount tokens).
+    pub tokens: super::tokens::Tokens,
     /// `host:port` clients reach us at.
     pub server_address: String,
     /// Watch bookmark interval.
@@ -195,7 +195,7 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>) -> ApiResult<Response
     );
     let auth = header_str(&req, header::AUTHORIZATION);
     match auth.strip_prefix("Bearer ") {
-        Some(t) if t.trim() == ctx.token => {}
+        Some(t) if ctx.tokens.authenticate(t.trim()).is_some() => {}
         Some(_) => return Err(ApiError::unauthorized()),
         None if public => {}
         None => {
@@ -440,7 +440,7 @@ async fn resource(
             let obj = parse_json(&body, &content_type)?;
             validation::check(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
             if rt.virtual_only {
-                let out = reviews::review(rt, &ctx.token, obj)?;
+                let out = reviews::review(rt, &ctx.tokens, obj)?;
                 return Ok(json_response(201, &out));
             }
             let created = cluster.create(rt, ns, obj)?;
@@ -451,6 +451,18 @@ async fn resource(
             let b = parse_json(&body, &content_type)?;
             let out = cluster.bind(ns.unwrap_or(""), name, &b)?;
             Ok(json_response(201, &out))
+        }
+        (&Method::POST, Some(name), Some("token")) => {
+            let body = read_body(req).await?;
+            let tr = if body.is_empty() {
+                json!({})
+            } else {
+                parse_json(&body, &content_type)?
+            };
+            let sa = cluster
+                .get_stored("serviceaccounts", ns.unwrap_or(""), name)
+                .ok_or_else(|| ApiError::not_found("", "serviceaccounts", name))?;
+            Ok(json_response(201, &ctx.tokens.request(&sa, &tr)?))
         }
         (&Method::POST, Some(name), Some("eviction")) => {
             // No PodDisruptionBudgets exist here, so an eviction is always allowed and is
