@@ -650,7 +650,6 @@ impl Fleet {
                         .unwrap_or_else(|| kube_now.clone());
                     if let Some(report) = entry.report.clone() {
                         let status = Box::new(node_status(
-                            device,
                             &report,
                             &self.settings.node,
                             kube_now.clone(),

@@ -225,7 +225,6 @@ pub fn ready_conditions(now: Time, ready_since: Time) -> Vec<NodeCondition> {
 
 /// The Node's status for a device that is online.
 pub fn node_status(
-    device: &DeviceId,
     report: &NodeReport,
     settings: &NodeSettings,
     now: Time,
@@ -240,16 +239,13 @@ pub fn node_status(
         capacity: Some(resources(&report.capacity)),
         allocatable: Some(resources(allocatable)),
         conditions: Some(ready_conditions(now, ready_since)),
-        addresses: Some(vec![
-            NodeAddress {
-                type_: "InternalIP".to_owned(),
-                address: settings.node_address.clone(),
-            },
-            NodeAddress {
-                type_: "Hostname".to_owned(),
-                address: device.to_string(),
-            },
-        ]),
+        // Only the gateway's address: kube-apiserver's default
+        // --kubelet-preferred-address-types tries Hostname first, and the device id does
+        // not resolve to the gateway.
+        addresses: Some(vec![NodeAddress {
+            type_: "InternalIP".to_owned(),
+            address: settings.node_address.clone(),
+        }]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
                 port: i32::from(settings.kubelet_port),
@@ -316,7 +312,7 @@ pub fn new_node(
             },
             ..Default::default()
         }),
-        status: Some(node_status(device, report, settings, now.clone(), now)),
+        status: Some(node_status(report, settings, now.clone(), now)),
     }
 }
 
@@ -410,6 +406,11 @@ mod tests {
         // allocatable falls back to capacity when the device sent none
         assert_eq!(status.allocatable.unwrap()["cpu"].0, "4");
         let addrs = status.addresses.unwrap();
+        assert_eq!(
+            addrs.len(),
+            1,
+            "no Hostname address the API server would try first"
+        );
         assert_eq!(addrs[0].type_, "InternalIP");
         assert_eq!(addrs[0].address, "10.0.0.5");
         assert_eq!(
