@@ -105,7 +105,7 @@ impl DeviceSync {
     }
 
     /// A device restored from the store: what it acknowledged counts as already sent,
-    /// and every stored pod up to the acknowledged generation counts as delivered.
+    /// and every stored pod counts as possibly running on the device.
     pub fn restore(device: DeviceId, stored: PersistedDevice) -> Self {
         let generation = stored.desired.generation.max(stored.acked_generation);
         let acked = stored.acked_generation;
@@ -115,11 +115,10 @@ impl DeviceSync {
             .into_iter()
             .map(|p| (p.uid.clone(), p))
             .collect();
-        let reached = if acked >= generation {
-            pods.keys().cloned().collect()
-        } else {
-            BTreeSet::new()
-        };
+        // Which stored pods reached the device is unknown after a restart: assume all
+        // did, so a terminating one is only deleted once the device confirms (never
+        // purged from Kubernetes behind an offline device's back).
+        let reached = pods.keys().cloned().collect();
         let added_at = pods.keys().map(|k| (k.clone(), generation)).collect();
         Self {
             device,
@@ -488,6 +487,21 @@ mod tests {
         assert!(publishes(&e).is_empty());
         assert_eq!(r.desired_set().pods.len(), 1);
         assert_eq!(publishes(&r.handle(SyncInput::Online)), vec![4]);
+    }
+
+    #[test]
+    fn restored_terminating_pods_wait_for_the_device_even_unacknowledged() {
+        let stored = PersistedDevice {
+            desired: DesiredSet {
+                generation: 5,
+                pods: vec![spec("a")],
+            },
+            acked_generation: 3,
+        };
+        let mut r = DeviceSync::restore(dev(), stored);
+        let e = r.handle(SyncInput::PodUpserted(terminating("a")));
+        assert!(deletes(&e).is_empty(), "{e:?}");
+        assert!(r.pod("a").unwrap().is_terminating());
     }
 
     #[test]
