@@ -376,6 +376,10 @@ async fn selectors_limit_and_continue() {
     assert_eq!(page1.items.len(), 2);
     assert_eq!(page1.metadata.remaining_item_count, Some(3));
     let tok = page1.metadata.continue_.clone().unwrap();
+    // Pages come from the snapshot of the first one: a pod created now does not show up.
+    pods.create(&PostParams::default(), &pod("p1a"))
+        .await
+        .unwrap();
     let page2 = pods
         .list(&ListParams::default().limit(2).continue_token(&tok))
         .await
@@ -395,8 +399,16 @@ async fn selectors_limit_and_continue() {
     let all: Api<Pod> = Api::all(client.clone());
     assert_eq!(
         all.list(&ListParams::default()).await.unwrap().items.len(),
-        5
+        6
     );
+    // After compaction, an old continue token is 410 Expired.
+    _s.cluster().compact();
+    let (code, reason, _) = status_of(
+        pods.list(&ListParams::default().limit(2).continue_token(&tok))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (410, "Expired"));
 }
 
 #[tokio::test]

@@ -158,7 +158,7 @@ async fn watch_too_old_resource_version_is_410_gone() {
         .metadata
         .resource_version
         .unwrap();
-    s.cluster().lock().compact();
+    s.cluster().compact();
     let before: u64 = latest.parse::<u64>().unwrap() - 1;
     let mut w = cms
         .watch(&WatchParams::default(), &before.to_string())

@@ -45,7 +45,14 @@ pub struct ListOptions {
 pub struct Cluster {
     store: Mutex<Store>,
     next_service_ip: Mutex<u32>,
+    /// Snapshots that paginated lists continue from (storage, namespace, resourceVersion),
+    /// newest last, so every page comes from the state of the first one.
+    list_snapshots: Mutex<Vec<ListSnapshot>>,
 }
+
+type ListSnapshot = ((&'static str, Option<String>, u64), Arc<Vec<Arc<Value>>>);
+
+const LIST_SNAPSHOTS: usize = 32;
 
 fn meta(obj: &Value) -> &Value {
     obj.get("metadata").unwrap_or(&Value::Null)
@@ -127,6 +134,7 @@ impl Cluster {
         let c = Self {
             store: Mutex::new(Store::new(history)),
             next_service_ip: Mutex::new(1),
+            list_snapshots: Mutex::new(Vec::new()),
         };
         if let Some(rt) = resources::find("", "v1", "namespaces") {
             for ns in SYSTEM_NAMESPACES.iter().chain(["kube-node-lease"].iter()) {
@@ -155,7 +163,18 @@ impl Cluster {
         Cluster {
             store: Mutex::new(self.lock().dry_run_copy()),
             next_service_ip: Mutex::new(ip),
+            list_snapshots: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Imitates etcd compaction: older resourceVersions get 410 Gone from watches and
+    /// continue tokens.
+    pub fn compact(&self) {
+        self.lock().compact();
+        self.list_snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Locks the store (a poisoned lock is recovered: the store stays consistent per call).
@@ -309,13 +328,44 @@ impl Cluster {
         let ns = if rt.namespaced { ns } else { None };
         let mut rv = store.current_rv();
         let mut start_after: Option<(String, String)> = None;
-        if let Some(tok) = &opts.continue_token {
+        let snapshot_key = |rv: u64| (rt.storage, ns.map(str::to_string), rv);
+        let all: Arc<Vec<Arc<Value>>> = if let Some(tok) = &opts.continue_token {
             let (trv, key) = decode_continue(tok)?;
             rv = trv;
             start_after = Some(key);
-        }
-        let all = store.list(rt.storage, ns);
+            let snap = self
+                .list_snapshots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(k, _)| *k == snapshot_key(trv))
+                .map(|(_, v)| v.clone());
+            match snap {
+                Some(v) => v,
+                None if trv < store.oldest_rv(rt.storage) || trv > store.current_rv() => {
+                    return Err(ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ));
+                }
+                // The snapshot was evicted but the version is recent: continue on the
+                // current state (documented approximation).
+                None => Arc::new(store.list(rt.storage, ns)),
+            }
+        } else {
+            Arc::new(store.list(rt.storage, ns))
+        };
         drop(store);
+        if opts.continue_token.is_none() && opts.limit > 0 && all.len() > opts.limit {
+            let mut snaps = self
+                .list_snapshots
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            snaps.retain(|(k, _)| *k != snapshot_key(rv));
+            snaps.push((snapshot_key(rv), all.clone()));
+            if snaps.len() > LIST_SNAPSHOTS {
+                snaps.remove(0);
+            }
+        }
         let mut matched: Vec<Value> = all
             .iter()
             .filter(|o| {
