@@ -169,8 +169,14 @@ impl PodWatch {
                     self.process(pod, false).await;
                 }
                 self.synced = true;
+                let mut by_node: HashMap<&str, BTreeSet<String>> = HashMap::new();
+                for pod in self.pods.values() {
+                    if let (Some(node), Some(uid)) = (node_of(pod), uid_of(pod)) {
+                        by_node.entry(node).or_default().insert(uid);
+                    }
+                }
                 for device in self.fleet.known_devices() {
-                    let present = self.present_on(&device);
+                    let present = by_node.remove(device.as_str()).unwrap_or_default();
                     self.fleet.on_pods_synced(&device, present);
                 }
                 debug!(pods = self.pods.len(), "pod watch synced");
