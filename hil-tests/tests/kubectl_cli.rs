@@ -838,3 +838,41 @@ async fn service_account_tokens_from_kubectl_create_token() {
         .unwrap();
     assert_eq!(wrong.authenticated, Some(false));
 }
+
+#[tokio::test]
+async fn server_side_apply_conflicts_with_other_managers() {
+    let (server, _client, dir) = start().await;
+    let k = Kubectl::new(server.kubeconfig_path());
+    let manifest = dir.path().join("ssa.yaml");
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  labels:\n    a: \"1\"\n    b: \"2\"\ndata:\n  x: \"1\"\n").unwrap();
+    let m = manifest.to_str().unwrap();
+    assert_eq!(
+        k.ok(&["apply", "--server-side", "-f", m]).await,
+        "configmap/ssa serverside-applied\n"
+    );
+    k.ok(&["label", "cm", "ssa", "a=9", "--overwrite"]).await;
+    let conflict = k.run(&["apply", "--server-side", "-f", m]).await;
+    assert!(!conflict.status.success());
+    let err = String::from_utf8_lossy(&conflict.stderr);
+    assert!(err.contains("Apply failed with 1 conflict: conflict with \"kubectl-label\" using v1: .metadata.labels.a"), "{err}");
+    // Dropping label b from the manifest removes it; forcing takes label a back.
+    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  labels:\n    a: \"1\"\ndata:\n  x: \"1\"\n").unwrap();
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", m])
+        .await;
+    assert_eq!(
+        k.ok(&["get", "cm", "ssa", "-o", "jsonpath={.metadata.labels}"])
+            .await,
+        "{\"a\":\"1\"}"
+    );
+    let managers = k
+        .ok(&[
+            "get",
+            "cm",
+            "ssa",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ])
+        .await;
+    assert_eq!(managers, "kubectl");
+}

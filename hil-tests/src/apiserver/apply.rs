@@ -1,9 +1,10 @@
 //! Server-side apply with field ownership: each applier's fields are recorded in
 //! `metadata.managedFields` (`operation: Apply`, `fieldsType: FieldsV1`); fields an applier
-//! owned and no longer applies are removed; a field another applier owns with a different
+//! owned and no longer applies are removed; a field another manager owns with a different
 //! value is a `409 Conflict` unless `force=true`, which takes the field over. Lists follow
 //! the strategic-merge list keys (`k:{"name":"c"}`), primitive sets (`v:"x"`) or are atomic.
-//! Writes that are not apply do not record ownership (see README).
+//! Other writes record `operation: Update` entries for the fields they change (manager from
+//! `fieldManager` or the User-Agent), taking those fields over from other managers.
 
 use std::collections::BTreeSet;
 
@@ -227,10 +228,10 @@ pub fn apply(
     let mut managed = entries(live);
     // Conflicts with other appliers on fields whose values would change.
     let mut conflicts = Vec::new();
-    for e in managed.iter_mut().filter(|e| {
-        e.get("operation").and_then(Value::as_str) == Some("Apply")
-            && !is_apply_entry(e, manager, sub)
-    }) {
+    for e in managed
+        .iter_mut()
+        .filter(|e| !is_apply_entry(e, manager, sub))
+    {
         let other = e
             .get("manager")
             .and_then(Value::as_str)
@@ -253,10 +254,20 @@ pub fn apply(
             e["fieldsV1"] = to_fields_v1(&theirs);
         } else {
             for p in clash {
-                conflicts.push(format!("conflict with \"{other}\": .{}", dotted(&p)));
+                let using = e
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .map(|v| format!(" using {v}"))
+                    .unwrap_or_default();
+                conflicts.push(format!("conflict with \"{other}\"{using}: .{}", dotted(&p)));
             }
         }
     }
+    managed.retain(|e| {
+        e.get("fieldsV1")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+    });
     if !conflicts.is_empty() {
         let n = conflicts.len();
         let mut err = ApiError::new(
@@ -321,6 +332,68 @@ pub fn apply(
     Ok(out)
 }
 
+/// Records an `Update` by `manager`: the fields it changed (all, on create) become its own
+/// and leave other managers' sets; removed fields leave every set.
+pub fn record_update(
+    kind: &str,
+    api_version: &str,
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    sub: Option<&str>,
+) {
+    let new_paths = field_paths(kind, new);
+    let old_paths = old.map(|o| field_paths(kind, o)).unwrap_or_default();
+    let changed: BTreeSet<FieldPath> = new_paths
+        .iter()
+        .filter(|p| old.is_none_or(|o| get_path(o, p) != get_path(new, p)))
+        .cloned()
+        .collect();
+    let removed: BTreeSet<FieldPath> = old_paths.difference(&new_paths).cloned().collect();
+    if changed.is_empty() && removed.is_empty() {
+        return;
+    }
+    let is_mine = |e: &Value| {
+        e.get("manager").and_then(Value::as_str) == Some(manager)
+            && e.get("operation").and_then(Value::as_str) == Some("Update")
+            && e.get("subresource").and_then(Value::as_str) == sub
+    };
+    let mut managed = entries(new);
+    let mut mine: BTreeSet<FieldPath> = managed
+        .iter()
+        .find(|e| is_mine(e))
+        .map(|e| from_fields_v1(e.get("fieldsV1").unwrap_or(&Value::Null)))
+        .unwrap_or_default();
+    managed.retain(|e| !is_mine(e));
+    for e in managed.iter_mut() {
+        let mut f = from_fields_v1(e.get("fieldsV1").unwrap_or(&Value::Null));
+        let before = f.len();
+        f.retain(|p| !changed.contains(p) && !removed.contains(p));
+        if f.len() != before {
+            e["fieldsV1"] = to_fields_v1(&f);
+        }
+    }
+    managed.retain(|e| {
+        e.get("fieldsV1")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+    });
+    mine.extend(changed);
+    mine.retain(|p| !removed.contains(p));
+    if !mine.is_empty() {
+        let mut entry = json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
+            "time": clock::now(), "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&mine)});
+        if let Some(s) = sub {
+            entry["subresource"] = json!(s);
+        }
+        managed.push(entry);
+    }
+    if new.get("metadata").is_none_or(|m| !m.is_object()) {
+        new["metadata"] = json!({});
+    }
+    new["metadata"]["managedFields"] = Value::Array(managed);
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -350,7 +423,7 @@ mod tests {
         assert_eq!(err.code, 409);
         assert!(
             err.message
-                .contains("conflict with \"m1\": .metadata.labels.a"),
+                .contains("conflict with \"m1\" using v1: .metadata.labels.a"),
             "{}",
             err.message
         );

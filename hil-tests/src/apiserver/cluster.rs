@@ -207,7 +207,18 @@ impl Cluster {
     }
 
     /// Creates an object (POST). Returns the stored object in served form.
-    pub fn create(&self, rt: &ResourceType, ns: Option<&str>, mut body: Value) -> ApiResult<Value> {
+    pub fn create(&self, rt: &ResourceType, ns: Option<&str>, body: Value) -> ApiResult<Value> {
+        self.create_as(rt, ns, body, None)
+    }
+
+    /// POST recording field ownership for `manager` (unless the body brings managedFields).
+    pub fn create_as(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        mut body: Value,
+        manager: Option<&str>,
+    ) -> ApiResult<Value> {
         let ns = Self::ns_key(rt, ns).to_string();
         check_kind(rt, &body)?;
         let m = meta_mut(&mut body)?;
@@ -287,6 +298,11 @@ impl Cluster {
             _ => {}
         }
         object_validation::validate(rt, &obj)?;
+        if let Some(m) = manager
+            && obj.pointer("/metadata/managedFields").is_none()
+        {
+            apply::record_update(rt.kind, &rt.api_version(), None, &mut obj, m, None);
+        }
         let mut store = self.lock();
         Self::admit_namespace(&store, rt, &ns)?;
         if store.get(rt.storage, &ns, &name).is_some() {
@@ -415,6 +431,19 @@ impl Cluster {
         body: Value,
         sub: Option<&str>,
     ) -> ApiResult<Value> {
+        self.update_as(rt, ns, name, body, sub, None)
+    }
+
+    /// PUT recording field ownership for `manager`.
+    pub fn update_as(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+        body: Value,
+        sub: Option<&str>,
+        manager: Option<&str>,
+    ) -> ApiResult<Value> {
         check_kind(rt, &body)?;
         let ns = Self::ns_key(rt, ns).to_string();
         let body_name = meta_str(&body, "name");
@@ -434,7 +463,7 @@ impl Cluster {
         let old = store
             .get(rt.storage, &ns, name)
             .ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
-        let out = Self::update_locked(&mut store, rt, &ns, name, &old, new, sub)?;
+        let out = Self::update_locked(&mut store, rt, &ns, name, &old, new, sub, manager)?;
         Ok(from_storage(rt, &out))
     }
 
@@ -447,7 +476,15 @@ impl Cluster {
         old: &Value,
         mut new: Value,
         sub: Option<&str>,
+        manager: Option<&str>,
     ) -> ApiResult<Arc<Value>> {
+        // A write without managedFields keeps the stored ones.
+        if new.pointer("/metadata/managedFields").is_none()
+            && let Some(mf) = old.pointer("/metadata/managedFields")
+            && let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            m.insert("managedFields".into(), mf.clone());
+        }
         let new_rv = meta_str(&new, "resourceVersion");
         if !new_rv.is_empty() && new_rv != meta_str(old, "resourceVersion") {
             return Err(ApiError::conflict(rt.group, rt.plural, name));
@@ -566,6 +603,9 @@ impl Cluster {
             // No-op updates write nothing and emit no event.
             return Ok(Arc::new(old.clone()));
         }
+        if let Some(m) = manager {
+            apply::record_update(rt.kind, &rt.api_version(), Some(old), &mut new, m, sub);
+        }
         // Finalizers all gone on an object whose deletion is due: it goes away now.
         let finalizers_empty = meta(&new)
             .get("finalizers")
@@ -682,7 +722,12 @@ impl Cluster {
                 }
                 return Err(ApiError::conflict(rt.group, rt.plural, name));
             }
-            let out = Self::update_locked(&mut store, rt, &nsk, name, &latest, new, sub)?;
+            let manager = if pt == PatchType::Apply {
+                None
+            } else {
+                field_manager
+            };
+            let out = Self::update_locked(&mut store, rt, &nsk, name, &latest, new, sub, manager)?;
             return Ok((from_storage(rt, &out), false));
         }
     }

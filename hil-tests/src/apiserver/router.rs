@@ -392,6 +392,18 @@ async fn resource(
     }
     let method = req.method().clone();
     let content_type = header_str(&req, header::CONTENT_TYPE).to_string();
+    // The field manager: the fieldManager parameter, else the User-Agent up to its first '/'
+    // (apply requires the parameter; checked later).
+    let manager = match q.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => m.clone(),
+        None if content_type.starts_with("application/apply-patch") => String::new(),
+        None => header_str(&req, header::USER_AGENT)
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
+    };
     match (&method, rr.name.as_deref(), rr.sub.as_deref()) {
         (&Method::GET, None, None) => {
             if flag(&q, "watch") {
@@ -443,7 +455,7 @@ async fn resource(
                 let out = reviews::review(rt, &ctx.tokens, obj)?;
                 return Ok(json_response(201, &out));
             }
-            let created = cluster.create(rt, ns, obj)?;
+            let created = cluster.create_as(rt, ns, obj, Some(&manager))?;
             Ok(respond_object(rt, 201, &created, &accept, &q))
         }
         (&Method::POST, Some(name), Some("binding")) => {
@@ -484,7 +496,7 @@ async fn resource(
             let body = read_body(req).await?;
             let obj = parse_json(&body, &content_type)?;
             validation::check(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
-            let out = cluster.update(rt, ns, name, obj, sub)?;
+            let out = cluster.update_as(rt, ns, name, obj, sub, Some(&manager))?;
             Ok(respond_object(rt, 200, &out, &accept, &q))
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status") | Some("approval"))) => {
@@ -498,7 +510,7 @@ async fn resource(
                 pt,
                 &p,
                 sub,
-                q.get("fieldManager").map(String::as_str),
+                Some(manager.as_str()),
                 q.get("fieldValidation").map(String::as_str),
                 flag(&q, "force"),
             )?;
