@@ -468,6 +468,7 @@ impl Cluster {
     }
 
     /// The update semantics, with the store locked.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn update_locked(
         store: &mut Store,
         rt: &ResourceType,
