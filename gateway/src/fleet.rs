@@ -98,8 +98,8 @@ struct DeviceEntry {
     last_node_status: Option<Instant>,
     node_dirty: bool,
     last_status_sequence: Option<u64>,
-    /// Whether a full status report was asked for since the gateway started.
-    status_resync_sent: bool,
+    /// Full status reports asked for (one each time the device comes online).
+    status_resyncs: u64,
     /// Labels of the hello last applied to the Node (to remove ones the device dropped).
     applied_labels: Option<BTreeMap<String, String>>,
 }
@@ -120,7 +120,7 @@ impl DeviceEntry {
             last_node_status: None,
             node_dirty: true,
             last_status_sequence: None,
-            status_resync_sent: false,
+            status_resyncs: 0,
             applied_labels: None,
         }
     }
@@ -492,7 +492,14 @@ impl Fleet {
                 }
                 let status =
                     kube_pod_status(&pod_entry.pod, reported, host_ip.as_deref(), &kube_now);
-                if pod_entry.last_patched.as_ref().map(strip_times) == Some(strip_times(&status)) {
+                // Skip only when both what we last wrote and what the API holds now
+                // already say this (the node lifecycle controller, for one, sets Ready
+                // to False while a node is unreachable: the device's status must win).
+                let new = strip_times(&status);
+                let api_now = pod_entry.pod.status.as_ref().map(strip_times);
+                if pod_entry.last_patched.as_ref().map(strip_times).as_ref() == Some(&new)
+                    && api_now.as_ref() == Some(&new)
+                {
                     continue;
                 }
                 let phase = status.phase.clone();
@@ -618,12 +625,11 @@ impl Fleet {
                     entry.node_dirty = true;
                     self.metrics.devices_online.inc();
                     effects = entry.sync.handle(SyncInput::Online);
-                    if !entry.status_resync_sent {
-                        // learn what the device runs now (it may have changed while the
-                        // gateway was away) so pod status is current
-                        entry.status_resync_sent = true;
-                        resync = true;
-                    }
+                    // learn what the device runs now (it may have changed while it or
+                    // the gateway was away, and the node lifecycle controller marks
+                    // pods not ready meanwhile) so pod status is current again
+                    entry.status_resyncs += 1;
+                    resync = true;
                 } else {
                     info!(%device, "device offline: its lease is no longer renewed");
                     self.metrics.devices_online.dec();
@@ -1223,10 +1229,31 @@ mod tests {
             pods: vec![running("u1")],
         };
         send(&h.fleet, "pi-01", UpChannel::Status, report(5));
-        assert_eq!(drain(&mut h.ops).len(), 1);
+        let ops = drain(&mut h.ops);
+        let [KubeOp::PatchPodStatus { status, .. }] = &ops[..] else {
+            panic!("{ops:?}")
+        };
+        // the watch brings our own patch back
+        let mut refreshed = (*pod("web", "u1", "pi-01")).clone();
+        refreshed.status = Some((**status).clone());
+        h.fleet.on_pod_refreshed(Arc::new(refreshed.clone()));
         send(&h.fleet, "pi-01", UpChannel::Status, report(5));
         send(&h.fleet, "pi-01", UpChannel::Status, report(6));
         assert!(drain(&mut h.ops).is_empty());
+        // someone else (the node lifecycle controller) marks the pod not ready: the
+        // device's next report restores its truth
+        let mut marked = refreshed;
+        if let Some(conds) = marked.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            for c in conds.iter_mut().filter(|c| c.type_ == "Ready") {
+                c.status = "False".into();
+            }
+        }
+        h.fleet.on_pod_refreshed(Arc::new(marked));
+        send(&h.fleet, "pi-01", UpChannel::Status, report(7));
+        assert!(matches!(
+            &drain(&mut h.ops)[..],
+            [KubeOp::PatchPodStatus { .. }]
+        ));
     }
 
     #[test]
