@@ -20,17 +20,17 @@
 //! | [`conversion`] | served version ⇄ storage (events.k8s.io/v1 ⇄ core/v1 Event) |
 //! | [`deletion`] | preconditions, graceful pod deletion, finalizers, namespace termination |
 //! | [`selectors`] | label and field selectors |
-//! | [`patch`] | merge, JSON, strategic merge patch, server-side apply approximation |
+//! | [`patch`] | merge, JSON and strategic merge patch (list merge keys, directives) |
 //! | [`protobuf`] | protobuf request bodies of kubectl's typed-client writes |
 //! | [`quantity`] | resource quantities (`100m`, `128Mi`) |
 //! | [`watch`] | watch streams, bookmarks, 410 Gone |
 //! | [`tables`] | server-side printing (`Table`) for kubectl |
 //! | [`tokens`] | admin and ServiceAccount bearer tokens (TokenRequest) |
 //! | [`validation`] | `fieldValidation=Strict` unknown-field detection |
-//! | [`reviews`] | tokenreviews, subjectaccessreviews |
+//! | [`reviews`] | tokenreviews, subjectaccessreviews, selfsubjectaccessreviews |
 //! | [`log_proxy`] | pods/log proxied to the node's kubelet endpoint with a client cert |
 //! | [`scheduler`] | binds pending pods like kube-scheduler |
-//! | [`node_lifecycle`] | Ready=Unknown and unreachable taints when node leases expire |
+//! | [`node_lifecycle`] | Ready=Unknown, unreachable taints, pods NotReady, NoExecute eviction |
 //! | [`router`] | HTTP request parsing, authentication and dispatch |
 //! | [`errors`] | `Status` errors with kube-apiserver's reasons and codes |
 //! | [`clock`] | Kubernetes time formats |
