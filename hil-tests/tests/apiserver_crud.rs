@@ -602,3 +602,53 @@ async fn invalid_objects_are_422_with_field_paths() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn service_account_admission_with_token_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ApiServerConfig::new(dir.path());
+    cfg.scheduler = false;
+    cfg.node_lifecycle = false;
+    cfg.service_account_token_volumes = true;
+    let server = ApiServer::start(cfg).await.unwrap();
+    let client = server.client().await.unwrap();
+    // Every namespace publishes the cluster CA.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let ca = cms.get("kube-root-ca.crt").await.unwrap().data.unwrap()["ca.crt"].clone();
+    assert_eq!(
+        ca,
+        std::fs::read_to_string(dir.path().join("ca.crt")).unwrap()
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let p = pods
+        .create(&PostParams::default(), &pod("with-token"))
+        .await
+        .unwrap();
+    let spec = p.spec.unwrap();
+    let vol = &spec.volumes.unwrap()[0];
+    assert!(vol.name.starts_with("kube-api-access-"));
+    let sources = vol.projected.as_ref().unwrap().sources.as_ref().unwrap();
+    assert!(sources[0].service_account_token.is_some());
+    let mount = &spec.containers[0].volume_mounts.as_ref().unwrap()[0];
+    assert_eq!(
+        mount.mount_path,
+        "/var/run/secrets/kubernetes.io/serviceaccount"
+    );
+    let mut opt_out = pod("no-token");
+    opt_out
+        .spec
+        .as_mut()
+        .unwrap()
+        .automount_service_account_token = Some(false);
+    let p = pods.create(&PostParams::default(), &opt_out).await.unwrap();
+    assert!(p.spec.unwrap().volumes.is_none());
+    let mut missing_sa = pod("missing-sa");
+    missing_sa.spec.as_mut().unwrap().service_account_name = Some("nope".into());
+    let (code, _, msg) = status_of(
+        pods.create(&PostParams::default(), &missing_sa)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 403);
+    assert!(msg.contains("serviceaccount \"nope\" not found"), "{msg}");
+}

@@ -278,12 +278,12 @@ async fn metadata_only_get_list_and_watch() {
     assert_eq!(meta.metadata.name.as_deref(), Some("m"));
     assert_eq!(meta.types.unwrap().kind, "PartialObjectMetadata");
     let list = cms
-        .list_metadata(&kube::api::ListParams::default())
+        .list_metadata(&kube::api::ListParams::default().fields("metadata.name=m"))
         .await
         .unwrap();
     assert_eq!(list.items.len(), 1);
     let mut w = cms
-        .watch_metadata(&WatchParams::default(), "0")
+        .watch_metadata(&WatchParams::default().fields("metadata.name=m"), "0")
         .await
         .unwrap()
         .boxed();

@@ -48,6 +48,10 @@ pub struct Cluster {
     /// Snapshots that paginated lists continue from (storage, namespace, resourceVersion),
     /// newest last, so every page comes from the state of the first one.
     list_snapshots: Mutex<Vec<ListSnapshot>>,
+    /// Cluster CA PEM, published as the `kube-root-ca.crt` ConfigMap in every namespace.
+    root_ca: Option<String>,
+    /// Whether the ServiceAccount admission plugin runs fully (SA must exist, token volume).
+    service_account_token_volumes: bool,
 }
 
 type ListSnapshot = ((&'static str, Option<String>, u64), Arc<Vec<Arc<Value>>>);
@@ -131,10 +135,22 @@ fn comparable(obj: &Value) -> Value {
 impl Cluster {
     /// A cluster with the system namespaces, keeping `history` watch events.
     pub fn new(history: usize) -> Self {
+        Self::with_options(history, None, false)
+    }
+
+    /// A cluster publishing `root_ca` as `kube-root-ca.crt` in every namespace and, with
+    /// `service_account_token_volumes`, running the full ServiceAccount admission plugin.
+    pub fn with_options(
+        history: usize,
+        root_ca: Option<String>,
+        service_account_token_volumes: bool,
+    ) -> Self {
         let c = Self {
             store: Mutex::new(Store::new(history)),
             next_service_ip: Mutex::new(1),
             list_snapshots: Mutex::new(Vec::new()),
+            root_ca,
+            service_account_token_volumes,
         };
         if let Some(rt) = resources::find("", "v1", "namespaces") {
             for ns in SYSTEM_NAMESPACES.iter().chain(["kube-node-lease"].iter()) {
@@ -164,6 +180,8 @@ impl Cluster {
             store: Mutex::new(self.lock().dry_run_copy()),
             next_service_ip: Mutex::new(ip),
             list_snapshots: Mutex::new(Vec::new()),
+            root_ca: self.root_ca.clone(),
+            service_account_token_volumes: self.service_account_token_volumes,
         }
     }
 
@@ -305,6 +323,19 @@ impl Cluster {
         }
         let mut store = self.lock();
         Self::admit_namespace(&store, rt, &ns)?;
+        if rt.storage == "pods" && self.service_account_token_volumes {
+            let sa_name = obj
+                .pointer("/spec/serviceAccountName")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string();
+            let Some(sa) = store.get("serviceaccounts", &ns, &sa_name) else {
+                return Err(ApiError::forbidden(format!(
+                    "pods \"{name}\" is forbidden: error looking up service account {ns}/{sa_name}: serviceaccount \"{sa_name}\" not found"
+                )));
+            };
+            defaults::inject_service_account_token(&mut obj, &sa);
+        }
         if store.get(rt.storage, &ns, &name).is_some() {
             return Err(ApiError::already_exists(rt.group, rt.plural, &name));
         }
@@ -315,6 +346,18 @@ impl Cluster {
                 "name":"default","namespace":name,"uid":uuid::Uuid::new_v4().to_string(),
                 "creationTimestamp":clock::now()}});
             store.insert("serviceaccounts", &name, "default", sa);
+        }
+        // The root CA publisher gives every namespace the cluster CA.
+        if rt.storage == "namespaces"
+            && let Some(ca) = &self.root_ca
+            && store.get("configmaps", &name, "kube-root-ca.crt").is_none()
+        {
+            let cm = json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{
+                "name":"kube-root-ca.crt","namespace":name,"uid":uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp":clock::now(),
+                "annotations":{"kubernetes.io/description":"Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                "data":{"ca.crt": ca}});
+            store.insert("configmaps", &name, "kube-root-ca.crt", cm);
         }
         Ok(from_storage(rt, &stored))
     }

@@ -159,6 +159,56 @@ pub fn pod_on_create(pod: &mut Value) {
     pod["status"] = json!({ "phase": "Pending", "qosClass": qos });
 }
 
+/// The ServiceAccount admission plugin's token volume: a `kube-api-access-xxxxx` projected
+/// volume (token, `kube-root-ca.crt`, namespace) mounted read-only at
+/// `/var/run/secrets/kubernetes.io/serviceaccount` in every container, unless the pod or the
+/// ServiceAccount sets `automountServiceAccountToken: false`.
+pub fn inject_service_account_token(pod: &mut Value, sa: &Value) {
+    let pod_opt = pod
+        .pointer("/spec/automountServiceAccountToken")
+        .and_then(Value::as_bool);
+    let sa_opt = sa
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool);
+    if pod_opt == Some(false) || (pod_opt.is_none() && sa_opt == Some(false)) {
+        return;
+    }
+    const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let suffix: String = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| b"bcdfghjklmnpqrstvwxz2456789"[(*b as usize) % 27] as char)
+        .collect();
+    let name = format!("kube-api-access-{suffix}");
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+    if let Some(v) = volumes.as_array_mut() {
+        v.push(json!({"name": name, "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+        ]}}));
+    }
+    for k in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(k).and_then(Value::as_array_mut) {
+            for c in cs {
+                let Some(c) = c.as_object_mut() else { continue };
+                let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+                if let Some(m) = mounts.as_array_mut()
+                    && !m
+                        .iter()
+                        .any(|x| x.get("mountPath").and_then(Value::as_str) == Some(MOUNT))
+                {
+                    m.push(json!({"name": name, "readOnly": true, "mountPath": MOUNT}));
+                }
+            }
+        }
+    }
+}
+
 /// Namespace defaults (finalizer `kubernetes`, phase Active, metadata.name label).
 pub fn namespace_on_create(ns: &mut Value, name: &str) {
     ns["spec"] = json!({ "finalizers": ["kubernetes"] });

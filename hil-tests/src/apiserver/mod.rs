@@ -122,6 +122,10 @@ pub struct ApiServerConfig {
     pub watch_history: usize,
     /// How often the controllers (scheduler, node lifecycle, namespaces) run.
     pub controller_interval: Duration,
+    /// Run the full ServiceAccount admission plugin as kube-apiserver does by default: a
+    /// pod's ServiceAccount must exist and pods get the `kube-api-access-*` projected token
+    /// volume. Off by default here (see README).
+    pub service_account_token_volumes: bool,
 }
 
 impl ApiServerConfig {
@@ -136,6 +140,7 @@ impl ApiServerConfig {
             bookmark_interval: Duration::from_secs(60),
             watch_history: 10_000,
             controller_interval: Duration::from_millis(200),
+            service_account_token_volumes: false,
         }
     }
 }
@@ -190,7 +195,11 @@ impl ApiServer {
                 source,
             }
         })?;
-        let cluster = Arc::new(Cluster::new(config.watch_history));
+        let cluster = Arc::new(Cluster::with_options(
+            config.watch_history,
+            Some(tls.ca_pem.clone()),
+            config.service_account_token_volumes,
+        ));
         let cancel = CancellationToken::new();
         let ctx = Arc::new(router::Context {
             cluster: cluster.clone(),

@@ -29,6 +29,10 @@ struct Args {
     /// Do not run the scheduler (pods stay unbound until something binds them).
     #[arg(long, env = "HIL_APISERVER_NO_SCHEDULER")]
     no_scheduler: bool,
+    /// Run the full ServiceAccount admission plugin like kube-apiserver's default: pods need
+    /// an existing ServiceAccount and get the kube-api-access projected token volume.
+    #[arg(long, env = "HIL_APISERVER_SERVICE_ACCOUNT_TOKEN_VOLUMES")]
+    service_account_token_volumes: bool,
     /// Do not run the node lifecycle controller.
     #[arg(long, env = "HIL_APISERVER_NO_NODE_LIFECYCLE")]
     no_node_lifecycle: bool,
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     config.bookmark_interval = args.bookmark_interval;
     config.scheduler = !args.no_scheduler;
     config.node_lifecycle = !args.no_node_lifecycle;
+    config.service_account_token_volumes = args.service_account_token_volumes;
     let server = ApiServer::start(config)
         .await
         .context("starting the API server emulator")?;
