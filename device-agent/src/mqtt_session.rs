@@ -415,6 +415,7 @@ async fn uplink_loop(mut t: UplinkTask) {
                 }
                 Some(UplinkInput::Disconnected) => window.on_disconnected(),
                 Some(UplinkInput::Acked) => {
+                    tracing::debug!("broker acknowledged");
                     if let Some(key) = window.on_acked()
                         && let Err(e) = t.store.ack(key)
                     {
@@ -442,6 +443,7 @@ async fn uplink_loop(mut t: UplinkTask) {
             let Some(send) = window.next(head_key) else {
                 break;
             };
+            tracing::debug!(?send, "publishing");
             let (channel, payload) = match send {
                 Send::Priority(p) => (p.channel, p.payload),
                 Send::Outbox(_) => match head {

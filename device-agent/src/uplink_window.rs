@@ -18,11 +18,20 @@ pub struct PriorityMessage {
 }
 
 /// What to publish now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Send {
     Priority(PriorityMessage),
     /// The outbox entry with this key.
     Outbox(u64),
+}
+
+impl std::fmt::Debug for Send {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Send::Priority(p) => write!(f, "{:?} ({} bytes)", p.channel, p.payload.len()),
+            Send::Outbox(key) => write!(f, "outbox #{key}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,37 @@ fn assert_in_order_none_lost(seqs: &[u64]) {
     }
 }
 
+/// Waits until the agent's outbox is empty: everything it queued reached the broker.
+async fn outbox_drained(agent: &AgentProcess) {
+    let dir = agent.state_dir.join("store/outbox");
+    wait_until(T, "agent outbox drained", || {
+        std::fs::read_dir(&dir)
+            .map(|d| d.count() == 0)
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+/// Waits until the received report sequences have no gap, then checks their order.
+async fn wait_none_lost_in_order(gw: &TestGateway) {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let mut seqs = gw.report_sequences();
+        seqs.sort_unstable();
+        seqs.dedup();
+        if seqs.windows(2).all(|w| w[1] == w[0] + 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status reports lost: received {:?}",
+            gw.report_sequences()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_in_order_none_lost(&gw.report_sequences());
+}
+
 fn flaky_and_steady(tag: &str) -> (PodSpec, PodSpec) {
     let steady = busybox_pod(
         &unique_uid(&format!("{tag}-steady")),
@@ -55,7 +86,7 @@ async fn broker_restart_mid_run_delivers_offline_changes_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let device = "mq-restart-1";
     let gw = TestGateway::connect(broker.port, device).await;
-    let _agent = AgentProcess::start(device, broker.port, dir.path());
+    let agent = AgentProcess::start(device, broker.port, dir.path());
     gw.wait_agent_online().await;
     let (steady, flaky) = flaky_and_steady("brk");
     let _cleanup = PodCleanup(vec![steady.uid.clone(), flaky.uid.clone()]);
@@ -67,6 +98,7 @@ async fn broker_restart_mid_run_delivers_offline_changes_in_order() {
     })
     .await;
 
+    outbox_drained(&agent).await;
     broker.stop();
     let before = podman_max_restart(&flaky.uid);
     let reported_before = gw.latest_status(&flaky.uid).unwrap().containers[0].restart_count;
@@ -88,7 +120,7 @@ async fn broker_restart_mid_run_delivers_offline_changes_in_order() {
         })
         .await;
     assert!(s.containers[0].restart_count >= offline_max);
-    assert_in_order_none_lost(&gw.report_sequences());
+    wait_none_lost_in_order(&gw).await;
     // Every restart count in between was reported (none lost).
     let mut counts: Vec<u32> = gw
         .statuses()
@@ -160,6 +192,7 @@ async fn kill9_restart_adopts_containers_and_runs_pods_without_broker() {
     );
 
     // Kill again and come back with no broker (a device reboot in a dead zone).
+    outbox_drained(&agent).await;
     agent.kill9();
     broker.stop();
     let before = podman_max_restart(&flaky.uid);
@@ -190,7 +223,7 @@ async fn kill9_restart_adopts_containers_and_runs_pods_without_broker() {
         Some(steady_id.as_str())
     );
     assert_eq!(s.containers[0].restart_count, 0);
-    assert_in_order_none_lost(&gw.report_sequences());
+    wait_none_lost_in_order(&gw).await;
     gw.desire(2, vec![]).await;
     wait_until(T, "containers removed", || {
         podman_containers(&steady.uid).is_empty() && podman_containers(&flaky.uid).is_empty()

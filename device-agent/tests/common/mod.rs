@@ -113,10 +113,46 @@ dynamic_filters = true
 }
 
 /// Mosquitto as a child process; restartable on the same port.
+///
+/// While it is stopped, the port stays taken by a placeholder that accepts and drops
+/// connections (a dead broker), so no other test's broker can start there meanwhile
+/// and silently receive this test's messages.
 pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    placeholder: Option<(
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+fn hold_port(
+    port: u16,
+) -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listener = loop {
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => break l,
+            Err(e) if Instant::now() > deadline => panic!("cannot hold port {port}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((conn, _)) => drop(conn),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (stop, handle)
 }
 
 impl Mosquitto {
@@ -127,6 +163,7 @@ impl Mosquitto {
             port: free_port(),
             dir,
             child: None,
+            placeholder: None,
         };
         m.restart();
         m
@@ -134,6 +171,10 @@ impl Mosquitto {
 
     pub fn restart(&mut self) {
         self.stop();
+        if let Some((stop, handle)) = self.placeholder.take() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = handle.join();
+        }
         let conf = self.dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -156,21 +197,26 @@ impl Mosquitto {
         wait_port(self.port, Duration::from_secs(10));
     }
 
-    /// SIGTERM: Mosquitto saves its sessions (the test gateway's subscription) and exits.
+    /// SIGTERM: Mosquitto saves its sessions (the test gateway's subscription) and exits;
+    /// the port is then held by a placeholder until [`Mosquitto::restart`].
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
             let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
+            loop {
                 if let Ok(Some(_)) = c.try_wait() {
-                    return;
+                    break;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = c.kill();
-            let _ = c.wait();
+            self.placeholder = Some(hold_port(self.port));
         }
     }
 }
@@ -178,6 +224,10 @@ impl Mosquitto {
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.stop();
+        if let Some((stop, handle)) = self.placeholder.take() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = handle.join();
+        }
     }
 }
 
@@ -313,6 +363,14 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill9();
+        // EDGE_TEST_KEEP_LOGS=<dir>: keep every agent log for debugging.
+        if let Ok(keep) = std::env::var("EDGE_TEST_KEEP_LOGS") {
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::copy(
+                &self.log,
+                Path::new(&keep).join(format!("agent-{}.log", self.device)),
+            );
+        }
         if std::thread::panicking() {
             eprintln!(
                 "---- agent {} log ----\n{}",
