@@ -91,6 +91,11 @@ async fn runs_pods_reports_streams_logs_and_deletes() {
         name: "GREETING".into(),
         value: "world".into(),
     }];
+    pod.containers[0].resources = edge_protocol::ResourceRequirements {
+        cpu_limit_millis: Some(500),
+        memory_limit_bytes: Some(64 * 1024 * 1024),
+        ..Default::default()
+    };
     pod.containers[0].volume_mounts = vec![VolumeMount {
         name: "cfg".into(),
         mount_path: "/cfg".into(),
@@ -120,6 +125,20 @@ async fn runs_pods_reports_streams_logs_and_deletes() {
     assert!(
         containers[0].1.starts_with("edge_web_default_main_"),
         "{containers:?}"
+    );
+    let limits = std::process::Command::new("podman")
+        .args([
+            "inspect",
+            "--format",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}",
+            &containers[0].0,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&limits.stdout).trim(),
+        "500000000 67108864",
+        "CPU and memory limits"
     );
     let reasons = gw.event_reasons(&uid);
     for r in ["Pulled", "Created", "Started"] {
@@ -550,4 +569,88 @@ async fn systemd_readiness_and_watchdog() {
             .any(|m| m.contains("READY=1") && m.contains("STATUS=connected")),
         "{notes:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_dir_host_path_and_device_mounts() {
+    let port = start_rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let device = "rq-mounts-1";
+    let gw = TestGateway::connect(port, device).await;
+    let _agent = AgentProcess::start(device, port, dir.path());
+    gw.wait_agent_online().await;
+    let uid = unique_uid("mounts");
+    let _cleanup = PodCleanup(vec![uid.clone()]);
+    let host_dir = dir.path().join("host-data/sub");
+    let mut pod = busybox_pod(
+        &uid,
+        "mounts",
+        "echo scratch > /scratch/f && echo host > /host/f && test -c /dev/edge-null && echo dev-ok; exec sleep 1000",
+    );
+    pod.volumes = vec![
+        Volume {
+            name: "scratch".into(),
+            source: VolumeSource::EmptyDir {
+                in_memory: false,
+                size_limit_bytes: None,
+            },
+        },
+        Volume {
+            name: "host".into(),
+            source: VolumeSource::HostPath {
+                path: host_dir.display().to_string(),
+                kind: Some("DirectoryOrCreate".into()),
+            },
+        },
+    ];
+    pod.containers[0].volume_mounts = vec![
+        VolumeMount {
+            name: "scratch".into(),
+            mount_path: "/scratch".into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "host".into(),
+            mount_path: "/host".into(),
+            ..Default::default()
+        },
+    ];
+    pod.containers[0].devices = vec![DeviceMapping {
+        host_path: "/dev/null".into(),
+        container_path: "/dev/edge-null".into(),
+        permissions: "rwm".into(),
+    }];
+    gw.desire(1, vec![pod]).await;
+    gw.wait_status(&uid, "running", T, is_running).await;
+    wait_until(T, "hostPath written by the container", || {
+        std::fs::read_to_string(host_dir.join("f")).is_ok_and(|t| t == "host\n")
+    })
+    .await;
+    let pods_dir = dir.path().join(format!("state-{device}/pods"));
+    let pod_dir = std::fs::read_dir(&pods_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(pod_dir.join("volumes/scratch/f")).unwrap(),
+        "scratch\n"
+    );
+    ask_logs(
+        &gw,
+        "m",
+        LogRequest {
+            pod_uid: uid.clone(),
+            container: "main".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    wait_until(T, "log answer", || log_text(&gw, "m").1).await;
+    assert!(log_text(&gw, "m").0.contains("dev-ok"), "device not mapped");
+    // emptyDir goes with the pod; the hostPath stays.
+    gw.desire(2, vec![]).await;
+    wait_until(T, "pod directory removed", || !pod_dir.exists()).await;
+    assert!(host_dir.join("f").exists());
 }
