@@ -880,3 +880,25 @@ async fn server_side_apply_conflicts_with_other_managers() {
         .await;
     assert_eq!(managers, "kubectl");
 }
+
+#[tokio::test]
+async fn auth_can_i_whoami_version_and_cluster_info() {
+    let (server, _client, _dir) = start().await;
+    let k = Kubectl::new(server.kubeconfig_path());
+    assert_eq!(k.ok(&["auth", "can-i", "create", "pods"]).await, "yes\n");
+    let who = k.ok(&["auth", "whoami"]).await;
+    assert!(
+        who.contains("edge-hil-admin") && who.contains("system:masters"),
+        "{who}"
+    );
+    let version = k.ok(&["version"]).await;
+    assert!(version.contains("Server Version: v1.32.0"), "{version}");
+    let info = k.ok(&["cluster-info"]).await;
+    assert!(
+        info.contains(&format!(
+            "Kubernetes control plane is running at {}",
+            server.url()
+        )),
+        "{info}"
+    );
+}

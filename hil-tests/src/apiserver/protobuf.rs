@@ -1,7 +1,7 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`)
 //! for the kinds kubectl's typed clients write: ConfigMap, Secret, Namespace,
 //! ServiceAccount, CertificateSigningRequest (create, and `kubectl certificate approve`),
-//! TokenRequest (`kubectl create token`).
+//! TokenRequest (`kubectl create token`), SelfSubjectAccessReview (`kubectl auth can-i`).
 //! The envelope is the `k8s\0` magic and a `runtime.Unknown`; the object is decoded with
 //! the field numbers of `k8s.io/api`'s `generated.proto`, into the JSON form the rest of
 //! the emulator works on. Empty values are dropped, as JSON's `omitempty` would.
@@ -169,6 +169,32 @@ const TOKEN_REQUEST: &[Field] = &[
                 ]),
             ),
             f(4, "expirationSeconds", Ty::Int),
+        ]),
+    ),
+];
+
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    f(1, "namespace", Ty::Str),
+    f(2, "verb", Ty::Str),
+    f(3, "group", Ty::Str),
+    f(4, "version", Ty::Str),
+    f(5, "resource", Ty::Str),
+    f(6, "subresource", Ty::Str),
+    f(7, "name", Ty::Str),
+];
+
+const SELF_SUBJECT_ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Ty::Msg(&[
+            f(1, "resourceAttributes", Ty::Msg(RESOURCE_ATTRIBUTES)),
+            f(
+                2,
+                "nonResourceAttributes",
+                Ty::Msg(&[f(1, "path", Ty::Str), f(2, "verb", Ty::Str)]),
+            ),
         ]),
     ),
 ];
@@ -364,12 +390,16 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
         ("certificates.k8s.io/v1", "CertificateSigningRequest") => CSR,
         ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {
+            &[f(1, "metadata", Ty::Msg(OBJECT_META))]
+        }
         _ => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
                 format!(
-                    "the emulator decodes protobuf only for ConfigMap, Secret, Namespace, ServiceAccount, CertificateSigningRequest and TokenRequest (got {api_version} {kind}); send JSON"
+                    "the emulator decodes protobuf only for ConfigMap, Secret, Namespace, ServiceAccount, CertificateSigningRequest, TokenRequest, SelfSubjectAccessReview and SelfSubjectReview (got {api_version} {kind}); send JSON"
                 ),
             ));
         }

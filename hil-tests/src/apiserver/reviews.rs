@@ -7,10 +7,15 @@ use serde_json::{Value, json};
 use super::cluster::ADMIN_USER;
 use super::errors::{ApiError, ApiResult};
 use super::resources::ResourceType;
-use super::tokens::{DEFAULT_AUDIENCE, Tokens};
+use super::tokens::{DEFAULT_AUDIENCE, TokenUser, Tokens};
 
 /// Answers a review object of `rt`.
-pub fn review(rt: &ResourceType, tokens: &Tokens, mut obj: Value) -> ApiResult<Value> {
+pub fn review(
+    rt: &ResourceType,
+    tokens: &Tokens,
+    caller: Option<&TokenUser>,
+    mut obj: Value,
+) -> ApiResult<Value> {
     if !obj.is_object() {
         return Err(ApiError::bad_request(
             "the request body must be a JSON object",
@@ -94,6 +99,17 @@ pub fn review(rt: &ResourceType, tokens: &Tokens, mut obj: Value) -> ApiResult<V
             } else {
                 json!({"allowed": true, "reason": "emulator has no RBAC: every subject is allowed"})
             };
+        }
+        "SelfSubjectReview" => {
+            let mut info = json!({});
+            if let Some(u) = caller {
+                info["username"] = json!(u.username);
+                info["groups"] = json!(u.groups);
+                if !u.uid.is_empty() {
+                    info["uid"] = json!(u.uid);
+                }
+            }
+            obj["status"] = json!({"userInfo": info});
         }
         "SelfSubjectAccessReview" => {
             obj["status"] = json!({"allowed": true, "reason": "system:masters group is allowed everything (emulator)"});

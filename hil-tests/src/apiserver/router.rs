@@ -194,9 +194,12 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>) -> ApiResult<Response
         "/healthz" | "/livez" | "/readyz" | "/version"
     );
     let auth = header_str(&req, header::AUTHORIZATION);
+    let mut user = None;
     match auth.strip_prefix("Bearer ") {
-        Some(t) if ctx.tokens.authenticate(t.trim()).is_some() => {}
-        Some(_) => return Err(ApiError::unauthorized()),
+        Some(t) => match ctx.tokens.authenticate(t.trim()) {
+            Some(u) => user = Some(u),
+            None => return Err(ApiError::unauthorized()),
+        },
         None if public => {}
         None => {
             return Err(ApiError::forbidden(format!(
@@ -272,7 +275,7 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>) -> ApiResult<Response
         ));
     };
     let rr = resolve(&group, &version, &rest)?;
-    resource(ctx, req, rr, q, accept).await
+    resource(ctx, req, rr, q, accept, user).await
 }
 
 fn aggregated(core: bool, version: &str) -> Response<Body> {
@@ -364,6 +367,7 @@ async fn resource(
     rr: ResourceRequest,
     q: HashMap<String, String>,
     accept: String,
+    user: Option<super::tokens::TokenUser>,
 ) -> ApiResult<Response<Body>> {
     let rt = rr.rt;
     let dry = q.get("dryRun").map(String::as_str) == Some("All");
@@ -452,7 +456,7 @@ async fn resource(
             let obj = parse_json(&body, &content_type)?;
             validation::check(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
             if rt.virtual_only {
-                let out = reviews::review(rt, &ctx.tokens, obj)?;
+                let out = reviews::review(rt, &ctx.tokens, user.as_ref(), obj)?;
                 return Ok(json_response(201, &out));
             }
             let created = cluster.create_as(rt, ns, obj, Some(&manager))?;
