@@ -73,7 +73,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             }
         }
     }
-    let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker);
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker.negotiate().await);
     let runtime_version = runtime
         .version()
         .await

@@ -71,6 +71,16 @@ impl DockerRuntime {
         })
     }
 
+    /// Agrees with the engine on the API version (an older Docker refuses requests newer
+    /// than it knows); keeps the default when the engine does not say.
+    pub async fn negotiate(mut self) -> Self {
+        match self.docker.clone().negotiate_version().await {
+            Ok(docker) => self.docker = docker,
+            Err(e) => tracing::warn!(error = %e, "API version negotiation failed"),
+        }
+        self
+    }
+
     /// Checks that the API answers.
     pub async fn ping(&self) -> Result<()> {
         self.docker
@@ -146,8 +156,9 @@ impl DockerRuntime {
     }
 }
 
-/// Engine API version used for the raw calls (Docker 19.03+, Podman 3+).
-const API: &str = "/v1.40";
+/// The raw calls use unversioned paths: the engine answers in its own current version,
+/// whatever its age (Docker 18.09 on an old Pi, Podman 4).
+const API: &str = "";
 
 fn api(e: bollard::errors::Error) -> RuntimeError {
     match &e {
