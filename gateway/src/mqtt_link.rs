@@ -169,6 +169,9 @@ pub async fn run_event_loop(
     let _ = client.try_disconnect();
 }
 
+/// Most messages taken from the outbox per store flush.
+pub const OUTBOX_BATCH: usize = 1024;
+
 /// Sends what the fleet queues: desired sets after flushing the store, log requests
 /// and cancels, status resync requests.
 pub async fn run_outbox(
@@ -177,17 +180,39 @@ pub async fn run_outbox(
     fleet: Arc<Fleet>,
     token: CancellationToken,
 ) {
+    let mut batch: Vec<Outgoing> = Vec::new();
+    let mut flushed = true;
     loop {
-        let out = tokio::select! {
-            _ = token.cancelled() => break,
-            o = rx.recv() => match o { Some(o) => o, None => break },
-        };
+        if batch.is_empty() {
+            let first = tokio::select! {
+                _ = token.cancelled() => break,
+                o = rx.recv() => match o { Some(o) => o, None => break },
+            };
+            batch.push(first);
+            // take whatever else is queued: one flush covers a whole batch of sets
+            while batch.len() < OUTBOX_BATCH {
+                match rx.try_recv() {
+                    Ok(o) => batch.push(o),
+                    Err(_) => break,
+                }
+            }
+            flushed = false;
+        }
+        let out = batch.remove(0);
+        if matches!(out, Outgoing::Desired { .. }) && !flushed {
+            if let Err(e) = fleet.store().flush().await {
+                warn!(error = %e, "store flush failed; retrying before sending desired sets");
+                batch.insert(0, out);
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+            flushed = true;
+        }
         let (device, channel, msg) = match out {
             Outgoing::Desired { device, set } => {
-                if let Err(e) = fleet.store().flush().await {
-                    warn!(%device, error = %e, "store flush failed; not sending the desired set");
-                    continue;
-                }
                 debug!(%device, generation = set.generation, pods = set.pods.len(), "publishing desired set");
                 (device, DownChannel::Desired, Message::DesiredSet(set))
             }
