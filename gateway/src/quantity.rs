@@ -198,6 +198,21 @@ mod tests {
         assert_eq!(q("1").ceil_div(q("0")), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics(s in "\\PC{0,40}") {
+            let _ = Quantity::parse(&s);
+        }
+
+        #[test]
+        fn number_like_input_never_panics(s in "[-+]?[0-9]{0,45}(\\.[0-9]{0,45})?(e-?[0-9]{1,3}|[numkMGTPE]|[KMGTPE]i)?") {
+            if let Ok(q) = Quantity::parse(&s) {
+                let _ = (q.ceil_units(), q.ceil_millis(), q.units_u64(), q.millis_u64());
+                let _ = q.ceil_div(Quantity::from_millis(1));
+            }
+        }
+    }
+
     #[test]
     fn formats_like_the_kubelet() {
         assert_eq!(cpu_quantity(4000), "4");

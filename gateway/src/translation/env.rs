@@ -172,6 +172,14 @@ pub fn container_env(
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn expansion_never_panics(s in "\\PC{0,60}") {
+            let lookup = |n: &str| (n == "A").then(|| "ä".to_owned());
+            let _ = expand(&s, &lookup);
+        }
+    }
+
     #[test]
     fn expansion_follows_kubernetes_rules() {
         let lookup = |n: &str| match n {
