@@ -1256,6 +1256,21 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_bytes_on_any_topic_never_panic(
+            topic in "edge/v1/(pi-01|evil|[a-z]{1,5}|\\+)/(up|down)/(hello|heartbeat|state|status|events|resync|logs/[a-z0-9]{1,4}|desired)",
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            json_body in "\\{\"protocol\":\"1\\.0\",\"kind\":\"(nodeReport|podStatusReport|podEventReport|heartbeat|deviceState|resyncRequest|logChunk)\",\"body\":\\{\\}\\}",
+        ) {
+            let h = harness();
+            send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
+            h.fleet.on_mqtt(&topic, &payload, false);
+            h.fleet.on_mqtt(&topic, json_body.as_bytes(), true);
+        }
+    }
+
     #[test]
     fn garbage_is_counted_and_dropped() {
         let h = harness();
