@@ -398,7 +398,11 @@ impl AgentLoop {
                 }
             }
             (Message::ResyncRequest(r), _) => {
-                tracing::info!(reason = %r.reason, "gateway asked for a full status report");
+                // A gateway that does not know this device yet (its store was lost, or it
+                // started while the device stayed connected to an external broker) learns
+                // it from the node report; the full status report then follows.
+                tracing::info!(reason = %r.reason, "gateway asked for a resync: node report and full status");
+                self.session.node_report_changed();
                 self.queue_status(true, self.lifecycle.full_status());
             }
             (

@@ -155,7 +155,15 @@ pub struct Fleet {
     pod_watch: mpsc::UnboundedSender<PodWatchRequest>,
     logs: LogStreams,
     rejections: Mutex<RejectionLog>,
+    /// When each unknown device was last asked to introduce itself (see
+    /// [`Fleet::unknown_device`]); its own lock, as it is used while `state` is held.
+    introductions: Mutex<HashMap<DeviceId, Instant>>,
 }
+
+/// How often an unknown device is asked, at most, to send its node report again.
+const INTRODUCTION_INTERVAL: Duration = Duration::from_secs(30);
+/// Bound on remembered unknown ids, so a client inventing ids cannot grow memory.
+const MAX_REMEMBERED_INTRODUCTIONS: usize = 100_000;
 
 fn kind_label(msg: &Message) -> &'static str {
     msg.kind().as_str()
@@ -195,6 +203,7 @@ impl Fleet {
             pod_watch,
             logs: LogStreams::default(),
             rejections: Mutex::new(RejectionLog::new(window)),
+            introductions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -418,9 +427,35 @@ impl Fleet {
     /// A message from a device that has not said hello (yet): common right after the
     /// gateway or the device starts (a heartbeat can overtake the hello), so counted and
     /// logged at debug level only.
+    ///
+    /// A connected device the gateway does not know (its store was lost, or it started
+    /// while devices stayed connected to an external broker) is asked, at most every
+    /// [`INTRODUCTION_INTERVAL`], for a resync: the agent answers with its node report
+    /// and a full status report. Must not take the `state` lock (callers hold it).
     fn unknown_device(&self, device: &DeviceId) {
         self.metrics.rejected("unknown_device");
-        tracing::debug!(%device, "message from a device that has not said hello; it appears once it says hello");
+        let now = Instant::now();
+        {
+            let mut asked = self.introductions.lock().unwrap_or_else(|p| p.into_inner());
+            if asked
+                .get(device)
+                .is_some_and(|t| now.duration_since(*t) < INTRODUCTION_INTERVAL)
+            {
+                return;
+            }
+            if asked.len() >= MAX_REMEMBERED_INTRODUCTIONS {
+                asked.clear();
+            }
+            asked.insert(device.clone(), now);
+        }
+        if self.admitted(device).is_err() {
+            return;
+        }
+        tracing::debug!(%device, "message from a device that has not said hello; asking it to introduce itself");
+        self.send(Outgoing::StatusResync {
+            device: device.clone(),
+            reason: "unknown device: send your node report".to_owned(),
+        });
     }
 
     fn on_state(&self, device: &DeviceId, s: DeviceState, retained: bool) {
@@ -428,6 +463,9 @@ impl Fleet {
         {
             let mut state = self.lock();
             let Some(entry) = state.devices.get_mut(device) else {
+                if s.online {
+                    self.unknown_device(device);
+                }
                 return;
             };
             entry.state_online = Some(s.online);
@@ -1269,6 +1307,40 @@ mod tests {
             h.fleet.on_mqtt(&topic, &payload, false);
             h.fleet.on_mqtt(&topic, json_body.as_bytes(), true);
         }
+    }
+
+    #[test]
+    fn an_unknown_connected_device_is_asked_to_introduce_itself_once() {
+        let mut h = harness();
+        let heartbeat = Message::from(Heartbeat::default()).encode().unwrap();
+        h.fleet
+            .on_mqtt("edge/v1/pi-09/up/heartbeat", &heartbeat, false);
+        h.fleet
+            .on_mqtt("edge/v1/pi-09/up/heartbeat", &heartbeat, false);
+        let online = Message::from(DeviceState {
+            online: true,
+            reason: None,
+            since: 0,
+        })
+        .encode()
+        .unwrap();
+        h.fleet.on_mqtt("edge/v1/pi-09/up/state", &online, true);
+        let asked: Vec<_> = drain(&mut h.outbox)
+            .into_iter()
+            .filter_map(|o| match o {
+                Outgoing::StatusResync { device, .. } => Some(device.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            asked,
+            vec!["pi-09".to_owned()],
+            "asked once within the interval"
+        );
+        // A retained offline state of an unknown device asks for nothing.
+        let offline = Message::from(DeviceState::default()).encode().unwrap();
+        h.fleet.on_mqtt("edge/v1/pi-10/up/state", &offline, true);
+        assert!(drain(&mut h.outbox).is_empty());
     }
 
     #[test]

@@ -37,7 +37,7 @@
 //! | `edge/v1/{device}/up/resync` | device → gateway | 1 | no | [`ResyncRequest`] |
 //! | `edge/v1/{device}/up/logs/{request}` | device → gateway | 0 | no | [`LogChunk`] |
 //! | `edge/v1/{device}/down/desired` | gateway → device | 1 | no | [`DesiredSet`] |
-//! | `edge/v1/{device}/down/resync` | gateway → device | 1 | no | [`ResyncRequest`] |
+//! | `edge/v1/{device}/down/resync` | gateway → device (answered with `up/hello` + a full `up/status`) | 1 | no | [`ResyncRequest`] |
 //! | `edge/v1/{device}/down/logs/{request}` | gateway → device | 1 | no | [`LogRequest`], [`LogCancel`] |
 //!
 //! # Envelope and versions

@@ -1,5 +1,8 @@
 //! Resync requests, both directions: the device asks for its whole desired set
-//! (`up/resync`); the gateway asks for a full status report (`down/resync`).
+//! (`up/resync`); the gateway asks the device to introduce itself again (`down/resync`),
+//! which the device answers with its node report (`up/hello`) and a full status report
+//! (`up/status` with `full: true`). A gateway that lost its store, or started while
+//! devices stayed connected to an external broker, learns its fleet this way.
 
 use serde::{Deserialize, Serialize};
 

@@ -72,7 +72,7 @@ pub enum UpChannel {
 pub enum DownChannel {
     /// `down/desired`: the whole desired set with its generation.
     Desired,
-    /// `down/resync`: the gateway asks for a full status report.
+    /// `down/resync`: the gateway asks the device for its node report and a full status report.
     Resync,
     /// `down/logs/{request}`: a log request or its cancel.
     Logs(RequestId),

@@ -151,6 +151,14 @@ impl Gateway {
         }
     }
 
+    /// Starts it again on an empty store (a lost disk), same ports.
+    pub fn restart_with_empty_store(&mut self) -> StackResult<()> {
+        self.kill9();
+        let store = &self.options.store_dir;
+        std::fs::remove_dir_all(store).map_err(|e| StackError::io(store, e))?;
+        self.launch()
+    }
+
     /// Starts it again with the same store and ports.
     pub fn restart(&mut self) -> StackResult<()> {
         self.kill9();

@@ -726,6 +726,57 @@ pub async fn gateway_kill_and_restart(broker: BrokerKind) -> Result<()> {
     Ok(())
 }
 
+/// The gateway loses its store and restarts while the device stays connected (with
+/// Mosquitto the agent's connection is never interrupted): the gateway asks the device it
+/// does not know to introduce itself, and the node and its pod carry on, unrestarted.
+pub async fn gateway_store_lost(broker: BrokerKind) -> Result<()> {
+    let mut stack = start(broker).await?;
+    stack.start_agent("lost-1", &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, "lost-1", "True", Duration::from_secs(60)).await?;
+    create(
+        &stack,
+        &pod_manifest("kept", &[], true, "Always", "sleep 3600"),
+    )
+    .await?;
+    let p = wait_pod(
+        &stack,
+        "kept",
+        "kept running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    let before = container_id(&p).context("no container id")?;
+
+    stack.gateway.restart_with_empty_store()?;
+    // New work reaches the device, so the gateway knows it again.
+    create(
+        &stack,
+        &pod_manifest("after-loss", &[], true, "Never", "exit 0"),
+    )
+    .await?;
+    wait_pod(
+        &stack,
+        "after-loss",
+        "pod delivered after the store was lost",
+        Duration::from_secs(90),
+        |p| phase(p) == "Succeeded",
+    )
+    .await?;
+    wait_node_ready(&stack, "lost-1", "True", Duration::from_secs(30)).await?;
+    let p = pods(&stack).await?.get("kept").await?;
+    ensure!(
+        container_id(&p).as_deref() == Some(before.as_str()),
+        "container recreated"
+    );
+    ensure!(
+        restart_count(&p) == 0 && is_ready(&p),
+        "kept pod disturbed: {}",
+        brief_status(&p)
+    );
+    Ok(())
+}
+
 /// Broker restart: agents reconnect and resubscribe; new work is delivered.
 /// With the embedded broker, the broker restarts with the gateway.
 pub async fn broker_restart(broker: BrokerKind) -> Result<()> {
@@ -951,6 +1002,7 @@ macro_rules! scenario_tests {
         scenario_tests!(@one agent_kill_and_adopt($broker));
         scenario_tests!(@one gateway_kill_and_restart($broker));
         scenario_tests!(@one broker_restart($broker));
+        scenario_tests!(@one gateway_store_lost($broker));
         scenario_tests!(@one offline_status_change($broker));
         scenario_tests!(@one hostile_traffic($broker));
     };
