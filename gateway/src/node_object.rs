@@ -105,7 +105,11 @@ pub fn node_labels(
     let mut labels = BTreeMap::new();
     let mut dropped = Vec::new();
     for (k, v) in &report.labels {
-        if is_reserved_label(k) || !is_valid_label_key(k) || !is_valid_label_value(v) || k == "type"
+        if is_reserved_label(k)
+            || !is_valid_label_key(k)
+            || !is_valid_label_value(v)
+            || k == "type"
+            || k == BOARD_FAMILY_LABEL
         {
             dropped.push(k.clone());
             continue;
@@ -133,8 +137,28 @@ pub fn node_labels(
             labels.insert("node.kubernetes.io/instance-type".to_owned(), board);
         }
     }
+    labels.insert(
+        BOARD_FAMILY_LABEL.to_owned(),
+        board_family(report.board_model.as_deref()).to_owned(),
+    );
     labels.insert("type".to_owned(), "virtual-kubelet".to_owned());
     (labels, dropped)
+}
+
+/// Node label grouping board models, so one selector covers every Raspberry Pi (or
+/// Jetson) whatever its exact model string in `node.kubernetes.io/instance-type`.
+pub const BOARD_FAMILY_LABEL: &str = "edge-kube.io/board-family";
+
+/// `raspberry-pi`, `jetson` or `generic`, from `/proc/device-tree/model`.
+pub fn board_family(board_model: Option<&str>) -> &'static str {
+    let model = board_model.unwrap_or_default().to_ascii_lowercase();
+    if model.contains("raspberry pi") {
+        "raspberry-pi"
+    } else if model.contains("jetson") {
+        "jetson"
+    } else {
+        "generic"
+    }
 }
 
 fn resources(r: &NodeResources) -> BTreeMap<String, KubeQuantity> {
@@ -445,6 +469,33 @@ mod tests {
                 .taints
                 .is_none()
         );
+    }
+
+    #[test]
+    fn board_family_groups_models() {
+        assert_eq!(
+            board_family(Some("Raspberry Pi 4 Model B Rev 1.4")),
+            "raspberry-pi"
+        );
+        assert_eq!(
+            board_family(Some("Raspberry Pi Compute Module 4")),
+            "raspberry-pi"
+        );
+        assert_eq!(
+            board_family(Some("NVIDIA Jetson Orin Nano Developer Kit")),
+            "jetson"
+        );
+        assert_eq!(board_family(Some("Rock Pi 4")), "generic");
+        assert_eq!(board_family(None), "generic");
+        // The device cannot choose it.
+        let report = NodeReport {
+            board_model: Some("Raspberry Pi 5 Model B".into()),
+            labels: [(BOARD_FAMILY_LABEL.to_owned(), "jetson".to_owned())].into(),
+            ..Default::default()
+        };
+        let (labels, dropped) = node_labels(&DeviceId::new("pi-5").unwrap(), &report);
+        assert_eq!(labels[BOARD_FAMILY_LABEL], "raspberry-pi");
+        assert_eq!(dropped, vec![BOARD_FAMILY_LABEL.to_owned()]);
     }
 
     #[test]
