@@ -373,6 +373,17 @@ impl PodLifecycle {
                     .collect();
                 // A stop is done once a listing shows the container stopped.
                 self.stopping.retain(|id| running.contains(id));
+                // Containers that vanished (removed behind the agent's back): stop probing.
+                let gone: Vec<String> = self
+                    .probes
+                    .keys()
+                    .filter(|id| !running.contains(id))
+                    .cloned()
+                    .collect();
+                for container_id in gone {
+                    self.probes.remove(&container_id);
+                    self.effects.push(Effect::UnwatchProbes { container_id });
+                }
             }
             Input::Tick { now } => self.now = self.now.max(now),
             Input::Done(outcome) => self.on_outcome(outcome),
