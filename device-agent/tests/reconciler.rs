@@ -733,3 +733,45 @@ fn an_image_change_replaces_the_container_an_env_change_does_not() {
         "{fx:?}"
     );
 }
+
+#[test]
+fn a_container_removed_behind_the_agents_back_is_recreated_and_unprobed() {
+    let mut p = pod("u14", RestartPolicy::Always);
+    p.containers[0].readiness_probe = Some(edge_protocol::Probe {
+        handler: edge_protocol::ProbeHandler::TcpSocket {
+            host: None,
+            port: 1,
+        },
+        initial_delay_seconds: 0,
+        period_seconds: 1,
+        timeout_seconds: 1,
+        success_threshold: 1,
+        failure_threshold: 1,
+    });
+    let mut lc = PodLifecycle::new(timings(), None);
+    lc.handle(Input::Desired(DesiredSet {
+        generation: 1,
+        pods: vec![p.clone()],
+    }));
+    lc.handle(Input::Containers {
+        list: vec![snapshot(&p, "c0", 0, RunState::Running { started_at: S })],
+        now: 2 * S,
+    });
+    let fx = lc.handle(Input::Done(Outcome::VolumesReady {
+        pod_uid: "u14".into(),
+        result: Ok(()),
+    }));
+    assert!(has(&fx, |e| matches!(e, Effect::WatchProbes { .. })));
+    let fx = lc.handle(Input::Containers {
+        list: vec![],
+        now: 3 * S,
+    });
+    assert!(has(
+        &fx,
+        |e| matches!(e, Effect::UnwatchProbes { container_id } if container_id == "c0")
+    ));
+    assert!(
+        has(&fx, |e| matches!(e, Effect::EnsureImage { .. })),
+        "{fx:?}"
+    );
+}
