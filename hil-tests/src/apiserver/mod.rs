@@ -337,7 +337,12 @@ async fn run_controllers(
     cancel: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(config.controller_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lifecycle = node_lifecycle::NodeLifecycle::new(config.node_lease_grace);
+    // Like kube-controller-manager's --node-monitor-period (5 s for a 40-50 s grace): the
+    // node lifecycle pass runs every grace/10, but not more often than the controller tick.
+    let monitor_period = (config.node_lease_grace / 10).max(config.controller_interval);
+    let mut last_monitor: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -345,7 +350,9 @@ async fn run_controllers(
         }
         cluster.finalize_namespaces();
         signer.run_once(&cluster);
-        if config.node_lifecycle {
+        let now = tokio::time::Instant::now();
+        if config.node_lifecycle && last_monitor.is_none_or(|t| now - t >= monitor_period) {
+            last_monitor = Some(now);
             lifecycle.run_once(&cluster);
         }
         if config.scheduler {

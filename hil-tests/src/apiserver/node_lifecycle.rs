@@ -182,35 +182,44 @@ impl NodeLifecycle {
                 store.list("leases", Some("kube-node-lease")),
             )
         };
-        let lease_rv: HashMap<String, String> = leases
+        let lease_by_node: HashMap<&str, &Value> = leases
             .iter()
-            .map(|l| {
-                (
-                    meta_str(l, "name").to_string(),
-                    format!(
-                        "{}/{}",
-                        meta_str(l, "uid"),
-                        l.pointer("/spec/renewTime")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                    ),
-                )
-            })
+            .map(|l| (meta_str(l, "name"), l.as_ref()))
             .collect();
         let now = Instant::now();
-        self.probes
-            .retain(|n, _| nodes.iter().any(|x| meta_str(x, "name") == n));
+        let names: std::collections::HashSet<&str> =
+            nodes.iter().map(|x| meta_str(x, "name")).collect();
+        self.probes.retain(|n, _| names.contains(n.as_str()));
         for node in nodes {
-            let name = meta_str(&node, "name").to_string();
-            let rv = lease_rv.get(&name).cloned().unwrap_or_default();
-            let probe = self.probes.entry(name.clone()).or_insert_with(|| Probe {
-                lease_rv: rv.clone(),
-                seen_at: now,
-                saved: None,
+            let name_ref = meta_str(&node, "name");
+            // A renewal is a change of the lease's identity or renewTime.
+            let (uid, renew) = lease_by_node.get(name_ref).map_or(("", ""), |l| {
+                (
+                    meta_str(l, "uid"),
+                    l.pointer("/spec/renewTime")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                )
             });
-            let renewed = probe.lease_rv != rv;
+            if !self.probes.contains_key(name_ref) {
+                self.probes.insert(
+                    name_ref.to_string(),
+                    Probe {
+                        lease_rv: format!("{uid}/{renew}"),
+                        seen_at: now,
+                        saved: None,
+                    },
+                );
+            }
+            let Some(probe) = self.probes.get_mut(name_ref) else {
+                continue;
+            };
+            let renewed = probe
+                .lease_rv
+                .split_once('/')
+                .is_none_or(|(u, r)| u != uid || r != renew);
             if renewed {
-                probe.lease_rv = rv;
+                probe.lease_rv = format!("{uid}/{renew}");
                 probe.seen_at = now;
             }
             let expired = now.duration_since(probe.seen_at) > self.grace;
@@ -220,6 +229,7 @@ impl NodeLifecycle {
             if (idle || already_unknown) && taints_in_line(&node) {
                 continue;
             }
+            let name = name_ref.to_string();
             let became_unknown = expired && ready_status(&node).as_deref() != Some("Unknown");
             let saved = probe.saved.take();
             let mut new_saved = saved.clone();

@@ -308,6 +308,14 @@ pub fn record_pod_event_from(
     }
 }
 
+/// `spec.nodeName` without JSON-pointer parsing (this runs for every pod on every pass).
+fn bound_node(p: &Value) -> &str {
+    p.get("spec")
+        .and_then(|s| s.get("nodeName"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
 /// One scheduling pass over all pending pods.
 pub fn run_once(cluster: &Cluster) {
     let (pods, nodes) = {
@@ -316,6 +324,7 @@ pub fn run_once(cluster: &Cluster) {
     };
     let pending: Vec<Arc<Value>> = pods
         .iter()
+        .filter(|p| bound_node(p).is_empty())
         .filter(|p| {
             s(p, "/spec/nodeName").is_empty()
                 && meta_str(p, "deletionTimestamp").is_empty()
