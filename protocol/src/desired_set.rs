@@ -178,7 +178,11 @@ pub struct Volume {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "type"
+)]
 pub enum VolumeSource {
     /// A scratch directory that lives as long as the pod.
     EmptyDir {
@@ -245,7 +249,11 @@ fn default_failure_threshold() -> u32 {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "type"
+)]
 pub enum ProbeHandler {
     Exec {
         command: Vec<String>,

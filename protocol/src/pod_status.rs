@@ -72,7 +72,7 @@ pub struct ContainerStatus {
 
 /// Waiting, running or terminated, like Kubernetes `ContainerState`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum ContainerState {
     Waiting {
         /// `ContainerCreating`, `ErrImagePull`, `ImagePullBackOff`,

@@ -392,6 +392,41 @@ fn golden_fixtures_match() {
     );
 }
 
+/// Every field name on the wire is camelCase, struct variants of enums included
+/// (serde's `rename_all` alone leaves their fields in snake_case).
+#[test]
+fn every_wire_field_is_camel_case() {
+    fn walk(v: &serde_json::Value, path: &str, bad: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map {
+                    let camel = k.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                        && k.chars().all(|c| c.is_ascii_alphanumeric());
+                    if !camel {
+                        bad.push(format!("{path}.{k}"));
+                    }
+                    // Labels and extended resources are data maps, not field names.
+                    if k != "labels" && k != "extended" {
+                        walk(child, &format!("{path}.{k}"), bad);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(item, &format!("{path}[]"), bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut bad = Vec::new();
+    for msg in samples() {
+        let value: serde_json::Value = serde_json::from_slice(&msg.encode().unwrap()).unwrap();
+        walk(&value, msg.kind().as_str(), &mut bad);
+    }
+    assert!(bad.is_empty(), "not camelCase: {bad:?}");
+}
+
 #[test]
 fn unknown_fields_are_ignored() {
     let payload = br#"{"protocol":"1.3","kind":"heartbeat","extra":1,
