@@ -36,6 +36,8 @@ impl Cluster {
         }
         let mut config = ApiServerConfig::new(dir.join("apiserver"));
         config.node_lease_grace = node_lease_grace;
+        // As real clusters do: every pod gets the kube-api-access projected volume.
+        config.service_account_token_volumes = true;
         let server = ApiServer::start(config)
             .await
             .map_err(|e| StackError::Kubernetes(format!("starting the API emulator: {e}")))?;
