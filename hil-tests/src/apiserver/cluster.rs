@@ -309,6 +309,10 @@ impl Cluster {
                 };
                 defaults::service_on_create(&mut obj, ip)
             }
+            "deployments" | "replicasets" | "daemonsets" => {
+                defaults::workload_on_write(rt.storage, &mut obj);
+                obj["status"] = json!({});
+            }
             "secrets" => defaults::secret_on_create(&mut obj),
             "certificatesigningrequests" => {
                 defaults::csr_on_create(&mut obj, ADMIN_USER, ADMIN_GROUPS)
@@ -586,6 +590,7 @@ impl Cluster {
                         }
                     }
                 }
+                defaults::workload_on_write(rt.storage, &mut new);
                 if rt.storage == "pods" {
                     defaults::pod_on_write(&mut new);
                     validate_pod_update(old, &new)?;

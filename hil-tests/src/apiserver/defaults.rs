@@ -106,6 +106,69 @@ pub fn pod_on_write(pod: &mut Value) {
     set_default(spec, "enableServiceLinks", json!(true));
 }
 
+/// Defaults of a pod template's spec (SetDefaults_PodSpec and the container defaulters; no
+/// admission, which only runs on pods).
+fn pod_template(template: Option<&mut Value>) {
+    let Some(spec) = template.and_then(|t| t.get_mut("spec")) else {
+        return;
+    };
+    for k in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(k).and_then(Value::as_array_mut) {
+            for c in cs {
+                default_container(c);
+            }
+        }
+    }
+    set_default(spec, "restartPolicy", json!("Always"));
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+}
+
+/// apps/v1 defaulters (SetDefaults_Deployment, _ReplicaSet, _DaemonSet), applied on every
+/// write like decoding defaults.
+pub fn workload_on_write(storage: &str, obj: &mut Value) {
+    let Some(spec) = obj.get_mut("spec") else {
+        return;
+    };
+    match storage {
+        "deployments" => {
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "strategy", json!({}));
+            if let Some(strategy) = spec.get_mut("strategy") {
+                set_default(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                    set_default(strategy, "rollingUpdate", json!({}));
+                    if let Some(ru) = strategy.get_mut("rollingUpdate") {
+                        set_default(ru, "maxUnavailable", json!("25%"));
+                        set_default(ru, "maxSurge", json!("25%"));
+                    }
+                }
+            }
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "progressDeadlineSeconds", json!(600));
+        }
+        "replicasets" => set_default(spec, "replicas", json!(1)),
+        "daemonsets" => {
+            set_default(spec, "updateStrategy", json!({}));
+            if let Some(strategy) = spec.get_mut("updateStrategy") {
+                set_default(strategy, "type", json!("RollingUpdate"));
+                if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                    set_default(strategy, "rollingUpdate", json!({}));
+                    if let Some(ru) = strategy.get_mut("rollingUpdate") {
+                        set_default(ru, "maxUnavailable", json!(1));
+                        set_default(ru, "maxSurge", json!(0));
+                    }
+                }
+            }
+            set_default(spec, "revisionHistoryLimit", json!(10));
+        }
+        _ => return,
+    }
+    pod_template(spec.get_mut("template"));
+}
+
 /// Pod defaults and create-time status (PodStrategy.PrepareForCreate).
 pub fn pod_on_create(pod: &mut Value) {
     let Some(spec) = pod.get_mut("spec") else {

@@ -121,6 +121,13 @@ pub(crate) fn delete_locked(
     {
         fins.push("foregroundDeletion".into());
     }
+    if opts.propagation_policy.as_deref() == Some("Orphan")
+        && !fins.iter().any(|f| f == "orphan")
+        && meta_str(&obj, "deletionTimestamp").is_empty()
+        && rt.storage != "namespaces"
+    {
+        fins.push("orphan".into());
+    }
 
     // Namespaces: Terminating, content removed by the namespace controller.
     if rt.storage == "namespaces" {

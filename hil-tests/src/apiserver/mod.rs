@@ -30,6 +30,13 @@
 //! | [`reviews`] | tokenreviews, subjectaccessreviews, selfsubjectaccessreviews |
 //! | [`log_proxy`] | pods/log proxied to the node's kubelet endpoint with a client cert |
 //! | [`scheduler`] | binds pending pods like kube-scheduler |
+//! | [`controller_ref`] | controller ownerReferences, pod activity/readiness, pods from templates |
+//! | [`label_selector`] | `metav1.LabelSelector` matching and string form |
+//! | [`scale`] | the `scale` subresource (`autoscaling/v1` `Scale`) |
+//! | [`daemonset`] | one pod per eligible node (kube-controller-manager's daemon controller) |
+//! | [`deployment`] | Deployments → ReplicaSets, rollouts, status and conditions |
+//! | [`replicaset`] | ReplicaSets → pods, status |
+//! | [`garbage_collector`] | deletes dependents of deleted owners; foreground and orphan |
 //! | [`node_lifecycle`] | Ready=Unknown, unreachable taints, pods NotReady, NoExecute eviction |
 //! | [`router`] | HTTP request parsing, authentication and dispatch |
 //! | [`errors`] | `Status` errors with kube-apiserver's reasons and codes |
@@ -39,13 +46,18 @@ pub mod apply;
 pub mod certs;
 pub mod clock;
 pub mod cluster;
+pub mod controller_ref;
 pub mod conversion;
 pub mod csr_signing;
+pub mod daemonset;
 pub mod defaults;
 pub mod deletion;
+pub mod deployment;
 pub mod discovery;
 pub mod errors;
+pub mod garbage_collector;
 pub mod kubeconfig;
+pub mod label_selector;
 pub mod log_proxy;
 pub mod node_lifecycle;
 pub mod object_validation;
@@ -53,9 +65,11 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;
+pub mod replicaset;
 pub mod resources;
 pub mod reviews;
 pub mod router;
+pub mod scale;
 pub mod scheduler;
 pub mod selectors;
 pub mod store;
@@ -355,6 +369,10 @@ async fn run_controllers(
             last_monitor = Some(now);
             lifecycle.run_once(&cluster);
         }
+        garbage_collector::run_once(&cluster);
+        daemonset::run_once(&cluster);
+        deployment::run_once(&cluster);
+        replicaset::run_once(&cluster);
         if config.scheduler {
             scheduler::run_once(&cluster);
         }

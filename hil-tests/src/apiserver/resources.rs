@@ -91,6 +91,14 @@ const fn status_sub(kind: &'static str, group: &'static str) -> Subresource {
     }
 }
 
+/// The `scale` subresource of deployments and replicasets (`autoscaling/v1` `Scale`).
+const SCALE_SUB: Subresource = Subresource {
+    name: "scale",
+    kind: "Scale",
+    kind_group: "autoscaling",
+    verbs: STATUS_VERBS,
+};
+
 /// Every resource served, in discovery order.
 pub static RESOURCES: &[ResourceType] = &[
     ResourceType {
@@ -256,6 +264,54 @@ pub static RESOURCES: &[ResourceType] = &[
         tracks_generation: false,
         virtual_only: false,
         storage: "services",
+    },
+    ResourceType {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        singular: "daemonset",
+        namespaced: true,
+        short_names: &["ds"],
+        categories: &["all"],
+        verbs: RW_VERBS,
+        subresources: &[status_sub("DaemonSet", "apps")],
+        has_status: true,
+        tracks_generation: true,
+        virtual_only: false,
+        storage: "daemonsets",
+    },
+    ResourceType {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        verbs: RW_VERBS,
+        subresources: &[SCALE_SUB, status_sub("Deployment", "apps")],
+        has_status: true,
+        tracks_generation: true,
+        virtual_only: false,
+        storage: "deployments",
+    },
+    ResourceType {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        verbs: RW_VERBS,
+        subresources: &[SCALE_SUB, status_sub("ReplicaSet", "apps")],
+        has_status: true,
+        tracks_generation: true,
+        virtual_only: false,
+        storage: "replicasets",
     },
     ResourceType {
         group: "authentication.k8s.io",

@@ -23,7 +23,7 @@ use super::resources::{self, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::tables::{self, IncludeObject};
 use super::watch::{self, WatchOptions};
-use super::{discovery, openapi, reviews, validation};
+use super::{discovery, openapi, reviews, scale, validation};
 
 /// Response body type.
 pub type Body = BoxBody<Bytes, std::io::Error>;
@@ -443,6 +443,35 @@ async fn resource(
                 }
                 None => Ok(json_response(200, &list)),
             }
+        }
+        (&Method::GET, Some(name), Some("scale")) => Ok(json_response(
+            200,
+            &scale::get(cluster, rt, ns.unwrap_or(""), name)?,
+        )),
+        (&Method::PUT, Some(name), Some("scale")) => {
+            let body = read_body(req).await?;
+            let obj = parse_json(&body, &content_type)?;
+            let out = scale::write(
+                cluster,
+                rt,
+                ns.unwrap_or(""),
+                name,
+                scale::ScaleWrite::Put(&obj),
+            )?;
+            Ok(json_response(200, &out))
+        }
+        (&Method::PATCH, Some(name), Some("scale")) => {
+            let pt = PatchType::from_content_type(&content_type)?;
+            let body = read_body(req).await?;
+            let p = patch::parse_body(pt, &body)?;
+            let out = scale::write(
+                cluster,
+                rt,
+                ns.unwrap_or(""),
+                name,
+                scale::ScaleWrite::Patch(pt, &p),
+            )?;
+            Ok(json_response(200, &out))
         }
         (&Method::GET, Some(name), None | Some("status") | Some("approval")) => {
             let obj = cluster.get(rt, ns, name)?;

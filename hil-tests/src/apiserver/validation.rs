@@ -26,6 +26,9 @@ fn typed_roundtrip(rt: &ResourceType, v: &Value) -> ApiResult<Option<Value>> {
         ("", "ServiceAccount") => roundtrip::<api::core::v1::ServiceAccount>(v)?,
         ("", "Event") => roundtrip::<api::core::v1::Event>(v)?,
         ("events.k8s.io", "Event") => roundtrip::<api::events::v1::Event>(v)?,
+        ("apps", "Deployment") => roundtrip::<api::apps::v1::Deployment>(v)?,
+        ("apps", "ReplicaSet") => roundtrip::<api::apps::v1::ReplicaSet>(v)?,
+        ("apps", "DaemonSet") => roundtrip::<api::apps::v1::DaemonSet>(v)?,
         ("coordination.k8s.io", "Lease") => roundtrip::<api::coordination::v1::Lease>(v)?,
         ("certificates.k8s.io", _) => {
             roundtrip::<api::certificates::v1::CertificateSigningRequest>(v)?

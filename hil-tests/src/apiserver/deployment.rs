@@ -1,0 +1,416 @@
+//! The Deployment controller (kube-controller-manager's `deployment`): one ReplicaSet per
+//! pod template (named `<deployment>-<pod-template-hash>`, label and selector
+//! `pod-template-hash`, controller ownerReference, `deployment.kubernetes.io/revision`,
+//! `desired-replicas` and `max-replicas` annotations); scaling; rollouts with `Recreate`
+//! or `RollingUpdate` honouring `maxSurge`/`maxUnavailable`; old ReplicaSets beyond
+//! `revisionHistoryLimit` deleted; status and the `Available`/`Progressing` conditions.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::clock;
+use super::cluster::{Cluster, meta_str};
+use super::controller_ref;
+use super::resources;
+
+const HASH_LABEL: &str = "pod-template-hash";
+const REVISION: &str = "deployment.kubernetes.io/revision";
+/// kube's `rand.SafeEncodeString` alphabet (no vowels, no confusable characters).
+const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// A stable hash of a pod template in kube's safe-encoded form.
+pub fn template_hash(template: &Value) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in template.to_string().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h.to_string()
+        .bytes()
+        .map(|d| SAFE_ALPHABET[usize::from(d) % SAFE_ALPHABET.len()] as char)
+        .collect()
+}
+
+fn int(v: &Value, ptr: &str) -> i64 {
+    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// An intstr (`3` or `"25%"`) against a total, rounding up or down.
+fn int_or_percent(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) if round_up => (p * total + 99) / 100,
+            Some(p) => p * total / 100,
+            None => s.parse().unwrap_or(0),
+        },
+        _ => 0,
+    }
+}
+
+fn without_hash(template: &Value) -> Value {
+    let mut t = template.clone();
+    if let Some(l) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        l.remove(HASH_LABEL);
+    }
+    t
+}
+
+fn revision(rs: &Value) -> i64 {
+    rs.pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One pass over every Deployment.
+pub fn run_once(cluster: &Cluster) {
+    let deployments = cluster.lock().list("deployments", None);
+    for d in deployments {
+        if !controller_ref::deleting(&d) {
+            reconcile(cluster, &d);
+        }
+    }
+}
+
+fn set_replicas(cluster: &Cluster, rs: &Value, replicas: i64, deployment_replicas: i64, max: i64) {
+    let Some(rt) = resources::by_storage("replicasets") else {
+        return;
+    };
+    let mut new = rs.clone();
+    new["spec"]["replicas"] = json!(replicas);
+    let ann = new["metadata"]
+        .as_object_mut()
+        .map(|m| m.entry("annotations").or_insert_with(|| json!({})));
+    if let Some(Value::Object(a)) = ann {
+        a.insert(
+            "deployment.kubernetes.io/desired-replicas".into(),
+            json!(deployment_replicas.to_string()),
+        );
+        a.insert(
+            "deployment.kubernetes.io/max-replicas".into(),
+            json!(max.to_string()),
+        );
+    }
+    if let Err(e) = cluster.update(
+        rt,
+        Some(meta_str(rs, "namespace")),
+        meta_str(rs, "name"),
+        new,
+        None,
+    ) {
+        tracing::debug!(error = %e.message, "scaling ReplicaSet failed");
+    }
+}
+
+fn reconcile(cluster: &Cluster, d: &Value) {
+    let ns = meta_str(d, "namespace");
+    let name = meta_str(d, "name");
+    let uid = meta_str(d, "uid");
+    let replicas = int(d, "/spec/replicas").max(0);
+    let template = d.pointer("/spec/template").cloned().unwrap_or_default();
+    let sets: Vec<Arc<Value>> = cluster
+        .lock()
+        .list("replicasets", Some(ns))
+        .into_iter()
+        .filter(|rs| controller_ref::controller_uid(rs) == Some(uid))
+        .collect();
+    let (new_rs, mut old): (Vec<Arc<Value>>, Vec<Arc<Value>>) = sets.into_iter().partition(|rs| {
+        rs.pointer("/spec/template")
+            .is_some_and(|t| without_hash(t) == template)
+    });
+    let Some(rt) = resources::by_storage("replicasets") else {
+        return;
+    };
+    let strategy = d
+        .pointer("/spec/strategy/type")
+        .and_then(Value::as_str)
+        .unwrap_or("RollingUpdate");
+    let (max_surge, max_unavailable) = if strategy == "Recreate" {
+        (0, replicas)
+    } else {
+        let surge = int_or_percent(
+            d.pointer("/spec/strategy/rollingUpdate/maxSurge"),
+            replicas,
+            true,
+        );
+        let mut unavail = int_or_percent(
+            d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+            replicas,
+            false,
+        );
+        if surge == 0 && unavail == 0 {
+            unavail = 1;
+        }
+        (surge, unavail.min(replicas))
+    };
+    let max_revision = old.iter().map(|rs| revision(rs)).max().unwrap_or(0);
+    let new_rs: Arc<Value> = match new_rs.into_iter().next() {
+        Some(rs) => rs,
+        None => {
+            let hash = template_hash(&template);
+            let mut t = template.clone();
+            if t.get("metadata").is_none_or(|m| !m.is_object()) {
+                t["metadata"] = json!({});
+            }
+            if t["metadata"].get("labels").is_none_or(|l| !l.is_object()) {
+                t["metadata"]["labels"] = json!({});
+            }
+            t["metadata"]["labels"][HASH_LABEL] = json!(hash);
+            let mut selector = d.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+            if selector.get("matchLabels").is_none_or(|l| !l.is_object()) {
+                selector["matchLabels"] = json!({});
+            }
+            selector["matchLabels"][HASH_LABEL] = json!(hash);
+            let old_active: i64 = old.iter().map(|rs| int(rs, "/spec/replicas")).sum();
+            let initial = if strategy == "Recreate" {
+                if old_active > 0 { 0 } else { replicas }
+            } else if old_active == 0 {
+                replicas
+            } else {
+                (replicas + max_surge - old_active).clamp(0, replicas)
+            };
+            let mut labels = t["metadata"]["labels"].clone();
+            if labels.is_null() {
+                labels = json!({});
+            }
+            let rs = json!({
+                "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {
+                    "name": format!("{name}-{hash}"), "namespace": ns, "labels": labels,
+                    "annotations": {
+                        REVISION: (max_revision + 1).to_string(),
+                        "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
+                        "deployment.kubernetes.io/max-replicas": (replicas + max_surge).to_string(),
+                    },
+                    "ownerReferences": [controller_ref::owner_ref(d, "apps/v1", "Deployment")],
+                },
+                "spec": {"replicas": initial, "minReadySeconds": d.pointer("/spec/minReadySeconds").cloned().unwrap_or(json!(0)),
+                    "selector": selector, "template": t},
+            });
+            match cluster.create(rt, Some(ns), rs) {
+                Ok(created) => {
+                    record_progress(
+                        cluster,
+                        d,
+                        "NewReplicaSetCreated",
+                        &format!("Created new replica set \"{}\"", meta_str(&created, "name")),
+                    );
+                    Arc::new(created)
+                }
+                Err(e) => {
+                    tracing::warn!(ns, name, error = %e.message, "Deployment could not create its ReplicaSet");
+                    return;
+                }
+            }
+        }
+    };
+    let new_spec = int(&new_rs, "/spec/replicas");
+    let old_spec: i64 = old.iter().map(|rs| int(rs, "/spec/replicas")).sum();
+    let old_pods: i64 = old.iter().map(|rs| int(rs, "/status/replicas")).sum();
+    if strategy == "Recreate" {
+        for rs in &old {
+            if int(rs, "/spec/replicas") != 0 {
+                set_replicas(cluster, rs, 0, replicas, replicas);
+            }
+        }
+        if old_spec == 0 && old_pods == 0 && new_spec != replicas {
+            set_replicas(cluster, &new_rs, replicas, replicas, replicas);
+        }
+    } else if old_spec == 0 {
+        if new_spec != replicas {
+            set_replicas(cluster, &new_rs, replicas, replicas, replicas + max_surge);
+        }
+    } else {
+        // Scale the new ReplicaSet up within maxSurge.
+        let allowed = replicas + max_surge;
+        let total = new_spec + old_spec;
+        if new_spec < replicas && total < allowed {
+            let up = (new_spec + allowed - total).min(replicas);
+            set_replicas(cluster, &new_rs, up, replicas, allowed);
+        } else if new_spec > replicas {
+            set_replicas(cluster, &new_rs, replicas, replicas, allowed);
+        }
+        // Scale old ReplicaSets down within maxUnavailable: unhealthy replicas first,
+        // then available ones while enough stay available.
+        let min_available = replicas - max_unavailable;
+        let all_available: i64 = int(&new_rs, "/status/availableReplicas")
+            + old
+                .iter()
+                .map(|rs| int(rs, "/status/availableReplicas"))
+                .sum::<i64>();
+        let mut budget = (all_available - min_available).max(0);
+        old.sort_by_key(|rs| revision(rs));
+        for rs in &old {
+            let spec = int(rs, "/spec/replicas");
+            if spec == 0 {
+                continue;
+            }
+            let unhealthy = (spec - int(rs, "/status/availableReplicas")).max(0);
+            let healthy_down = budget.min(spec - unhealthy);
+            budget -= healthy_down;
+            let target = spec - unhealthy - healthy_down;
+            if target != spec {
+                set_replicas(cluster, rs, target, replicas, allowed);
+            }
+        }
+    }
+    cleanup_history(cluster, d, &old);
+    update_status(cluster, d, &new_rs, &old, replicas, max_unavailable);
+}
+
+fn cleanup_history(cluster: &Cluster, d: &Value, old: &[Arc<Value>]) {
+    let limit = int(d, "/spec/revisionHistoryLimit").max(0) as usize;
+    let mut idle: Vec<&Arc<Value>> = old
+        .iter()
+        .filter(|rs| int(rs, "/spec/replicas") == 0 && int(rs, "/status/replicas") == 0)
+        .collect();
+    if idle.len() <= limit {
+        return;
+    }
+    idle.sort_by_key(|rs| revision(rs));
+    for rs in idle.iter().take(idle.len() - limit) {
+        controller_ref::delete(
+            cluster,
+            "replicasets",
+            meta_str(rs, "namespace"),
+            meta_str(rs, "name"),
+        );
+    }
+}
+
+fn set_deployment_condition(d: &mut Value, ctype: &str, status: &str, reason: &str, message: &str) {
+    let now = clock::now();
+    if d.get("status").is_none_or(|s| !s.is_object()) {
+        d["status"] = json!({});
+    }
+    let conds = d["status"]
+        .as_object_mut()
+        .map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+    let Some(Value::Array(conds)) = conds else {
+        return;
+    };
+    let mut c = json!({"type": ctype, "status": status, "reason": reason, "message": message,
+        "lastUpdateTime": now, "lastTransitionTime": now});
+    match conds.iter_mut().find(|c| c["type"] == ctype) {
+        Some(existing) => {
+            if existing["status"] == status {
+                c["lastTransitionTime"] = existing["lastTransitionTime"].clone();
+                if existing["reason"] == reason && existing["message"] == message {
+                    return;
+                }
+            }
+            *existing = c;
+        }
+        None => conds.push(c),
+    }
+}
+
+fn record_progress(cluster: &Cluster, d: &Value, reason: &str, message: &str) {
+    cluster.write_status(
+        "deployments",
+        meta_str(d, "namespace"),
+        meta_str(d, "name"),
+        |o| {
+            set_deployment_condition(o, "Progressing", "True", reason, message);
+        },
+    );
+}
+
+fn update_status(
+    cluster: &Cluster,
+    d: &Value,
+    new_rs: &Value,
+    old: &[Arc<Value>],
+    replicas: i64,
+    max_unavailable: i64,
+) {
+    let all = || std::iter::once(new_rs).chain(old.iter().map(|r| r.as_ref()));
+    let total: i64 = all().map(|rs| int(rs, "/status/replicas")).sum();
+    let ready: i64 = all().map(|rs| int(rs, "/status/readyReplicas")).sum();
+    let available: i64 = all().map(|rs| int(rs, "/status/availableReplicas")).sum();
+    let updated = int(new_rs, "/status/replicas");
+    let generation = d
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
+    let rs_name = meta_str(new_rs, "name").to_string();
+    let rev = revision(new_rs).to_string();
+    let complete = updated == replicas
+        && total == replicas
+        && available == replicas
+        && int(new_rs, "/spec/replicas") == replicas;
+    cluster.write_status(
+        "deployments",
+        meta_str(d, "namespace"),
+        meta_str(d, "name"),
+        |o| {
+            let conditions = o.pointer("/status/conditions").cloned();
+            let mut status = json!({"observedGeneration": generation, "replicas": total,
+            "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": available,
+            "unavailableReplicas": (replicas - available).max(0)});
+            if let Some(c) = conditions {
+                status["conditions"] = c;
+            }
+            if let Some(s) = status.as_object_mut() {
+                s.retain(|_, v| *v != json!(0));
+                s.insert("observedGeneration".into(), generation.clone());
+            }
+            o["status"] = status;
+            let anns = o["metadata"]
+                .as_object_mut()
+                .map(|m| m.entry("annotations").or_insert_with(|| json!({})));
+            if let Some(Value::Object(a)) = anns {
+                a.insert(REVISION.into(), json!(rev));
+            }
+            if available >= replicas - max_unavailable {
+                set_deployment_condition(
+                    o,
+                    "Available",
+                    "True",
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                );
+            } else {
+                set_deployment_condition(
+                    o,
+                    "Available",
+                    "False",
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                );
+            }
+            if complete {
+                set_deployment_condition(
+                    o,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                );
+            } else if o
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_none_or(|c| {
+                    !c.iter().any(|c| {
+                        c["type"] == "Progressing" && c["reason"] == "NewReplicaSetCreated"
+                    })
+                })
+                || updated > 0
+            {
+                set_deployment_condition(
+                    o,
+                    "Progressing",
+                    "True",
+                    "ReplicaSetUpdated",
+                    &format!("ReplicaSet \"{rs_name}\" is progressing."),
+                );
+            }
+        },
+    );
+}
