@@ -834,6 +834,29 @@ async fn kubectl_apply_get_describe_scale_delete_workloads() {
     })
     .await;
     let out = ok(
+        kubectl(kc, &cache, &["get", "deployment", "web"]).await,
+        "get table",
+    );
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{out}"
+    );
+    assert!(out.lines().nth(1).unwrap().contains("3/3"), "{out}");
+    let out = ok(
+        kubectl(kc, &cache, &["get", "ds", "agent", "-o", "wide"]).await,
+        "get ds wide",
+    );
+    assert!(
+        out.starts_with("NAME") && out.contains("NODE SELECTOR") && out.contains("IMAGES"),
+        "{out}"
+    );
+    assert!(
+        out.contains("localhost/busybox:test") && out.contains("app=agent"),
+        "{out}"
+    );
+    let out = ok(
         kubectl(
             kc,
             &cache,

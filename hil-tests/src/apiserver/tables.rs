@@ -251,8 +251,157 @@ fn columns(rt: &ResourceType) -> Vec<Value> {
             ),
             col("Condition", "string", "", 0, "The condition"),
         ],
+        "Deployment" => {
+            let mut c = vec![
+                name_col(),
+                col(
+                    "Ready",
+                    "string",
+                    "",
+                    0,
+                    "Number of the pod with ready state",
+                ),
+                col(
+                    "Up-to-date",
+                    "string",
+                    "",
+                    0,
+                    "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                ),
+                col(
+                    "Available",
+                    "string",
+                    "",
+                    0,
+                    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                ),
+                age_col(),
+            ];
+            c.extend(workload_wide_cols());
+            c
+        }
+        "ReplicaSet" => {
+            let mut c = vec![
+                name_col(),
+                col(
+                    "Desired",
+                    "integer",
+                    "",
+                    0,
+                    "Replicas is the number of desired replicas.",
+                ),
+                col(
+                    "Current",
+                    "integer",
+                    "",
+                    0,
+                    "Replicas is the most recently observed number of replicas.",
+                ),
+                col(
+                    "Ready",
+                    "integer",
+                    "",
+                    0,
+                    "The number of ready replicas for this replica set.",
+                ),
+                age_col(),
+            ];
+            c.extend(workload_wide_cols());
+            c
+        }
+        "DaemonSet" => {
+            let mut c = vec![
+                name_col(),
+                col(
+                    "Desired",
+                    "integer",
+                    "",
+                    0,
+                    "The total number of nodes that should be running the daemon pod.",
+                ),
+                col(
+                    "Current",
+                    "integer",
+                    "",
+                    0,
+                    "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+                ),
+                col(
+                    "Ready",
+                    "integer",
+                    "",
+                    0,
+                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+                ),
+                col(
+                    "Up-to-date",
+                    "integer",
+                    "",
+                    0,
+                    "The total number of nodes that are running updated daemon pod",
+                ),
+                col(
+                    "Available",
+                    "integer",
+                    "",
+                    0,
+                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
+                ),
+                col(
+                    "Node Selector",
+                    "string",
+                    "",
+                    0,
+                    "NodeSelector is a selector which must be true for the pod to fit on a node.",
+                ),
+                age_col(),
+            ];
+            c.extend(workload_wide_cols());
+            c
+        }
         _ => vec![name_col(), col("Created At", "date", "", 0, "Created at")],
     }
+}
+
+fn workload_wide_cols() -> Vec<Value> {
+    vec![
+        col(
+            "Containers",
+            "string",
+            "",
+            1,
+            "Names of each container in the template.",
+        ),
+        col(
+            "Images",
+            "string",
+            "",
+            1,
+            "Images referenced by each container in the template.",
+        ),
+        col("Selector", "string", "", 1, "Label selector for pods."),
+    ]
+}
+
+fn workload_wide_cells(o: &Value) -> Vec<Value> {
+    let containers: Vec<&Value> = o
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let names: Vec<&str> = containers.iter().map(|c| s(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
+    vec![
+        json!(names.join(",")),
+        json!(images.join(",")),
+        json!(super::label_selector::selector_string(
+            o.pointer("/spec/selector").unwrap_or(&Value::Null)
+        )),
+    ]
+}
+
+fn int(o: &Value, ptr: &str) -> i64 {
+    o.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
 }
 
 fn pod_cells(p: &Value) -> Vec<Value> {
@@ -610,6 +759,61 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
                 json!(dur),
                 json!(cond),
             ]
+        }
+        "Deployment" => {
+            let mut c = vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    int(o, "/status/readyReplicas"),
+                    o.pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                )),
+                json!(int(o, "/status/updatedReplicas")),
+                json!(int(o, "/status/availableReplicas")),
+                json!(age(o)),
+            ];
+            c.extend(workload_wide_cells(o));
+            c
+        }
+        "ReplicaSet" => {
+            let mut c = vec![
+                name,
+                json!(
+                    o.pointer("/spec/replicas")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                ),
+                json!(int(o, "/status/replicas")),
+                json!(int(o, "/status/readyReplicas")),
+                json!(age(o)),
+            ];
+            c.extend(workload_wide_cells(o));
+            c
+        }
+        "DaemonSet" => {
+            let selector: Vec<String> = o
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut c = vec![
+                name,
+                json!(int(o, "/status/desiredNumberScheduled")),
+                json!(int(o, "/status/currentNumberScheduled")),
+                json!(int(o, "/status/numberReady")),
+                json!(int(o, "/status/updatedNumberScheduled")),
+                json!(int(o, "/status/numberAvailable")),
+                json!(or_none(&selector.join(","))),
+                json!(age(o)),
+            ];
+            c.extend(workload_wide_cells(o));
+            c
         }
         _ => vec![name, json!(meta_str(o, "creationTimestamp"))],
     }
