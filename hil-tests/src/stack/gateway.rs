@@ -74,7 +74,16 @@ impl Gateway {
             .arg(&o.kubeconfig)
             .arg("--store-dir")
             .arg(&o.store_dir)
-            .args(["--kubelet-listen", "127.0.0.1:0"])
+            // Loopback for the emulator; all interfaces when a real API server must
+            // reach the kubelet API at --node-address.
+            .args([
+                "--kubelet-listen",
+                if o.node_address.starts_with("127.") {
+                    "127.0.0.1:0"
+                } else {
+                    "0.0.0.0:0"
+                },
+            ])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--node-address", &o.node_address])
             .args([

@@ -80,7 +80,16 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub async fn start(options: StackOptions) -> StackResult<Self> {
+    pub async fn start(mut options: StackOptions) -> StackResult<Self> {
+        if std::env::var_os(super::cluster::E2E_KUBECONFIG_ENV).is_some() {
+            // A real cluster marks nodes unreachable after its controller-manager's
+            // --node-monitor-grace-period (40-50 s), not the emulator's short test grace.
+            let seconds = std::env::var("EDGE_E2E_NODE_GRACE_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(50);
+            options.node_lease_grace = Duration::from_secs(seconds);
+        }
         let dir = tempfile::Builder::new()
             .prefix("edge-e2e-")
             .tempdir()
