@@ -617,6 +617,37 @@ async fn orphan_and_foreground_deletion() {
         (gone && orphans).then_some(())
     })
     .await;
+    // A dependent whose owner (of a served kind) is gone is collected; one whose owner is
+    // of a kind the emulator does not serve is left alone.
+    let owned_by = |name: &str, api_version: &str, kind: &str| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "gc"},
+            "ownerReferences": [{"apiVersion": api_version, "kind": kind, "name": "x",
+                "uid": "00000000-0000-0000-0000-000000000001"}]},
+            "spec": {"containers": [{"name": "c", "image": "i:1"}]}}))
+        .unwrap()
+    };
+    pods.create(
+        &PostParams::default(),
+        &owned_by("dangling", "v1", "ConfigMap"),
+    )
+    .await
+    .unwrap();
+    pods.create(
+        &PostParams::default(),
+        &owned_by("foreign", "example.com/v1", "Widget"),
+    )
+    .await
+    .unwrap();
+    eventually(10, "dangling dependent collected", || async {
+        pods.get_opt("dangling")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(pods.get_opt("foreign").await.unwrap().is_some());
     // Foreground: the owner stays (with deletionTimestamp) until the dependents are gone.
     let rs2: ReplicaSet = serde_json::from_value(json!({"metadata": {"name": "rs2"}, "spec": {"replicas": 1,
         "selector": {"matchLabels": {"app": "f"}},

@@ -121,6 +121,7 @@ async fn every_example_applies_and_behaves() {
         .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--node-address", "127.0.0.1"])
         .args(["--node-lease-renew", "1s"])
+        .args(["--log-filter", "warn"])
         .arg("--kubelet-client-ca")
         .arg(api.kubelet_client_ca_path())
         .arg("--ready-file")

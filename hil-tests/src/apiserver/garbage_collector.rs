@@ -4,12 +4,15 @@
 //! (finalizer `foregroundDeletion`) goes once its dependents are gone; one deleted with
 //! `Orphan` (finalizer `orphan`) has its dependents' ownerReferences to it removed first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::cluster::{Cluster, meta_str};
 use super::controller_ref;
+use super::resources::RESOURCES;
+use super::store::Store;
 
 /// Storages whose objects may own or be owned.
 const STORAGES: &[&str] = &[
@@ -41,39 +44,71 @@ fn has_finalizer(obj: &Value, f: &str) -> bool {
         .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(f)))
 }
 
+/// The state of one ownerReference's owner.
+enum Owner {
+    /// Exists with the referenced uid.
+    Live(Arc<Value>),
+    /// Gone (or replaced by an object with another uid).
+    Gone,
+    /// A kind the emulator does not serve: never treated as gone, as the real collector
+    /// cannot resolve it either.
+    Unknown,
+}
+
+fn resolve(store: &Store, ns: &str, r: &Value) -> Owner {
+    let api_version = r.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = r.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some(rt) = RESOURCES.iter().find(|rt| {
+        rt.group == group && rt.version == version && rt.kind == kind && !rt.virtual_only
+    }) else {
+        return Owner::Unknown;
+    };
+    let name = r.get("name").and_then(Value::as_str).unwrap_or("");
+    let uid = r.get("uid").and_then(Value::as_str).unwrap_or("");
+    match store.get(rt.storage, if rt.namespaced { ns } else { "" }, name) {
+        Some(o) if meta_str(&o, "uid") == uid => Owner::Live(o),
+        _ => Owner::Gone,
+    }
+}
+
 /// One pass over every object with ownerReferences.
 pub fn run_once(cluster: &Cluster) {
-    // Snapshot: uid → (storage, ns, name, object) for all candidate objects.
-    let mut all: Vec<(&'static str, std::sync::Arc<Value>)> = Vec::new();
+    // Dependents and the state of their owners, read under one lock.
+    let mut dependents: Vec<(&'static str, Arc<Value>, Vec<Owner>)> = Vec::new();
+    let mut deleting_owners: Vec<(&'static str, Arc<Value>)> = Vec::new();
     {
         let store = cluster.lock();
         for storage in STORAGES {
             for o in store.list(storage, None) {
-                all.push((storage, o));
+                if controller_ref::deleting(&o)
+                    && (has_finalizer(&o, "orphan") || has_finalizer(&o, "foregroundDeletion"))
+                {
+                    deleting_owners.push((storage, o.clone()));
+                }
+                let Some(refs) = o
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .filter(|r| !r.is_empty())
+                else {
+                    continue;
+                };
+                let ns = meta_str(&o, "namespace");
+                let owners = refs.iter().map(|r| resolve(&store, ns, r)).collect();
+                dependents.push((storage, o.clone(), owners));
             }
         }
     }
-    let by_uid: HashMap<&str, (&'static str, &Value)> = all
-        .iter()
-        .map(|(s, o)| (meta_str(o, "uid"), (*s, o.as_ref())))
-        .collect();
     let mut has_dependents: HashSet<String> = HashSet::new();
-    for (storage, obj) in &all {
-        let owners = owner_uids(obj);
-        if owners.is_empty() {
-            continue;
-        }
+    for (storage, obj, owners) in &dependents {
         let ns = meta_str(obj, "namespace");
         let name = meta_str(obj, "name");
-        // Owners must live in the same namespace (or be cluster-scoped).
-        let live: Vec<&Value> = owners
+        let live: Vec<&Arc<Value>> = owners
             .iter()
-            .filter_map(|u| by_uid.get(u.as_str()))
-            .filter(|(_, o)| {
-                let ons = meta_str(o, "namespace");
-                ons.is_empty() || ons == ns
+            .filter_map(|o| match o {
+                Owner::Live(v) => Some(v),
+                _ => None,
             })
-            .map(|(_, o)| *o)
             .collect();
         let orphaning: Vec<&str> = live
             .iter()
@@ -96,26 +131,23 @@ pub fn run_once(cluster: &Cluster) {
         for o in &live {
             has_dependents.insert(meta_str(o, "uid").to_string());
         }
-        let gone = live.is_empty();
+        let all_gone = owners.iter().all(|o| matches!(o, Owner::Gone));
         let foreground_owner = live
             .iter()
             .any(|o| controller_ref::deleting(o) && has_finalizer(o, "foregroundDeletion"));
-        if (gone || foreground_owner) && !controller_ref::deleting(obj) {
+        if (all_gone || foreground_owner) && !controller_ref::deleting(obj) {
             tracing::debug!(storage, ns, name, "garbage collecting dependent");
             controller_ref::delete(cluster, storage, ns, name);
         }
     }
     // Owners waiting for their dependents (foreground) or for orphaning to finish.
-    for (storage, obj) in &all {
-        if !controller_ref::deleting(obj) {
-            continue;
-        }
+    for (storage, obj) in &deleting_owners {
         let uid = meta_str(obj, "uid");
         let fg = has_finalizer(obj, "foregroundDeletion") && !has_dependents.contains(uid);
         let orphan = has_finalizer(obj, "orphan")
-            && !all
+            && !dependents
                 .iter()
-                .any(|(_, d)| owner_uids(d).iter().any(|u| u == uid));
+                .any(|(_, d, _)| owner_uids(d).iter().any(|u| u == uid));
         if !(fg || orphan) {
             continue;
         }
