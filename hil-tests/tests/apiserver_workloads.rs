@@ -408,6 +408,22 @@ async fn deployment_scales_rolls_out_and_cascades() {
     let ds: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // Validation: the selector must match the template's labels.
+    let mut bad = deployment(1, "i:1");
+    bad.spec.selector.match_labels = Some([("app".to_string(), "other".to_string())].into());
+    let err = ds.create(&PostParams::default(), &bad).await.unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422);
+            assert!(
+                s.message
+                    .contains("`selector` does not match template `labels`"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
     let d = ds
         .create(
             &PostParams::default(),

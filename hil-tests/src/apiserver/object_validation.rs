@@ -108,6 +108,9 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
             );
         }
     }
+    if matches!(rt.storage, "deployments" | "replicasets" | "daemonsets") {
+        validate_workload(rt, obj, name)?;
+    }
     if rt.storage == "pods" {
         let containers = obj.pointer("/spec/containers").and_then(Value::as_array);
         if containers.is_none_or(Vec::is_empty) {
@@ -180,4 +183,86 @@ mod tests {
                 .contains("Duplicate value")
         );
     }
+}
+
+/// Go's `%#v` of a `map[string]string`, as kube's validation messages print label maps.
+fn go_map(m: &Value) -> String {
+    let items: Vec<String> = m
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("map[string]string{{{}}}", items.join(", "))
+}
+
+/// apps/v1 validation (ValidateDeploymentSpec, ValidateReplicaSetSpec,
+/// ValidateDaemonSetSpec): selector required and non-empty, matching the template's labels,
+/// template containers required, non-negative replicas, DaemonSet restartPolicy Always.
+fn validate_workload(rt: &ResourceType, obj: &Value, name: &str) -> ApiResult<()> {
+    let invalid =
+        |field: &str, msg: String| Err(ApiError::invalid(rt.kind, rt.group, name, field, &msg));
+    let Some(selector) = obj.pointer("/spec/selector").filter(|v| !v.is_null()) else {
+        return invalid("spec.selector", "Required value".into());
+    };
+    let empty = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .is_none_or(|m| m.is_empty())
+        && selector
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+    if empty {
+        return invalid(
+            "spec.selector",
+            format!(
+                "Invalid value: {}: empty selector is invalid for {}",
+                selector, rt.singular
+            ),
+        );
+    }
+    let labels = obj
+        .pointer("/spec/template/metadata/labels")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    if !super::label_selector::matches(selector, &labels) {
+        return invalid(
+            "spec.template.metadata.labels",
+            format!(
+                "Invalid value: {}: `selector` does not match template `labels`",
+                go_map(&labels)
+            ),
+        );
+    }
+    if obj
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        return invalid("spec.template.spec.containers", "Required value".into());
+    }
+    if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64)
+        && r < 0
+    {
+        return invalid(
+            "spec.replicas",
+            format!("Invalid value: {r}: must be greater than or equal to 0"),
+        );
+    }
+    if rt.storage == "daemonsets" {
+        let policy = obj
+            .pointer("/spec/template/spec/restartPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("Always");
+        if policy != "Always" {
+            return invalid(
+                "spec.template.spec.restartPolicy",
+                format!("Unsupported value: \"{policy}\": supported values: \"Always\""),
+            );
+        }
+    }
+    Ok(())
 }
