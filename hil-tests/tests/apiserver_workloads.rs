@@ -561,6 +561,22 @@ async fn deployment_scales_rolls_out_and_cascades() {
                 == Some("localhost/busybox:v2"))
     );
 
+    // The selector is immutable.
+    let err = ds
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"selector": {"matchLabels": {"app": "web", "x": "y"}},
+                "template": {"metadata": {"labels": {"x": "y"}}}}}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 422 && s.message.contains("field is immutable")),
+        "{err:?}"
+    );
     // Recreate strategy: old pods go before new ones come.
     ds.patch(
         "web",

@@ -591,6 +591,18 @@ impl Cluster {
                     }
                 }
                 defaults::workload_on_write(rt.storage, &mut new);
+                if matches!(rt.storage, "deployments" | "replicasets" | "daemonsets")
+                    && old.pointer("/spec/selector") != new.pointer("/spec/selector")
+                {
+                    let sel = new.pointer("/spec/selector").cloned().unwrap_or_default();
+                    return Err(ApiError::invalid(
+                        rt.kind,
+                        rt.group,
+                        name,
+                        "spec.selector",
+                        &format!("Invalid value: {sel}: field is immutable"),
+                    ));
+                }
                 if rt.storage == "pods" {
                     defaults::pod_on_write(&mut new);
                     validate_pod_update(old, &new)?;

@@ -414,3 +414,25 @@ fn update_status(
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surge_rounds_up_unavailable_down() {
+        assert_eq!(int_or_percent(Some(&json!("25%")), 3, true), 1);
+        assert_eq!(int_or_percent(Some(&json!("25%")), 3, false), 0);
+        assert_eq!(int_or_percent(Some(&json!(2)), 3, false), 2);
+        assert_eq!(int_or_percent(None, 3, true), 0);
+    }
+
+    #[test]
+    fn template_hash_is_stable_and_safe() {
+        let t = json!({"metadata": {"labels": {"app": "a"}}, "spec": {"containers": []}});
+        let h = template_hash(&t);
+        assert_eq!(h, template_hash(&t.clone()));
+        assert!(h.bytes().all(|b| SAFE_ALPHABET.contains(&b)));
+        assert_ne!(h, template_hash(&json!({"spec": {}})));
+    }
+}
