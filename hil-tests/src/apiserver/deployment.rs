@@ -236,27 +236,52 @@ fn reconcile(cluster: &Cluster, d: &Value) {
         } else if new_spec > replicas {
             set_replicas(cluster, &new_rs, replicas, replicas, allowed);
         }
-        // Scale old ReplicaSets down within maxUnavailable: unhealthy replicas first,
-        // then available ones while enough stay available.
+        // Scale old ReplicaSets down within maxUnavailable (reconcileOldReplicaSets):
+        // first unhealthy replicas, bounded by what may go without dropping below
+        // `replicas - maxUnavailable` (counting the new ReplicaSet's unavailable pods), then
+        // available ones while enough stay available.
         let min_available = replicas - max_unavailable;
-        let all_available: i64 = int(&new_rs, "/status/availableReplicas")
-            + old
-                .iter()
-                .map(|rs| int(rs, "/status/availableReplicas"))
-                .sum::<i64>();
-        let mut budget = (all_available - min_available).max(0);
-        old.sort_by_key(|rs| revision(rs));
-        for rs in &old {
-            let spec = int(rs, "/spec/replicas");
-            if spec == 0 {
-                continue;
+        let all_pods: i64 = int(&new_rs, "/status/replicas") + old_pods;
+        let new_unavailable = (new_spec - int(&new_rs, "/status/availableReplicas")).max(0);
+        let max_scaled_down = all_pods - min_available - new_unavailable;
+        if max_scaled_down > 0 {
+            old.sort_by_key(|rs| revision(rs));
+            let mut targets: Vec<i64> = old.iter().map(|rs| int(rs, "/spec/replicas")).collect();
+            let mut cleaned = 0;
+            for (rs, target) in old.iter().zip(targets.iter_mut()) {
+                if cleaned >= max_scaled_down {
+                    break;
+                }
+                let unhealthy = (*target - int(rs, "/status/availableReplicas")).max(0);
+                if *target == 0 || unhealthy == 0 {
+                    continue;
+                }
+                let n = unhealthy.min(max_scaled_down - cleaned);
+                *target -= n;
+                cleaned += n;
             }
-            let unhealthy = (spec - int(rs, "/status/availableReplicas")).max(0);
-            let healthy_down = budget.min(spec - unhealthy);
-            budget -= healthy_down;
-            let target = spec - unhealthy - healthy_down;
-            if target != spec {
-                set_replicas(cluster, rs, target, replicas, allowed);
+            let all_available: i64 = int(&new_rs, "/status/availableReplicas")
+                + old
+                    .iter()
+                    .map(|rs| int(rs, "/status/availableReplicas"))
+                    .sum::<i64>();
+            let scale_down = all_available - min_available;
+            let mut scaled = 0;
+            for target in targets.iter_mut() {
+                if scaled >= scale_down {
+                    break;
+                }
+                if *target == 0 {
+                    continue;
+                }
+                let n = (*target).min(scale_down - scaled);
+                *target -= n;
+                scaled += n;
+            }
+            for (rs, target) in old.iter().zip(targets) {
+                if target != int(rs, "/spec/replicas") {
+                    set_replicas(cluster, rs, target, replicas, allowed);
+                }
             }
         }
     }
