@@ -156,35 +156,6 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn labels_and_containers() {
-        let rt = super::super::resources::find("", "v1", "pods").unwrap();
-        let ok = json!({"metadata": {"name": "p", "labels": {"app.kubernetes.io/name": "x", "e": ""}},
-            "spec": {"containers": [{"name": "c", "image": "i"}]}});
-        assert!(validate(rt, &ok).is_ok());
-        let bad_label = json!({"metadata": {"name": "p", "labels": {"bad key": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
-        assert_eq!(validate(rt, &bad_label).unwrap_err().code, 422);
-        let no_image = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}});
-        assert_eq!(
-            validate(rt, &no_image).unwrap_err().message,
-            "Pod \"p\" is invalid: spec.containers[0].image: Required value"
-        );
-        let dup = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "c", "image": "i"}]}});
-        assert!(
-            validate(rt, &dup)
-                .unwrap_err()
-                .message
-                .contains("Duplicate value")
-        );
-    }
-}
-
 /// Go's `%#v` of a `map[string]string`, as kube's validation messages print label maps.
 fn go_map(m: &Value) -> String {
     let items: Vec<String> = m
@@ -265,4 +236,33 @@ fn validate_workload(rt: &ResourceType, obj: &Value, name: &str) -> ApiResult<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn labels_and_containers() {
+        let rt = super::super::resources::find("", "v1", "pods").unwrap();
+        let ok = json!({"metadata": {"name": "p", "labels": {"app.kubernetes.io/name": "x", "e": ""}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        assert!(validate(rt, &ok).is_ok());
+        let bad_label = json!({"metadata": {"name": "p", "labels": {"bad key": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        assert_eq!(validate(rt, &bad_label).unwrap_err().code, 422);
+        let no_image = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}});
+        assert_eq!(
+            validate(rt, &no_image).unwrap_err().message,
+            "Pod \"p\" is invalid: spec.containers[0].image: Required value"
+        );
+        let dup = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}, {"name": "c", "image": "i"}]}});
+        assert!(
+            validate(rt, &dup)
+                .unwrap_err()
+                .message
+                .contains("Duplicate value")
+        );
+    }
 }
