@@ -874,6 +874,10 @@ async fn kubectl_apply_get_describe_scale_delete_workloads() {
         "{out}"
     );
     assert!(out.contains("NewReplicaSet:"), "{out}");
+    assert!(
+        out.contains("ScalingReplicaSet") && out.contains("Scaled up replica set web-"),
+        "{out}"
+    );
     let out = ok(
         kubectl(kc, &cache, &["describe", "daemonset", "agent"]).await,
         "describe daemonset",
@@ -882,10 +886,15 @@ async fn kubectl_apply_get_describe_scale_delete_workloads() {
         out.contains("Desired Number of Nodes Scheduled: 1"),
         "{out}"
     );
-    ok(
+    assert!(
+        out.contains("SuccessfulCreate") && out.contains("Created pod: agent-"),
+        "{out}"
+    );
+    let out = ok(
         kubectl(kc, &cache, &["describe", "replicaset", "plain"]).await,
         "describe replicaset",
     );
+    assert!(out.contains("Created pod: plain-"), "{out}");
     let out = ok(
         kubectl(kc, &cache, &["scale", "deployment", "web", "--replicas=3"]).await,
         "scale",

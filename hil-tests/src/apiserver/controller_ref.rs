@@ -89,3 +89,32 @@ pub fn delete(cluster: &Cluster, storage: &str, ns: &str, name: &str) {
         tracing::debug!(storage, ns, name, error = %e.message, "controller delete failed");
     }
 }
+
+/// Records a core/v1 Event about a workload object from a controller (`component`, e.g.
+/// `replicaset-controller`), as kube-controller-manager's event recorders do.
+pub fn record_event(
+    cluster: &Cluster,
+    obj: &Value,
+    kind: &str,
+    component: &str,
+    reason: &str,
+    message: &str,
+) {
+    let Some(rt) = resources::find("", "v1", "events") else {
+        return;
+    };
+    let ns = meta_str(obj, "namespace");
+    let now = super::clock::now();
+    let ev = json!({
+        "metadata": {"name": format!("{}.{:x}", meta_str(obj, "name"), uuid::Uuid::new_v4().as_u128() as u64), "namespace": ns},
+        "involvedObject": {"kind": kind, "namespace": ns, "name": meta_str(obj, "name"),
+            "uid": meta_str(obj, "uid"), "apiVersion": "apps/v1",
+            "resourceVersion": meta_str(obj, "resourceVersion")},
+        "reason": reason, "message": message, "source": {"component": component},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1, "type": "Normal",
+        "eventTime": null, "reportingComponent": component, "reportingInstance": "",
+    });
+    if let Err(e) = cluster.create(rt, Some(ns), ev) {
+        tracing::debug!(error = %e.message, "recording controller event");
+    }
+}

@@ -16,6 +16,7 @@ use super::controller_ref::{self, pod_active, pod_ready};
 use super::deployment::template_hash;
 use super::scheduler::{term_matches, tolerates};
 
+const COMPONENT: &str = "daemonset-controller";
 const GENERATION_LABEL: &str = "pod-template-generation";
 const REVISION_LABEL: &str = "controller-revision-hash";
 
@@ -165,7 +166,7 @@ fn reconcile(cluster: &Cluster, ds: &Value, nodes: &[Arc<Value>]) {
             for p in node_pods.iter().filter(|p| pod_active(p)) {
                 misscheduled += 1;
                 if !active_deleting {
-                    controller_ref::delete(cluster, "pods", ns, meta_str(p, "name"));
+                    delete_pod(cluster, ds, meta_str(p, "name"));
                 }
             }
         }
@@ -178,7 +179,7 @@ fn reconcile(cluster: &Cluster, ds: &Value, nodes: &[Arc<Value>]) {
             p.pointer("/status/phase").and_then(Value::as_str) == Some("Failed")
                 && !controller_ref::deleting(p)
         }) {
-            controller_ref::delete(cluster, "pods", ns, meta_str(p, "name"));
+            delete_pod(cluster, ds, meta_str(p, "name"));
         }
         let active: Vec<&&Arc<Value>> = node_pods.iter().filter(|p| pod_active(p)).collect();
         if active.is_empty() {
@@ -191,7 +192,7 @@ fn reconcile(cluster: &Cluster, ds: &Value, nodes: &[Arc<Value>]) {
         }
         current += 1;
         for extra in active.iter().skip(1) {
-            controller_ref::delete(cluster, "pods", ns, meta_str(extra, "name"));
+            delete_pod(cluster, ds, meta_str(extra, "name"));
         }
         let p = active[0];
         if pod_ready(p) {
@@ -229,7 +230,7 @@ fn reconcile(cluster: &Cluster, ds: &Value, nodes: &[Arc<Value>]) {
             if pod_ready(p) {
                 unavailable += 1;
             }
-            controller_ref::delete(cluster, "pods", ns, meta_str(p, "name"));
+            delete_pod(cluster, ds, meta_str(p, "name"));
         }
     }
     cluster.write_status("daemonsets", ns, name, |o| {
@@ -298,7 +299,37 @@ fn create(
                 json!({"nodeSelectorTerms": [term]});
         },
     );
-    if let Err(e) = res {
-        tracing::warn!(ds = name, node, error = %e.message, "DaemonSet could not create a pod");
+    match res {
+        Ok(pod) => controller_ref::record_event(
+            cluster,
+            ds,
+            "DaemonSet",
+            COMPONENT,
+            "SuccessfulCreate",
+            &format!("Created pod: {}", meta_str(&pod, "name")),
+        ),
+        Err(e) => {
+            tracing::warn!(ds = name, node, error = %e.message, "DaemonSet could not create a pod");
+            controller_ref::record_event(
+                cluster,
+                ds,
+                "DaemonSet",
+                COMPONENT,
+                "FailedCreate",
+                &format!("Error creating: {}", e.message),
+            );
+        }
     }
+}
+
+fn delete_pod(cluster: &Cluster, ds: &Value, pod: &str) {
+    controller_ref::delete(cluster, "pods", meta_str(ds, "namespace"), pod);
+    controller_ref::record_event(
+        cluster,
+        ds,
+        "DaemonSet",
+        COMPONENT,
+        "SuccessfulDelete",
+        &format!("Deleted pod: {pod}"),
+    );
 }

@@ -78,7 +78,14 @@ pub fn run_once(cluster: &Cluster) {
     }
 }
 
-fn set_replicas(cluster: &Cluster, rs: &Value, replicas: i64, deployment_replicas: i64, max: i64) {
+fn set_replicas(
+    cluster: &Cluster,
+    d: &Value,
+    rs: &Value,
+    replicas: i64,
+    deployment_replicas: i64,
+    max: i64,
+) {
     let Some(rt) = resources::by_storage("replicasets") else {
         return;
     };
@@ -97,14 +104,27 @@ fn set_replicas(cluster: &Cluster, rs: &Value, replicas: i64, deployment_replica
             json!(max.to_string()),
         );
     }
-    if let Err(e) = cluster.update(
+    let from = int(rs, "/spec/replicas");
+    match cluster.update(
         rt,
         Some(meta_str(rs, "namespace")),
         meta_str(rs, "name"),
         new,
         None,
     ) {
-        tracing::debug!(error = %e.message, "scaling ReplicaSet failed");
+        Ok(_) => controller_ref::record_event(
+            cluster,
+            d,
+            "Deployment",
+            "deployment-controller",
+            "ScalingReplicaSet",
+            &format!(
+                "Scaled {} replica set {} from {from} to {replicas}",
+                if replicas > from { "up" } else { "down" },
+                meta_str(rs, "name")
+            ),
+        ),
+        Err(e) => tracing::debug!(error = %e.message, "scaling ReplicaSet failed"),
     }
 }
 
@@ -201,6 +221,19 @@ fn reconcile(cluster: &Cluster, d: &Value) {
                         "NewReplicaSetCreated",
                         &format!("Created new replica set \"{}\"", meta_str(&created, "name")),
                     );
+                    if initial > 0 {
+                        controller_ref::record_event(
+                            cluster,
+                            d,
+                            "Deployment",
+                            "deployment-controller",
+                            "ScalingReplicaSet",
+                            &format!(
+                                "Scaled up replica set {} from 0 to {initial}",
+                                meta_str(&created, "name")
+                            ),
+                        );
+                    }
                     Arc::new(created)
                 }
                 Err(e) => {
@@ -216,15 +249,22 @@ fn reconcile(cluster: &Cluster, d: &Value) {
     if strategy == "Recreate" {
         for rs in &old {
             if int(rs, "/spec/replicas") != 0 {
-                set_replicas(cluster, rs, 0, replicas, replicas);
+                set_replicas(cluster, d, rs, 0, replicas, replicas);
             }
         }
         if old_spec == 0 && old_pods == 0 && new_spec != replicas {
-            set_replicas(cluster, &new_rs, replicas, replicas, replicas);
+            set_replicas(cluster, d, &new_rs, replicas, replicas, replicas);
         }
     } else if old_spec == 0 {
         if new_spec != replicas {
-            set_replicas(cluster, &new_rs, replicas, replicas, replicas + max_surge);
+            set_replicas(
+                cluster,
+                d,
+                &new_rs,
+                replicas,
+                replicas,
+                replicas + max_surge,
+            );
         }
     } else {
         // Scale the new ReplicaSet up within maxSurge.
@@ -232,9 +272,9 @@ fn reconcile(cluster: &Cluster, d: &Value) {
         let total = new_spec + old_spec;
         if new_spec < replicas && total < allowed {
             let up = (new_spec + allowed - total).min(replicas);
-            set_replicas(cluster, &new_rs, up, replicas, allowed);
+            set_replicas(cluster, d, &new_rs, up, replicas, allowed);
         } else if new_spec > replicas {
-            set_replicas(cluster, &new_rs, replicas, replicas, allowed);
+            set_replicas(cluster, d, &new_rs, replicas, replicas, allowed);
         }
         // Scale old ReplicaSets down within maxUnavailable (reconcileOldReplicaSets):
         // first unhealthy replicas, bounded by what may go without dropping below
@@ -280,7 +320,7 @@ fn reconcile(cluster: &Cluster, d: &Value) {
             }
             for (rs, target) in old.iter().zip(targets) {
                 if target != int(rs, "/spec/replicas") {
-                    set_replicas(cluster, rs, target, replicas, allowed);
+                    set_replicas(cluster, d, rs, target, replicas, allowed);
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! (background propagation); an owner deleted with `propagationPolicy=Foreground`
 //! (finalizer `foregroundDeletion`) goes once its dependents are gone; one deleted with
 //! `Orphan` (finalizer `orphan`) has its dependents' ownerReferences to it removed first.
+//! Node Leases owned by their Node go with it, as in a real cluster.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ const STORAGES: &[&str] = &[
     "secrets",
     "services",
     "serviceaccounts",
+    "leases",
 ];
 
 fn owner_uids(obj: &Value) -> Vec<String> {

@@ -12,6 +12,8 @@ use super::cluster::{Cluster, meta_str};
 use super::controller_ref::{self, pod_active, pod_ready};
 use super::label_selector;
 
+const COMPONENT: &str = "replicaset-controller";
+
 /// One pass over every ReplicaSet.
 pub fn run_once(cluster: &Cluster) {
     let sets = cluster.lock().list("replicasets", None);
@@ -45,11 +47,34 @@ fn reconcile(cluster: &Cluster, rs: &Value) {
             let template = rs.pointer("/spec/template").cloned().unwrap_or_default();
             let owner = controller_ref::owner_ref(rs, "apps/v1", "ReplicaSet");
             for _ in active.len()..want {
-                if let Err(e) =
-                    controller_ref::create_pod(cluster, ns, &template, name, owner.clone(), |_| {})
-                {
-                    tracing::warn!(ns, name, error = %e.message, "ReplicaSet could not create a pod");
-                    break;
+                match controller_ref::create_pod(
+                    cluster,
+                    ns,
+                    &template,
+                    name,
+                    owner.clone(),
+                    |_| {},
+                ) {
+                    Ok(pod) => controller_ref::record_event(
+                        cluster,
+                        rs,
+                        "ReplicaSet",
+                        COMPONENT,
+                        "SuccessfulCreate",
+                        &format!("Created pod: {}", meta_str(&pod, "name")),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(ns, name, error = %e.message, "ReplicaSet could not create a pod");
+                        controller_ref::record_event(
+                            cluster,
+                            rs,
+                            "ReplicaSet",
+                            COMPONENT,
+                            "FailedCreate",
+                            &format!("Error creating: {}", e.message),
+                        );
+                        break;
+                    }
                 }
             }
         } else if active.len() > want {
@@ -66,6 +91,14 @@ fn reconcile(cluster: &Cluster, rs: &Value) {
             });
             for p in active.iter().take(active.len() - want) {
                 controller_ref::delete(cluster, "pods", ns, meta_str(p, "name"));
+                controller_ref::record_event(
+                    cluster,
+                    rs,
+                    "ReplicaSet",
+                    COMPONENT,
+                    "SuccessfulDelete",
+                    &format!("Deleted pod: {}", meta_str(p, "name")),
+                );
             }
         }
     }
