@@ -278,17 +278,39 @@ async fn daemonset_follows_nodes_labels_and_taints() {
         "pod added after the label change",
     )
     .await;
-    // An untolerated NoSchedule taint removes the pod; a tolerated one does not.
-    nodes
-        .patch(
-            "pi-2",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"taints": [
-            {"key": "dedicated", "value": "x", "effect": "NoSchedule"}]}})),
-        )
-        .await
-        .unwrap();
-    expect(vec!["pi-1", "x86-1"], "pod removed from the tainted node").await;
+    // An untolerated NoSchedule taint: the pod already there keeps running (but the node no
+    // longer counts as desired); an untolerated NoExecute taint removes it; a tolerated
+    // taint brings it back.
+    let taint = |effect: &'static str| {
+        let nodes = nodes.clone();
+        async move {
+            nodes
+                .patch(
+                    "pi-2",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"taints": [
+                        {"key": "dedicated", "value": "x", "effect": effect}]}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    taint("NoSchedule").await;
+    eventually(10, "pi-2 misscheduled but kept", || async {
+        let st = dss.get("agent").await.unwrap().status?;
+        (st.desired_number_scheduled == 2 && st.number_misscheduled == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        daemon_pods(&pods, &uid).await,
+        want(&["pi-1", "pi-2", "x86-1"])
+    );
+    taint("NoExecute").await;
+    expect(
+        vec!["pi-1", "x86-1"],
+        "pod removed from the NoExecute-tainted node",
+    )
+    .await;
     nodes
         .patch(
             "pi-2",

@@ -1,7 +1,8 @@
 //! The DaemonSet controller (kube-controller-manager's `daemon`): one pod per eligible
 //! node. A node is eligible when the pod template's nodeSelector and required node
 //! affinity match it and it has no `NoSchedule`/`NoExecute` taint the daemon pod does not
-//! tolerate; daemon pods get the tolerations the real controller adds and the required
+//! tolerate (a pod already there stays unless a `NoExecute` taint is untolerated); daemon
+//! pods get the tolerations the real controller adds and the required
 //! node affinity `matchFields metadata.name In [node]`, and are left to the scheduler to
 //! bind. Pods on nodes that stopped being eligible (or went away) are deleted; a template
 //! change replaces pods `maxUnavailable` at a time. Status carries the counts.
@@ -69,9 +70,11 @@ fn daemon_spec(template: &Value) -> Value {
     spec
 }
 
-/// Whether a daemon pod with `spec` should run on `node` (nodeSelector, required node
-/// affinity, NoSchedule/NoExecute taints).
-pub fn should_run(spec: &Value, node: &Value) -> bool {
+/// Whether a daemon pod with `spec` should run on `node` and whether one already there
+/// should continue running (`nodeShouldRunDaemonPod`): nodeSelector and required node
+/// affinity must match; an untolerated `NoSchedule` or `NoExecute` taint means no new pod,
+/// but an existing pod keeps running unless a `NoExecute` taint is untolerated.
+pub fn should_run(spec: &Value, node: &Value) -> (bool, bool) {
     let labels = node.pointer("/metadata/labels");
     let selector_ok = spec
         .get("nodeSelector")
@@ -84,22 +87,29 @@ pub fn should_run(spec: &Value, node: &Value) -> bool {
         .pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
         .and_then(Value::as_array)
         .is_none_or(|terms| terms.iter().any(|t| term_matches(t, node)));
+    if !(selector_ok && affinity_ok) {
+        return (false, false);
+    }
     let tolerations = spec
         .get("tolerations")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let taints_ok = node
+    let taints = node
         .pointer("/spec/taints")
         .and_then(Value::as_array)
-        .is_none_or(|taints| {
-            taints.iter().all(|taint| {
-                let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-                (effect != "NoSchedule" && effect != "NoExecute")
-                    || tolerations.iter().any(|t| tolerates(t, taint))
-            })
-        });
-    selector_ok && affinity_ok && taints_ok
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let untolerated = |effects: &[&str]| {
+        taints.iter().any(|taint| {
+            let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
+            effects.contains(&effect) && !tolerations.iter().any(|t| tolerates(t, taint))
+        })
+    };
+    if untolerated(&["NoSchedule", "NoExecute"]) {
+        return (false, !untolerated(&["NoExecute"]));
+    }
+    (true, true)
 }
 
 /// The node a daemon pod is for: `spec.nodeName`, else its `metadata.name` matchFields term.
@@ -143,11 +153,17 @@ fn reconcile(cluster: &Cluster, ds: &Value, nodes: &[Arc<Value>]) {
     for p in &pods {
         by_node.entry(target_node(p)).or_default().push(p);
     }
-    let eligible: Vec<&str> = nodes
-        .iter()
-        .filter(|n| should_run(&spec, n))
-        .map(|n| meta_str(n, "name"))
-        .collect();
+    let mut eligible: Vec<&str> = Vec::new();
+    let mut keep: Vec<&str> = Vec::new();
+    for n in nodes {
+        let (run, cont) = should_run(&spec, n);
+        if run {
+            eligible.push(meta_str(n, "name"));
+        }
+        if cont {
+            keep.push(meta_str(n, "name"));
+        }
+    }
     let updated = |p: &Value| {
         p.pointer("/metadata/labels")
             .and_then(|l| l.get(REVISION_LABEL))
@@ -163,9 +179,13 @@ fn reconcile(cluster: &Cluster, ds: &Value, nodes: &[Arc<Value>]) {
     let mut outdated: Vec<&Arc<Value>> = Vec::new();
     for (node, node_pods) in &by_node {
         if !eligible.contains(&node.as_str()) {
-            for p in node_pods.iter().filter(|p| pod_active(p)) {
+            let active: Vec<&&Arc<Value>> = node_pods.iter().filter(|p| pod_active(p)).collect();
+            if !active.is_empty() && nodes.iter().any(|n| meta_str(n, "name") == node) {
                 misscheduled += 1;
-                if !active_deleting {
+            }
+            // Pods on nodes where they may not continue (or that are gone) are deleted.
+            if !keep.contains(&node.as_str()) && !active_deleting {
+                for p in active {
                     delete_pod(cluster, ds, meta_str(p, "name"));
                 }
             }
