@@ -464,6 +464,8 @@ async fn logic(
                                 }
                             };
                             inner_resyncs(&shared);
+                            // As the agent does: introduce itself again, then the full status.
+                            publish(&client, Topic::up(&id, UpChannel::Hello), hello(&config)).await;
                             publish(&client, Topic::up(&id, UpChannel::Status), report).await;
                         }
                         (Topic::Down { channel: DownChannel::Logs(req), .. }, Message::LogCancel(_)) => {

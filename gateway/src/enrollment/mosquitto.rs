@@ -53,7 +53,12 @@ impl MosquittoConfig {
              # Regenerate it after `edge-gateway enroll --reissue` or `edge-gateway revoke`, then\n\
              # restart Mosquitto (it reads the CRL at start).\n\
              per_listener_settings false\n\
-             allow_anonymous false\n",
+             allow_anonymous false\n\
+             # The gateway is one client that receives what every device sends: when a fleet\n\
+             # reconnects at once (broker restart), thousands of QoS 1 hellos and status reports\n\
+             # queue for it. Mosquitto's default (1000 queued, 20 in flight) drops the excess.\n\
+             max_queued_messages 200000\n\
+             max_inflight_messages 1000\n",
         );
         if let Some(user) = &self.run_as_user {
             let _ = writeln!(conf, "user {user}");
@@ -161,6 +166,7 @@ mod tests {
         assert!(files.acl.contains("#   pi-9"));
         assert!(files.conf.contains("listener 8883 0.0.0.0\n"));
         assert!(files.conf.contains("require_certificate true\n"));
+        assert!(files.conf.contains("max_queued_messages 200000\n"));
         assert!(files.conf.contains("use_identity_as_username true\n"));
         assert!(files.conf.contains("crlfile /etc/mosquitto/edge/crl.pem\n"));
         assert!(files.conf.contains("acl_file /etc/mosquitto/edge/acl\n"));

@@ -43,7 +43,8 @@ impl Mosquitto {
         let conf = self.dir.join("mosquitto.conf");
         let body = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_packet_size 16777216\nlog_dest stdout\nlog_type error\nlog_type warning\n\
+             max_packet_size 16777216\nmax_queued_messages 200000\nmax_inflight_messages 1000\n\
+             log_dest stdout\nlog_type error\nlog_type warning\n\
              log_type notice\n",
             port = self.port
         );
