@@ -10,6 +10,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
 
 use crate::stack::{StackResult, eventually};
 
@@ -39,67 +40,70 @@ pub struct WatchCounts {
 
 impl WatchCounts {
     pub fn start(client: kube::Client) -> Self {
-        let counts = Arc::new(Mutex::new(Counts::default()));
-        let this = Self { counts };
-
-        let nodes: Api<Node> = Api::all(client.clone());
-        let c = this.clone();
-        tokio::spawn(async move {
-            let mut s = watcher(nodes, watcher::Config::default())
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(node)) = s.next().await {
-                let ready = node
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                    .is_some_and(|c| c.status == "True");
-                let mut g = c.lock();
-                g.node_ready
-                    .insert(node.metadata.name.unwrap_or_default(), ready);
-                g.ready_nodes = g.node_ready.values().filter(|r| **r).count();
+        let this = Self {
+            counts: Arc::new(Mutex::new(Counts::default())),
+        };
+        this.follow(Api::<Node>::all(client.clone()), |g, node| {
+            let ready = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "True");
+            let was = g
+                .node_ready
+                .insert(node.metadata.name.unwrap_or_default(), ready)
+                .unwrap_or(false);
+            // Kept incrementally: recounting 10,000 nodes per event would load the
+            // machine the gateway is measured on.
+            match (was, ready) {
+                (false, true) => g.ready_nodes += 1,
+                (true, false) => g.ready_nodes -= 1,
+                _ => {}
             }
         });
-
-        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-        let c = this.clone();
-        tokio::spawn(async move {
-            let mut s = watcher(leases, watcher::Config::default())
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(lease)) = s.next().await {
+        this.follow(
+            Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+            |g, lease| {
                 if let Some(t) = lease.spec.and_then(|s| s.renew_time) {
-                    c.lock()
-                        .lease_renewed
+                    g.lease_renewed
                         .insert(lease.metadata.name.unwrap_or_default(), t.0);
                 }
-            }
-        });
-
-        let pods: Api<Pod> = Api::namespaced(client, "bench");
-        let c = this.clone();
-        tokio::spawn(async move {
-            let mut s = watcher(pods, watcher::Config::default())
-                .default_backoff()
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(pod)) = s.next().await {
-                let running =
-                    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                let name = pod.metadata.name.unwrap_or_default();
-                let mut g = c.lock();
-                if running && !g.running.contains(&name) {
-                    if let Some(t0) = g.created.get(&name).copied() {
-                        g.pod_latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-                    }
-                    g.running.insert(name);
+            },
+        );
+        this.follow(Api::<Pod>::namespaced(client, "bench"), |g, pod| {
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let name = pod.metadata.name.unwrap_or_default();
+            if running && !g.running.contains(&name) {
+                if let Some(t0) = g.created.get(&name).copied() {
+                    g.pod_latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
                 }
+                g.running.insert(name);
             }
         });
         this
+    }
+
+    /// Applies every object the watch sees to the counts, in the background. Watch
+    /// errors are retried with back-off (they do not end the watch).
+    fn follow<K>(&self, api: Api<K>, apply: impl Fn(&mut Counts, K) + Send + 'static)
+    where
+        K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut objects = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            while let Some(next) = objects.next().await {
+                match next {
+                    Ok(obj) => apply(&mut this.lock(), obj),
+                    Err(e) => tracing::debug!(error = %e, "benchmark watch error; retrying"),
+                }
+            }
+        });
     }
 
     fn lock(&self) -> MutexGuard<'_, Counts> {

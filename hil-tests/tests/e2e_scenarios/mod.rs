@@ -4,7 +4,7 @@
 //! Each scenario starts its own stack (cluster, broker, gateway, agents) and puts its
 //! pods in the stack's own namespace, so scenarios can run in parallel.
 
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use edge_hil_tests::stack::{AgentBuild, BrokerKind, Stack, StackOptions, eventually};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -931,7 +931,7 @@ pub async fn hostile_traffic(broker: BrokerKind) -> Result<()> {
     .await?;
     wait_node_ready(&stack, "good-1", "True", Duration::from_secs(10)).await?;
     // The hostile messages were counted.
-    let metrics = reqwest_get(&stack.gateway.metrics_url()).await?;
+    let metrics = http_get(&stack.gateway.metrics_url()).await?;
     ensure!(
         metrics.contains("rejected") || metrics.contains("invalid"),
         "no rejected-message metric:\n{metrics}"
@@ -964,7 +964,7 @@ pub async fn hostile_traffic(broker: BrokerKind) -> Result<()> {
     Ok(())
 }
 
-async fn reqwest_get(url: &str) -> Result<String> {
+async fn http_get(url: &str) -> Result<String> {
     let out = Command::new("curl")
         .args(["-sf", url])
         .output()
@@ -973,20 +973,6 @@ async fn reqwest_get(url: &str) -> Result<String> {
         bail!("GET {url} failed");
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Deletes every pod of the stack's namespace with grace 0 (cleanup between steps).
-pub async fn delete_all(stack: &Stack) -> Result<()> {
-    let api = pods(stack).await?;
-    for p in api.list(&Default::default()).await? {
-        let _ = api
-            .delete(
-                &p.metadata.name.unwrap_or_default(),
-                &DeleteParams::default().grace_period(0),
-            )
-            .await;
-    }
-    Ok(())
 }
 
 /// One `#[tokio::test]` per scenario, for a broker and the build of the second device
