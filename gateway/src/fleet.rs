@@ -158,6 +158,8 @@ pub struct Fleet {
     /// When each unknown device was last asked to introduce itself (see
     /// [`Fleet::unknown_device`]); its own lock, as it is used while `state` is held.
     introductions: Mutex<HashMap<DeviceId, Instant>>,
+    /// Checked at every hello; re-read only when the file changes.
+    revocations: crate::enrollment::CachedRevocationList,
 }
 
 /// How often an unknown device is asked, at most, to send its node report again.
@@ -193,6 +195,7 @@ impl Fleet {
         }
         metrics.devices_total.set(state.devices.len() as i64);
         let window = settings.rejection_log_window;
+        let store_dir = settings.store_dir.clone();
         Self {
             settings,
             state: Mutex::new(state),
@@ -204,6 +207,7 @@ impl Fleet {
             logs: LogStreams::default(),
             rejections: Mutex::new(RejectionLog::new(window)),
             introductions: Mutex::new(HashMap::new()),
+            revocations: crate::enrollment::CachedRevocationList::new(store_dir),
         }
     }
 
@@ -360,9 +364,9 @@ impl Fleet {
         {
             return Err("device is not in --allow-device".to_owned());
         }
-        match crate::enrollment::RevocationList::load(&self.settings.store_dir) {
-            Ok(list) if list.contains(device) => Err("device is revoked".to_owned()),
-            Ok(_) => Ok(()),
+        match self.revocations.contains(device) {
+            Ok(true) => Err("device is revoked".to_owned()),
+            Ok(false) => Ok(()),
             Err(e) => {
                 warn!(error = %e, "cannot read the revocation list; refusing hellos until it is fixed");
                 Err(format!("revocation list unreadable: {e}"))

@@ -43,7 +43,7 @@ pub use fleet_ca::{FleetCa, IssuedIdentity};
 pub use issued::IssuedCertificates;
 pub use layout::EnrollmentLayout;
 pub use mosquitto::MosquittoConfig;
-pub use revocation::RevocationList;
+pub use revocation::{CachedRevocationList, RevocationList};
 
 /// The CN (and so the Mosquitto user name) of the gateway's own client certificate.
 ///

@@ -1,11 +1,13 @@
 //! The revocation list: `<store-dir>/enrollment/revoked.txt`, one device id per line.
 //!
-//! The gateway refuses a revoked device at hello (`RevocationList::load(store_dir)?
-//! .contains(&id)`), and `broker-config` puts the device's certificates on the broker's
+//! The gateway refuses a revoked device at hello (through [`CachedRevocationList`], which
+//! re-reads the file only when it changed), and `broker-config` puts the device's certificates on the broker's
 //! CRL so it cannot even connect. Blank lines and `#` comments are allowed.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use edge_protocol::DeviceId;
 
@@ -80,6 +82,51 @@ impl RevocationList {
     }
 }
 
+/// The revocation list as the gateway checks it at every hello: re-read only when the
+/// file changed (modification time or length), so a fleet reconnecting at once costs
+/// a `stat` per hello instead of a read and parse. `edge-gateway revoke` takes effect at
+/// the next hello, as before.
+#[derive(Debug)]
+pub struct CachedRevocationList {
+    store_dir: PathBuf,
+    cached: Mutex<Option<(FileStamp, RevocationList)>>,
+}
+
+/// Modification time and length of the list file; `None` when there is no file.
+type FileStamp = Option<(SystemTime, u64)>;
+
+impl CachedRevocationList {
+    pub fn new(store_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            store_dir: store_dir.into(),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// Whether `id` is revoked. An unreadable or invalid list is an error (never cached).
+    pub fn contains(&self, id: &DeviceId) -> Result<bool> {
+        let path = EnrollmentLayout::new(&self.store_dir).revoked_list();
+        let stamp = match std::fs::metadata(&path) {
+            Ok(m) => Some((
+                m.modified().map_err(EnrollmentError::io("stat", &path))?,
+                m.len(),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(EnrollmentError::io("stat", &path)(e)),
+        };
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, list)) = cached.as_ref()
+            && *seen == stamp
+        {
+            return Ok(list.contains(id));
+        }
+        let list = RevocationList::load(&self.store_dir)?;
+        let revoked = list.contains(id);
+        *cached = Some((stamp, list));
+        Ok(revoked)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -109,6 +156,32 @@ mod tests {
         assert!(
             matches!(err, EnrollmentError::BadRevocationList { line: 4, .. }),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn cached_list_sees_every_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CachedRevocationList::new(dir.path());
+        let a = DeviceId::new("pi-a").unwrap();
+        let b = DeviceId::new("pi-b").unwrap();
+        assert!(!cache.contains(&a).unwrap());
+        let mut list = RevocationList::default();
+        list.insert(a.clone());
+        list.save(dir.path()).unwrap();
+        assert!(cache.contains(&a).unwrap());
+        assert!(!cache.contains(&b).unwrap());
+        list.insert(b.clone());
+        list.save(dir.path()).unwrap();
+        assert!(cache.contains(&b).unwrap());
+        std::fs::write(
+            EnrollmentLayout::new(dir.path()).revoked_list(),
+            "Not An Id\n",
+        )
+        .unwrap();
+        assert!(
+            cache.contains(&a).is_err(),
+            "an invalid list is an error, not a stale answer"
         );
     }
 }
