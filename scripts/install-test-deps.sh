@@ -7,7 +7,9 @@ set -euo pipefail
 
 need_pkgs=(podman runc busybox-static mosquitto mosquitto-clients qemu-user-static
            docker-registry apache2-utils iproute2 procps curl ca-certificates
-           gcc-aarch64-linux-gnu
+           # ring's C code for the static aarch64 agent: the cross compiler and, which
+           # --no-install-recommends would otherwise leave out, its libc headers
+           gcc-aarch64-linux-gnu libc6-dev-arm64-cross
            # enrollment, flashing and packaging tests: openssl checks certificates;
            # synthetic disk images; dpkg-deb/dpkg-shlibdeps build the agent .deb
            openssl fdisk dosfstools mtools e2fsprogs xz-utils mount dpkg-dev)

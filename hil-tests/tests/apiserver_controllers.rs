@@ -115,7 +115,7 @@ async fn scheduler_binds_fitting_pods_and_explains_the_rest() {
     .await;
     assert_eq!(
         msg,
-        "0/3 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+        "0/3 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint(s). preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
     );
     let msg = eventually("untolerated taint message", async || {
         let p = pods.get("no-toleration").await.unwrap();
@@ -126,10 +126,7 @@ async fn scheduler_binds_fitting_pods_and_explains_the_rest() {
             .message
     })
     .await;
-    assert!(
-        msg.contains("untolerated taint {virtual-kubelet.io/provider: edge}"),
-        "{msg}"
-    );
+    assert!(msg.contains("1 node(s) had untolerated taint(s)"), "{msg}");
 
     // Required node affinity with Gt/In.
     let aff: Pod = serde_json::from_value(json!({"metadata": {"name": "aff"}, "spec": {

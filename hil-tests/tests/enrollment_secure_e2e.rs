@@ -18,8 +18,8 @@ use edge_gateway::enrollment::cli::{
 };
 use edge_gateway::enrollment::{EnrollmentLayout, GATEWAY_IDENTITY};
 use edge_hil_tests::stack::{
-    ChildProcess, Cluster, Gateway, GatewayOptions, MOSQUITTO_BIN, eventually, free_loopback_port,
-    wait_for_tcp,
+    ChildProcess, Cluster, ClusterBackend, Gateway, GatewayOptions, MOSQUITTO_BIN, eventually,
+    free_loopback_port, wait_for_tcp,
 };
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
@@ -70,7 +70,9 @@ fn start_mosquitto(conf: &Path, port: u16, dir: &Path) -> ChildProcess {
 async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_keeps_it_out() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cluster = Cluster::start(dir, Duration::from_secs(4)).await.unwrap();
+    let cluster = Cluster::start(ClusterBackend::Emulator, dir, Duration::from_secs(4))
+        .await
+        .unwrap();
     let bin_dir = PathBuf::from(
         std::env::var_os("EDGE_TEST_BIN_DIR")
             .expect("EDGE_TEST_BIN_DIR is not set: cargo build --workspace --bins"),
@@ -124,7 +126,7 @@ async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_kee
     let layout = EnrollmentLayout::new(&store);
     let gateway = Gateway::start(
         GatewayOptions {
-            kubeconfig: cluster.kubeconfig_path().to_owned(),
+            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
             store_dir: store.clone(),
             broker_url: Some(url.clone()),
             kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),

@@ -1,6 +1,8 @@
-//! Every manifest in `examples/` applied with the real `kubectl apply -f` against the API
-//! emulator, with the real `edge-gateway` binary (embedded broker) and four fake devices:
-//! two Raspberry Pis (site=lab), a Jetson with one `nvidia.com/gpu`, and a generic amd64.
+//! Every manifest in `examples/` applied with the real `kubectl apply -f`, with the real
+//! `edge-gateway` binary (embedded broker) and four fake devices: two Raspberry Pis
+//! (site=lab), a Jetson with one `nvidia.com/gpu`, and a generic amd64. Once against the
+//! API emulator (with the PATH kubectl), once against the real control plane (its own
+//! kubectl, the gateway under its own ServiceAccount and ClusterRole).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -8,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use edge_hil_tests::apiserver::{ApiServer, ApiServerConfig};
 use edge_hil_tests::fake_device::{FakeDevice, FakeDeviceConfig, FakeDeviceView};
+use edge_hil_tests::stack::{Cluster, ClusterBackend};
 use edge_protocol::{DeviceId, VolumeSource};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -43,8 +45,13 @@ fn gateway_bin() -> PathBuf {
     bin
 }
 
-async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new(kubectl_bin());
+async fn kubectl(cluster: &Cluster, cache: &Path, args: &[&str]) -> Output {
+    let bin = match cluster {
+        Cluster::Emulator(_) => PathBuf::from(kubectl_bin()),
+        other => other.kubectl_binary(),
+    };
+    let kubeconfig = cluster.kubeconfig_path();
+    let mut c = Command::new(bin);
     c.arg("--kubeconfig")
         .arg(kubeconfig)
         .arg("--cache-dir")
@@ -95,7 +102,16 @@ fn pod_on_device<'a>(view: &'a FakeDeviceView, name: &str) -> Option<&'a edge_pr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_example_applies_and_behaves() {
+async fn every_example_applies_and_behaves_on_the_emulator() {
+    every_example_applies_and_behaves(ClusterBackend::Emulator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_applies_and_behaves_on_the_control_plane() {
+    every_example_applies_and_behaves(ClusterBackend::ControlPlane).await;
+}
+
+async fn every_example_applies_and_behaves(backend: ClusterBackend) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -105,15 +121,19 @@ async fn every_example_applies_and_behaves() {
     let bin = gateway_bin();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("kubectl-cache");
-    let api = ApiServer::start(ApiServerConfig::new(dir.path().join("api")))
+    let api = Cluster::start(backend, &dir.path().join("api"), Duration::from_secs(50))
         .await
         .unwrap();
     let client = api.client().await.unwrap();
     let ready = dir.path().join("ready.json");
+    let gateway_log = dir.path().join("gateway.log");
+    let log_file = std::fs::File::create(&gateway_log).unwrap();
     let _gateway = tokio::process::Command::new(&bin)
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
         .arg("run")
         .arg("--kubeconfig")
-        .arg(api.kubeconfig_path())
+        .arg(api.gateway_kubeconfig_path())
         .arg("--store-dir")
         .arg(dir.path().join("store"))
         .args(["--mqtt-listen", "127.0.0.1:0"])
@@ -123,7 +143,7 @@ async fn every_example_applies_and_behaves() {
         .args(["--node-lease-renew", "1s"])
         .args(["--log-filter", "warn"])
         .arg("--kubelet-client-ca")
-        .arg(api.kubelet_client_ca_path())
+        .arg(api.kubelet_client_ca().unwrap())
         .arg("--ready-file")
         .arg(&ready)
         .kill_on_drop(true)
@@ -231,12 +251,7 @@ async fn every_example_applies_and_behaves() {
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     for file in &files {
-        let out = kubectl(
-            api.kubeconfig_path(),
-            &cache,
-            &["apply", "-f", file.to_str().unwrap()],
-        )
-        .await;
+        let out = kubectl(&api, &cache, &["apply", "-f", file.to_str().unwrap()]).await;
         assert!(
             out.status.success(),
             "kubectl apply -f {} failed: {}{}",
@@ -382,7 +397,7 @@ async fn every_example_applies_and_behaves() {
     }
     // kubectl get shows the workloads.
     let out = kubectl(
-        api.kubeconfig_path(),
+        &api,
         &cache,
         &["get", "deployments,daemonsets,replicasets,pods"],
     )
@@ -393,5 +408,15 @@ async fn every_example_applies_and_behaves() {
         String::from_utf8_lossy(&out.stderr)
     );
     drop((pi1, pi2, jetson, amd));
-    api.shutdown().await;
+    // On the control plane the gateway runs under exactly its shipped ClusterRole.
+    let log = std::fs::read_to_string(&gateway_log).unwrap();
+    let forbidden: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Forbidden") || l.contains("code: 403"))
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "the API server refused gateway calls (403):\n{}",
+        forbidden.join("\n")
+    );
 }

@@ -72,7 +72,7 @@ pub struct TlsMaterial {
     pub kubelet_client_ca_path: PathBuf,
 }
 
-fn ca_params(cn: &str) -> Result<CertificateParams> {
+pub(crate) fn ca_params(cn: &str) -> Result<CertificateParams> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
@@ -86,7 +86,7 @@ fn ca_params(cn: &str) -> Result<CertificateParams> {
     Ok(p)
 }
 
-fn leaf(
+pub(crate) fn leaf(
     cn: &str,
     org: Option<&str>,
     sans: Vec<SanType>,

@@ -134,10 +134,6 @@ pub fn pod_requests(pod: &Value) -> BTreeMap<String, f64> {
     sum
 }
 
-fn taint_text(t: &Value) -> String {
-    format!("{{{}: {}}}", s(t, "/key"), s(t, "/value"))
-}
-
 /// Filters one node for a pod; `used` is what pods already on the node request
 /// (including their count under `pods`).
 pub fn fits(pod: &Value, node: &Value, used: &BTreeMap<String, f64>) -> Result<(), Vec<FitError>> {
@@ -148,11 +144,6 @@ pub fn fits(pod: &Value, node: &Value, used: &BTreeMap<String, f64>) -> Result<(
         if !tolerations.iter().any(|t| tolerates(t, &unsched_taint)) {
             return Err(vec![FitError("node(s) were unschedulable".into())]);
         }
-    }
-    if !affinity_ok(pod, node) {
-        return Err(vec![FitError(
-            "node(s) didn't match Pod's node affinity/selector".into(),
-        )]);
     }
     let mut taints: Vec<Value> = arr(node, "/spec/taints").to_vec();
     let ready = arr(node, "/status/conditions")
@@ -172,11 +163,17 @@ pub fn fits(pod: &Value, node: &Value, used: &BTreeMap<String, f64>) -> Result<(
             continue;
         }
         if !tolerations.iter().any(|t| tolerates(t, taint)) {
-            return Err(vec![FitError(format!(
-                "node(s) had untolerated taint {}",
-                taint_text(taint)
-            ))]);
+            // kube-scheduler's TaintToleration reason (it logs the taint, but the
+            // status names none).
+            return Err(vec![FitError("node(s) had untolerated taint(s)".into())]);
         }
+    }
+    // The default profile filters NodeAffinity after TaintToleration: a node failing
+    // both counts under the taint.
+    if !affinity_ok(pod, node) {
+        return Err(vec![FitError(
+            "node(s) didn't match Pod's node affinity/selector".into(),
+        )]);
     }
     let alloc = node
         .pointer("/status/allocatable")
@@ -434,7 +431,7 @@ mod tests {
         let err = pick(&pod, &nodes, &BTreeMap::new()).unwrap_err();
         assert_eq!(
             err,
-            "0/3 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {edge: x}. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+            "0/3 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint(s). preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
         );
         let mut tolerating = pod.clone();
         tolerating["spec"]["tolerations"] = json!([{"key":"edge","operator":"Exists"}]);

@@ -1,20 +1,34 @@
-//! The Kubernetes API the stack runs against: our emulator, or a real cluster.
+//! The Kubernetes API the stack runs against: our emulator, the real control plane
+//! built from upstream (shared by the test binary), or a cluster of the user's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, ApiServerConfig};
+use crate::controlplane::{ControlPlane, client_from_kubeconfig};
 
 use super::{StackError, StackResult};
 
 /// Environment variable that points the end-to-end scenarios at a real cluster.
 pub const E2E_KUBECONFIG_ENV: &str = "EDGE_E2E_KUBECONFIG";
 
+/// Which Kubernetes API a stack asks for (`EDGE_E2E_KUBECONFIG` overrides both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterBackend {
+    /// The hil-tests emulator, one per stack: fast, zero build.
+    Emulator,
+    /// Upstream etcd, kube-apiserver, kube-controller-manager and kube-scheduler, one
+    /// shared by every stack of the test binary.
+    ControlPlane,
+}
+
 /// A Kubernetes API server the scenarios use.
 #[derive(Debug)]
 pub enum Cluster {
     /// The hil-tests emulator, started for this stack.
     Emulator(ApiServer),
+    /// The real control plane of this test binary.
+    ControlPlane(&'static ControlPlane),
     /// A real cluster (kind, k3s, ...) from `EDGE_E2E_KUBECONFIG`.
     Real {
         kubeconfig: PathBuf,
@@ -25,14 +39,24 @@ pub enum Cluster {
 }
 
 impl Cluster {
-    /// A real cluster when `EDGE_E2E_KUBECONFIG` is set, otherwise a new emulator.
-    pub async fn start(dir: &Path, node_lease_grace: Duration) -> StackResult<Self> {
+    /// A real cluster when `EDGE_E2E_KUBECONFIG` is set, otherwise the backend asked for.
+    pub async fn start(
+        backend: ClusterBackend,
+        dir: &Path,
+        node_lease_grace: Duration,
+    ) -> StackResult<Self> {
         if let Some(kubeconfig) = std::env::var_os(E2E_KUBECONFIG_ENV) {
             return Ok(Cluster::Real {
                 kubeconfig: PathBuf::from(kubeconfig),
                 kubelet_client_ca: std::env::var_os("EDGE_E2E_KUBELET_CLIENT_CA")
                     .map(PathBuf::from),
             });
+        }
+        if backend == ClusterBackend::ControlPlane {
+            let cp = tokio::task::spawn_blocking(ControlPlane::shared)
+                .await
+                .map_err(|e| StackError::Other(e.to_string()))??;
+            return Ok(Cluster::ControlPlane(cp));
         }
         let mut config = ApiServerConfig::new(dir.join("apiserver"));
         config.node_lease_grace = node_lease_grace;
@@ -48,16 +72,45 @@ impl Cluster {
         matches!(self, Cluster::Emulator(_))
     }
 
+    /// The node monitor grace period of the cluster's node lifecycle controller, when
+    /// the test bed knows it.
+    pub fn node_monitor_grace_period(&self) -> Option<Duration> {
+        match self {
+            Cluster::ControlPlane(cp) => Some(cp.node_monitor_grace_period()),
+            _ => None,
+        }
+    }
+
+    /// Kubeconfig for the tests and kubectl (cluster admin on the control plane).
     pub fn kubeconfig_path(&self) -> &Path {
         match self {
             Cluster::Emulator(s) => s.kubeconfig_path(),
+            Cluster::ControlPlane(cp) => cp.admin_kubeconfig(),
             Cluster::Real { kubeconfig, .. } => kubeconfig,
+        }
+    }
+
+    /// Kubeconfig the gateway runs with: on the control plane its own ServiceAccount
+    /// under the shipped ClusterRole, elsewhere the same as the tests'.
+    pub fn gateway_kubeconfig_path(&self) -> &Path {
+        match self {
+            Cluster::ControlPlane(cp) => cp.gateway_kubeconfig(),
+            other => other.kubeconfig_path(),
+        }
+    }
+
+    /// The kubectl binary to use: the control plane's own release, else the PATH one.
+    pub fn kubectl_binary(&self) -> PathBuf {
+        match self {
+            Cluster::ControlPlane(cp) => cp.binaries.kubectl.clone(),
+            _ => PathBuf::from("kubectl"),
         }
     }
 
     pub fn kubelet_client_ca(&self) -> Option<&Path> {
         match self {
             Cluster::Emulator(s) => Some(s.kubelet_client_ca_path()),
+            Cluster::ControlPlane(cp) => Some(cp.kubelet_client_ca()),
             Cluster::Real {
                 kubelet_client_ca, ..
             } => kubelet_client_ca.as_deref(),
@@ -71,14 +124,7 @@ impl Cluster {
                 .client()
                 .await
                 .map_err(|e| StackError::Kubernetes(e.to_string())),
-            Cluster::Real { kubeconfig, .. } => {
-                let raw = kube::config::Kubeconfig::read_from(kubeconfig)
-                    .map_err(|e| StackError::Kubernetes(e.to_string()))?;
-                let config = kube::Config::from_custom_kubeconfig(raw, &Default::default())
-                    .await
-                    .map_err(|e| StackError::Kubernetes(e.to_string()))?;
-                kube::Client::try_from(config).map_err(|e| StackError::Kubernetes(e.to_string()))
-            }
+            other => client_from_kubeconfig(other.kubeconfig_path()).await,
         }
     }
 }

@@ -8,12 +8,19 @@ use super::{StackError, StackResult};
 /// Runs `kubectl --kubeconfig <stack> ...`.
 #[derive(Debug, Clone)]
 pub struct Kubectl {
+    binary: PathBuf,
     kubeconfig: PathBuf,
 }
 
 impl Kubectl {
+    /// The `kubectl` on PATH.
     pub fn new(kubeconfig: &Path) -> StackResult<Self> {
-        let found = Command::new("kubectl")
+        Self::with_binary(Path::new("kubectl"), kubeconfig)
+    }
+
+    /// A given kubectl binary (the control plane's own release).
+    pub fn with_binary(binary: &Path, kubeconfig: &Path) -> StackResult<Self> {
+        let found = Command::new(binary)
             .args(["version", "--client"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -22,18 +29,19 @@ impl Kubectl {
             .unwrap_or(false);
         if !found {
             return Err(StackError::MissingTool {
-                tool: "kubectl".to_owned(),
+                tool: binary.display().to_string(),
                 hint: "install kubectl (Debian package kubernetes-client) and put it on PATH"
                     .to_owned(),
             });
         }
         Ok(Self {
+            binary: binary.to_owned(),
             kubeconfig: kubeconfig.to_owned(),
         })
     }
 
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("--kubeconfig").arg(&self.kubeconfig);
         cmd
     }

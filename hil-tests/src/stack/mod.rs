@@ -1,5 +1,6 @@
-//! The full stack for end-to-end scenarios: a Kubernetes API (the emulator, or a real
-//! cluster through `EDGE_E2E_KUBECONFIG`), a broker (the gateway's embedded one or a
+//! The full stack for end-to-end scenarios: a Kubernetes API (the emulator, the real
+//! control plane of [`crate::controlplane`], or a user's cluster through
+//! `EDGE_E2E_KUBECONFIG`), a broker (the gateway's embedded one or a
 //! real Mosquitto), the `edge-gateway` binary and real `edge-agent` processes (host
 //! build, or the static aarch64 build under qemu-aarch64) running pods on Podman.
 //!
@@ -16,11 +17,11 @@ mod stack_env;
 
 pub use agent::{Agent, AgentBuild, AgentOptions};
 pub use child_process::ChildProcess;
-pub use cluster::Cluster;
+pub use cluster::{Cluster, ClusterBackend};
 pub use gateway::{Gateway, GatewayOptions, GatewayReady};
 pub use kubectl::Kubectl;
 pub use mosquitto::{MOSQUITTO_BIN, Mosquitto};
-pub use stack_env::{BrokerKind, Stack, StackOptions};
+pub use stack_env::{BrokerKind, STACK_LABEL, Stack, StackOptions};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::PostParams;
 
 use super::agent::{Agent, AgentBuild, AgentOptions};
-use super::cluster::Cluster;
+use super::cluster::{Cluster, ClusterBackend};
 use super::gateway::{Gateway, GatewayOptions};
 use super::kubectl::Kubectl;
 use super::mosquitto::Mosquitto;
@@ -28,6 +28,8 @@ pub enum BrokerKind {
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub broker: BrokerKind,
+    /// The emulator (one per stack) or the real control plane (one per test binary).
+    pub backend: ClusterBackend,
     /// The emulator's node lease grace (kube-controller-manager's default is 40-50 s).
     pub node_lease_grace: Duration,
     pub device_timeout: Duration,
@@ -40,6 +42,7 @@ impl StackOptions {
     pub fn fast(broker: BrokerKind) -> Self {
         Self {
             broker,
+            backend: ClusterBackend::Emulator,
             node_lease_grace: Duration::from_secs(6),
             device_timeout: Duration::from_secs(4),
             node_lease_renew: Duration::from_secs(1),
@@ -47,6 +50,19 @@ impl StackOptions {
         }
     }
 }
+
+impl StackOptions {
+    /// The same options on another Kubernetes backend.
+    pub fn on(mut self, backend: ClusterBackend) -> Self {
+        self.backend = backend;
+        self
+    }
+}
+
+/// Node label every agent of a stack carries, and pods created through
+/// [`Stack::pod_node_selector`] select: stacks sharing one cluster (the control plane
+/// of a test binary, or a user's cluster) never get each other's pods.
+pub const STACK_LABEL: &str = "edge-e2e/stack";
 
 /// Finds one of our binaries: `EDGE_TEST_BIN_DIR`, else the workspace's target/debug.
 pub fn binary(name: &str) -> StackResult<PathBuf> {
@@ -94,7 +110,11 @@ impl Stack {
             .prefix("edge-e2e-")
             .tempdir()
             .map_err(|e| StackError::Other(e.to_string()))?;
-        let cluster = Cluster::start(dir.path(), options.node_lease_grace).await?;
+        let cluster = Cluster::start(options.backend, dir.path(), options.node_lease_grace).await?;
+        if let Some(grace) = cluster.node_monitor_grace_period() {
+            // The real node lifecycle controller's grace, not the emulator's short one.
+            options.node_lease_grace = grace;
+        }
         let mosquitto = match options.broker {
             BrokerKind::Mosquitto => Some(Mosquitto::start(&dir.path().join("mosquitto"))?),
             BrokerKind::Embedded => None,
@@ -103,7 +123,7 @@ impl Stack {
             std::env::var("EDGE_E2E_NODE_ADDRESS").unwrap_or_else(|_| "127.0.0.1".to_owned());
         let gateway = Gateway::start(
             GatewayOptions {
-                kubeconfig: cluster.kubeconfig_path().to_owned(),
+                kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
                 store_dir: dir.path().join("gateway-store"),
                 broker_url: mosquitto.as_ref().map(Mosquitto::url),
                 kubelet_client_ca: cluster.kubelet_client_ca().map(ToOwned::to_owned),
@@ -114,7 +134,7 @@ impl Stack {
             },
             dir.path(),
         )?;
-        let kubectl = Kubectl::new(cluster.kubeconfig_path())?;
+        let kubectl = Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path())?;
         let namespace = format!(
             "e2e-{}",
             dir.path()
@@ -171,6 +191,7 @@ impl Stack {
                 labels: labels
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .chain([(STACK_LABEL.to_owned(), self.namespace.clone())])
                     .collect(),
                 build,
                 heartbeat_interval: self.options.heartbeat_interval,
@@ -187,6 +208,23 @@ impl Stack {
         self.agents
             .get_mut(device_id)
             .ok_or_else(|| StackError::Other(format!("no agent {device_id} in this stack")))
+    }
+
+    /// The node selector that keeps a pod on this stack's devices.
+    pub fn pod_node_selector(&self) -> (&'static str, &str) {
+        (STACK_LABEL, &self.namespace)
+    }
+
+    /// Lines of the gateway's log that report a call the API server refused with 403:
+    /// on the real control plane the gateway runs under exactly its shipped ClusterRole,
+    /// so any such line means the role is not enough.
+    pub fn forbidden_calls(&self) -> Vec<String> {
+        self.gateway
+            .log()
+            .lines()
+            .filter(|l| l.contains("Forbidden") || l.contains("code: 403"))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Logs of every process, for a failing scenario's message.
@@ -206,6 +244,11 @@ fn tail(s: &str, lines: usize) -> String {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        let forbidden = if matches!(self.cluster, Cluster::ControlPlane(_)) {
+            self.forbidden_calls()
+        } else {
+            Vec::new()
+        };
         for agent in self.agents.values_mut() {
             agent.kill9();
         }
@@ -235,6 +278,14 @@ impl Drop for Stack {
             eprintln!(
                 "EDGE_E2E_KEEP: stack files kept in {}",
                 dir.keep().display()
+            );
+        }
+        if !forbidden.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the API server refused {} call(s) of the gateway (403): its ClusterRole \
+                 (deploy/kustomize/base/clusterrole.yaml) is not enough:\n{}",
+                forbidden.len(),
+                forbidden.join("\n")
             );
         }
     }

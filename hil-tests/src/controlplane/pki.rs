@@ -1,0 +1,115 @@
+//! The control plane's TLS material and keys, like kubeadm's `/etc/kubernetes/pki`:
+//! a cluster CA (serving certificate, admin client certificate, CSR signing), a separate
+//! CA for the client certificate kube-apiserver presents to kubelets, and the service
+//! account signing key.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair, SanType};
+
+use crate::apiserver::certs::{CertError, ca_params, leaf};
+
+/// Files under the control plane's `pki/` directory.
+#[derive(Debug, Clone)]
+pub struct ControlPlanePki {
+    pub dir: PathBuf,
+    /// Cluster CA certificate and key (also signs approved CSRs).
+    pub ca_crt: PathBuf,
+    pub ca_key: PathBuf,
+    pub ca_pem: String,
+    pub apiserver_crt: PathBuf,
+    pub apiserver_key: PathBuf,
+    /// `system:masters` client certificate for the admin kubeconfig.
+    pub admin_crt_pem: String,
+    pub admin_key_pem: String,
+    /// The CA a kubelet (here: the gateway's kubelet API) trusts for API server clients.
+    pub kubelet_client_ca_crt: PathBuf,
+    pub kubelet_client_crt: PathBuf,
+    pub kubelet_client_key: PathBuf,
+    /// Service account token signing key (ECDSA P-256, PKCS#8) and its public key.
+    pub service_account_key: PathBuf,
+    pub service_account_pub: PathBuf,
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), CertError> {
+    std::fs::write(path, contents).map_err(|source| CertError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl ControlPlanePki {
+    /// Generates everything into `dir` (created if missing).
+    pub fn generate(dir: &Path) -> Result<Self, CertError> {
+        std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let ca_key = KeyPair::generate()?;
+        let ca_key_pem = ca_key.serialize_pem();
+        let ca = CertifiedIssuer::self_signed(ca_params("edge-hil-controlplane-ca")?, ca_key)?;
+        let sans = vec![
+            SanType::DnsName("localhost".try_into()?),
+            SanType::DnsName("kubernetes".try_into()?),
+            SanType::DnsName("kubernetes.default".try_into()?),
+            SanType::DnsName("kubernetes.default.svc".try_into()?),
+            SanType::DnsName("kubernetes.default.svc.cluster.local".try_into()?),
+            SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
+            SanType::IpAddress(IpAddr::from([10, 0, 0, 1])),
+        ];
+        let serving = leaf(
+            "kube-apiserver",
+            None,
+            sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &ca,
+        )?;
+        let admin = leaf(
+            "kubernetes-admin",
+            Some("system:masters"),
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &ca,
+        )?;
+        let kc_ca = CertifiedIssuer::self_signed(
+            ca_params("edge-hil-kubelet-client-ca")?,
+            KeyPair::generate()?,
+        )?;
+        // kubeadm's apiserver-kubelet-client identity.
+        let kubelet_client = leaf(
+            "kube-apiserver-kubelet-client",
+            Some("kubeadm:cluster-admins"),
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &kc_ca,
+        )?;
+        let sa_key = KeyPair::generate()?;
+
+        let pki = Self {
+            dir: dir.to_path_buf(),
+            ca_crt: dir.join("ca.crt"),
+            ca_key: dir.join("ca.key"),
+            ca_pem: ca.pem(),
+            apiserver_crt: dir.join("apiserver.crt"),
+            apiserver_key: dir.join("apiserver.key"),
+            admin_crt_pem: admin.cert_pem.clone(),
+            admin_key_pem: admin.key_pem.clone(),
+            kubelet_client_ca_crt: dir.join("kubelet-client-ca.crt"),
+            kubelet_client_crt: dir.join("apiserver-kubelet-client.crt"),
+            kubelet_client_key: dir.join("apiserver-kubelet-client.key"),
+            service_account_key: dir.join("sa.key"),
+            service_account_pub: dir.join("sa.pub"),
+        };
+        write(&pki.ca_crt, &pki.ca_pem)?;
+        write(&pki.ca_key, &ca_key_pem)?;
+        write(&pki.apiserver_crt, &serving.cert_pem)?;
+        write(&pki.apiserver_key, &serving.key_pem)?;
+        write(&pki.kubelet_client_ca_crt, &kc_ca.pem())?;
+        write(&pki.kubelet_client_crt, &kubelet_client.cert_pem)?;
+        write(&pki.kubelet_client_key, &kubelet_client.key_pem)?;
+        write(&pki.service_account_key, &sa_key.serialize_pem())?;
+        write(&pki.service_account_pub, &sa_key.public_key_pem())?;
+        Ok(pki)
+    }
+}
