@@ -5,7 +5,8 @@
 //! bundle's labels. Then `revoke` + `broker-config` + broker restart keep the device out
 //! for good: it cannot reconnect and its Node stops being Ready.
 //!
-//! Runs against the API emulator, or a real cluster with `EDGE_E2E_KUBECONFIG`.
+//! Runs against the API emulator and against the real control plane (the gateway under
+//! its own ServiceAccount and ClusterRole), or a real cluster with `EDGE_E2E_KUBECONFIG`.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -67,12 +68,32 @@ fn start_mosquitto(conf: &Path, port: u16, dir: &Path) -> ChildProcess {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_keeps_it_out() {
+async fn enrolled_device_becomes_a_ready_node_on_the_emulator() {
+    enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_keeps_it_out(
+        ClusterBackend::Emulator,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enrolled_device_becomes_a_ready_node_on_the_control_plane() {
+    enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_keeps_it_out(
+        ClusterBackend::ControlPlane,
+    )
+    .await;
+}
+
+async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_keeps_it_out(
+    backend: ClusterBackend,
+) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cluster = Cluster::start(ClusterBackend::Emulator, dir, Duration::from_secs(4))
+    let cluster = Cluster::start(backend, dir, Duration::from_secs(4))
         .await
         .unwrap();
+    // The node lifecycle controller's grace on top of the gateway's own detection.
+    let unready_within =
+        Duration::from_secs(60) + cluster.node_monitor_grace_period().unwrap_or_default();
     let bin_dir = PathBuf::from(
         std::env::var_os("EDGE_TEST_BIN_DIR")
             .expect("EDGE_TEST_BIN_DIR is not set: cargo build --workspace --bins"),
@@ -212,7 +233,7 @@ async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_kee
     let broker = start_mosquitto(&conf, port, &dir.join("restarted"));
     eventually(
         "the revoked device's Node to stop being Ready",
-        Duration::from_secs(60),
+        unready_within,
         || {
             let nodes = nodes.clone();
             let id = id.clone();
@@ -238,4 +259,16 @@ async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_kee
         "the gateway did not reconnect to the restarted broker:\n{log}"
     );
     agent.kill9();
+    // On the control plane the gateway runs under exactly its shipped ClusterRole.
+    let forbidden: Vec<String> = gateway
+        .log()
+        .lines()
+        .filter(|l| l.contains("Forbidden") || l.contains("code: 403"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        forbidden.is_empty(),
+        "the API server refused gateway calls (403):\n{}",
+        forbidden.join("\n")
+    );
 }
