@@ -19,13 +19,15 @@ case "$target" in /*) ;; *) target="$root/$target" ;; esac
 
 die() { printf 'build-control-plane: %s\n' "$*" >&2; exit 1; }
 
+# GO names the toolchain to use (default: `go` on PATH, then /usr/local/go/bin/go).
 export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null 2>&1 || die "the Go toolchain is missing. Install Go >= 1.26
+go="${GO:-go}"
+command -v "$go" >/dev/null 2>&1 || die "the Go toolchain is missing. Install Go >= 1.26
 (https://go.dev/doc/install, e.g. into /usr/local/go) and put 'go' on PATH; the real
 Kubernetes control plane of the test bed is built from Go modules."
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 need_go="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$module/go.mod")"
-have_go="$(go env GOVERSION | sed 's/^go//')"
+have_go="$("$go" env GOVERSION | sed 's/^go//')"
 if [ "$(printf '%s\n%s\n' "$need_go" "$have_go" | sort -V | head -1)" != "$need_go" ]; then
   die "Go $have_go is too old: hil-tests/controlplane/go.mod needs Go >= $need_go"
 fi
@@ -47,8 +49,8 @@ if [ "$current" = 1 ]; then
 fi
 
 # Fail early and clearly when the module proxy cannot be reached.
-proxy="$(go env GOPROXY | cut -d, -f1)"
-if [ "$proxy" != "off" ] && [ "$proxy" != "direct" ] && ! [ -d "$(go env GOMODCACHE)/k8s.io/kubernetes@$version" ]; then
+proxy="$("$go" env GOPROXY | cut -d, -f1)"
+if [ "$proxy" != "off" ] && [ "$proxy" != "direct" ] && ! [ -d "$("$go" env GOMODCACHE)/k8s.io/kubernetes@$version" ]; then
   curl -fsS -m 20 -o /dev/null "$proxy/k8s.io/kubernetes/@v/$version.info" 2>/dev/null ||
     die "cannot reach the Go module proxy $proxy (GOPROXY) to fetch k8s.io/kubernetes $version.
 Check the network or set GOPROXY to a proxy you can reach (GOPROXY=https://proxy.golang.org)."
@@ -69,7 +71,7 @@ t0=$(date +%s)
 ( while sleep 30; do echo "    ... still building ($(( $(date +%s) - t0 )) s)" >&2; done ) &
 ticker=$!
 trap 'kill $ticker 2>/dev/null || true' EXIT
-( cd "$module" && GOSUMDB=off go build -trimpath -ldflags "$ldflags" -o "$bin/" tool ) ||
+( cd "$module" && GOSUMDB=off "$go" build -trimpath -ldflags "$ldflags" -o "$bin/" tool ) ||
   die "go build failed (see above). If modules could not be downloaded, check GOPROXY."
 kill $ticker 2>/dev/null || true
 # go names the etcd server module's binary after its path (.../server/v3).
