@@ -148,8 +148,9 @@ async fn pod_logs_are_proxied_to_the_kubelet_with_a_client_certificate() {
     let (port, seen) = fake_kubelet(server.kubelet_client_ca_path(), more_rx, closed.clone()).await;
 
     let nodes: Api<Node> = Api::all(client.clone());
+    // kube-apiserver dials the Hostname address first (--kubelet-preferred-address-types).
     let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}, "status": {
-        "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "127.0.0.1"}],
+        "addresses": [{"type": "Hostname", "address": "localhost"}, {"type": "InternalIP", "address": "127.0.0.2"}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}}))
     .unwrap();
     nodes.create(&PostParams::default(), &node).await.unwrap();

@@ -32,6 +32,22 @@ pub fn now_micro() -> String {
     )
 }
 
+/// The name of a new Event about `involved`: `<name>.<UnixNano in hex>`, as client-go's
+/// event recorders name them (so events list in the order they were recorded). Strictly
+/// increasing within the process, so two events in the same nanosecond do not collide.
+pub fn event_name(involved: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = u64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(0);
+    let prev = LAST.fetch_max(now, Ordering::Relaxed);
+    let nanos = if now > prev {
+        now
+    } else {
+        LAST.fetch_add(1, Ordering::Relaxed) + 1
+    };
+    format!("{involved}.{nanos:x}")
+}
+
 /// Parses a `Time` or `MicroTime`.
 pub fn parse(s: &str) -> Option<jiff::Timestamp> {
     s.parse().ok()

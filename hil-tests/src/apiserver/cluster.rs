@@ -647,7 +647,13 @@ impl Cluster {
                         ));
                     }
                 }
-                if rt.tracks_generation && old.get("spec") != new.get("spec") {
+                // Deployments also count annotation changes (they are copied to the
+                // ReplicaSets), as kube-apiserver's deployment strategy does.
+                let annotations_changed = rt.storage == "deployments"
+                    && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations");
+                if rt.tracks_generation
+                    && (old.get("spec") != new.get("spec") || annotations_changed)
+                {
                     let g = meta(old)
                         .get("generation")
                         .and_then(Value::as_i64)

@@ -106,7 +106,7 @@ pub fn record_event(
     let ns = meta_str(obj, "namespace");
     let now = super::clock::now();
     let ev = json!({
-        "metadata": {"name": format!("{}.{:x}", meta_str(obj, "name"), uuid::Uuid::new_v4().as_u128() as u64), "namespace": ns},
+        "metadata": {"name": super::clock::event_name(meta_str(obj, "name")), "namespace": ns},
         "involvedObject": {"kind": kind, "namespace": ns, "name": meta_str(obj, "name"),
             "uid": meta_str(obj, "uid"), "apiVersion": "apps/v1",
             "resourceVersion": meta_str(obj, "resourceVersion")},

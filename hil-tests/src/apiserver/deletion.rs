@@ -186,6 +186,9 @@ pub(crate) fn delete_locked(
                 }
             }
             let mut new = (*obj).clone();
+            if meta_str(&obj, "deletionTimestamp").is_empty() {
+                bump_generation(&mut new);
+            }
             new["metadata"]["deletionTimestamp"] =
                 json!(clock::after(std::time::Duration::from_secs(grace as u64)));
             new["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
@@ -201,6 +204,7 @@ pub(crate) fn delete_locked(
     if !fins.is_empty() {
         let mut new = (*obj).clone();
         if meta_str(&obj, "deletionTimestamp").is_empty() {
+            bump_generation(&mut new);
             new["metadata"]["deletionTimestamp"] = json!(clock::now());
         }
         new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
@@ -216,6 +220,17 @@ pub(crate) fn delete_locked(
         .remove(rt.storage, ns, name)
         .ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
     Ok(DeleteOutcome::Deleted(gone))
+}
+
+/// Setting `deletionTimestamp` changes how controllers treat an object, so kube-apiserver
+/// bumps a tracked `metadata.generation` with it (`rest.BeforeDelete`, and the registry
+/// store for objects held by finalizers).
+fn bump_generation(obj: &mut Value) {
+    if let Some(g) = obj.pointer("/metadata/generation").and_then(Value::as_i64)
+        && g > 0
+    {
+        obj["metadata"]["generation"] = json!(g + 1);
+    }
 }
 
 /// The response body kube-apiserver sends for a delete.

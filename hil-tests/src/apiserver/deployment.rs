@@ -68,6 +68,63 @@ fn revision(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// Deployment annotations the controller does not copy to its ReplicaSets
+/// (kube's `annotationsToSkip`).
+const NOT_COPIED: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
+
+/// The deployment's annotations a ReplicaSet of it lacks (or has with another value).
+fn annotations_to_copy(d: &Value, rs: &Value) -> Vec<(String, Value)> {
+    let have = rs.pointer("/metadata/annotations");
+    d.pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .map(|a| {
+            a.iter()
+                .filter(|(k, v)| {
+                    !NOT_COPIED.contains(&k.as_str())
+                        && have.and_then(|h| h.get(k.as_str())) != Some(v)
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Copies the deployment's annotations to its new ReplicaSet (`SetNewReplicaSetAnnotations`).
+fn sync_annotations(cluster: &Cluster, d: &Value, rs: Arc<Value>) -> Arc<Value> {
+    let missing = annotations_to_copy(d, &rs);
+    let rt = resources::by_storage("replicasets");
+    let Some(rt) = rt.filter(|_| !missing.is_empty()) else {
+        return rs;
+    };
+    let mut new = (*rs).clone();
+    if !new["metadata"]["annotations"].is_object() {
+        new["metadata"]["annotations"] = json!({});
+    }
+    for (k, v) in missing {
+        new["metadata"]["annotations"][k] = v;
+    }
+    match cluster.update(
+        rt,
+        Some(meta_str(&rs, "namespace")),
+        meta_str(&rs, "name"),
+        new,
+        None,
+    ) {
+        Ok(updated) => Arc::new(updated),
+        Err(e) => {
+            tracing::debug!(error = %e.message, "copying annotations to the ReplicaSet failed");
+            rs
+        }
+    }
+}
+
 /// One pass over every Deployment.
 pub fn run_once(cluster: &Cluster) {
     let deployments = cluster.lock().list("deployments", None);
@@ -199,20 +256,30 @@ fn reconcile(cluster: &Cluster, d: &Value) {
             if labels.is_null() {
                 labels = json!({});
             }
-            let rs = json!({
+            let mut annotations = json!({
+                REVISION: (max_revision + 1).to_string(),
+                "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
+                "deployment.kubernetes.io/max-replicas": (replicas + max_surge).to_string(),
+            });
+            for (k, v) in annotations_to_copy(d, &json!({})) {
+                annotations[k] = v;
+            }
+            let mut rs = json!({
                 "apiVersion": "apps/v1", "kind": "ReplicaSet",
                 "metadata": {
                     "name": format!("{name}-{hash}"), "namespace": ns, "labels": labels,
-                    "annotations": {
-                        REVISION: (max_revision + 1).to_string(),
-                        "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
-                        "deployment.kubernetes.io/max-replicas": (replicas + max_surge).to_string(),
-                    },
+                    "annotations": annotations,
                     "ownerReferences": [controller_ref::owner_ref(d, "apps/v1", "Deployment")],
                 },
-                "spec": {"replicas": initial, "minReadySeconds": d.pointer("/spec/minReadySeconds").cloned().unwrap_or(json!(0)),
-                    "selector": selector, "template": t},
+                "spec": {"replicas": initial, "selector": selector, "template": t},
             });
+            // Copied from the deployment; omitted when 0 (omitempty), as in kube.
+            if let Some(m) = d
+                .pointer("/spec/minReadySeconds")
+                .filter(|m| **m != json!(0))
+            {
+                rs["spec"]["minReadySeconds"] = m.clone();
+            }
             match cluster.create(rt, Some(ns), rs) {
                 Ok(created) => {
                     record_progress(
@@ -243,6 +310,7 @@ fn reconcile(cluster: &Cluster, d: &Value) {
             }
         }
     };
+    let new_rs = sync_annotations(cluster, d, new_rs);
     let new_spec = int(&new_rs, "/spec/replicas");
     let old_spec: i64 = old.iter().map(|rs| int(rs, "/spec/replicas")).sum();
     let old_pods: i64 = old.iter().map(|rs| int(rs, "/status/replicas")).sum();
@@ -349,6 +417,9 @@ fn cleanup_history(cluster: &Cluster, d: &Value, old: &[Arc<Value>]) {
     }
 }
 
+/// kube's `SetDeploymentCondition`: nothing happens when a condition of the type has the
+/// same status and reason; otherwise the condition is replaced and moves to the end
+/// (keeping `lastTransitionTime` if the status stays).
 fn set_deployment_condition(d: &mut Value, ctype: &str, status: &str, reason: &str, message: &str) {
     let now = clock::now();
     if d.get("status").is_none_or(|s| !s.is_object()) {
@@ -362,17 +433,42 @@ fn set_deployment_condition(d: &mut Value, ctype: &str, status: &str, reason: &s
     };
     let mut c = json!({"type": ctype, "status": status, "reason": reason, "message": message,
         "lastUpdateTime": now, "lastTransitionTime": now});
-    match conds.iter_mut().find(|c| c["type"] == ctype) {
-        Some(existing) => {
-            if existing["status"] == status {
-                c["lastTransitionTime"] = existing["lastTransitionTime"].clone();
-                if existing["reason"] == reason && existing["message"] == message {
-                    return;
-                }
+    if let Some(existing) = conds.iter().find(|c| c["type"] == ctype) {
+        if existing["status"] == status {
+            if existing["reason"] == reason {
+                return;
             }
-            *existing = c;
+            c["lastTransitionTime"] = existing["lastTransitionTime"].clone();
         }
-        None => conds.push(c),
+    }
+    conds.retain(|c| c["type"] != ctype);
+    conds.push(c);
+}
+
+/// The `Progressing=True/ReplicaSetUpdated` condition when a rollout makes progress: unlike
+/// other conditions it is re-set with the same reason (new `lastUpdateTime`, moved to the
+/// end), as kube's `syncRolloutStatus` does.
+fn set_progressing_updated(d: &mut Value, message: &str) {
+    let kept = d
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
+        .filter(|c| c["status"] == "True")
+        .map(|c| c["lastTransitionTime"].clone());
+    if let Some(cs) = d
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
+        cs.retain(|c| c["type"] != "Progressing");
+    }
+    set_deployment_condition(d, "Progressing", "True", "ReplicaSetUpdated", message);
+    if let Some(t) = kept
+        && let Some(c) = d
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+            .and_then(|cs| cs.last_mut())
+    {
+        c["lastTransitionTime"] = t;
     }
 }
 
@@ -410,11 +506,27 @@ fn update_status(
         && total == replicas
         && available == replicas
         && int(new_rs, "/spec/replicas") == replicas;
+    // kube sums the ReplicaSets' terminatingReplicas (those not yet synced count 0).
+    let terminating: i64 = all().map(|rs| int(rs, "/status/terminatingReplicas")).sum();
     cluster.write_status(
         "deployments",
         meta_str(d, "namespace"),
         meta_str(d, "name"),
         |o| {
+            let prev = o.get("status").cloned().unwrap_or_else(|| json!({}));
+            let was = |k: &str| prev.get(k).and_then(Value::as_i64).unwrap_or(0);
+            // DeploymentProgressing: any progress since the last status.
+            let progressed = updated > was("updatedReplicas")
+                || total - updated < was("replicas") - was("updatedReplicas")
+                || ready > was("readyReplicas")
+                || available > was("availableReplicas");
+            let current_reason = prev
+                .get("conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"))
+                .map(|c| c["reason"].clone());
+            let already_complete =
+                total == updated && current_reason == Some(json!("NewReplicaSetAvailable"));
             let conditions = o.pointer("/status/conditions").cloned();
             let mut status = json!({"observedGeneration": generation, "replicas": total,
             "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": available,
@@ -425,6 +537,7 @@ fn update_status(
             if let Some(s) = status.as_object_mut() {
                 s.retain(|_, v| *v != json!(0));
                 s.insert("observedGeneration".into(), generation.clone());
+                s.insert("terminatingReplicas".into(), json!(terminating));
             }
             o["status"] = status;
             let anns = o["metadata"]
@@ -450,6 +563,9 @@ fn update_status(
                     "Deployment does not have minimum availability.",
                 );
             }
+            if already_complete {
+                return;
+            }
             if complete {
                 set_deployment_condition(
                     o,
@@ -458,23 +574,8 @@ fn update_status(
                     "NewReplicaSetAvailable",
                     &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
                 );
-            } else if o
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_none_or(|c| {
-                    !c.iter().any(|c| {
-                        c["type"] == "Progressing" && c["reason"] == "NewReplicaSetCreated"
-                    })
-                })
-                || updated > 0
-            {
-                set_deployment_condition(
-                    o,
-                    "Progressing",
-                    "True",
-                    "ReplicaSetUpdated",
-                    &format!("ReplicaSet \"{rs_name}\" is progressing."),
-                );
+            } else if progressed {
+                set_progressing_updated(o, &format!("ReplicaSet \"{rs_name}\" is progressing."));
             }
         },
     );

@@ -1,5 +1,7 @@
 //! pods/log: proxied to the node's kubelet endpoint
-//! (`https://<InternalIP>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/...`)
+//! (`https://<address>:<daemonEndpoints.kubeletEndpoint.Port>/containerLogs/...`, the
+//! address of the first kind among Hostname, InternalDNS, InternalIP, ExternalDNS,
+//! ExternalIP the node has, as kube-apiserver picks it)
 //! presenting the emulator's kubelet client certificate, streaming the body as it arrives.
 //! Like kube-apiserver without `--kubelet-certificate-authority`, the kubelet's serving
 //! certificate is not verified.
@@ -164,6 +166,16 @@ fn pct(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// The node address kinds tried in order (kube-apiserver's default
+/// `--kubelet-preferred-address-types`).
+const PREFERRED_ADDRESS_TYPES: &[&str] = &[
+    "Hostname",
+    "InternalDNS",
+    "InternalIP",
+    "ExternalDNS",
+    "ExternalIP",
+];
+
 /// Where a pod's logs are: (host, port, path with query).
 pub fn log_location(
     pod: &Value,
@@ -179,12 +191,18 @@ pub fn log_location(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let host = node
+    let addresses = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
-        .and_then(|a| {
-            a.iter()
-                .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    // kube-apiserver's default --kubelet-preferred-address-types.
+    let host = PREFERRED_ADDRESS_TYPES
+        .iter()
+        .find_map(|t| {
+            addresses
+                .iter()
+                .find(|x| x.get("type").and_then(Value::as_str) == Some(t))
                 .and_then(|x| x.get("address").and_then(Value::as_str))
         })
         .ok_or_else(|| {

@@ -38,6 +38,7 @@
 //! | [`replicaset`] | ReplicaSets → pods, status |
 //! | [`garbage_collector`] | deletes dependents of deleted owners; foreground and orphan |
 //! | [`node_lifecycle`] | Ready=Unknown, unreachable taints, pods NotReady, NoExecute eviction |
+//! | [`node_registration`] | `RegisteredNode` events, beta os/arch labels, the node TTL annotation |
 //! | [`router`] | HTTP request parsing, authentication and dispatch |
 //! | [`errors`] | `Status` errors with kube-apiserver's reasons and codes |
 //! | [`clock`] | Kubernetes time formats |
@@ -60,6 +61,7 @@ pub mod kubeconfig;
 pub mod label_selector;
 pub mod log_proxy;
 pub mod node_lifecycle;
+pub mod node_registration;
 pub mod object_validation;
 pub mod openapi;
 pub mod patch;
@@ -353,9 +355,13 @@ async fn run_controllers(
     let mut tick = tokio::time::interval(config.controller_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lifecycle = node_lifecycle::NodeLifecycle::new(config.node_lease_grace);
+    let mut registration = node_registration::NodeRegistration::new();
     // Like kube-controller-manager's --node-monitor-period (5 s for a 40-50 s grace): the
-    // node lifecycle pass runs every grace/10, but not more often than the controller tick.
-    let monitor_period = (config.node_lease_grace / 10).max(config.controller_interval);
+    // node lifecycle pass runs every grace/10, at most every 5 s, but not more often than
+    // the controller tick.
+    let monitor_period = (config.node_lease_grace / 10)
+        .min(Duration::from_secs(5))
+        .max(config.controller_interval);
     let mut last_monitor: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
@@ -368,6 +374,9 @@ async fn run_controllers(
         if config.node_lifecycle && last_monitor.is_none_or(|t| now - t >= monitor_period) {
             last_monitor = Some(now);
             lifecycle.run_once(&cluster);
+        }
+        if config.node_lifecycle {
+            registration.run_once(&cluster);
         }
         garbage_collector::run_once(&cluster);
         daemonset::run_once(&cluster);

@@ -311,12 +311,16 @@ pub fn apply_patch(pt: PatchType, kind: &str, orig: &Value, patch: &Value) -> Ap
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
             let mut out = orig.clone();
+            // kube-apiserver does not say which operation failed.
             json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(
+                tracing::debug!(error = %e, "JSON patch failed");
+                let mut err = ApiError::new(
                     422,
                     "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
+                    "the server rejected our request due to an error in our request",
+                );
+                err.details = Some(serde_json::json!({}));
+                err
             })?;
             Ok(out)
         }

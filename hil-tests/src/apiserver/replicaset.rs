@@ -2,7 +2,7 @@
 //! `spec.replicas` active pods owned by each ReplicaSet, creating pods from the template
 //! and deleting the excess (unscheduled first, then not ready, then the newest), and
 //! reports `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
-//! observedGeneration).
+//! terminatingReplicas, observedGeneration).
 
 use std::sync::Arc;
 
@@ -121,6 +121,17 @@ fn reconcile(cluster: &Cluster, rs: &Value) {
         })
         .count();
     let ready = active.iter().filter(|p| pod_ready(p)).count();
+    // Being deleted and not finished (kube's `FilterTerminatingPods`).
+    let terminating = pods
+        .iter()
+        .filter(|p| controller_ref::deleting(p))
+        .filter(|p| {
+            !matches!(
+                p.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed")
+            )
+        })
+        .count();
     let generation = rs
         .pointer("/metadata/generation")
         .cloned()
@@ -132,6 +143,7 @@ fn reconcile(cluster: &Cluster, rs: &Value) {
             "readyReplicas": ready,
             "availableReplicas": ready,
             "observedGeneration": generation,
+            "terminatingReplicas": terminating,
         });
         for k in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] {
             if o["status"][k] == json!(0)

@@ -160,7 +160,6 @@ fn list_options(rt: &ResourceType, q: &HashMap<String, String>) -> ApiResult<Lis
         label: LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))?,
         field: FieldSelector::parse(
             rt.storage,
-            rt.kind,
             q.get("fieldSelector").map_or("", String::as_str),
         )?,
         limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
@@ -483,7 +482,7 @@ async fn resource(
         (&Method::POST, None, None) => {
             let body = read_body(req).await?;
             let obj = parse_json(&body, &content_type)?;
-            validation::check(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
+            validation::check_body(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
             if rt.virtual_only {
                 let out = reviews::review(rt, &ctx.tokens, user.as_ref(), obj)?;
                 return Ok(json_response(201, &out));
@@ -528,7 +527,7 @@ async fn resource(
         (&Method::PUT, Some(name), sub @ (None | Some("status") | Some("approval"))) => {
             let body = read_body(req).await?;
             let obj = parse_json(&body, &content_type)?;
-            validation::check(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
+            validation::check_body(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
             let out = cluster.update_as(rt, ns, name, obj, sub, Some(&manager))?;
             Ok(respond_object(rt, 200, &out, &accept, &q))
         }
@@ -595,7 +594,6 @@ fn start_watch(
         label: LabelSelector::parse(q.get("labelSelector").map_or("", String::as_str))?,
         field: FieldSelector::parse(
             rt.storage,
-            rt.kind,
             q.get("fieldSelector").map_or("", String::as_str),
         )?,
         bookmarks: flag(q, "allowWatchBookmarks"),

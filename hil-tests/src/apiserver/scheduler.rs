@@ -253,7 +253,20 @@ pub fn pick(
         .ok_or_else(|| unschedulable_message(nodes.len(), &reasons))
 }
 
-/// Records a core/v1 Event about a pod, as the scheduler does.
+/// `default-scheduler-<hostname>`: kube-scheduler's `reportingInstance`.
+fn scheduler_instance() -> &'static str {
+    static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        format!("default-scheduler-{host}")
+    })
+}
+
+/// Records an Event about a pod as kube-scheduler does: through the events.k8s.io/v1 API
+/// (`eventTime`, `action`, `reportingController`/`Instance`; no `source`, `count`,
+/// `firstTimestamp` or `lastTimestamp` in the core/v1 view).
 pub fn record_pod_event(
     cluster: &Cluster,
     pod: &Value,
@@ -261,14 +274,33 @@ pub fn record_pod_event(
     reason: &str,
     message: &str,
 ) {
-    record_pod_event_from(
-        cluster,
-        pod,
-        "default-scheduler",
-        event_type,
-        reason,
-        message,
-    );
+    let Some(rt) = resources::find("", "v1", "events") else {
+        return;
+    };
+    let ns = meta_str(pod, "namespace");
+    let action = if reason == "Scheduled" {
+        "Binding"
+    } else {
+        "Scheduling"
+    };
+    let ev = json!({
+        "metadata": {"name": clock::event_name(meta_str(pod, "name")), "namespace": ns},
+        "involvedObject": {"kind": "Pod", "namespace": ns, "name": meta_str(pod, "name"), "uid": meta_str(pod, "uid"),
+            "apiVersion": "v1", "resourceVersion": meta_str(pod, "resourceVersion")},
+        "reason": reason,
+        "message": message,
+        "action": action,
+        "source": {},
+        "firstTimestamp": null,
+        "lastTimestamp": null,
+        "type": event_type,
+        "eventTime": clock::now_micro(),
+        "reportingComponent": "default-scheduler",
+        "reportingInstance": scheduler_instance(),
+    });
+    if let Err(e) = cluster.create(rt, Some(ns), ev) {
+        tracing::debug!(error = %e, "recording scheduler event");
+    }
 }
 
 /// Records a core/v1 Event about a pod from `component`.
@@ -286,7 +318,7 @@ pub fn record_pod_event_from(
     let ns = meta_str(pod, "namespace");
     let now = clock::now();
     let ev = json!({
-        "metadata": {"name": format!("{}.{:x}", meta_str(pod, "name"), uuid::Uuid::new_v4().as_u128() as u64), "namespace": ns},
+        "metadata": {"name": clock::event_name(meta_str(pod, "name")), "namespace": ns},
         "involvedObject": {"kind": "Pod", "namespace": ns, "name": meta_str(pod, "name"), "uid": meta_str(pod, "uid"),
             "apiVersion": "v1", "resourceVersion": meta_str(pod, "resourceVersion")},
         "reason": reason,

@@ -50,26 +50,83 @@ fn valid_label_key(k: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
-fn parse_set(s: &str) -> Option<Vec<String>> {
-    let s = s.trim();
-    let inner = s.strip_prefix('(')?.strip_suffix(')')?;
-    Some(
-        inner
-            .split(',')
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .collect(),
-    )
+/// The values of `in`/`notin`, `(a, b)`, with the errors of apimachinery's label parser
+/// (`parseValues`/`parseIdentifiersList`) for malformed sets.
+fn parse_set(s: &str) -> Result<Vec<String>, String> {
+    // Tokens as the label lexer sees them in a value list.
+    let mut tokens: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in s.chars() {
+        if c.is_whitespace() || "(),".contains(c) {
+            if !word.is_empty() {
+                tokens.push(std::mem::take(&mut word));
+            }
+            if !c.is_whitespace() {
+                tokens.push(c.to_string());
+            }
+        } else {
+            word.push(c);
+        }
+    }
+    if !word.is_empty() {
+        tokens.push(word);
+    }
+    let mut it = tokens.into_iter().peekable();
+    match it.next() {
+        Some(t) if t == "(" => {}
+        other => {
+            return Err(format!(
+                "found '{}' expected: '('",
+                other.unwrap_or_default()
+            ));
+        }
+    }
+    let is_ident = |t: &str| !"(),".contains(t);
+    let mut out: Vec<String> = Vec::new();
+    if it.peek().map(String::as_str) == Some(")") {
+        it.next();
+    } else {
+        loop {
+            match it.next() {
+                Some(t) if is_ident(&t) => {
+                    out.push(t);
+                    match it.peek().map(String::as_str) {
+                        Some(",") => {
+                            it.next();
+                        }
+                        Some(")") => {
+                            it.next();
+                            break;
+                        }
+                        other => {
+                            return Err(format!(
+                                "found '{}', expected: ',' or ')'",
+                                other.unwrap_or_default()
+                            ));
+                        }
+                    }
+                }
+                Some(t) if t == "," => {}
+                Some(t) if t == ")" => break,
+                other => {
+                    return Err(format!(
+                        "found '{}', expected: ',', or identifier",
+                        other.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(t) = it.next() {
+        return Err(format!("found '{t}', expected: ',' or 'end of string'"));
+    }
+    Ok(out)
 }
 
 impl LabelSelector {
     /// Parses a selector string; an empty string selects everything.
     pub fn parse(s: &str) -> ApiResult<Self> {
-        let bad = |why: &str| {
-            ApiError::bad_request(format!(
-                "unable to parse requirement: {why} (selector {s:?})"
-            ))
-        };
+        let bad = |why: &str| ApiError::bad_request(format!("unable to parse requirement: {why}"));
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let req = if let Some(k) = part.strip_prefix('!') {
@@ -81,10 +138,10 @@ impl LabelSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 LabelReq::Eq(k.trim().into(), v.trim().into())
             } else if let Some(idx) = part.find(" notin ") {
-                let set = parse_set(&part[idx + 7..]).ok_or_else(|| bad("bad set"))?;
+                let set = parse_set(&part[idx + 7..]).map_err(|e| bad(&e))?;
                 LabelReq::NotIn(part[..idx].trim().into(), set)
             } else if let Some(idx) = part.find(" in ") {
-                let set = parse_set(&part[idx + 4..]).ok_or_else(|| bad("bad set"))?;
+                let set = parse_set(&part[idx + 4..]).map_err(|e| bad(&e))?;
                 LabelReq::In(part[..idx].trim().into(), set)
             } else {
                 LabelReq::Exists(part.trim().to_string())
@@ -181,7 +238,7 @@ fn field_value(storage: &str, obj: &Value, field: &str) -> String {
 
 impl FieldSelector {
     /// Parses a field selector for a storage; unsupported fields are a 400 like kube-apiserver's.
-    pub fn parse(storage: &str, kind: &str, s: &str) -> ApiResult<Self> {
+    pub fn parse(storage: &str, s: &str) -> ApiResult<Self> {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
@@ -201,7 +258,7 @@ impl FieldSelector {
                 && !supported_fields(storage).contains(&k)
             {
                 return Err(ApiError::bad_request(format!(
-                    "field label not supported: {k} (kind {kind})"
+                    "field label not supported: {k}"
                 )));
             }
             reqs.push((
@@ -259,11 +316,10 @@ mod tests {
     #[test]
     fn field_selectors() {
         let p = json!({"metadata":{"name":"p","namespace":"d"},"spec":{"nodeName":"n1"},"status":{"phase":"Running"}});
-        let s =
-            FieldSelector::parse("pods", "Pod", "spec.nodeName=n1,status.phase!=Failed").unwrap();
+        let s = FieldSelector::parse("pods", "spec.nodeName=n1,status.phase!=Failed").unwrap();
         assert!(s.matches("pods", &p));
-        let s = FieldSelector::parse("pods", "Pod", "spec.nodeName=").unwrap();
+        let s = FieldSelector::parse("pods", "spec.nodeName=").unwrap();
         assert!(!s.matches("pods", &p));
-        assert!(FieldSelector::parse("configmaps", "ConfigMap", "spec.nodeName=x").is_err());
+        assert!(FieldSelector::parse("configmaps", "spec.nodeName=x").is_err());
     }
 }

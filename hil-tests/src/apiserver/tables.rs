@@ -205,11 +205,8 @@ fn columns(rt: &ResourceType) -> Vec<Value> {
             col("Data", "string", "", 0, "The number of data items"),
             age_col(),
         ],
-        "ServiceAccount" => vec![
-            name_col(),
-            col("Secrets", "string", "", 0, "Secrets"),
-            age_col(),
-        ],
+        // No SECRETS column, as kube-apiserver v1.37 prints it.
+        "ServiceAccount" => vec![name_col(), age_col()],
         "Service" => vec![
             name_col(),
             col("Type", "string", "", 0, "The type of service"),
@@ -622,7 +619,14 @@ fn node_cells(n: &Value) -> Vec<Value> {
         json!(or_none(&addr("InternalIP"))),
         json!(or_none(&addr("ExternalIP"))),
         json!(unknown(s(n, "/status/nodeInfo/osImage"))),
-        json!(unknown(s(n, "/status/nodeInfo/kernelVersion"))),
+        // The architecture appended, as kube-apiserver v1.37 prints it.
+        json!(match s(n, "/status/nodeInfo/architecture") {
+            "" => unknown(s(n, "/status/nodeInfo/kernelVersion")),
+            arch => format!(
+                "{} ({arch})",
+                unknown(s(n, "/status/nodeInfo/kernelVersion"))
+            ),
+        }),
         json!(unknown(s(n, "/status/nodeInfo/containerRuntimeVersion"))),
     ]
 }
@@ -648,15 +652,7 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             json!(count(o.get("data"))),
             json!(age(o)),
         ],
-        "ServiceAccount" => vec![
-            name,
-            json!(
-                o.get("secrets")
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len)
-            ),
-            json!(age(o)),
-        ],
+        "ServiceAccount" => vec![name, json!(age(o))],
         "Service" => {
             let ports: Vec<String> = o
                 .pointer("/spec/ports")

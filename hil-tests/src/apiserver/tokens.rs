@@ -86,10 +86,11 @@ impl Tokens {
             .and_then(Value::as_i64)
             .unwrap_or(3600);
         if secs < 600 {
+            // The TokenRequest itself has no name (kube-apiserver says `""`).
             return Err(ApiError::invalid(
                 "TokenRequest",
                 "authentication.k8s.io",
-                name,
+                "",
                 "spec.expirationSeconds",
                 &format!("Invalid value: {secs}: may not specify a duration less than 10 minutes"),
             ));

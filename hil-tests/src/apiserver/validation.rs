@@ -102,6 +102,22 @@ pub fn check(rt: &ResourceType, body: &Value, directive: Option<&str>) -> ApiRes
     )))
 }
 
+/// [`check`] for a create or update body: kube-apiserver reports its strict decoding
+/// errors as `<Kind> in version "<v>" cannot be handled as a <Kind>: ...`.
+pub fn check_body(rt: &ResourceType, body: &Value, directive: Option<&str>) -> ApiResult<()> {
+    check(rt, body, directive).map_err(|mut e| {
+        if e.code == 400 {
+            e.message = format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {}",
+                e.message,
+                kind = rt.kind,
+                version = rt.version
+            );
+        }
+        e
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

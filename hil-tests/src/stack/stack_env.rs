@@ -253,6 +253,18 @@ impl Drop for Stack {
             agent.kill9();
         }
         self.gateway.kill9();
+        // On a cluster that outlives the stack, its Nodes and namespace go too: dead
+        // nodes left behind would count as unhealthy in the node lifecycle controller's
+        // zone and could stop it from tainting the next scenario's unreachable node.
+        if !self.cluster.is_emulated() {
+            let selector = format!("{STACK_LABEL}={}", self.namespace);
+            let _ = self
+                .kubectl
+                .output(&["delete", "nodes", "-l", &selector, "--wait=false"]);
+            let _ = self
+                .kubectl
+                .output(&["delete", "namespace", &self.namespace, "--wait=false"]);
+        }
         // Containers the agents made for this stack's pods.
         if let Ok(host) = std::env::var("EDGE_TEST_DOCKER_HOST") {
             let filter = format!("label=io.edge-kube.pod-namespace={}", self.namespace);

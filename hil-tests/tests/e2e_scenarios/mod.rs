@@ -623,11 +623,22 @@ pub async fn configmap_and_secret(on: StackOn) -> Result<()> {
 /// is Ready again and the containers are adopted (same ids, no restarts).
 pub async fn agent_kill_and_adopt(on: StackOn) -> Result<()> {
     let mut stack = start(on).await?;
-    stack.start_agent("adopt-1", &[], AgentBuild::Host)?;
+    stack.start_agent("adopt-1", &[("role", "adoptee")], AgentBuild::Host)?;
+    // A device that stays up. kube-controller-manager's node lifecycle controller taints
+    // an unreachable node only while its zone is healthy: with every node of the zone
+    // not Ready it enters full disruption mode and taints nothing (no eviction storm).
+    stack.start_agent("adopt-bystander", &[], AgentBuild::Host)?;
     wait_node_ready(&stack, "adopt-1", "True", Duration::from_secs(60)).await?;
+    wait_node_ready(&stack, "adopt-bystander", "True", Duration::from_secs(60)).await?;
     create(
         &stack,
-        &pod_manifest("steady", &[], true, "Always", "sleep 3600"),
+        &pod_manifest(
+            "steady",
+            &[("role", "adoptee")],
+            true,
+            "Always",
+            "sleep 3600",
+        ),
     )
     .await?;
     let p = wait_pod(
@@ -642,7 +653,7 @@ pub async fn agent_kill_and_adopt(on: StackOn) -> Result<()> {
 
     stack.agent("adopt-1")?.kill9();
     let grace = stack.options.node_lease_grace + stack.options.device_timeout;
-    let node = wait_node_ready(
+    wait_node_ready(
         &stack,
         "adopt-1",
         "Unknown",
@@ -650,19 +661,35 @@ pub async fn agent_kill_and_adopt(on: StackOn) -> Result<()> {
     )
     .await?;
     // The emulator's and the real node lifecycle controller taint it; a user's cluster
-    // may run with other settings.
+    // may run with other settings. The real one taints through a rate-limited queue
+    // (--node-eviction-rate, 0.1 nodes/s), so the taint may follow the condition by
+    // seconds.
     if !matches!(stack.cluster, edge_hil_tests::stack::Cluster::Real { .. }) {
-        let taints: Vec<String> = node
-            .spec
-            .and_then(|s| s.taints)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| t.key)
-            .collect();
-        ensure!(
-            taints.iter().any(|t| t == "node.kubernetes.io/unreachable"),
-            "taints: {taints:?}"
-        );
+        let api = nodes(&stack).await?;
+        eventually(
+            "the unreachable taint on adopt-1",
+            Duration::from_secs(60),
+            || {
+                let api = api.clone();
+                async move {
+                    let node = api.get("adopt-1").await.map_err(|e| e.to_string())?;
+                    let taints: Vec<String> = node
+                        .spec
+                        .and_then(|s| s.taints)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|t| t.key)
+                        .collect();
+                    if taints.iter().any(|t| t == "node.kubernetes.io/unreachable") {
+                        Ok(Some(()))
+                    } else {
+                        Err(format!("taints: {taints:?}"))
+                    }
+                }
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
     }
     // The container kept running on the device while the agent was gone.
     ensure!(
