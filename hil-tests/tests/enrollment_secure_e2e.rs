@@ -263,7 +263,7 @@ async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_kee
     let forbidden: Vec<String> = gateway
         .log()
         .lines()
-        .filter(|l| l.contains("Forbidden") || l.contains("code: 403"))
+        .filter(|l| l.contains("is forbidden: User \""))
         .map(str::to_owned)
         .collect();
     assert!(

@@ -412,7 +412,7 @@ async fn every_example_applies_and_behaves(backend: ClusterBackend) {
     let log = std::fs::read_to_string(&gateway_log).unwrap();
     let forbidden: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("Forbidden") || l.contains("code: 403"))
+        .filter(|l| l.contains("is forbidden: User \""))
         .collect();
     assert!(
         forbidden.is_empty(),

@@ -215,14 +215,16 @@ impl Stack {
         (STACK_LABEL, &self.namespace)
     }
 
-    /// Lines of the gateway's log that report a call the API server refused with 403:
+    /// Lines of the gateway's log that report a call RBAC refused (403):
     /// on the real control plane the gateway runs under exactly its shipped ClusterRole,
     /// so any such line means the role is not enough.
     pub fn forbidden_calls(&self) -> Vec<String> {
         self.gateway
             .log()
             .lines()
-            .filter(|l| l.contains("Forbidden") || l.contains("code: 403"))
+            // RBAC's refusals ("... is forbidden: User \"...\" cannot <verb> resource ...");
+            // other 403s (an Event into a namespace being deleted) are admission's.
+            .filter(|l| l.contains("is forbidden: User \""))
             .map(str::to_owned)
             .collect()
     }

@@ -582,7 +582,20 @@ pub async fn configmap_and_secret(on: StackOn) -> Result<()> {
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/configmap-secret-pod.yaml"
     ))?
-    .replace("localhost/busybox:test", &image());
+    .replace("localhost/busybox:test", &image())
+    // Only this stack's devices, as `create` does for the other scenarios.
+    .replace(
+        "    type: virtual-kubelet\n",
+        &format!(
+            "    type: virtual-kubelet\n    {}: {}\n",
+            stack.pod_node_selector().0,
+            stack.pod_node_selector().1
+        ),
+    );
+    ensure!(
+        manifest.contains(&stack.namespace),
+        "the example's nodeSelector changed; restrict it to the stack's devices"
+    );
     let path = stack.dir().join("cfg.yaml");
     std::fs::write(&path, manifest)?;
     stack
