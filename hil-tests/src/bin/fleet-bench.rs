@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use edge_hil_tests::fleet_bench::{BenchConfig, run};
-use edge_hil_tests::stack::BrokerKind;
+use edge_hil_tests::stack::{BrokerKind, ClusterBackend};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Broker {
@@ -16,7 +16,8 @@ enum Broker {
 }
 
 /// The real edge-gateway against N simulated devices (the MQTT protocol with an instant
-/// fake runtime), with the API emulator in this process.
+/// fake runtime), with the API emulator in this process or, with --control-plane, the
+/// real Kubernetes control plane.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -26,6 +27,12 @@ struct Args {
     /// Brokers to run each size on.
     #[arg(long, value_delimiter = ',', default_value = "embedded,mosquitto")]
     brokers: Vec<Broker>,
+    /// Run against the real Kubernetes control plane (etcd, kube-apiserver,
+    /// kube-controller-manager, kube-scheduler; built by scripts/build-control-plane.sh,
+    /// or from $EDGE_CONTROL_PLANE_BIN_DIR), started fresh for each run, with the gateway
+    /// under its own ServiceAccount, instead of the API emulator.
+    #[arg(long)]
+    control_plane: bool,
     /// Pods created for the latency measurement.
     #[arg(long, default_value_t = 200)]
     pods: usize,
@@ -61,13 +68,27 @@ async fn main() -> anyhow::Result<()> {
                 Broker::Embedded => BrokerKind::Embedded,
                 Broker::Mosquitto => BrokerKind::Mosquitto,
             };
-            let dir = args
-                .work_dir
-                .join(format!("{devices}-{broker:?}").to_lowercase());
+            let (api, api_name) = if args.control_plane {
+                (ClusterBackend::ControlPlane, "control plane")
+            } else {
+                (ClusterBackend::Emulator, "emulator")
+            };
+            let dir = args.work_dir.join(
+                format!(
+                    "{devices}-{broker:?}{}",
+                    if args.control_plane {
+                        "-controlplane"
+                    } else {
+                        ""
+                    }
+                )
+                .to_lowercase(),
+            );
             let _ = std::fs::remove_dir_all(&dir);
             let config = BenchConfig {
                 devices,
                 broker,
+                api,
                 pods: args.pods,
                 pod_rate: args.pod_rate,
                 idle_window: Duration::from_secs(args.idle_seconds),
@@ -75,10 +96,10 @@ async fn main() -> anyhow::Result<()> {
                 connect_rate: args.connect_rate,
                 dir,
             };
-            eprintln!("[fleet-bench] === {devices} devices, {broker:?} broker ===");
+            eprintln!("[fleet-bench] === {devices} devices, {broker:?} broker, {api_name} ===");
             let result = run(&config)
                 .await
-                .with_context(|| format!("{devices} devices on {broker:?}"))?;
+                .with_context(|| format!("{devices} devices on {broker:?}, {api_name}"))?;
             let line = serde_json::to_string(&result)?;
             println!("{line}");
             use std::io::Write;

@@ -9,6 +9,8 @@ pub struct ProcStats {
     pub cpu_seconds: f64,
     /// Resident set size now.
     pub rss_kib: u64,
+    /// Peak resident set size so far (`VmHWM`; 0 if the kernel does not say).
+    pub hwm_kib: u64,
 }
 
 /// Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on Linux).
@@ -34,16 +36,19 @@ impl ProcStats {
         // After the comm: state(0) ppid(1) ... utime(11) stime(12).
         let utime: f64 = fields.get(11)?.parse().ok()?;
         let stime: f64 = fields.get(12)?.parse().ok()?;
-        let rss_kib = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
+        let kib = |key: &str| -> Option<u64> {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
         Some(Self {
             cpu_seconds: (utime + stime) / USER_HZ,
-            rss_kib,
+            rss_kib: kib("VmRSS:")?,
+            hwm_kib: kib("VmHWM:").unwrap_or(0),
         })
     }
 }
@@ -56,9 +61,10 @@ mod tests {
     fn parses_proc_files() {
         let stat =
             "4242 (edge gate) way) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
-        let status = "Name:\tedge-gateway\nVmRSS:\t   20480 kB\nThreads:\t9\n";
+        let status = "Name:\tedge-gateway\nVmHWM:\t   30720 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n";
         let s = ProcStats::parse(stat, status).unwrap();
         assert_eq!(s.rss_kib, 20480);
+        assert_eq!(s.hwm_kib, 30720);
         assert!((s.cpu_seconds - 3.0).abs() < 1e-9);
         assert!(ProcStats::parse("garbage", status).is_none());
     }
