@@ -94,14 +94,14 @@ fn short(name: &str) -> &str {
 
 /// Prints, every `period`, Ready and schedulable nodes out of `n` and each process's CPU (% of a core
 /// since the last line) and RSS, so a run that breaks down leaves its figures in the
-/// log. Stops when the returned handle is aborted (or dropped with `abort_on_drop`).
+/// log. Stops when the returned [`Monitor`] is dropped.
 pub fn spawn_monitor(
     pids: Vec<(String, u32)>,
     counts: WatchCounts,
     n: usize,
     period: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> Monitor {
+    Monitor(tokio::spawn(async move {
         let t0 = Instant::now();
         let mut last = Sample::take(&pids);
         loop {
@@ -127,5 +127,16 @@ pub fn spawn_monitor(
             eprintln!("[fleet-bench] {}", line.trim_end_matches(','));
             last = now;
         }
-    })
+    }))
+}
+
+/// The progress task of [`spawn_monitor`]; dropping it stops the task (also when a run
+/// ends early with an error).
+#[derive(Debug)]
+pub struct Monitor(tokio::task::JoinHandle<()>);
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -248,7 +248,7 @@ pub async fn run(config: &BenchConfig) -> StackResult<BenchResult> {
     report_warning_events(&client).await;
 
     progress("gateway SIGKILL and restart");
-    monitor.abort();
+    drop(monitor);
     let restart_at = jiff::Timestamp::now();
     let r0 = Instant::now();
     gateway.restart()?;
@@ -262,7 +262,7 @@ pub async fn run(config: &BenchConfig) -> StackResult<BenchResult> {
         )
         .await?;
     let restart_all_ready_seconds = r0.elapsed().as_secs_f64();
-    monitor.abort();
+    drop(monitor);
 
     let result = BenchResult {
         devices: n,
