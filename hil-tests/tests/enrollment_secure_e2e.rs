@@ -260,12 +260,7 @@ async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_kee
     );
     agent.kill9();
     // On the control plane the gateway runs under exactly its shipped ClusterRole.
-    let forbidden: Vec<String> = gateway
-        .log()
-        .lines()
-        .filter(|l| l.contains("is forbidden: User \""))
-        .map(str::to_owned)
-        .collect();
+    let forbidden = edge_hil_tests::stack::rbac_refusals(&gateway.log());
     assert!(
         forbidden.is_empty(),
         "the API server refused gateway calls (403):\n{}",

@@ -410,10 +410,7 @@ async fn every_example_applies_and_behaves(backend: ClusterBackend) {
     drop((pi1, pi2, jetson, amd));
     // On the control plane the gateway runs under exactly its shipped ClusterRole.
     let log = std::fs::read_to_string(&gateway_log).unwrap();
-    let forbidden: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("is forbidden: User \""))
-        .collect();
+    let forbidden = edge_hil_tests::stack::rbac_refusals(&log);
     assert!(
         forbidden.is_empty(),
         "the API server refused gateway calls (403):\n{}",

@@ -25,6 +25,17 @@ pub enum CertError {
         /// Cause.
         source: std::io::Error,
     },
+    /// Reading a PEM file failed.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// No client certificate verifier from the given CAs.
+    #[error("client certificate verifier: {0}")]
+    ClientVerifier(String),
     /// Building the rustls configuration failed.
     #[error("building TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
@@ -116,6 +127,62 @@ pub(crate) fn leaf(
     })
 }
 
+/// The names a kube-apiserver serving certificate carries (kubeadm's set): loopback,
+/// `localhost`, the `kubernetes` Service's DNS names and its first address in the test
+/// beds' service range (10.0.0.0/24).
+pub(crate) fn apiserver_sans() -> Result<Vec<SanType>> {
+    let mut sans = Vec::new();
+    for dns in [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ] {
+        sans.push(SanType::DnsName(dns.try_into()?));
+    }
+    sans.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+    sans.push(SanType::IpAddress(IpAddr::from([
+        0u16, 0, 0, 0, 0, 0, 0, 1,
+    ])));
+    sans.push(SanType::IpAddress(IpAddr::from([10, 0, 0, 1])));
+    Ok(sans)
+}
+
+/// A TLS acceptor for a kubelet stand-in in tests: a self-signed serving certificate for
+/// 127.0.0.1 and `localhost`, and a client certificate required from one of the CAs in
+/// `client_cas` (PEM files), as a kubelet authenticates the API server's calls.
+pub fn kubelet_stand_in_acceptor(client_cas: &[&Path]) -> Result<tokio_rustls::TlsAcceptor> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in client_cas {
+        let pem = std::fs::read(ca).map_err(|source| CertError::Read {
+            path: ca.to_path_buf(),
+            source,
+        })?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|source| CertError::Read {
+                path: ca.to_path_buf(),
+                source,
+            })?;
+            roots.add(cert)?;
+        }
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| CertError::ClientVerifier(e.to_string()))?;
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?
+        .self_signed(&key)?;
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 fn write(path: &Path, contents: &str) -> Result<()> {
     std::fs::write(path, contents).map_err(|source| CertError::Write {
         path: path.to_path_buf(),
@@ -131,14 +198,7 @@ impl TlsMaterial {
         let ca_key = KeyPair::generate()?;
         let ca_key_pem = ca_key.serialize_pem();
         let ca = CertifiedIssuer::self_signed(ca_params("edge-hil-apiserver-ca")?, ca_key)?;
-        let mut sans = vec![
-            SanType::DnsName("localhost".try_into()?),
-            SanType::DnsName("kubernetes".try_into()?),
-            SanType::DnsName("kubernetes.default".try_into()?),
-            SanType::DnsName("kubernetes.default.svc".try_into()?),
-            SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
-            SanType::IpAddress(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),
-        ];
+        let mut sans = apiserver_sans()?;
         if let Some(ip) = extra_ip
             && !ip.is_loopback()
             && !ip.is_unspecified()

@@ -274,13 +274,9 @@ impl ApiServer {
 
     /// A kube client for this server, built from the kubeconfig file.
     pub async fn client(&self) -> Result<kube::Client, ApiServerError> {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig)
-            .map_err(|e| ApiServerError::Client(e.to_string()))?;
-        let cfg =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| ApiServerError::Client(e.to_string()))?;
-        kube::Client::try_from(cfg).map_err(|e| ApiServerError::Client(e.to_string()))
+        kubeconfig::client(&self.kubeconfig)
+            .await
+            .map_err(|e| ApiServerError::Client(e.to_string()))
     }
 
     /// Stops serving and waits for the tasks to end.

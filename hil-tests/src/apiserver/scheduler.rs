@@ -274,33 +274,27 @@ pub fn record_pod_event(
     reason: &str,
     message: &str,
 ) {
-    let Some(rt) = resources::find("", "v1", "events") else {
-        return;
-    };
-    let ns = meta_str(pod, "namespace");
     let action = if reason == "Scheduled" {
         "Binding"
     } else {
         "Scheduling"
     };
-    let ev = json!({
-        "metadata": {"name": clock::event_name(meta_str(pod, "name")), "namespace": ns},
-        "involvedObject": {"kind": "Pod", "namespace": ns, "name": meta_str(pod, "name"), "uid": meta_str(pod, "uid"),
-            "apiVersion": "v1", "resourceVersion": meta_str(pod, "resourceVersion")},
-        "reason": reason,
-        "message": message,
-        "action": action,
-        "source": {},
-        "firstTimestamp": null,
-        "lastTimestamp": null,
-        "type": event_type,
-        "eventTime": clock::now_micro(),
-        "reportingComponent": "default-scheduler",
-        "reportingInstance": scheduler_instance(),
-    });
-    if let Err(e) = cluster.create(rt, Some(ns), ev) {
-        tracing::debug!(error = %e, "recording scheduler event");
-    }
+    create_pod_event(
+        cluster,
+        pod,
+        json!({
+            "reason": reason,
+            "message": message,
+            "action": action,
+            "source": {},
+            "firstTimestamp": null,
+            "lastTimestamp": null,
+            "type": event_type,
+            "eventTime": clock::now_micro(),
+            "reportingComponent": "default-scheduler",
+            "reportingInstance": scheduler_instance(),
+        }),
+    );
 }
 
 /// Records a core/v1 Event about a pod from `component`.
@@ -312,28 +306,41 @@ pub fn record_pod_event_from(
     reason: &str,
     message: &str,
 ) {
+    let now = clock::now();
+    create_pod_event(
+        cluster,
+        pod,
+        json!({
+            "reason": reason,
+            "message": message,
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "type": event_type,
+            "eventTime": null,
+            "reportingComponent": component,
+            "reportingInstance": "",
+        }),
+    );
+}
+
+/// Creates an Event about `pod`: its name, namespace and involvedObject, plus `fields`.
+fn create_pod_event(cluster: &Cluster, pod: &Value, fields: Value) {
     let Some(rt) = resources::find("", "v1", "events") else {
         return;
     };
     let ns = meta_str(pod, "namespace");
-    let now = clock::now();
-    let ev = json!({
+    let mut ev = json!({
         "metadata": {"name": clock::event_name(meta_str(pod, "name")), "namespace": ns},
         "involvedObject": {"kind": "Pod", "namespace": ns, "name": meta_str(pod, "name"), "uid": meta_str(pod, "uid"),
             "apiVersion": "v1", "resourceVersion": meta_str(pod, "resourceVersion")},
-        "reason": reason,
-        "message": message,
-        "source": {"component": component},
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-        "type": event_type,
-        "eventTime": null,
-        "reportingComponent": component,
-        "reportingInstance": "",
     });
+    if let (Some(ev), Value::Object(fields)) = (ev.as_object_mut(), fields) {
+        ev.extend(fields);
+    }
     if let Err(e) = cluster.create(rt, Some(ns), ev) {
-        tracing::debug!(error = %e, "recording scheduler event");
+        tracing::debug!(error = %e, "recording a pod event");
     }
 }
 

@@ -78,13 +78,8 @@ pub fn controller_manager_args(
     port: u16,
     node_monitor_grace_period: Option<Duration>,
 ) -> Vec<String> {
-    let mut args = vec![
-        format!("--kubeconfig={}", p(kubeconfig)),
-        format!("--authentication-kubeconfig={}", p(kubeconfig)),
-        format!("--authorization-kubeconfig={}", p(kubeconfig)),
-        s("--bind-address=127.0.0.1"),
-        format!("--secure-port={port}"),
-        s("--leader-elect=false"),
+    let mut args = client_component_args(kubeconfig, port);
+    args.extend([
         s("--use-service-account-credentials=true"),
         format!(
             "--service-account-private-key-file={}",
@@ -94,8 +89,7 @@ pub fn controller_manager_args(
         format!("--cluster-signing-cert-file={}", p(&pki.ca_crt)),
         format!("--cluster-signing-key-file={}", p(&pki.ca_key)),
         s("--controllers=*,bootstrapsigner,tokencleaner"),
-        s("--v=1"),
-    ];
+    ]);
     if let Some(grace) = node_monitor_grace_period {
         args.push(format!(
             "--node-monitor-grace-period={}s",
@@ -107,6 +101,13 @@ pub fn controller_manager_args(
 
 /// kube-scheduler with its default profile.
 pub fn scheduler_args(kubeconfig: &Path, port: u16) -> Vec<String> {
+    client_component_args(kubeconfig, port)
+}
+
+/// What kube-controller-manager and kube-scheduler share: the API server through
+/// `kubeconfig` (also for delegated authentication and authorization of their health
+/// endpoint), HTTPS on 127.0.0.1:`port`, no leader election (one instance).
+fn client_component_args(kubeconfig: &Path, port: u16) -> Vec<String> {
     vec![
         format!("--kubeconfig={}", p(kubeconfig)),
         format!("--authentication-kubeconfig={}", p(kubeconfig)),

@@ -32,7 +32,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use crate::apiserver::kubeconfig::{self, KubeconfigUser};
 
 use crate::stack::{ChildProcess, StackError, StackResult, free_loopback_port};
 
@@ -107,37 +107,16 @@ pub struct ControlPlane {
     processes: Vec<ChildProcess>,
 }
 
-fn kubeconfig_yaml(server: &str, ca_pem: &str, user: &str) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: edge-controlplane
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: user
-  user:
-{user}
-contexts:
-- name: edge-controlplane
-  context:
-    cluster: edge-controlplane
-    user: user
-    namespace: default
-current-context: edge-controlplane
-preferences: {{}}
-",
-        ca = b64(ca_pem),
-    )
-}
+/// Name of the cluster, user and context in the control plane's kubeconfigs.
+const CONTEXT_NAME: &str = "edge-controlplane";
 
-fn write_private(path: &Path, contents: &str) -> StackResult<()> {
-    std::fs::write(path, contents).map_err(|e| StackError::io(path, e))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: &str,
+    user: KubeconfigUser<'_>,
+) -> StackResult<()> {
+    kubeconfig::write_for(path, CONTEXT_NAME, server, ca_pem, user)
         .map_err(|e| StackError::io(path, e))
 }
 
@@ -203,18 +182,14 @@ impl ControlPlane {
             timeout,
         )?;
         cp.url = format!("https://127.0.0.1:{}", apiserver[0]);
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-        write_private(
+        write_kubeconfig(
             &cp.admin_kubeconfig,
-            &kubeconfig_yaml(
-                &cp.url,
-                &cp.pki.ca_pem,
-                &format!(
-                    "    client-certificate-data: {}\n    client-key-data: {}",
-                    b64(&cp.pki.admin_crt_pem),
-                    b64(&cp.pki.admin_key_pem)
-                ),
-            ),
+            &cp.url,
+            &cp.pki.ca_pem,
+            KubeconfigUser::ClientCertificate {
+                cert_pem: &cp.pki.admin_crt_pem,
+                key_pem: &cp.pki.admin_key_pem,
+            },
         )?;
 
         let admin = cp.admin_kubeconfig.clone();
@@ -386,13 +361,11 @@ impl ControlPlane {
             ],
             timeout,
         )?;
-        write_private(
+        write_kubeconfig(
             &self.gateway_kubeconfig,
-            &kubeconfig_yaml(
-                &self.url,
-                &self.pki.ca_pem,
-                &format!("    token: {}", token.trim()),
-            ),
+            &self.url,
+            &self.pki.ca_pem,
+            KubeconfigUser::Token(token.trim()),
         )
     }
 
@@ -452,12 +425,9 @@ impl ControlPlane {
 
 /// A kube-rs client from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> StackResult<kube::Client> {
-    let raw = kube::config::Kubeconfig::read_from(path)
-        .map_err(|e| StackError::Kubernetes(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(raw, &Default::default())
+    kubeconfig::client(path)
         .await
-        .map_err(|e| StackError::Kubernetes(e.to_string()))?;
-    kube::Client::try_from(config).map_err(|e| StackError::Kubernetes(e.to_string()))
+        .map_err(|e| StackError::Kubernetes(e.to_string()))
 }
 
 impl Drop for ControlPlane {

@@ -3,12 +3,11 @@
 //! CA for the client certificate kube-apiserver presents to kubelets, and the service
 //! account signing key.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use rcgen::{CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair, SanType};
+use rcgen::{CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair};
 
-use crate::apiserver::certs::{CertError, ca_params, leaf};
+use crate::apiserver::certs::{CertError, apiserver_sans, ca_params, leaf};
 
 /// Files under the control plane's `pki/` directory.
 #[derive(Debug, Clone)]
@@ -49,19 +48,10 @@ impl ControlPlanePki {
         let ca_key = KeyPair::generate()?;
         let ca_key_pem = ca_key.serialize_pem();
         let ca = CertifiedIssuer::self_signed(ca_params("edge-hil-controlplane-ca")?, ca_key)?;
-        let sans = vec![
-            SanType::DnsName("localhost".try_into()?),
-            SanType::DnsName("kubernetes".try_into()?),
-            SanType::DnsName("kubernetes.default".try_into()?),
-            SanType::DnsName("kubernetes.default.svc".try_into()?),
-            SanType::DnsName("kubernetes.default.svc.cluster.local".try_into()?),
-            SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
-            SanType::IpAddress(IpAddr::from([10, 0, 0, 1])),
-        ];
         let serving = leaf(
             "kube-apiserver",
             None,
-            sans,
+            apiserver_sans()?,
             ExtendedKeyUsagePurpose::ServerAuth,
             &ca,
         )?;

@@ -64,6 +64,16 @@ impl StackOptions {
 /// of a test binary, or a user's cluster) never get each other's pods.
 pub const STACK_LABEL: &str = "edge-e2e/stack";
 
+/// The lines of a gateway log that report a call RBAC refused: its message names the
+/// user ("... is forbidden: User \"...\" cannot <verb> resource ..."). Other 403s, such
+/// as an Event into a namespace being deleted, come from admission, not from the role.
+pub fn rbac_refusals(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("is forbidden: User \""))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Finds one of our binaries: `EDGE_TEST_BIN_DIR`, else the workspace's target/debug.
 pub fn binary(name: &str) -> StackResult<PathBuf> {
     let dir = std::env::var_os("EDGE_TEST_BIN_DIR")
@@ -219,14 +229,7 @@ impl Stack {
     /// on the real control plane the gateway runs under exactly its shipped ClusterRole,
     /// so any such line means the role is not enough.
     pub fn forbidden_calls(&self) -> Vec<String> {
-        self.gateway
-            .log()
-            .lines()
-            // RBAC's refusals ("... is forbidden: User \"...\" cannot <verb> resource ...");
-            // other 403s (an Event into a namespace being deleted) are admission's.
-            .filter(|l| l.contains("is forbidden: User \""))
-            .map(str::to_owned)
-            .collect()
+        rbac_refusals(&self.gateway.log())
     }
 
     /// Logs of every process, for a failing scenario's message.

@@ -1,7 +1,6 @@
 //! The session's manifests, the Node, and a fake kubelet for `kubectl logs`.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -131,24 +130,7 @@ pub fn node_json(kubelet_port: u16) -> Value {
 /// A kubelet stand-in on 127.0.0.1 serving `/containerLogs/diff/sensor/main` over HTTPS;
 /// it requires a client certificate from either API server's kubelet client CA.
 pub async fn fake_kubelet(client_cas: &[&Path]) -> Result<u16> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in client_cas {
-        let pem = std::fs::read(ca)?;
-        for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-            roots.add(c?)?;
-        }
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build()?;
-    let key = rcgen::KeyPair::generate()?;
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
-    let cfg = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = edge_hil_tests::apiserver::certs::kubelet_stand_in_acceptor(client_cas)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(async move {
