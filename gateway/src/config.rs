@@ -144,7 +144,8 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub allow_devices: Vec<String>,
-    /// Address of the Prometheus /metrics endpoint (plain HTTP). Port 0 picks a free port.
+    /// Address of the plain-HTTP Prometheus /metrics and readiness /readyz endpoints. Port 0
+    /// picks a free port.
     #[arg(
         long,
         env = "EDGE_GATEWAY_METRICS_LISTEN",

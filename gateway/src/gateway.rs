@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -238,6 +238,21 @@ pub async fn start(
         fleet.clone(),
         token.clone(),
     )));
+    {
+        // readiness follows the MQTT connection
+        let health = fleet.health().clone();
+        let mut rx = connected_rx.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                health.set_mqtt_connected(*rx.borrow_and_update());
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    changed = rx.changed() => if changed.is_err() { break },
+                }
+            }
+        }));
+    }
     let connected =
         tokio::time::timeout(Duration::from_secs(15), connected_rx.wait_for(|c| *c)).await;
     if !matches!(connected, Ok(Ok(_))) {
@@ -292,22 +307,40 @@ pub async fn start(
     {
         let metrics = metrics.clone();
         let token = token.clone();
-        let app = Router::new().route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.render(),
-                    )
-                        .into_response()
-                }
-            }),
-        );
+        let health = fleet.health().clone();
+        let app = Router::new()
+            .route(
+                "/readyz",
+                get(move || {
+                    let problems = health.problems();
+                    async move {
+                        if problems.is_empty() {
+                            (StatusCode::OK, "ok\n".to_owned())
+                        } else {
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                format!("not ready:\n{}\n", problems.join("\n")),
+                            )
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                get(move || {
+                    let metrics = metrics.clone();
+                    async move {
+                        (
+                            [(
+                                header::CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            metrics.render(),
+                        )
+                            .into_response()
+                    }
+                }),
+            );
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(metrics_listener, app)
                 .with_graceful_shutdown(async move { token.cancelled().await })

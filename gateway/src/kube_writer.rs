@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
 use crate::node_object::{NodeSettings, new_node, node_labels};
+use crate::node_ownership::{NodeOwnership, ownership};
 
 /// Namespace of node Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -90,6 +91,12 @@ pub enum KubeFeedback {
     },
     NodeFailed {
         device: DeviceId,
+    },
+    /// A Node with the device's name exists and was not created by the gateway: it was
+    /// left untouched (an Event on it says why).
+    NodeRefused {
+        device: DeviceId,
+        why: String,
     },
     DeleteFailed {
         device: DeviceId,
@@ -168,6 +175,48 @@ pub fn pod_event(
         reporting_instance: Some(node.to_owned()),
         ..Default::default()
     }
+}
+
+/// Builds an Event about a Node, reported by the gateway (like the kubelet's node
+/// events, in the `default` namespace).
+pub fn node_event(node: &str, event_type: &str, reason: &str, message: &str, at: Time) -> Event {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let nanos = jiff::Timestamp::now().as_nanosecond().unsigned_abs();
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{node}.{nanos:x}{seq:04x}")),
+            namespace: Some("default".to_owned()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("Node".to_owned()),
+            name: Some(node.to_owned()),
+            uid: Some(node.to_owned()),
+            ..Default::default()
+        },
+        reason: Some(reason.to_owned()),
+        message: Some(message.to_owned()),
+        type_: Some(event_type.to_owned()),
+        source: Some(EventSource {
+            component: Some("edge-gateway".to_owned()),
+            host: None,
+        }),
+        first_timestamp: Some(at.clone()),
+        last_timestamp: Some(at),
+        count: Some(1),
+        reporting_component: Some("edge-gateway".to_owned()),
+        reporting_instance: Some(node.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// The outcome of looking at the Node named like a device.
+enum NodeClaimed {
+    /// Created or updated; its uid.
+    Ours(Option<String>),
+    /// Someone else's: why.
+    Foreign(String),
 }
 
 struct Worker {
@@ -255,6 +304,76 @@ impl Worker {
         warn!(operation, target, error = %e, "Kubernetes API call failed");
     }
 
+    /// Creates the device's Node, or updates the labels of the one we created; never
+    /// touches a Node that is not ours. The label patch carries the uid of the Node that
+    /// was checked, so it cannot land on a Node that replaced it meanwhile (409: looked
+    /// at again).
+    async fn claim_node(
+        &self,
+        nodes: &Api<Node>,
+        device: &DeviceId,
+        report: &NodeReport,
+        label_patch: &serde_json::Map<String, serde_json::Value>,
+        now: &Time,
+    ) -> Result<NodeClaimed, (&'static str, kube::Error)> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= 3;
+            let existing = nodes
+                .get_opt(device.as_str())
+                .await
+                .map_err(|e| ("get_node", e))?;
+            let Some(node) = existing else {
+                let node = new_node(device, report, &self.settings, now.clone());
+                match nodes.create(&PostParams::default(), &node).await {
+                    Ok(n) => return Ok(NodeClaimed::Ours(n.metadata.uid)),
+                    Err(e) if is_status(&e, 409) && !last => continue,
+                    Err(e) => return Err(("create_node", e)),
+                }
+            };
+            if let NodeOwnership::Foreign { why } = ownership(&node, &self.settings) {
+                return Ok(NodeClaimed::Foreign(why));
+            }
+            let patch = json!({"metadata": {"labels": label_patch, "uid": node.metadata.uid}});
+            match nodes
+                .patch(
+                    device.as_str(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(n) => return Ok(NodeClaimed::Ours(n.metadata.uid)),
+                Err(e) if (is_status(&e, 409) || is_status(&e, 404)) && !last => continue,
+                Err(e) => return Err(("patch_node", e)),
+            }
+        }
+    }
+
+    /// Leaves a Node that is not ours untouched, says so on the Node, and tells the fleet.
+    async fn refuse_node(&mut self, device: DeviceId, why: String, now: Time) {
+        warn!(%device, %why, "refusing a device: a Node with its name exists and is not ours");
+        let message = format!(
+            "edge-gateway refused device {device}: {why}. The device must use another id, or delete this Node if it is stale."
+        );
+        let event = node_event(
+            device.as_str(),
+            "Warning",
+            "NodeNameConflict",
+            &message,
+            now,
+        );
+        Box::pin(self.run(KubeOp::RecordEvent {
+            device: device.clone(),
+            event: Box::new(event),
+        }))
+        .await;
+        let _ = self
+            .feedback
+            .send(KubeFeedback::NodeRefused { device, why });
+    }
+
     async fn run(&mut self, op: KubeOp) {
         match op {
             KubeOp::UpsertNode {
@@ -278,29 +397,17 @@ impl Worker {
                 for (k, v) in &labels {
                     label_patch.insert(k.clone(), json!(v));
                 }
-                let patch = json!({"metadata": {"labels": label_patch}});
-                let uid = match nodes
-                    .patch(
-                        device.as_str(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
+                let uid = match self
+                    .claim_node(&nodes, &device, &report, &label_patch, &now)
                     .await
                 {
-                    Ok(n) => n.metadata.uid,
-                    Err(e) if is_status(&e, 404) => {
-                        let node = new_node(&device, &report, &self.settings, now);
-                        match nodes.create(&PostParams::default(), &node).await {
-                            Ok(n) => n.metadata.uid,
-                            Err(e) => {
-                                self.failed("create_node", device.as_str(), &e);
-                                let _ = self.feedback.send(KubeFeedback::NodeFailed { device });
-                                return;
-                            }
-                        }
+                    Ok(NodeClaimed::Ours(uid)) => uid,
+                    Ok(NodeClaimed::Foreign(why)) => {
+                        self.refuse_node(device, why, now).await;
+                        return;
                     }
-                    Err(e) => {
-                        self.failed("patch_node", device.as_str(), &e);
+                    Err((operation, e)) => {
+                        self.failed(operation, device.as_str(), &e);
                         let _ = self.feedback.send(KubeFeedback::NodeFailed { device });
                         return;
                     }

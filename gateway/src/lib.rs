@@ -15,6 +15,8 @@
 //! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes (pure) |
 //! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure) |
 //! | [`node_object`] | Node labels, taint, capacity, nodeInfo, addresses from a device's hello (pure) |
+//! | [`node_ownership`] | which Nodes the gateway may touch: only those it created (managed-by label) |
+//! | [`node_resources`] | validation of a device's capacity and extended resources |
 //! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
 //! | [`pod_watch`] | the one pod watch for all nodes; fetches referenced ConfigMaps/Secrets |
 //! | [`kube_writer`] | Nodes, node status, Leases, pod status, deletions, Events (sharded workers) |
@@ -24,6 +26,7 @@
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
 //! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/containerLogs/...`; client certs and tokens |
 //! | [`metrics`] | Prometheus metrics (prometheus-client) |
+//! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
 //! | [`hostile_input`] | rate-limited logging of dropped messages |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration |
@@ -34,6 +37,7 @@ pub mod embedded_broker;
 pub mod enrollment;
 pub mod fleet;
 pub mod gateway;
+pub mod health;
 pub mod hostile_input;
 pub mod kube_writer;
 pub mod kubelet_api;
@@ -41,6 +45,8 @@ pub mod log_streams;
 pub mod metrics;
 pub mod mqtt_link;
 pub mod node_object;
+pub mod node_ownership;
+pub mod node_resources;
 pub mod pod_watch;
 pub mod quantity;
 pub mod rbac;

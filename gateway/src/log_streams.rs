@@ -87,11 +87,20 @@ impl LogStreams {
             .unwrap_or(false)
     }
 
-    /// Ends every open request of a device that went offline.
-    pub fn close_device(&self, device: &DeviceId) {
-        if let Ok(mut routes) = self.routes.lock() {
-            routes.retain(|_, r| &r.device != device);
+    /// Ends every open request of a device that went offline; returns their ids.
+    pub fn close_device(&self, device: &DeviceId) -> Vec<RequestId> {
+        let Ok(mut routes) = self.routes.lock() else {
+            return Vec::new();
+        };
+        let ids: Vec<RequestId> = routes
+            .iter()
+            .filter(|(_, r)| &r.device == device)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            routes.remove(id);
         }
+        ids
     }
 
     pub fn open_count(&self) -> usize {

@@ -172,90 +172,138 @@ pub async fn run_event_loop(
 /// Most messages taken from the outbox per store flush.
 pub const OUTBOX_BATCH: usize = 1024;
 
-/// Sends what the fleet queues: desired sets after flushing the store, log requests
-/// and cancels, status resync requests.
+/// Desired sets waiting for a successful store flush: the newest set per device, in the
+/// order the devices first queued one (a newer set replaces the older, never reorders).
+#[derive(Debug, Default)]
+struct HeldSets {
+    order: std::collections::VecDeque<edge_protocol::DeviceId>,
+    sets: std::collections::HashMap<edge_protocol::DeviceId, edge_protocol::DesiredSet>,
+}
+
+impl HeldSets {
+    fn hold(&mut self, device: edge_protocol::DeviceId, set: edge_protocol::DesiredSet) {
+        if self.sets.insert(device.clone(), set).is_none() {
+            self.order.push_back(device);
+        }
+    }
+
+    fn take_all(&mut self) -> Vec<Outgoing> {
+        let mut out = Vec::with_capacity(self.order.len());
+        for device in self.order.drain(..) {
+            if let Some(set) = self.sets.remove(&device) {
+                out.push(Outgoing::Desired { device, set });
+            }
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// Sends what the fleet queues: desired sets once the store is flushed, log requests and
+/// cancels and status resync requests at once. While flushes fail (a full disk), desired
+/// sets wait (the newest per device), everything else keeps flowing, and readiness says
+/// why; flushes are retried every second.
 pub async fn run_outbox(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     client: AsyncClient,
     fleet: Arc<Fleet>,
     token: CancellationToken,
 ) {
-    let mut batch: Vec<Outgoing> = Vec::new();
-    let mut flushed = true;
+    let mut held = HeldSets::default();
     loop {
-        if batch.is_empty() {
-            let first = tokio::select! {
+        let first = if held.is_empty() {
+            tokio::select! {
                 _ = token.cancelled() => break,
-                o = rx.recv() => match o { Some(o) => o, None => break },
-            };
-            batch.push(first);
-            // take whatever else is queued: one flush covers a whole batch of sets
-            while batch.len() < OUTBOX_BATCH {
-                match rx.try_recv() {
-                    Ok(o) => batch.push(o),
-                    Err(_) => break,
-                }
+                o = rx.recv() => match o { Some(o) => Some(o), None => break },
             }
-            flushed = false;
-        }
-        let out = batch.remove(0);
-        if matches!(out, Outgoing::Desired { .. }) && !flushed {
-            if let Err(e) = fleet.store().flush().await {
-                warn!(error = %e, "store flush failed; retrying before sending desired sets");
-                batch.insert(0, out);
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
+        } else {
+            // sets are waiting for a flush: retry it within a second even if nothing new comes
+            tokio::select! {
+                _ = token.cancelled() => break,
+                o = rx.recv() => match o { Some(o) => Some(o), None => break },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => None,
             }
-            flushed = true;
-        }
-        let (device, channel, msg) = match out {
-            Outgoing::Desired { device, set } => {
-                debug!(%device, generation = set.generation, pods = set.pods.len(), "publishing desired set");
-                (device, DownChannel::Desired, Message::DesiredSet(set))
-            }
-            Outgoing::LogRequest {
-                device,
-                id,
-                request,
-            } => (device, DownChannel::Logs(id), Message::LogRequest(request)),
-            Outgoing::LogCancel { device, id } => (
-                device,
-                DownChannel::Logs(id),
-                Message::LogCancel(log_cancel()),
-            ),
-            Outgoing::StatusResync { device, reason } => (
-                device,
-                DownChannel::Resync,
-                Message::ResyncRequest(edge_protocol::ResyncRequest {
-                    known_generation: 0,
-                    reason,
-                }),
-            ),
         };
-        let topic = Topic::down(&device, channel);
-        let payload = match msg.encode() {
-            Ok(p) => p,
+        let mut batch: Vec<Outgoing> = first.into_iter().collect();
+        // take whatever else is queued: one flush covers a whole batch of sets
+        while batch.len() < OUTBOX_BATCH {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        for out in batch {
+            match out {
+                Outgoing::Desired { device, set } => held.hold(device, set),
+                other => publish(&client, &fleet, other).await,
+            }
+        }
+        if held.is_empty() {
+            continue;
+        }
+        match fleet.store().flush().await {
+            Ok(()) => {
+                fleet.health().store_ok();
+                for out in held.take_all() {
+                    publish(&client, &fleet, out).await;
+                }
+            }
             Err(e) => {
-                warn!(%device, error = %e, "cannot encode a message for the device");
-                continue;
+                warn!(error = %e, "store flush failed; desired sets wait until it works (retrying every second)");
+                fleet.health().store_failed(&e.to_string());
             }
-        };
-        let kind = msg.kind().as_str();
-        match client
-            .publish(
-                topic.to_string(),
-                qos(topic.qos()),
-                topic.retained(),
-                payload,
-            )
-            .await
-        {
-            Ok(()) => fleet.count_out(kind),
-            Err(e) => warn!(%device, error = %e, "cannot queue an MQTT publish"),
         }
+    }
+}
+
+async fn publish(client: &AsyncClient, fleet: &Fleet, out: Outgoing) {
+    let (device, channel, msg) = match out {
+        Outgoing::Desired { device, set } => {
+            debug!(%device, generation = set.generation, pods = set.pods.len(), "publishing desired set");
+            (device, DownChannel::Desired, Message::DesiredSet(set))
+        }
+        Outgoing::LogRequest {
+            device,
+            id,
+            request,
+        } => (device, DownChannel::Logs(id), Message::LogRequest(request)),
+        Outgoing::LogCancel { device, id } => (
+            device,
+            DownChannel::Logs(id),
+            Message::LogCancel(log_cancel()),
+        ),
+        Outgoing::StatusResync { device, reason } => (
+            device,
+            DownChannel::Resync,
+            Message::ResyncRequest(edge_protocol::ResyncRequest {
+                known_generation: 0,
+                reason,
+            }),
+        ),
+    };
+    let topic = Topic::down(&device, channel);
+    let payload = match msg.encode() {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(%device, error = %e, "cannot encode a message for the device");
+            return;
+        }
+    };
+    let kind = msg.kind().as_str();
+    match client
+        .publish(
+            topic.to_string(),
+            qos(topic.qos()),
+            topic.retained(),
+            payload,
+        )
+        .await
+    {
+        Ok(()) => fleet.count_out(kind),
+        Err(e) => warn!(%device, error = %e, "cannot queue an MQTT publish"),
     }
 }
 

@@ -110,6 +110,7 @@ pub fn node_labels(
             || !is_valid_label_value(v)
             || k == "type"
             || k == BOARD_FAMILY_LABEL
+            || k == crate::node_ownership::MANAGED_BY_LABEL
         {
             dropped.push(k.clone());
             continue;
@@ -142,6 +143,10 @@ pub fn node_labels(
         board_family(report.board_model.as_deref()).to_owned(),
     );
     labels.insert("type".to_owned(), "virtual-kubelet".to_owned());
+    labels.insert(
+        crate::node_ownership::MANAGED_BY_LABEL.to_owned(),
+        crate::node_ownership::MANAGED_BY_VALUE.to_owned(),
+    );
     (labels, dropped)
 }
 

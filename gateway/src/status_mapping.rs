@@ -329,6 +329,18 @@ pub fn config_error_status(
     }
 }
 
+/// The status of a pod the node cannot admit, as the kubelet writes it when it rejects
+/// one: phase Failed, the reason, and "Pod was rejected: ..." as the message.
+pub fn rejected_status(pod: &Pod, reason: &str, message: &str) -> PodStatus {
+    PodStatus {
+        phase: Some("Failed".to_owned()),
+        reason: Some(reason.to_owned()),
+        message: Some(message.to_owned()),
+        qos_class: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
+        ..Default::default()
+    }
+}
+
 /// Phase of a Kubernetes pod as a label value for metrics.
 pub fn phase_of(pod: &Pod) -> &str {
     pod.status

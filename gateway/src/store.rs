@@ -5,6 +5,8 @@
 //! that depends on them is sent to a device.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use edge_protocol::{DeviceId, NodeReport};
 
@@ -24,6 +26,8 @@ pub enum StoreError {
     Io(#[from] sled::Error),
     #[error("stored record of device {device} is corrupt: {error}")]
     Corrupt { device: String, error: String },
+    #[error("store writes are failing (injected fault)")]
+    InjectedFault,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -34,6 +38,8 @@ pub struct Store {
     db: sled::Db,
     devices: sled::Tree,
     reports: sled::Tree,
+    /// Fault injection for tests of the failure paths: writes and flushes fail while set.
+    failing: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -50,6 +56,7 @@ impl Store {
             db,
             devices,
             reports,
+            failing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -75,6 +82,7 @@ impl Store {
 
     /// Writes a record (not yet flushed: call [`Store::flush`] before relying on it).
     pub fn put_device(&self, device: &DeviceId, record: &PersistedDevice) -> Result<()> {
+        self.check_fault()?;
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt {
             device: device.to_string(),
             error: e.to_string(),
@@ -96,7 +104,29 @@ impl Store {
             .collect()
     }
 
+    /// Makes every following write and flush fail (`true`) or work again (`false`), as a
+    /// full or broken disk would: for tests of what the gateway does then.
+    pub fn inject_write_failures(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn check_fault(&self) -> Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::InjectedFault);
+        }
+        Ok(())
+    }
+
+    /// Forgets a device (revoked, or its Node turned out not to be ours).
+    pub fn remove_device(&self, device: &DeviceId) -> Result<()> {
+        self.check_fault()?;
+        self.devices.remove(device.as_str().as_bytes())?;
+        self.reports.remove(device.as_str().as_bytes())?;
+        Ok(())
+    }
+
     pub fn put_report(&self, device: &DeviceId, report: &NodeReport) -> Result<()> {
+        self.check_fault()?;
         let bytes = serde_json::to_vec(report).map_err(|e| StoreError::Corrupt {
             device: device.to_string(),
             error: e.to_string(),
@@ -107,6 +137,7 @@ impl Store {
 
     /// Durably writes everything written so far.
     pub async fn flush(&self) -> Result<()> {
+        self.check_fault()?;
         self.db.flush_async().await?;
         Ok(())
     }

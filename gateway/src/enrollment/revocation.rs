@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use edge_protocol::DeviceId;
@@ -89,7 +89,7 @@ impl RevocationList {
 #[derive(Debug)]
 pub struct CachedRevocationList {
     store_dir: PathBuf,
-    cached: Mutex<Option<(FileStamp, RevocationList)>>,
+    cached: Mutex<Option<(FileStamp, Arc<RevocationList>)>>,
 }
 
 /// Modification time and length of the list file; `None` when there is no file.
@@ -105,6 +105,11 @@ impl CachedRevocationList {
 
     /// Whether `id` is revoked. An unreadable or invalid list is an error (never cached).
     pub fn contains(&self, id: &DeviceId) -> Result<bool> {
+        Ok(self.current()?.contains(id))
+    }
+
+    /// The list as the file holds it now (re-read only when the file changed).
+    pub fn current(&self) -> Result<Arc<RevocationList>> {
         let path = EnrollmentLayout::new(&self.store_dir).revoked_list();
         let stamp = match std::fs::metadata(&path) {
             Ok(m) => Some((
@@ -118,12 +123,11 @@ impl CachedRevocationList {
         if let Some((seen, list)) = cached.as_ref()
             && *seen == stamp
         {
-            return Ok(list.contains(id));
+            return Ok(list.clone());
         }
-        let list = RevocationList::load(&self.store_dir)?;
-        let revoked = list.contains(id);
-        *cached = Some((stamp, list));
-        Ok(revoked)
+        let list = Arc::new(RevocationList::load(&self.store_dir)?);
+        *cached = Some((stamp, list.clone()));
+        Ok(list)
     }
 }
 

@@ -11,13 +11,21 @@
 //! - A desired set is published when it changed, the device is online, and that
 //!   generation was not yet sent; an offline device gets it when it comes back.
 //! - A restored device whose stored generation was acknowledged is not re-sent anything.
-//! - A terminating pod that never reached the device is deleted at once; one that did is
-//!   sent with its grace period and deleted once the device reports it `removed`.
+//! - A terminating pod that was never sent to the device is deleted at once; one that was
+//!   sent (even if the device has not confirmed it yet: it may be running) is sent again
+//!   with its grace period and deleted once the device reports it `removed`.
+//! - A pod that would make the set too large for one MQTT message is refused
+//!   ([`SyncEffect::Refused`]) and the rest of the set keeps flowing.
+
+mod set_size;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use edge_protocol::{DesiredSet, DeviceId, PodSpec};
 use serde::{Deserialize, Serialize};
+
+pub use set_size::{ADMISSION_LIMIT_BYTES, TERMINATION_HEADROOM_BYTES};
+use set_size::{SetSize, pod_bytes};
 
 /// What is stored per device (and flushed before anything is promised to the device).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -66,6 +74,9 @@ pub enum SyncInput {
     DeleteFailed {
         uid: String,
     },
+    /// A `Persist` effect failed (and the `Publish` after it was held back); the store
+    /// may work again: persist the current set, then send it.
+    StoreRecovered,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +90,17 @@ pub enum SyncEffect {
         uid: String,
         namespace: String,
         name: String,
+    },
+    /// The pod (new, or a change of one on the device) would make the desired set
+    /// `size` bytes, over `limit`: it was left out (a new pod) or the device keeps the
+    /// previous spec (a change).
+    Refused {
+        uid: String,
+        namespace: String,
+        name: String,
+        new_pod: bool,
+        size: usize,
+        limit: usize,
     },
 }
 
@@ -94,8 +116,12 @@ pub struct DeviceSync {
     synced: bool,
     added_at: BTreeMap<String, u64>,
     reached: BTreeSet<String>,
+    /// Pods that were part of a published set: they may run on the device even before
+    /// it confirms them.
+    sent: BTreeSet<String>,
     deleting: BTreeSet<String>,
     stray_republished_at: Option<u64>,
+    size: SetSize,
 }
 
 impl DeviceSync {
@@ -120,6 +146,7 @@ impl DeviceSync {
         // purged from Kubernetes behind an offline device's back).
         let reached = pods.keys().cloned().collect();
         let added_at = pods.keys().map(|k| (k.clone(), generation)).collect();
+        let size = SetSize::of(pods.values());
         Self {
             device,
             pods,
@@ -130,8 +157,10 @@ impl DeviceSync {
             synced: false,
             added_at,
             reached,
+            sent: BTreeSet::new(),
             deleting: BTreeSet::new(),
             stray_republished_at: None,
+            size,
         }
     }
 
@@ -180,13 +209,29 @@ impl DeviceSync {
 
     fn maybe_publish(&mut self, effects: &mut Vec<SyncEffect>) {
         if self.online && self.synced && self.generation != self.published_generation {
-            self.published_generation = self.generation;
-            effects.push(SyncEffect::Publish(self.desired_set()));
+            self.publish(effects);
         }
     }
 
-    fn has_reached_device(&self, uid: &str) -> bool {
+    fn publish(&mut self, effects: &mut Vec<SyncEffect>) {
+        self.published_generation = self.generation;
+        self.sent.extend(self.pods.keys().cloned());
+        effects.push(SyncEffect::Publish(self.desired_set()));
+    }
+
+    fn forget(&mut self, uid: &str) -> bool {
+        self.added_at.remove(uid);
+        self.reached.remove(uid);
+        self.sent.remove(uid);
+        self.size.remove(uid);
+        self.pods.remove(uid).is_some()
+    }
+
+    /// Whether the pod may run on the device: it was sent in a desired set (the device
+    /// may have applied it without confirming yet), reported, or confirmed.
+    fn may_be_on_device(&self, uid: &str) -> bool {
         self.reached.contains(uid)
+            || self.sent.contains(uid)
             || self
                 .added_at
                 .get(uid)
@@ -231,25 +276,37 @@ impl DeviceSync {
         match input {
             SyncInput::PodUpserted(spec) => {
                 let uid = spec.uid.clone();
-                if spec.is_terminating() && !self.has_reached_device(&uid) {
+                if spec.is_terminating() && !self.may_be_on_device(&uid) {
                     self.request_delete(&spec, &mut effects);
-                    if self.pods.remove(&uid).is_some() {
-                        self.added_at.remove(&uid);
+                    if self.forget(&uid) {
                         self.changed(&mut effects);
                     }
                 } else if self.pods.get(&uid) != Some(&spec) {
+                    let bytes = pod_bytes(&spec);
+                    let size = self.size.total_with(&uid, bytes);
+                    // a deletion always goes through (the headroom is kept for it)
+                    if size > ADMISSION_LIMIT_BYTES && !spec.is_terminating() {
+                        effects.push(SyncEffect::Refused {
+                            new_pod: !self.pods.contains_key(&uid),
+                            uid,
+                            namespace: spec.namespace,
+                            name: spec.name,
+                            size,
+                            limit: ADMISSION_LIMIT_BYTES,
+                        });
+                        return effects;
+                    }
                     self.added_at
                         .entry(uid.clone())
                         .or_insert(self.generation + 1);
+                    self.size.insert(&uid, bytes);
                     self.pods.insert(uid, spec);
                     self.changed(&mut effects);
                 }
             }
             SyncInput::PodRemoved { uid } => {
                 self.deleting.remove(&uid);
-                self.reached.remove(&uid);
-                self.added_at.remove(&uid);
-                if self.pods.remove(&uid).is_some() {
+                if self.forget(&uid) {
                     self.changed(&mut effects);
                 }
             }
@@ -262,9 +319,7 @@ impl DeviceSync {
                     .cloned()
                     .collect();
                 for uid in &gone {
-                    self.pods.remove(uid);
-                    self.added_at.remove(uid);
-                    self.reached.remove(uid);
+                    self.forget(uid);
                 }
                 if gone.is_empty() {
                     self.maybe_publish(&mut effects);
@@ -328,8 +383,7 @@ impl DeviceSync {
                 // online (its state message may still be on the way).
                 let _ = known_generation;
                 if self.synced {
-                    self.published_generation = self.generation;
-                    effects.push(SyncEffect::Publish(self.desired_set()));
+                    self.publish(&mut effects);
                 } else {
                     self.published_generation = 0;
                 }
@@ -337,299 +391,17 @@ impl DeviceSync {
             SyncInput::DeleteFailed { uid } => {
                 self.deleting.remove(&uid);
             }
+            SyncInput::StoreRecovered => {
+                effects.push(SyncEffect::Persist(self.persisted()));
+                if self.generation > 0 {
+                    self.published_generation = 0;
+                }
+                self.maybe_publish(&mut effects);
+            }
         }
         effects
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(uid: &str) -> PodSpec {
-        PodSpec {
-            uid: uid.into(),
-            namespace: "default".into(),
-            name: format!("pod-{uid}"),
-            ..Default::default()
-        }
-    }
-
-    fn terminating(uid: &str) -> PodSpec {
-        PodSpec {
-            deletion_grace_period_seconds: Some(5),
-            ..spec(uid)
-        }
-    }
-
-    fn dev() -> DeviceId {
-        DeviceId::new("pi-01").unwrap()
-    }
-
-    fn publishes(effects: &[SyncEffect]) -> Vec<u64> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                SyncEffect::Publish(s) => Some(s.generation),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn deletes(effects: &[SyncEffect]) -> Vec<String> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                SyncEffect::DeletePod { uid, .. } => Some(uid.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn online_synced() -> DeviceSync {
-        let mut s = DeviceSync::new(dev());
-        s.handle(SyncInput::Online);
-        s.handle(SyncInput::KubernetesSynced {
-            present: BTreeSet::new(),
-        });
-        s
-    }
-
-    #[test]
-    fn nothing_is_published_before_kubernetes_is_synced() {
-        let mut s = DeviceSync::new(dev());
-        s.handle(SyncInput::Online);
-        let e = s.handle(SyncInput::PodUpserted(spec("a")));
-        assert!(matches!(e[0], SyncEffect::Persist(_)));
-        assert!(publishes(&e).is_empty());
-        let e = s.handle(SyncInput::KubernetesSynced {
-            present: BTreeSet::from(["a".to_owned()]),
-        });
-        assert_eq!(publishes(&e), vec![1]);
-    }
-
-    #[test]
-    fn persist_comes_before_publish_and_generations_increase() {
-        let mut s = online_synced();
-        let e = s.handle(SyncInput::PodUpserted(spec("a")));
-        assert!(matches!(e[0], SyncEffect::Persist(ref p) if p.desired.generation == 1));
-        assert_eq!(publishes(&e), vec![1]);
-        // unchanged spec: nothing
-        assert!(s.handle(SyncInput::PodUpserted(spec("a"))).is_empty());
-        let e = s.handle(SyncInput::PodUpserted(spec("b")));
-        assert_eq!(publishes(&e), vec![2]);
-        assert_eq!(s.desired_set().pods.len(), 2);
-    }
-
-    #[test]
-    fn offline_devices_get_the_set_when_back() {
-        let mut s = online_synced();
-        s.handle(SyncInput::Offline);
-        let e = s.handle(SyncInput::PodUpserted(spec("a")));
-        assert!(publishes(&e).is_empty());
-        s.handle(SyncInput::PodUpserted(spec("b")));
-        let e = s.handle(SyncInput::Online);
-        assert_eq!(publishes(&e), vec![2]);
-        // coming online again without changes does not re-send
-        s.handle(SyncInput::Offline);
-        assert!(publishes(&s.handle(SyncInput::Online)).is_empty());
-    }
-
-    #[test]
-    fn restored_acknowledged_set_is_not_resent() {
-        let mut s = online_synced();
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        s.handle(SyncInput::Heartbeat {
-            observed_generation: 1,
-        });
-        let stored = s.persisted();
-        assert_eq!(stored.acked_generation, 1);
-        let mut r = DeviceSync::restore(dev(), stored);
-        r.handle(SyncInput::Online);
-        assert!(r.handle(SyncInput::PodUpserted(spec("a"))).is_empty());
-        let e = r.handle(SyncInput::KubernetesSynced {
-            present: BTreeSet::from(["a".to_owned()]),
-        });
-        assert!(publishes(&e).is_empty(), "{e:?}");
-    }
-
-    #[test]
-    fn restored_unacknowledged_set_is_sent_once() {
-        let stored = PersistedDevice {
-            desired: DesiredSet {
-                generation: 3,
-                pods: vec![spec("a")],
-            },
-            acked_generation: 2,
-        };
-        let mut r = DeviceSync::restore(dev(), stored);
-        r.handle(SyncInput::Online);
-        let e = r.handle(SyncInput::KubernetesSynced {
-            present: BTreeSet::from(["a".to_owned()]),
-        });
-        assert_eq!(publishes(&e), vec![3]);
-    }
-
-    #[test]
-    fn pods_gone_while_the_gateway_was_down_are_removed_after_sync() {
-        let stored = PersistedDevice {
-            desired: DesiredSet {
-                generation: 3,
-                pods: vec![spec("a"), spec("b")],
-            },
-            acked_generation: 3,
-        };
-        let mut r = DeviceSync::restore(dev(), stored);
-        // offline device: the removal is stored but not sent yet
-        let e = r.handle(SyncInput::KubernetesSynced {
-            present: BTreeSet::from(["a".to_owned()]),
-        });
-        assert!(publishes(&e).is_empty());
-        assert_eq!(r.desired_set().pods.len(), 1);
-        assert_eq!(publishes(&r.handle(SyncInput::Online)), vec![4]);
-    }
-
-    #[test]
-    fn restored_terminating_pods_wait_for_the_device_even_unacknowledged() {
-        let stored = PersistedDevice {
-            desired: DesiredSet {
-                generation: 5,
-                pods: vec![spec("a")],
-            },
-            acked_generation: 3,
-        };
-        let mut r = DeviceSync::restore(dev(), stored);
-        let e = r.handle(SyncInput::PodUpserted(terminating("a")));
-        assert!(deletes(&e).is_empty(), "{e:?}");
-        assert!(r.pod("a").unwrap().is_terminating());
-    }
-
-    #[test]
-    fn resync_request_resends_the_full_set() {
-        let mut s = online_synced();
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        let e = s.handle(SyncInput::ResyncRequested {
-            known_generation: 0,
-        });
-        assert_eq!(publishes(&e), vec![1]);
-    }
-
-    #[test]
-    fn terminating_pod_that_never_reached_the_device_is_deleted_at_once() {
-        let mut s = DeviceSync::new(dev());
-        s.handle(SyncInput::KubernetesSynced {
-            present: BTreeSet::new(),
-        });
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        let e = s.handle(SyncInput::PodUpserted(terminating("a")));
-        assert_eq!(deletes(&e), vec!["a"]);
-        assert!(!s.has_pod("a"));
-    }
-
-    #[test]
-    fn terminating_pod_on_the_device_waits_for_removed() {
-        let mut s = online_synced();
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        s.handle(SyncInput::StatusReport {
-            observed_generation: 1,
-            full: false,
-            pods: vec![ReportedPod {
-                uid: "a".into(),
-                removed: false,
-            }],
-        });
-        let e = s.handle(SyncInput::PodUpserted(terminating("a")));
-        assert!(deletes(&e).is_empty());
-        assert_eq!(publishes(&e), vec![2]);
-        let removed = SyncInput::StatusReport {
-            observed_generation: 2,
-            full: false,
-            pods: vec![ReportedPod {
-                uid: "a".into(),
-                removed: true,
-            }],
-        };
-        assert_eq!(deletes(&s.handle(removed.clone())), vec!["a"]);
-        // a duplicate report does not delete twice; a failed delete allows a retry
-        assert!(deletes(&s.handle(removed.clone())).is_empty());
-        s.handle(SyncInput::DeleteFailed { uid: "a".into() });
-        assert_eq!(deletes(&s.handle(removed)), vec!["a"]);
-        let e = s.handle(SyncInput::PodRemoved { uid: "a".into() });
-        assert_eq!(publishes(&e), vec![3]);
-    }
-
-    #[test]
-    fn full_report_without_a_terminating_pod_means_it_is_gone() {
-        let mut s = online_synced();
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        s.handle(SyncInput::Heartbeat {
-            observed_generation: 1,
-        });
-        s.handle(SyncInput::PodUpserted(terminating("a")));
-        let e = s.handle(SyncInput::StatusReport {
-            observed_generation: 2,
-            full: true,
-            pods: vec![],
-        });
-        assert_eq!(deletes(&e), vec!["a"]);
-    }
-
-    #[test]
-    fn stray_pods_trigger_one_republish_per_generation() {
-        let mut s = online_synced();
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        let stray = SyncInput::StatusReport {
-            observed_generation: 1,
-            full: false,
-            pods: vec![ReportedPod {
-                uid: "ghost".into(),
-                removed: false,
-            }],
-        };
-        assert_eq!(publishes(&s.handle(stray.clone())), vec![1]);
-        assert!(publishes(&s.handle(stray)).is_empty());
-    }
-
-    #[test]
-    fn stale_reports_with_extra_pods_do_not_trigger_a_republish() {
-        let mut s = online_synced();
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        s.handle(SyncInput::PodUpserted(spec("b")));
-        let e = s.handle(SyncInput::StatusReport {
-            observed_generation: 1,
-            full: true,
-            pods: vec![ReportedPod {
-                uid: "old".into(),
-                removed: false,
-            }],
-        });
-        assert!(publishes(&e).is_empty(), "{e:?}");
-    }
-
-    #[test]
-    fn device_ahead_of_us_gets_a_higher_generation() {
-        let mut s = online_synced();
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        let e = s.handle(SyncInput::Heartbeat {
-            observed_generation: 40,
-        });
-        assert_eq!(publishes(&e), vec![41]);
-        assert_eq!(s.generation(), 41);
-    }
-
-    #[test]
-    fn acknowledgements_are_persisted_once() {
-        let mut s = online_synced();
-        s.handle(SyncInput::PodUpserted(spec("a")));
-        let e = s.handle(SyncInput::Heartbeat {
-            observed_generation: 1,
-        });
-        assert!(matches!(&e[..], [SyncEffect::Persist(p)] if p.acked_generation == 1));
-        assert!(
-            s.handle(SyncInput::Heartbeat {
-                observed_generation: 1
-            })
-            .is_empty()
-        );
-    }
-}
+mod tests;

@@ -19,15 +19,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+mod node_claim;
+
 use crate::device_sync::{DeviceSync, ReportedPod, SyncEffect, SyncInput};
+use crate::health::Health;
 use crate::hostile_input::RejectionLog;
-use crate::kube_writer::{KubeFeedback, KubeOp, KubeOps, pod_event};
+use crate::kube_writer::{KubeFeedback, KubeOp, KubeOps, node_event, pod_event};
 use crate::log_streams::LogStreams;
 use crate::metrics::Metrics;
 use crate::node_object::{NodeSettings, device_internal_ip, node_status};
 use crate::status_mapping::{config_error_status, kube_pod_status, now_time, time_from_millis};
 use crate::store::Store;
 use crate::translation::{NodeContext, Translation, TranslationError};
+use node_claim::{NodeClaim, REFUSAL_RECHECK};
 
 /// Messages for the MQTT outbox task.
 #[derive(Debug, Clone)]
@@ -102,10 +106,17 @@ struct DeviceEntry {
     status_resyncs: u64,
     /// Labels of the hello last applied to the Node (to remove ones the device dropped).
     applied_labels: Option<BTreeMap<String, String>>,
+    /// Whether the Node with this device's name is ours to manage.
+    claim: NodeClaim,
+    /// Whether the pod watch was asked to hand over this device's pods.
+    adopted: bool,
+    /// A store write of this device's desired set failed: nothing is sent to the device
+    /// until the set is stored again (retried every tick).
+    persist_failed: bool,
 }
 
 impl DeviceEntry {
-    fn new(sync: DeviceSync, report: Option<NodeReport>) -> Self {
+    fn new(sync: DeviceSync, report: Option<NodeReport>, claim: NodeClaim) -> Self {
         Self {
             sync,
             report,
@@ -122,6 +133,9 @@ impl DeviceEntry {
             last_status_sequence: None,
             status_resyncs: 0,
             applied_labels: None,
+            adopted: claim.is_owned(),
+            claim,
+            persist_failed: false,
         }
     }
 }
@@ -158,8 +172,9 @@ pub struct Fleet {
     /// When each unknown device was last asked to introduce itself (see
     /// [`Fleet::unknown_device`]); its own lock, as it is used while `state` is held.
     introductions: Mutex<HashMap<DeviceId, Instant>>,
-    /// Checked at every hello; re-read only when the file changes.
+    /// Checked at every message and every tick; re-read only when the file changes.
     revocations: crate::enrollment::CachedRevocationList,
+    health: Arc<Health>,
 }
 
 /// How often an unknown device is asked, at most, to send its node report again.
@@ -188,7 +203,10 @@ impl Fleet {
                 Ok((device, persisted)) => {
                     let report = reports.get(&device).cloned();
                     let sync = DeviceSync::restore(device.clone(), persisted);
-                    state.devices.insert(device, DeviceEntry::new(sync, report));
+                    // stored devices were confirmed by an earlier run; their next hello
+                    // checks the Node again
+                    let entry = DeviceEntry::new(sync, report, NodeClaim::Owned);
+                    state.devices.insert(device, entry);
                 }
                 Err(e) => warn!(error = %e, "skipping a stored device record"),
             }
@@ -208,7 +226,13 @@ impl Fleet {
             rejections: Mutex::new(RejectionLog::new(window)),
             introductions: Mutex::new(HashMap::new()),
             revocations: crate::enrollment::CachedRevocationList::new(store_dir),
+            health: Arc::new(Health::default()),
         }
+    }
+
+    /// Readiness, shared with the outbox and the `/readyz` endpoint.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     fn lock(&self) -> MutexGuard<'_, FleetState> {
@@ -242,10 +266,15 @@ impl Fleet {
         }
     }
 
-    /// Whether pods bound to `node` are ours.
+    /// Whether pods bound to `node` are ours: a device whose Node the gateway manages.
     pub fn is_known(&self, node: &str) -> bool {
         DeviceId::new(node)
-            .map(|d| self.lock().devices.contains_key(&d))
+            .map(|d| {
+                self.lock()
+                    .devices
+                    .get(&d)
+                    .is_some_and(|e| e.claim.is_owned())
+            })
             .unwrap_or(false)
     }
 
@@ -273,15 +302,25 @@ impl Fleet {
         }
     }
 
-    fn apply(&self, device: &DeviceId, effects: Vec<SyncEffect>) {
+    /// Executes a device's sync effects in order, under the fleet lock (so a newer
+    /// record is never overwritten by an older one executed later).
+    fn apply(&self, state: &mut FleetState, device: &DeviceId, effects: Vec<SyncEffect>) {
         for effect in effects {
             match effect {
                 SyncEffect::Persist(record) => {
                     if let Err(e) = self.store.put_device(device, &record) {
-                        warn!(%device, error = %e, "cannot store the desired set");
+                        warn!(%device, error = %e, "cannot store the desired set; nothing is sent to the device until it is stored");
+                        self.health.store_failed(&e.to_string());
+                        if let Some(entry) = state.devices.get_mut(device) {
+                            entry.persist_failed = true;
+                        }
                     }
                 }
                 SyncEffect::Publish(set) => {
+                    // never promise a device more than the store holds
+                    if state.devices.get(device).is_some_and(|e| e.persist_failed) {
+                        continue;
+                    }
                     let _ = self.outbox.send(Outgoing::Desired {
                         device: device.clone(),
                         set,
@@ -297,7 +336,82 @@ impl Fleet {
                     name,
                     uid,
                 }),
+                SyncEffect::Refused {
+                    uid,
+                    new_pod,
+                    size,
+                    limit,
+                    ..
+                } => self.refuse_pod(state, device, &uid, new_pod, size, limit),
             }
+        }
+    }
+
+    /// A pod that does not fit the device's desired set: a new one is rejected the way
+    /// the kubelet rejects a pod it cannot admit (phase Failed, a Warning Event); a
+    /// change of a running one is not delivered (Warning Event; the device keeps the
+    /// previous spec).
+    fn refuse_pod(
+        &self,
+        state: &mut FleetState,
+        device: &DeviceId,
+        uid: &str,
+        new_pod: bool,
+        size: usize,
+        limit: usize,
+    ) {
+        let Some(pod_entry) = state.pods.get_mut(uid) else {
+            return;
+        };
+        let message = format!(
+            "the desired set of node {device} would be {size} bytes with this pod, over the {limit}-byte limit of one MQTT message; \
+             run it on another device, or make the ConfigMaps and Secrets it mounts smaller"
+        );
+        if pod_entry.failure.as_deref() == Some(message.as_str()) {
+            return;
+        }
+        pod_entry.failure = Some(message.clone());
+        let meta = &pod_entry.pod.metadata;
+        let ns = meta.namespace.clone().unwrap_or_default();
+        let name = meta.name.clone().unwrap_or_default();
+        warn!(%device, pod = %format!("{ns}/{name}"), size, limit, new_pod, "pod does not fit the device's desired set");
+        let kube_now = now_time(jiff::Timestamp::now());
+        let reason = "DesiredSetTooLarge";
+        let text = if new_pod {
+            format!("Pod was rejected: {message}")
+        } else {
+            format!(
+                "Pod update not delivered (the device keeps running the previous spec): {message}"
+            )
+        };
+        self.ops.send(KubeOp::RecordEvent {
+            device: device.clone(),
+            event: Box::new(pod_event(
+                device.as_str(),
+                &ns,
+                &name,
+                uid,
+                None,
+                "Warning",
+                reason,
+                &text,
+                kube_now,
+                1,
+            )),
+        });
+        if new_pod {
+            let status = crate::status_mapping::rejected_status(&pod_entry.pod, reason, &text);
+            self.metrics
+                .pod_phase_changed(pod_entry.phase.as_deref(), Some("Failed"));
+            pod_entry.phase = Some("Failed".to_owned());
+            pod_entry.last_patched = Some(status.clone());
+            self.ops.send(KubeOp::PatchPodStatus {
+                device: device.clone(),
+                namespace: ns,
+                name,
+                uid: uid.to_owned(),
+                status: Box::new(status),
+            });
         }
     }
 
@@ -331,6 +445,13 @@ impl Fleet {
             }
         };
         self.metrics.message_in(kind_label(&msg));
+        // revocation holds for every message, not only hellos (refused in on_hello): a
+        // revoked device that is still connected (an external broker without a fresh CRL, the embedded broker)
+        // is forgotten and gets nothing more
+        if channel != UpChannel::Hello && matches!(self.revocations.contains(&device), Ok(true)) {
+            self.reject(device.as_str(), "revoked", "message from a revoked device");
+            return self.retire(&device, "its certificate was revoked");
+        }
         match (channel, msg) {
             (UpChannel::Hello, Message::NodeReport(r)) => self.on_hello(&device, r),
             (UpChannel::Heartbeat, Message::Heartbeat(h)) => self.on_heartbeat(&device, h),
@@ -378,14 +499,42 @@ impl Fleet {
         if let Err(why) = self.admitted(device) {
             return self.reject(device.as_str(), "not_admitted", &why);
         }
+        let report = match crate::node_resources::checked_report(report) {
+            Ok((report, dropped)) => {
+                for d in dropped {
+                    self.reject(
+                        device.as_str(),
+                        "bad_resource",
+                        &format!("extended resource {:?} left out: {}", d.name, d.why),
+                    );
+                }
+                report
+            }
+            Err(e) => return self.reject(device.as_str(), "bad_capacity", &e.to_string()),
+        };
         let now = Instant::now();
-        let mut adopt = false;
+        let mut is_new = false;
         {
             let mut state = self.lock();
             let entry = state.devices.entry(device.clone()).or_insert_with(|| {
-                adopt = true;
-                DeviceEntry::new(DeviceSync::new(device.clone()), None)
+                is_new = true;
+                DeviceEntry::new(
+                    DeviceSync::new(device.clone()),
+                    None,
+                    NodeClaim::Unconfirmed,
+                )
             });
+            if !entry.claim.may_upsert(now) {
+                drop(state);
+                return self.reject(
+                    device.as_str(),
+                    "node_not_owned",
+                    "a Node with this device's name exists and is not managed by edge-gateway",
+                );
+            }
+            if let NodeClaim::Refused { .. } = entry.claim {
+                entry.claim = NodeClaim::Unconfirmed;
+            }
             if let Some(old) = entry.report.replace(report.clone()) {
                 entry
                     .applied_labels
@@ -401,30 +550,29 @@ impl Fleet {
         }
         if let Err(e) = self.store.put_report(device, &report) {
             warn!(%device, error = %e, "cannot store the node report");
+            self.health.store_failed(&e.to_string());
         }
-        if adopt {
+        if is_new {
+            // its pods are adopted once its Node is confirmed as ours
             info!(%device, "new device");
-            let _ = self
-                .pod_watch
-                .send(PodWatchRequest::AdoptNode(device.clone()));
         }
         self.evaluate(device, now);
     }
 
     fn on_heartbeat(&self, device: &DeviceId, hb: Heartbeat) {
         let now = Instant::now();
-        let effects = {
+        {
             let mut state = self.lock();
             let Some(entry) = state.devices.get_mut(device) else {
                 drop(state);
                 return self.unknown_device(device);
             };
             entry.last_seen = Some(now);
-            entry.sync.handle(SyncInput::Heartbeat {
+            let effects = entry.sync.handle(SyncInput::Heartbeat {
                 observed_generation: hb.observed_generation,
-            })
-        };
-        self.apply(device, effects);
+            });
+            self.apply(&mut state, device, effects);
+        }
         self.evaluate(device, now);
     }
 
@@ -482,18 +630,18 @@ impl Fleet {
 
     fn on_resync(&self, device: &DeviceId, r: ResyncRequest) {
         let now = Instant::now();
-        let effects = {
+        {
             let mut state = self.lock();
             let Some(entry) = state.devices.get_mut(device) else {
                 drop(state);
                 return self.unknown_device(device);
             };
             entry.last_seen = Some(now);
-            entry.sync.handle(SyncInput::ResyncRequested {
+            let effects = entry.sync.handle(SyncInput::ResyncRequested {
                 known_generation: r.known_generation,
-            })
-        };
-        self.apply(device, effects);
+            });
+            self.apply(&mut state, device, effects);
+        }
         self.evaluate(device, now);
     }
 
@@ -502,7 +650,7 @@ impl Fleet {
         let kube_now = now_time(jiff::Timestamp::now());
         let mut ops = Vec::new();
         let mut spoofed = Vec::new();
-        let effects = {
+        {
             let mut guard = self.lock();
             let state = &mut *guard;
             let Some(entry) = state.devices.get_mut(device) else {
@@ -566,7 +714,7 @@ impl Fleet {
                     status: Box::new(status),
                 });
             }
-            entry.sync.handle(SyncInput::StatusReport {
+            let effects = entry.sync.handle(SyncInput::StatusReport {
                 observed_generation: report.observed_generation,
                 full: report.full,
                 pods: report
@@ -577,8 +725,12 @@ impl Fleet {
                         removed: p.removed,
                     })
                     .collect(),
-            })
-        };
+            });
+            for op in ops.drain(..) {
+                self.ops.send(op);
+            }
+            self.apply(state, device, effects);
+        }
         for uid in spoofed {
             self.reject(
                 device.as_str(),
@@ -586,10 +738,6 @@ impl Fleet {
                 &format!("status for pod {uid} of another node"),
             );
         }
-        for op in ops {
-            self.ops.send(op);
-        }
-        self.apply(device, effects);
         self.evaluate(device, now);
     }
 
@@ -680,7 +828,8 @@ impl Fleet {
                 }
             }
             if entry.online && entry.report.is_some() {
-                let upsert = !entry.node_registered && !entry.node_pending;
+                let upsert =
+                    !entry.node_registered && !entry.node_pending && entry.claim.may_upsert(now);
                 let status_due = entry.node_registered
                     && (entry.node_dirty
                         || entry.last_node_status.is_none_or(|t| {
@@ -710,7 +859,9 @@ impl Fleet {
                             ops.push(KubeOp::UpsertNode {
                                 device: device.clone(),
                                 report: Box::new(report),
-                                previous_labels: entry.applied_labels.take(),
+                                // kept until the Node is registered: a failed
+                                // attempt is retried with them
+                                previous_labels: entry.applied_labels.clone(),
                                 status,
                                 now: kube_now,
                             });
@@ -734,9 +885,20 @@ impl Fleet {
                     });
                 }
             }
+            for op in ops.drain(..) {
+                self.ops.send(op);
+            }
+            self.apply(&mut state, device, std::mem::take(&mut effects));
         }
         if went_offline {
-            self.logs.close_device(device);
+            // end the kubelet API's streams (follow included) and tell the device to
+            // stop them: it gets the cancels from its session when it is back
+            for id in self.logs.close_device(device) {
+                self.send(Outgoing::LogCancel {
+                    device: device.clone(),
+                    id,
+                });
+            }
         }
         if resync {
             self.send(Outgoing::StatusResync {
@@ -744,17 +906,102 @@ impl Fleet {
                 reason: "gateway start".to_owned(),
             });
         }
-        for op in ops {
-            self.ops.send(op);
-        }
-        self.apply(device, effects);
     }
 
-    /// Periodic pass over every device.
+    /// Periodic pass over every device: liveness, leases, node status; devices revoked
+    /// since; desired sets held back by a failing store.
     pub fn tick(&self) {
         let now = Instant::now();
+        let devices = self.known_devices();
+        if let Ok(revoked) = self.revocations.current() {
+            for device in devices.iter().filter(|d| revoked.contains(d)) {
+                self.retire(device, "its certificate was revoked");
+            }
+        }
+        self.retry_held_back_sets();
         for device in self.known_devices() {
             self.evaluate(&device, now);
+        }
+    }
+
+    /// Stores (and then sends) the desired sets whose store write failed.
+    fn retry_held_back_sets(&self) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let failed: Vec<DeviceId> = state
+            .devices
+            .iter()
+            .filter(|(_, e)| e.persist_failed)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for device in failed {
+            let Some(entry) = state.devices.get_mut(&device) else {
+                continue;
+            };
+            entry.persist_failed = false;
+            let effects = entry.sync.handle(SyncInput::StoreRecovered);
+            self.apply(state, &device, effects);
+            if state.devices.get(&device).is_some_and(|e| e.persist_failed) {
+                break; // still failing: try the others next tick
+            }
+        }
+    }
+
+    /// Forgets a device for good (revoked, or its Node is not ours): its pods and
+    /// desired set are dropped, nothing more is sent to it, its Node is left to expire.
+    fn retire(&self, device: &DeviceId, why: &str) {
+        let online = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let Some(entry) = state.devices.remove(device) else {
+                return;
+            };
+            let count = state.devices.len();
+            self.metrics.devices_total.set(count as i64);
+            Self::forget_pods_of(state, device, &self.metrics);
+            entry.online
+        };
+        if online {
+            self.metrics.devices_online.dec();
+        }
+        warn!(%device, why, "device retired: its pods and desired set are dropped and its Node no longer renewed");
+        self.logs.close_device(device);
+        if let Err(e) = self.store.remove_device(device) {
+            warn!(%device, error = %e, "cannot remove the retired device from the store");
+            self.health.store_failed(&e.to_string());
+        }
+        let message = format!("edge-gateway no longer serves device {device}: {why}");
+        self.ops.send(KubeOp::RecordEvent {
+            device: device.clone(),
+            event: Box::new(node_event(
+                device.as_str(),
+                "Warning",
+                "DeviceRetired",
+                &message,
+                now_time(jiff::Timestamp::now()),
+            )),
+        });
+    }
+
+    /// Drops the fleet's record of every pod bound to `device`.
+    fn forget_pods_of(state: &mut FleetState, device: &DeviceId, metrics: &Metrics) {
+        let uids: Vec<String> = state
+            .pods
+            .iter()
+            .filter(|(_, p)| &p.device == device)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in uids {
+            if let Some(p) = state.pods.remove(&uid) {
+                metrics.pod_phase_changed(p.phase.as_deref(), None);
+                let key = (
+                    p.pod.metadata.namespace.clone().unwrap_or_default(),
+                    p.pod.metadata.name.clone().unwrap_or_default(),
+                );
+                if state.by_name.get(&key) == Some(&uid) {
+                    state.by_name.remove(&key);
+                }
+            }
         }
     }
 
@@ -762,6 +1009,7 @@ impl Fleet {
     pub fn on_feedback(&self, feedback: KubeFeedback) {
         match feedback {
             KubeFeedback::NodeRegistered { device, uid } => {
+                let mut adopt = false;
                 {
                     let mut state = self.lock();
                     if let Some(e) = state.devices.get_mut(&device) {
@@ -769,9 +1017,40 @@ impl Fleet {
                         e.node_pending = false;
                         e.node_uid = uid.or(e.node_uid.take());
                         e.last_lease = None;
+                        e.claim = NodeClaim::Owned;
+                        e.applied_labels = None;
+                        adopt = !std::mem::replace(&mut e.adopted, true);
                     }
                 }
+                if adopt {
+                    let _ = self
+                        .pod_watch
+                        .send(PodWatchRequest::AdoptNode(device.clone()));
+                }
                 self.evaluate(&device, Instant::now());
+            }
+            KubeFeedback::NodeRefused { device, why } => {
+                {
+                    let mut guard = self.lock();
+                    let state = &mut *guard;
+                    let Some(e) = state.devices.get_mut(&device) else {
+                        return;
+                    };
+                    e.node_registered = false;
+                    e.node_pending = false;
+                    e.claim = NodeClaim::Refused {
+                        recheck_at: Instant::now() + REFUSAL_RECHECK,
+                    };
+                    e.adopted = false;
+                    // a restored device whose name now belongs to another Node: nothing
+                    // it had is delivered any more
+                    e.sync = DeviceSync::new(device.clone());
+                    Self::forget_pods_of(state, &device, &self.metrics);
+                }
+                if let Err(e) = self.store.remove_device(&device) {
+                    warn!(%device, error = %e, "cannot remove a refused device from the store");
+                }
+                self.reject(device.as_str(), "node_not_owned", &why);
             }
             KubeFeedback::NodeFailed { device } => {
                 let mut state = self.lock();
@@ -781,14 +1060,11 @@ impl Fleet {
                 }
             }
             KubeFeedback::DeleteFailed { device, uid } => {
-                let effects = {
-                    let mut state = self.lock();
-                    match state.devices.get_mut(&device) {
-                        Some(e) => e.sync.handle(SyncInput::DeleteFailed { uid }),
-                        None => Vec::new(),
-                    }
-                };
-                self.apply(&device, effects);
+                let mut state = self.lock();
+                if let Some(e) = state.devices.get_mut(&device) {
+                    let effects = e.sync.handle(SyncInput::DeleteFailed { uid });
+                    self.apply(&mut state, &device, effects);
+                }
             }
         }
     }
@@ -811,9 +1087,9 @@ impl Fleet {
         let now = Instant::now();
         let kube_now = now_time(jiff::Timestamp::now());
         let mut ops = Vec::new();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let effects = {
-            let mut guard = self.lock();
-            let state = &mut *guard;
             let Some(entry) = state.devices.get_mut(device) else {
                 return;
             };
@@ -929,7 +1205,7 @@ impl Fleet {
         for op in ops {
             self.ops.send(op);
         }
-        self.apply(device, effects);
+        self.apply(state, device, effects);
     }
 
     /// Updates the cached pod object without re-translating (e.g. after our own status patch).
@@ -943,9 +1219,9 @@ impl Fleet {
 
     /// A pod is gone from Kubernetes.
     pub fn on_pod_deleted(&self, uid: &str) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let (device, effects) = {
-            let mut guard = self.lock();
-            let state = &mut *guard;
             let Some(pod_entry) = state.pods.remove(uid) else {
                 return;
             };
@@ -966,19 +1242,16 @@ impl Fleet {
             };
             (pod_entry.device, effects)
         };
-        self.apply(&device, effects);
+        self.apply(state, &device, effects);
     }
 
     /// The pod watch has a complete view for `device`: `present` are its pods' uids.
     pub fn on_pods_synced(&self, device: &DeviceId, present: BTreeSet<String>) {
-        let effects = {
-            let mut state = self.lock();
-            match state.devices.get_mut(device) {
-                Some(e) => e.sync.handle(SyncInput::KubernetesSynced { present }),
-                None => Vec::new(),
-            }
-        };
-        self.apply(device, effects);
+        let mut state = self.lock();
+        if let Some(e) = state.devices.get_mut(device) {
+            let effects = e.sync.handle(SyncInput::KubernetesSynced { present });
+            self.apply(&mut state, device, effects);
+        }
     }
 
     // ---- kubelet API queries -----------------------------------------------------------
@@ -1099,316 +1372,4 @@ pub fn log_cancel() -> LogCancel {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kube_writer::KubeOps;
-    use crate::translation::{PodReferences, translate_pod};
-    use edge_protocol::{ContainerState, ContainerStatus, Heartbeat, PodStatus as DevicePodStatus};
-
-    struct Harness {
-        _dir: tempfile::TempDir,
-        fleet: Fleet,
-        ops: mpsc::UnboundedReceiver<KubeOp>,
-        outbox: mpsc::UnboundedReceiver<Outgoing>,
-    }
-
-    fn harness() -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (ops, ops_rx) = KubeOps::detached();
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let (watch_tx, _watch_rx) = mpsc::unbounded_channel();
-        let fleet = Fleet::new(
-            FleetSettings {
-                node: NodeSettings {
-                    provider: "edge".into(),
-                    taint: true,
-                    node_address: "10.0.0.1".into(),
-                    kubelet_port: 10250,
-                },
-                device_timeout: Duration::from_secs(40),
-                lease_renew: Duration::from_secs(10),
-                node_status_interval: Duration::from_secs(60),
-                allow_devices: BTreeSet::new(),
-                store_dir: dir.path().to_owned(),
-                rejection_log_window: Duration::from_secs(60),
-            },
-            store,
-            Arc::new(Metrics::new()),
-            ops,
-            out_tx,
-            watch_tx,
-        );
-        Harness {
-            _dir: dir,
-            fleet,
-            ops: ops_rx,
-            outbox: out_rx,
-        }
-    }
-
-    fn send(fleet: &Fleet, device: &str, channel: UpChannel, msg: impl Into<Message>) {
-        let id = DeviceId::new(device).unwrap();
-        let topic = Topic::up(&id, channel).to_string();
-        fleet.on_mqtt(&topic, &msg.into().encode().unwrap(), false);
-    }
-
-    fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
-        let mut v = Vec::new();
-        while let Ok(x) = rx.try_recv() {
-            v.push(x);
-        }
-        v
-    }
-
-    fn pod(name: &str, uid: &str, node: &str) -> Arc<Pod> {
-        Arc::new(
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name, "namespace": "default", "uid": uid},
-                "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]}
-            }))
-            .unwrap(),
-        )
-    }
-
-    fn running(uid: &str) -> DevicePodStatus {
-        DevicePodStatus {
-            uid: uid.into(),
-            phase: PodPhase::Running,
-            containers: vec![ContainerStatus {
-                name: "app".into(),
-                state: ContainerState::Running { started_at: 1 },
-                ready: true,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
-    }
-
-    fn bind(h: &Harness, device: &str, name: &str, uid: &str) {
-        let id = DeviceId::new(device).unwrap();
-        let p = pod(name, uid, device);
-        let t = translate_pod(&p, &PodReferences::default(), &h.fleet.node_context(&id));
-        h.fleet.on_pod_translated(&id, p, t);
-        h.fleet
-            .on_pods_synced(&id, BTreeSet::from([uid.to_owned()]));
-    }
-
-    #[test]
-    fn hello_registers_the_node_and_publishes_after_sync() {
-        let mut h = harness();
-        send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
-        let ops = drain(&mut h.ops);
-        assert!(
-            matches!(&ops[..], [KubeOp::UpsertNode { device, .. }] if device.as_str() == "pi-01"),
-            "{ops:?}"
-        );
-        assert!(h.fleet.is_online(&DeviceId::new("pi-01").unwrap()));
-        bind(&h, "pi-01", "web", "u1");
-        let out = drain(&mut h.outbox);
-        assert!(
-            out.iter()
-                .any(|o| matches!(o, Outgoing::Desired { set, .. } if set.pods.len() == 1)),
-            "{out:?}"
-        );
-    }
-
-    #[test]
-    fn a_device_cannot_change_another_devices_pods() {
-        let mut h = harness();
-        send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
-        send(&h.fleet, "evil", UpChannel::Hello, NodeReport::default());
-        bind(&h, "pi-01", "web", "u1");
-        drain(&mut h.ops);
-        let spoof = PodStatusReport {
-            sequence: 1,
-            observed_generation: 1,
-            full: false,
-            pods: vec![running("u1")],
-        };
-        send(&h.fleet, "evil", UpChannel::Status, spoof.clone());
-        let ops = drain(&mut h.ops);
-        assert!(
-            !ops.iter()
-                .any(|o| matches!(o, KubeOp::PatchPodStatus { .. })),
-            "{ops:?}"
-        );
-        // the real device's report is applied
-        send(&h.fleet, "pi-01", UpChannel::Status, spoof);
-        let ops = drain(&mut h.ops);
-        assert!(
-            ops.iter()
-                .any(|o| matches!(o, KubeOp::PatchPodStatus { uid, .. } if uid == "u1")),
-            "{ops:?}"
-        );
-        // events about another device's pod are dropped too
-        let event = PodEventReport {
-            events: vec![edge_protocol::PodEvent {
-                pod_uid: "u1".into(),
-                reason: "Started".into(),
-                ..Default::default()
-            }],
-        };
-        send(&h.fleet, "evil", UpChannel::Events, event.clone());
-        assert!(drain(&mut h.ops).is_empty());
-        send(&h.fleet, "pi-01", UpChannel::Events, event);
-        assert!(matches!(
-            &drain(&mut h.ops)[..],
-            [KubeOp::RecordEvent { .. }]
-        ));
-    }
-
-    #[test]
-    fn duplicate_reports_are_ignored_and_unchanged_status_not_repatched() {
-        let mut h = harness();
-        send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
-        bind(&h, "pi-01", "web", "u1");
-        drain(&mut h.ops);
-        let report = |seq| PodStatusReport {
-            sequence: seq,
-            observed_generation: 1,
-            full: false,
-            pods: vec![running("u1")],
-        };
-        send(&h.fleet, "pi-01", UpChannel::Status, report(5));
-        let ops = drain(&mut h.ops);
-        let [KubeOp::PatchPodStatus { status, .. }] = &ops[..] else {
-            panic!("{ops:?}")
-        };
-        // the watch brings our own patch back
-        let mut refreshed = (*pod("web", "u1", "pi-01")).clone();
-        refreshed.status = Some((**status).clone());
-        h.fleet.on_pod_refreshed(Arc::new(refreshed.clone()));
-        send(&h.fleet, "pi-01", UpChannel::Status, report(5));
-        send(&h.fleet, "pi-01", UpChannel::Status, report(6));
-        assert!(drain(&mut h.ops).is_empty());
-        // someone else (the node lifecycle controller) marks the pod not ready: the
-        // device's next report restores its truth
-        let mut marked = refreshed;
-        if let Some(conds) = marked.status.as_mut().and_then(|s| s.conditions.as_mut()) {
-            for c in conds.iter_mut().filter(|c| c.type_ == "Ready") {
-                c.status = "False".into();
-            }
-        }
-        h.fleet.on_pod_refreshed(Arc::new(marked));
-        send(&h.fleet, "pi-01", UpChannel::Status, report(7));
-        assert!(matches!(
-            &drain(&mut h.ops)[..],
-            [KubeOp::PatchPodStatus { .. }]
-        ));
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-        #[test]
-        fn any_bytes_on_any_topic_never_panic(
-            topic in "edge/v1/(pi-01|evil|[a-z]{1,5}|\\+)/(up|down)/(hello|heartbeat|state|status|events|resync|logs/[a-z0-9]{1,4}|desired)",
-            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
-            json_body in "\\{\"protocol\":\"1\\.0\",\"kind\":\"(nodeReport|podStatusReport|podEventReport|heartbeat|deviceState|resyncRequest|logChunk)\",\"body\":\\{\\}\\}",
-        ) {
-            let h = harness();
-            send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
-            h.fleet.on_mqtt(&topic, &payload, false);
-            h.fleet.on_mqtt(&topic, json_body.as_bytes(), true);
-        }
-    }
-
-    #[test]
-    fn an_unknown_connected_device_is_asked_to_introduce_itself_once() {
-        let mut h = harness();
-        let heartbeat = Message::from(Heartbeat::default()).encode().unwrap();
-        h.fleet
-            .on_mqtt("edge/v1/pi-09/up/heartbeat", &heartbeat, false);
-        h.fleet
-            .on_mqtt("edge/v1/pi-09/up/heartbeat", &heartbeat, false);
-        let online = Message::from(DeviceState {
-            online: true,
-            reason: None,
-            since: 0,
-        })
-        .encode()
-        .unwrap();
-        h.fleet.on_mqtt("edge/v1/pi-09/up/state", &online, true);
-        let asked: Vec<_> = drain(&mut h.outbox)
-            .into_iter()
-            .filter_map(|o| match o {
-                Outgoing::StatusResync { device, .. } => Some(device.to_string()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            asked,
-            vec!["pi-09".to_owned()],
-            "asked once within the interval"
-        );
-        // A retained offline state of an unknown device asks for nothing.
-        let offline = Message::from(DeviceState::default()).encode().unwrap();
-        h.fleet.on_mqtt("edge/v1/pi-10/up/state", &offline, true);
-        assert!(drain(&mut h.outbox).is_empty());
-    }
-
-    #[test]
-    fn garbage_is_counted_and_dropped() {
-        let h = harness();
-        h.fleet
-            .on_mqtt("edge/v1/pi-01/up/status", b"\xff\x00", false);
-        h.fleet.on_mqtt("edge/v1/PI/up/status", b"{}", false);
-        h.fleet.on_mqtt("edge/v1/pi-01/down/desired", b"{}", false);
-        h.fleet.on_mqtt(
-            "edge/v1/pi-01/up/heartbeat",
-            &Message::from(Heartbeat::default()).encode().unwrap(),
-            false,
-        );
-        let text = h.fleet.metrics().render();
-        for reason in [
-            "malformed",
-            "bad_topic",
-            "unexpected_direction",
-            "unknown_device",
-        ] {
-            assert!(
-                text.contains(&format!("reason=\"{reason}\"")),
-                "{reason}: {text}"
-            );
-        }
-    }
-
-    #[test]
-    fn offline_device_gets_no_publish_and_logs_refused() {
-        let mut h = harness();
-        send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
-        bind(&h, "pi-01", "web", "u1");
-        drain(&mut h.outbox);
-        send(
-            &h.fleet,
-            "pi-01",
-            UpChannel::State,
-            DeviceState {
-                online: false,
-                reason: None,
-                since: 0,
-            },
-        );
-        assert_eq!(
-            h.fleet.log_target("default", "web", "app"),
-            Err(LogTargetError::DeviceOffline("pi-01".into()))
-        );
-        assert!(matches!(
-            h.fleet.log_target("default", "web", "nope"),
-            Err(LogTargetError::ContainerNotFound { .. })
-        ));
-        assert!(matches!(
-            h.fleet.log_target("default", "other", "app"),
-            Err(LogTargetError::PodNotFound { .. })
-        ));
-        let id = DeviceId::new("pi-01").unwrap();
-        let p = pod("web2", "u2", "pi-01");
-        let t = translate_pod(&p, &PodReferences::default(), &h.fleet.node_context(&id));
-        h.fleet.on_pod_translated(&id, p, t);
-        assert!(
-            drain(&mut h.outbox).is_empty(),
-            "nothing sent while offline"
-        );
-        assert_eq!(h.fleet.desired_set(&id).unwrap().pods.len(), 2);
-    }
-}
+mod tests;

@@ -1,0 +1,100 @@
+//! The encoded size of a device's desired set, kept pod by pod, so that a change which
+//! would make the set too large for one MQTT message is refused before it is made
+//! (instead of advancing the generation and then failing to send it).
+
+use std::collections::BTreeMap;
+
+use edge_protocol::{DesiredSet, MAX_DESIRED_SET_BYTES, Message, PodSpec};
+
+/// Bytes kept free below [`MAX_DESIRED_SET_BYTES`] when pods are added or changed, so a
+/// pod's deletion (which adds its grace period to the spec) always fits.
+pub const TERMINATION_HEADROOM_BYTES: usize = 64 * 1024;
+
+/// The most a desired set may hold after a pod is added or changed.
+pub const ADMISSION_LIMIT_BYTES: usize = MAX_DESIRED_SET_BYTES - TERMINATION_HEADROOM_BYTES;
+
+/// Encoded sizes of the pods of one set.
+#[derive(Debug, Clone, Default)]
+pub struct SetSize {
+    pods: BTreeMap<String, usize>,
+}
+
+/// The JSON size of one pod spec as it appears inside a desired-set message.
+pub fn pod_bytes(spec: &PodSpec) -> usize {
+    // a spec that cannot be serialized cannot be sent either: count it as too large
+    serde_json::to_vec(spec).map_or(usize::MAX / 4, |v| v.len())
+}
+
+/// The envelope of an empty set with the longest generation number.
+fn envelope_bytes() -> usize {
+    let empty = DesiredSet {
+        generation: u64::MAX,
+        pods: Vec::new(),
+    };
+    Message::DesiredSet(empty)
+        .encode()
+        .map_or(1024, |v| v.len())
+}
+
+impl SetSize {
+    pub fn of<'a>(pods: impl Iterator<Item = &'a PodSpec>) -> Self {
+        Self {
+            pods: pods.map(|p| (p.uid.clone(), pod_bytes(p))).collect(),
+        }
+    }
+
+    pub fn insert(&mut self, uid: &str, bytes: usize) {
+        self.pods.insert(uid.to_owned(), bytes);
+    }
+
+    pub fn remove(&mut self, uid: &str) {
+        self.pods.remove(uid);
+    }
+
+    /// The set's encoded size if `uid` had `bytes` (added, or replacing its old size).
+    pub fn total_with(&self, uid: &str, bytes: usize) -> usize {
+        let others: usize = self
+            .pods
+            .iter()
+            .filter(|(k, _)| k.as_str() != uid)
+            .map(|(_, b)| *b)
+            .sum();
+        let count = self.pods.len() + usize::from(!self.pods.contains_key(uid));
+        // pods are a JSON array: one comma between two entries
+        envelope_bytes() + others + bytes + count.saturating_sub(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(uid: &str, filler: usize) -> PodSpec {
+        PodSpec {
+            uid: uid.into(),
+            name: "x".repeat(filler),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn total_matches_the_encoded_message_or_overestimates_by_the_generation_digits() {
+        let pods = vec![spec("a", 10), spec("b", 2000), spec("c", 0)];
+        let size = SetSize::of(pods.iter().take(2));
+        let total = size.total_with("c", pod_bytes(&pods[2]));
+        let set = DesiredSet {
+            generation: 7,
+            pods: pods.clone(),
+        };
+        let real = Message::DesiredSet(set).encode().unwrap().len();
+        assert!(total >= real && total - real <= 20, "{total} vs {real}");
+        // replacing a pod counts it once
+        let replaced = size.total_with("b", pod_bytes(&pods[1]));
+        let two = DesiredSet {
+            generation: 7,
+            pods: pods[..2].to_vec(),
+        };
+        let real = Message::DesiredSet(two).encode().unwrap().len();
+        assert!(replaced >= real && replaced - real <= 20);
+    }
+}

@@ -1,0 +1,317 @@
+//! Unit tests of the fleet: device messages in, Kubernetes writes and MQTT messages out.
+
+mod faults_and_hostile_devices;
+
+use super::*;
+use crate::kube_writer::KubeOps;
+use crate::translation::{PodReferences, translate_pod};
+use edge_protocol::{ContainerState, ContainerStatus, Heartbeat, PodStatus as DevicePodStatus};
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    fleet: Fleet,
+    ops: mpsc::UnboundedReceiver<KubeOp>,
+    outbox: mpsc::UnboundedReceiver<Outgoing>,
+    watch: mpsc::UnboundedReceiver<PodWatchRequest>,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (ops, ops_rx) = KubeOps::detached();
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+    let fleet = Fleet::new(
+        FleetSettings {
+            node: NodeSettings {
+                provider: "edge".into(),
+                taint: true,
+                node_address: "10.0.0.1".into(),
+                kubelet_port: 10250,
+            },
+            device_timeout: Duration::from_secs(40),
+            lease_renew: Duration::from_secs(10),
+            node_status_interval: Duration::from_secs(60),
+            allow_devices: BTreeSet::new(),
+            store_dir: dir.path().to_owned(),
+            rejection_log_window: Duration::from_secs(60),
+        },
+        store,
+        Arc::new(Metrics::new()),
+        ops,
+        out_tx,
+        watch_tx,
+    );
+    Harness {
+        _dir: dir,
+        fleet,
+        ops: ops_rx,
+        outbox: out_rx,
+        watch: watch_rx,
+    }
+}
+
+fn send(fleet: &Fleet, device: &str, channel: UpChannel, msg: impl Into<Message>) {
+    let id = DeviceId::new(device).unwrap();
+    let topic = Topic::up(&id, channel).to_string();
+    fleet.on_mqtt(&topic, &msg.into().encode().unwrap(), false);
+}
+
+fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
+    let mut v = Vec::new();
+    while let Ok(x) = rx.try_recv() {
+        v.push(x);
+    }
+    v
+}
+
+fn pod(name: &str, uid: &str, node: &str) -> Arc<Pod> {
+    Arc::new(
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "default", "uid": uid},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]}
+        }))
+        .unwrap(),
+    )
+}
+
+fn running(uid: &str) -> DevicePodStatus {
+    DevicePodStatus {
+        uid: uid.into(),
+        phase: PodPhase::Running,
+        containers: vec![ContainerStatus {
+            name: "app".into(),
+            state: ContainerState::Running { started_at: 1 },
+            ready: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn bind(h: &Harness, device: &str, name: &str, uid: &str) {
+    let id = DeviceId::new(device).unwrap();
+    let p = pod(name, uid, device);
+    let t = translate_pod(&p, &PodReferences::default(), &h.fleet.node_context(&id));
+    h.fleet.on_pod_translated(&id, p, t);
+    h.fleet
+        .on_pods_synced(&id, BTreeSet::from([uid.to_owned()]));
+}
+
+#[test]
+fn hello_registers_the_node_and_publishes_after_sync() {
+    let mut h = harness();
+    send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
+    let ops = drain(&mut h.ops);
+    assert!(
+        matches!(&ops[..], [KubeOp::UpsertNode { device, .. }] if device.as_str() == "pi-01"),
+        "{ops:?}"
+    );
+    assert!(h.fleet.is_online(&DeviceId::new("pi-01").unwrap()));
+    bind(&h, "pi-01", "web", "u1");
+    let out = drain(&mut h.outbox);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outgoing::Desired { set, .. } if set.pods.len() == 1)),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_device_cannot_change_another_devices_pods() {
+    let mut h = harness();
+    send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
+    send(&h.fleet, "evil", UpChannel::Hello, NodeReport::default());
+    bind(&h, "pi-01", "web", "u1");
+    drain(&mut h.ops);
+    let spoof = PodStatusReport {
+        sequence: 1,
+        observed_generation: 1,
+        full: false,
+        pods: vec![running("u1")],
+    };
+    send(&h.fleet, "evil", UpChannel::Status, spoof.clone());
+    let ops = drain(&mut h.ops);
+    assert!(
+        !ops.iter()
+            .any(|o| matches!(o, KubeOp::PatchPodStatus { .. })),
+        "{ops:?}"
+    );
+    // the real device's report is applied
+    send(&h.fleet, "pi-01", UpChannel::Status, spoof);
+    let ops = drain(&mut h.ops);
+    assert!(
+        ops.iter()
+            .any(|o| matches!(o, KubeOp::PatchPodStatus { uid, .. } if uid == "u1")),
+        "{ops:?}"
+    );
+    // events about another device's pod are dropped too
+    let event = PodEventReport {
+        events: vec![edge_protocol::PodEvent {
+            pod_uid: "u1".into(),
+            reason: "Started".into(),
+            ..Default::default()
+        }],
+    };
+    send(&h.fleet, "evil", UpChannel::Events, event.clone());
+    assert!(drain(&mut h.ops).is_empty());
+    send(&h.fleet, "pi-01", UpChannel::Events, event);
+    assert!(matches!(
+        &drain(&mut h.ops)[..],
+        [KubeOp::RecordEvent { .. }]
+    ));
+}
+
+#[test]
+fn duplicate_reports_are_ignored_and_unchanged_status_not_repatched() {
+    let mut h = harness();
+    send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
+    bind(&h, "pi-01", "web", "u1");
+    drain(&mut h.ops);
+    let report = |seq| PodStatusReport {
+        sequence: seq,
+        observed_generation: 1,
+        full: false,
+        pods: vec![running("u1")],
+    };
+    send(&h.fleet, "pi-01", UpChannel::Status, report(5));
+    let ops = drain(&mut h.ops);
+    let [KubeOp::PatchPodStatus { status, .. }] = &ops[..] else {
+        panic!("{ops:?}")
+    };
+    // the watch brings our own patch back
+    let mut refreshed = (*pod("web", "u1", "pi-01")).clone();
+    refreshed.status = Some((**status).clone());
+    h.fleet.on_pod_refreshed(Arc::new(refreshed.clone()));
+    send(&h.fleet, "pi-01", UpChannel::Status, report(5));
+    send(&h.fleet, "pi-01", UpChannel::Status, report(6));
+    assert!(drain(&mut h.ops).is_empty());
+    // someone else (the node lifecycle controller) marks the pod not ready: the
+    // device's next report restores its truth
+    let mut marked = refreshed;
+    if let Some(conds) = marked.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+        for c in conds.iter_mut().filter(|c| c.type_ == "Ready") {
+            c.status = "False".into();
+        }
+    }
+    h.fleet.on_pod_refreshed(Arc::new(marked));
+    send(&h.fleet, "pi-01", UpChannel::Status, report(7));
+    assert!(matches!(
+        &drain(&mut h.ops)[..],
+        [KubeOp::PatchPodStatus { .. }]
+    ));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_bytes_on_any_topic_never_panic(
+        topic in "edge/v1/(pi-01|evil|[a-z]{1,5}|\\+)/(up|down)/(hello|heartbeat|state|status|events|resync|logs/[a-z0-9]{1,4}|desired)",
+        payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        json_body in "\\{\"protocol\":\"1\\.0\",\"kind\":\"(nodeReport|podStatusReport|podEventReport|heartbeat|deviceState|resyncRequest|logChunk)\",\"body\":\\{\\}\\}",
+    ) {
+        let h = harness();
+        send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
+        h.fleet.on_mqtt(&topic, &payload, false);
+        h.fleet.on_mqtt(&topic, json_body.as_bytes(), true);
+    }
+}
+
+#[test]
+fn an_unknown_connected_device_is_asked_to_introduce_itself_once() {
+    let mut h = harness();
+    let heartbeat = Message::from(Heartbeat::default()).encode().unwrap();
+    h.fleet
+        .on_mqtt("edge/v1/pi-09/up/heartbeat", &heartbeat, false);
+    h.fleet
+        .on_mqtt("edge/v1/pi-09/up/heartbeat", &heartbeat, false);
+    let online = Message::from(DeviceState {
+        online: true,
+        reason: None,
+        since: 0,
+    })
+    .encode()
+    .unwrap();
+    h.fleet.on_mqtt("edge/v1/pi-09/up/state", &online, true);
+    let asked: Vec<_> = drain(&mut h.outbox)
+        .into_iter()
+        .filter_map(|o| match o {
+            Outgoing::StatusResync { device, .. } => Some(device.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        vec!["pi-09".to_owned()],
+        "asked once within the interval"
+    );
+    // A retained offline state of an unknown device asks for nothing.
+    let offline = Message::from(DeviceState::default()).encode().unwrap();
+    h.fleet.on_mqtt("edge/v1/pi-10/up/state", &offline, true);
+    assert!(drain(&mut h.outbox).is_empty());
+}
+
+#[test]
+fn garbage_is_counted_and_dropped() {
+    let h = harness();
+    h.fleet
+        .on_mqtt("edge/v1/pi-01/up/status", b"\xff\x00", false);
+    h.fleet.on_mqtt("edge/v1/PI/up/status", b"{}", false);
+    h.fleet.on_mqtt("edge/v1/pi-01/down/desired", b"{}", false);
+    h.fleet.on_mqtt(
+        "edge/v1/pi-01/up/heartbeat",
+        &Message::from(Heartbeat::default()).encode().unwrap(),
+        false,
+    );
+    let text = h.fleet.metrics().render();
+    for reason in [
+        "malformed",
+        "bad_topic",
+        "unexpected_direction",
+        "unknown_device",
+    ] {
+        assert!(
+            text.contains(&format!("reason=\"{reason}\"")),
+            "{reason}: {text}"
+        );
+    }
+}
+
+#[test]
+fn offline_device_gets_no_publish_and_logs_refused() {
+    let mut h = harness();
+    send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
+    bind(&h, "pi-01", "web", "u1");
+    drain(&mut h.outbox);
+    send(
+        &h.fleet,
+        "pi-01",
+        UpChannel::State,
+        DeviceState {
+            online: false,
+            reason: None,
+            since: 0,
+        },
+    );
+    assert_eq!(
+        h.fleet.log_target("default", "web", "app"),
+        Err(LogTargetError::DeviceOffline("pi-01".into()))
+    );
+    assert!(matches!(
+        h.fleet.log_target("default", "web", "nope"),
+        Err(LogTargetError::ContainerNotFound { .. })
+    ));
+    assert!(matches!(
+        h.fleet.log_target("default", "other", "app"),
+        Err(LogTargetError::PodNotFound { .. })
+    ));
+    let id = DeviceId::new("pi-01").unwrap();
+    let p = pod("web2", "u2", "pi-01");
+    let t = translate_pod(&p, &PodReferences::default(), &h.fleet.node_context(&id));
+    h.fleet.on_pod_translated(&id, p, t);
+    assert!(
+        drain(&mut h.outbox).is_empty(),
+        "nothing sent while offline"
+    );
+    assert_eq!(h.fleet.desired_set(&id).unwrap().pods.len(), 2);
+}
