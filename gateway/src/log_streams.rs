@@ -4,11 +4,15 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use edge_protocol::{DeviceId, LogChunk, RequestId};
+use edge_protocol::{DeviceId, LogChunk, MAX_LOG_CHUNK_BYTES, RequestId};
 use tokio::sync::mpsc;
 
 /// Chunks buffered per request before further ones are dropped (QoS 0 semantics).
-pub const CHUNK_BUFFER: usize = 1024;
+pub const CHUNK_BUFFER: usize = 128;
+
+/// The most log data buffered per request: chunks are at most
+/// [`MAX_LOG_CHUNK_BYTES`] (bigger ones are refused), so a slow reader holds at most this.
+pub const MAX_BUFFERED_LOG_BYTES: usize = CHUNK_BUFFER * MAX_LOG_CHUNK_BYTES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryError {
@@ -18,6 +22,8 @@ pub enum DeliveryError {
     WrongDevice,
     /// The reader is too slow; the chunk was dropped.
     Overflow,
+    /// The chunk carries more than [`MAX_LOG_CHUNK_BYTES`]; it was dropped.
+    Oversized,
 }
 
 #[derive(Debug)]
@@ -67,6 +73,9 @@ impl LogStreams {
         let route = routes.get(id).ok_or(DeliveryError::UnknownRequest)?;
         if &route.device != device {
             return Err(DeliveryError::WrongDevice);
+        }
+        if chunk.data.0.len() > MAX_LOG_CHUNK_BYTES {
+            return Err(DeliveryError::Oversized);
         }
         let last = chunk.end_of_stream;
         let result = route.tx.try_send(chunk).map_err(|e| match e {
@@ -143,5 +152,33 @@ mod tests {
             streams.deliver(&pi, &id2, chunk(0, false)),
             Err(DeliveryError::UnknownRequest)
         );
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_holds_a_bounded_number_of_bytes() {
+        let streams = LogStreams::default();
+        let pi = DeviceId::new("pi-01").unwrap();
+        let (id, mut rx) = streams.open(&pi);
+        let chunk = |n: usize| LogChunk {
+            sequence: 0,
+            data: edge_protocol::Base64Bytes(vec![b'x'; n]),
+            end_of_stream: false,
+            error: None,
+        };
+        assert_eq!(
+            streams.deliver(&pi, &id, chunk(MAX_LOG_CHUNK_BYTES + 1)),
+            Err(DeliveryError::Oversized)
+        );
+        let mut accepted = 0;
+        for _ in 0..10_000 {
+            if streams
+                .deliver(&pi, &id, chunk(MAX_LOG_CHUNK_BYTES))
+                .is_ok()
+            {
+                accepted += MAX_LOG_CHUNK_BYTES;
+            }
+        }
+        assert!(accepted <= MAX_BUFFERED_LOG_BYTES, "{accepted}");
+        assert!(rx.recv().await.is_some());
     }
 }

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub rejected_messages: Family<Labels, Counter>,
     pub api_errors: Family<Labels, Counter>,
     pub desired_to_running_seconds: Histogram,
+    pub kubernetes_writes_queued: Gauge,
+    pub kubernetes_writes_skipped: Family<Labels, Counter>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -47,6 +49,18 @@ impl Metrics {
         let rejected_messages = Family::<Labels, Counter>::default();
         let api_errors = Family::<Labels, Counter>::default();
         let desired_to_running_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
+        let kubernetes_writes_queued = Gauge::default();
+        let kubernetes_writes_skipped = Family::<Labels, Counter>::default();
+        registry.register(
+            "kubernetes_writes_queued",
+            "Kubernetes writes waiting in the gateway's queues",
+            kubernetes_writes_queued.clone(),
+        );
+        registry.register(
+            "kubernetes_writes_skipped",
+            "Kubernetes writes not made: superseded (a newer lease, node or pod status replaced a queued one) or event_queue_full",
+            kubernetes_writes_skipped.clone(),
+        );
         registry.register(
             "devices",
             "Devices known to the gateway",
@@ -97,7 +111,15 @@ impl Metrics {
             rejected_messages,
             api_errors,
             desired_to_running_seconds,
+            kubernetes_writes_queued,
+            kubernetes_writes_skipped,
         }
+    }
+
+    pub fn write_skipped(&self, reason: &str) {
+        self.kubernetes_writes_skipped
+            .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
     }
 
     pub fn message_in(&self, kind: &str) {

@@ -82,7 +82,7 @@ pub use envelope::{
     DecodeError, EncodeError, MAX_DESIRED_SET_BYTES, MAX_MESSAGE_BYTES, Message, MessageKind,
     allowed_kinds,
 };
-pub use logs::{LogCancel, LogChunk, LogError, LogErrorCode, LogRequest};
+pub use logs::{LogCancel, LogChunk, LogError, LogErrorCode, LogRequest, MAX_LOG_CHUNK_BYTES};
 pub use node_report::{
     DeviceState, Heartbeat, NodeAddress, NodeAddressKind, NodeReport, NodeResources, UnixMillis,
 };

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::binary::Base64Bytes;
 use crate::node_report::UnixMillis;
 
+/// The most log bytes one [`LogChunk`] carries; the gateway refuses bigger chunks.
+pub const MAX_LOG_CHUNK_BYTES: usize = 64 * 1024;
+
 /// Asks the device for a container's log, with the kubelet's `containerLogs` options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]

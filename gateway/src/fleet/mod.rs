@@ -464,6 +464,7 @@ impl Fleet {
                     let reason = match e {
                         crate::log_streams::DeliveryError::WrongDevice => "spoofed",
                         crate::log_streams::DeliveryError::Overflow => "log_overflow",
+                        crate::log_streams::DeliveryError::Oversized => "oversized",
                         crate::log_streams::DeliveryError::UnknownRequest => "unknown_log_request",
                     };
                     if reason != "unknown_log_request" {

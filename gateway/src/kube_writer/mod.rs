@@ -22,6 +22,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+mod write_queue;
+
+pub use write_queue::{MAX_QUEUED_EVENTS, WriteQueue};
+
 use crate::metrics::Metrics;
 use crate::node_object::{NodeSettings, new_node, node_labels};
 use crate::node_ownership::{NodeOwnership, ownership};
@@ -107,24 +111,43 @@ pub enum KubeFeedback {
 /// Queues into the worker shards.
 #[derive(Debug, Clone)]
 pub struct KubeOps {
-    shards: Vec<mpsc::UnboundedSender<KubeOp>>,
+    target: Target,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Shards(Vec<Arc<WriteQueue>>),
+    /// Every write, unmerged, to a channel (tests of the fleet logic).
+    Detached(mpsc::UnboundedSender<KubeOp>),
 }
 
 impl KubeOps {
     pub fn send(&self, op: KubeOp) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        op.device().hash(&mut h);
-        let n = self.shards.len().max(1) as u64;
-        let idx = (h.finish() % n) as usize;
-        if let Some(shard) = self.shards.get(idx) {
-            let _ = shard.send(op);
+        match &self.target {
+            Target::Shards(shards) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                op.device().hash(&mut h);
+                let n = shards.len().max(1) as u64;
+                let idx = (h.finish() % n) as usize;
+                if let Some(shard) = shards.get(idx) {
+                    shard.push(op);
+                }
+            }
+            Target::Detached(tx) => {
+                let _ = tx.send(op);
+            }
         }
     }
 
     /// A queue with no workers, for tests of the fleet logic: returns the receiver.
     pub fn detached() -> (Self, mpsc::UnboundedReceiver<KubeOp>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { shards: vec![tx] }, rx)
+        (
+            Self {
+                target: Target::Detached(tx),
+            },
+            rx,
+        )
     }
 }
 
@@ -593,10 +616,10 @@ pub fn spawn_workers(
     feedback: mpsc::UnboundedSender<KubeFeedback>,
     token: CancellationToken,
 ) -> KubeOps {
-    let mut senders = Vec::new();
+    let mut queues = Vec::new();
     for _ in 0..shards.max(1) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<KubeOp>();
-        senders.push(tx);
+        let queue = Arc::new(WriteQueue::new(metrics.clone()));
+        queues.push(queue.clone());
         let worker = Worker {
             client: client.clone(),
             metrics: metrics.clone(),
@@ -610,13 +633,12 @@ pub fn spawn_workers(
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    op = rx.recv() => match op {
-                        Some(op) => worker.run(op).await,
-                        None => break,
-                    },
+                    op = queue.pop() => worker.run(op).await,
                 }
             }
         });
     }
-    KubeOps { shards: senders }
+    KubeOps {
+        target: Target::Shards(queues),
+    }
 }
