@@ -12,11 +12,12 @@ pub struct ApiPermission {
 
 /// The gateway's API calls.
 pub const API_PERMISSIONS: &[ApiPermission] = &[
-    // Node per device: labels patched on hello (created when absent); status patched.
+    // Node per device: read on hello (only Nodes the gateway created are touched), created
+    // when absent, labels patched; status patched.
     ApiPermission {
         api_group: "",
         resource: "nodes",
-        verbs: &["create", "patch"],
+        verbs: &["get", "create", "patch"],
     },
     ApiPermission {
         api_group: "",

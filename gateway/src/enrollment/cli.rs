@@ -90,8 +90,10 @@ pub struct EnrollArgs {
 /// `edge-gateway revoke`: stop accepting a device (gateway and broker).
 #[derive(Debug, Clone, Args)]
 pub struct RevokeArgs {
-    /// Device id to revoke. The gateway refuses its hello from now on; the next
-    /// `broker-config mosquitto` puts its certificates on the broker's CRL.
+    /// Device id to revoke. A running gateway forgets the device at its next message or
+    /// within a second (its pods and desired set are dropped, nothing more is sent to it)
+    /// and refuses its hellos; the next `broker-config mosquitto` puts its certificates on
+    /// the broker's CRL.
     pub device_id: String,
 
     /// Gateway store directory (revocations are kept in <STORE_DIR>/enrollment/revoked.txt).

@@ -21,7 +21,7 @@ pub use cluster::{Cluster, ClusterBackend};
 pub use gateway::{Gateway, GatewayOptions, GatewayReady};
 pub use kubectl::Kubectl;
 pub use mosquitto::{MOSQUITTO_BIN, Mosquitto};
-pub use stack_env::{BrokerKind, STACK_LABEL, Stack, StackOptions, rbac_refusals};
+pub use stack_env::{BrokerKind, STACK_LABEL, Stack, StackOptions, binary, rbac_refusals};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
