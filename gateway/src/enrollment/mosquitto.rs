@@ -191,6 +191,22 @@ mod tests {
                 .contains(&format!("max_packet_size {MAX_INCOMING_PACKET_BYTES}\n"))
         );
         assert!(files.conf.contains("use_identity_as_username true\n"));
+        // The example in deploy/mosquitto shows the same limits.
+        let example = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/mosquitto/mosquitto.conf.example"),
+        )
+        .unwrap();
+        for line in files
+            .conf
+            .lines()
+            .filter(|l| l.starts_with("message_size_limit ") || l.starts_with("max_packet_size "))
+        {
+            assert!(
+                example.lines().any(|l| l == line),
+                "{line} not in the example"
+            );
+        }
         assert!(files.conf.contains("crlfile /etc/mosquitto/edge/crl.pem\n"));
         assert!(files.conf.contains("acl_file /etc/mosquitto/edge/acl\n"));
     }
