@@ -15,6 +15,8 @@ pub enum ConfigError {
     BrokerUrl(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    EmbeddedBroker(#[from] crate::embedded_broker::BrokerError),
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h` (a bare number means seconds).
@@ -57,10 +59,22 @@ pub struct RunArgs {
         default_value = "/var/lib/edge-gateway"
     )]
     pub store_dir: PathBuf,
-    /// Address of the embedded MQTT broker (rumqttd, plain TCP) that devices connect
-    /// to. Port 0 picks a free port (reported in --ready-file). Ignored with --broker-url.
-    #[arg(long, env = "EDGE_GATEWAY_MQTT_LISTEN", default_value = "0.0.0.0:1883")]
+    /// Address of the embedded MQTT broker (rumqttd, plain TCP, no authentication, no
+    /// topic ACL). Loopback only, unless --embedded-broker-insecure-listen: for devices on
+    /// a network use Mosquitto (`edge-gateway broker-config mosquitto`, --broker-url).
+    /// Port 0 picks a free port (reported in --ready-file). Ignored with --broker-url.
+    #[arg(
+        long,
+        env = "EDGE_GATEWAY_MQTT_LISTEN",
+        default_value = "127.0.0.1:1883"
+    )]
     pub mqtt_listen: SocketAddr,
+    /// INSECURE: let the embedded broker listen beyond loopback (--mqtt-listen 0.0.0.0:1883).
+    /// Anyone who reaches the port can then read every device's desired set, including
+    /// resolved Secret values, run containers on every device and register Nodes. Only
+    /// for a lab network you trust; logged as a warning at startup.
+    #[arg(long, env = "EDGE_GATEWAY_EMBEDDED_BROKER_INSECURE_LISTEN")]
+    pub embedded_broker_insecure_listen: bool,
     /// Use an external broker instead of the embedded one: mqtt://host:port or
     /// mqtts://host:port (Mosquitto with the ACL from `broker-config mosquitto`, EMQX, ...).
     #[arg(long, env = "EDGE_GATEWAY_BROKER_URL")]
@@ -163,8 +177,11 @@ pub struct RunArgs {
 /// Where the gateway's MQTT client connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerConfig {
-    /// Start rumqttd in-process on this address.
-    Embedded { listen: SocketAddr },
+    /// Start rumqttd in-process on this address (loopback unless `insecure_listen`).
+    Embedded {
+        listen: SocketAddr,
+        insecure_listen: bool,
+    },
     /// An external broker.
     External {
         host: String,
@@ -212,7 +229,10 @@ impl GatewayConfig {
         Self {
             kube: KubeConfigSource::default(),
             store_dir: store_dir.into(),
-            broker: BrokerConfig::Embedded { listen: any },
+            broker: BrokerConfig::Embedded {
+                listen: any,
+                insecure_listen: false,
+            },
             mqtt_client_id: "edge-gateway".to_owned(),
             kubelet_listen: any,
             kubelet_tls: None,
@@ -258,9 +278,16 @@ impl TryFrom<RunArgs> for GatewayConfig {
     type Error = ConfigError;
     fn try_from(a: RunArgs) -> Result<Self, ConfigError> {
         let broker = match &a.broker_url {
-            None => BrokerConfig::Embedded {
-                listen: a.mqtt_listen,
-            },
+            None => {
+                crate::embedded_broker::check_listen(
+                    a.mqtt_listen,
+                    a.embedded_broker_insecure_listen,
+                )?;
+                BrokerConfig::Embedded {
+                    listen: a.mqtt_listen,
+                    insecure_listen: a.embedded_broker_insecure_listen,
+                }
+            }
             Some(url) => {
                 let (host, port, tls) = parse_broker_url(url)?;
                 if !tls && (a.broker_ca.is_some() || a.broker_cert.is_some()) {
@@ -330,6 +357,62 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("1d").is_err());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<GatewayConfig, ConfigError> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(std::iter::once("edge-gateway").chain(args.iter().copied()))
+            .unwrap();
+        GatewayConfig::try_from(cli.run)
+    }
+
+    #[test]
+    fn embedded_broker_defaults_to_loopback() {
+        let config = parse(&[]).unwrap();
+        let BrokerConfig::Embedded {
+            listen,
+            insecure_listen,
+        } = config.broker
+        else {
+            panic!("not embedded: {:?}", config.broker);
+        };
+        assert!(listen.ip().is_loopback(), "{listen}");
+        assert!(!insecure_listen);
+    }
+
+    #[test]
+    fn embedded_broker_beyond_loopback_needs_the_insecure_flag() {
+        let err = parse(&["--mqtt-listen", "0.0.0.0:1883"]).unwrap_err();
+        assert!(err.to_string().contains("broker-config mosquitto"), "{err}");
+        let config = parse(&[
+            "--mqtt-listen",
+            "0.0.0.0:1883",
+            "--embedded-broker-insecure-listen",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.broker,
+            BrokerConfig::Embedded {
+                listen: "0.0.0.0:1883".parse().unwrap(),
+                insecure_listen: true
+            }
+        );
+        // An external broker is not affected by --mqtt-listen.
+        assert!(
+            parse(&[
+                "--mqtt-listen",
+                "0.0.0.0:1883",
+                "--broker-url",
+                "mqtt://b:1883"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

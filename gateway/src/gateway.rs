@@ -13,7 +13,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{BrokerConfig, GatewayConfig, KubeConfigSource};
 use crate::fleet::{Fleet, FleetSettings};
@@ -46,6 +46,12 @@ pub enum GatewayError {
     },
     #[error("the MQTT broker did not accept the gateway's connection within 15 s ({0})")]
     BrokerUnreachable(String),
+    #[error(
+        "the embedded MQTT broker failed ({0}); the gateway stops so that its supervisor (systemd, \
+         Kubernetes) restarts it with a fresh broker, its store is intact. If this repeats, look for \
+         the client that triggers it in the log, or move devices to Mosquitto (--broker-url)"
+    )]
+    BrokerFailed(String),
     #[error("cannot write the ready file {path}: {source}")]
     ReadyFile {
         path: String,
@@ -75,6 +81,7 @@ pub struct ReadyPorts {
 pub struct Gateway {
     pub ports: ReadyPorts,
     fleet: Arc<Fleet>,
+    broker: Option<embedded_broker::EmbeddedBroker>,
     token: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -82,6 +89,15 @@ pub struct Gateway {
 impl Gateway {
     pub fn fleet(&self) -> &Arc<Fleet> {
         &self.fleet
+    }
+
+    /// Resolves when the embedded broker has failed, with what happened; pending forever
+    /// with an external broker.
+    pub async fn broker_failed(&self) -> String {
+        match &self.broker {
+            Some(b) => b.failed().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Stops every task and waits for them (the embedded broker thread lives on).
@@ -143,14 +159,35 @@ pub async fn start(
     let store = Store::open(&config.store_dir)?;
     let metrics = Arc::new(Metrics::new());
 
-    let mqtt_port = match &config.broker {
-        BrokerConfig::Embedded { listen } => {
-            let broker = embedded_broker::start(*listen).await?;
-            info!(addr = %broker.addr, "embedded MQTT broker listening");
-            Some(broker.addr.port())
+    let broker = match &config.broker {
+        BrokerConfig::Embedded {
+            listen,
+            insecure_listen,
+        } => {
+            let broker = embedded_broker::start(*listen, *insecure_listen).await?;
+            if broker.addr.ip().is_loopback() {
+                info!(addr = %broker.addr, "embedded MQTT broker listening (loopback only)");
+            } else {
+                warn!(
+                    addr = %broker.addr,
+                    "--embedded-broker-insecure-listen: the embedded MQTT broker listens beyond loopback \
+                     with NO authentication and NO topic ACL; anyone who reaches it can read every \
+                     device's desired set (with Secret values) and command every device. Use \
+                     Mosquitto (`edge-gateway broker-config mosquitto`, --broker-url) for real devices"
+                );
+            }
+            if cfg!(panic = "abort") {
+                warn!(
+                    "this edge-gateway was built with panic=abort (the release profile): a panic in the \
+                     embedded broker ends the process at once; build it with --profile release-gateway \
+                     to stop cleanly instead (docs/gateway.md)"
+                );
+            }
+            Some(broker)
         }
         BrokerConfig::External { .. } => None,
     };
+    let mqtt_port = broker.as_ref().map(|b| b.addr.port());
 
     let kubelet_listener = bind("kubelet API", config.kubelet_listen).await?;
     let kubelet_port = kubelet_listener
@@ -367,6 +404,7 @@ pub async fn start(
     Ok(Gateway {
         ports,
         fleet,
+        broker,
         token,
         tasks,
     })
@@ -377,8 +415,16 @@ pub async fn run(config: GatewayConfig, token: CancellationToken) -> Result<()> 
     install_crypto_provider();
     let client = kube_client(&config.kube).await?;
     let gateway = start(config, client, token.clone()).await?;
-    token.cancelled().await;
-    info!("shutting down");
-    gateway.shutdown().await;
-    Ok(())
+    tokio::select! {
+        _ = token.cancelled() => {
+            info!("shutting down");
+            gateway.shutdown().await;
+            Ok(())
+        }
+        fault = gateway.broker_failed() => {
+            error!(%fault, "the embedded MQTT broker failed; stopping the gateway");
+            gateway.shutdown().await;
+            Err(GatewayError::BrokerFailed(fault))
+        }
+    }
 }

@@ -73,6 +73,20 @@ fn tls_config(
     }
 }
 
+/// Largest MQTT packet the gateway's client accepts from the broker. A bigger one would
+/// end its connection before it could be acknowledged, and with a persistent session
+/// the broker would redeliver it on every reconnect: brokers must forward nothing bigger.
+pub const MAX_INCOMING_PACKET_BYTES: usize = 4 * MAX_DESIRED_SET_BYTES;
+
+/// Largest payload a broker may accept (embedded rumqttd's packet limit, Mosquitto's
+/// `message_size_limit`): a whole desired set, the largest message the gateway sends,
+/// with room to spare. Every device message above the protocol's limits that fits is
+/// still delivered to the gateway, which counts and drops it.
+pub const BROKER_MAX_PAYLOAD_BYTES: usize = MAX_DESIRED_SET_BYTES + 64 * 1024;
+
+// Payload plus the largest topic (2 + 65,535 bytes), packet id and fixed header.
+const _: () = assert!(BROKER_MAX_PAYLOAD_BYTES + 2 + 65_535 + 2 + 5 <= MAX_INCOMING_PACKET_BYTES);
+
 /// Client options for the configured broker (`embedded_port` when embedded).
 pub fn options(
     broker: &BrokerConfig,
@@ -80,7 +94,7 @@ pub fn options(
     embedded_port: Option<u16>,
 ) -> Result<MqttOptions, MqttError> {
     let mut opts = match broker {
-        BrokerConfig::Embedded { listen } => {
+        BrokerConfig::Embedded { listen, .. } => {
             let host = if listen.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
             } else {
@@ -105,9 +119,10 @@ pub fn options(
     };
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_clean_session(false);
-    // Incoming limit above every protocol limit, so an oversized message from a device is
-    // decoded, counted and dropped instead of breaking the gateway's connection.
-    opts.set_max_packet_size(4 * MAX_DESIRED_SET_BYTES, MAX_DESIRED_SET_BYTES + 64 * 1024);
+    // Incoming limit above every protocol limit and above what the brokers accept, so an
+    // oversized message from a device is decoded, counted and dropped instead of breaking
+    // the gateway's connection.
+    opts.set_max_packet_size(MAX_INCOMING_PACKET_BYTES, BROKER_MAX_PAYLOAD_BYTES);
     opts.set_inflight(200);
     opts.set_request_channel_capacity(1000);
     Ok(opts)

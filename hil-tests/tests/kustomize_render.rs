@@ -1,14 +1,22 @@
-//! The gateway's kustomize base and the external-broker overlay render with the real
-//! `kubectl kustomize`, hold what a deployment needs, and the ClusterRole grants exactly
-//! the API calls the gateway makes (`edge_gateway::rbac::API_PERMISSIONS`), both ways.
+//! The gateway's kustomize base and overlays render with the real `kubectl kustomize`,
+//! hold what a deployment needs, expose no unauthenticated MQTT port (except the lab
+//! overlay, which says so), and the ClusterRole grants exactly the API calls the
+//! gateway makes (`edge_gateway::rbac::API_PERMISSIONS`), both ways.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use edge_gateway::enrollment::{MosquittoConfig, RevocationList};
 use edge_gateway::rbac::API_PERMISSIONS;
 use yaml_rust2::{Yaml, YamlLoader};
+
+/// Every kustomization users apply.
+const BASE: &str = "deploy/kustomize/base";
+const EXTERNAL_BROKER: &str = "deploy/kustomize/overlays/external-broker";
+const LAB: &str = "deploy/kustomize/overlays/lab-embedded-broker";
+const ALL: [&str; 3] = [BASE, EXTERNAL_BROKER, LAB];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -107,10 +115,7 @@ fn port_numbers(y: &Yaml, key: &str) -> BTreeSet<i64> {
 
 #[test]
 fn cluster_role_grants_exactly_what_the_gateway_calls() {
-    for dir in [
-        "deploy/kustomize/base",
-        "deploy/kustomize/overlays/external-broker",
-    ] {
+    for dir in ALL {
         let docs = render(dir);
         let roles: Vec<&Yaml> = docs
             .iter()
@@ -181,25 +186,242 @@ fn base_renders_a_complete_gateway_deployment() {
         Some("edge-gateway")
     );
     assert!(env_names(container).contains(&"EDGE_GATEWAY_NODE_ADDRESS".to_string()));
+    // The embedded broker listens on loopback and no port or Service exposes it.
     assert_eq!(
         port_numbers(&container["ports"], "containerPort"),
-        BTreeSet::from([1883, 9464, 10250])
+        BTreeSet::from([9464, 10250])
+    );
+    let listen = config["data"]["EDGE_GATEWAY_MQTT_LISTEN"].as_str().unwrap();
+    assert!(listen.starts_with("127.0.0.1:"), "{listen}");
+    assert!(
+        config["data"]["EDGE_GATEWAY_EMBEDDED_BROKER_INSECURE_LISTEN"].is_badvalue(),
+        "the base must not opt into an exposed embedded broker"
     );
 
-    // Services: kubelet API and MQTT.
+    // One Service: kubelet API and metrics, in-cluster.
+    let services: Vec<&Yaml> = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("Service"))
+        .collect();
+    assert_eq!(services.len(), 1, "{services:?}");
     let svc = find(&docs, "Service", "edge-gateway");
     assert!(port_numbers(&svc["spec"]["ports"], "port").contains(&10250));
-    let mqtt = find(&docs, "Service", "edge-gateway-mqtt");
     assert_eq!(
-        port_numbers(&mqtt["spec"]["ports"], "port"),
-        BTreeSet::from([1883])
+        svc["spec"]["selector"]["app.kubernetes.io/name"].as_str(),
+        sts["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"].as_str()
     );
-    for s in [svc, mqtt] {
-        assert_eq!(
-            s["spec"]["selector"]["app.kubernetes.io/name"].as_str(),
-            sts["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"].as_str()
+}
+
+/// What a rendered Service port leads to, as far as MQTT is concerned.
+#[derive(Debug, PartialEq, Eq)]
+enum Exposure {
+    /// Not an MQTT listener (kubelet API, metrics).
+    NotMqtt,
+    /// Mosquitto running the generated config: TLS, client certificate required, ACL.
+    MqttWithClientCertificates,
+    /// The embedded broker, or an MQTT port nobody vouches for.
+    UnauthenticatedMqtt(String),
+}
+
+/// Pod templates (with their workload's name) whose labels the selector matches.
+fn selected_pods<'a>(docs: &'a [Yaml], selector: &Yaml) -> Vec<(&'a str, &'a Yaml)> {
+    let wanted = selector.as_hash().cloned().unwrap_or_default();
+    docs.iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("Deployment" | "StatefulSet" | "DaemonSet" | "Pod")
+            )
+        })
+        .filter_map(|d| {
+            let (labels, spec) = if d["kind"].as_str() == Some("Pod") {
+                (&d["metadata"]["labels"], &d["spec"])
+            } else {
+                (
+                    &d["spec"]["template"]["metadata"]["labels"],
+                    &d["spec"]["template"]["spec"],
+                )
+            };
+            let labels = labels.as_hash()?;
+            wanted
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+                .then(|| (d["metadata"]["name"].as_str().unwrap_or("?"), spec))
+        })
+        .collect()
+}
+
+/// The value a gateway container gets for an EDGE_GATEWAY_* setting (env, then the
+/// ConfigMap it loads).
+fn gateway_setting(docs: &[Yaml], container: &Yaml, name: &str) -> Option<String> {
+    if let Some(v) = container["env"].as_vec().and_then(|env| {
+        env.iter()
+            .find(|e| e["name"].as_str() == Some(name))
+            .and_then(|e| e["value"].as_str())
+    }) {
+        return Some(v.to_owned());
+    }
+    for from in container["envFrom"].as_vec().into_iter().flatten() {
+        if let Some(cm) = from["configMapRef"]["name"].as_str() {
+            let config = find(docs, "ConfigMap", cm);
+            if let Some(v) = config["data"][name].as_str() {
+                return Some(v.to_owned());
+            }
+        }
+    }
+    None
+}
+
+fn classify(docs: &[Yaml], service: &Yaml, port: &Yaml) -> Exposure {
+    let target = &port["targetPort"];
+    let service_port = port["port"].as_i64().unwrap();
+    let mut found = Vec::new();
+    for (workload, pod) in selected_pods(docs, &service["spec"]["selector"]) {
+        for container in pod["containers"].as_vec().into_iter().flatten() {
+            for cp in container["ports"].as_vec().into_iter().flatten() {
+                let matches = match (target.as_str(), target.as_i64()) {
+                    (Some(name), _) => cp["name"].as_str() == Some(name),
+                    (None, Some(n)) => cp["containerPort"].as_i64() == Some(n),
+                    (None, None) => cp["containerPort"].as_i64() == Some(service_port),
+                };
+                if matches {
+                    found.push((workload, container, cp["containerPort"].as_i64().unwrap()));
+                }
+            }
+        }
+    }
+    assert!(
+        !found.is_empty(),
+        "Service {} port {service_port} targets no container port",
+        service["metadata"]["name"].as_str().unwrap_or("?")
+    );
+    let mut worst = Exposure::NotMqtt;
+    for (workload, container, number) in found {
+        let image = container["image"].as_str().unwrap_or_default();
+        let what = format!(
+            "{workload}/{} port {number}",
+            container["name"].as_str().unwrap_or("?")
+        );
+        let exposure = if image.contains("edge-gateway") {
+            let listen = gateway_setting(docs, container, "EDGE_GATEWAY_MQTT_LISTEN")
+                .unwrap_or_else(|| "127.0.0.1:1883".to_owned());
+            let broker_url = gateway_setting(docs, container, "EDGE_GATEWAY_BROKER_URL");
+            if broker_url.is_none() && listen.ends_with(&format!(":{number}")) {
+                Exposure::UnauthenticatedMqtt(format!("{what}: the embedded broker ({listen})"))
+            } else {
+                Exposure::NotMqtt
+            }
+        } else if image.contains("mosquitto") {
+            // It must run the config `broker-config mosquitto` writes, whose listener on
+            // this port requires a client certificate and applies the ACL.
+            let command = strs(&container["command"]).join(" ");
+            assert!(
+                command.contains("/mosquitto/config/mosquitto.conf"),
+                "{what}: Mosquitto does not run the generated config: {command}"
+            );
+            let conf = MosquittoConfig {
+                listen_address: "0.0.0.0".to_owned(),
+                port: u16::try_from(number).unwrap(),
+                files_dir: "/mosquitto/config".into(),
+                run_as_user: None,
+            }
+            .render(&RevocationList::default())
+            .conf;
+            let listener = conf
+                .split("\nlistener ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("no listener in the generated config:\n{conf}"));
+            if listener.starts_with(&format!("{number} "))
+                && listener.contains("\nrequire_certificate true\n")
+                && listener.contains("\nacl_file ")
+                && conf.contains("\nallow_anonymous false\n")
+            {
+                Exposure::MqttWithClientCertificates
+            } else {
+                Exposure::UnauthenticatedMqtt(format!(
+                    "{what}: Mosquitto without client certificates"
+                ))
+            }
+        } else if number == 1883
+            || number == 8883
+            || port["name"].as_str().is_some_and(|n| n.starts_with("mqtt"))
+        {
+            Exposure::UnauthenticatedMqtt(format!(
+                "{what}: an MQTT port of an unknown image {image}"
+            ))
+        } else {
+            Exposure::NotMqtt
+        };
+        if matches!(exposure, Exposure::UnauthenticatedMqtt(_)) || worst == Exposure::NotMqtt {
+            worst = exposure;
+        }
+    }
+    worst
+}
+
+/// Every (Service, port) that exposes MQTT without authentication.
+fn unauthenticated_mqtt(docs: &[Yaml]) -> Vec<String> {
+    let mut exposed = Vec::new();
+    for service in docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("Service"))
+    {
+        for port in service["spec"]["ports"].as_vec().into_iter().flatten() {
+            if let Exposure::UnauthenticatedMqtt(what) = classify(docs, service, port) {
+                exposed.push(format!(
+                    "Service {} ({}) port {}: {what}",
+                    service["metadata"]["name"].as_str().unwrap_or("?"),
+                    service["spec"]["type"].as_str().unwrap_or("ClusterIP"),
+                    port["port"].as_i64().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    exposed
+}
+
+#[test]
+fn no_rendered_service_exposes_an_unauthenticated_mqtt_port() {
+    for dir in [BASE, EXTERNAL_BROKER] {
+        let docs = render(dir);
+        let exposed = unauthenticated_mqtt(&docs);
+        assert!(
+            exposed.is_empty(),
+            "{dir} exposes MQTT without authentication: {exposed:#?}"
         );
     }
+    // Mosquitto's port is exposed, authenticated.
+    let docs = render(EXTERNAL_BROKER);
+    let svc = find(&docs, "Service", "mosquitto");
+    assert_eq!(
+        classify(&docs, svc, &svc["spec"]["ports"][0]),
+        Exposure::MqttWithClientCertificates
+    );
+}
+
+#[test]
+fn lab_overlay_exposes_the_embedded_broker_only_with_the_insecure_opt_in() {
+    let docs = render(LAB);
+    let exposed = unauthenticated_mqtt(&docs);
+    assert_eq!(exposed.len(), 1, "{exposed:#?}");
+    assert!(exposed[0].contains("edge-gateway-mqtt"), "{exposed:#?}");
+    let config = find(&docs, "ConfigMap", "edge-gateway");
+    assert_eq!(
+        config["data"]["EDGE_GATEWAY_MQTT_LISTEN"].as_str(),
+        Some("0.0.0.0:1883")
+    );
+    assert_eq!(
+        config["data"]["EDGE_GATEWAY_EMBEDDED_BROKER_INSECURE_LISTEN"].as_str(),
+        Some("true")
+    );
+    let sts = find(&docs, "StatefulSet", "edge-gateway");
+    assert_eq!(
+        port_numbers(
+            &sts["spec"]["template"]["spec"]["containers"][0]["ports"],
+            "containerPort"
+        ),
+        BTreeSet::from([1883, 9464, 10250])
+    );
 }
 
 #[test]
@@ -270,10 +492,7 @@ fn manifest_settings_are_real_gateway_flags() {
         .join(" ");
     assert!(out.status.success(), "{help}");
     let mut names = BTreeSet::new();
-    for dir in [
-        "deploy/kustomize/base",
-        "deploy/kustomize/overlays/external-broker",
-    ] {
+    for dir in ALL {
         let docs = render(dir);
         let config = find(&docs, "ConfigMap", "edge-gateway");
         for (k, _) in config["data"].as_hash().unwrap() {

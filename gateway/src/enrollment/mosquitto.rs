@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use edge_protocol::topic::device_acl_patterns;
 
+use crate::mqtt_link::{BROKER_MAX_PAYLOAD_BYTES, MAX_INCOMING_PACKET_BYTES};
+
 use super::GATEWAY_IDENTITY;
 use super::error::Result;
 use super::private_file::{create_dir, write_private, write_public};
@@ -59,6 +61,17 @@ impl MosquittoConfig {
              # queue for it. Mosquitto's default (1000 queued, 20 in flight) drops the excess.\n\
              max_queued_messages 200000\n\
              max_inflight_messages 1000\n",
+        );
+        let _ = write!(
+            conf,
+            "# Size limits at or below what the gateway's client accepts ({gateway} bytes per\n\
+             # packet): a bigger message would cut the gateway off, and its persistent session\n\
+             # would get it redelivered on every reconnect. A larger payload is acknowledged and\n\
+             # dropped; a client sending a larger packet is disconnected.\n\
+             message_size_limit {payload}\n\
+             max_packet_size {gateway}\n",
+            payload = BROKER_MAX_PAYLOAD_BYTES,
+            gateway = MAX_INCOMING_PACKET_BYTES,
         );
         if let Some(user) = &self.run_as_user {
             let _ = writeln!(conf, "user {user}");
@@ -167,7 +180,33 @@ mod tests {
         assert!(files.conf.contains("listener 8883 0.0.0.0\n"));
         assert!(files.conf.contains("require_certificate true\n"));
         assert!(files.conf.contains("max_queued_messages 200000\n"));
+        assert!(
+            files
+                .conf
+                .contains(&format!("message_size_limit {BROKER_MAX_PAYLOAD_BYTES}\n"))
+        );
+        assert!(
+            files
+                .conf
+                .contains(&format!("max_packet_size {MAX_INCOMING_PACKET_BYTES}\n"))
+        );
         assert!(files.conf.contains("use_identity_as_username true\n"));
+        // The example in deploy/mosquitto shows the same limits.
+        let example = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/mosquitto/mosquitto.conf.example"),
+        )
+        .unwrap();
+        for line in files
+            .conf
+            .lines()
+            .filter(|l| l.starts_with("message_size_limit ") || l.starts_with("max_packet_size "))
+        {
+            assert!(
+                example.lines().any(|l| l == line),
+                "{line} not in the example"
+            );
+        }
         assert!(files.conf.contains("crlfile /etc/mosquitto/edge/crl.pem\n"));
         assert!(files.conf.contains("acl_file /etc/mosquitto/edge/acl\n"));
     }
