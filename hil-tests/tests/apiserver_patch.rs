@@ -270,7 +270,8 @@ async fn token_and_access_reviews() {
             .status
             .unwrap()
             .authenticated,
-        Some(false)
+        None,
+        "kube-apiserver omits authenticated: false"
     );
 
     // SubjectAccessReviews are answered by RBAC for the user and groups in the spec,
@@ -291,8 +292,10 @@ async fn token_and_access_reviews() {
     };
     let pods = json!({"verb": "get", "resource": "pods", "namespace": "default"});
     assert!(
-        allowed(json!({"user": "edge-hil-admin", "groups": ["system:masters"],
-            "resourceAttributes": pods}))
+        allowed(
+            json!({"user": "edge-hil-admin", "groups": ["system:masters"],
+            "resourceAttributes": pods})
+        )
         .await
     );
     assert!(!allowed(json!({"user": "edge-hil-admin", "resourceAttributes": pods})).await);
@@ -304,8 +307,10 @@ async fn token_and_access_reviews() {
         .await
     );
     assert!(
-        !allowed(json!({"user": "someone", "groups": ["system:authenticated"],
-            "resourceAttributes": proxy}))
+        !allowed(
+            json!({"user": "someone", "groups": ["system:authenticated"],
+            "resourceAttributes": proxy})
+        )
         .await
     );
 }

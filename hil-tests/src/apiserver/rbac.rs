@@ -29,7 +29,8 @@ pub const KUBELET_API_CLIENT_BINDING: &str = "kubeadm:apiserver-kubelet-client";
 /// The group allowed everything without RBAC.
 pub const MASTERS_GROUP: &str = "system:masters";
 
-/// The bootstrap ClusterRoles and ClusterRoleBindings the emulator starts with.
+/// The bootstrap ClusterRoles and ClusterRoleBindings the emulator starts with, as
+/// kube-apiserver v1.37.2 and kubeadm create them (checked against the real ones).
 pub fn bootstrap_objects() -> Vec<(&'static str, Value)> {
     let bootstrap = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
     let autoupdate = json!({"rbac.authorization.kubernetes.io/autoupdate": "true"});
@@ -59,7 +60,8 @@ pub fn bootstrap_objects() -> Vec<(&'static str, Value)> {
                 "rules": [
                     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
                     {"apiGroups": [""], "resources": ["nodes"], "verbs": ["proxy"]},
-                    {"apiGroups": [""], "resources": ["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/spec", "nodes/stats"], "verbs": ["*"]}
+                    {"apiGroups": [""], "resources": ["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/stats"], "verbs": ["*"]},
+                    {"apiGroups": [""], "resources": ["nodes/configz", "nodes/healthz", "nodes/pods"], "verbs": ["*"]}
                 ]
             }),
         ),
@@ -298,7 +300,9 @@ mod tests {
             reason,
             "RBAC: allowed by ClusterRoleBinding \"kubeadm:apiserver-kubelet-client\" of ClusterRole \"system:kubelet-api-admin\" to User \"kube-apiserver-kubelet-client\""
         );
-        assert!(authorize(&c, &client, &nodes("get", "pods", "pi-01")).is_none());
+        assert!(authorize(&c, &client, &nodes("get", "pods", "pi-01")).is_some());
+        assert!(authorize(&c, &client, &nodes("get", "spec", "pi-01")).is_none());
+        assert!(authorize(&c, &client, &nodes("delete", "", "pi-01")).is_none());
         let stranger = Subject {
             user: "mallory".into(),
             groups: vec!["system:authenticated".into()],

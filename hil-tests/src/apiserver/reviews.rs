@@ -62,7 +62,12 @@ pub fn review(
                         .cloned()
                         .collect();
                     if audiences.is_empty() {
-                        json!({"authenticated": false, "user": {}, "error": "[invalid bearer token, token audiences is invalid for the target audiences]"})
+                        let list = |a: &[String]| serde_json::to_string(a).unwrap_or_default();
+                        json!({"user": {}, "error": format!(
+                            "[invalid bearer token, token audiences {} is invalid for the target audiences {}]",
+                            list(&user.audiences),
+                            list(&wanted)
+                        )})
                     } else {
                         let mut u = json!({"username": user.username, "groups": user.groups});
                         if !user.uid.is_empty() {
@@ -72,7 +77,8 @@ pub fn review(
                     }
                 }
                 None => {
-                    json!({"authenticated": false, "user": {}, "error": "[invalid bearer token, token lookup failed]"})
+                    // kube-apiserver omits `authenticated` when false
+                    json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"})
                 }
             };
         }
