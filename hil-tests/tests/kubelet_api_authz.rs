@@ -104,6 +104,14 @@ where
 }
 
 async fn bed(backend: ClusterBackend, suffix: &str) -> Bed {
+    bed_with(backend, suffix, |_| {}).await
+}
+
+async fn bed_with(
+    backend: ClusterBackend,
+    suffix: &str,
+    tweak: impl FnOnce(&mut GatewayConfig),
+) -> Bed {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -126,6 +134,7 @@ async fn bed(backend: ClusterBackend, suffix: &str) -> Bed {
     config.kubelet_client_ca = Some(bundle);
     config.kubelet_authn.token_webhook = true;
     config.log_request_timeout = Duration::from_secs(5);
+    tweak(&mut config);
     let gateway = gateway::start(config, gateway_client, CancellationToken::new())
         .await
         .unwrap();
@@ -154,28 +163,7 @@ async fn bed(backend: ClusterBackend, suffix: &str) -> Bed {
         async move { nodes.get_opt(&device).await.unwrap() }
     })
     .await;
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
-    let pod: Pod = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "secret-talker", "namespace": ns},
-        "spec": {
-            "nodeSelector": {"kubernetes.io/hostname": device},
-            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}],
-            "automountServiceAccountToken": false,
-            "containers": [{"name": "app", "image": "localhost/busybox:test", "command": ["sleep", "3600"]}]
-        }
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    eventually(60, "the pod Running", || {
-        let pods = pods.clone();
-        async move {
-            let p = pods.get("secret-talker").await.unwrap();
-            (p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(())
-        }
-    })
-    .await;
+    run_pod(&admin, &ns, "secret-talker", &device).await;
     dev.set_log("secret-talker", "app", "the secret line\n");
     Bed {
         _dir: dir,
@@ -187,6 +175,32 @@ async fn bed(backend: ClusterBackend, suffix: &str) -> Bed {
         device,
         _dev: dev,
     }
+}
+
+/// Creates pod `name` in `ns` on node `node` and waits until it runs.
+async fn run_pod(admin: &kube::Client, ns: &str, name: &str, node: &str) {
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}],
+            "automountServiceAccountToken": false,
+            "containers": [{"name": "app", "image": "localhost/busybox:test", "command": ["sleep", "3600"]}]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually(60, "the pod Running", || {
+        let pods = pods.clone();
+        async move {
+            let p = pods.get(name).await.unwrap();
+            (p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(())
+        }
+    })
+    .await;
 }
 
 /// `curl` against the gateway's kubelet API: body and status code.
@@ -360,4 +374,87 @@ async fn emulator_kubelet_api_authorizes_every_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_kubelet_api_authorizes_every_request() {
     kubelet_api_authorizes_every_request(ClusterBackend::ControlPlane, "cp").await;
+}
+
+/// Node-scoped rights, anonymous requests and the decision cache, on the emulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_scoped_rights_anonymous_requests_and_cached_decisions() {
+    let bed = bed_with(ClusterBackend::Emulator, "scope", |c| {
+        c.kubelet_authn.anonymous = true;
+        c.kubelet_authz.denied_ttl = Duration::from_secs(2);
+        c.kubelet_authz.allowed_ttl = Duration::from_secs(2);
+    })
+    .await;
+    // a second device with a pod of its own
+    let other = FakeDevice::start(FakeDeviceConfig::new(
+        DeviceId::new("authz-other-scope").unwrap(),
+        "127.0.0.1",
+        bed.gateway.ports.mqtt_port.unwrap(),
+    ))
+    .await
+    .unwrap();
+    run_pod(&bed.admin, &bed.ns, "other-talker", "authz-other-scope").await;
+    other.set_log("other-talker", "app", "the other line\n");
+    let here = format!("/containerLogs/{}/secret-talker/app", bed.ns);
+    let there = format!("/containerLogs/{}/other-talker/app", bed.ns);
+
+    // rights on one node: that node's pods only; an unknown pod is 403, not 404
+    grant_nodes_proxy(
+        &bed,
+        "authz-dave-scope",
+        Some(&bed.device),
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "dave"}),
+    )
+    .await;
+    let dave = bed.ca.user("dave", &[]);
+    let (body, code) = call(&bed, &here, &cert_args(&dave)).await;
+    assert_eq!((code, body.as_str()), (200, "the secret line\n"));
+    let (body, code) = call(&bed, &there, &cert_args(&dave)).await;
+    assert_eq!(code, 403, "{body}");
+    let (body, code) = call(
+        &bed,
+        &format!("/containerLogs/{}/nope/app", bed.ns),
+        &cert_args(&dave),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+
+    // anonymous requests (enabled here) are authorized as system:anonymous: 403, not 401
+    let (body, code) = call(&bed, &here, &[]).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("user=system:anonymous"), "{body}");
+    // an invalid token is still 401, as on the kubelet
+    let (_, code) = call(&bed, &here, &bearer("not-a-token")).await;
+    assert_eq!(code, 401);
+
+    // a denial is reused for the denied TTL: granting does not help until it expires
+    let erin = bed.ca.user("erin", &[]);
+    assert_eq!(call(&bed, &there, &cert_args(&erin)).await.1, 403);
+    grant_nodes_proxy(
+        &bed,
+        "authz-erin-scope",
+        None,
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "erin"}),
+    )
+    .await;
+    assert_eq!(
+        call(&bed, &there, &cert_args(&erin)).await.1,
+        403,
+        "cached denial"
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (body, code) = call(&bed, &there, &cert_args(&erin)).await;
+    assert_eq!((code, body.as_str()), (200, "the other line\n"));
+    // and an allowance for the allowed TTL: revoking takes effect after it
+    let bindings: Api<ClusterRoleBinding> = Api::all(bed.admin.clone());
+    bindings
+        .delete("authz-erin-scope", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&bed, &there, &cert_args(&erin)).await.0,
+        "the other line\n"
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(call(&bed, &there, &cert_args(&erin)).await.1, 403);
 }
