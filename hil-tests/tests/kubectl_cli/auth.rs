@@ -48,7 +48,8 @@ pub async fn service_account_tokens_from_kubectl_create_token(b: Backend) {
     let get_ns = with_token(api_token.trim(), &["get", "ns", "default", "--no-headers"]).await;
     let err = String::from_utf8_lossy(&get_ns.stderr);
     if b.is_emulator() {
-        // Emulator difference: it has no RBAC; every authenticated request is allowed.
+        // Emulator difference: it enforces no RBAC on its own requests; every
+        // authenticated request is allowed.
         assert!(get_ns.status.success(), "{err}");
     } else {
         // ... and RBAC lets the default ServiceAccount do nothing.
