@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::kubelet_api::authn::AuthnSettings;
+use crate::kubelet_api::authz::AuthzSettings;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid duration {0:?}: use a number with a unit, e.g. 500ms, 10s, 2m, 1h")]
@@ -122,10 +125,29 @@ pub struct RunArgs {
     /// certificate kube-apiserver presents (--kubelet-client-certificate).
     #[arg(long, env = "EDGE_GATEWAY_KUBELET_CLIENT_CA")]
     pub kubelet_client_ca: Option<PathBuf>,
-    /// Also accept bearer tokens on the kubelet API, checked with TokenReview and
-    /// SubjectAccessReview (nodes/proxy), like the kubelet's webhook mode.
+    /// Also accept bearer tokens on the kubelet API, checked with a TokenReview against
+    /// the API server (the kubelet's --authentication-token-webhook). Every request, with
+    /// a certificate or a token, is then authorized with a SubjectAccessReview on
+    /// nodes/<subresource> (nodes/proxy for kubectl logs).
     #[arg(long, env = "EDGE_GATEWAY_KUBELET_TOKEN_AUTH")]
     pub kubelet_token_auth: bool,
+    /// Let requests without credentials through authentication as system:anonymous
+    /// (group system:unauthenticated), still subject to a SubjectAccessReview. Off by
+    /// default (a hardened kubelet's --anonymous-auth=false): such requests get 401.
+    #[arg(long, env = "EDGE_GATEWAY_KUBELET_ANONYMOUS_AUTH")]
+    pub kubelet_anonymous_auth: bool,
+    /// How long an allowed SubjectAccessReview answer is reused (the kubelet's
+    /// authorization.webhook.cacheAuthorizedTTL).
+    #[arg(long, env = "EDGE_GATEWAY_KUBELET_AUTHZ_CACHE_ALLOWED_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub kubelet_authz_cache_allowed_ttl: Duration,
+    /// How long a denied SubjectAccessReview answer is reused (the kubelet's
+    /// authorization.webhook.cacheUnauthorizedTTL).
+    #[arg(long, env = "EDGE_GATEWAY_KUBELET_AUTHZ_CACHE_DENIED_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub kubelet_authz_cache_denied_ttl: Duration,
+    /// How long a TokenReview answer is reused (the kubelet's
+    /// authentication.webhook.cacheTTL).
+    #[arg(long, env = "EDGE_GATEWAY_KUBELET_TOKEN_CACHE_TTL", default_value = "2m", value_parser = parse_duration)]
+    pub kubelet_token_cache_ttl: Duration,
     /// InternalIP put into every Node's status.addresses: where the API server reaches
     /// this gateway's kubelet API (the gateway pod's or host's IP).
     #[arg(long, env = "EDGE_GATEWAY_NODE_ADDRESS", default_value = "127.0.0.1")]
@@ -209,7 +231,8 @@ pub struct GatewayConfig {
     pub kubelet_listen: SocketAddr,
     pub kubelet_tls: Option<(PathBuf, PathBuf)>,
     pub kubelet_client_ca: Option<PathBuf>,
-    pub kubelet_token_auth: bool,
+    pub kubelet_authn: AuthnSettings,
+    pub kubelet_authz: AuthzSettings,
     pub node_address: String,
     pub provider: String,
     pub taint: bool,
@@ -237,7 +260,8 @@ impl GatewayConfig {
             kubelet_listen: any,
             kubelet_tls: None,
             kubelet_client_ca: None,
-            kubelet_token_auth: false,
+            kubelet_authn: AuthnSettings::default(),
+            kubelet_authz: AuthzSettings::default(),
             node_address: "127.0.0.1".to_owned(),
             provider: "edge".to_owned(),
             taint: true,
@@ -330,7 +354,15 @@ impl TryFrom<RunArgs> for GatewayConfig {
             kubelet_listen: a.kubelet_listen,
             kubelet_tls: a.kubelet_tls_cert.zip(a.kubelet_tls_key),
             kubelet_client_ca: a.kubelet_client_ca,
-            kubelet_token_auth: a.kubelet_token_auth,
+            kubelet_authn: AuthnSettings {
+                token_webhook: a.kubelet_token_auth,
+                anonymous: a.kubelet_anonymous_auth,
+                token_cache_ttl: a.kubelet_token_cache_ttl,
+            },
+            kubelet_authz: AuthzSettings {
+                allowed_ttl: a.kubelet_authz_cache_allowed_ttl,
+                denied_ttl: a.kubelet_authz_cache_denied_ttl,
+            },
             node_address: a.node_address,
             provider: a.provider,
             taint: !a.no_taint,

@@ -17,7 +17,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{BrokerConfig, GatewayConfig, KubeConfigSource};
 use crate::fleet::{Fleet, FleetSettings};
-use crate::kubelet_api::auth::Authenticator;
+use crate::kubelet_api::access::AccessControl;
+use crate::kubelet_api::authn::Authenticator;
+use crate::kubelet_api::authz::Authorizer;
 use crate::metrics::Metrics;
 use crate::node_object::NodeSettings;
 use crate::store::Store;
@@ -213,9 +215,12 @@ pub async fn start(
         &config.node_address,
     )?;
     let tls = kubelet_api::tls::server_config(&cert, &key, config.kubelet_client_ca.as_deref())?;
-    if config.kubelet_client_ca.is_none() && !config.kubelet_token_auth {
+    if config.kubelet_client_ca.is_none()
+        && !config.kubelet_authn.token_webhook
+        && !config.kubelet_authn.anonymous
+    {
         warn!(
-            "neither --kubelet-client-ca nor --kubelet-token-auth is set: the kubelet API will refuse every log request"
+            "neither --kubelet-client-ca nor --kubelet-token-auth is set: the kubelet API will refuse every request (401), kubectl logs included"
         );
     }
 
@@ -336,8 +341,11 @@ pub async fn start(
     tasks.push(tokio::spawn(kubelet_api::serve(
         kubelet_listener,
         tls,
-        fleet.clone(),
-        Authenticator::new(client, config.kubelet_token_auth),
+        AccessControl {
+            fleet: fleet.clone(),
+            authenticator: Authenticator::new(client.clone(), config.kubelet_authn),
+            authorizer: Authorizer::new(client, config.kubelet_authz),
+        },
         config.log_request_timeout,
         token.clone(),
     )));

@@ -24,7 +24,7 @@
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
-//! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/containerLogs/...`; client certs and tokens |
+//! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/containerLogs/...`; authn + SubjectAccessReview per request |
 //! | [`metrics`] | Prometheus metrics (prometheus-client) |
 //! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
 //! | [`hostile_input`] | rate-limited logging of dropped messages |

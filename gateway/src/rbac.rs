@@ -58,7 +58,8 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         resource: "leases",
         verbs: &["create", "patch"],
     },
-    // Bearer-token authentication and authorization on the kubelet API.
+    // Kubelet API in webhook mode: TokenReview for bearer tokens, SubjectAccessReview
+    // for every request.
     ApiPermission {
         api_group: "authentication.k8s.io",
         resource: "tokenreviews",

@@ -270,21 +270,48 @@ async fn token_and_access_reviews() {
             .status
             .unwrap()
             .authenticated,
-        Some(false)
+        None,
+        "kube-apiserver omits authenticated: false"
     );
 
+    // SubjectAccessReviews are answered by RBAC for the user and groups in the spec,
+    // as kube-apiserver answers them: the admin's groups (system:masters) allow
+    // everything, the same user name alone is bound to nothing.
     let sars: Api<SubjectAccessReview> = Api::all(client.clone());
-    let sar: SubjectAccessReview =
-        serde_json::from_value(json!({"spec": {"user": "edge-hil-admin",
-        "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}}}))
-        .unwrap();
+    let allowed = |spec: serde_json::Value| {
+        let sars = sars.clone();
+        async move {
+            let sar: SubjectAccessReview = serde_json::from_value(json!({"spec": spec})).unwrap();
+            sars.create(&PostParams::default(), &sar)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .allowed
+        }
+    };
+    let pods = json!({"verb": "get", "resource": "pods", "namespace": "default"});
     assert!(
-        sars.create(&PostParams::default(), &sar)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .allowed
+        allowed(
+            json!({"user": "edge-hil-admin", "groups": ["system:masters"],
+            "resourceAttributes": pods})
+        )
+        .await
+    );
+    assert!(!allowed(json!({"user": "edge-hil-admin", "resourceAttributes": pods})).await);
+    // the API server's kubelet client is bound to system:kubelet-api-admin (kubeadm)
+    let proxy = json!({"verb": "get", "resource": "nodes", "subresource": "proxy", "name": "n1"});
+    assert!(
+        allowed(json!({"user": "kube-apiserver-kubelet-client",
+            "groups": ["system:authenticated"], "resourceAttributes": proxy}))
+        .await
+    );
+    assert!(
+        !allowed(
+            json!({"user": "someone", "groups": ["system:authenticated"],
+            "resourceAttributes": proxy})
+        )
+        .await
     );
 }
 

@@ -22,7 +22,9 @@ use edge_hil_tests::differential::{
 };
 use serde_json::Value;
 
-use fixtures::{APP, BAD, LEASE, WATCHED, fake_kubelet, node_json};
+use fixtures::{
+    APP, BAD, LEASE, SAR_KUBELET_CLIENT, SAR_STRANGER, WATCHED, fake_kubelet, node_json,
+};
 use session::{Session, Watch};
 
 const NS: &str = "diff";
@@ -162,6 +164,24 @@ async fn script(s: &mut Session, files: &Path) -> Result<()> {
         "--as=system:serviceaccount:diff:sensor",
     ])
     .await?;
+
+    // RBAC for the kubelet API: the bootstrap role, kubeadm's binding of the API
+    // server's kubelet client, and SubjectAccessReviews as the gateway asks them.
+    s.json(&["get", "clusterrole", "system:kubelet-api-admin"])
+        .await?;
+    s.json(&[
+        "get",
+        "clusterrolebinding",
+        "kubeadm:apiserver-kubelet-client",
+    ])
+    .await?;
+    // (--validate=false: kubectl validates create-only kinds client-side with the
+    // protobuf OpenAPI v2 document, which the emulator does not serve; the answers are
+    // what is compared.)
+    for sar in ["sar-kubelet-client.json", "sar-stranger.json"] {
+        s.json(&["create", "--validate=false", "-f", &f(sar)])
+            .await?;
+    }
 
     // Patch: merge, merge without a change, JSON, strategic.
     s.text(&[
@@ -389,6 +409,8 @@ async fn kubectl_session_matches_the_real_apiserver() -> Result<()> {
         ("app.yaml", APP),
         ("bad.yaml", BAD),
         ("watched-2.yaml", WATCHED),
+        ("sar-kubelet-client.json", SAR_KUBELET_CLIENT),
+        ("sar-stranger.json", SAR_STRANGER),
     ] {
         std::fs::write(files.join(name), text)?;
     }

@@ -37,6 +37,7 @@ async fn run_writes_the_ready_file_and_serves() {
         .arg(dir.path().join("store"))
         .args(["--mqtt-listen", "127.0.0.1:0"])
         .args(["--kubelet-listen", "127.0.0.1:0"])
+        .arg("--kubelet-token-auth")
         .args(["--metrics-listen", "127.0.0.1:0"])
         .args(["--node-address", "127.0.0.1"])
         .args(["--node-lease-renew", "1s", "--device-timeout", "5s"])
@@ -76,10 +77,25 @@ async fn run_writes_the_ready_file_and_serves() {
             .expect("curl is needed for this test (apt-get install curl)");
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    // /healthz wants credentials, as on a kubelet: the admin's bearer token passes
+    let kubeconfig = std::fs::read_to_string(api.kubeconfig_path()).unwrap();
+    let token = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .map(|t| t.trim().trim_matches('"').to_owned())
+        .expect("the emulator's kubeconfig has a bearer token");
+    let healthz = format!("https://127.0.0.1:{kubelet}/healthz");
+    assert!(
+        curl(vec!["-sk".into(), healthz.clone()])
+            .await
+            .starts_with("Unauthorized")
+    );
     assert_eq!(
         curl(vec![
             "-sk".into(),
-            format!("https://127.0.0.1:{kubelet}/healthz")
+            "-H".into(),
+            format!("Authorization: Bearer {token}"),
+            healthz
         ])
         .await,
         "ok"

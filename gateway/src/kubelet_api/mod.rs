@@ -1,14 +1,22 @@
 //! The kubelet API over HTTPS for every node of the gateway: `/healthz`, `/pods` and
 //! `/containerLogs/{namespace}/{pod}/{container}` (streamed from the device over MQTT).
+//! Every request, `/healthz` and unknown paths included, is authenticated and authorized
+//! first, as the kubelet does in webhook mode.
 //!
 //! | module | what is there |
 //! |---|---|
 //! | [`tls`] | serving certificate, client-certificate verification |
-//! | [`auth`] | client certificate or bearer token (TokenReview + SubjectAccessReview) |
+//! | [`authn`] | who calls: client certificate, bearer token (TokenReview), anonymous |
+//! | [`authz`] | what the request asks (`nodes/<subresource>`), SubjectAccessReview |
+//! | [`access`] | the filter in front of every route, and which node a request is for |
+//! | [`review_cache`] | bounded cache of review answers with per-entry expiry |
 //! | [`log_query`] | the `containerLogs` query parameters, validated |
 
-pub mod auth;
+pub mod access;
+pub mod authn;
+pub mod authz;
 pub mod log_query;
+pub mod review_cache;
 pub mod tls;
 
 use std::sync::Arc;
@@ -17,7 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Extension, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -30,12 +38,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::fleet::{Fleet, LogTargetError};
-use auth::{AuthError, Authenticator, ConnectionIdentity};
+use access::AccessControl;
 
 #[derive(Clone, Debug)]
 struct ApiState {
     fleet: Arc<Fleet>,
-    auth: Authenticator,
     log_timeout: Duration,
 }
 
@@ -50,37 +57,11 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn auth_error(e: AuthError) -> Response {
-    let status = match e {
-        AuthError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-        AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
-        AuthError::Review(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    plain(status, e.to_string())
-}
-
-fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-}
-
 async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn pods(
-    State(state): State<ApiState>,
-    Extension(identity): Extension<ConnectionIdentity>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(e) = state
-        .auth
-        .check(&identity, authorization(&headers), "get", "proxy", None)
-        .await
-    {
-        return auth_error(e);
-    }
+async fn pods(State(state): State<ApiState>) -> Response {
     let items: Vec<serde_json::Value> = state
         .fleet
         .pods()
@@ -181,29 +162,10 @@ fn log_error_response(chunk: &LogChunk, pod: &str, container: &str) -> Option<Re
 
 async fn container_logs(
     State(state): State<ApiState>,
-    Extension(identity): Extension<ConnectionIdentity>,
-    headers: HeaderMap,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let target = state.fleet.log_target(&namespace, &pod, &container);
-    let node = match &target {
-        Ok((device, _)) => Some(device.to_string()),
-        Err(_) => None,
-    };
-    if let Err(e) = state
-        .auth
-        .check(
-            &identity,
-            authorization(&headers),
-            "get",
-            "proxy",
-            node.as_deref(),
-        )
-        .await
-    {
-        return auth_error(e);
-    }
     let params = match log_query::LogQuery::parse(query.as_deref().unwrap_or_default()) {
         Ok(p) => p,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
@@ -280,8 +242,13 @@ async fn container_logs(
         .into_response()
 }
 
-/// The router (state included).
-fn router(fleet: Arc<Fleet>, auth: Authenticator, log_timeout: Duration) -> Router {
+async fn not_found() -> Response {
+    plain(StatusCode::NOT_FOUND, "404 page not found")
+}
+
+/// The router (state included), every route behind the access filter.
+fn router(access: AccessControl, log_timeout: Duration) -> Router {
+    let fleet = access.fleet.clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/pods", get(pods))
@@ -289,24 +256,21 @@ fn router(fleet: Arc<Fleet>, auth: Authenticator, log_timeout: Duration) -> Rout
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
-        .with_state(ApiState {
-            fleet,
-            auth,
-            log_timeout,
-        })
+        .fallback(not_found)
+        .with_state(ApiState { fleet, log_timeout })
+        .layer(axum::middleware::from_fn_with_state(access, access::filter))
 }
 
 /// Serves the kubelet API on `listener` until cancelled.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    fleet: Arc<Fleet>,
-    auth: Authenticator,
+    access: AccessControl,
     log_timeout: Duration,
     token: CancellationToken,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(fleet, auth, log_timeout);
+    let app = router(access, log_timeout);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = token.cancelled() => break,
@@ -332,14 +296,13 @@ pub async fn serve(
                     }
                     Err(_) => return,
                 };
-            let identity = ConnectionIdentity {
-                certificate_cn: tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| tls::common_name(c).unwrap_or_default()),
-            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(tls::subject_identity)
+                .unwrap_or_default();
             let svc = TowerToHyperService::new(app.layer(Extension(identity)));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);

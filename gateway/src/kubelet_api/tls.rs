@@ -7,6 +7,8 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
+use super::authn::ConnectionIdentity;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
@@ -150,13 +152,27 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
-/// Common name of a verified client certificate.
-pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    parsed
-        .subject()
+/// The user of a verified client certificate, as the kubelet's x509 authenticator reads
+/// it: user = the subject's CN, groups = its O values. A certificate without a CN
+/// identifies nobody.
+pub fn subject_identity(cert: &CertificateDer<'_>) -> ConnectionIdentity {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return ConnectionIdentity::default();
+    };
+    let subject = parsed.subject();
+    let certificate_cn = subject
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .map(str::to_owned);
+    let certificate_organizations = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
         .map(str::to_owned)
+        .collect();
+    ConnectionIdentity {
+        certificate_cn,
+        certificate_organizations,
+    }
 }

@@ -214,9 +214,11 @@ impl TlsMaterial {
         )?;
         let kc_key = KeyPair::generate()?;
         let kc_ca = CertifiedIssuer::self_signed(ca_params("edge-hil-kubelet-client-ca")?, kc_key)?;
+        // kubeadm's (v1.37) apiserver-kubelet-client: in no group, allowed the kubelet
+        // API by the seeded binding to system:kubelet-api-admin (see `rbac`).
         let kubelet_client = leaf(
-            "kube-apiserver-kubelet-client",
-            Some("system:masters"),
+            super::rbac::KUBELET_API_CLIENT_USER,
+            None,
             vec![],
             ExtendedKeyUsagePurpose::ClientAuth,
             &kc_ca,

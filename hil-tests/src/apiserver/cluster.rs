@@ -157,6 +157,7 @@ impl Cluster {
                 let _ = c.create(rt, None, json!({"metadata": {"name": ns}}));
             }
         }
+        super::rbac::seed(&c);
         // The `kubernetes` service in default.
         if let Some(rt) = resources::find("", "v1", "services") {
             let _ = c.create(
@@ -269,7 +270,13 @@ impl Cluster {
         } else {
             m.remove("namespace");
         }
-        if let Some(why) = valid_name(&name, rt.plural == "namespaces") {
+        let why = if rt.group == "rbac.authorization.k8s.io" {
+            // RBAC objects only need to be path segments (`system:kubelet-api-admin`)
+            super::rbac::invalid_path_segment(&name)
+        } else {
+            valid_name(&name, rt.plural == "namespaces")
+        };
+        if let Some(why) = why {
             return Err(ApiError::invalid(
                 rt.kind,
                 rt.group,

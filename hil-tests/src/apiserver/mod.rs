@@ -27,6 +27,7 @@
 //! | [`tables`] | server-side printing (`Table`) for kubectl |
 //! | [`tokens`] | admin and ServiceAccount bearer tokens (TokenRequest) |
 //! | [`validation`] | `fieldValidation=Strict` unknown-field detection |
+//! | [`rbac`] | ClusterRoles, bindings: SubjectAccessReview answers, bootstrap policy |
 //! | [`reviews`] | tokenreviews, subjectaccessreviews, selfsubjectaccessreviews |
 //! | [`log_proxy`] | pods/log proxied to the node's kubelet endpoint with a client cert |
 //! | [`scheduler`] | binds pending pods like kube-scheduler |
@@ -67,6 +68,7 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;
+pub mod rbac;
 pub mod replicaset;
 pub mod resources;
 pub mod reviews;

@@ -1,11 +1,14 @@
 //! tokenreviews, subjectaccessreviews and selfsubjectaccessreviews: answered, not stored.
-//! There is one identity (the kubeconfig's token, in group `system:masters`) and no RBAC, so
-//! every access review is allowed, as it would be for `system:masters`.
+//! TokenReviews authenticate the kubeconfig's admin token and issued ServiceAccount tokens
+//! against the requested audiences (none: the API server's own); SubjectAccessReviews are
+//! answered by the emulator's RBAC ([`rbac`](super::rbac)). SelfSubjectAccessReviews
+//! come from the admin (`system:masters`) and are allowed.
 
 use serde_json::{Value, json};
 
-use super::cluster::ADMIN_USER;
+use super::cluster::Cluster;
 use super::errors::{ApiError, ApiResult};
+use super::rbac::{self, ResourceRequest, Subject};
 use super::resources::ResourceType;
 use super::tokens::{DEFAULT_AUDIENCE, TokenUser, Tokens};
 
@@ -13,6 +16,7 @@ use super::tokens::{DEFAULT_AUDIENCE, TokenUser, Tokens};
 pub fn review(
     rt: &ResourceType,
     tokens: &Tokens,
+    cluster: &Cluster,
     caller: Option<&TokenUser>,
     mut obj: Value,
 ) -> ApiResult<Value> {
@@ -46,21 +50,24 @@ pub fn review(
                 .filter(|_| !presented.is_empty())
             {
                 Some(user) => {
-                    let audiences: Vec<String> = if wanted.is_empty() {
-                        if user.audiences.is_empty() {
-                            vec![DEFAULT_AUDIENCE.to_string()]
-                        } else {
-                            user.audiences.clone()
-                        }
+                    // No audiences asked: the API server's own (its --api-audiences).
+                    let wanted = if wanted.is_empty() {
+                        vec![DEFAULT_AUDIENCE.to_string()]
                     } else {
                         wanted
-                            .iter()
-                            .filter(|w| user.audiences.is_empty() || user.audiences.contains(w))
-                            .cloned()
-                            .collect()
                     };
+                    let audiences: Vec<String> = wanted
+                        .iter()
+                        .filter(|w| user.audiences.is_empty() || user.audiences.contains(w))
+                        .cloned()
+                        .collect();
                     if audiences.is_empty() {
-                        json!({"authenticated": false, "user": {}, "error": "[invalid bearer token, token audiences is invalid for the target audiences]"})
+                        let list = |a: &[String]| serde_json::to_string(a).unwrap_or_default();
+                        json!({"user": {}, "error": format!(
+                            "[invalid bearer token, token audiences {} is invalid for the target audiences {}]",
+                            list(&user.audiences),
+                            list(&wanted)
+                        )})
                     } else {
                         let mut u = json!({"username": user.username, "groups": user.groups});
                         if !user.uid.is_empty() {
@@ -70,7 +77,8 @@ pub fn review(
                     }
                 }
                 None => {
-                    json!({"authenticated": false, "user": {}, "error": "[invalid bearer token, token lookup failed]"})
+                    // kube-apiserver omits `authenticated` when false
+                    json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"})
                 }
             };
         }
@@ -93,11 +101,37 @@ pub fn review(
                     "Invalid value: \"\": at least one of user or group must be specified",
                 ));
             }
-            let allowed = user == ADMIN_USER || groups.contains(&"system:masters");
-            obj["status"] = if allowed {
-                json!({"allowed": true, "reason": "system:masters group is allowed everything (emulator)"})
+            let who = Subject {
+                user: user.to_owned(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            };
+            let attr = |k: &str| {
+                obj.pointer(&format!("/spec/resourceAttributes/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let decision = if obj.pointer("/spec/resourceAttributes").is_some() {
+                let req = ResourceRequest {
+                    verb: attr("verb"),
+                    group: attr("group"),
+                    resource: attr("resource"),
+                    subresource: attr("subresource"),
+                    namespace: attr("namespace"),
+                    name: attr("name"),
+                };
+                rbac::authorize(cluster, &who, &req)
             } else {
-                json!({"allowed": true, "reason": "emulator has no RBAC: every subject is allowed"})
+                // non-resource URLs: only the privileged group (not evaluated further)
+                who.groups
+                    .iter()
+                    .any(|g| g == rbac::MASTERS_GROUP)
+                    .then(String::new)
+            };
+            obj["status"] = match decision {
+                Some(reason) if reason.is_empty() => json!({"allowed": true}),
+                Some(reason) => json!({"allowed": true, "reason": reason}),
+                None => json!({"allowed": false}),
             };
         }
         "SelfSubjectReview" => {

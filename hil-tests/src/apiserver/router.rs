@@ -484,7 +484,7 @@ async fn resource(
             let obj = parse_json(&body, &content_type)?;
             validation::check_body(rt, &obj, q.get("fieldValidation").map(String::as_str))?;
             if rt.virtual_only {
-                let out = reviews::review(rt, &ctx.tokens, user.as_ref(), obj)?;
+                let out = reviews::review(rt, &ctx.tokens, cluster, user.as_ref(), obj)?;
                 return Ok(json_response(201, &out));
             }
             let created = cluster.create_as(rt, ns, obj, Some(&manager))?;

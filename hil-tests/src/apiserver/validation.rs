@@ -30,6 +30,12 @@ fn typed_roundtrip(rt: &ResourceType, v: &Value) -> ApiResult<Option<Value>> {
         ("apps", "ReplicaSet") => roundtrip::<api::apps::v1::ReplicaSet>(v)?,
         ("apps", "DaemonSet") => roundtrip::<api::apps::v1::DaemonSet>(v)?,
         ("coordination.k8s.io", "Lease") => roundtrip::<api::coordination::v1::Lease>(v)?,
+        ("rbac.authorization.k8s.io", "ClusterRole") => roundtrip::<api::rbac::v1::ClusterRole>(v)?,
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            roundtrip::<api::rbac::v1::ClusterRoleBinding>(v)?
+        }
+        ("rbac.authorization.k8s.io", "Role") => roundtrip::<api::rbac::v1::Role>(v)?,
+        ("rbac.authorization.k8s.io", "RoleBinding") => roundtrip::<api::rbac::v1::RoleBinding>(v)?,
         ("certificates.k8s.io", _) => {
             roundtrip::<api::certificates::v1::CertificateSigningRequest>(v)?
         }

@@ -215,6 +215,7 @@ impl ControlPlane {
             timeout,
         )?;
         cp.setup_gateway_identity(timeout)?;
+        cp.setup_kubelet_api_client_rbac()?;
         eprintln!(
             "controlplane: {} ready in {:.1} s at {} ({})",
             cp.server_version(),
@@ -342,6 +343,24 @@ impl ControlPlane {
                 String::from_utf8_lossy(&out.stderr).trim()
             )))
         }
+    }
+
+    /// What kubeadm (v1.37+) does for kube-apiserver's kubelet client certificate: a
+    /// ClusterRoleBinding `kubeadm:apiserver-kubelet-client` of the bootstrap ClusterRole
+    /// `system:kubelet-api-admin` to its user, so kubelets in webhook authorization mode
+    /// (and the gateway's kubelet API) let the API server proxy logs, exec and
+    /// port-forward.
+    fn setup_kubelet_api_client_rbac(&self) -> StackResult<()> {
+        let user = format!("--user={}", pki::KUBELET_API_CLIENT_USER);
+        let role = format!("--clusterrole={}", pki::KUBELET_API_ADMIN_ROLE);
+        self.kubectl_admin(&[
+            "create",
+            "clusterrolebinding",
+            pki::KUBELET_API_CLIENT_BINDING,
+            &role,
+            &user,
+        ])
+        .map(|_| ())
     }
 
     fn setup_gateway_identity(&self, timeout: Duration) -> StackResult<()> {

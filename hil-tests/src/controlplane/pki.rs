@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use rcgen::{CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair};
 
 use crate::apiserver::certs::{CertError, apiserver_sans, ca_params, leaf};
+pub use crate::apiserver::rbac::{
+    KUBELET_API_ADMIN_ROLE, KUBELET_API_CLIENT_BINDING, KUBELET_API_CLIENT_USER,
+};
 
 /// Files under the control plane's `pki/` directory.
 #[derive(Debug, Clone)]
@@ -66,10 +69,11 @@ impl ControlPlanePki {
             ca_params("edge-hil-kubelet-client-ca")?,
             KeyPair::generate()?,
         )?;
-        // kubeadm's apiserver-kubelet-client identity.
+        // kubeadm's apiserver-kubelet-client identity (since v1.37 in no group: RBAC
+        // grants it system:kubelet-api-admin, see `KUBELET_API_CLIENT_BINDING`).
         let kubelet_client = leaf(
-            "kube-apiserver-kubelet-client",
-            Some("kubeadm:cluster-admins"),
+            KUBELET_API_CLIENT_USER,
+            None,
             vec![],
             ExtendedKeyUsagePurpose::ClientAuth,
             &kc_ca,

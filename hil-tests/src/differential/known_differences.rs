@@ -48,11 +48,12 @@ pub const KNOWN_DIFFERENCES: &[KnownDifference] = &[
                  has an empty one)",
     },
     KnownDifference {
-        what: "no RBAC and no impersonation (`kubectl auth can-i --as=...`)",
+        what: "no RBAC on the emulator's own requests and no impersonation (`kubectl auth can-i --as=...`)",
         pattern: "auth can-i create pods --as=system:serviceaccount:diff:sensor | *",
-        reason: "every authenticated request is allowed and `Impersonate-*` headers are \
-                 ignored, so the answer is `yes` where RBAC says `no`; RBAC is tested against \
-                 the real control plane",
+        reason: "every authenticated request is allowed, SelfSubjectAccessReviews are always \
+                 allowed and `Impersonate-*` headers are ignored, so the answer is `yes` where \
+                 RBAC says `no`; RBAC answers SubjectAccessReviews only (what the gateway's \
+                 kubelet API asks), and the rest is tested against the real control plane",
     },
     KnownDifference {
         what: "`managedFields` of updates lack the `\".\"` entries of maps they create",

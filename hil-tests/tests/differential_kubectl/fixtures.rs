@@ -104,6 +104,15 @@ spec:
   renewTime: "2024-01-01T00:00:00.000000Z"
 "#;
 
+/// A SubjectAccessReview of the API server's kubelet client on `nodes/proxy` (allowed by
+/// kubeadm's binding) and one of a user bound to nothing (denied).
+pub const SAR_KUBELET_CLIENT: &str = r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+ "spec": {"user": "kube-apiserver-kubelet-client", "groups": ["system:authenticated"],
+  "resourceAttributes": {"verb": "get", "version": "v1", "resource": "nodes", "subresource": "proxy", "name": "diff-node-1"}}}"#;
+pub const SAR_STRANGER: &str = r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+ "spec": {"user": "mallory", "groups": ["system:authenticated"],
+  "resourceAttributes": {"verb": "get", "version": "v1", "resource": "nodes", "subresource": "proxy", "name": "diff-node-1"}}}"#;
+
 pub const BAD: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nbogus: 1\ndata:\n  a: \"1\"\n";
 

@@ -48,7 +48,8 @@ pub async fn service_account_tokens_from_kubectl_create_token(b: Backend) {
     let get_ns = with_token(api_token.trim(), &["get", "ns", "default", "--no-headers"]).await;
     let err = String::from_utf8_lossy(&get_ns.stderr);
     if b.is_emulator() {
-        // Emulator difference: it has no RBAC; every authenticated request is allowed.
+        // Emulator difference: it enforces no RBAC on its own requests; every
+        // authenticated request is allowed.
         assert!(get_ns.status.success(), "{err}");
     } else {
         // ... and RBAC lets the default ServiceAccount do nothing.
@@ -99,19 +100,24 @@ pub async fn service_account_tokens_from_kubectl_create_token(b: Backend) {
         .unwrap();
     // kube-apiserver omits `authenticated: false` (Go's omitempty).
     assert_ne!(wrong.authenticated, Some(true));
-    let error = wrong.error.unwrap_or_default();
-    if b.is_emulator() {
-        // Emulator difference: its error names no audiences.
-        assert_eq!(
-            error,
-            "[invalid bearer token, token audiences is invalid for the target audiences]"
-        );
-    } else {
-        assert_eq!(
-            error,
-            "[invalid bearer token, token audiences [\"edge-kubelet\"] is invalid for the target audiences [\"other\"]]"
-        );
-    }
+    assert_eq!(
+        wrong.error.unwrap_or_default(),
+        "[invalid bearer token, token audiences [\"edge-kubelet\"] is invalid for the target audiences [\"other\"]]"
+    );
+    // Without audiences the review checks the API server's own (what a kubelet asks):
+    // this token is for another audience.
+    let implicit: TokenReview = serde_json::from_value(json!({"spec": {"token": token}})).unwrap();
+    let implicit = reviews
+        .create(&PostParams::default(), &implicit)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_ne!(implicit.authenticated, Some(true));
+    assert_eq!(
+        implicit.error.unwrap_or_default(),
+        "[invalid bearer token, token audiences [\"edge-kubelet\"] is invalid for the target audiences [\"https://kubernetes.default.svc.cluster.local\"]]"
+    );
 }
 
 /// auth can-i and whoami as the admin, version, cluster-info.
