@@ -561,6 +561,16 @@ impl Fleet {
     }
 
     fn on_heartbeat(&self, device: &DeviceId, hb: Heartbeat) {
+        self.heard_with(
+            device,
+            SyncInput::Heartbeat {
+                observed_generation: hb.observed_generation,
+            },
+        );
+    }
+
+    /// A device was heard from with something for its desired-set sync.
+    fn heard_with(&self, device: &DeviceId, input: SyncInput) {
         let now = Instant::now();
         {
             let mut state = self.lock();
@@ -569,9 +579,7 @@ impl Fleet {
                 return self.unknown_device(device);
             };
             entry.last_seen = Some(now);
-            let effects = entry.sync.handle(SyncInput::Heartbeat {
-                observed_generation: hb.observed_generation,
-            });
+            let effects = entry.sync.handle(input);
             self.apply(&mut state, device, effects);
         }
         self.evaluate(device, now);
@@ -630,20 +638,12 @@ impl Fleet {
     }
 
     fn on_resync(&self, device: &DeviceId, r: ResyncRequest) {
-        let now = Instant::now();
-        {
-            let mut state = self.lock();
-            let Some(entry) = state.devices.get_mut(device) else {
-                drop(state);
-                return self.unknown_device(device);
-            };
-            entry.last_seen = Some(now);
-            let effects = entry.sync.handle(SyncInput::ResyncRequested {
+        self.heard_with(
+            device,
+            SyncInput::ResyncRequested {
                 known_generation: r.known_generation,
-            });
-            self.apply(&mut state, device, effects);
-        }
-        self.evaluate(device, now);
+            },
+        );
     }
 
     fn on_status(&self, device: &DeviceId, report: PodStatusReport) {

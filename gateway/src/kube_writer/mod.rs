@@ -151,6 +151,14 @@ impl KubeOps {
     }
 }
 
+/// A unique Event name for an object, as the kubelet makes them: `<object>.<hex time>`.
+fn event_name(object: &str) -> String {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let nanos = jiff::Timestamp::now().as_nanosecond().unsigned_abs();
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    format!("{object}.{nanos:x}{seq:04x}")
+}
+
 /// Builds an Event the way the kubelet records it about a pod.
 #[allow(clippy::too_many_arguments)]
 pub fn pod_event(
@@ -165,13 +173,9 @@ pub fn pod_event(
     at: Time,
     count: i32,
 ) -> Event {
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let nanos = jiff::Timestamp::now().as_nanosecond().unsigned_abs();
-    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff;
-    let name = format!("{pod_name}.{nanos:x}{seq:04x}");
     Event {
         metadata: ObjectMeta {
-            name: Some(name),
+            name: Some(event_name(pod_name)),
             namespace: Some(namespace.to_owned()),
             ..Default::default()
         },
@@ -203,12 +207,9 @@ pub fn pod_event(
 /// Builds an Event about a Node, reported by the gateway (like the kubelet's node
 /// events, in the `default` namespace).
 pub fn node_event(node: &str, event_type: &str, reason: &str, message: &str, at: Time) -> Event {
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let nanos = jiff::Timestamp::now().as_nanosecond().unsigned_abs();
-    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff;
     Event {
         metadata: ObjectMeta {
-            name: Some(format!("{node}.{nanos:x}{seq:04x}")),
+            name: Some(event_name(node)),
             namespace: Some("default".to_owned()),
             ..Default::default()
         },
