@@ -10,8 +10,8 @@
 //! |---|---|
 //! | [`config`] | `edge-gateway run` flags and the validated [`config::GatewayConfig`] |
 //! | [`gateway`] | wiring: [`gateway::start`] / [`gateway::run`], ready file, shutdown |
-//! | [`fleet`] | [`fleet::Fleet`]: device registry, liveness, pods, effects of device messages |
-//! | [`device_sync`] | per-device desired set / generation state machine (pure) |
+//! | [`fleet`] | [`fleet::Fleet`]: device registry, liveness, Node claims, revocation, pods, effects of device messages |
+//! | [`device_sync`] | per-device desired set / generation state machine (pure), with the set's size kept under one MQTT message |
 //! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes (pure) |
 //! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure) |
 //! | [`node_object`] | Node labels, taint, capacity, nodeInfo, addresses from a device's hello (pure) |
@@ -19,7 +19,7 @@
 //! | [`node_resources`] | validation of a device's capacity and extended resources |
 //! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
 //! | [`pod_watch`] | the one pod watch for all nodes; fetches referenced ConfigMaps/Secrets |
-//! | [`kube_writer`] | Nodes, node status, Leases, pod status, deletions, Events (sharded workers) |
+//! | [`kube_writer`] | Nodes (only ours), node status, Leases, pod status, deletions, Events: sharded workers behind latest-wins queues (`write_queue.rs`), Event building and aggregation (`events.rs`) |
 //! | [`mqtt_link`] | the gateway's MQTT client: subscribe, dispatch, outbox (flush, then publish) |
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos |

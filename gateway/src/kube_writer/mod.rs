@@ -4,17 +4,14 @@
 //! so writes about one node never overtake each other and a slow API call for one
 //! device does not hold up the rest of the fleet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use edge_protocol::{DeviceId, NodeReport};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{
-    Event, EventSource, Node, NodeStatus, ObjectReference, Pod, PodStatus,
-};
+use k8s_openapi::api::core::v1::{Event, Node, NodeStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
@@ -22,7 +19,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+mod events;
 mod write_queue;
+
+use events::EventCorrelator;
+pub use events::{EVENT_AGGREGATION_WINDOW, node_event, pod_event};
 
 pub use write_queue::{MAX_QUEUED_EVENTS, WriteQueue};
 
@@ -151,90 +152,6 @@ impl KubeOps {
     }
 }
 
-/// A unique Event name for an object, as the kubelet makes them: `<object>.<hex time>`.
-fn event_name(object: &str) -> String {
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let nanos = jiff::Timestamp::now().as_nanosecond().unsigned_abs();
-    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xffff;
-    format!("{object}.{nanos:x}{seq:04x}")
-}
-
-/// Builds an Event the way the kubelet records it about a pod.
-#[allow(clippy::too_many_arguments)]
-pub fn pod_event(
-    node: &str,
-    namespace: &str,
-    pod_name: &str,
-    pod_uid: &str,
-    container: Option<&str>,
-    event_type: &str,
-    reason: &str,
-    message: &str,
-    at: Time,
-    count: i32,
-) -> Event {
-    Event {
-        metadata: ObjectMeta {
-            name: Some(event_name(pod_name)),
-            namespace: Some(namespace.to_owned()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".to_owned()),
-            kind: Some("Pod".to_owned()),
-            name: Some(pod_name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            uid: Some(pod_uid.to_owned()),
-            field_path: container.map(|c| format!("spec.containers{{{c}}}")),
-            ..Default::default()
-        },
-        reason: Some(reason.to_owned()),
-        message: Some(message.to_owned()),
-        type_: Some(event_type.to_owned()),
-        source: Some(EventSource {
-            component: Some("kubelet".to_owned()),
-            host: Some(node.to_owned()),
-        }),
-        first_timestamp: Some(at.clone()),
-        last_timestamp: Some(at),
-        count: Some(count.max(1)),
-        reporting_component: Some("kubelet".to_owned()),
-        reporting_instance: Some(node.to_owned()),
-        ..Default::default()
-    }
-}
-
-/// Builds an Event about a Node, reported by the gateway (like the kubelet's node
-/// events, in the `default` namespace).
-pub fn node_event(node: &str, event_type: &str, reason: &str, message: &str, at: Time) -> Event {
-    Event {
-        metadata: ObjectMeta {
-            name: Some(event_name(node)),
-            namespace: Some("default".to_owned()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            kind: Some("Node".to_owned()),
-            name: Some(node.to_owned()),
-            uid: Some(node.to_owned()),
-            ..Default::default()
-        },
-        reason: Some(reason.to_owned()),
-        message: Some(message.to_owned()),
-        type_: Some(event_type.to_owned()),
-        source: Some(EventSource {
-            component: Some("edge-gateway".to_owned()),
-            host: None,
-        }),
-        first_timestamp: Some(at.clone()),
-        last_timestamp: Some(at),
-        count: Some(1),
-        reporting_component: Some("edge-gateway".to_owned()),
-        reporting_instance: Some(node.to_owned()),
-        ..Default::default()
-    }
-}
-
 /// The outcome of looking at the Node named like a device.
 enum NodeClaimed {
     /// Created or updated; its uid.
@@ -249,73 +166,6 @@ struct Worker {
     settings: NodeSettings,
     feedback: mpsc::UnboundedSender<KubeFeedback>,
     recent_events: EventCorrelator,
-}
-
-/// Repeats of an event (same object, container, type, reason and message) within
-/// [`EVENT_AGGREGATION_WINDOW`] update the existing Event's count and lastTimestamp,
-/// as the kubelet's event correlator does, instead of creating a new Event each time.
-pub const EVENT_AGGREGATION_WINDOW: Duration = Duration::from_secs(600);
-const EVENT_CACHE_LIMIT: usize = 4096;
-
-type EventKey = (String, Option<String>, String, String, String);
-
-#[derive(Debug, Default)]
-struct EventCorrelator {
-    recent: HashMap<EventKey, RecentEvent>,
-}
-
-#[derive(Debug, Clone)]
-struct RecentEvent {
-    namespace: String,
-    name: String,
-    count: i32,
-    at: Instant,
-}
-
-fn event_key(e: &Event) -> EventKey {
-    (
-        e.involved_object.uid.clone().unwrap_or_default(),
-        e.involved_object.field_path.clone(),
-        e.type_.clone().unwrap_or_default(),
-        e.reason.clone().unwrap_or_default(),
-        e.message.clone().unwrap_or_default(),
-    )
-}
-
-impl EventCorrelator {
-    /// The earlier Event this one repeats, if any (still within the window).
-    fn earlier(&mut self, e: &Event, now: Instant) -> Option<RecentEvent> {
-        let key = event_key(e);
-        match self.recent.get(&key) {
-            Some(r) if now.saturating_duration_since(r.at) < EVENT_AGGREGATION_WINDOW => {
-                Some(r.clone())
-            }
-            Some(_) => {
-                self.recent.remove(&key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn remember(&mut self, e: &Event, count: i32, now: Instant) {
-        if self.recent.len() >= EVENT_CACHE_LIMIT {
-            self.recent
-                .retain(|_, r| now.saturating_duration_since(r.at) < EVENT_AGGREGATION_WINDOW);
-            if self.recent.len() >= EVENT_CACHE_LIMIT {
-                self.recent.clear();
-            }
-        }
-        self.recent.insert(
-            event_key(e),
-            RecentEvent {
-                namespace: e.metadata.namespace.clone().unwrap_or_default(),
-                name: e.metadata.name.clone().unwrap_or_default(),
-                count,
-                at: now,
-            },
-        );
-    }
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
