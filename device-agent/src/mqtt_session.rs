@@ -8,7 +8,9 @@
 //! acknowledged, so acknowledgements are matched by epoch and packet id. On a broken
 //! connection rumqttc moves unacknowledged and not yet written publishes to its pending
 //! queue; the agent uses clean sessions, so the poll task discards them (counting the
-//! unwritten ones for the window) and the window sends them again.
+//! unwritten ones for the window) and the window sends them again. Events rumqttc read
+//! just before the error (a PUBACK that came with the FIN) are handed over as the lost
+//! connection's; rumqttc would otherwise return them after the next ConnAck.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -364,6 +366,25 @@ async fn poll_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                // rumqttc keeps what it read just before the error (a PUBACK, say) and
+                // returns it after the next ConnAck: hand it over now, as the old
+                // connection's, so it is never taken for the new connection's.
+                for event in std::mem::take(&mut eventloop.state.events) {
+                    match event {
+                        Event::Incoming(Packet::PubAck(ack)) => {
+                            let _ = uplink.send(UplinkInput::Acked {
+                                epoch,
+                                pkid: ack.pkid,
+                            });
+                        }
+                        Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => {
+                            let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+                        }
+                        // A message of the lost connection cannot be acknowledged any
+                        // more; the resync on the next connect brings the desired set.
+                        other => tracing::debug!(?other, "dropped an event of the lost connection"),
+                    }
+                }
                 let unsent = discard_unacknowledged(&mut eventloop);
                 if connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "lost the broker connection; pods keep running");

@@ -5,7 +5,10 @@
 //! Mosquitto, another between gateway and broker. During the stream the proxies cut
 //! connections right after forwarding the Nth PUBACK (seeded random sides, directions
 //! and N; the seed is printed, `EDGE_FAULT_SEED` replays it, `EDGE_FAULT_CUTS` sets how
-//! many). Then every report up to the agent's last sequence number (its
+//! many). Half the faults are a double cut around a backlog: forwarding stalls for a few
+//! seconds (the agent's outbox fills), resumes with the client's packets delayed by
+//! 30 ms, is cut with the Nth PUBACK (PUBACK and FIN in one segment) and again 3 ms
+//! after the Mth while the backlog drains on the next connection. Then every report up to the agent's last sequence number (its
 //! `store/sequence`) must have arrived at the gateway, first arrivals in order
 //! (duplicates allowed, none lost). The gateway's arrivals are read from its debug log
 //! line "status report received".
@@ -65,7 +68,7 @@ fn cuts() -> usize {
     std::env::var("EDGE_FAULT_CUTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(12)
+        .unwrap_or(24)
 }
 
 fn image() -> String {
@@ -197,7 +200,7 @@ impl Drop for ContainerCleanup {
 }
 
 struct Run {
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     cluster: Cluster,
     _mosquitto: Option<Mosquitto>,
     gateway: Gateway,
@@ -220,6 +223,16 @@ impl Run {
             tail(self.gateway.log()),
             tail(self.agent.log())
         )
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if std::env::var_os("EDGE_E2E_KEEP").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("EDGE_E2E_KEEP: run files kept in {}", dir.keep().display());
+        }
     }
 }
 
@@ -291,7 +304,7 @@ async fn start(mosquitto: bool) -> Result<Run> {
     .await?;
     Ok(Run {
         state_dir: dir.path().join(format!("agent-{DEVICE}")),
-        _dir: dir,
+        dir: Some(dir),
         cluster,
         _mosquitto: broker,
         gateway,
@@ -354,11 +367,26 @@ async fn stream_with_cuts(r: &Run) -> Result<()> {
             _ => usual,
         };
         let n = 1 + rng.below(3);
+        // Half the faults are a double cut around a backlog: forwarding stalls for a
+        // while (the outbox fills), then resumes with the client's packets slowed down so
+        // the cuts find publishes in transit.
+        let backlog = rng.below(2) == 1;
         let before = proxy.stats().cuts;
         eprintln!(
-            "cut {i}: {} side, after PUBACK #{n} {direction:?}",
-            if gateway_side { "gateway" } else { "agent" }
+            "cut {i}: {} side, after PUBACK #{n} {direction:?}{}",
+            if gateway_side { "gateway" } else { "agent" },
+            if backlog {
+                ", while a backlog drains"
+            } else {
+                ""
+            }
         );
+        if backlog {
+            let stall = Duration::from_millis(3000 + rng.below(2000));
+            proxy.stall(stall);
+            tokio::time::sleep(stall).await;
+            proxy.set_delay(Direction::ToBroker, Duration::from_millis(30));
+        }
         proxy.cut_after_puback(direction, n);
         let waited = wait_for("the armed cut", Duration::from_secs(30), || {
             proxy.stats().cuts > before
@@ -368,7 +396,24 @@ async fn stream_with_cuts(r: &Run) -> Result<()> {
             // Few PUBACKs in that direction (desired sets are rare): cut outright.
             proxy.disarm();
             proxy.cut_now();
+        } else if backlog {
+            // And again while what piled up drains after the reconnect.
+            // Past the connect-time messages (state, hello, resync): into the backlog.
+            let m = 5 + rng.below(6);
+            eprintln!("cut {i}b: again after PUBACK #{m} {direction:?}");
+            let before = proxy.stats().cuts;
+            // This time the client acts on the PUBACK before the connection drops.
+            proxy.cut_shortly_after_puback(direction, m, Duration::from_millis(3));
+            if wait_for("the second cut", Duration::from_secs(20), || {
+                proxy.stats().cuts > before
+            })
+            .await
+            .is_err()
+            {
+                proxy.disarm();
+            }
         }
+        proxy.set_delay(Direction::ToBroker, Duration::ZERO);
         tokio::time::sleep(Duration::from_millis(200 + rng.below(1300))).await;
     }
 

@@ -5,7 +5,7 @@
 //! - cut every connection right after forwarding the Nth PUBACK in a direction
 //!   ([`FaultProxy::cut_after_puback`]) or at once ([`FaultProxy::cut_now`]);
 //! - drop the next packets of a kind in a direction ([`FaultProxy::drop_next`]);
-//! - delay every packet ([`FaultProxy::set_delay`]);
+//! - delay every packet in a direction ([`FaultProxy::set_delay`]);
 //! - stall: stop forwarding for a while without closing ([`FaultProxy::stall`]).
 //!
 //! It listens on `127.0.0.1:0`; clients reconnect through it after a cut. Everything it
@@ -73,9 +73,10 @@ struct Control {
     next_connection: u64,
     connections: Vec<(u64, CancellationToken)>,
     pubacks: [u64; 2],
-    cut_at: [Option<u64>; 2],
+    /// Cut after this many PUBACKs, that long after forwarding the last one.
+    cut_at: [Option<(u64, Duration)>; 2],
     stall_until: Option<Instant>,
-    delay: Duration,
+    delay: [Duration; 2],
     drops: Vec<DropRule>,
     stats: ProxyStats,
     seen: Vec<SeenPacket>,
@@ -99,7 +100,11 @@ impl Control {
 /// What to do with one packet, decided under the lock.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    Forward { wait: Duration, cut_after: bool },
+    /// `cut_after`: cut once forwarded; zero: the FIN goes with the packet.
+    Forward {
+        wait: Duration,
+        cut_after: Option<Duration>,
+    },
     Drop,
 }
 
@@ -128,8 +133,8 @@ impl Shared {
         let stall = c
             .stall_until
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
-        let wait = stall + c.delay;
-        let mut cut_after = false;
+        let wait = stall + c.delay[direction.index()];
+        let mut cut_after = None;
         if frame.kind == PacketKind::PubAck {
             let i = direction.index();
             c.pubacks[i] += 1;
@@ -137,9 +142,11 @@ impl Shared {
                 Direction::ToBroker => c.stats.pubacks_to_broker += 1,
                 Direction::ToClient => c.stats.pubacks_to_client += 1,
             }
-            if c.cut_at[i].is_some_and(|at| c.pubacks[i] >= at) {
+            if let Some((at, linger)) = c.cut_at[i]
+                && c.pubacks[i] >= at
+            {
                 c.cut_at[i] = None;
-                cut_after = true;
+                cut_after = Some(linger);
             }
         }
         if c.seen.len() >= SEEN_LIMIT {
@@ -200,11 +207,18 @@ impl FaultProxy {
     }
 
     /// Cuts every connection right after forwarding the `n`th PUBACK (counted from now,
-    /// `n >= 1`) travelling in `direction`.
+    /// `n >= 1`) travelling in `direction`: the PUBACK and the FIN go in one TCP segment,
+    /// so the receiver reads the acknowledgement and the end of the connection together.
     pub fn cut_after_puback(&self, direction: Direction, n: u64) {
+        self.cut_shortly_after_puback(direction, n, Duration::ZERO);
+    }
+
+    /// Like [`FaultProxy::cut_after_puback`], but the cut comes `linger` after the
+    /// PUBACK (the receiver has acted on it); meanwhile the other direction still flows.
+    pub fn cut_shortly_after_puback(&self, direction: Direction, n: u64, linger: Duration) {
         let mut c = self.shared.lock();
         let i = direction.index();
-        c.cut_at[i] = Some(c.pubacks[i] + n.max(1));
+        c.cut_at[i] = Some((c.pubacks[i] + n.max(1), linger));
     }
 
     /// Whether a [`FaultProxy::cut_after_puback`] is still waiting for its PUBACK.
@@ -231,9 +245,9 @@ impl FaultProxy {
         });
     }
 
-    /// Delays every packet by `delay` (zero: no delay).
-    pub fn set_delay(&self, delay: Duration) {
-        self.shared.lock().delay = delay;
+    /// Delays every packet travelling in `direction` by `delay` (zero: no delay).
+    pub fn set_delay(&self, direction: Direction, delay: Duration) {
+        self.shared.lock().delay[direction.index()] = delay;
     }
 
     /// Stops forwarding in both directions for `duration`; connections stay open.

@@ -56,17 +56,46 @@ pub(super) async fn forward(
             if link.token.is_cancelled() {
                 break 'conn;
             }
-            if to.write_all(&frame.bytes).await.is_err() || to.flush().await.is_err() {
-                break 'conn;
+            match cut_after {
+                Some(linger) if linger.is_zero() => {
+                    // The PUBACK and the FIN in one segment: the peer reads the PUBACK
+                    // and the end of the connection together.
+                    let _ = rustix::net::sockopt::set_tcp_cork(to.as_ref(), true);
+                    let _ = to.write_all(&frame.bytes).await;
+                    let _ = to.shutdown().await;
+                    link.shared.lock().cut_all();
+                    break 'conn;
+                }
+                Some(linger) => {
+                    let _ = to.write_all(&frame.bytes).await;
+                    let _ = to.flush().await;
+                    tokio::select! {
+                        _ = link.token.cancelled() => {}
+                        _ = tokio::time::sleep(linger) => {}
+                    }
+                    link.shared.lock().cut_all();
+                    break 'conn;
+                }
+                None => {}
             }
-            if cut_after {
-                link.shared.lock().cut_all();
+            if to.write_all(&frame.bytes).await.is_err() || to.flush().await.is_err() {
                 break 'conn;
             }
         }
     }
-    let _ = to.shutdown().await;
     link.token.cancel();
+    // A clean cut: FIN to the peer we write to, then read and discard what the other
+    // peer still sends for a moment. Closing with unread data would send a RST, and a
+    // RST can make the peer's kernel throw away the PUBACK just forwarded.
+    let _ = to.shutdown().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        while let Ok(n) = from.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
     link.shared
         .lock()
         .connections

@@ -94,6 +94,17 @@ async fn cuts_right_after_the_nth_puback_and_accepts_a_reconnect() {
         (vec![9], false),
         "a new connection flows again"
     );
+    proxy.cut_shortly_after_puback(Direction::ToClient, 1, Duration::from_millis(300));
+    c.write_all(&publish(10)).await.unwrap();
+    let (acks, closed) = read_acks(&mut c, Duration::from_millis(200)).await;
+    assert_eq!(
+        (acks, closed),
+        (vec![10], false),
+        "the PUBACK first, the cut later"
+    );
+    let (_, closed) = read_acks(&mut c, Duration::from_secs(2)).await;
+    assert!(closed);
+    assert_eq!(proxy.stats().cuts, 2);
     let seen = proxy.seen();
     assert!(seen.iter().any(|p| p.connection == 1
         && p.direction == Direction::ToBroker
@@ -130,7 +141,8 @@ async fn stall_holds_packets_without_closing_and_drop_loses_them() {
     );
     assert_eq!(proxy.stats().dropped, 1);
 
-    proxy.set_delay(Duration::from_millis(300));
+    proxy.set_delay(Direction::ToBroker, Duration::from_millis(300));
+    proxy.set_delay(Direction::ToClient, Duration::from_millis(300));
     let started = std::time::Instant::now();
     c.write_all(&publish(4)).await.unwrap();
     let (acks, _) = read_acks(&mut c, Duration::from_millis(1500)).await;
