@@ -388,7 +388,7 @@ async fn stream_with_cuts(r: &Run) -> Result<()> {
             proxy.set_delay(Direction::ToBroker, Duration::from_millis(30));
         }
         proxy.cut_after_puback(direction, n);
-        let waited = wait_for("the armed cut", Duration::from_secs(30), || {
+        let waited = wait_for("the armed cut", Duration::from_secs(10), || {
             proxy.stats().cuts > before
         })
         .await;
