@@ -3,27 +3,27 @@
 //! the runtime; persists and publishes reports; serves log requests; heartbeats.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_protocol::{
-    DownChannel, Heartbeat, LogErrorCode, Message, PodEventReport, PullPolicy, Topic, UpChannel,
+    DownChannel, Heartbeat, LogErrorCode, Message, PodEventReport, Topic, UpChannel,
 };
 use rumqttc::Publish;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
-use crate::container_labels::ContainerIdentity;
-use crate::container_runtime::{ContainerRuntime, CreateContainer, PortMapping, RuntimeError};
-use crate::docker_runtime::{DockerRuntime, credential_matches};
+use crate::container_runtime::{ContainerRuntime, RuntimeError};
+use crate::docker_runtime::DockerRuntime;
 use crate::host_facts::HostFacts;
 use crate::local_store::{LocalStore, StoreError};
 use crate::mqtt_session::{MqttSession, SessionError, SessionEvent};
-use crate::pod_lifecycle::{ContainerKey, Effect, Input, Outcome, PodLifecycle};
+use crate::pod_lifecycle::{Effect, Input, Outcome, PodLifecycle};
+use crate::unsaved_desired::UnsavedDesired;
 use crate::wall_clock::now_millis;
-use crate::{log_stream, pod_volumes, probe_worker, systemd_notify};
+use crate::{log_stream, probe_worker, runtime_effects, systemd_notify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -109,6 +109,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
     let (probe_tx, probe_rx) = mpsc::unbounded_channel();
     let mut agent = AgentLoop {
+        unsaved: UnsavedDesired::default(),
         config,
         store,
         runtime,
@@ -140,7 +141,16 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     Ok(())
 }
 
+/// Whether a received message may be acknowledged now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    AckNow,
+    /// Acknowledged later (a desired set not saved yet).
+    Held,
+}
+
 struct AgentLoop {
+    unsaved: UnsavedDesired,
     config: AgentConfig,
     store: LocalStore,
     runtime: Arc<dyn ContainerRuntime>,
@@ -194,7 +204,10 @@ impl AgentLoop {
                     }
                 }
                 Some(report) = probe_rx.recv() => self.feed(Input::Probe(report)),
-                _ = sync.tick() => self.list().await,
+                _ = sync.tick() => {
+                    self.retry_unsaved();
+                    self.list().await;
+                }
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = node_report.tick() => self.refresh_node_report(),
                 _ = watchdog.tick() => {
@@ -330,7 +343,8 @@ impl AgentLoop {
         let device = self.config.device_id.to_string();
         tokio::spawn(async move {
             if let Some(outcome) =
-                run_effect(runtime.as_ref(), &device, &state_dir, effect, &tx).await
+                runtime_effects::run_effect(runtime.as_ref(), &device, &state_dir, effect, &tx)
+                    .await
             {
                 let _ = tx.send(Input::Done(outcome));
             }
@@ -340,24 +354,81 @@ impl AgentLoop {
     fn on_session(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Connected => self.maybe_ready(),
-            SessionEvent::Disconnected => {}
+            SessionEvent::Disconnected => self.unsaved.disconnected(),
             SessionEvent::Message(publish) => {
-                self.on_message(&publish);
-                self.session.ack(&publish);
+                if self.on_message(&publish) == Handled::AckNow {
+                    self.session.ack(&publish);
+                }
             }
         }
     }
 
-    fn on_message(&mut self, publish: &Publish) {
+    /// A desired set: saved durably, then applied and acknowledged. If saving fails it is
+    /// neither applied nor acknowledged; [`AgentLoop::retry_unsaved`] tries again.
+    fn on_desired(&mut self, set: edge_protocol::DesiredSet, publish: &Publish) -> Handled {
+        let current = self.lifecycle.generation();
+        let held = self.unsaved.generation();
+        if set.generation < current || held.is_some_and(|h| set.generation < h) {
+            tracing::warn!(
+                received = set.generation,
+                current,
+                "ignoring an older desired set"
+            );
+            if held.is_some() {
+                // Acknowledged once the newer set is saved, not before.
+                self.unsaved.hold_delivery(publish.clone());
+                return Handled::Held;
+            }
+            return Handled::AckNow;
+        }
+        self.unsaved.hold(set, publish.clone());
+        self.retry_unsaved();
+        Handled::Held
+    }
+
+    /// Saves the held desired set; once saved, applies it and acknowledges its deliveries.
+    fn retry_unsaved(&mut self) {
+        let Some(set) = self.unsaved.set() else {
+            return;
+        };
+        if let Err(e) = self.store.save_desired(set) {
+            tracing::error!(error = %e, generation = set.generation,
+                "cannot save the desired set; not applying or acknowledging it, retrying \
+                 every sync interval (free space or fix permissions in the state directory)");
+            systemd_notify::status("cannot save the desired set; see the log");
+            return;
+        }
+        let (Some(set), deliveries) = self.unsaved.saved() else {
+            return;
+        };
+        tracing::info!(
+            generation = set.generation,
+            pods = set.pods.len(),
+            "applying desired set"
+        );
+        let _ = self.generation_tx.send(set.generation);
+        let effects = self.lifecycle.handle(Input::Desired(set));
+        let reported = effects.iter().any(|e| matches!(e, Effect::Report(_)));
+        self.execute(effects);
+        if !reported {
+            // Tell the gateway which generation is applied even if no pod changed.
+            self.queue_status(false, Vec::new());
+        }
+        for delivery in &deliveries {
+            self.session.ack(delivery);
+        }
+    }
+
+    fn on_message(&mut self, publish: &Publish) -> Handled {
         let topic = match Topic::parse(&publish.topic) {
             Ok(t @ Topic::Down { .. }) if t.device() == &self.config.device_id => t,
             Ok(t) => {
                 tracing::warn!(topic = %t, "ignoring a message not addressed to this device");
-                return;
+                return Handled::AckNow;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "ignoring a message on an unknown topic");
-                return;
+                return Handled::AckNow;
             }
         };
         let message = match Message::decode_on(&topic, &publish.payload) {
@@ -365,38 +436,11 @@ impl AgentLoop {
             Err(e) => {
                 tracing::warn!(%topic, bytes = publish.payload.len(), error = %e,
                     "rejected a malformed message");
-                return;
+                return Handled::AckNow;
             }
         };
         match (message, &topic) {
-            (Message::DesiredSet(set), _) => {
-                let current = self.lifecycle.generation();
-                if set.generation < current {
-                    tracing::warn!(
-                        received = set.generation,
-                        current,
-                        "ignoring an older desired set"
-                    );
-                    return;
-                }
-                if let Err(e) = self.store.save_desired(&set) {
-                    tracing::error!(error = %e, "cannot persist the desired set; not applying it");
-                    return;
-                }
-                tracing::info!(
-                    generation = set.generation,
-                    pods = set.pods.len(),
-                    "applying desired set"
-                );
-                let _ = self.generation_tx.send(set.generation);
-                let effects = self.lifecycle.handle(Input::Desired(set));
-                let reported = effects.iter().any(|e| matches!(e, Effect::Report(_)));
-                self.execute(effects);
-                if !reported {
-                    // Tell the gateway which generation is applied even if no pod changed.
-                    self.queue_status(false, Vec::new());
-                }
-            }
+            (Message::DesiredSet(set), _) => return self.on_desired(set, publish),
             (Message::ResyncRequest(r), _) => {
                 // A gateway that does not know this device yet (its store was lost, or it
                 // started while the device stayed connected to an external broker) learns
@@ -474,194 +518,6 @@ impl AgentLoop {
                 tracing::warn!(kind = %other.kind(), %topic, "ignoring an unexpected message");
             }
         }
-    }
-}
-
-/// Executes one runtime/file-system effect; returns its outcome.
-async fn run_effect(
-    runtime: &dyn ContainerRuntime,
-    device: &str,
-    state_dir: &Path,
-    effect: Effect,
-    tx: &mpsc::UnboundedSender<Input>,
-) -> Option<Outcome> {
-    match effect {
-        Effect::PrepareVolumes { pod } => {
-            let dir = state_dir.to_owned();
-            let uid = pod.uid.clone();
-            let result = tokio::task::spawn_blocking(move || pod_volumes::prepare(&dir, &pod))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-            Some(Outcome::VolumesReady {
-                pod_uid: uid,
-                result,
-            })
-        }
-        Effect::EnsureImage {
-            key,
-            image,
-            policy,
-            credentials,
-        } => Some(ensure_image(runtime, key, &image, policy, &credentials, tx).await),
-        Effect::Create {
-            key,
-            pod,
-            restart_count,
-            spec_hash,
-        } => {
-            let Some(c) = pod.containers.iter().find(|c| c.name == key.1) else {
-                return Some(Outcome::CreateFailed {
-                    key,
-                    reason: "CreateContainerConfigError".to_owned(),
-                    message: "container is not in the pod spec".to_owned(),
-                });
-            };
-            let mounts = match pod_volumes::container_mounts(state_dir, &pod, c) {
-                Ok(m) => m,
-                Err(e) => {
-                    return Some(Outcome::CreateFailed {
-                        key,
-                        reason: "CreateContainerConfigError".to_owned(),
-                        message: e.to_string(),
-                    });
-                }
-            };
-            let spec = CreateContainer {
-                identity: Some(ContainerIdentity {
-                    device: device.to_owned(),
-                    pod_uid: pod.uid.clone(),
-                    pod_namespace: pod.namespace.clone(),
-                    pod_name: pod.name.clone(),
-                    container_name: c.name.clone(),
-                    restart_count,
-                    spec_hash,
-                    grace_period_seconds: pod.termination_grace_period_seconds,
-                }),
-                image: c.image.clone(),
-                command: c.command.clone(),
-                args: c.args.clone(),
-                working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
-                env: c
-                    .env
-                    .iter()
-                    .map(|e| format!("{}={}", e.name, e.value))
-                    .collect(),
-                binds: mounts.binds,
-                tmpfs: mounts.tmpfs,
-                devices: c.devices.clone(),
-                ports: c
-                    .ports
-                    .iter()
-                    .map(|p| PortMapping {
-                        container_port: p.container_port,
-                        host_port: p.host_port,
-                        protocol: format!("{:?}", p.protocol).to_lowercase(),
-                    })
-                    .collect(),
-                cpu_limit_millis: c.resources.cpu_limit_millis,
-                memory_limit_bytes: c.resources.memory_limit_bytes,
-                host_network: pod.host_network,
-                hostname: pod.hostname.clone().or_else(|| Some(pod.name.clone())),
-                privileged: c.privileged,
-            };
-            Some(match runtime.create(&spec).await {
-                Ok(id) => Outcome::Created { key, id },
-                Err(e) => Outcome::CreateFailed {
-                    key,
-                    reason: "CreateContainerError".to_owned(),
-                    message: e.to_string(),
-                },
-            })
-        }
-        Effect::Start { key, id } => Some(match runtime.start(&id).await {
-            Ok(()) => Outcome::Started { key, id },
-            Err(e) => Outcome::StartFailed {
-                key,
-                id,
-                message: e.to_string(),
-            },
-        }),
-        Effect::Stop { id, grace } => {
-            let limit = grace + Duration::from_secs(30);
-            Some(
-                match tokio::time::timeout(limit, runtime.stop(&id, grace)).await {
-                    Ok(Ok(())) => Outcome::Stopped { id },
-                    Ok(Err(e)) => Outcome::StopFailed {
-                        id,
-                        message: e.to_string(),
-                    },
-                    Err(_) => Outcome::StopFailed {
-                        id,
-                        message: "stop timed out".to_owned(),
-                    },
-                },
-            )
-        }
-        Effect::Remove { id } => Some(match runtime.remove(&id).await {
-            Ok(()) => Outcome::Removed { id },
-            Err(e) => Outcome::RemoveFailed {
-                id,
-                message: e.to_string(),
-            },
-        }),
-        Effect::CleanupPod { pod_uid } => {
-            let dir = state_dir.to_owned();
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Err(e) = pod_volumes::cleanup(&dir, &pod_uid) {
-                    tracing::warn!(error = %e, pod = %pod_uid, "cannot remove pod directory");
-                }
-            })
-            .await;
-            None
-        }
-        Effect::Report(_)
-        | Effect::Events(_)
-        | Effect::WatchProbes { .. }
-        | Effect::UnwatchProbes { .. } => None,
-    }
-}
-
-async fn ensure_image(
-    runtime: &dyn ContainerRuntime,
-    key: ContainerKey,
-    image: &str,
-    policy: PullPolicy,
-    credentials: &[edge_protocol::RegistryCredential],
-    tx: &mpsc::UnboundedSender<Input>,
-) -> Outcome {
-    let present = match policy {
-        PullPolicy::Always => false,
-        _ => match runtime.image_present(image).await {
-            Ok(p) => p,
-            Err(e) => {
-                return Outcome::ImageFailed {
-                    key,
-                    message: e.to_string(),
-                };
-            }
-        },
-    };
-    if present {
-        return Outcome::ImageReady { key, pulled: false };
-    }
-    if policy == PullPolicy::Never {
-        return Outcome::ImageFailed {
-            key,
-            message: format!(
-                "Container image \"{image}\" is not present with pull policy of Never"
-            ),
-        };
-    }
-    let _ = tx.send(Input::Done(Outcome::PullStarted { key: key.clone() }));
-    let credential = credentials
-        .iter()
-        .find(|c| credential_matches(image, &c.registry));
-    match runtime.pull(image, credential).await {
-        Ok(()) => Outcome::ImageReady { key, pulled: true },
-        Err(e) => Outcome::ImageFailed {
-            key,
-            message: e.to_string(),
-        },
+        Handled::AckNow
     }
 }

@@ -11,6 +11,8 @@
 //! | [`cli`] | clap command line: `run`, `install`, `--print-default-config` |
 //! | [`config`] | [`config::AgentConfig`]: TOML file + env + flags, validated; the commented default file |
 //! | [`agent`] | [`agent::run`]: the thin async loop that drives everything below |
+//! | [`runtime_effects`] | executes the reconciler's runtime and file-system effects |
+//! | [`unsaved_desired`] | a desired set not yet saved and the deliveries to acknowledge once it is |
 //! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`) |
 //! | [`backoff`] | the kubelet's crash-loop / image-pull back-off |
 //! | [`container_runtime`] | the runtime trait and its data types |
@@ -22,7 +24,7 @@
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
 //! | [`local_store`] | files: desired set, report sequence, outbox of unacknowledged uplink |
-//! | [`uplink_window`] | pure state machine: one reliable message in flight, resend after reconnect |
+//! | [`uplink_window`] | pure state machine: one reliable message at a time, PUBACKs matched by connection and packet id |
 //! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
@@ -46,6 +48,8 @@ pub mod mqtt_session;
 pub mod pod_lifecycle;
 pub mod pod_volumes;
 pub mod probe_worker;
+pub mod runtime_effects;
 pub mod systemd_notify;
+pub mod unsaved_desired;
 pub mod uplink_window;
 pub mod wall_clock;

@@ -40,6 +40,15 @@ pub enum StoreError {
     Corrupt { what: &'static str, message: String },
     #[error("encoding {0}")]
     Encode(String),
+    #[error(
+        "the local store's {what} reached {value} and cannot grow further; stop the agent, \
+         move {path} away (pods are adopted again on start) and start it again"
+    )]
+    Exhausted {
+        what: &'static str,
+        value: u64,
+        path: PathBuf,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -114,7 +123,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    #[cfg(test)]
+    tests::SYNCED_DIRS.with(|s| s.borrow_mut().push(dir.to_owned()));
+    Ok(())
 }
 
 fn key_path(outbox: &Path, key: u64) -> PathBuf {
@@ -166,7 +180,8 @@ impl LocalStore {
                 let _ = fs::remove_file(&path);
             }
         }
-        let next_key = keys.last().map_or(0, |k| k + 1);
+        // u64::MAX (only from a damaged or hostile file name) is refused on the next push.
+        let next_key = keys.last().map_or(0, |k| k.saturating_add(1));
         Ok(Self {
             dir: dir.to_owned(),
             outbox,
@@ -210,7 +225,14 @@ impl LocalStore {
         pods: Vec<PodStatus>,
     ) -> Result<u64> {
         let mut inner = self.inner();
-        let sequence = inner.sequence + 1;
+        let sequence = inner
+            .sequence
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Exhausted {
+                what: "report sequence",
+                value: inner.sequence,
+                path: self.dir.clone(),
+            })?;
         let payload = Message::from(PodStatusReport {
             sequence,
             observed_generation,
@@ -247,9 +269,14 @@ impl LocalStore {
 
     fn push(&self, inner: &mut Inner, item: OutboxItem) -> Result<()> {
         let key = inner.next_key;
+        let next_key = key.checked_add(1).ok_or_else(|| StoreError::Exhausted {
+            what: "outbox key",
+            value: key,
+            path: self.dir.clone(),
+        })?;
         let bytes = serde_json::to_vec(&item).map_err(|e| StoreError::Encode(e.to_string()))?;
         write_atomic(&key_path(&self.outbox, key), &bytes)?;
-        inner.next_key += 1;
+        inner.next_key = next_key;
         inner.keys.insert(key);
         if inner.keys.len() > OUTBOX_LIMIT {
             self.drop_oldest_event(inner)?;
@@ -278,7 +305,8 @@ impl LocalStore {
             _ => {}
         }
         inner.keys.remove(&key);
-        Ok(())
+        // Durably gone: an acknowledged entry must not come back after a power cut.
+        sync_dir(&self.outbox)
     }
 
     /// The oldest unacknowledged message.
@@ -315,6 +343,81 @@ impl LocalStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    thread_local! {
+        /// Directories fsynced by this test thread (the store syncs with [`sync_dir`]).
+        pub(super) static SYNCED_DIRS: std::cell::RefCell<Vec<PathBuf>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    #[test]
+    fn an_acknowledged_entry_is_removed_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        store.queue_status(1, false, vec![]).unwrap();
+        let (key, _) = store.outbox_head().unwrap().unwrap();
+        SYNCED_DIRS.with(|s| s.borrow_mut().clear());
+        store.ack(key).unwrap();
+        assert!(!key_path(&dir.path().join("outbox"), key).exists());
+        let synced = SYNCED_DIRS.with(|s| s.borrow().clone());
+        assert_eq!(
+            synced,
+            vec![dir.path().join("outbox")],
+            "outbox directory fsynced"
+        );
+    }
+
+    #[test]
+    fn counters_refuse_to_wrap() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("outbox")).unwrap();
+        fs::write(dir.path().join("sequence"), u64::MAX.to_string()).unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let err = store.queue_status(1, false, vec![]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Exhausted {
+                    what: "report sequence",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            store.outbox_len(),
+            0,
+            "nothing queued with a wrapped sequence"
+        );
+        drop(store);
+
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        fs::create_dir_all(&outbox).unwrap();
+        let item = OutboxItem {
+            channel: "events".to_owned(),
+            payload: b"{}".to_vec(),
+        };
+        fs::write(
+            key_path(&outbox, u64::MAX),
+            serde_json::to_vec(&item).unwrap(),
+        )
+        .unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let err = store.queue_events(PodEventReport::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Exhausted {
+                    what: "outbox key",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let (key, _) = store.outbox_head().unwrap().unwrap();
+        assert_eq!(key, u64::MAX, "the existing entry is kept");
+    }
 
     #[test]
     fn survives_reopen_in_order() {

@@ -2,6 +2,15 @@
 //! publishing can never deadlock it), reconnecting with back-off across the configured
 //! brokers; a second task publishes reliable messages one at a time from the outbox
 //! ([`UplinkWindow`]) and re-subscribes after every connect without a session.
+//!
+//! The poll task numbers connections (epochs) and tells the uplink task, in event order,
+//! which packet id each QoS 1 publish was written with and which packet ids the broker
+//! acknowledged, so acknowledgements are matched by epoch and packet id. On a broken
+//! connection rumqttc moves unacknowledged and not yet written publishes to its pending
+//! queue; the agent uses clean sessions, so the poll task discards them (counting the
+//! unwritten ones for the window) and the window sends them again. Events rumqttc read
+//! just before the error (a PUBACK that came with the FIN) are handed over as the lost
+//! connection's; rumqttc would otherwise return them after the next ConnAck.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +21,7 @@ use edge_protocol::{
     topic::device_subscription,
 };
 use rumqttc::{
-    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS,
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS, Request,
     TlsConfiguration, Transport,
 };
 use tokio::sync::{Notify, mpsc, watch};
@@ -52,9 +61,23 @@ pub enum SessionEvent {
 /// Inputs of the uplink task.
 #[derive(Debug)]
 enum UplinkInput {
-    Connected { session_present: bool },
-    Disconnected,
-    Acked,
+    Connected {
+        session_present: bool,
+    },
+    /// The connection broke; `unsent` publish requests were dropped unwritten.
+    Disconnected {
+        unsent: usize,
+    },
+    /// A QoS 1 publish was written with this packet id on connection `epoch`.
+    Written {
+        epoch: u64,
+        pkid: u16,
+    },
+    /// The broker acknowledged this packet id on connection `epoch`.
+    Acked {
+        epoch: u64,
+        pkid: u16,
+    },
     NodeReport,
 }
 
@@ -70,13 +93,6 @@ pub struct MqttSession {
     poll_task: tokio::task::JoinHandle<()>,
     uplink_task: tokio::task::JoinHandle<()>,
     uplink_stop: CancellationToken,
-}
-
-fn qos(t: &Topic) -> QoS {
-    match t.qos() {
-        edge_protocol::Qos::AtMostOnce => QoS::AtMostOnce,
-        edge_protocol::Qos::AtLeastOnce => QoS::AtLeastOnce,
-    }
 }
 
 fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
@@ -257,9 +273,11 @@ impl MqttSession {
         let topic = Topic::up(&self.device, channel);
         match message.encode() {
             Ok(payload) => {
+                // QoS 0 only: every QoS 1 publish must come from the uplink window,
+                // which matches PUBACKs to the publishes it made.
                 if let Err(e) =
                     self.client
-                        .try_publish(topic.to_string(), qos(&topic), false, payload)
+                        .try_publish(topic.to_string(), QoS::AtMostOnce, false, payload)
                 {
                     tracing::debug!(error = %e, %topic, "dropped best-effort message");
                 }
@@ -312,6 +330,7 @@ async fn poll_loop(
     let initial = Duration::from_millis(500).min(backoff_max);
     let mut backoff = initial;
     let mut broker = 0usize;
+    let mut epoch = 0u64;
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => break,
@@ -320,6 +339,7 @@ async fn poll_loop(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = initial;
+                epoch += 1;
                 connected.store(true, Ordering::Relaxed);
                 tracing::info!(broker = %brokers.get(broker).map(ToString::to_string).unwrap_or_default(),
                     session_present = ack.session_present, "connected to broker");
@@ -328,8 +348,14 @@ async fn poll_loop(
                 });
                 let _ = events.send(SessionEvent::Connected);
             }
-            Ok(Event::Incoming(Packet::PubAck(_))) => {
-                let _ = uplink.send(UplinkInput::Acked);
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => {
+                let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                let _ = uplink.send(UplinkInput::Acked {
+                    epoch,
+                    pkid: ack.pkid,
+                });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let _ = events.send(SessionEvent::Message(p));
@@ -340,11 +366,34 @@ async fn poll_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                // rumqttc keeps what it read just before the error (a PUBACK, say) and
+                // returns it after the next ConnAck: hand it over now, as the old
+                // connection's, so it is never taken for the new connection's.
+                for event in std::mem::take(&mut eventloop.state.events) {
+                    match event {
+                        Event::Incoming(Packet::PubAck(ack)) => {
+                            let _ = uplink.send(UplinkInput::Acked {
+                                epoch,
+                                pkid: ack.pkid,
+                            });
+                        }
+                        Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => {
+                            let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+                        }
+                        // A message of the lost connection cannot be acknowledged any
+                        // more; the resync on the next connect brings the desired set.
+                        other => tracing::debug!(?other, "dropped an event of the lost connection"),
+                    }
+                }
+                let unsent = discard_unacknowledged(&mut eventloop);
                 if connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "lost the broker connection; pods keep running");
-                    let _ = uplink.send(UplinkInput::Disconnected);
+                    let _ = uplink.send(UplinkInput::Disconnected { unsent });
                     let _ = events.send(SessionEvent::Disconnected);
                 } else {
+                    if unsent > 0 {
+                        let _ = uplink.send(UplinkInput::Disconnected { unsent });
+                    }
                     tracing::debug!(error = %e, retry_in = ?backoff, "broker unreachable");
                 }
                 if options.len() > 1 {
@@ -361,6 +410,23 @@ async fn poll_loop(
             }
         }
     }
+}
+
+/// After a broken connection: removes the publishes rumqttc kept for the next session
+/// (the agent's sessions are clean, the uplink window sends them again) and returns how
+/// many QoS 1 publishes among them were never written (packet id still 0).
+fn discard_unacknowledged(eventloop: &mut EventLoop) -> usize {
+    let mut unsent = usize::from(eventloop.state.collision.take().is_some());
+    eventloop.pending.retain(|request| match request {
+        Request::Publish(p) => {
+            if p.qos != QoS::AtMostOnce && p.pkid == 0 {
+                unsent += 1;
+            }
+            false
+        }
+        _ => true,
+    });
+    unsent
 }
 
 struct UplinkTask {
@@ -392,7 +458,7 @@ async fn uplink_loop(mut t: UplinkTask) {
             input = t.inputs.recv() => match input {
                 None => break,
                 Some(UplinkInput::Connected { session_present }) => {
-                    window.on_connected(session_present);
+                    window.on_connected();
                     if !session_present {
                         let filter = device_subscription(&t.device);
                         if let Err(e) = t.client.subscribe(filter, QoS::AtLeastOnce).await {
@@ -413,10 +479,15 @@ async fn uplink_loop(mut t: UplinkTask) {
                         window.push_priority(m);
                     }
                 }
-                Some(UplinkInput::Disconnected) => window.on_disconnected(),
-                Some(UplinkInput::Acked) => {
-                    tracing::debug!("broker acknowledged");
-                    if let Some(key) = window.on_acked()
+                Some(UplinkInput::Disconnected { unsent }) => window.on_disconnected(unsent),
+                Some(UplinkInput::Written { epoch, pkid }) => {
+                    if !window.on_written(epoch, pkid) {
+                        tracing::warn!(pkid, "a QoS 1 publish the uplink window did not make");
+                    }
+                }
+                Some(UplinkInput::Acked { epoch, pkid }) => {
+                    tracing::debug!(epoch, pkid, "broker acknowledged");
+                    if let Some(key) = window.on_acked(epoch, pkid)
                         && let Err(e) = t.store.ack(key)
                     {
                         tracing::error!(error = %e, "cannot delete acknowledged message");
@@ -459,6 +530,8 @@ async fn uplink_loop(mut t: UplinkTask) {
                 .await
             {
                 tracing::warn!(error = %e, "publish failed");
+                window.on_request_failed();
+                break;
             }
         }
     }

@@ -1,12 +1,30 @@
-//! Which reliable (QoS 1) uplink message goes out next: a pure state machine.
+//! Which reliable (QoS 1) uplink message goes out next, and which PUBACK belongs to
+//! which message: a pure state machine.
 //!
-//! At most one reliable message is in flight, so every PUBACK belongs to it and
-//! outbox entries are deleted only once the broker has them; after a reconnect without
-//! a session the in-flight message is sent again (the gateway drops duplicates by
-//! sequence). Connect-time messages (online state, node report, resync request) go
-//! before the outbox backlog and are dropped on disconnect (they are regenerated).
+//! One message at a time is *current*: the next one goes only once the broker
+//! acknowledged it or the connection that carried it is gone. Acknowledgements are
+//! matched by **connection epoch and packet id**, never by order:
+//!
+//! - every publish the window issues gets a ticket, queued in request order
+//!   ([`UplinkWindow::next`]);
+//! - when the MQTT client writes a QoS 1 publish it reports the packet id it chose
+//!   (`Event::Outgoing(Outgoing::Publish(pkid))` in rumqttc); requests are written in the
+//!   order they were made, so the oldest queued ticket is bound to `(epoch, pkid)`
+//!   ([`UplinkWindow::on_written`]);
+//! - a PUBACK in that epoch with that packet id acknowledges exactly that ticket
+//!   ([`UplinkWindow::on_acked`]); any other PUBACK acknowledges nothing;
+//! - on a disconnect the session reports how many queued requests the client dropped
+//!   without writing them; everything written in the lost connection is forgotten (the
+//!   agent uses clean sessions, so the broker forgot it too) and sent again.
+//!
+//! A request made just after the connection broke but before the window heard of it
+//! stays queued in the client and is written on the next connection: the window keeps
+//! waiting for it instead of issuing a second copy, so it can never credit that copy's
+//! PUBACK to a later entry. Connect-time messages (online state, node report, resync
+//! request) go before the outbox backlog and are dropped on disconnect (they are
+//! regenerated). The gateway drops duplicate reports by sequence.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use edge_protocol::UpChannel;
 
@@ -34,16 +52,32 @@ impl std::fmt::Debug for Send {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum InFlight {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrying {
     Priority,
     Outbox(u64),
 }
 
+/// One publish request the window made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ticket {
+    id: u64,
+    carrying: Carrying,
+}
+
+/// Identifies a publish on the wire: the connection it was written on and its packet id.
+pub type WireId = (u64, u16);
+
 #[derive(Debug, Default)]
 pub struct UplinkWindow {
     connected: bool,
-    in_flight: Option<InFlight>,
+    /// The ticket the window waits for before issuing the next message.
+    current: Option<u64>,
+    next_ticket: u64,
+    /// Requested from the client, not yet written (request order).
+    queued: VecDeque<Ticket>,
+    /// Written on `(epoch, packet id)`, waiting for its PUBACK.
+    written: BTreeMap<WireId, Ticket>,
     priority: VecDeque<PriorityMessage>,
 }
 
@@ -52,19 +86,28 @@ impl UplinkWindow {
         self.connected
     }
 
-    pub fn on_connected(&mut self, session_present: bool) {
+    /// A connection is up (a new clean session).
+    pub fn on_connected(&mut self) {
         self.connected = true;
-        if !session_present {
-            // The broker forgot the message: send it again.
-            self.in_flight = None;
-        }
     }
 
-    pub fn on_disconnected(&mut self) {
+    /// The connection is gone. `unsent` is how many of the requests the window made
+    /// were dropped by the client without being written (the oldest queued ones).
+    pub fn on_disconnected(&mut self, unsent: usize) {
         self.connected = false;
         self.priority.clear();
-        if self.in_flight == Some(InFlight::Priority) {
-            self.in_flight = None;
+        for _ in 0..unsent {
+            if self.queued.pop_front().is_none() {
+                tracing::warn!("the client dropped more publishes than the window made");
+                break;
+            }
+        }
+        // A clean session: the broker forgets what it did not acknowledge.
+        self.written.clear();
+        if let Some(current) = self.current
+            && !self.queued.iter().any(|t| t.id == current)
+        {
+            self.current = None;
         }
     }
 
@@ -74,30 +117,62 @@ impl UplinkWindow {
         }
     }
 
-    /// A PUBACK arrived: returns the outbox key that may now be deleted.
-    pub fn on_acked(&mut self) -> Option<u64> {
-        match self.in_flight.take() {
-            Some(InFlight::Outbox(key)) => Some(key),
-            _ => None,
+    /// The client wrote a QoS 1 publish with packet id `pkid` on connection `epoch`.
+    /// Returns false when the window made no request that could be it.
+    pub fn on_written(&mut self, epoch: u64, pkid: u16) -> bool {
+        match self.queued.pop_front() {
+            Some(ticket) => {
+                self.written.insert((epoch, pkid), ticket);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The last request could not be handed to the client (its channel is closed).
+    pub fn on_request_failed(&mut self) {
+        if let Some(ticket) = self.queued.pop_back()
+            && self.current == Some(ticket.id)
+        {
+            self.current = None;
+        }
+    }
+
+    /// A PUBACK for `pkid` arrived on connection `epoch`: returns the outbox key that
+    /// may now be deleted (None for a connect-time message or an unknown packet id).
+    pub fn on_acked(&mut self, epoch: u64, pkid: u16) -> Option<u64> {
+        let ticket = self.written.remove(&(epoch, pkid))?;
+        if self.current == Some(ticket.id) {
+            self.current = None;
+        }
+        match ticket.carrying {
+            Carrying::Outbox(key) => Some(key),
+            Carrying::Priority => None,
         }
     }
 
     /// The next message to publish, given the outbox head's key.
     pub fn next(&mut self, outbox_head: Option<u64>) -> Option<Send> {
-        if !self.connected || self.in_flight.is_some() {
+        if !self.connected || self.current.is_some() {
             return None;
         }
-        if let Some(p) = self.priority.pop_front() {
-            self.in_flight = Some(InFlight::Priority);
-            return Some(Send::Priority(p));
-        }
-        let key = outbox_head?;
-        self.in_flight = Some(InFlight::Outbox(key));
-        Some(Send::Outbox(key))
+        let (send, carrying) = match self.priority.pop_front() {
+            Some(p) => (Send::Priority(p), Carrying::Priority),
+            None => {
+                let key = outbox_head?;
+                (Send::Outbox(key), Carrying::Outbox(key))
+            }
+        };
+        let id = self.next_ticket;
+        self.next_ticket += 1;
+        self.queued.push_back(Ticket { id, carrying });
+        self.current = Some(id);
+        Some(send)
     }
 
+    /// Nothing requested, written or waiting.
     pub fn idle(&self) -> bool {
-        self.in_flight.is_none()
+        self.current.is_none() && self.queued.is_empty() && self.written.is_empty()
     }
 }
 
@@ -113,33 +188,97 @@ mod tests {
     }
 
     #[test]
-    fn one_in_flight_priority_first_resend_after_new_session() {
+    fn one_at_a_time_priority_first_resend_after_reconnect() {
         let mut w = UplinkWindow::default();
         assert_eq!(w.next(Some(1)), None, "offline: nothing goes");
         w.push_priority(msg());
-        w.on_connected(false);
+        w.on_connected();
         w.push_priority(msg());
         assert_eq!(w.next(Some(1)), Some(Send::Priority(msg())));
-        assert_eq!(w.next(Some(1)), None, "window of one");
-        assert_eq!(w.on_acked(), None);
+        assert_eq!(w.next(Some(1)), None, "one at a time");
+        assert!(w.on_written(1, 1));
+        assert_eq!(w.on_acked(1, 1), None);
         assert_eq!(w.next(Some(1)), Some(Send::Outbox(1)));
-        w.on_disconnected();
+        assert!(w.on_written(1, 2));
+        w.on_disconnected(0);
         assert_eq!(w.next(Some(1)), None);
-        w.on_connected(false);
+        assert_eq!(w.on_acked(1, 2), None, "a PUBACK of a lost connection");
+        w.on_connected();
         assert_eq!(w.next(Some(1)), Some(Send::Outbox(1)), "re-sent");
-        assert_eq!(w.on_acked(), Some(1));
+        assert!(w.on_written(2, 1));
+        assert_eq!(w.on_acked(2, 1), Some(1));
         assert_eq!(w.next(None), None);
         assert!(w.idle());
     }
 
     #[test]
-    fn resumed_session_waits_for_the_retransmission() {
+    fn acks_match_packet_ids_not_order() {
         let mut w = UplinkWindow::default();
-        w.on_connected(false);
+        w.on_connected();
+        assert_eq!(w.next(Some(7)), Some(Send::Outbox(7)));
+        assert!(w.on_written(1, 4));
+        assert_eq!(w.on_acked(1, 3), None, "someone else's packet id");
+        assert_eq!(w.on_acked(2, 4), None, "another connection");
+        assert_eq!(w.next(Some(8)), None, "still waiting for #7");
+        assert_eq!(w.on_acked(1, 4), Some(7));
+        assert_eq!(
+            w.on_acked(1, 4),
+            None,
+            "a duplicate PUBACK acknowledges nothing"
+        );
+    }
+
+    /// The defect of the order-matching window: the PUBACK of #1 arrives, #2 is
+    /// requested, and the connection breaks before the client takes the request (it
+    /// stays in the client's queue and is written on the next connection). The window
+    /// must wait for that copy instead of sending #2 again; otherwise the second copy's
+    /// PUBACK is credited to #3, #3 is deleted unsent, and the next disconnect loses it.
+    #[test]
+    fn a_request_made_while_the_connection_broke_is_not_sent_twice() {
+        let mut w = UplinkWindow::default();
+        w.on_connected();
+        assert_eq!(w.next(Some(1)), Some(Send::Outbox(1)));
+        assert!(w.on_written(1, 1));
+        assert_eq!(w.on_acked(1, 1), Some(1));
+        assert_eq!(w.next(Some(2)), Some(Send::Outbox(2)));
+        w.on_disconnected(0); // the request for #2 was still in the client's channel
+        w.on_connected();
+        assert_eq!(
+            w.next(Some(2)),
+            None,
+            "#2 is still requested: no second copy"
+        );
+        assert!(
+            w.on_written(2, 1),
+            "the old request goes out on the new connection"
+        );
+        assert_eq!(w.on_acked(2, 1), Some(2));
+        assert_eq!(w.next(Some(3)), Some(Send::Outbox(3)));
+        assert!(w.on_written(2, 2));
+        assert_eq!(w.on_acked(2, 2), Some(3));
+        assert!(w.idle());
+    }
+
+    #[test]
+    fn requests_the_client_dropped_are_sent_again() {
+        let mut w = UplinkWindow::default();
+        w.on_connected();
         assert_eq!(w.next(Some(5)), Some(Send::Outbox(5)));
-        w.on_disconnected();
-        w.on_connected(true);
-        assert_eq!(w.next(Some(5)), None);
-        assert_eq!(w.on_acked(), Some(5));
+        w.on_disconnected(1); // drained from the client's channel and discarded
+        w.on_connected();
+        assert_eq!(w.next(Some(5)), Some(Send::Outbox(5)));
+        assert!(w.on_written(2, 1));
+        assert_eq!(w.on_acked(2, 1), Some(5));
+    }
+
+    #[test]
+    fn a_request_that_never_reached_the_client_is_forgotten() {
+        let mut w = UplinkWindow::default();
+        w.on_connected();
+        assert_eq!(w.next(Some(5)), Some(Send::Outbox(5)));
+        w.on_request_failed();
+        assert!(w.idle());
+        assert!(!w.on_written(1, 1), "nothing was requested");
+        assert_eq!(w.next(Some(5)), Some(Send::Outbox(5)));
     }
 }

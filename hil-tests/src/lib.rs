@@ -10,6 +10,7 @@
 //! | [`apiserver`] | the Kubernetes API server emulator (with scheduler and node lifecycle) |
 //! | [`controlplane`] | the real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from upstream Go modules) as processes, like envtest |
 //! | [`differential`] | the differential check: kubectl outputs of the emulator and the real kube-apiserver normalized and compared, and the known differences |
+//! | [`fault_proxy`] | an MQTT-aware TCP proxy that cuts, drops, delays and stalls, for fault injection |
 //! | [`fake_device`] | a device that speaks the MQTT protocol with an instant fake runtime |
 //! | [`fleet_bench`] | the fleet benchmark: the real gateway against N simulated devices |
 //! | [`stack`] | the full stack as real processes for end-to-end scenarios (emulator or real cluster, broker, gateway, agents) |
@@ -18,5 +19,6 @@ pub mod apiserver;
 pub mod controlplane;
 pub mod differential;
 pub mod fake_device;
+pub mod fault_proxy;
 pub mod fleet_bench;
 pub mod stack;

@@ -659,6 +659,8 @@ impl Fleet {
                 return self.unknown_device(device);
             };
             entry.last_seen = Some(now);
+            // Read by the fault-injection tests (hil-tests/tests/fault_injection.rs).
+            tracing::debug!(%device, sequence = report.sequence, full = report.full, "status report received");
             if let Some(last) = entry.last_status_sequence {
                 if !report.full && report.sequence <= last && last - report.sequence < 1_000_000 {
                     return; // duplicate or reordered delivery of an older report

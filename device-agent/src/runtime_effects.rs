@@ -1,0 +1,204 @@
+//! Executes the runtime and file-system effects of [`PodLifecycle`](crate::pod_lifecycle::PodLifecycle)
+//! (volumes, image pulls, create, start, stop, remove, pod directory clean-up) and turns
+//! their results into outcomes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use edge_protocol::PullPolicy;
+use tokio::sync::mpsc;
+
+use crate::container_labels::ContainerIdentity;
+use crate::container_runtime::{ContainerRuntime, CreateContainer, PortMapping};
+use crate::docker_runtime::credential_matches;
+use crate::pod_lifecycle::{ContainerKey, Effect, Input, Outcome};
+use crate::pod_volumes;
+
+/// Executes one runtime/file-system effect; returns its outcome.
+pub async fn run_effect(
+    runtime: &dyn ContainerRuntime,
+    device: &str,
+    state_dir: &Path,
+    effect: Effect,
+    tx: &mpsc::UnboundedSender<Input>,
+) -> Option<Outcome> {
+    match effect {
+        Effect::PrepareVolumes { pod } => {
+            let dir = state_dir.to_owned();
+            let uid = pod.uid.clone();
+            let result = tokio::task::spawn_blocking(move || pod_volumes::prepare(&dir, &pod))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            Some(Outcome::VolumesReady {
+                pod_uid: uid,
+                result,
+            })
+        }
+        Effect::EnsureImage {
+            key,
+            image,
+            policy,
+            credentials,
+        } => Some(ensure_image(runtime, key, &image, policy, &credentials, tx).await),
+        Effect::Create {
+            key,
+            pod,
+            restart_count,
+            spec_hash,
+        } => {
+            let Some(c) = pod.containers.iter().find(|c| c.name == key.1) else {
+                return Some(Outcome::CreateFailed {
+                    key,
+                    reason: "CreateContainerConfigError".to_owned(),
+                    message: "container is not in the pod spec".to_owned(),
+                });
+            };
+            let mounts = match pod_volumes::container_mounts(state_dir, &pod, c) {
+                Ok(m) => m,
+                Err(e) => {
+                    return Some(Outcome::CreateFailed {
+                        key,
+                        reason: "CreateContainerConfigError".to_owned(),
+                        message: e.to_string(),
+                    });
+                }
+            };
+            let spec = CreateContainer {
+                identity: Some(ContainerIdentity {
+                    device: device.to_owned(),
+                    pod_uid: pod.uid.clone(),
+                    pod_namespace: pod.namespace.clone(),
+                    pod_name: pod.name.clone(),
+                    container_name: c.name.clone(),
+                    restart_count,
+                    spec_hash,
+                    grace_period_seconds: pod.termination_grace_period_seconds,
+                }),
+                image: c.image.clone(),
+                command: c.command.clone(),
+                args: c.args.clone(),
+                working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+                env: c
+                    .env
+                    .iter()
+                    .map(|e| format!("{}={}", e.name, e.value))
+                    .collect(),
+                binds: mounts.binds,
+                tmpfs: mounts.tmpfs,
+                devices: c.devices.clone(),
+                ports: c
+                    .ports
+                    .iter()
+                    .map(|p| PortMapping {
+                        container_port: p.container_port,
+                        host_port: p.host_port,
+                        protocol: format!("{:?}", p.protocol).to_lowercase(),
+                    })
+                    .collect(),
+                cpu_limit_millis: c.resources.cpu_limit_millis,
+                memory_limit_bytes: c.resources.memory_limit_bytes,
+                host_network: pod.host_network,
+                hostname: pod.hostname.clone().or_else(|| Some(pod.name.clone())),
+                privileged: c.privileged,
+            };
+            Some(match runtime.create(&spec).await {
+                Ok(id) => Outcome::Created { key, id },
+                Err(e) => Outcome::CreateFailed {
+                    key,
+                    reason: "CreateContainerError".to_owned(),
+                    message: e.to_string(),
+                },
+            })
+        }
+        Effect::Start { key, id } => Some(match runtime.start(&id).await {
+            Ok(()) => Outcome::Started { key, id },
+            Err(e) => Outcome::StartFailed {
+                key,
+                id,
+                message: e.to_string(),
+            },
+        }),
+        Effect::Stop { id, grace } => {
+            let limit = grace + Duration::from_secs(30);
+            Some(
+                match tokio::time::timeout(limit, runtime.stop(&id, grace)).await {
+                    Ok(Ok(())) => Outcome::Stopped { id },
+                    Ok(Err(e)) => Outcome::StopFailed {
+                        id,
+                        message: e.to_string(),
+                    },
+                    Err(_) => Outcome::StopFailed {
+                        id,
+                        message: "stop timed out".to_owned(),
+                    },
+                },
+            )
+        }
+        Effect::Remove { id } => Some(match runtime.remove(&id).await {
+            Ok(()) => Outcome::Removed { id },
+            Err(e) => Outcome::RemoveFailed {
+                id,
+                message: e.to_string(),
+            },
+        }),
+        Effect::CleanupPod { pod_uid } => {
+            let dir = state_dir.to_owned();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = pod_volumes::cleanup(&dir, &pod_uid) {
+                    tracing::warn!(error = %e, pod = %pod_uid, "cannot remove pod directory");
+                }
+            })
+            .await;
+            None
+        }
+        Effect::Report(_)
+        | Effect::Events(_)
+        | Effect::WatchProbes { .. }
+        | Effect::UnwatchProbes { .. } => None,
+    }
+}
+
+async fn ensure_image(
+    runtime: &dyn ContainerRuntime,
+    key: ContainerKey,
+    image: &str,
+    policy: PullPolicy,
+    credentials: &[edge_protocol::RegistryCredential],
+    tx: &mpsc::UnboundedSender<Input>,
+) -> Outcome {
+    let present = match policy {
+        PullPolicy::Always => false,
+        _ => match runtime.image_present(image).await {
+            Ok(p) => p,
+            Err(e) => {
+                return Outcome::ImageFailed {
+                    key,
+                    message: e.to_string(),
+                };
+            }
+        },
+    };
+    if present {
+        return Outcome::ImageReady { key, pulled: false };
+    }
+    if policy == PullPolicy::Never {
+        return Outcome::ImageFailed {
+            key,
+            message: format!(
+                "Container image \"{image}\" is not present with pull policy of Never"
+            ),
+        };
+    }
+    let _ = tx.send(Input::Done(Outcome::PullStarted { key: key.clone() }));
+    let credential = credentials
+        .iter()
+        .find(|c| credential_matches(image, &c.registry));
+    match runtime.pull(image, credential).await {
+        Ok(()) => Outcome::ImageReady { key, pulled: true },
+        Err(e) => Outcome::ImageFailed {
+            key,
+            message: e.to_string(),
+        },
+    }
+}
