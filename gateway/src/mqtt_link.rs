@@ -145,6 +145,7 @@ pub async fn run_event_loop(
     token: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
+    let mut connected_before = false;
     loop {
         let event = tokio::select! {
             _ = token.cancelled() => break,
@@ -157,6 +158,13 @@ pub async fn run_event_loop(
                     "connected to the MQTT broker"
                 );
                 backoff = Duration::from_millis(200);
+                if connected_before && !ack.session_present {
+                    warn!(
+                        "the broker lost the gateway's session: sending again every desired set not yet acknowledged"
+                    );
+                    fleet.on_broker_session_lost();
+                }
+                connected_before = true;
                 let c = client.clone();
                 // subscribe from another task: the request channel is drained by poll()
                 tokio::spawn(async move {

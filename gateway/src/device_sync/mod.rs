@@ -77,6 +77,9 @@ pub enum SyncInput {
     /// A `Persist` effect failed (and the `Publish` after it was held back); the store
     /// may work again: persist the current set, then send it.
     StoreRecovered,
+    /// The gateway's broker session was lost (the broker restarted without it): sets
+    /// published but not acknowledged may never have reached the device.
+    BrokerSessionLost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,6 +393,12 @@ impl DeviceSync {
             }
             SyncInput::DeleteFailed { uid } => {
                 self.deleting.remove(&uid);
+            }
+            SyncInput::BrokerSessionLost => {
+                if self.generation != self.acked_generation {
+                    self.published_generation = 0;
+                    self.maybe_publish(&mut effects);
+                }
             }
             SyncInput::StoreRecovered => {
                 effects.push(SyncEffect::Persist(self.persisted()));

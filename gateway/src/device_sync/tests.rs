@@ -358,3 +358,23 @@ fn pod_that_would_overflow_the_set_is_refused_and_the_rest_flows() {
     let encoded = edge_protocol::Message::DesiredSet(set).encode();
     assert!(encoded.is_ok(), "the set still fits one message");
 }
+
+#[test]
+fn unacknowledged_sets_are_sent_again_after_the_broker_lost_our_session() {
+    let mut s = online_synced();
+    s.handle(SyncInput::PodUpserted(spec("a")));
+    s.handle(SyncInput::Heartbeat {
+        observed_generation: 1,
+    });
+    // acknowledged: nothing to resend
+    assert!(s.handle(SyncInput::BrokerSessionLost).is_empty());
+    assert_eq!(
+        publishes(&s.handle(SyncInput::PodUpserted(spec("b")))),
+        vec![2]
+    );
+    assert_eq!(publishes(&s.handle(SyncInput::BrokerSessionLost)), vec![2]);
+    // an offline device gets it when it is back
+    s.handle(SyncInput::Offline);
+    assert!(publishes(&s.handle(SyncInput::BrokerSessionLost)).is_empty());
+    assert_eq!(publishes(&s.handle(SyncInput::Online)), vec![2]);
+}

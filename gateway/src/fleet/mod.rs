@@ -927,6 +927,21 @@ impl Fleet {
         }
     }
 
+    /// The broker answered a reconnect without our session: what it had not yet
+    /// delivered is gone, so every desired set a device has not acknowledged is sent
+    /// again (a device's own resync request may have been lost with the session too).
+    pub fn on_broker_session_lost(&self) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let devices: Vec<DeviceId> = state.devices.keys().cloned().collect();
+        for device in devices {
+            if let Some(entry) = state.devices.get_mut(&device) {
+                let effects = entry.sync.handle(SyncInput::BrokerSessionLost);
+                self.apply(state, &device, effects);
+            }
+        }
+    }
+
     /// Stores (and then sends) the desired sets whose store write failed.
     fn retry_held_back_sets(&self) {
         let mut guard = self.lock();
