@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`apiserver`] | the Kubernetes API server emulator (with scheduler and node lifecycle) |
 //! | [`controlplane`] | the real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from upstream Go modules) as processes, like envtest |
+//! | [`crash_cycles`] | crash cycles: SIGKILL of agents and gateway during pod changes, then checks that nothing was lost or runs twice |
 //! | [`differential`] | the differential check: kubectl outputs of the emulator and the real kube-apiserver normalized and compared, and the known differences |
 //! | [`fake_device`] | a device that speaks the MQTT protocol with an instant fake runtime |
 //! | [`fleet_bench`] | the fleet benchmark: the real gateway against N simulated devices |
@@ -16,6 +17,7 @@
 
 pub mod apiserver;
 pub mod controlplane;
+pub mod crash_cycles;
 pub mod differential;
 pub mod fake_device;
 pub mod fleet_bench;
