@@ -204,7 +204,7 @@ async fn cycle(
     applied?;
     // Both the restart and the last operation are behind us: the clock starts here.
     let from = Instant::now();
-    let (converged_in, duplicates, lost) = converge(
+    let converged = converge(
         pods,
         docker_host,
         &workload,
@@ -218,9 +218,10 @@ async fn cycle(
         kill_after,
         downtime,
         operations: operations.iter().map(Operation::to_string).collect(),
-        converged_in,
-        duplicates,
-        lost,
+        converged_in: converged.took,
+        duplicates: converged.duplicates,
+        lost: converged.left,
+        pending_when_slow: converged.pending_when_slow,
     };
     Ok((outcome, workload))
 }
@@ -250,9 +251,22 @@ fn restart(stack: &mut Stack, victim: &str) -> Result<(), CrashCycleError> {
     Ok(())
 }
 
-type Converged = (Option<Duration>, Vec<Finding>, Vec<Finding>);
+/// How a cycle's convergence went.
+struct Converged {
+    /// Time to the first poll with no finding but duplicates; `None` on timeout.
+    took: Option<Duration>,
+    /// Pods seen running twice at any poll.
+    duplicates: Vec<Finding>,
+    /// Other findings of the last poll (none when converged).
+    left: Vec<Finding>,
+    /// Findings of the first poll after [`SLOW`], for a cycle slower than that.
+    pending_when_slow: Vec<Finding>,
+}
 
-/// Polls until a check finds nothing: (time taken, duplicates seen, findings left).
+/// A cycle slower than this reports what it was still waiting for then.
+const SLOW: Duration = Duration::from_secs(5);
+
+/// Polls until a check finds nothing but duplicates (which are collected on the way).
 async fn converge(
     pods: &Api<Pod>,
     docker_host: &str,
@@ -261,6 +275,7 @@ async fn converge(
     from: Instant,
 ) -> Result<Converged, CrashCycleError> {
     let mut duplicates: Vec<Finding> = Vec::new();
+    let mut pending_when_slow: Option<Vec<Finding>> = None;
     loop {
         let api: Vec<checks::ApiPod> = pods
             .list(&ListParams::default())
@@ -280,12 +295,17 @@ async fn converge(
                 duplicates.push(d);
             }
         }
-        if rest.is_empty() && duplicates.is_empty() {
-            return Ok((Some(from.elapsed()), duplicates, rest));
+        let took = from.elapsed();
+        if rest.is_empty() || took >= timeout {
+            return Ok(Converged {
+                took: rest.is_empty().then_some(took),
+                duplicates,
+                left: rest,
+                pending_when_slow: pending_when_slow.unwrap_or_default(),
+            });
         }
-        if from.elapsed() >= timeout {
-            let converged = rest.is_empty().then(|| from.elapsed());
-            return Ok((converged, duplicates, rest));
+        if took >= SLOW && pending_when_slow.is_none() {
+            pending_when_slow = Some(rest);
         }
         tokio::time::sleep(POLL).await;
     }

@@ -23,6 +23,8 @@ pub struct CycleOutcome {
     pub duplicates: Vec<Finding>,
     /// Findings still there when the convergence timeout ran out.
     pub lost: Vec<Finding>,
+    /// For a cycle that took more than 5 s: what it was still waiting for at 5 s.
+    pub pending_when_slow: Vec<Finding>,
 }
 
 impl CycleOutcome {
@@ -64,6 +66,11 @@ impl std::fmt::Display for CycleOutcome {
         }
         for finding in self.duplicates.iter().chain(&self.lost) {
             write!(f, "\n    {finding}")?;
+        }
+        if self.converged_in.is_some() {
+            for finding in &self.pending_when_slow {
+                write!(f, "\n    still pending at 5 s: {finding}")?;
+            }
         }
         Ok(())
     }
