@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`apiserver`] | the Kubernetes API server emulator (with scheduler and node lifecycle) |
 //! | [`controlplane`] | the real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from upstream Go modules) as processes, like envtest |
+//! | [`crash_cycles`] | crash cycles: SIGKILL of agents and gateway during pod changes, then checks that nothing was lost or runs twice |
 //! | [`differential`] | the differential check: kubectl outputs of the emulator and the real kube-apiserver normalized and compared, and the known differences |
 //! | [`fault_proxy`] | an MQTT-aware TCP proxy that cuts, drops, delays and stalls, for fault injection |
 //! | [`fake_device`] | a device that speaks the MQTT protocol with an instant fake runtime |
@@ -17,6 +18,7 @@
 
 pub mod apiserver;
 pub mod controlplane;
+pub mod crash_cycles;
 pub mod differential;
 pub mod fake_device;
 pub mod fault_proxy;
