@@ -104,6 +104,10 @@ struct DeviceEntry {
     last_status_sequence: Option<u64>,
     /// Full status reports asked for (one each time the device comes online).
     status_resyncs: u64,
+    /// A report named pods of the device's desired set before the pod watch had handed
+    /// them over (right after a gateway start): their status is asked for again once the
+    /// watch has.
+    reported_before_pods: bool,
     /// Labels of the hello last applied to the Node (to remove ones the device dropped).
     applied_labels: Option<BTreeMap<String, String>>,
     /// Whether the Node with this device's name is ours to manage.
@@ -132,6 +136,7 @@ impl DeviceEntry {
             node_dirty: true,
             last_status_sequence: None,
             status_resyncs: 0,
+            reported_before_pods: false,
             applied_labels: None,
             adopted: claim.is_owned(),
             claim,
@@ -674,6 +679,7 @@ impl Fleet {
                     continue;
                 }
                 let Some(pod_entry) = state.pods.get_mut(&reported.uid) else {
+                    entry.reported_before_pods = true;
                     continue;
                 };
                 if &pod_entry.device != device {
@@ -1267,8 +1273,16 @@ impl Fleet {
     pub fn on_pods_synced(&self, device: &DeviceId, present: BTreeSet<String>) {
         let mut state = self.lock();
         if let Some(e) = state.devices.get_mut(device) {
+            let resync = std::mem::take(&mut e.reported_before_pods);
             let effects = e.sync.handle(SyncInput::KubernetesSynced { present });
             self.apply(&mut state, device, effects);
+            if resync {
+                // statuses reported before the watch caught up were dropped
+                self.send(Outgoing::StatusResync {
+                    device: device.clone(),
+                    reason: "gateway caught up with its pods".to_owned(),
+                });
+            }
         }
     }
 

@@ -308,3 +308,55 @@ async fn log_streams_end_and_are_cancelled_when_the_device_goes_offline() {
         "the device is told to stop streaming: {out:?}"
     );
 }
+
+#[test]
+fn statuses_reported_before_the_pod_watch_caught_up_are_asked_for_again() {
+    // a restarted gateway: the device's set is restored from the store, the device
+    // reports before the pod watch has listed the pods (that report cannot be mapped)
+    let mut h = harness();
+    let dev = id("pi-01");
+    let p = pod("web", "u1", "pi-01");
+    let t = translate_pod(&p, &PodReferences::default(), &h.fleet.node_context(&dev)).unwrap();
+    h.fleet
+        .store()
+        .put_device(
+            &dev,
+            &crate::device_sync::PersistedDevice {
+                desired: DesiredSet {
+                    generation: 3,
+                    pods: vec![t.spec.clone()],
+                },
+                acked_generation: 3,
+            },
+        )
+        .unwrap();
+    let restarted = Fleet::new(
+        h.fleet.settings.clone(),
+        h.fleet.store().clone(),
+        Arc::new(Metrics::new()),
+        KubeOps::detached().0,
+        h.fleet.outbox.clone(),
+        h.fleet.pod_watch.clone(),
+    );
+    send(&restarted, "pi-01", UpChannel::Hello, NodeReport::default());
+    drain(&mut h.outbox);
+    send(
+        &restarted,
+        "pi-01",
+        UpChannel::Status,
+        PodStatusReport {
+            sequence: 1,
+            observed_generation: 3,
+            full: true,
+            pods: vec![running("u1")],
+        },
+    );
+    restarted.on_pod_translated(&dev, p, Ok(t));
+    restarted.on_pods_synced(&dev, BTreeSet::from(["u1".to_owned()]));
+    let out = drain(&mut h.outbox);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Outgoing::StatusResync { device, .. } if device == &dev)),
+        "the dropped statuses are asked for again: {out:?}"
+    );
+}
