@@ -27,6 +27,11 @@ use serde::{Deserialize, Serialize};
 pub use set_size::{ADMISSION_LIMIT_BYTES, TERMINATION_HEADROOM_BYTES};
 use set_size::{SetSize, pod_bytes};
 
+/// The largest generation a device's acknowledgement may name (2^62: at one change a
+/// millisecond, 146 million years); anything beyond is ignored, so a device cannot make
+/// the gateway's generation wrap.
+pub const MAX_GENERATION: u64 = 1 << 62;
+
 /// What is stored per device (and flushed before anything is promised to the device).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PersistedDevice {
@@ -205,7 +210,7 @@ impl DeviceSync {
     }
 
     fn changed(&mut self, effects: &mut Vec<SyncEffect>) {
-        self.generation += 1;
+        self.generation = self.generation.saturating_add(1);
         effects.push(SyncEffect::Persist(self.persisted()));
         self.maybe_publish(effects);
     }
@@ -252,6 +257,11 @@ impl DeviceSync {
     }
 
     fn acknowledge(&mut self, observed: u64, effects: &mut Vec<SyncEffect>) {
+        if observed > MAX_GENERATION {
+            // no gateway makes such a generation: a broken or hostile device; jumping
+            // there would make the next change wrap
+            return;
+        }
         if observed > self.generation {
             // The device applied a generation we never made (the store was lost or
             // another gateway served it): jump past it and send the whole set again.

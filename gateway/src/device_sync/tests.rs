@@ -378,3 +378,23 @@ fn unacknowledged_sets_are_sent_again_after_the_broker_lost_our_session() {
     assert!(publishes(&s.handle(SyncInput::BrokerSessionLost)).is_empty());
     assert_eq!(publishes(&s.handle(SyncInput::Online)), vec![2]);
 }
+
+#[test]
+fn a_device_cannot_make_the_generation_wrap() {
+    let mut s = online_synced();
+    s.handle(SyncInput::PodUpserted(spec("a")));
+    let e = s.handle(SyncInput::Heartbeat {
+        observed_generation: u64::MAX,
+    });
+    assert!(e.is_empty(), "{e:?}");
+    assert_eq!(s.generation(), 1);
+    assert_eq!(
+        publishes(&s.handle(SyncInput::PodUpserted(spec("b")))),
+        vec![2]
+    );
+    // a device ahead within reason still moves the generation past it
+    let e = s.handle(SyncInput::Heartbeat {
+        observed_generation: MAX_GENERATION,
+    });
+    assert_eq!(publishes(&e), vec![MAX_GENERATION + 1]);
+}
