@@ -11,14 +11,11 @@
 //! One copy, used by the cargo-fuzz target (`fuzz/fuzz_targets/gateway_on_mqtt.rs`) and
 //! by the stable regression test (`gateway/tests/fuzz_regressions.rs`) through `#[path]`.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use edge_gateway::fleet::{Fleet, FleetSettings, Outgoing, PodWatchRequest};
 use edge_gateway::kube_writer::{KubeOp, KubeOps};
 use edge_gateway::metrics::Metrics;
-use edge_gateway::node_object::NodeSettings;
 use edge_gateway::store::Store;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
@@ -58,20 +55,7 @@ impl GatewayHarness {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
         let fleet = Fleet::new(
-            FleetSettings {
-                node: NodeSettings {
-                    provider: "edge".into(),
-                    taint: true,
-                    node_address: "10.0.0.1".into(),
-                    kubelet_port: 10250,
-                },
-                device_timeout: Duration::from_secs(40),
-                lease_renew: Duration::from_secs(10),
-                node_status_interval: Duration::from_secs(60),
-                allow_devices: BTreeSet::new(),
-                store_dir: dir.path().to_owned(),
-                rejection_log_window: Duration::from_secs(60),
-            },
+            FleetSettings::local(dir.path()),
             store,
             Arc::new(Metrics::new()),
             ops,

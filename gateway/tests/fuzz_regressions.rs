@@ -3,37 +3,12 @@
 //! harness the cargo-fuzz target runs (`fuzz/oracles/gateway.rs`: `Fleet::on_mqtt` then
 //! `Fleet::tick`), on the stable toolchain. docs/reliability.md#fuzzing.
 
+#[path = "../../fuzz/oracles/corpus.rs"]
+mod corpus;
 #[path = "../../fuzz/oracles/gateway.rs"]
 mod oracle;
 
-use std::path::{Path, PathBuf};
-
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let corpus = fuzz.join("corpus").join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}: the fuzz corpus is part of the repository",
-                corpus.display()
-            )
-        })
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    if let Ok(dir) = std::fs::read_dir(fuzz.join("regressions").join(target)) {
-        files.extend(dir.filter_map(|e| e.ok().map(|e| e.path())));
-    }
-    files.sort();
-    assert!(!files.is_empty(), "no inputs for {target}");
-    files
-        .into_iter()
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (p, bytes)
-        })
-        .collect()
-}
+use corpus::inputs;
 
 #[test]
 fn gateway_on_mqtt_corpus_and_regressions_pass() {

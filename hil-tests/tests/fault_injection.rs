@@ -18,7 +18,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -178,24 +177,7 @@ struct ContainerCleanup(String);
 
 impl Drop for ContainerCleanup {
     fn drop(&mut self) {
-        if let Ok(host) = std::env::var("EDGE_TEST_DOCKER_HOST") {
-            let filter = format!("label=io.edge-kube.pod-namespace={}", self.0);
-            if let Ok(out) = Command::new("podman")
-                .args(["--url", &host, "ps", "-aq", "--filter", &filter])
-                .output()
-            {
-                let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect();
-                if !ids.is_empty() {
-                    let _ = Command::new("podman")
-                        .args(["--url", &host, "rm", "-f"])
-                        .args(&ids)
-                        .output();
-                }
-            }
-        }
+        edge_hil_tests::stack::remove_pod_containers(&self.0);
     }
 }
 

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use edge_gateway::fleet::{Fleet, FleetSettings, Outgoing};
 use edge_gateway::kube_writer::KubeOps;
 use edge_gateway::metrics::Metrics;
 use edge_gateway::mqtt_link::run_outbox;
-use edge_gateway::node_object::NodeSettings;
 use edge_gateway::store::Store;
 use edge_protocol::{DesiredSet, DeviceId};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -25,20 +23,7 @@ fn fleet(dir: &std::path::Path, outbox: mpsc::UnboundedSender<Outgoing>) -> Arc<
     let (ops, _ops) = KubeOps::detached();
     let (watch, _watch) = mpsc::unbounded_channel();
     Arc::new(Fleet::new(
-        FleetSettings {
-            node: NodeSettings {
-                provider: "edge".into(),
-                taint: true,
-                node_address: "127.0.0.1".into(),
-                kubelet_port: 10250,
-            },
-            device_timeout: Duration::from_secs(40),
-            lease_renew: Duration::from_secs(10),
-            node_status_interval: Duration::from_secs(60),
-            allow_devices: BTreeSet::new(),
-            store_dir: dir.to_owned(),
-            rejection_log_window: Duration::from_secs(60),
-        },
+        FleetSettings::local(dir),
         Store::open(dir).unwrap(),
         Arc::new(Metrics::new()),
         ops,

@@ -178,6 +178,52 @@ impl Worker {
         warn!(operation, target, error = %e, "Kubernetes API call failed");
     }
 
+    /// Creates an Event, or counts a repeat of a recent one into it (the kubelet's
+    /// correlation).
+    async fn record_event(&mut self, event: Box<Event>) {
+        let ns = event.metadata.namespace.clone().unwrap_or_default();
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let now = Instant::now();
+        let added = event.count.unwrap_or(1).max(1);
+        if let Some(earlier) = self.recent_events.earlier(&event, now) {
+            let count = earlier.count.saturating_add(added);
+            let patch = json!({"count": count, "lastTimestamp": event.last_timestamp});
+            match events
+                .patch(
+                    &earlier.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.recent_events.remember(
+                        &Event {
+                            metadata: ObjectMeta {
+                                name: Some(earlier.name.clone()),
+                                namespace: Some(earlier.namespace.clone()),
+                                ..Default::default()
+                            },
+                            ..(*event).clone()
+                        },
+                        count,
+                        now,
+                    );
+                    return;
+                }
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => {
+                    self.failed("patch_event", &ns, &e);
+                    return;
+                }
+            }
+        }
+        match events.create(&PostParams::default(), &event).await {
+            Ok(_) => self.recent_events.remember(&event, added, now),
+            Err(e) => self.failed("create_event", &ns, &e),
+        }
+    }
+
     /// Creates the device's Node, or updates the labels of the one we created; never
     /// touches a Node that is not ours. The label patch carries the uid of the Node that
     /// was checked, so it cannot land on a Node that replaced it meanwhile (409: looked
@@ -238,11 +284,7 @@ impl Worker {
             &message,
             now,
         );
-        Box::pin(self.run(KubeOp::RecordEvent {
-            device: device.clone(),
-            event: Box::new(event),
-        }))
-        .await;
+        self.record_event(Box::new(event)).await;
         let _ = self
             .feedback
             .send(KubeFeedback::NodeRefused { device, why });
@@ -396,49 +438,7 @@ impl Worker {
                     }
                 }
             }
-            KubeOp::RecordEvent { event, .. } => {
-                let ns = event.metadata.namespace.clone().unwrap_or_default();
-                let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-                let now = Instant::now();
-                let added = event.count.unwrap_or(1).max(1);
-                if let Some(earlier) = self.recent_events.earlier(&event, now) {
-                    let count = earlier.count.saturating_add(added);
-                    let patch = json!({"count": count, "lastTimestamp": event.last_timestamp});
-                    match events
-                        .patch(
-                            &earlier.name,
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await
-                    {
-                        Ok(_) => {
-                            self.recent_events.remember(
-                                &Event {
-                                    metadata: ObjectMeta {
-                                        name: Some(earlier.name.clone()),
-                                        namespace: Some(earlier.namespace.clone()),
-                                        ..Default::default()
-                                    },
-                                    ..(*event).clone()
-                                },
-                                count,
-                                now,
-                            );
-                            return;
-                        }
-                        Err(e) if is_status(&e, 404) => {}
-                        Err(e) => {
-                            self.failed("patch_event", &ns, &e);
-                            return;
-                        }
-                    }
-                }
-                match events.create(&PostParams::default(), &event).await {
-                    Ok(_) => self.recent_events.remember(&event, added, now),
-                    Err(e) => self.failed("create_event", &ns, &e),
-                }
-            }
+            KubeOp::RecordEvent { event, .. } => self.record_event(event).await,
         }
     }
 }

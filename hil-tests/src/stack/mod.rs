@@ -21,7 +21,9 @@ pub use cluster::{Cluster, ClusterBackend};
 pub use gateway::{Gateway, GatewayOptions, GatewayReady};
 pub use kubectl::Kubectl;
 pub use mosquitto::{MOSQUITTO_BIN, Mosquitto};
-pub use stack_env::{BrokerKind, STACK_LABEL, Stack, StackOptions, binary, rbac_refusals};
+pub use stack_env::{
+    BrokerKind, STACK_LABEL, Stack, StackOptions, binary, rbac_refusals, remove_pod_containers,
+};
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;

@@ -64,6 +64,31 @@ impl StackOptions {
 /// of a test binary, or a user's cluster) never get each other's pods.
 pub const STACK_LABEL: &str = "edge-e2e/stack";
 
+/// Removes (best effort) every container the agents made for pods of `namespace`, from
+/// the Podman at `$EDGE_TEST_DOCKER_HOST`.
+pub fn remove_pod_containers(namespace: &str) {
+    let Ok(host) = std::env::var("EDGE_TEST_DOCKER_HOST") else {
+        return;
+    };
+    let filter = format!("label=io.edge-kube.pod-namespace={namespace}");
+    let Ok(out) = Command::new("podman")
+        .args(["--url", &host, "ps", "-aq", "--filter", &filter])
+        .output()
+    else {
+        return;
+    };
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("podman")
+            .args(["--url", &host, "rm", "-f"])
+            .args(&ids)
+            .output();
+    }
+}
+
 /// The lines of a gateway log that report a call RBAC refused: its message names the
 /// user ("... is forbidden: User \"...\" cannot <verb> resource ..."). Other 403s, such
 /// as an Event into a namespace being deleted, come from admission, not from the role.
@@ -271,24 +296,7 @@ impl Drop for Stack {
                 .output(&["delete", "namespace", &self.namespace, "--wait=false"]);
         }
         // Containers the agents made for this stack's pods.
-        if let Ok(host) = std::env::var("EDGE_TEST_DOCKER_HOST") {
-            let filter = format!("label=io.edge-kube.pod-namespace={}", self.namespace);
-            if let Ok(out) = Command::new("podman")
-                .args(["--url", &host, "ps", "-aq", "--filter", &filter])
-                .output()
-            {
-                let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect();
-                if !ids.is_empty() {
-                    let _ = Command::new("podman")
-                        .args(["--url", &host, "rm", "-f"])
-                        .args(&ids)
-                        .output();
-                }
-            }
-        }
+        remove_pod_containers(&self.namespace);
         if std::env::var_os("EDGE_E2E_KEEP").is_some()
             && let Some(dir) = self.dir.take()
         {

@@ -22,20 +22,7 @@ fn harness() -> Harness {
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (watch_tx, watch_rx) = mpsc::unbounded_channel();
     let fleet = Fleet::new(
-        FleetSettings {
-            node: NodeSettings {
-                provider: "edge".into(),
-                taint: true,
-                node_address: "10.0.0.1".into(),
-                kubelet_port: 10250,
-            },
-            device_timeout: Duration::from_secs(40),
-            lease_renew: Duration::from_secs(10),
-            node_status_interval: Duration::from_secs(60),
-            allow_devices: BTreeSet::new(),
-            store_dir: dir.path().to_owned(),
-            rejection_log_window: Duration::from_secs(60),
-        },
+        FleetSettings::local(dir.path()),
         store,
         Arc::new(Metrics::new()),
         ops,
