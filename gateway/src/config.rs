@@ -20,6 +20,8 @@ pub enum ConfigError {
     Invalid(String),
     #[error(transparent)]
     EmbeddedBroker(#[from] crate::embedded_broker::BrokerError),
+    #[error(transparent)]
+    MetricsListen(#[from] crate::local_endpoints::BeyondLoopback),
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h` (a bare number means seconds).
@@ -180,14 +182,21 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub allow_devices: Vec<String>,
-    /// Address of the plain-HTTP Prometheus /metrics and readiness /readyz endpoints. Port 0
-    /// picks a free port.
+    /// Address of the plain-HTTP, unauthenticated Prometheus /metrics and readiness /readyz
+    /// endpoints, for a scraper or probe on this host (`edge-gateway check-ready` asks it).
+    /// Loopback only, unless --metrics-insecure-listen. From elsewhere, scrape /metrics over
+    /// the kubelet API (HTTPS on --kubelet-listen, authorized as `get nodes/metrics`).
+    /// Port 0 picks a free port (reported in --ready-file).
     #[arg(
         long,
         env = "EDGE_GATEWAY_METRICS_LISTEN",
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: SocketAddr,
+    /// INSECURE: let --metrics-listen be beyond loopback. Anyone who reaches the port reads
+    /// the fleet's metrics (device ids, pod counts) without credentials.
+    #[arg(long, env = "EDGE_GATEWAY_METRICS_INSECURE_LISTEN")]
+    pub metrics_insecure_listen: bool,
     /// Log filter (tracing EnvFilter syntax), e.g. info or edge_gateway=debug,info.
     #[arg(long, env = "EDGE_GATEWAY_LOG_FILTER", default_value = "info")]
     pub log_filter: String,
@@ -242,6 +251,8 @@ pub struct GatewayConfig {
     pub log_request_timeout: Duration,
     pub allow_devices: Vec<String>,
     pub metrics_listen: SocketAddr,
+    /// `--metrics-insecure-listen`: the user accepts a non-loopback `metrics_listen`.
+    pub metrics_insecure_listen: bool,
     pub ready_file: Option<PathBuf>,
 }
 
@@ -271,6 +282,7 @@ impl GatewayConfig {
             log_request_timeout: Duration::from_secs(15),
             allow_devices: Vec::new(),
             metrics_listen: any,
+            metrics_insecure_listen: false,
             ready_file: None,
         }
     }
@@ -339,6 +351,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
                 "--device-timeout and --node-lease-renew must be greater than zero".to_owned(),
             ));
         }
+        crate::local_endpoints::check_listen(a.metrics_listen, a.metrics_insecure_listen)?;
         for id in &a.allow_devices {
             edge_protocol::DeviceId::new(id.clone())
                 .map_err(|e| ConfigError::Invalid(format!("--allow-device {id:?}: {e}")))?;
@@ -372,6 +385,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
             log_request_timeout: a.log_request_timeout,
             allow_devices: a.allow_devices,
             metrics_listen: a.metrics_listen,
+            metrics_insecure_listen: a.metrics_insecure_listen,
             ready_file: a.ready_file,
         })
     }
@@ -445,6 +459,21 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn metrics_beyond_loopback_needs_the_insecure_flag() {
+        assert!(parse(&[]).unwrap().metrics_listen.ip().is_loopback());
+        let err = parse(&["--metrics-listen", "0.0.0.0:9464"]).unwrap_err();
+        assert!(err.to_string().contains("nodes/metrics"), "{err}");
+        let config = parse(&[
+            "--metrics-listen",
+            "0.0.0.0:9464",
+            "--metrics-insecure-listen",
+        ])
+        .unwrap();
+        assert_eq!(config.metrics_listen, "0.0.0.0:9464".parse().unwrap());
+        assert!(config.metrics_insecure_listen);
     }
 
     #[test]

@@ -6,10 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +19,7 @@ use crate::kubelet_api::authz::Authorizer;
 use crate::metrics::Metrics;
 use crate::node_object::NodeSettings;
 use crate::store::Store;
-use crate::{embedded_broker, kube_writer, kubelet_api, mqtt_link, pod_watch};
+use crate::{embedded_broker, kube_writer, kubelet_api, local_endpoints, mqtt_link, pod_watch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -39,6 +35,8 @@ pub enum GatewayError {
     Mqtt(#[from] mqtt_link::MqttError),
     #[error(transparent)]
     Tls(#[from] kubelet_api::tls::TlsError),
+    #[error(transparent)]
+    MetricsListen(#[from] local_endpoints::BeyondLoopback),
     #[error("cannot listen on {addr} for the {what}: {source}")]
     Listen {
         what: &'static str,
@@ -200,6 +198,13 @@ pub async fn start(
             source,
         })?
         .port();
+    local_endpoints::check_listen(config.metrics_listen, config.metrics_insecure_listen)?;
+    if config.metrics_insecure_listen && !config.metrics_listen.ip().is_loopback() {
+        warn!(
+            listen = %config.metrics_listen,
+            "/metrics and /readyz are served without authentication beyond loopback (--metrics-insecure-listen)"
+        );
+    }
     let metrics_listener = bind("metrics endpoint", config.metrics_listen).await?;
     let metrics_port = metrics_listener
         .local_addr()
@@ -346,52 +351,16 @@ pub async fn start(
             authenticator: Authenticator::new(client.clone(), config.kubelet_authn),
             authorizer: Authorizer::new(client, config.kubelet_authz),
         },
+        metrics.clone(),
         config.log_request_timeout,
         token.clone(),
     )));
-    {
-        let metrics = metrics.clone();
-        let token = token.clone();
-        let health = fleet.health().clone();
-        let app = Router::new()
-            .route(
-                "/readyz",
-                get(move || {
-                    let problems = health.problems();
-                    async move {
-                        if problems.is_empty() {
-                            (StatusCode::OK, "ok\n".to_owned())
-                        } else {
-                            (
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                format!("not ready:\n{}\n", problems.join("\n")),
-                            )
-                        }
-                    }
-                }),
-            )
-            .route(
-                "/metrics",
-                get(move || {
-                    let metrics = metrics.clone();
-                    async move {
-                        (
-                            [(
-                                header::CONTENT_TYPE,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            metrics.render(),
-                        )
-                            .into_response()
-                    }
-                }),
-            );
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(metrics_listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
-        }));
-    }
+    tasks.push(tokio::spawn(local_endpoints::serve(
+        metrics_listener,
+        metrics.clone(),
+        fleet.health().clone(),
+        token.clone(),
+    )));
 
     let ports = ReadyPorts {
         mqtt_port,

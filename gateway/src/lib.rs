@@ -24,7 +24,8 @@
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
-//! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/containerLogs/...`; authn + SubjectAccessReview per request |
+//! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`; authn + SubjectAccessReview per request |
+//! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
 //! | [`metrics`] | Prometheus metrics (prometheus-client) |
 //! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
 //! | [`hostile_input`] | rate-limited logging of dropped messages |
@@ -41,6 +42,7 @@ pub mod health;
 pub mod hostile_input;
 pub mod kube_writer;
 pub mod kubelet_api;
+pub mod local_endpoints;
 pub mod log_streams;
 pub mod metrics;
 pub mod mqtt_link;

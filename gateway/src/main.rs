@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use edge_gateway::config::{GatewayConfig, RunArgs};
 use edge_gateway::enrollment::cli::{BrokerConfigArgs, EnrollArgs, RevokeArgs};
+use edge_gateway::local_endpoints::check_ready::{CheckReadyArgs, check_ready};
 use tokio_util::sync::CancellationToken;
 
 /// Virtual kubelet for a fleet of edge devices: every device a Kubernetes Node, every
@@ -24,6 +25,9 @@ enum Command {
     Revoke(RevokeArgs),
     /// Write a production broker configuration (e.g. `broker-config mosquitto`).
     BrokerConfig(BrokerConfigArgs),
+    /// Exit 0 if the gateway on this host is ready (its `/readyz` on --metrics-listen),
+    /// 1 with the reason otherwise: the container's readiness probe.
+    CheckReady(CheckReadyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +37,14 @@ fn main() -> anyhow::Result<()> {
         Command::Enroll(a) => edge_gateway::enrollment::cli::run_enroll(a),
         Command::Revoke(a) => edge_gateway::enrollment::cli::run_revoke(a),
         Command::BrokerConfig(a) => edge_gateway::enrollment::cli::run_broker_config(a),
+        Command::CheckReady(a) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let body = runtime.block_on(check_ready(&a))?;
+            println!("{body}");
+            Ok(())
+        }
     }
 }
 

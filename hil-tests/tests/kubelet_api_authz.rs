@@ -2,8 +2,9 @@
 //! webhook mode does, against the API emulator and against the real control plane
 //! (v1.37.2, real RBAC): a client certificate of a user without RBAC gets 403 for another
 //! namespace's logs, a user bound to nodes/proxy gets them, ServiceAccount bearer tokens
-//! likewise, no credentials get 401, and `kubectl logs` through the API server (its
-//! kubelet client certificate, bound to system:kubelet-api-admin) keeps working.
+//! likewise, no credentials get 401, `/metrics` needs `nodes/metrics` (the shipped
+//! metrics-reader role), and `kubectl logs` through the API server (its kubelet client
+//! certificate, bound to system:kubelet-api-admin) keeps working.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -231,17 +232,13 @@ fn bearer(token: &str) -> Vec<String> {
     vec!["-H".into(), format!("Authorization: Bearer {token}")]
 }
 
-/// A ClusterRole `get` on `nodes/proxy` (of `node` only, when given) bound to `subject`.
-async fn grant_nodes_proxy(bed: &Bed, name: &str, node: Option<&str>, subject: serde_json::Value) {
-    let mut rule = json!({"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]});
-    if let Some(n) = node {
-        rule["resourceNames"] = json!([n]);
-    }
+/// A ClusterRole `name` with `rules`, bound to `subject`.
+async fn grant(bed: &Bed, name: &str, rules: serde_json::Value, subject: serde_json::Value) {
     let roles: Api<ClusterRole> = Api::all(bed.admin.clone());
     roles
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}, "rules": [rule]})).unwrap(),
+            &serde_json::from_value(json!({"metadata": {"name": name}, "rules": rules})).unwrap(),
         )
         .await
         .unwrap();
@@ -258,6 +255,49 @@ async fn grant_nodes_proxy(bed: &Bed, name: &str, node: Option<&str>, subject: s
         )
         .await
         .unwrap();
+}
+
+/// A ClusterRole `get` on `nodes/proxy` (of `node` only, when given) bound to `subject`.
+async fn grant_nodes_proxy(bed: &Bed, name: &str, node: Option<&str>, subject: serde_json::Value) {
+    let mut rule = json!({"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]});
+    if let Some(n) = node {
+        rule["resourceNames"] = json!([n]);
+    }
+    grant(bed, name, json!([rule]), subject).await;
+}
+
+/// The rules of deploy/kustomize/base/clusterrole-metrics-reader.yaml, as shipped.
+fn shipped_metrics_reader_rules() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/kustomize/base/clusterrole-metrics-reader.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc = &yaml_rust2::YamlLoader::load_from_str(&text).unwrap()[0];
+    let strings = |y: &yaml_rust2::Yaml| -> Vec<String> {
+        y.as_vec()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let rules: Vec<serde_json::Value> = doc["rules"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            json!({
+                "apiGroups": strings(&r["apiGroups"]),
+                "resources": strings(&r["resources"]),
+                "verbs": strings(&r["verbs"]),
+            })
+        })
+        .collect();
+    assert!(!rules.is_empty(), "{}", path.display());
+    json!(rules)
+}
+
+/// A copy of the shipped metrics-reader ClusterRole named `name`, bound to `subject`.
+async fn grant_shipped_metrics_reader(bed: &Bed, name: &str, subject: serde_json::Value) {
+    grant(bed, name, shipped_metrics_reader_rules(), subject).await;
 }
 
 async fn service_account_token(bed: &Bed, name: &str) -> String {
@@ -355,6 +395,27 @@ async fn kubelet_api_authorizes_every_request(backend: ClusterBackend, suffix: &
     assert_eq!((code, body.as_str()), (200, "the secret line\n"));
     let (body, code) = call(&bed, &logs, &bearer("not-a-token")).await;
     assert_eq!(code, 401, "{body}");
+
+    // the gateway's /metrics: authorized as nodes/metrics, which the shipped
+    // edge-gateway-metrics-reader role grants and nodes/proxy does not
+    let (_, code) = call(&bed, "/metrics", &[]).await;
+    assert_eq!(code, 401, "/metrics needs credentials");
+    let (body, code) = call(&bed, "/metrics", &cert_args(&mallory)).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("subresource(s)=[metrics]"), "{body}");
+    let (body, code) = call(&bed, "/metrics", &bearer(&reader)).await;
+    assert_eq!(code, 403, "nodes/proxy does not read metrics: {body}");
+    let scraper = service_account_token(&bed, "scraper").await;
+    grant_shipped_metrics_reader(
+        &bed,
+        &format!("authz-metrics-{suffix}"),
+        json!({"kind": "ServiceAccount", "name": "scraper", "namespace": bed.ns}),
+    )
+    .await;
+    let (body, code) = call(&bed, "/metrics", &bearer(&scraper)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("edge_gateway_devices_online"), "{body}");
+    assert!(!body.contains("the secret line"));
 
     // the API server's own kubelet client (kubectl logs) is allowed by its RBAC binding
     let pods: Api<Pod> = Api::namespaced(bed.admin.clone(), &bed.ns);

@@ -120,8 +120,13 @@ fn cluster_role_grants_exactly_what_the_gateway_calls() {
         let roles: Vec<&Yaml> = docs
             .iter()
             .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
+            .filter(|d| d["metadata"]["name"].as_str() != Some(METRICS_READER))
             .collect();
-        assert_eq!(roles.len(), 1, "{dir}: expected one (Cluster)Role");
+        assert_eq!(
+            roles.len(),
+            1,
+            "{dir}: expected one (Cluster)Role for the gateway"
+        );
         let granted = granted(roles[0]);
         let used = used();
         let extra: Vec<_> = granted.difference(&used).collect();
@@ -133,6 +138,23 @@ fn cluster_role_grants_exactly_what_the_gateway_calls() {
         assert!(
             missing.is_empty(),
             "{dir}: the ClusterRole lacks calls the gateway makes: {missing:?}"
+        );
+    }
+}
+
+/// The ClusterRole a scraper is bound to, to read the gateway's `/metrics` on the
+/// kubelet API.
+const METRICS_READER: &str = "edge-gateway-metrics-reader";
+
+#[test]
+fn the_metrics_reader_role_grants_only_reading_metrics() {
+    for dir in ALL {
+        let docs = render(dir);
+        let role = find(&docs, "ClusterRole", METRICS_READER);
+        assert_eq!(
+            granted(role),
+            BTreeSet::from([(String::new(), "nodes/metrics".to_owned(), "get".to_owned())]),
+            "{dir}"
         );
     }
 }
@@ -186,10 +208,21 @@ fn base_renders_a_complete_gateway_deployment() {
         Some("edge-gateway")
     );
     assert!(env_names(container).contains(&"EDGE_GATEWAY_NODE_ADDRESS".to_string()));
-    // The embedded broker listens on loopback and no port or Service exposes it.
+    // The embedded broker and the plain metrics/readiness endpoints listen on loopback
+    // and no port or Service exposes them: the kubelet API is the only port.
     assert_eq!(
         port_numbers(&container["ports"], "containerPort"),
-        BTreeSet::from([9464, 10250])
+        BTreeSet::from([10250])
+    );
+    let metrics = config["data"]["EDGE_GATEWAY_METRICS_LISTEN"]
+        .as_str()
+        .unwrap();
+    assert!(metrics.starts_with("127.0.0.1:"), "{metrics}");
+    assert!(config["data"]["EDGE_GATEWAY_METRICS_INSECURE_LISTEN"].is_badvalue());
+    // Readiness is asked from inside the container, where loopback reaches /readyz.
+    assert_eq!(
+        strs(&container["readinessProbe"]["exec"]["command"]),
+        ["edge-gateway", "check-ready"]
     );
     let listen = config["data"]["EDGE_GATEWAY_MQTT_LISTEN"].as_str().unwrap();
     assert!(listen.starts_with("127.0.0.1:"), "{listen}");
@@ -198,7 +231,7 @@ fn base_renders_a_complete_gateway_deployment() {
         "the base must not opt into an exposed embedded broker"
     );
 
-    // One Service: kubelet API and metrics, in-cluster.
+    // One Service: the kubelet API (logs, and /metrics with credentials), in-cluster.
     let services: Vec<&Yaml> = docs
         .iter()
         .filter(|d| d["kind"].as_str() == Some("Service"))
@@ -215,12 +248,14 @@ fn base_renders_a_complete_gateway_deployment() {
 /// What a rendered Service port leads to, as far as MQTT is concerned.
 #[derive(Debug, PartialEq, Eq)]
 enum Exposure {
-    /// Not an MQTT listener (kubelet API, metrics).
+    /// Not an MQTT listener, and not unauthenticated (the kubelet API).
     NotMqtt,
     /// Mosquitto running the generated config: TLS, client certificate required, ACL.
     MqttWithClientCertificates,
     /// The embedded broker, or an MQTT port nobody vouches for.
     UnauthenticatedMqtt(String),
+    /// The gateway's plain-HTTP `/metrics` and `/readyz` (`--metrics-listen`).
+    UnauthenticatedHttp(String),
 }
 
 /// Pod templates (with their workload's name) whose labels the selector matches.
@@ -306,8 +341,12 @@ fn classify(docs: &[Yaml], service: &Yaml, port: &Yaml) -> Exposure {
             let listen = gateway_setting(docs, container, "EDGE_GATEWAY_MQTT_LISTEN")
                 .unwrap_or_else(|| "127.0.0.1:1883".to_owned());
             let broker_url = gateway_setting(docs, container, "EDGE_GATEWAY_BROKER_URL");
+            let metrics = gateway_setting(docs, container, "EDGE_GATEWAY_METRICS_LISTEN")
+                .unwrap_or_else(|| "127.0.0.1:9464".to_owned());
             if broker_url.is_none() && listen.ends_with(&format!(":{number}")) {
                 Exposure::UnauthenticatedMqtt(format!("{what}: the embedded broker ({listen})"))
+            } else if metrics.ends_with(&format!(":{number}")) {
+                Exposure::UnauthenticatedHttp(format!("{what}: plain /metrics ({metrics})"))
             } else {
                 Exposure::NotMqtt
             }
@@ -352,7 +391,11 @@ fn classify(docs: &[Yaml], service: &Yaml, port: &Yaml) -> Exposure {
         } else {
             Exposure::NotMqtt
         };
-        if matches!(exposure, Exposure::UnauthenticatedMqtt(_)) || worst == Exposure::NotMqtt {
+        let unauthenticated = matches!(
+            exposure,
+            Exposure::UnauthenticatedMqtt(_) | Exposure::UnauthenticatedHttp(_)
+        );
+        if unauthenticated || worst == Exposure::NotMqtt {
             worst = exposure;
         }
     }
@@ -400,6 +443,28 @@ fn no_rendered_service_exposes_an_unauthenticated_mqtt_port() {
 }
 
 #[test]
+fn no_rendered_service_exposes_the_plain_metrics_endpoint() {
+    for dir in ALL {
+        let docs = render(dir);
+        let mut exposed = Vec::new();
+        for service in docs
+            .iter()
+            .filter(|d| d["kind"].as_str() == Some("Service"))
+        {
+            for port in service["spec"]["ports"].as_vec().into_iter().flatten() {
+                if let Exposure::UnauthenticatedHttp(what) = classify(&docs, service, port) {
+                    exposed.push(what);
+                }
+            }
+        }
+        assert!(
+            exposed.is_empty(),
+            "{dir} exposes /metrics without authentication: {exposed:#?}"
+        );
+    }
+}
+
+#[test]
 fn lab_overlay_exposes_the_embedded_broker_only_with_the_insecure_opt_in() {
     let docs = render(LAB);
     let exposed = unauthenticated_mqtt(&docs);
@@ -420,7 +485,7 @@ fn lab_overlay_exposes_the_embedded_broker_only_with_the_insecure_opt_in() {
             &sts["spec"]["template"]["spec"]["containers"][0]["ports"],
             "containerPort"
         ),
-        BTreeSet::from([1883, 9464, 10250])
+        BTreeSet::from([1883, 10250])
     );
 }
 

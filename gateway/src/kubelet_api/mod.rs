@@ -1,4 +1,5 @@
-//! The kubelet API over HTTPS for every node of the gateway: `/healthz`, `/pods` and
+//! The kubelet API over HTTPS for every node of the gateway: `/healthz`, `/pods`,
+//! `/metrics` (the gateway's own, as a kubelet serves its own) and
 //! `/containerLogs/{namespace}/{pod}/{container}` (streamed from the device over MQTT).
 //! Every request, `/healthz` and unknown paths included, is authenticated and authorized
 //! first, as the kubelet does in webhook mode.
@@ -38,11 +39,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::fleet::{Fleet, LogTargetError};
+use crate::metrics::Metrics;
 use access::AccessControl;
 
 #[derive(Clone, Debug)]
 struct ApiState {
     fleet: Arc<Fleet>,
+    metrics: Arc<Metrics>,
     log_timeout: Duration,
 }
 
@@ -55,6 +58,12 @@ fn plain(status: StatusCode, message: impl Into<String>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The gateway's own metrics, as the kubelet serves its own on `/metrics`
+/// (authorized as `get nodes/metrics` on every node).
+async fn metrics(State(state): State<ApiState>) -> Response {
+    crate::local_endpoints::metrics_response(&state.metrics)
 }
 
 async fn healthz() -> &'static str {
@@ -247,17 +256,22 @@ async fn not_found() -> Response {
 }
 
 /// The router (state included), every route behind the access filter.
-fn router(access: AccessControl, log_timeout: Duration) -> Router {
+fn router(access: AccessControl, metrics: Arc<Metrics>, log_timeout: Duration) -> Router {
     let fleet = access.fleet.clone();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(self::metrics))
         .route("/pods", get(pods))
         .route(
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
         .fallback(not_found)
-        .with_state(ApiState { fleet, log_timeout })
+        .with_state(ApiState {
+            fleet,
+            metrics,
+            log_timeout,
+        })
         .layer(axum::middleware::from_fn_with_state(access, access::filter))
 }
 
@@ -266,11 +280,12 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     access: AccessControl,
+    metrics: Arc<Metrics>,
     log_timeout: Duration,
     token: CancellationToken,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(access, log_timeout);
+    let app = router(access, metrics, log_timeout);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = token.cancelled() => break,
