@@ -39,6 +39,8 @@ pub mod config;
 pub mod container_labels;
 pub mod container_runtime;
 pub mod docker_runtime;
+pub mod downlink;
+pub mod effect_executor;
 pub mod engine_api_get;
 pub mod host_facts;
 pub mod insecure_tls;

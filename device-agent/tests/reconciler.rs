@@ -7,7 +7,8 @@ use edge_agent::config::LifecycleTimings;
 use edge_agent::container_labels::ContainerIdentity;
 use edge_agent::container_runtime::{ContainerSnapshot, RunState};
 use edge_agent::pod_lifecycle::{
-    Effect, Input, Outcome, PodLifecycle, ProbeKind, ProbeReport, pod_phase, spec_hash,
+    Effect, Input, LogTargetError, Outcome, PodLifecycle, ProbeKind, ProbeReport, pod_phase,
+    spec_hash,
 };
 use edge_protocol::{
     ContainerSpec, ContainerState, ContainerStatus, DesiredSet, PodPhase, PodSpec, PodStatus,
@@ -674,8 +675,14 @@ fn log_targets() {
         now: S,
     });
     assert_eq!(lc.log_target("u12", "", "", "main", false), Ok("c0".into()));
-    assert_eq!(lc.log_target("u12", "", "", "main", true), Err(false));
-    assert_eq!(lc.log_target("u12", "", "", "other", false), Err(true));
+    assert_eq!(
+        lc.log_target("u12", "", "", "main", true),
+        Err(LogTargetError::NoPreviousInstance)
+    );
+    assert_eq!(
+        lc.log_target("u12", "", "", "other", false),
+        Err(LogTargetError::UnknownContainer)
+    );
     assert_eq!(
         lc.log_target("", "default", "pod-u12", "main", false),
         Ok("c0".into())

@@ -37,6 +37,15 @@ use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_
 pub use inputs_effects::{ContainerKey, Effect, Input, Outcome, ProbeKind, ProbeReport};
 pub use status_report::pod_phase;
 
+/// Why a log request names no container on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LogTargetError {
+    #[error("the pod or container is not on this device")]
+    UnknownContainer,
+    #[error("the container has no previous instance")]
+    NoPreviousInstance,
+}
+
 /// The reconciler.
 #[derive(Debug)]
 pub struct PodLifecycle {
@@ -98,7 +107,7 @@ impl PodLifecycle {
     }
 
     /// The container a log request is about: the current instance, or with `previous`
-    /// the one before it. `Err(true)` = pod/container unknown, `Err(false)` = no previous.
+    /// the one before it.
     pub fn log_target(
         &self,
         pod_uid: &str,
@@ -106,7 +115,7 @@ impl PodLifecycle {
         pod_name: &str,
         container: &str,
         previous: bool,
-    ) -> Result<String, bool> {
+    ) -> Result<String, LogTargetError> {
         let mut instances: Vec<&ContainerSnapshot> = self
             .containers
             .iter()
@@ -120,9 +129,12 @@ impl PodLifecycle {
             .collect();
         instances.sort_by_key(|c| std::cmp::Reverse(c.identity.restart_count));
         match (instances.first(), previous) {
-            (None, _) => Err(true),
+            (None, _) => Err(LogTargetError::UnknownContainer),
             (Some(c), false) => Ok(c.id.clone()),
-            (Some(_), true) => instances.get(1).map(|c| c.id.clone()).ok_or(false),
+            (Some(_), true) => instances
+                .get(1)
+                .map(|c| c.id.clone())
+                .ok_or(LogTargetError::NoPreviousInstance),
         }
     }
 
