@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use edge_protocol::{ContainerSpec, PodSpec, UnixMillis};
 
+use super::inputs_effects::FailureReason;
 use crate::backoff::Backoff;
 
 /// Hash of what a container was created from; a change replaces the container (in
@@ -47,8 +48,8 @@ pub(super) struct ContainerMemory {
     /// Restart count of the instance being brought up (image → create → start).
     pub(super) pipeline: Option<u32>,
     pub(super) image_ok: bool,
-    /// Pull/create failures: (waiting reason, message, when) and their back-off.
-    pub(super) failure: Option<(String, String, UnixMillis)>,
+    /// The last pull/create failure (its back-off is `attempt_backoff`).
+    pub(super) failure: Option<Failure>,
     pub(super) attempt_backoff: Backoff,
     pub(super) backoff_event_sent: bool,
     /// Crash-loop back-off; `None` until first needed (then rebuilt from restart count).
@@ -62,6 +63,14 @@ pub(super) struct ContainerMemory {
     pub(super) max_restart: Option<u32>,
     /// A container created by us that no listing has shown yet (and since when).
     pub(super) awaiting: Option<(String, UnixMillis)>,
+}
+
+/// A pull or create failure: the waiting reason reported, its message, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Failure {
+    pub(super) reason: FailureReason,
+    pub(super) message: String,
+    pub(super) at: UnixMillis,
 }
 
 /// How long a created container may be missing from listings before it counts as gone.

@@ -11,6 +11,54 @@ use edge_protocol::{
 };
 
 use crate::container_runtime::ContainerSnapshot;
+use crate::pod_volumes::VolumeError;
+
+/// Why a pod's volumes could not be prepared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VolumeSetupError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// The task preparing them did not finish (it panicked or was cancelled).
+    #[error("{0}")]
+    Interrupted(String),
+}
+
+/// Why a container cannot be brought up: the kubelet's waiting reasons for image and
+/// create failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    ErrImagePull,
+    ImagePullBackOff,
+    ErrImageNeverPull,
+    CreateContainerConfigError,
+    CreateContainerError,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ErrImagePull => "ErrImagePull",
+            FailureReason::ImagePullBackOff => "ImagePullBackOff",
+            FailureReason::ErrImageNeverPull => "ErrImageNeverPull",
+            FailureReason::CreateContainerConfigError => "CreateContainerConfigError",
+            FailureReason::CreateContainerError => "CreateContainerError",
+        }
+    }
+
+    /// A pull failure (cleared once the image is there).
+    pub fn is_pull(self) -> bool {
+        matches!(
+            self,
+            FailureReason::ErrImagePull | FailureReason::ImagePullBackOff
+        )
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Pod uid and container name.
 pub type ContainerKey = (String, String);
@@ -36,7 +84,7 @@ pub enum Input {
 pub enum Outcome {
     VolumesReady {
         pod_uid: String,
-        result: Result<(), String>,
+        result: Result<(), VolumeSetupError>,
     },
     /// An actual registry pull began (the image was not present or policy is Always).
     PullStarted {
@@ -54,10 +102,11 @@ pub enum Outcome {
         key: ContainerKey,
         id: String,
     },
-    /// `reason` is the kubelet's: `CreateContainerConfigError` or `CreateContainerError`.
+    /// `reason` is [`FailureReason::CreateContainerConfigError`] or
+    /// [`FailureReason::CreateContainerError`], as the kubelet's.
     CreateFailed {
         key: ContainerKey,
-        reason: String,
+        reason: FailureReason,
         message: String,
     },
     Started {

@@ -34,7 +34,9 @@ use crate::container_runtime::{ContainerSnapshot, RunState};
 
 pub use container_memory::spec_hash;
 use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_hash_bytes};
-pub use inputs_effects::{ContainerKey, Effect, Input, Outcome, ProbeKind, ProbeReport};
+pub use inputs_effects::{
+    ContainerKey, Effect, FailureReason, Input, Outcome, ProbeKind, ProbeReport, VolumeSetupError,
+};
 pub use status_report::pod_phase;
 
 /// Why a log request names no container on this device.

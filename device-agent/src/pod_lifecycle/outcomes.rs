@@ -5,9 +5,8 @@
 use edge_protocol::{EventType, PullPolicy};
 
 use super::PodLifecycle;
-use super::container_memory::{Op, VolumeState};
-use super::inputs_effects::{Effect, Outcome, ProbeKind, ProbeReport};
-use super::reconcile::is_pull_reason;
+use super::container_memory::{Failure, Op, VolumeState};
+use super::inputs_effects::{Effect, FailureReason, Outcome, ProbeKind, ProbeReport};
 use crate::backoff::Backoff;
 
 impl PodLifecycle {
@@ -22,7 +21,8 @@ impl PodLifecycle {
                 let spec = pod.spec.clone();
                 let next = match result {
                     Ok(()) => VolumeState::Ready,
-                    Err(message) => {
+                    Err(error) => {
+                        let message = error.to_string();
                         let mut backoff = match &pod.volumes {
                             VolumeState::Failed { backoff, .. } => *backoff,
                             _ => Backoff::default(),
@@ -64,7 +64,7 @@ impl PodLifecycle {
                 if let Some(m) = self.memory(&key) {
                     m.op = None;
                     m.image_ok = true;
-                    if m.failure.as_ref().is_some_and(|f| is_pull_reason(&f.0)) {
+                    if m.failure.as_ref().is_some_and(|f| f.reason.is_pull()) {
                         m.failure = None;
                         m.attempt_backoff.reset();
                     }
@@ -82,15 +82,19 @@ impl PodLifecycle {
                 };
                 let never = c.image_pull_policy == PullPolicy::Never;
                 let reason = if never {
-                    "ErrImageNeverPull"
+                    FailureReason::ErrImageNeverPull
                 } else {
-                    "ErrImagePull"
+                    FailureReason::ErrImagePull
                 };
                 if let Some(m) = self.memory(&key) {
                     m.op = None;
                     m.attempt_backoff.advance(&timings);
                     m.backoff_event_sent = false;
-                    m.failure = Some((reason.to_owned(), message.clone(), now));
+                    m.failure = Some(Failure {
+                        reason,
+                        message: message.clone(),
+                        at: now,
+                    });
                 }
                 if !never {
                     self.event(
@@ -149,7 +153,11 @@ impl PodLifecycle {
                     m.op = None;
                     m.image_ok = false;
                     m.attempt_backoff.advance(&timings);
-                    m.failure = Some((reason.clone(), message.clone(), now));
+                    m.failure = Some(Failure {
+                        reason,
+                        message: message.clone(),
+                        at: now,
+                    });
                 }
                 self.event(
                     &spec,

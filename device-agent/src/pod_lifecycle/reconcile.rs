@@ -9,8 +9,8 @@ use std::time::Duration;
 use edge_protocol::{ContainerSpec, EventType, PodSpec, RestartPolicy};
 
 use super::PodLifecycle;
-use super::container_memory::{AWAITING_LIMIT_MS, Op, ProbeState, VolumeState, spec_hash};
-use super::inputs_effects::{ContainerKey, Effect};
+use super::container_memory::{AWAITING_LIMIT_MS, Failure, Op, ProbeState, VolumeState, spec_hash};
+use super::inputs_effects::{ContainerKey, Effect, FailureReason};
 use crate::backoff::Backoff;
 use crate::container_runtime::{ContainerSnapshot, RunState};
 
@@ -365,13 +365,17 @@ impl PodLifecycle {
             return;
         };
         m.pipeline = Some(restart_count);
-        if let Some((reason, _, at)) = m.failure.clone()
+        if let Some(Failure { reason, at, .. }) = m.failure.clone()
             && m.attempt_backoff.in_backoff(at, now)
         {
             // ErrImagePull is reported first; ImagePullBackOff from the next pass on.
-            if is_pull_reason(&reason) && !m.backoff_event_sent && now > at {
+            if reason.is_pull() && !m.backoff_event_sent && now > at {
                 m.backoff_event_sent = true;
-                m.failure = Some(("ImagePullBackOff".to_owned(), back_off_pulling(c), at));
+                m.failure = Some(Failure {
+                    reason: FailureReason::ImagePullBackOff,
+                    message: back_off_pulling(c),
+                    at,
+                });
                 self.event(
                     spec,
                     Some(&c.name),
@@ -404,10 +408,6 @@ impl PodLifecycle {
             spec_hash: hash.to_owned(),
         });
     }
-}
-
-pub(super) fn is_pull_reason(reason: &str) -> bool {
-    matches!(reason, "ErrImagePull" | "ImagePullBackOff")
 }
 
 fn back_off_pulling(c: &ContainerSpec) -> String {

@@ -208,7 +208,7 @@ impl PodLifecycle {
                 (VolumeState::Failed { message, .. }, _) => {
                     waiting("CreateContainerConfigError", Some(message.clone()))
                 }
-                (_, Some((reason, message, _))) => waiting(&reason, Some(message)),
+                (_, Some(f)) => waiting(f.reason.as_str(), Some(f.message)),
                 _ => waiting("ContainerCreating", None),
             },
             Some(cur) => match &cur.state {
@@ -236,8 +236,8 @@ impl PodLifecycle {
                     if restarting && !spec.is_terminating() {
                         last_state = Some(term);
                         match (memory, failure) {
-                            (Some(m), Some((reason, message, _))) if m.pipeline.is_some() => {
-                                waiting(&reason, Some(message))
+                            (Some(m), Some(f)) if m.pipeline.is_some() => {
+                                waiting(f.reason.as_str(), Some(f.message))
                             }
                             (Some(m), _) if m.pipeline.is_some() => {
                                 waiting("ContainerCreating", None)
