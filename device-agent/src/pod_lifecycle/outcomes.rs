@@ -6,7 +6,7 @@ use edge_protocol::{EventType, PullPolicy};
 
 use super::PodLifecycle;
 use super::container_memory::{Failure, Op, VolumeState};
-use super::inputs_effects::{Effect, FailureReason, Outcome, ProbeKind, ProbeReport};
+use super::inputs_effects::{ContainerKey, Effect, FailureReason, Outcome, ProbeKind, ProbeReport};
 use crate::backoff::Backoff;
 
 impl PodLifecycle {
@@ -133,10 +133,7 @@ impl PodLifecycle {
                     format!("Created container {}", key.1),
                 );
                 if spec.is_terminating() {
-                    if let Some(m) = self.memory(&key) {
-                        m.op = None;
-                        m.pipeline = None;
-                    }
+                    self.end_pipeline(&key);
                 } else {
                     self.effects.push(Effect::Start { key, id });
                 }
@@ -167,38 +164,10 @@ impl PodLifecycle {
                     format!("Error: {message}"),
                 );
             }
-            Outcome::Started { key, id: _ } => {
-                let Some((spec, _)) = self.container_spec(&key) else {
-                    return;
-                };
-                if let Some(m) = self.memory(&key) {
-                    m.op = None;
-                    m.pipeline = None;
-                }
-                self.event(
-                    &spec,
-                    Some(&key.1),
-                    EventType::Normal,
-                    "Started",
-                    format!("Started container {}", key.1),
-                );
-            }
+            Outcome::Started { key, id: _ } => self.start_ended(&key, None),
             Outcome::StartFailed { key, id, message } => {
                 self.start_failed.insert(id, message.clone());
-                let Some((spec, _)) = self.container_spec(&key) else {
-                    return;
-                };
-                if let Some(m) = self.memory(&key) {
-                    m.op = None;
-                    m.pipeline = None;
-                }
-                self.event(
-                    &spec,
-                    Some(&key.1),
-                    EventType::Warning,
-                    "Failed",
-                    format!("Error: {message}"),
-                );
+                self.start_ended(&key, Some(message));
             }
             Outcome::Stopped { .. } => {}
             Outcome::StopFailed { id, .. } => {
@@ -211,6 +180,31 @@ impl PodLifecycle {
             Outcome::RemoveFailed { id, .. } => {
                 self.removing.remove(&id);
             }
+        }
+    }
+
+    /// A start was tried: the bring-up of `key` is over, successful unless `error`.
+    fn start_ended(&mut self, key: &ContainerKey, error: Option<String>) {
+        let Some((spec, _)) = self.container_spec(key) else {
+            return;
+        };
+        self.end_pipeline(key);
+        let (event_type, reason, message) = match error {
+            None => (
+                EventType::Normal,
+                "Started",
+                format!("Started container {}", key.1),
+            ),
+            Some(error) => (EventType::Warning, "Failed", format!("Error: {error}")),
+        };
+        self.event(&spec, Some(&key.1), event_type, reason, message);
+    }
+
+    /// The bring-up of `key` (image, create, start) is over.
+    fn end_pipeline(&mut self, key: &ContainerKey) {
+        if let Some(m) = self.memory(key) {
+            m.op = None;
+            m.pipeline = None;
         }
     }
 
