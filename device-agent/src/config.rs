@@ -19,8 +19,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
     #[error(
         "device_id is not set: put `device_id = \"...\"` in the config file or pass --device-id"
     )]
@@ -39,6 +43,14 @@ pub enum ConfigError {
     BadLabel(String),
     #[error("{what} must be greater than zero")]
     Zero { what: &'static str },
+    #[error("{raw:?} is not a valid number of seconds")]
+    BadSeconds { raw: String },
+    #[error("{raw:?} is not a duration like 10s, 500ms or 5m: {source}")]
+    BadDuration {
+        raw: String,
+        #[source]
+        source: humantime::DurationError,
+    },
 }
 
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -82,9 +94,9 @@ impl ConfigFile {
             path: path.to_owned(),
             source,
         })?;
-        let mut file = Self::parse(&text).map_err(|message| ConfigError::Parse {
+        let mut file = Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            source,
         })?;
         if let (Some(tls), Some(dir)) = (file.tls.as_mut(), path.parent()) {
             for p in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
@@ -99,8 +111,8 @@ impl ConfigFile {
         Ok(file)
     }
 
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn parse(text: &str) -> std::result::Result<Self, toml::de::Error> {
+        toml::from_str(text)
     }
 }
 
@@ -283,16 +295,20 @@ pub fn parse_label(raw: &str) -> Result<(String, String)> {
 }
 
 /// Parses a duration: plain seconds (`10`, `0.5`) or humantime (`1s`, `250ms`, `5m`).
-pub fn parse_duration(raw: &str) -> std::result::Result<Duration, String> {
+pub fn parse_duration(raw: &str) -> Result<Duration> {
     let raw = raw.trim();
     if let Ok(secs) = raw.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
             return Ok(Duration::from_secs_f64(secs));
         }
-        return Err(format!("{raw:?} is not a valid number of seconds"));
+        return Err(ConfigError::BadSeconds {
+            raw: raw.to_owned(),
+        });
     }
-    humantime::parse_duration(raw)
-        .map_err(|e| format!("{raw:?} is not a duration like 10s, 500ms or 5m: {e}"))
+    humantime::parse_duration(raw).map_err(|source| ConfigError::BadDuration {
+        raw: raw.to_owned(),
+        source,
+    })
 }
 
 /// The commented default configuration printed by `edge-agent --print-default-config`.

@@ -10,10 +10,12 @@
 //! |---|---|
 //! | [`cli`] | clap command line: `run`, `install`, `--print-default-config` |
 //! | [`config`] | [`config::AgentConfig`]: TOML file + env + flags, validated; the commented default file |
-//! | [`agent`] | [`agent::run`]: the thin async loop that drives everything below |
-//! | [`runtime_effects`] | executes the reconciler's runtime and file-system effects |
+//! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway |
+//! | [`downlink`] | decoding at the MQTT edge: a frame becomes a typed [`downlink::Downlink`] or a [`downlink::RejectReason`] |
 //! | [`unsaved_desired`] | a desired set not yet saved and the deliveries to acknowledge once it is |
-//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`) |
+//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `status_report` |
+//! | [`effect_executor`] | carries out the reconciler's effects: outbox, probe workers, runtime effects |
+//! | [`runtime_effects`] | executes the reconciler's runtime and file-system effects, returns their outcomes |
 //! | [`backoff`] | the kubelet's crash-loop / image-pull back-off |
 //! | [`container_runtime`] | the runtime trait and its data types |
 //! | [`docker_runtime`] | that trait over the Docker Engine API (Docker, Podman) with bollard |
@@ -39,6 +41,8 @@ pub mod config;
 pub mod container_labels;
 pub mod container_runtime;
 pub mod docker_runtime;
+pub mod downlink;
+pub mod effect_executor;
 pub mod engine_api_get;
 pub mod host_facts;
 pub mod insecure_tls;

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AgentConfig, BrokerUrl, TlsFiles};
+use crate::downlink::Delivery;
 use crate::local_store::LocalStore;
 use crate::uplink_window::{PriorityMessage, Send, UplinkWindow};
 use crate::wall_clock::now_millis;
@@ -53,9 +54,9 @@ pub type Result<T, E = SessionError> = std::result::Result<T, E>;
 pub enum SessionEvent {
     Connected,
     Disconnected,
-    /// A message on one of the device's `down/...` topics (acknowledge it with
-    /// [`MqttSession::ack`] once handled).
-    Message(Publish),
+    /// A frame on one of the device's `down/...` topics, already decoded (acknowledge
+    /// it with [`MqttSession::ack`] once handled).
+    Downlink(Box<Delivery>),
 }
 
 /// Inputs of the uplink task.
@@ -79,6 +80,16 @@ enum UplinkInput {
         pkid: u16,
     },
     NodeReport,
+}
+
+/// Wakes the uplink task when the outbox has new entries; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
 }
 
 /// Handle to the running session.
@@ -212,6 +223,7 @@ impl MqttSession {
             options,
             config.brokers.clone(),
             config.reconnect_backoff_max,
+            config.device_id.clone(),
             connected.clone(),
             uplink_tx.clone(),
             events,
@@ -246,9 +258,9 @@ impl MqttSession {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// The outbox has new entries.
-    pub fn outbox_changed(&self) {
-        self.outbox_changed.notify_one();
+    /// A handle that tells the uplink task the outbox has new entries.
+    pub fn outbox_signal(&self) -> OutboxSignal {
+        OutboxSignal(self.outbox_changed.clone())
     }
 
     /// Publishes the current node report again (it changed).
@@ -322,6 +334,7 @@ async fn poll_loop(
     options: Vec<MqttOptions>,
     brokers: Vec<BrokerUrl>,
     backoff_max: Duration,
+    device: DeviceId,
     connected: Arc<AtomicBool>,
     uplink: mpsc::UnboundedSender<UplinkInput>,
     events: mpsc::UnboundedSender<SessionEvent>,
@@ -358,7 +371,9 @@ async fn poll_loop(
                 });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let _ = events.send(SessionEvent::Message(p));
+                let _ = events.send(SessionEvent::Downlink(Box::new(Delivery::decode(
+                    &device, p,
+                ))));
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 connected.store(false, Ordering::Relaxed);

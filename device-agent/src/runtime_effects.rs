@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::container_labels::ContainerIdentity;
 use crate::container_runtime::{ContainerRuntime, CreateContainer, PortMapping};
 use crate::docker_runtime::credential_matches;
-use crate::pod_lifecycle::{ContainerKey, Effect, Input, Outcome};
+use crate::pod_lifecycle::{ContainerKey, Effect, FailureReason, Input, Outcome, VolumeSetupError};
 use crate::pod_volumes;
 
 /// Executes one runtime/file-system effect; returns its outcome.
@@ -26,10 +26,11 @@ pub async fn run_effect(
         Effect::PrepareVolumes { pod } => {
             let dir = state_dir.to_owned();
             let uid = pod.uid.clone();
-            let result = tokio::task::spawn_blocking(move || pod_volumes::prepare(&dir, &pod))
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+            let result =
+                match tokio::task::spawn_blocking(move || pod_volumes::prepare(&dir, &pod)).await {
+                    Ok(prepared) => prepared.map_err(VolumeSetupError::from),
+                    Err(e) => Err(VolumeSetupError::Interrupted(e.to_string())),
+                };
             Some(Outcome::VolumesReady {
                 pod_uid: uid,
                 result,
@@ -50,7 +51,7 @@ pub async fn run_effect(
             let Some(c) = pod.containers.iter().find(|c| c.name == key.1) else {
                 return Some(Outcome::CreateFailed {
                     key,
-                    reason: "CreateContainerConfigError".to_owned(),
+                    reason: FailureReason::CreateContainerConfigError,
                     message: "container is not in the pod spec".to_owned(),
                 });
             };
@@ -59,7 +60,7 @@ pub async fn run_effect(
                 Err(e) => {
                     return Some(Outcome::CreateFailed {
                         key,
-                        reason: "CreateContainerConfigError".to_owned(),
+                        reason: FailureReason::CreateContainerConfigError,
                         message: e.to_string(),
                     });
                 }
@@ -106,7 +107,7 @@ pub async fn run_effect(
                 Ok(id) => Outcome::Created { key, id },
                 Err(e) => Outcome::CreateFailed {
                     key,
-                    reason: "CreateContainerError".to_owned(),
+                    reason: FailureReason::CreateContainerError,
                     message: e.to_string(),
                 },
             })

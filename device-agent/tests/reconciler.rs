@@ -7,8 +7,10 @@ use edge_agent::config::LifecycleTimings;
 use edge_agent::container_labels::ContainerIdentity;
 use edge_agent::container_runtime::{ContainerSnapshot, RunState};
 use edge_agent::pod_lifecycle::{
-    Effect, Input, Outcome, PodLifecycle, ProbeKind, ProbeReport, pod_phase, spec_hash,
+    Effect, FailureReason, Input, LogTargetError, Outcome, PodLifecycle, ProbeKind, ProbeReport,
+    pod_phase, spec_hash,
 };
+use edge_agent::pod_volumes::VolumeError;
 use edge_protocol::{
     ContainerSpec, ContainerState, ContainerStatus, DesiredSet, PodPhase, PodSpec, PodStatus,
     RestartPolicy,
@@ -597,7 +599,12 @@ fn volume_failure_is_create_container_config_error_and_retried() {
     });
     let fx = lc.handle(Input::Done(Outcome::VolumesReady {
         pod_uid: "u10".into(),
-        result: Err("hostPath /missing does not exist".into()),
+        result: Err(VolumeError::HostPath {
+            volume: "data".into(),
+            path: "/missing".into(),
+            problem: "does not exist".into(),
+        }
+        .into()),
     }));
     let st = reports(&fx);
     assert_eq!(
@@ -615,7 +622,7 @@ fn create_failure_is_reported_with_the_kubelet_reason() {
     let mut lc = up_to_create(&p, 0);
     let fx = lc.handle(Input::Done(Outcome::CreateFailed {
         key: key("u11"),
-        reason: "CreateContainerConfigError".into(),
+        reason: FailureReason::CreateContainerConfigError,
         message: "device \"/dev/gpiomem\" does not exist".into(),
     }));
     let st = reports(&fx);
@@ -674,8 +681,14 @@ fn log_targets() {
         now: S,
     });
     assert_eq!(lc.log_target("u12", "", "", "main", false), Ok("c0".into()));
-    assert_eq!(lc.log_target("u12", "", "", "main", true), Err(false));
-    assert_eq!(lc.log_target("u12", "", "", "other", false), Err(true));
+    assert_eq!(
+        lc.log_target("u12", "", "", "main", true),
+        Err(LogTargetError::NoPreviousInstance)
+    );
+    assert_eq!(
+        lc.log_target("u12", "", "", "other", false),
+        Err(LogTargetError::UnknownContainer)
+    );
     assert_eq!(
         lc.log_target("", "default", "pod-u12", "main", false),
         Ok("c0".into())

@@ -1,0 +1,292 @@
+//! The wiring and the thin async loop around [`PodLifecycle`]: feeds it the desired set
+//! (store and MQTT), container listings, effect outcomes and probe results, and hands
+//! its effects to the [`EffectExecutor`]; heartbeats and node reports. What the gateway
+//! sends is handled in `downlink_handling.rs`.
+
+mod downlink_handling;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_protocol::{Heartbeat, UpChannel};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::container_runtime::{ContainerRuntime, RuntimeError};
+use crate::docker_runtime::DockerRuntime;
+use crate::effect_executor::EffectExecutor;
+use crate::host_facts::HostFacts;
+use crate::local_store::{LocalStore, StoreError};
+use crate::mqtt_session::{MqttSession, SessionError, SessionEvent};
+use crate::pod_lifecycle::{Input, Outcome, PodLifecycle, ProbeReport};
+use crate::systemd_notify;
+use crate::unsaved_desired::UnsavedDesired;
+use crate::wall_clock::now_millis;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+/// With no broker reachable, report ready to systemd after this long anyway: pods run
+/// offline and the unit must not be restarted for that.
+const OFFLINE_READY_AFTER: Duration = Duration::from_secs(30);
+const NODE_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Runs the agent until `shutdown` is cancelled. Containers keep running afterwards.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| AgentError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let store = LocalStore::open(&config.state_dir.join("store"))?;
+    let docker = DockerRuntime::connect(&config.runtime_socket, config.device_id.as_str())?;
+    loop {
+        match docker.ping().await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for the container runtime");
+                systemd_notify::status("waiting for the container runtime");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    }
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker.negotiate().await);
+    let runtime_version = runtime
+        .version()
+        .await
+        .unwrap_or_else(|_| "docker://unknown".to_owned());
+    let data_root = runtime
+        .data_root()
+        .await
+        .ok()
+        .flatten()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| config.state_dir.clone());
+    let facts = HostFacts::default();
+    let report = facts.node_report(
+        &runtime_version,
+        &data_root,
+        config.max_pods,
+        &config.labels,
+    );
+    let node_ip = report
+        .addresses
+        .iter()
+        .find(|a| a.kind == edge_protocol::NodeAddressKind::InternalIP)
+        .map(|a| a.address.clone());
+    tracing::info!(device = %config.device_id, runtime = %runtime_version,
+        arch = %report.architecture, "edge-agent starting");
+    let (report_tx, report_rx) = watch::channel(report);
+    let desired = store.desired()?;
+    let (generation_tx, generation_rx) = watch::channel(desired.generation);
+    let mut lifecycle = PodLifecycle::new(config.timings, node_ip);
+    let _ = lifecycle.handle(Input::Desired(desired));
+    let (session_tx, session_rx) = mpsc::unbounded_channel();
+    let session = MqttSession::start(&config, store.clone(), report_rx, generation_rx, session_tx)?;
+    let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
+    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+    let tasks = CancellationToken::new();
+    let effects = EffectExecutor::new(
+        &config,
+        store.clone(),
+        session.outbox_signal(),
+        runtime.clone(),
+        inputs_tx,
+        probe_tx,
+        tasks.clone(),
+    );
+    let mut agent = AgentLoop {
+        unsaved: UnsavedDesired::default(),
+        config,
+        store,
+        runtime,
+        session,
+        lifecycle,
+        effects,
+        logs: HashMap::new(),
+        tasks,
+        heartbeat_sequence: 0,
+        generation_tx,
+        report_tx,
+        facts,
+        runtime_version,
+        data_root,
+        ready_sent: false,
+        listed_once: false,
+        started: Instant::now(),
+        last_list_error: None,
+    };
+    agent
+        .run_loop(shutdown, session_rx, inputs_rx, probe_rx)
+        .await;
+    agent.tasks.cancel();
+    systemd_notify::stopping();
+    agent.session.shutdown().await;
+    tracing::info!("edge-agent stopped; containers keep running");
+    Ok(())
+}
+
+struct AgentLoop {
+    unsaved: UnsavedDesired,
+    config: AgentConfig,
+    store: LocalStore,
+    runtime: Arc<dyn ContainerRuntime>,
+    session: MqttSession,
+    lifecycle: PodLifecycle,
+    effects: EffectExecutor,
+    /// Log streams being served, by request id.
+    logs: HashMap<String, CancellationToken>,
+    tasks: CancellationToken,
+    heartbeat_sequence: u64,
+    generation_tx: watch::Sender<u64>,
+    report_tx: watch::Sender<edge_protocol::NodeReport>,
+    facts: HostFacts,
+    runtime_version: String,
+    data_root: PathBuf,
+    ready_sent: bool,
+    listed_once: bool,
+    started: Instant,
+    last_list_error: Option<String>,
+}
+
+impl AgentLoop {
+    async fn run_loop(
+        &mut self,
+        shutdown: CancellationToken,
+        mut session_rx: mpsc::UnboundedReceiver<SessionEvent>,
+        mut inputs_rx: mpsc::UnboundedReceiver<Input>,
+        mut probe_rx: mpsc::UnboundedReceiver<ProbeReport>,
+    ) {
+        let mut sync = tokio::time::interval(self.config.timings.sync_interval);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut node_report = tokio::time::interval(NODE_REPORT_INTERVAL);
+        node_report.tick().await;
+        let watchdog_every = systemd_notify::watchdog_interval();
+        let mut watchdog =
+            tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(event) = session_rx.recv() => self.on_session(event),
+                Some(input) = inputs_rx.recv() => {
+                    let relist = matches!(&input, Input::Done(
+                        Outcome::Started { .. } | Outcome::StartFailed { .. } | Outcome::Stopped { .. }
+                        | Outcome::StopFailed { .. } | Outcome::Removed { .. } | Outcome::Created { .. }));
+                    self.feed(input);
+                    if relist {
+                        self.list().await;
+                    }
+                }
+                Some(report) = probe_rx.recv() => self.feed(Input::Probe(report)),
+                _ = sync.tick() => {
+                    self.retry_unsaved();
+                    self.list().await;
+                }
+                _ = heartbeat.tick() => self.heartbeat(),
+                _ = node_report.tick() => self.refresh_node_report(),
+                _ = watchdog.tick() => {
+                    if watchdog_every.is_some() {
+                        systemd_notify::watchdog();
+                    }
+                }
+            }
+        }
+    }
+
+    fn maybe_ready(&mut self) {
+        if self.ready_sent || !self.listed_once {
+            return;
+        }
+        if self.session.is_connected() {
+            self.ready_sent = true;
+            systemd_notify::ready("connected to the broker; running pods");
+        } else if self.started.elapsed() >= OFFLINE_READY_AFTER {
+            self.ready_sent = true;
+            systemd_notify::ready("broker unreachable; running pods offline");
+        }
+    }
+
+    async fn list(&mut self) {
+        match self.runtime.list_managed().await {
+            Ok(list) => {
+                if self.last_list_error.take().is_some() {
+                    tracing::info!("container runtime reachable again");
+                }
+                self.listed_once = true;
+                self.feed(Input::Containers {
+                    list,
+                    now: now_millis(),
+                });
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if self.last_list_error.as_ref() != Some(&msg) {
+                    tracing::warn!(error = %msg, "cannot list containers");
+                }
+                self.last_list_error = Some(msg);
+                self.feed(Input::Tick { now: now_millis() });
+            }
+        }
+        self.maybe_ready();
+    }
+
+    fn feed(&mut self, input: Input) {
+        let effects = self.lifecycle.handle(input);
+        self.effects.execute(effects, self.lifecycle.generation());
+    }
+
+    fn heartbeat(&mut self) {
+        self.heartbeat_sequence += 1;
+        self.session.publish_best_effort(
+            UpChannel::Heartbeat,
+            Heartbeat {
+                sequence: self.heartbeat_sequence,
+                sent_at: now_millis(),
+                observed_generation: self.lifecycle.generation(),
+                pods_running: self.lifecycle.pods_running(),
+            }
+            .into(),
+        );
+    }
+
+    fn refresh_node_report(&mut self) {
+        let report = self.facts.node_report(
+            &self.runtime_version,
+            &self.data_root,
+            self.config.max_pods,
+            &self.config.labels,
+        );
+        // Boot id and addresses matter; a changed free-space figure does not exist here
+        // (capacity only), so any difference is a real change.
+        if *self.report_tx.borrow() != report {
+            let _ = self.report_tx.send(report);
+            self.session.node_report_changed();
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Decoding at the MQTT edge: a frame the broker delivers on the device's `down/...`
+//! topics becomes a typed [`Downlink`] or a typed [`RejectReason`] here, before anything
+//! else in the agent sees it. Rejected frames are logged and acknowledged (so the broker
+//! does not redeliver them); nothing else changes.
+
+use edge_protocol::{
+    DecodeError, DesiredSet, DeviceId, DownChannel, LogRequest, Message, MessageKind, RequestId,
+    ResyncRequest, Topic, TopicError,
+};
+use rumqttc::Publish;
+
+/// A valid message from the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Downlink {
+    /// `down/desired`: the whole desired set.
+    Desired(DesiredSet),
+    /// `down/resync`: the gateway asks for the node report and a full status report.
+    Resync(ResyncRequest),
+    /// `down/logs/{id}`: a log request.
+    LogRequest { id: RequestId, request: LogRequest },
+    /// `down/logs/{id}`: the gateway no longer wants that log stream.
+    LogCancel { id: RequestId },
+}
+
+/// Why a frame was not accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RejectReason {
+    #[error("topic {topic} is not addressed to this device")]
+    NotForThisDevice { topic: Topic },
+    #[error("unknown topic: {0}")]
+    UnknownTopic(#[from] TopicError),
+    #[error("malformed message on {topic} ({bytes} bytes): {error}")]
+    Malformed {
+        topic: Topic,
+        bytes: usize,
+        #[source]
+        error: DecodeError,
+    },
+    #[error("unexpected {kind} on {topic}")]
+    Unexpected { topic: Topic, kind: MessageKind },
+}
+
+impl RejectReason {
+    /// Logs the rejection (one warning line per rejected frame).
+    pub fn log(&self) {
+        match self {
+            RejectReason::NotForThisDevice { topic } => {
+                tracing::warn!(topic = %topic, "ignoring a message not addressed to this device");
+            }
+            RejectReason::UnknownTopic(e) => {
+                tracing::warn!(error = %e, "ignoring a message on an unknown topic");
+            }
+            RejectReason::Malformed {
+                topic,
+                bytes,
+                error,
+            } => {
+                tracing::warn!(%topic, bytes, error = %error, "rejected a malformed message");
+            }
+            RejectReason::Unexpected { topic, kind } => {
+                tracing::warn!(kind = %kind, %topic, "ignoring an unexpected message");
+            }
+        }
+    }
+}
+
+/// A frame as received: what it says, and the delivery to acknowledge once handled.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Result<Downlink, RejectReason>,
+    /// The MQTT delivery, for [`crate::mqtt_session::MqttSession::ack`].
+    pub publish: Publish,
+}
+
+impl Delivery {
+    /// Decodes a frame received by `device`.
+    pub fn decode(device: &DeviceId, publish: Publish) -> Self {
+        Self {
+            message: decode(device, &publish.topic, &publish.payload),
+            publish,
+        }
+    }
+}
+
+/// Decodes a frame on `topic` for `device`: topic first (ours, a `down/` channel), then
+/// the payload (size, version, kind allowed on that channel).
+pub fn decode(device: &DeviceId, topic: &str, payload: &[u8]) -> Result<Downlink, RejectReason> {
+    let topic = match Topic::parse(topic)? {
+        t @ Topic::Down { .. } if t.device() == device => t,
+        t => return Err(RejectReason::NotForThisDevice { topic: t }),
+    };
+    let message = Message::decode_on(&topic, payload).map_err(|error| RejectReason::Malformed {
+        topic: topic.clone(),
+        bytes: payload.len(),
+        error,
+    })?;
+    let Topic::Down { channel, .. } = &topic else {
+        return Err(RejectReason::NotForThisDevice { topic });
+    };
+    match (message, channel) {
+        (Message::DesiredSet(set), DownChannel::Desired) => Ok(Downlink::Desired(set)),
+        (Message::ResyncRequest(r), DownChannel::Resync) => Ok(Downlink::Resync(r)),
+        (Message::LogRequest(request), DownChannel::Logs(id)) => Ok(Downlink::LogRequest {
+            id: id.clone(),
+            request,
+        }),
+        (Message::LogCancel(_), DownChannel::Logs(id)) => {
+            Ok(Downlink::LogCancel { id: id.clone() })
+        }
+        (other, _) => Err(RejectReason::Unexpected {
+            kind: other.kind(),
+            topic,
+        }),
+    }
+}
+
+#[cfg(test)]
+#[path = "downlink_tests.rs"]
+mod tests;

@@ -1,0 +1,68 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+fn device() -> DeviceId {
+    DeviceId::new("pi-01").unwrap()
+}
+
+#[test]
+fn desired_resync_and_logs_decode_to_their_variants() {
+    let d = device();
+    let desired = br#"{"protocol":"1.0","kind":"desiredSet","body":{"generation":3,"pods":[]}}"#;
+    match decode(&d, "edge/v1/pi-01/down/desired", desired).unwrap() {
+        Downlink::Desired(set) => assert_eq!(set.generation, 3),
+        other => panic!("{other:?}"),
+    }
+    let resync = br#"{"protocol":"1.0","kind":"resyncRequest","body":{"reason":"x"}}"#;
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-01/down/resync", resync).unwrap(),
+        Downlink::Resync(r) if r.reason == "x"
+    ));
+    let request =
+        br#"{"protocol":"1.0","kind":"logRequest","body":{"podUid":"u","container":"c"}}"#;
+    match decode(&d, "edge/v1/pi-01/down/logs/r1", request).unwrap() {
+        Downlink::LogRequest { id, request } => {
+            assert_eq!(id.as_str(), "r1");
+            assert_eq!(request.container, "c");
+        }
+        other => panic!("{other:?}"),
+    }
+    let cancel = br#"{"protocol":"1.0","kind":"logCancel","body":{}}"#;
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-01/down/logs/r1", cancel).unwrap(),
+        Downlink::LogCancel { id } if id.as_str() == "r1"
+    ));
+}
+
+#[test]
+fn frames_for_others_unknown_topics_and_bad_payloads_are_rejected_by_reason() {
+    let d = device();
+    let desired = br#"{"protocol":"1.0","kind":"desiredSet","body":{"generation":3,"pods":[]}}"#;
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-02/down/desired", desired),
+        Err(RejectReason::NotForThisDevice { .. })
+    ));
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-01/up/status", desired),
+        Err(RejectReason::NotForThisDevice { .. })
+    ));
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-01/down/unknown", b"{}"),
+        Err(RejectReason::UnknownTopic(_))
+    ));
+    for bad in [
+        &b"[1,2,3]"[..],
+        br#"{"protocol":"2.0","kind":"desiredSet","body":{"generation":99,"pods":[]}}"#,
+        br#"{"protocol":"1.0","kind":"heartbeat","body":{"sequence":1}}"#,
+        br#"{"protocol":"1.0","kind":"desiredSet","body":{"generation":"many"}}"#,
+    ] {
+        assert!(
+            matches!(
+                decode(&d, "edge/v1/pi-01/down/desired", bad),
+                Err(RejectReason::Malformed { bytes, .. }) if bytes == bad.len()
+            ),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}

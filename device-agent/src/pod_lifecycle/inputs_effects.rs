@@ -1,0 +1,206 @@
+//! What goes into the reconciler ([`Input`]: desired sets, container listings, outcomes
+//! of effects, probe reports) and what comes out ([`Effect`]: runtime operations, volume
+//! preparation, probe workers, status reports and events).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_protocol::{
+    ContainerSpec, DesiredSet, PodEvent, PodSpec, PodStatus, PullPolicy, RegistryCredential,
+    UnixMillis,
+};
+
+use crate::container_runtime::ContainerSnapshot;
+use crate::pod_volumes::VolumeError;
+
+/// Why a pod's volumes could not be prepared.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VolumeSetupError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// The task preparing them did not finish (it panicked or was cancelled).
+    #[error("{0}")]
+    Interrupted(String),
+}
+
+/// Why a container cannot be brought up: the kubelet's waiting reasons for image and
+/// create failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    ErrImagePull,
+    ImagePullBackOff,
+    ErrImageNeverPull,
+    CreateContainerConfigError,
+    CreateContainerError,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ErrImagePull => "ErrImagePull",
+            FailureReason::ImagePullBackOff => "ImagePullBackOff",
+            FailureReason::ErrImageNeverPull => "ErrImageNeverPull",
+            FailureReason::CreateContainerConfigError => "CreateContainerConfigError",
+            FailureReason::CreateContainerError => "CreateContainerError",
+        }
+    }
+
+    /// A pull failure (cleared once the image is there).
+    pub fn is_pull(self) -> bool {
+        matches!(
+            self,
+            FailureReason::ErrImagePull | FailureReason::ImagePullBackOff
+        )
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Pod uid and container name.
+pub type ContainerKey = (String, String);
+
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A new desired set (from the gateway or the local store at start).
+    Desired(DesiredSet),
+    /// Every managed container on the device, freshly listed.
+    Containers {
+        list: Vec<ContainerSnapshot>,
+        now: UnixMillis,
+    },
+    /// Time passed (back-offs may have expired).
+    Tick { now: UnixMillis },
+    /// An effect finished.
+    Done(Outcome),
+    /// A probe worker crossed a threshold.
+    Probe(ProbeReport),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    VolumesReady {
+        pod_uid: String,
+        result: Result<(), VolumeSetupError>,
+    },
+    /// An actual registry pull began (the image was not present or policy is Always).
+    PullStarted {
+        key: ContainerKey,
+    },
+    ImageReady {
+        key: ContainerKey,
+        pulled: bool,
+    },
+    ImageFailed {
+        key: ContainerKey,
+        message: String,
+    },
+    Created {
+        key: ContainerKey,
+        id: String,
+    },
+    /// `reason` is [`FailureReason::CreateContainerConfigError`] or
+    /// [`FailureReason::CreateContainerError`], as the kubelet's.
+    CreateFailed {
+        key: ContainerKey,
+        reason: FailureReason,
+        message: String,
+    },
+    Started {
+        key: ContainerKey,
+        id: String,
+    },
+    StartFailed {
+        key: ContainerKey,
+        id: String,
+        message: String,
+    },
+    Stopped {
+        id: String,
+    },
+    StopFailed {
+        id: String,
+        message: String,
+    },
+    Removed {
+        id: String,
+    },
+    RemoveFailed {
+        id: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    Liveness,
+    Readiness,
+    Startup,
+}
+
+impl ProbeKind {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+            ProbeKind::Startup => "Startup",
+        }
+    }
+}
+
+/// A probe result after thresholds were applied (sent on transitions only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    pub container_id: String,
+    pub kind: ProbeKind,
+    pub success: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    PrepareVolumes {
+        pod: Arc<PodSpec>,
+    },
+    EnsureImage {
+        key: ContainerKey,
+        image: String,
+        policy: PullPolicy,
+        credentials: Vec<RegistryCredential>,
+    },
+    Create {
+        key: ContainerKey,
+        pod: Arc<PodSpec>,
+        restart_count: u32,
+        spec_hash: String,
+    },
+    Start {
+        key: ContainerKey,
+        id: String,
+    },
+    Stop {
+        id: String,
+        grace: Duration,
+    },
+    Remove {
+        id: String,
+    },
+    CleanupPod {
+        pod_uid: String,
+    },
+    WatchProbes {
+        container_id: String,
+        container: Box<ContainerSpec>,
+        /// Address HTTP and TCP probes connect to when the probe names no host.
+        target_ip: String,
+    },
+    UnwatchProbes {
+        container_id: String,
+    },
+    /// Pods whose status changed.
+    Report(Vec<PodStatus>),
+    Events(Vec<PodEvent>),
+}

@@ -1,0 +1,313 @@
+//! The reconciler: a pure, synchronous state machine (`handle(input) -> effects`) that
+//! brings the containers on the device to the desired pods, the way the kubelet does.
+//!
+//! Inputs are the desired set, snapshots of the managed containers (found by labels,
+//! so a restarted agent adopts what is running), outcomes of effects it asked for, and
+//! probe results. Effects are runtime operations (pull, create, start, stop, remove),
+//! volume preparation, probe workers, and status reports / events. A thin async loop
+//! ([`crate::agent`]) executes effects and feeds outcomes back.
+//!
+//! | file | what is there |
+//! |---|---|
+//! | `mod.rs` | [`PodLifecycle`]: its state, [`PodLifecycle::handle`], desired sets and listings taken in, queries |
+//! | `inputs_effects.rs` | [`Input`], [`Outcome`], [`ProbeReport`], [`Effect`]: what goes in and comes out |
+//! | `container_memory.rs` | what is remembered per pod and per container between passes; [`spec_hash`] |
+//! | `outcomes.rs` | results of effects and probe reports turned into memory and events |
+//! | `reconcile.rs` | desired against actual: tear down, bring up, restart with back-off |
+//! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
+
+mod container_memory;
+mod inputs_effects;
+mod outcomes;
+mod reconcile;
+mod status_report;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use edge_protocol::{
+    ContainerSpec, DesiredSet, EventType, PodEvent, PodSpec, PodStatus, UnixMillis,
+};
+
+use crate::config::LifecycleTimings;
+use crate::container_runtime::{ContainerSnapshot, RunState};
+
+pub use container_memory::spec_hash;
+use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_hash_bytes};
+pub use inputs_effects::{
+    ContainerKey, Effect, FailureReason, Input, Outcome, ProbeKind, ProbeReport, VolumeSetupError,
+};
+pub use status_report::pod_phase;
+
+/// Why a log request names no container on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LogTargetError {
+    #[error("the pod or container is not on this device")]
+    UnknownContainer,
+    #[error("the container has no previous instance")]
+    NoPreviousInstance,
+}
+
+/// The reconciler.
+#[derive(Debug)]
+pub struct PodLifecycle {
+    timings: LifecycleTimings,
+    node_ip: Option<String>,
+    generation: u64,
+    pods: BTreeMap<String, PodEntry>,
+    containers: Vec<ContainerSnapshot>,
+    listed: bool,
+    now: UnixMillis,
+    stopping: HashSet<String>,
+    removing: HashSet<String>,
+    start_failed: HashMap<String, String>,
+    probes: HashMap<String, ProbeState>,
+    reported: HashMap<String, PodStatus>,
+    /// Pods gone from the desired set whose containers are being removed.
+    orphans: BTreeMap<String, (String, String)>,
+    events: Vec<PodEvent>,
+    effects: Vec<Effect>,
+}
+
+impl PodLifecycle {
+    /// `node_ip` is the pod IP of host-network pods.
+    pub fn new(timings: LifecycleTimings, node_ip: Option<String>) -> Self {
+        Self {
+            timings,
+            node_ip,
+            generation: 0,
+            pods: BTreeMap::new(),
+            containers: Vec::new(),
+            listed: false,
+            now: 0,
+            stopping: HashSet::new(),
+            removing: HashSet::new(),
+            start_failed: HashMap::new(),
+            probes: HashMap::new(),
+            reported: HashMap::new(),
+            orphans: BTreeMap::new(),
+            events: Vec::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn pods_running(&self) -> u32 {
+        let running = self
+            .pods
+            .keys()
+            .filter(|uid| {
+                self.containers.iter().any(|c| {
+                    &c.identity.pod_uid == *uid && matches!(c.state, RunState::Running { .. })
+                })
+            })
+            .count();
+        u32::try_from(running).unwrap_or(u32::MAX)
+    }
+
+    /// The container a log request is about: the current instance, or with `previous`
+    /// the one before it.
+    pub fn log_target(
+        &self,
+        pod_uid: &str,
+        namespace: &str,
+        pod_name: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<String, LogTargetError> {
+        let mut instances: Vec<&ContainerSnapshot> = self
+            .containers
+            .iter()
+            .filter(|c| {
+                (c.identity.pod_uid == pod_uid
+                    || (pod_uid.is_empty()
+                        && c.identity.pod_namespace == namespace
+                        && c.identity.pod_name == pod_name))
+                    && c.identity.container_name == container
+            })
+            .collect();
+        instances.sort_by_key(|c| std::cmp::Reverse(c.identity.restart_count));
+        match (instances.first(), previous) {
+            (None, _) => Err(LogTargetError::UnknownContainer),
+            (Some(c), false) => Ok(c.id.clone()),
+            (Some(_), true) => instances
+                .get(1)
+                .map(|c| c.id.clone())
+                .ok_or(LogTargetError::NoPreviousInstance),
+        }
+    }
+
+    /// Status of every pod the device has (the answer to a resync).
+    pub fn full_status(&self) -> Vec<PodStatus> {
+        let mut out: Vec<PodStatus> = self.pods.values().map(|p| self.pod_status(p)).collect();
+        for (uid, (ns, name)) in &self.orphans {
+            out.push(self.orphan_status(uid, ns, name));
+        }
+        out
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Effect> {
+        match input {
+            Input::Desired(set) => self.on_desired(set),
+            Input::Containers { list, now } => {
+                self.now = self.now.max(now);
+                self.containers = list;
+                self.listed = true;
+                // Pods known before the first listing (from the store, after an agent
+                // restart) started no later than their oldest container.
+                for (uid, pod) in self.pods.iter_mut() {
+                    if pod.accepted_at == 0 {
+                        pod.accepted_at = self
+                            .containers
+                            .iter()
+                            .filter(|c| &c.identity.pod_uid == uid)
+                            .filter_map(|c| match c.state {
+                                RunState::Running { started_at } => Some(started_at),
+                                RunState::Exited { started_at, .. } => started_at,
+                                RunState::Created => None,
+                            })
+                            .filter(|t| *t > 0)
+                            .min()
+                            .unwrap_or(self.now)
+                            .min(self.now);
+                    }
+                }
+                let live: HashSet<&String> = self.containers.iter().map(|c| &c.id).collect();
+                self.start_failed.retain(|id, _| live.contains(id));
+                self.removing.retain(|id| live.contains(id));
+                let running: HashSet<&String> = self
+                    .containers
+                    .iter()
+                    .filter(|c| matches!(c.state, RunState::Running { .. }))
+                    .map(|c| &c.id)
+                    .collect();
+                // A stop is done once a listing shows the container stopped.
+                self.stopping.retain(|id| running.contains(id));
+                // Containers that vanished (removed behind the agent's back): stop probing.
+                let gone: Vec<String> = self
+                    .probes
+                    .keys()
+                    .filter(|id| !running.contains(id))
+                    .cloned()
+                    .collect();
+                for container_id in gone {
+                    self.probes.remove(&container_id);
+                    self.effects.push(Effect::UnwatchProbes { container_id });
+                }
+            }
+            Input::Tick { now } => self.now = self.now.max(now),
+            Input::Done(outcome) => self.on_outcome(outcome),
+            Input::Probe(report) => self.on_probe(report),
+        }
+        // Nothing is decided or reported before the first look at the containers: a
+        // restarted agent must adopt what runs instead of reporting it as missing.
+        if self.listed {
+            self.reconcile();
+            self.report_changes();
+        }
+        let mut effects = std::mem::take(&mut self.effects);
+        if !self.events.is_empty() {
+            effects.push(Effect::Events(std::mem::take(&mut self.events)));
+        }
+        effects
+    }
+
+    fn on_desired(&mut self, set: DesiredSet) {
+        self.generation = set.generation;
+        let mut next = BTreeMap::new();
+        for spec in set.pods {
+            if spec.uid.is_empty() {
+                continue;
+            }
+            let uid = spec.uid.clone();
+            let volumes_hash = format!(
+                "{:?}",
+                serde_json::to_vec(&spec.volumes)
+                    .map(|v| spec_hash_bytes(&v))
+                    .unwrap_or_default()
+            );
+            let entry = match self.pods.remove(&uid) {
+                Some(mut old) => {
+                    if old.volumes_hash != volumes_hash && old.volumes != VolumeState::InFlight {
+                        old.volumes = VolumeState::NotPrepared;
+                    }
+                    old.volumes_hash = volumes_hash;
+                    old.spec = Arc::new(spec);
+                    old
+                }
+                None => PodEntry {
+                    spec: Arc::new(spec),
+                    accepted_at: self.now,
+                    volumes: VolumeState::NotPrepared,
+                    volumes_hash,
+                    containers: BTreeMap::new(),
+                    removed_reported: false,
+                },
+            };
+            next.insert(uid, entry);
+        }
+        // Pods that left the set are removed like orphans.
+        for (uid, old) in std::mem::take(&mut self.pods) {
+            if !old.removed_reported {
+                self.orphans
+                    .insert(uid, (old.spec.namespace.clone(), old.spec.name.clone()));
+            }
+        }
+        for uid in next.keys() {
+            self.orphans.remove(uid);
+        }
+        self.pods = next;
+    }
+
+    fn event(
+        &mut self,
+        spec: &PodSpec,
+        container: Option<&str>,
+        event_type: EventType,
+        reason: &str,
+        message: String,
+    ) {
+        self.events.push(PodEvent {
+            pod_uid: spec.uid.clone(),
+            namespace: spec.namespace.clone(),
+            pod_name: spec.name.clone(),
+            container: container.map(str::to_owned),
+            event_type,
+            reason: reason.to_owned(),
+            message,
+            timestamp: self.now,
+            count: 1,
+        });
+    }
+
+    fn container_spec(&self, key: &ContainerKey) -> Option<(Arc<PodSpec>, ContainerSpec)> {
+        let pod = self.pods.get(&key.0)?;
+        let c = pod.spec.containers.iter().find(|c| c.name == key.1)?;
+        Some((pod.spec.clone(), c.clone()))
+    }
+
+    fn memory(&mut self, key: &ContainerKey) -> Option<&mut ContainerMemory> {
+        Some(
+            self.pods
+                .get_mut(&key.0)?
+                .containers
+                .entry(key.1.clone())
+                .or_default(),
+        )
+    }
+
+    /// Instances of one container, newest (highest restart count) first.
+    fn instances(&self, uid: &str, name: &str) -> Vec<ContainerSnapshot> {
+        let mut v: Vec<ContainerSnapshot> = self
+            .containers
+            .iter()
+            .filter(|c| c.identity.pod_uid == uid && c.identity.container_name == name)
+            .cloned()
+            .collect();
+        v.sort_by_key(|c| std::cmp::Reverse(c.identity.restart_count));
+        v
+    }
+}

@@ -1,0 +1,324 @@
+//! Status reporting: pod and container status built the way the kubelet reports them
+//! (phase, waiting/running/terminated states with reasons, last state, readiness), and
+//! the report of what changed since the last one.
+
+use edge_protocol::{
+    ContainerSpec, ContainerState, ContainerStatus, PodPhase, PodSpec, PodStatus, RestartPolicy,
+};
+
+use super::PodLifecycle;
+use super::container_memory::{ContainerMemory, PodEntry, VolumeState, spec_hash};
+use super::inputs_effects::Effect;
+use crate::backoff::Backoff;
+use crate::container_runtime::{ContainerSnapshot, RunState};
+
+impl PodLifecycle {
+    pub(super) fn report_changes(&mut self) {
+        let mut changed = Vec::new();
+        let mut removed_now = Vec::new();
+        for (uid, pod) in &self.pods {
+            if pod.removed_reported {
+                continue;
+            }
+            let status = self.pod_status(pod);
+            if status.removed {
+                removed_now.push(uid.clone());
+            }
+            if self.reported.get(uid) != Some(&status) {
+                changed.push(status);
+            }
+        }
+        let mut gone = Vec::new();
+        for (uid, (ns, name)) in &self.orphans {
+            let status = self.orphan_status(uid, ns, name);
+            if status.removed {
+                gone.push(uid.clone());
+            }
+            if self.reported.get(uid) != Some(&status) {
+                changed.push(status);
+            }
+        }
+        for uid in removed_now {
+            if let Some(p) = self.pods.get_mut(&uid) {
+                p.removed_reported = true;
+            }
+            self.reported.remove(&uid);
+        }
+        for uid in gone {
+            self.orphans.remove(&uid);
+            self.reported.remove(&uid);
+            self.effects.push(Effect::CleanupPod { pod_uid: uid });
+        }
+        for s in &changed {
+            if !s.removed {
+                self.reported.insert(s.uid.clone(), s.clone());
+            }
+        }
+        if !changed.is_empty() {
+            self.effects.push(Effect::Report(changed));
+        }
+    }
+
+    pub(super) fn orphan_status(&self, uid: &str, ns: &str, name: &str) -> PodStatus {
+        let left = self.containers.iter().any(|c| c.identity.pod_uid == uid);
+        PodStatus {
+            uid: uid.to_owned(),
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            phase: if left {
+                PodPhase::Running
+            } else {
+                PodPhase::Succeeded
+            },
+            removed: !left,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn pod_status(&self, pod: &PodEntry) -> PodStatus {
+        let spec = &pod.spec;
+        let mut containers = Vec::new();
+        let mut pod_ip = None;
+        for c in &spec.containers {
+            let instances = self.instances(&spec.uid, &c.name);
+            let memory = pod.containers.get(&c.name);
+            let status = self.container_status(spec, pod, c, &instances, memory);
+            if pod_ip.is_none()
+                && let Some(cur) = instances.first()
+                && matches!(cur.state, RunState::Running { .. })
+            {
+                pod_ip = if spec.host_network {
+                    self.node_ip.clone()
+                } else {
+                    cur.ip_address.clone()
+                };
+            }
+            containers.push(status);
+        }
+        let terminating = spec.is_terminating();
+        let nothing_left = !self
+            .containers
+            .iter()
+            .any(|c| c.identity.pod_uid == spec.uid);
+        let removed = terminating
+            && nothing_left
+            && !pod.containers.values().any(|m| m.op.is_some())
+            && pod.volumes != VolumeState::InFlight;
+        if removed {
+            for cs in &mut containers {
+                if !matches!(cs.state, ContainerState::Terminated { .. }) {
+                    cs.last_state = Some(cs.state.clone());
+                    cs.state = ContainerState::Terminated {
+                        exit_code: 0,
+                        signal: None,
+                        reason: "Completed".to_owned(),
+                        message: None,
+                        started_at: None,
+                        finished_at: Some(self.now),
+                    };
+                }
+                cs.ready = false;
+                cs.started = Some(false);
+            }
+        }
+        let phase = pod_phase(spec.restart_policy, &containers);
+        let (reason, message) = match &pod.volumes {
+            VolumeState::Failed { message, .. } => (
+                Some("FailedMount".to_owned()),
+                Some(format!("MountVolume.SetUp failed: {message}")),
+            ),
+            _ => (None, None),
+        };
+        PodStatus {
+            uid: spec.uid.clone(),
+            namespace: spec.namespace.clone(),
+            name: spec.name.clone(),
+            phase,
+            reason,
+            message,
+            pod_ip: if removed { None } else { pod_ip },
+            start_time: Some(pod.accepted_at),
+            containers,
+            removed,
+        }
+    }
+
+    fn container_status(
+        &self,
+        spec: &PodSpec,
+        pod: &PodEntry,
+        c: &ContainerSpec,
+        instances: &[ContainerSnapshot],
+        memory: Option<&ContainerMemory>,
+    ) -> ContainerStatus {
+        let current = instances.first();
+        let terminated = |snap: &ContainerSnapshot| -> Option<ContainerState> {
+            match &snap.state {
+                RunState::Exited {
+                    exit_code,
+                    started_at,
+                    finished_at,
+                    oom_killed,
+                    error,
+                } => {
+                    let start_error = self.start_failed.get(&snap.id).or(error.as_ref());
+                    let reason = if *oom_killed {
+                        "OOMKilled"
+                    } else if start_error.is_some() {
+                        "StartError"
+                    } else if *exit_code == 0 {
+                        "Completed"
+                    } else {
+                        "Error"
+                    };
+                    Some(ContainerState::Terminated {
+                        exit_code: *exit_code,
+                        signal: None,
+                        reason: reason.to_owned(),
+                        message: start_error.cloned(),
+                        started_at: *started_at,
+                        finished_at: *finished_at,
+                    })
+                }
+                RunState::Created => {
+                    self.start_failed
+                        .get(&snap.id)
+                        .map(|message| ContainerState::Terminated {
+                            exit_code: 128,
+                            signal: None,
+                            reason: "StartError".to_owned(),
+                            message: Some(message.clone()),
+                            started_at: None,
+                            finished_at: None,
+                        })
+                }
+                RunState::Running { .. } => None,
+            }
+        };
+        let waiting = |reason: &str, message: Option<String>| ContainerState::Waiting {
+            reason: reason.to_owned(),
+            message,
+        };
+        let failure = memory.and_then(|m| m.failure.clone());
+        let mut last_state = instances.get(1).and_then(terminated);
+        let mut ready = false;
+        let mut started = Some(false);
+        let state = match current {
+            None => match (&pod.volumes, failure) {
+                (VolumeState::Failed { message, .. }, _) => {
+                    waiting("CreateContainerConfigError", Some(message.clone()))
+                }
+                (_, Some(f)) => waiting(f.reason.as_str(), Some(f.message)),
+                _ => waiting("ContainerCreating", None),
+            },
+            Some(cur) => match &cur.state {
+                RunState::Running { started_at } => {
+                    let probe = self.probes.get(&cur.id);
+                    ready = probe.is_none_or(|p| p.ready && p.started);
+                    started = Some(probe.is_none_or(|p| p.started));
+                    ContainerState::Running {
+                        started_at: *started_at,
+                    }
+                }
+                RunState::Created if !self.start_failed.contains_key(&cur.id) => {
+                    waiting("ContainerCreating", None)
+                }
+                _ => {
+                    let term = terminated(cur).unwrap_or_default();
+                    let exit_code = match &term {
+                        ContainerState::Terminated { exit_code, .. } => *exit_code,
+                        _ => 0,
+                    };
+                    let changed = !cur.identity.spec_hash.is_empty()
+                        && cur.identity.spec_hash != spec_hash(c);
+                    let restarting =
+                        changed || Self::should_restart(spec.restart_policy, exit_code);
+                    if restarting && !spec.is_terminating() {
+                        last_state = Some(term);
+                        match (memory, failure) {
+                            (Some(m), Some(f)) if m.pipeline.is_some() => {
+                                waiting(f.reason.as_str(), Some(f.message))
+                            }
+                            (Some(m), _) if m.pipeline.is_some() => {
+                                waiting("ContainerCreating", None)
+                            }
+                            _ => waiting(
+                                "CrashLoopBackOff",
+                                Some(format!(
+                                    "back-off {} restarting failed container={} pod={}_{}({})",
+                                    humantime::format_duration(
+                                        memory
+                                            .map(|m| m.crash_wait)
+                                            .filter(|w| !w.is_zero())
+                                            .unwrap_or_else(|| Backoff::from_restarts(
+                                                cur.identity.restart_count,
+                                                &self.timings
+                                            )
+                                            .delay())
+                                    ),
+                                    c.name,
+                                    spec.name,
+                                    spec.namespace,
+                                    spec.uid
+                                )),
+                            ),
+                        }
+                    } else {
+                        term
+                    }
+                }
+            },
+        };
+        ContainerStatus {
+            name: c.name.clone(),
+            state,
+            last_state,
+            ready,
+            started,
+            restart_count: current.map_or(0, |c| c.identity.restart_count),
+            image: c.image.clone(),
+            image_id: current.map(|c| c.image_id.clone()).unwrap_or_default(),
+            container_id: current.map(|c| format!("docker://{}", c.id)),
+        }
+    }
+}
+
+/// The kubelet's pod phase from container states.
+pub fn pod_phase(policy: RestartPolicy, containers: &[ContainerStatus]) -> PodPhase {
+    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for c in containers {
+        match &c.state {
+            ContainerState::Running { .. } => running += 1,
+            ContainerState::Terminated { exit_code, .. } => {
+                stopped += 1;
+                if *exit_code == 0 {
+                    succeeded += 1;
+                }
+            }
+            ContainerState::Waiting { .. } => {
+                if matches!(c.last_state, Some(ContainerState::Terminated { .. })) {
+                    stopped += 1;
+                } else {
+                    waiting += 1;
+                }
+            }
+        }
+    }
+    if waiting > 0 {
+        PodPhase::Pending
+    } else if running > 0 {
+        PodPhase::Running
+    } else if stopped > 0 {
+        if policy == RestartPolicy::Always {
+            PodPhase::Running
+        } else if stopped == succeeded {
+            PodPhase::Succeeded
+        } else if policy == RestartPolicy::Never {
+            PodPhase::Failed
+        } else {
+            PodPhase::Running
+        }
+    } else {
+        PodPhase::Pending
+    }
+}
