@@ -191,7 +191,7 @@ pub struct InstallArgs {
     /// Bundle directory from `edge-gateway enroll` (agent.toml, ca.pem, device.pem, device.key).
     #[arg(long)]
     pub bundle: PathBuf,
-    /// Root to install under (files go to <prefix>/etc/edge-agent); for images and tests.
+    /// Root to install under (files go to `<prefix>/etc/edge-agent`); for images and tests.
     #[arg(long, default_value = "/")]
     pub prefix: PathBuf,
 }
