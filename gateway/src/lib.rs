@@ -19,7 +19,7 @@
 //! | [`node_resources`] | validation of a device's capacity and extended resources |
 //! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
 //! | [`pod_watch`] | the one pod watch for all nodes; fetches referenced ConfigMaps/Secrets |
-//! | [`kube_writer`] | Nodes (only ours), node status, Leases, pod status, deletions, Events: sharded workers behind latest-wins queues (`write_queue.rs`), Event building and aggregation (`events.rs`) |
+//! | [`kube_writer`] | one writer per Kubernetes kind: `node.rs` (create, claim, labels; only ours), `node_status.rs`, `lease.rs`, `pod.rs` (status, deletion), `events.rs` (typed reasons in `event_reason.rs`, repeats folded by `event_correlator.rs`); sharded workers behind latest-wins queues (`write_queue.rs`) |
 //! | [`mqtt_link`] | the gateway's MQTT client: subscribe, dispatch, outbox (flush, then publish) |
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos |

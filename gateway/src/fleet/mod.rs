@@ -24,7 +24,9 @@ mod node_claim;
 use crate::device_sync::{DeviceSync, ReportedPod, SyncEffect, SyncInput};
 use crate::health::Health;
 use crate::hostile_input::RejectionLog;
-use crate::kube_writer::{KubeFeedback, KubeOp, KubeOps, node_event, pod_event};
+use crate::kube_writer::{
+    EventPod, EventReason, EventType, KubeFeedback, KubeOp, KubeOps, node_event,
+};
 use crate::log_streams::LogStreams;
 use crate::metrics::Metrics;
 use crate::node_object::{NodeSettings, device_internal_ip, node_status};
@@ -403,7 +405,7 @@ impl Fleet {
         let name = meta.name.clone().unwrap_or_default();
         warn!(%device, pod = %format!("{ns}/{name}"), size, limit, new_pod, "pod does not fit the device's desired set");
         let kube_now = now_time(jiff::Timestamp::now());
-        let reason = "DesiredSetTooLarge";
+        let reason = EventReason::DesiredSetTooLarge;
         let text = if new_pod {
             format!("Pod was rejected: {message}")
         } else {
@@ -413,21 +415,20 @@ impl Fleet {
         };
         self.ops.send(KubeOp::RecordEvent {
             device: device.clone(),
-            event: Box::new(pod_event(
-                device.as_str(),
-                &ns,
-                &name,
-                uid,
-                None,
-                "Warning",
-                reason,
-                &text,
-                kube_now,
-                1,
-            )),
+            event: Box::new(
+                EventPod {
+                    node: device.as_str(),
+                    namespace: &ns,
+                    name: &name,
+                    uid,
+                }
+                .warning(reason.clone(), &text, kube_now)
+                .build(),
+            ),
         });
         if new_pod {
-            let status = crate::status_mapping::rejected_status(&pod_entry.pod, reason, &text);
+            let status =
+                crate::status_mapping::rejected_status(&pod_entry.pod, reason.as_str(), &text);
             self.metrics
                 .pod_phase_changed(pod_entry.phase.as_deref(), Some("Failed"));
             pod_entry.phase = Some("Failed".to_owned());
@@ -788,11 +789,7 @@ impl Fleet {
                     .container
                     .as_deref()
                     .filter(|c| spec.containers.iter().any(|s| s.name == *c));
-                let event_type = match e.event_type {
-                    edge_protocol::EventType::Normal => "Normal",
-                    edge_protocol::EventType::Warning => "Warning",
-                };
-                let reason: String = e.reason.chars().take(128).collect();
+                let reason = EventReason::Reported(e.reason.chars().take(128).collect());
                 let message: String = e.message.chars().take(1024).collect();
                 let at = if e.timestamp > 0 {
                     time_from_millis(e.timestamp)
@@ -801,18 +798,18 @@ impl Fleet {
                 };
                 ops.push(KubeOp::RecordEvent {
                     device: device.clone(),
-                    event: Box::new(pod_event(
-                        device.as_str(),
-                        &spec.namespace,
-                        &spec.name,
-                        &spec.uid,
-                        container,
-                        event_type,
-                        &reason,
-                        &message,
-                        at,
-                        i32::try_from(e.count).unwrap_or(i32::MAX),
-                    )),
+                    event: Box::new(
+                        EventPod {
+                            node: device.as_str(),
+                            namespace: &spec.namespace,
+                            name: &spec.name,
+                            uid: &spec.uid,
+                        }
+                        .event(e.event_type, reason, &message, at)
+                        .container(container)
+                        .count(i32::try_from(e.count).unwrap_or(i32::MAX))
+                        .build(),
+                    ),
                 });
             }
         }
@@ -1022,8 +1019,8 @@ impl Fleet {
             device: device.clone(),
             event: Box::new(node_event(
                 device.as_str(),
-                "Warning",
-                "DeviceRetired",
+                EventType::Warning,
+                EventReason::DeviceRetired,
                 &message,
                 now_time(jiff::Timestamp::now()),
             )),
@@ -1164,22 +1161,16 @@ impl Fleet {
                     for w in &t.warnings {
                         ops.push(KubeOp::RecordEvent {
                             device: device.clone(),
-                            event: Box::new(pod_event(
-                                device.as_str(),
-                                &ns,
-                                &name,
-                                &uid,
-                                None,
-                                "Warning",
-                                if w.contains("pull secret") {
-                                    "FailedToRetrieveImagePullSecret"
-                                } else {
-                                    "Failed"
-                                },
-                                w,
-                                kube_now.clone(),
-                                1,
-                            )),
+                            event: Box::new(
+                                EventPod {
+                                    node: device.as_str(),
+                                    namespace: &ns,
+                                    name: &name,
+                                    uid: &uid,
+                                }
+                                .warning(w.reason.clone(), &w.message, kube_now.clone())
+                                .build(),
+                            ),
                         });
                     }
                     if !entry.sync.has_pod(&uid) && !t.spec.is_terminating() {
@@ -1217,18 +1208,20 @@ impl Fleet {
                             pod_entry.failure = Some(message.clone());
                             ops.push(KubeOp::RecordEvent {
                                 device: device.clone(),
-                                event: Box::new(pod_event(
-                                    device.as_str(),
-                                    &ns,
-                                    &name,
-                                    &uid,
-                                    None,
-                                    "Warning",
-                                    "Failed",
-                                    &format!("Error: {message}"),
-                                    kube_now.clone(),
-                                    1,
-                                )),
+                                event: Box::new(
+                                    EventPod {
+                                        node: device.as_str(),
+                                        namespace: &ns,
+                                        name: &name,
+                                        uid: &uid,
+                                    }
+                                    .warning(
+                                        EventReason::Failed,
+                                        &format!("Error: {message}"),
+                                        kube_now.clone(),
+                                    )
+                                    .build(),
+                                ),
                             });
                             let status =
                                 config_error_status(&pod, &message, host_ip.as_deref(), &kube_now);

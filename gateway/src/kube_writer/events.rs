@@ -1,13 +1,18 @@
-//! Events the gateway writes: built the way the kubelet builds them (about pods, as the
-//! node's kubelet; about Nodes, as edge-gateway), and aggregated like the kubelet's event
-//! correlator aggregates repeats.
+//! Events: built the way the kubelet builds them (about pods, as the node's kubelet;
+//! about Nodes, as edge-gateway) and recorded through the shard's
+//! [`EventCorrelator`](super::event_correlator::EventCorrelator), which folds repeats
+//! into one Event.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::event_reason::{EventReason, EventType, event_type_str};
+use super::{Worker, is_status};
 
 /// A unique Event name for an object, as the kubelet makes them: `<object>.<hex time>`.
 fn event_name(object: &str) -> String {
@@ -17,54 +22,119 @@ fn event_name(object: &str) -> String {
     format!("{object}.{nanos:x}{seq:04x}")
 }
 
-/// Builds an Event the way the kubelet records it about a pod.
-#[allow(clippy::too_many_arguments)]
-pub fn pod_event(
-    node: &str,
-    namespace: &str,
-    pod_name: &str,
-    pod_uid: &str,
-    container: Option<&str>,
-    event_type: &str,
-    reason: &str,
-    message: &str,
+/// The pod an Event is about, and the node (device) it runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct EventPod<'a> {
+    pub node: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+impl<'a> EventPod<'a> {
+    /// An Event of `event_type` about this pod, happened once at `at`.
+    pub fn event(
+        self,
+        event_type: EventType,
+        reason: EventReason,
+        message: &'a str,
+        at: Time,
+    ) -> PodEvent<'a> {
+        PodEvent {
+            pod: self,
+            container: None,
+            event_type,
+            reason,
+            message,
+            at,
+            count: 1,
+        }
+    }
+
+    /// A Warning about this pod, happened once at `at`.
+    pub fn warning(self, reason: EventReason, message: &'a str, at: Time) -> PodEvent<'a> {
+        self.event(EventType::Warning, reason, message, at)
+    }
+}
+
+/// An Event about a pod, as the kubelet records it; [`PodEvent::build`] makes the
+/// Kubernetes object.
+#[derive(Debug, Clone)]
+pub struct PodEvent<'a> {
+    pod: EventPod<'a>,
+    container: Option<&'a str>,
+    event_type: EventType,
+    reason: EventReason,
+    message: &'a str,
     at: Time,
     count: i32,
-) -> Event {
-    Event {
-        metadata: ObjectMeta {
-            name: Some(event_name(pod_name)),
-            namespace: Some(namespace.to_owned()),
+}
+
+impl<'a> PodEvent<'a> {
+    /// About one container of the pod (`spec.containers{name}`).
+    pub fn container(mut self, container: Option<&'a str>) -> Self {
+        self.container = container;
+        self
+    }
+
+    /// How many times it happened (at least 1).
+    pub fn count(mut self, count: i32) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// The Event object.
+    pub fn build(self) -> Event {
+        let PodEvent {
+            pod,
+            container,
+            event_type,
+            reason,
+            message,
+            at,
+            count,
+        } = self;
+        Event {
+            metadata: ObjectMeta {
+                name: Some(event_name(pod.name)),
+                namespace: Some(pod.namespace.to_owned()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Pod".to_owned()),
+                name: Some(pod.name.to_owned()),
+                namespace: Some(pod.namespace.to_owned()),
+                uid: Some(pod.uid.to_owned()),
+                field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+                ..Default::default()
+            },
+            reason: Some(reason.as_str().to_owned()),
+            message: Some(message.to_owned()),
+            type_: Some(event_type_str(event_type).to_owned()),
+            source: Some(EventSource {
+                component: Some("kubelet".to_owned()),
+                host: Some(pod.node.to_owned()),
+            }),
+            first_timestamp: Some(at.clone()),
+            last_timestamp: Some(at),
+            count: Some(count.max(1)),
+            reporting_component: Some("kubelet".to_owned()),
+            reporting_instance: Some(pod.node.to_owned()),
             ..Default::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".to_owned()),
-            kind: Some("Pod".to_owned()),
-            name: Some(pod_name.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            uid: Some(pod_uid.to_owned()),
-            field_path: container.map(|c| format!("spec.containers{{{c}}}")),
-            ..Default::default()
-        },
-        reason: Some(reason.to_owned()),
-        message: Some(message.to_owned()),
-        type_: Some(event_type.to_owned()),
-        source: Some(EventSource {
-            component: Some("kubelet".to_owned()),
-            host: Some(node.to_owned()),
-        }),
-        first_timestamp: Some(at.clone()),
-        last_timestamp: Some(at),
-        count: Some(count.max(1)),
-        reporting_component: Some("kubelet".to_owned()),
-        reporting_instance: Some(node.to_owned()),
-        ..Default::default()
+        }
     }
 }
 
 /// Builds an Event about a Node, reported by the gateway (like the kubelet's node
 /// events, in the `default` namespace).
-pub fn node_event(node: &str, event_type: &str, reason: &str, message: &str, at: Time) -> Event {
+pub fn node_event(
+    node: &str,
+    event_type: EventType,
+    reason: EventReason,
+    message: &str,
+    at: Time,
+) -> Event {
     Event {
         metadata: ObjectMeta {
             name: Some(event_name(node)),
@@ -77,9 +147,9 @@ pub fn node_event(node: &str, event_type: &str, reason: &str, message: &str, at:
             uid: Some(node.to_owned()),
             ..Default::default()
         },
-        reason: Some(reason.to_owned()),
+        reason: Some(reason.as_str().to_owned()),
         message: Some(message.to_owned()),
-        type_: Some(event_type.to_owned()),
+        type_: Some(event_type_str(event_type).to_owned()),
         source: Some(EventSource {
             component: Some("edge-gateway".to_owned()),
             host: None,
@@ -93,69 +163,50 @@ pub fn node_event(node: &str, event_type: &str, reason: &str, message: &str, at:
     }
 }
 
-/// Repeats of an event (same object, container, type, reason and message) within
-/// [`EVENT_AGGREGATION_WINDOW`] update the existing Event's count and lastTimestamp,
-/// as the kubelet's event correlator does, instead of creating a new Event each time.
-pub const EVENT_AGGREGATION_WINDOW: Duration = Duration::from_secs(600);
-const EVENT_CACHE_LIMIT: usize = 4096;
-
-type EventKey = (String, Option<String>, String, String, String);
-
-#[derive(Debug, Default)]
-pub(super) struct EventCorrelator {
-    recent: HashMap<EventKey, RecentEvent>,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct RecentEvent {
-    pub(super) namespace: String,
-    pub(super) name: String,
-    pub(super) count: i32,
-    at: Instant,
-}
-
-fn event_key(e: &Event) -> EventKey {
-    (
-        e.involved_object.uid.clone().unwrap_or_default(),
-        e.involved_object.field_path.clone(),
-        e.type_.clone().unwrap_or_default(),
-        e.reason.clone().unwrap_or_default(),
-        e.message.clone().unwrap_or_default(),
-    )
-}
-
-impl EventCorrelator {
-    /// The earlier Event this one repeats, if any (still within the window).
-    pub(super) fn earlier(&mut self, e: &Event, now: Instant) -> Option<RecentEvent> {
-        let key = event_key(e);
-        match self.recent.get(&key) {
-            Some(r) if now.saturating_duration_since(r.at) < EVENT_AGGREGATION_WINDOW => {
-                Some(r.clone())
-            }
-            Some(_) => {
-                self.recent.remove(&key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    pub(super) fn remember(&mut self, e: &Event, count: i32, now: Instant) {
-        if self.recent.len() >= EVENT_CACHE_LIMIT {
-            self.recent
-                .retain(|_, r| now.saturating_duration_since(r.at) < EVENT_AGGREGATION_WINDOW);
-            if self.recent.len() >= EVENT_CACHE_LIMIT {
-                self.recent.clear();
+impl Worker {
+    /// Creates an Event, or counts a repeat of a recent one into it (the kubelet's
+    /// correlation).
+    pub(super) async fn record_event(&mut self, event: Box<Event>) {
+        let ns = event.metadata.namespace.clone().unwrap_or_default();
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        let now = Instant::now();
+        let added = event.count.unwrap_or(1).max(1);
+        if let Some(earlier) = self.recent_events.earlier(&event, now) {
+            let count = earlier.count.saturating_add(added);
+            let patch = json!({"count": count, "lastTimestamp": event.last_timestamp});
+            match events
+                .patch(
+                    &earlier.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.recent_events.remember(
+                        &Event {
+                            metadata: ObjectMeta {
+                                name: Some(earlier.name.clone()),
+                                namespace: Some(earlier.namespace.clone()),
+                                ..Default::default()
+                            },
+                            ..(*event).clone()
+                        },
+                        count,
+                        now,
+                    );
+                    return;
+                }
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => {
+                    self.failed("patch_event", &ns, &e);
+                    return;
+                }
             }
         }
-        self.recent.insert(
-            event_key(e),
-            RecentEvent {
-                namespace: e.metadata.namespace.clone().unwrap_or_default(),
-                name: e.metadata.name.clone().unwrap_or_default(),
-                count,
-                at: now,
-            },
-        );
+        match events.create(&PostParams::default(), &event).await {
+            Ok(_) => self.recent_events.remember(&event, added, now),
+            Err(e) => self.failed("create_event", &ns, &e),
+        }
     }
 }

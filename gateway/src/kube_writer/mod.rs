@@ -1,38 +1,43 @@
-//! Kubernetes writes: Nodes, node status, Leases, pod status, pod deletion, Events.
+//! Kubernetes writes, one file per kind of object: the Node ([`node`]), its status
+//! ([`node_status`]), its Lease ([`lease`]), pod status and deletion ([`pod`]), Events
+//! ([`events`], with typed reasons in [`event_reason`] and repeats folded by
+//! [`event_correlator`]).
 //!
-//! Operations are queued per device shard and executed in order by a few worker tasks,
-//! so writes about one node never overtake each other and a slow API call for one
-//! device does not hold up the rest of the fleet.
+//! Operations are queued per device shard ([`write_queue`]: latest wins for Leases and
+//! statuses) and executed in order by a few worker tasks, so writes about one node never
+//! overtake each other and a slow API call for one device does not hold up the rest of
+//! the fleet.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
 
 use edge_protocol::{DeviceId, NodeReport};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Event, Node, NodeStatus, Pod, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use serde_json::json;
+use k8s_openapi::api::core::v1::{Event, NodeStatus, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
+mod event_correlator;
+mod event_reason;
 mod events;
+mod lease;
+mod node;
+mod node_status;
+mod pod;
 mod write_queue;
 
-use events::EventCorrelator;
-pub use events::{EVENT_AGGREGATION_WINDOW, node_event, pod_event};
-
+pub use event_correlator::EVENT_AGGREGATION_WINDOW;
+use event_correlator::EventCorrelator;
+pub use event_reason::{EventReason, EventType};
+pub use events::{EventPod, PodEvent, node_event};
+pub use lease::NODE_LEASE_NAMESPACE;
+use pod::PodInstance;
 pub use write_queue::{MAX_QUEUED_EVENTS, WriteQueue};
 
 use crate::metrics::Metrics;
-use crate::node_object::{NodeSettings, new_node, node_labels};
-use crate::node_ownership::{NodeOwnership, ownership};
-
-/// Namespace of node Leases.
-pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+use crate::node_object::NodeSettings;
 
 /// One write.
 #[derive(Debug, Clone)]
@@ -152,14 +157,6 @@ impl KubeOps {
     }
 }
 
-/// The outcome of looking at the Node named like a device.
-enum NodeClaimed {
-    /// Created or updated; its uid.
-    Ours(Option<String>),
-    /// Someone else's: why.
-    Foreign(String),
-}
-
 struct Worker {
     client: kube::Client,
     metrics: Arc<Metrics>,
@@ -178,118 +175,6 @@ impl Worker {
         warn!(operation, target, error = %e, "Kubernetes API call failed");
     }
 
-    /// Creates an Event, or counts a repeat of a recent one into it (the kubelet's
-    /// correlation).
-    async fn record_event(&mut self, event: Box<Event>) {
-        let ns = event.metadata.namespace.clone().unwrap_or_default();
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        let now = Instant::now();
-        let added = event.count.unwrap_or(1).max(1);
-        if let Some(earlier) = self.recent_events.earlier(&event, now) {
-            let count = earlier.count.saturating_add(added);
-            let patch = json!({"count": count, "lastTimestamp": event.last_timestamp});
-            match events
-                .patch(
-                    &earlier.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => {
-                    self.recent_events.remember(
-                        &Event {
-                            metadata: ObjectMeta {
-                                name: Some(earlier.name.clone()),
-                                namespace: Some(earlier.namespace.clone()),
-                                ..Default::default()
-                            },
-                            ..(*event).clone()
-                        },
-                        count,
-                        now,
-                    );
-                    return;
-                }
-                Err(e) if is_status(&e, 404) => {}
-                Err(e) => {
-                    self.failed("patch_event", &ns, &e);
-                    return;
-                }
-            }
-        }
-        match events.create(&PostParams::default(), &event).await {
-            Ok(_) => self.recent_events.remember(&event, added, now),
-            Err(e) => self.failed("create_event", &ns, &e),
-        }
-    }
-
-    /// Creates the device's Node, or updates the labels of the one we created; never
-    /// touches a Node that is not ours. The label patch carries the uid of the Node that
-    /// was checked, so it cannot land on a Node that replaced it meanwhile (409: looked
-    /// at again).
-    async fn claim_node(
-        &self,
-        nodes: &Api<Node>,
-        device: &DeviceId,
-        report: &NodeReport,
-        label_patch: &serde_json::Map<String, serde_json::Value>,
-        now: &Time,
-    ) -> Result<NodeClaimed, (&'static str, kube::Error)> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let last = attempt >= 3;
-            let existing = nodes
-                .get_opt(device.as_str())
-                .await
-                .map_err(|e| ("get_node", e))?;
-            let Some(node) = existing else {
-                let node = new_node(device, report, &self.settings, now.clone());
-                match nodes.create(&PostParams::default(), &node).await {
-                    Ok(n) => return Ok(NodeClaimed::Ours(n.metadata.uid)),
-                    Err(e) if is_status(&e, 409) && !last => continue,
-                    Err(e) => return Err(("create_node", e)),
-                }
-            };
-            if let NodeOwnership::Foreign { why } = ownership(&node, &self.settings) {
-                return Ok(NodeClaimed::Foreign(why));
-            }
-            let patch = json!({"metadata": {"labels": label_patch, "uid": node.metadata.uid}});
-            match nodes
-                .patch(
-                    device.as_str(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(n) => return Ok(NodeClaimed::Ours(n.metadata.uid)),
-                Err(e) if (is_status(&e, 409) || is_status(&e, 404)) && !last => continue,
-                Err(e) => return Err(("patch_node", e)),
-            }
-        }
-    }
-
-    /// Leaves a Node that is not ours untouched, says so on the Node, and tells the fleet.
-    async fn refuse_node(&mut self, device: DeviceId, why: String, now: Time) {
-        warn!(%device, %why, "refusing a device: a Node with its name exists and is not ours");
-        let message = format!(
-            "edge-gateway refused device {device}: {why}. The device must use another id, or delete this Node if it is stale."
-        );
-        let event = node_event(
-            device.as_str(),
-            "Warning",
-            "NodeNameConflict",
-            &message,
-            now,
-        );
-        self.record_event(Box::new(event)).await;
-        let _ = self
-            .feedback
-            .send(KubeFeedback::NodeRefused { device, why });
-    }
-
     async fn run(&mut self, op: KubeOp) {
         match op {
             KubeOp::UpsertNode {
@@ -299,99 +184,17 @@ impl Worker {
                 status,
                 now,
             } => {
-                let nodes: Api<Node> = Api::all(self.client.clone());
-                let (labels, dropped) = node_labels(&device, &report);
-                if !dropped.is_empty() {
-                    debug!(%device, ?dropped, "dropped labels the device may not set");
-                }
-                let mut label_patch = serde_json::Map::new();
-                for key in previous_labels.iter().flat_map(|p| p.keys()) {
-                    if !labels.contains_key(key) {
-                        label_patch.insert(key.clone(), serde_json::Value::Null);
-                    }
-                }
-                for (k, v) in &labels {
-                    label_patch.insert(k.clone(), json!(v));
-                }
-                let uid = match self
-                    .claim_node(&nodes, &device, &report, &label_patch, &now)
+                self.upsert_node(device, &report, previous_labels.as_ref(), &status, now)
                     .await
-                {
-                    Ok(NodeClaimed::Ours(uid)) => uid,
-                    Ok(NodeClaimed::Foreign(why)) => {
-                        self.refuse_node(device, why, now).await;
-                        return;
-                    }
-                    Err((operation, e)) => {
-                        self.failed(operation, device.as_str(), &e);
-                        let _ = self.feedback.send(KubeFeedback::NodeFailed { device });
-                        return;
-                    }
-                };
-                if let Err(e) = patch_node_status(&nodes, &device, &status).await {
-                    self.failed("patch_node_status", device.as_str(), &e);
-                }
-                let _ = self
-                    .feedback
-                    .send(KubeFeedback::NodeRegistered { device, uid });
             }
             KubeOp::PatchNodeStatus { device, status } => {
-                let nodes: Api<Node> = Api::all(self.client.clone());
-                if let Err(e) = patch_node_status(&nodes, &device, &status).await {
-                    self.failed("patch_node_status", device.as_str(), &e);
-                    if is_status(&e, 404) {
-                        let _ = self.feedback.send(KubeFeedback::NodeFailed { device });
-                    }
-                }
+                self.update_node_status(device, &status).await
             }
             KubeOp::RenewLease {
                 device,
                 node_uid,
                 duration_seconds,
-            } => {
-                let leases: Api<Lease> = Api::namespaced(self.client.clone(), NODE_LEASE_NAMESPACE);
-                let now = MicroTime(jiff::Timestamp::now());
-                let spec = LeaseSpec {
-                    holder_identity: Some(device.to_string()),
-                    lease_duration_seconds: Some(duration_seconds),
-                    renew_time: Some(now),
-                    ..Default::default()
-                };
-                let patch = json!({ "spec": spec });
-                match leases
-                    .patch(
-                        device.as_str(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(e) if is_status(&e, 404) => {
-                        let lease = Lease {
-                            metadata: ObjectMeta {
-                                name: Some(device.to_string()),
-                                namespace: Some(NODE_LEASE_NAMESPACE.to_owned()),
-                                owner_references: node_uid.map(|uid| {
-                                    vec![OwnerReference {
-                                        api_version: "v1".to_owned(),
-                                        kind: "Node".to_owned(),
-                                        name: device.to_string(),
-                                        uid,
-                                        ..Default::default()
-                                    }]
-                                }),
-                                ..Default::default()
-                            },
-                            spec: Some(spec),
-                        };
-                        if let Err(e) = leases.create(&PostParams::default(), &lease).await {
-                            self.failed("create_lease", device.as_str(), &e);
-                        }
-                    }
-                    Err(e) => self.failed("renew_lease", device.as_str(), &e),
-                }
-            }
+            } => self.renew_lease(device, node_uid, duration_seconds).await,
             KubeOp::PatchPodStatus {
                 namespace,
                 name,
@@ -399,17 +202,12 @@ impl Worker {
                 status,
                 ..
             } => {
-                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-                // metadata.uid in the patch makes it apply only to this pod instance
-                let patch = json!({"metadata": {"uid": uid}, "status": status});
-                if let Err(e) = pods
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    if !is_status(&e, 404) && !is_status(&e, 409) {
-                        self.failed("patch_pod_status", &format!("{namespace}/{name}"), &e);
-                    }
-                }
+                let pod = PodInstance {
+                    namespace: &namespace,
+                    name: &name,
+                    uid: &uid,
+                };
+                self.patch_pod_status(pod, &status).await
             }
             KubeOp::DeletePod {
                 device,
@@ -417,45 +215,16 @@ impl Worker {
                 name,
                 uid,
             } => {
-                let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-                let dp = DeleteParams {
-                    grace_period_seconds: Some(0),
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
+                let pod = PodInstance {
+                    namespace: &namespace,
+                    name: &name,
+                    uid: &uid,
                 };
-                match pods.delete(&name, &dp).await {
-                    Ok(_) => debug!(%device, pod = %format!("{namespace}/{name}"), "pod deleted"),
-                    // gone already, or a new pod with the same name (precondition failed)
-                    Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
-                    Err(e) => {
-                        self.failed("delete_pod", &format!("{namespace}/{name}"), &e);
-                        let _ = self
-                            .feedback
-                            .send(KubeFeedback::DeleteFailed { device, uid });
-                    }
-                }
+                self.delete_pod(device, pod).await
             }
             KubeOp::RecordEvent { event, .. } => self.record_event(event).await,
         }
     }
-}
-
-async fn patch_node_status(
-    nodes: &Api<Node>,
-    device: &DeviceId,
-    status: &NodeStatus,
-) -> Result<Node, kube::Error> {
-    let patch = json!({ "status": status });
-    nodes
-        .patch_status(
-            device.as_str(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
 }
 
 /// Starts `shards` workers; returns the queue handle.

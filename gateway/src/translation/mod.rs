@@ -18,6 +18,7 @@ use edge_protocol::{
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Probe as KubeProbe, Secret};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::kube_writer::EventReason;
 use crate::quantity::{Quantity, QuantityError};
 
 /// Why a pod cannot be run on a device. The message goes into the pod's status and a
@@ -145,7 +146,34 @@ pub struct NodeContext {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Translation {
     pub spec: PodSpec,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<TranslationWarning>,
+}
+
+/// A non-fatal problem found while translating a pod: recorded as a Warning Event on the
+/// pod with this reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslationWarning {
+    pub reason: EventReason,
+    pub message: String,
+}
+
+impl TranslationWarning {
+    /// A problem with the pod's spec the device can run without (`Failed`).
+    pub fn failed(message: String) -> Self {
+        Self {
+            reason: EventReason::Failed,
+            message,
+        }
+    }
+
+    /// An image pull secret that is missing or unusable
+    /// (`FailedToRetrieveImagePullSecret`, as the kubelet says it).
+    pub fn pull_secret(message: String) -> Self {
+        Self {
+            reason: EventReason::FailedToRetrieveImagePullSecret,
+            message,
+        }
+    }
 }
 
 /// Every ConfigMap and Secret the pod references (env, envFrom, volumes, pull secrets).
@@ -332,7 +360,7 @@ pub fn translate_pod(
         warnings.extend(
             env_warnings
                 .into_iter()
-                .map(|w| format!("container {}: {w}", c.name)),
+                .map(|w| TranslationWarning::failed(format!("container {}: {w}", c.name))),
         );
         let lookup = |name: &str| env.iter().find(|e| e.name == name).map(|e| e.value.clone());
         let expand_all = |v: &Option<Vec<String>>| -> Vec<String> {
@@ -427,13 +455,16 @@ pub fn translate_pod(
         match refs.secret(&s.name) {
             Some(data) => match pull_secrets::credentials_from_secret(data) {
                 Ok(creds) => registry_credentials.extend(creds),
-                Err(why) => warnings.push(format!("image pull secret {:?} {why}", s.name)),
+                Err(why) => warnings.push(TranslationWarning::pull_secret(format!(
+                    "image pull secret {:?} {why}",
+                    s.name
+                ))),
             },
             // the kubelet goes on without a missing pull secret and records an event
-            None => warnings.push(format!(
+            None => warnings.push(TranslationWarning::pull_secret(format!(
                 "unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed",
                 s.name
-            )),
+            ))),
         }
     }
     let meta = &pod.metadata;

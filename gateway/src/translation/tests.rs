@@ -205,7 +205,7 @@ fn volumes_become_files() {
     assert!(
         t.warnings
             .iter()
-            .any(|w| w.contains("service account token"))
+            .any(|w| w.message.contains("service account token"))
     );
     assert_eq!(
         t.spec
@@ -302,7 +302,9 @@ fn pull_secrets_deletion_and_references() {
     let t = translate_pod(&p, &r, &node()).unwrap();
     assert_eq!(t.spec.registry_credentials.len(), 1);
     assert_eq!(t.spec.registry_credentials[0].username, "u");
-    assert!(t.warnings.iter().any(|w| w.contains("missing")));
+    assert!(t.warnings.iter().any(|w| w.message.contains("missing")));
+    assert!(t.warnings.iter().any(|w| w.message.contains("missing")
+        && w.reason == crate::kube_writer::EventReason::FailedToRetrieveImagePullSecret));
     assert_eq!(t.spec.restart_policy, RestartPolicy::OnFailure);
     assert_eq!(t.spec.termination_grace_period_seconds, 5);
     assert_eq!(t.spec.deletion_grace_period_seconds, None);

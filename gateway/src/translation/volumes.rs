@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::{
     DownwardAPIVolumeFile, KeyToPath, Pod, Volume as KubeVolume, VolumeProjection,
 };
 
-use super::{NodeContext, ObjectData, PodReferences, TranslationError, downward};
+use super::{
+    NodeContext, ObjectData, PodReferences, TranslationError, TranslationWarning, downward,
+};
 use crate::quantity::Quantity;
 
 /// Default file mode of ConfigMap, Secret, downwardAPI and projected volumes (0644).
@@ -116,7 +118,7 @@ pub fn translate_volume(
     volume: &KubeVolume,
     refs: &PodReferences,
     node: &NodeContext,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<TranslationWarning>,
 ) -> Result<Volume, TranslationError> {
     let name = volume.name.clone();
     let source = if let Some(cm) = &volume.config_map {
@@ -225,7 +227,7 @@ fn projection(
     refs: &PodReferences,
     node: &NodeContext,
     default_mode: u32,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<TranslationWarning>,
 ) -> Result<(), TranslationError> {
     if let Some(cm) = &source.config_map {
         let optional = cm.optional.unwrap_or(false);
@@ -276,10 +278,10 @@ fn projection(
         )?;
     }
     if let Some(t) = &source.service_account_token {
-        warnings.push(format!(
+        warnings.push(TranslationWarning::failed(format!(
             "service account token {:?} is not delivered to devices",
             t.path
-        ));
+        )));
     }
     if source.cluster_trust_bundle.is_some() || source.pod_certificate.is_some() {
         return Err(TranslationError::UnsupportedVolume(

@@ -1,0 +1,56 @@
+//! The reasons of the Events the gateway writes, with the exact strings Kubernetes
+//! shows (`kubectl get events`), and the type (Normal / Warning) of an Event.
+
+use std::fmt;
+
+pub use edge_protocol::EventType;
+
+/// Why an Event was recorded: the `reason` field of the Event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EventReason {
+    /// A Node with the device's name exists and was not created by the gateway.
+    NodeNameConflict,
+    /// The gateway stopped serving a device (revoked, or no longer allowed).
+    DeviceRetired,
+    /// A pod would make the device's desired set larger than one MQTT message.
+    DesiredSetTooLarge,
+    /// An image pull secret of a pod is missing or unusable (the kubelet's reason).
+    FailedToRetrieveImagePullSecret,
+    /// A pod cannot be run as asked, or a non-fatal problem with its spec.
+    Failed,
+    /// A reason the device reported about its pod, in its own words (`Pulled`,
+    /// `Started`, `BackOff`, ...).
+    Reported(String),
+}
+
+impl EventReason {
+    /// The `reason` string of the Event.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventReason::NodeNameConflict => "NodeNameConflict",
+            EventReason::DeviceRetired => "DeviceRetired",
+            EventReason::DesiredSetTooLarge => "DesiredSetTooLarge",
+            EventReason::FailedToRetrieveImagePullSecret => "FailedToRetrieveImagePullSecret",
+            EventReason::Failed => "Failed",
+            EventReason::Reported(reason) => reason,
+        }
+    }
+}
+
+impl fmt::Display for EventReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `type` string of an Event.
+pub fn event_type_str(event_type: EventType) -> &'static str {
+    match event_type {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    }
+}
+
+#[cfg(test)]
+#[path = "event_reason_tests.rs"]
+mod tests;
