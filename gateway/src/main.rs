@@ -34,9 +34,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(*args),
-        Command::Enroll(a) => edge_gateway::enrollment::cli::run_enroll(a),
-        Command::Revoke(a) => edge_gateway::enrollment::cli::run_revoke(a),
-        Command::BrokerConfig(a) => edge_gateway::enrollment::cli::run_broker_config(a),
+        Command::Enroll(a) => Ok(edge_gateway::enrollment::cli::run_enroll(a)?),
+        Command::Revoke(a) => Ok(edge_gateway::enrollment::cli::run_revoke(a)?),
+        Command::BrokerConfig(a) => Ok(edge_gateway::enrollment::cli::run_broker_config(a)?),
         Command::CheckReady(a) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

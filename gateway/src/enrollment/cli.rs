@@ -7,13 +7,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use edge_protocol::DeviceId;
 
 use super::GATEWAY_IDENTITY;
 use super::bundle::{AgentConfigFile, AgentTlsFiles, DeviceBundle};
-use super::error::EnrollmentError;
+use super::error::{CliError, EnrollmentError};
 use super::fleet_ca::{FleetCa, hex};
 use super::issued::IssuedCertificates;
 use super::layout::EnrollmentLayout;
@@ -166,22 +165,22 @@ pub struct BrokerConfigArgs {
 }
 
 /// Runs `edge-gateway enroll`, reporting to stdout.
-pub fn run_enroll(args: EnrollArgs) -> anyhow::Result<()> {
+pub fn run_enroll(args: EnrollArgs) -> Result<(), CliError> {
     enroll(&args, &mut std::io::stdout().lock()).map(|_| ())
 }
 
 /// Runs `edge-gateway revoke`, reporting to stdout.
-pub fn run_revoke(args: RevokeArgs) -> anyhow::Result<()> {
+pub fn run_revoke(args: RevokeArgs) -> Result<(), CliError> {
     revoke(&args, &mut std::io::stdout().lock())
 }
 
 /// Runs `edge-gateway broker-config`, reporting to stdout.
-pub fn run_broker_config(args: BrokerConfigArgs) -> anyhow::Result<()> {
+pub fn run_broker_config(args: BrokerConfigArgs) -> Result<(), CliError> {
     broker_config(&args, &mut std::io::stdout().lock()).map(|_| ())
 }
 
 /// Enrolls a device; writes what happened to `out`. Returns the bundle directory.
-pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> anyhow::Result<PathBuf> {
+pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> Result<PathBuf, CliError> {
     let id = DeviceId::new(args.device_id.clone()).map_err(EnrollmentError::from)?;
     let labels = parse_labels(&args.labels)?;
     for url in &args.broker_urls {
@@ -206,10 +205,7 @@ pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> anyhow::Result<PathBuf
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{id}-bundle")));
     if out_dir.join(DeviceBundle::KEY).exists() {
-        anyhow::bail!(
-            "{} already holds a device.key; pick another --out-dir or move the old bundle away",
-            out_dir.display()
-        );
+        return Err(CliError::BundleExists { dir: out_dir });
     }
 
     let (ca, created) = FleetCa::load_or_create(&layout)?;
@@ -252,7 +248,7 @@ pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> anyhow::Result<PathBuf
 }
 
 /// Revokes a device; writes what happened to `out`.
-pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> anyhow::Result<()> {
+pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> Result<(), CliError> {
     let id = DeviceId::new(args.device_id.clone()).map_err(EnrollmentError::from)?;
     let layout = EnrollmentLayout::new(&args.store_dir);
     let mut list = RevocationList::load(&args.store_dir)?;
@@ -279,10 +275,10 @@ pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> anyhow::Result<()> {
 }
 
 /// Writes the broker configuration; returns the path of the main config file.
-pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> anyhow::Result<PathBuf> {
+pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<PathBuf, CliError> {
     let BrokerKind::Mosquitto = args.kind;
     if args.broker_hosts.is_empty() {
-        anyhow::bail!("give at least one --broker-host (the name devices use to reach the broker)");
+        return Err(CliError::NoBrokerHost);
     }
     let layout = EnrollmentLayout::new(&args.store_dir);
     let (ca, created) = FleetCa::load_or_create(&layout)?;
@@ -355,7 +351,7 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> anyhow::R
 }
 
 /// Creates the gateway's client certificate if it does not exist yet; true if created.
-fn ensure_gateway_identity(ca: &FleetCa, layout: &EnrollmentLayout) -> anyhow::Result<bool> {
+fn ensure_gateway_identity(ca: &FleetCa, layout: &EnrollmentLayout) -> Result<bool, CliError> {
     if layout.gateway_cert().is_file() && layout.gateway_key().is_file() {
         return Ok(false);
     }
@@ -366,8 +362,11 @@ fn ensure_gateway_identity(ca: &FleetCa, layout: &EnrollmentLayout) -> anyhow::R
     Ok(true)
 }
 
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))
+fn absolute(path: &Path) -> Result<PathBuf, CliError> {
+    std::fs::canonicalize(path).map_err(|source| CliError::Resolve {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Parses `key=value` labels with the Kubernetes label syntax. Keys in the

@@ -66,3 +66,26 @@ impl EnrollmentError {
         }
     }
 }
+
+/// What can stop `edge-gateway enroll`, `revoke` or `broker-config`: an enrollment error,
+/// a refused command line, or the report that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Enrollment(#[from] EnrollmentError),
+    #[error(
+        "{} already holds a device.key; pick another --out-dir or move the old bundle away",
+        dir.display()
+    )]
+    BundleExists { dir: PathBuf },
+    #[error("give at least one --broker-host (the name devices use to reach the broker)")]
+    NoBrokerHost,
+    #[error("cannot resolve {}", path.display())]
+    Resolve {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Report(#[from] std::io::Error),
+}

@@ -17,7 +17,7 @@
 //!
 //! | module | what is there |
 //! |---|---|
-//! | [`error`] | [`EnrollmentError`] and the [`Result`] alias |
+//! | [`error`] | [`EnrollmentError`] and the [`Result`] alias; [`CliError`] of the commands |
 //! | [`layout`] | [`EnrollmentLayout`]: the paths above |
 //! | [`private_file`] | atomic writes of public (0644) and private (0600) files |
 //! | [`fleet_ca`] | [`FleetCa`]: load or create the CA, issue device/gateway/broker certs, sign CRLs |
@@ -38,7 +38,7 @@ pub mod private_file;
 pub mod revocation;
 
 pub use bundle::{AgentConfigFile, DeviceBundle};
-pub use error::{EnrollmentError, Result};
+pub use error::{CliError, EnrollmentError, Result};
 pub use fleet_ca::{FleetCa, IssuedIdentity};
 pub use issued::IssuedCertificates;
 pub use layout::EnrollmentLayout;

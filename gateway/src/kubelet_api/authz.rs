@@ -140,6 +140,15 @@ pub enum AuthzError {
     },
 }
 
+/// Why a SubjectAccessReview gave no decision.
+#[derive(Debug, thiserror::Error)]
+enum ReviewFailure {
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
 /// How long decisions are reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthzSettings {
@@ -224,7 +233,7 @@ impl Authorizer {
                     user: user.username.clone(),
                     verb: attrs.verb.to_owned(),
                     subresource: (*subresource).to_owned(),
-                    cause,
+                    cause: cause.to_string(),
                 })?
             {
                 return Ok(());
@@ -237,8 +246,8 @@ impl Authorizer {
         })
     }
 
-    async fn allowed(&self, spec: SubjectAccessReviewSpec) -> Result<bool, String> {
-        let key = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+    async fn allowed(&self, spec: SubjectAccessReviewSpec) -> Result<bool, ReviewFailure> {
+        let key = serde_json::to_string(&spec)?;
         if let Some(decision) = self.decisions.get(&key, Instant::now()) {
             return Ok(decision);
         }
@@ -247,10 +256,7 @@ impl Authorizer {
             spec,
             ..Default::default()
         };
-        let answer = reviews
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|e| e.to_string())?;
+        let answer = reviews.create(&PostParams::default(), &review).await?;
         let allowed = answer.status.is_some_and(|s| s.allowed);
         let ttl = if allowed {
             self.settings.allowed_ttl

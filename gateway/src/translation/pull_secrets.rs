@@ -52,22 +52,34 @@ fn credential(registry: &str, entry: &Value) -> Option<RegistryCredential> {
     })
 }
 
+/// Why a pull secret is unusable (the message follows `image pull secret "<name>"`).
+#[derive(Debug, thiserror::Error)]
+pub enum PullSecretError {
+    #[error("invalid .dockerconfigjson: {0}")]
+    InvalidDockerConfigJson(#[source] serde_json::Error),
+    #[error("invalid .dockercfg: {0}")]
+    InvalidDockerCfg(#[source] serde_json::Error),
+    #[error("has neither .dockerconfigjson nor .dockercfg")]
+    NoDockerConfig,
+    #[error("has no registry entries")]
+    NoRegistryEntries,
+}
+
 /// Credentials from one pull secret; `Err` says why the secret is unusable.
-pub fn credentials_from_secret(data: &ObjectData) -> Result<Vec<RegistryCredential>, String> {
-    let (auths, raw) = if let Some(raw) = data.bytes(".dockerconfigjson") {
+pub fn credentials_from_secret(
+    data: &ObjectData,
+) -> Result<Vec<RegistryCredential>, PullSecretError> {
+    let auths = if let Some(raw) = data.bytes(".dockerconfigjson") {
         let v: Value =
-            serde_json::from_slice(&raw).map_err(|e| format!("invalid .dockerconfigjson: {e}"))?;
-        (v.get("auths").cloned().unwrap_or(Value::Null), true)
+            serde_json::from_slice(&raw).map_err(PullSecretError::InvalidDockerConfigJson)?;
+        v.get("auths").cloned().unwrap_or(Value::Null)
     } else if let Some(raw) = data.bytes(".dockercfg") {
-        let v: Value =
-            serde_json::from_slice(&raw).map_err(|e| format!("invalid .dockercfg: {e}"))?;
-        (v, false)
+        serde_json::from_slice(&raw).map_err(PullSecretError::InvalidDockerCfg)?
     } else {
-        return Err("has neither .dockerconfigjson nor .dockercfg".to_owned());
+        return Err(PullSecretError::NoDockerConfig);
     };
-    let _ = raw;
     let Value::Object(map) = auths else {
-        return Err("has no registry entries".to_owned());
+        return Err(PullSecretError::NoRegistryEntries);
     };
     Ok(map
         .iter()
