@@ -56,14 +56,8 @@ pub struct RunArgs {
     /// Kubeconfig context to use (default: the current context).
     #[arg(long, env = "EDGE_GATEWAY_CONTEXT")]
     pub context: Option<String>,
-    /// Directory for the gateway's state (sled store, generated kubelet TLS
-    /// certificate, enrollment CA and revocation list).
-    #[arg(
-        long,
-        env = "EDGE_GATEWAY_STORE_DIR",
-        default_value = "/var/lib/edge-gateway"
-    )]
-    pub store_dir: PathBuf,
+    #[command(flatten)]
+    pub store: crate::store::StoreDirArg,
     /// Address of the embedded MQTT broker (rumqttd, plain TCP, no authentication, no
     /// topic ACL). Loopback only, unless --embedded-broker-insecure-listen: for devices on
     /// a network use Mosquitto (`edge-gateway broker-config mosquitto`, --broker-url).
@@ -361,7 +355,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
                 kubeconfig: a.kubeconfig,
                 context: a.context,
             },
-            store_dir: a.store_dir,
+            store_dir: a.store.store_dir,
             broker,
             mqtt_client_id: a.mqtt_client_id,
             kubelet_listen: a.kubelet_listen,

@@ -134,37 +134,88 @@ fn waiting_container(
     }
 }
 
-/// Builds a condition, keeping the previous transition time when the status is unchanged.
-fn condition(
-    existing: &[PodCondition],
-    type_: &str,
-    status: bool,
-    reason: Option<&str>,
-    message: Option<String>,
-    now: &Time,
-) -> PodCondition {
-    let status = if status { "True" } else { "False" };
-    let previous = existing.iter().find(|c| c.type_ == type_);
-    let last_transition_time = match previous {
-        Some(p) if p.status == status => p.last_transition_time.clone().or(Some(now.clone())),
-        _ => Some(now.clone()),
-    };
-    PodCondition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: reason.map(str::to_owned),
-        message,
-        last_transition_time,
-        last_probe_time: None,
-        observed_generation: None,
+/// What a new status keeps from the pod's current one: the conditions (their transition
+/// times, PodScheduled), the start time and the QoS class.
+struct PreviousStatus<'a> {
+    status: Option<&'a PodStatus>,
+    conditions: Vec<PodCondition>,
+}
+
+impl<'a> PreviousStatus<'a> {
+    fn of(pod: &'a Pod) -> Self {
+        let status = pod.status.as_ref();
+        Self {
+            status,
+            conditions: status
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Builds a condition, keeping the previous transition time when the status is
+    /// unchanged.
+    fn condition(
+        &self,
+        type_: &str,
+        status: bool,
+        reason: Option<&str>,
+        message: Option<String>,
+        now: &Time,
+    ) -> PodCondition {
+        let status = if status { "True" } else { "False" };
+        let previous = self.conditions.iter().find(|c| c.type_ == type_);
+        let last_transition_time = match previous {
+            Some(p) if p.status == status => p.last_transition_time.clone().or(Some(now.clone())),
+            _ => Some(now.clone()),
+        };
+        PodCondition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.map(str::to_owned),
+            message,
+            last_transition_time,
+            last_probe_time: None,
+            observed_generation: None,
+        }
+    }
+
+    /// PodScheduled as the scheduler wrote it, or true since now.
+    fn scheduled(&self, now: &Time) -> PodCondition {
+        self.conditions
+            .iter()
+            .find(|c| c.type_ == "PodScheduled")
+            .cloned()
+            .unwrap_or_else(|| {
+                PreviousStatus::none().condition("PodScheduled", true, None, None, now)
+            })
+    }
+
+    /// No previous status.
+    fn none() -> PreviousStatus<'static> {
+        PreviousStatus {
+            status: None,
+            conditions: Vec::new(),
+        }
+    }
+
+    fn start_time(&self) -> Option<Time> {
+        self.status.and_then(|s| s.start_time.clone())
+    }
+
+    fn qos_class(&self) -> Option<String> {
+        self.status.and_then(|s| s.qos_class.clone())
     }
 }
 
-fn spec_containers(pod: &Pod) -> Vec<(String, String)> {
+/// One status per container of the pod's spec, in its order: `status(image, name)`.
+fn container_statuses(
+    pod: &Pod,
+    status: impl Fn(&str, &str) -> KubeContainerStatus,
+) -> Vec<KubeContainerStatus> {
     pod.spec
         .iter()
         .flat_map(|s| s.containers.iter())
-        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .map(|c| status(c.image.as_deref().unwrap_or_default(), &c.name))
         .collect()
 }
 
@@ -175,20 +226,14 @@ pub fn kube_pod_status(
     host_ip: Option<&str>,
     now: &Time,
 ) -> PodStatus {
-    let existing = pod.status.as_ref();
-    let existing_conditions: Vec<PodCondition> = existing
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let containers: Vec<KubeContainerStatus> = spec_containers(pod)
-        .iter()
-        .map(|(name, image)| {
-            kube_container_status(
-                image,
-                name,
-                report.containers.iter().find(|c| &c.name == name),
-            )
-        })
-        .collect();
+    let previous = PreviousStatus::of(pod);
+    let containers = container_statuses(pod, |image, name| {
+        kube_container_status(
+            image,
+            name,
+            report.containers.iter().find(|c| c.name == name),
+        )
+    });
     let terminal = matches!(report.phase, PodPhase::Succeeded | PodPhase::Failed);
     let unready: Vec<&str> = containers
         .iter()
@@ -209,45 +254,25 @@ pub fn kube_pod_status(
             )),
         )
     };
-    let scheduled = existing_conditions
-        .iter()
-        .find(|c| c.type_ == "PodScheduled")
-        .cloned()
-        .unwrap_or_else(|| condition(&[], "PodScheduled", true, None, None, now));
     let conditions = vec![
-        condition(
-            &existing_conditions,
+        previous.condition(
             "Initialized",
             true,
             terminal.then_some("PodCompleted"),
             None,
             now,
         ),
-        condition(
-            &existing_conditions,
-            "Ready",
-            all_ready,
-            reason,
-            message.clone(),
-            now,
-        ),
-        condition(
-            &existing_conditions,
-            "ContainersReady",
-            all_ready,
-            reason,
-            message,
-            now,
-        ),
-        scheduled,
+        previous.condition("Ready", all_ready, reason, message.clone(), now),
+        previous.condition("ContainersReady", all_ready, reason, message, now),
+        previous.scheduled(now),
     ];
     let pod_ip = report
         .pod_ip
         .clone()
         .or_else(|| host_ip.map(str::to_owned))
         .filter(|ip| !ip.is_empty());
-    let start_time = existing
-        .and_then(|s| s.start_time.clone())
+    let start_time = previous
+        .start_time()
         .or_else(|| report.start_time.map(time_from_millis))
         .or_else(|| Some(now.clone()));
     PodStatus {
@@ -261,7 +286,7 @@ pub fn kube_pod_status(
         pod_ip: pod_ip.clone(),
         pod_ips: pod_ip.map(|ip| vec![PodIP { ip }]),
         start_time,
-        qos_class: existing.and_then(|s| s.qos_class.clone()),
+        qos_class: previous.qos_class(),
         ..Default::default()
     }
 }
@@ -274,57 +299,42 @@ pub fn config_error_status(
     host_ip: Option<&str>,
     now: &Time,
 ) -> PodStatus {
-    let existing = pod.status.as_ref();
-    let existing_conditions: Vec<PodCondition> = existing
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let containers: Vec<KubeContainerStatus> = spec_containers(pod)
-        .iter()
-        .map(|(name, image)| {
-            waiting_container(
-                image,
-                name,
-                "CreateContainerConfigError",
-                Some(message.to_owned()),
-            )
-        })
-        .collect();
+    let previous = PreviousStatus::of(pod);
+    let containers = container_statuses(pod, |image, name| {
+        waiting_container(
+            image,
+            name,
+            "CreateContainerConfigError",
+            Some(message.to_owned()),
+        )
+    });
     let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
     let msg = format!("containers with unready status: [{}]", names.join(" "));
-    let scheduled = existing_conditions
-        .iter()
-        .find(|c| c.type_ == "PodScheduled")
-        .cloned()
-        .unwrap_or_else(|| condition(&[], "PodScheduled", true, None, None, now));
     PodStatus {
         phase: Some("Pending".to_owned()),
         conditions: Some(vec![
-            condition(&existing_conditions, "Initialized", true, None, None, now),
-            condition(
-                &existing_conditions,
+            previous.condition("Initialized", true, None, None, now),
+            previous.condition(
                 "Ready",
                 false,
                 Some("ContainersNotReady"),
                 Some(msg.clone()),
                 now,
             ),
-            condition(
-                &existing_conditions,
+            previous.condition(
                 "ContainersReady",
                 false,
                 Some("ContainersNotReady"),
                 Some(msg),
                 now,
             ),
-            scheduled,
+            previous.scheduled(now),
         ]),
         container_statuses: Some(containers),
         host_ip: host_ip.map(str::to_owned),
         host_ips: host_ip.map(|ip| vec![HostIP { ip: ip.to_owned() }]),
-        start_time: existing
-            .and_then(|s| s.start_time.clone())
-            .or_else(|| Some(now.clone())),
-        qos_class: existing.and_then(|s| s.qos_class.clone()),
+        start_time: previous.start_time().or_else(|| Some(now.clone())),
+        qos_class: previous.qos_class(),
         ..Default::default()
     }
 }

@@ -4,7 +4,7 @@
 //! are applied in order under the fleet lock and flushed (group commit) before anything
 //! that depends on them is sent to a device.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,6 +31,23 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// `--store-dir`, the same flag in every `edge-gateway` command that reads or writes the
+/// gateway's state (flattened into their clap arguments).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct StoreDirArg {
+    /// Directory for the gateway's state: the sled store (state/), the generated kubelet
+    /// TLS certificate (kubelet-tls/), and in <STORE_DIR>/enrollment/ the fleet CA
+    /// (created there on first use), the enrollment records and the revocation list
+    /// (revoked.txt).
+    #[arg(
+        long,
+        value_name = "STORE_DIR",
+        env = "EDGE_GATEWAY_STORE_DIR",
+        default_value = "/var/lib/edge-gateway"
+    )]
+    pub store_dir: PathBuf,
+}
 
 /// Handle to the store; cheap to clone.
 #[derive(Debug, Clone)]

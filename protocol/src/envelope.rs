@@ -25,68 +25,86 @@ pub const MAX_DESIRED_SET_BYTES: usize = 8 * 1024 * 1024;
 /// Largest payload of every other kind.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// Every message of protocol v1.
-// Messages are decoded one at a time and moved once; boxing the node report would only
-// add indirection.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    NodeReport(NodeReport),
-    Heartbeat(Heartbeat),
-    DeviceState(DeviceState),
-    PodStatusReport(PodStatusReport),
-    PodEventReport(PodEventReport),
-    ResyncRequest(ResyncRequest),
-    LogChunk(LogChunk),
-    DesiredSet(DesiredSet),
-    LogRequest(LogRequest),
-    LogCancel(LogCancel),
+/// Every message kind of protocol v1, with its `kind` string: the one list the
+/// [`Message`] and [`MessageKind`] enums, the kind strings, the envelope's encoding and
+/// decoding of each body and the `From` conversions are all generated from.
+macro_rules! messages {
+    ($($variant:ident => $kind:literal,)*) => {
+        /// Every message of protocol v1.
+        // Messages are decoded one at a time and moved once; boxing the node report would
+        // only add indirection.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Message {
+            $($variant($variant),)*
+        }
+
+        /// The `kind` field of the envelope.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum MessageKind {
+            $($variant,)*
+        }
+
+        impl MessageKind {
+            pub const ALL: [MessageKind; [$($kind),*].len()] = [$(MessageKind::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(MessageKind::$variant => $kind,)*
+                }
+            }
+        }
+
+        impl Message {
+            pub fn kind(&self) -> MessageKind {
+                match self {
+                    $(Message::$variant(_) => MessageKind::$variant,)*
+                }
+            }
+
+            /// The envelope around this message's body (the size is not checked).
+            fn envelope(&self) -> Result<Vec<u8>, EncodeError> {
+                match self {
+                    $(Message::$variant(body) => envelope(MessageKind::$variant, body),)*
+                }
+            }
+
+            /// The message of `kind` whose body is `body`.
+            fn from_body(kind: MessageKind, body: Value) -> Result<Message, DecodeError> {
+                let bad = |e: serde_json::Error| DecodeError::InvalidBody {
+                    kind,
+                    error: e.to_string(),
+                };
+                Ok(match kind {
+                    $(MessageKind::$variant => {
+                        Message::$variant(serde_json::from_value(body).map_err(bad)?)
+                    })*
+                })
+            }
+        }
+
+        $(impl From<$variant> for Message {
+            fn from(v: $variant) -> Self {
+                Message::$variant(v)
+            }
+        })*
+    };
 }
 
-/// The `kind` field of the envelope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MessageKind {
-    NodeReport,
-    Heartbeat,
-    DeviceState,
-    PodStatusReport,
-    PodEventReport,
-    ResyncRequest,
-    LogChunk,
-    DesiredSet,
-    LogRequest,
-    LogCancel,
+messages! {
+    NodeReport => "nodeReport",
+    Heartbeat => "heartbeat",
+    DeviceState => "deviceState",
+    PodStatusReport => "podStatusReport",
+    PodEventReport => "podEventReport",
+    ResyncRequest => "resyncRequest",
+    LogChunk => "logChunk",
+    DesiredSet => "desiredSet",
+    LogRequest => "logRequest",
+    LogCancel => "logCancel",
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 10] = [
-        MessageKind::NodeReport,
-        MessageKind::Heartbeat,
-        MessageKind::DeviceState,
-        MessageKind::PodStatusReport,
-        MessageKind::PodEventReport,
-        MessageKind::ResyncRequest,
-        MessageKind::LogChunk,
-        MessageKind::DesiredSet,
-        MessageKind::LogRequest,
-        MessageKind::LogCancel,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::NodeReport => "nodeReport",
-            MessageKind::Heartbeat => "heartbeat",
-            MessageKind::DeviceState => "deviceState",
-            MessageKind::PodStatusReport => "podStatusReport",
-            MessageKind::PodEventReport => "podEventReport",
-            MessageKind::ResyncRequest => "resyncRequest",
-            MessageKind::LogChunk => "logChunk",
-            MessageKind::DesiredSet => "desiredSet",
-            MessageKind::LogRequest => "logRequest",
-            MessageKind::LogCancel => "logCancel",
-        }
-    }
-
     pub fn parse(kind: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == kind)
     }
@@ -157,36 +175,10 @@ struct EnvelopeOut<'a, T: Serialize> {
 }
 
 impl Message {
-    pub fn kind(&self) -> MessageKind {
-        match self {
-            Message::NodeReport(_) => MessageKind::NodeReport,
-            Message::Heartbeat(_) => MessageKind::Heartbeat,
-            Message::DeviceState(_) => MessageKind::DeviceState,
-            Message::PodStatusReport(_) => MessageKind::PodStatusReport,
-            Message::PodEventReport(_) => MessageKind::PodEventReport,
-            Message::ResyncRequest(_) => MessageKind::ResyncRequest,
-            Message::LogChunk(_) => MessageKind::LogChunk,
-            Message::DesiredSet(_) => MessageKind::DesiredSet,
-            Message::LogRequest(_) => MessageKind::LogRequest,
-            Message::LogCancel(_) => MessageKind::LogCancel,
-        }
-    }
-
     /// Encodes in the current protocol version, refusing payloads over the kind's limit.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let kind = self.kind();
-        let bytes = match self {
-            Message::NodeReport(b) => envelope(kind, b),
-            Message::Heartbeat(b) => envelope(kind, b),
-            Message::DeviceState(b) => envelope(kind, b),
-            Message::PodStatusReport(b) => envelope(kind, b),
-            Message::PodEventReport(b) => envelope(kind, b),
-            Message::ResyncRequest(b) => envelope(kind, b),
-            Message::LogChunk(b) => envelope(kind, b),
-            Message::DesiredSet(b) => envelope(kind, b),
-            Message::LogRequest(b) => envelope(kind, b),
-            Message::LogCancel(b) => envelope(kind, b),
-        }?;
+        let bytes = self.envelope()?;
         let limit = kind.max_payload_bytes();
         if bytes.len() > limit {
             return Err(EncodeError::TooLarge {
@@ -242,41 +234,7 @@ impl Message {
         let body = map
             .remove("body")
             .unwrap_or(Value::Object(Default::default()));
-        let bad = |e: serde_json::Error| DecodeError::InvalidBody {
-            kind,
-            error: e.to_string(),
-        };
-        let msg = match kind {
-            MessageKind::NodeReport => {
-                Message::NodeReport(serde_json::from_value(body).map_err(bad)?)
-            }
-            MessageKind::Heartbeat => {
-                Message::Heartbeat(serde_json::from_value(body).map_err(bad)?)
-            }
-            MessageKind::DeviceState => {
-                Message::DeviceState(serde_json::from_value(body).map_err(bad)?)
-            }
-            MessageKind::PodStatusReport => {
-                Message::PodStatusReport(serde_json::from_value(body).map_err(bad)?)
-            }
-            MessageKind::PodEventReport => {
-                Message::PodEventReport(serde_json::from_value(body).map_err(bad)?)
-            }
-            MessageKind::ResyncRequest => {
-                Message::ResyncRequest(serde_json::from_value(body).map_err(bad)?)
-            }
-            MessageKind::LogChunk => Message::LogChunk(serde_json::from_value(body).map_err(bad)?),
-            MessageKind::DesiredSet => {
-                Message::DesiredSet(serde_json::from_value(body).map_err(bad)?)
-            }
-            MessageKind::LogRequest => {
-                Message::LogRequest(serde_json::from_value(body).map_err(bad)?)
-            }
-            MessageKind::LogCancel => {
-                Message::LogCancel(serde_json::from_value(body).map_err(bad)?)
-            }
-        };
-        Ok(msg)
+        Message::from_body(kind, body)
     }
 
     /// Decodes a payload received on `topic`, checking the size against that channel's
@@ -336,25 +294,3 @@ fn envelope<T: Serialize>(kind: MessageKind, body: &T) -> Result<Vec<u8>, Encode
         error: e.to_string(),
     })
 }
-
-macro_rules! message_from {
-    ($($ty:ident),*) => {
-        $(impl From<$ty> for Message {
-            fn from(v: $ty) -> Self {
-                Message::$ty(v)
-            }
-        })*
-    };
-}
-message_from!(
-    NodeReport,
-    Heartbeat,
-    DeviceState,
-    PodStatusReport,
-    PodEventReport,
-    ResyncRequest,
-    LogChunk,
-    DesiredSet,
-    LogRequest,
-    LogCancel
-);

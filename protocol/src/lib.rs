@@ -12,7 +12,7 @@
 //! | [`request_id`] | [`RequestId`]: the id of a log request, one safe topic level |
 //! | [`topic`] | [`Topic`] formatting/parsing, QoS and retain per channel, subscriptions, ACL patterns |
 //! | [`version`] | [`ProtocolVersion`] carried by every envelope |
-//! | [`envelope`] | [`Message`], [`Message::encode`], [`Message::decode_on`], size limits, errors |
+//! | [`envelope`] | [`Message`] and [`MessageKind`] (generated from one list of the kinds and their `kind` strings), [`Message::encode`], [`Message::decode_on`], size limits, errors |
 //! | [`node_report`] | [`NodeReport`], [`Heartbeat`], [`DeviceState`] |
 //! | [`desired_set`] | [`DesiredSet`] and the device-facing [`PodSpec`] |
 //! | [`pod_status`] | [`PodStatusReport`], [`PodStatus`], [`ContainerStatus`] |
