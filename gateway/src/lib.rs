@@ -12,9 +12,9 @@
 //! | [`gateway`] | wiring: [`gateway::start`] / [`gateway::run`], ready file, shutdown |
 //! | [`fleet`] | [`fleet::Fleet`]: device registry, liveness, Node claims, revocation, pods, effects of device messages |
 //! | [`device_sync`] | per-device desired set / generation state machine (pure), with the set's size kept under one MQTT message |
-//! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes (pure) |
-//! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure) |
-//! | [`node_object`] | Node labels, taint, capacity, nodeInfo, addresses from a device's hello (pure) |
+//! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes (pure); ConfigMap/Secret lookups in one place ([`translation::PodReferences::object`]); non-fatal problems as [`translation::TranslationWarning`]s with their Event reason |
+//! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure); what a new status keeps of the pod's current one, in one place |
+//! | [`node_object`] | Node labels, taint, capacity, nodeInfo, addresses from a device's hello (pure); written by `kube_writer/node.rs` and `kube_writer/node_status.rs` |
 //! | [`node_ownership`] | which Nodes the gateway may touch: only those it created (managed-by label) |
 //! | [`node_resources`] | validation of a device's capacity and extended resources |
 //! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
@@ -22,7 +22,7 @@
 //! | [`kube_writer`] | one writer per Kubernetes kind: `node.rs` (create, claim, labels; only ours), `node_status.rs`, `lease.rs`, `pod.rs` (status, deletion), `events.rs` (typed reasons in `event_reason.rs`, repeats folded by `event_correlator.rs`); sharded workers behind latest-wins queues (`write_queue.rs`) |
 //! | [`mqtt_link`] | the gateway's MQTT client: subscribe, dispatch, outbox (flush, then publish) |
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
-//! | [`store`] | sled store: desired sets, acknowledged generations, last hellos |
+//! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
 //! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`; authn + SubjectAccessReview per request |
 //! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
@@ -30,7 +30,7 @@
 //! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
 //! | [`hostile_input`] | rate-limited logging of dropped messages |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
-//! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration |
+//! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration; the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 
 pub mod config;
 pub mod device_sync;

@@ -19,6 +19,7 @@ use super::layout::EnrollmentLayout;
 use super::mosquitto::{self, BrokerTlsFiles, MosquittoConfig};
 use super::private_file::{create_dir, write_private, write_public};
 use super::revocation::RevocationList;
+use crate::store::StoreDirArg;
 
 const DAY: u64 = 24 * 3600;
 
@@ -44,15 +45,8 @@ pub struct EnrollArgs {
     )]
     pub broker_urls: Vec<String>,
 
-    /// Gateway store directory; the fleet CA and the enrollment records live in
-    /// <STORE_DIR>/enrollment/ (the CA is created there on first use).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "EDGE_GATEWAY_STORE_DIR",
-        default_value = "/var/lib/edge-gateway"
-    )]
-    pub store_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreDirArg,
 
     /// Directory to write the bundle into (agent.toml, ca.pem, device.pem, device.key);
     /// defaults to ./<DEVICE_ID>-bundle.
@@ -95,14 +89,8 @@ pub struct RevokeArgs {
     /// the broker's CRL.
     pub device_id: String,
 
-    /// Gateway store directory (revocations are kept in <STORE_DIR>/enrollment/revoked.txt).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "EDGE_GATEWAY_STORE_DIR",
-        default_value = "/var/lib/edge-gateway"
-    )]
-    pub store_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreDirArg,
 }
 
 /// Which broker to write a configuration for.
@@ -119,14 +107,8 @@ pub struct BrokerConfigArgs {
     #[arg(value_enum)]
     pub kind: BrokerKind,
 
-    /// Gateway store directory (fleet CA, revocations, the gateway's client identity).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "EDGE_GATEWAY_STORE_DIR",
-        default_value = "/var/lib/edge-gateway"
-    )]
-    pub store_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreDirArg,
 
     /// Where to write mosquitto.conf, acl, ca.pem, server.pem, server.key and crl.pem;
     /// defaults to <STORE_DIR>/enrollment/mosquitto.
@@ -186,8 +168,8 @@ pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> Result<PathBuf, CliErr
     for url in &args.broker_urls {
         check_broker_url(url)?;
     }
-    let layout = EnrollmentLayout::new(&args.store_dir);
-    if RevocationList::load(&args.store_dir)?.contains(&id) {
+    let layout = EnrollmentLayout::new(&args.store.store_dir);
+    if RevocationList::load(&args.store.store_dir)?.contains(&id) {
         return Err(EnrollmentError::Revoked { id: id.to_string() }.into());
     }
     let issued = IssuedCertificates::new(&layout);
@@ -250,11 +232,11 @@ pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> Result<PathBuf, CliErr
 /// Revokes a device; writes what happened to `out`.
 pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> Result<(), CliError> {
     let id = DeviceId::new(args.device_id.clone()).map_err(EnrollmentError::from)?;
-    let layout = EnrollmentLayout::new(&args.store_dir);
-    let mut list = RevocationList::load(&args.store_dir)?;
+    let layout = EnrollmentLayout::new(&args.store.store_dir);
+    let mut list = RevocationList::load(&args.store.store_dir)?;
     let known = IssuedCertificates::new(&layout).current(&id).is_some();
     if list.insert(id.clone()) {
-        list.save(&args.store_dir)?;
+        list.save(&args.store.store_dir)?;
         writeln!(out, "revoked {id} ({})", layout.revoked_list().display())?;
     } else {
         writeln!(out, "{id} was already revoked")?;
@@ -269,7 +251,7 @@ pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> Result<(), CliError> {
         out,
         "the gateway refuses {id} from its next hello; to keep it off the broker too, run\n  \
          edge-gateway broker-config mosquitto --store-dir {} ...\nand restart Mosquitto",
-        args.store_dir.display()
+        args.store.store_dir.display()
     )?;
     Ok(())
 }
@@ -280,14 +262,14 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
     if args.broker_hosts.is_empty() {
         return Err(CliError::NoBrokerHost);
     }
-    let layout = EnrollmentLayout::new(&args.store_dir);
+    let layout = EnrollmentLayout::new(&args.store.store_dir);
     let (ca, created) = FleetCa::load_or_create(&layout)?;
     if created {
         writeln!(out, "created the fleet CA: {}", layout.ca_cert().display())?;
     }
     let gateway_created = ensure_gateway_identity(&ca, &layout)?;
 
-    let revoked = RevocationList::load(&args.store_dir)?;
+    let revoked = RevocationList::load(&args.store.store_dir)?;
     let to_revoke = IssuedCertificates::new(&layout).to_revoke(&revoked)?;
     let crl = ca.crl(&to_revoke)?;
     let server = ca.issue_server(

@@ -1130,6 +1130,12 @@ impl Fleet {
         }
         let now = Instant::now();
         let kube_now = now_time(jiff::Timestamp::now());
+        let about = EventPod {
+            node: device.as_str(),
+            namespace: &ns,
+            name: &name,
+            uid: &uid,
+        };
         let mut ops = Vec::new();
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -1162,14 +1168,9 @@ impl Fleet {
                         ops.push(KubeOp::RecordEvent {
                             device: device.clone(),
                             event: Box::new(
-                                EventPod {
-                                    node: device.as_str(),
-                                    namespace: &ns,
-                                    name: &name,
-                                    uid: &uid,
-                                }
-                                .warning(w.reason.clone(), &w.message, kube_now.clone())
-                                .build(),
+                                about
+                                    .warning(w.reason.clone(), &w.message, kube_now.clone())
+                                    .build(),
                             ),
                         });
                     }
@@ -1209,18 +1210,13 @@ impl Fleet {
                             ops.push(KubeOp::RecordEvent {
                                 device: device.clone(),
                                 event: Box::new(
-                                    EventPod {
-                                        node: device.as_str(),
-                                        namespace: &ns,
-                                        name: &name,
-                                        uid: &uid,
-                                    }
-                                    .warning(
-                                        EventReason::Failed,
-                                        &format!("Error: {message}"),
-                                        kube_now.clone(),
-                                    )
-                                    .build(),
+                                    about
+                                        .warning(
+                                            EventReason::Failed,
+                                            &format!("Error: {message}"),
+                                            kube_now.clone(),
+                                        )
+                                        .build(),
                                 ),
                             });
                             let status =

@@ -1,7 +1,6 @@
 //! Events: built the way the kubelet builds them (about pods, as the node's kubelet;
-//! about Nodes, as edge-gateway) and recorded through the shard's
-//! [`EventCorrelator`](super::event_correlator::EventCorrelator), which folds repeats
-//! into one Event.
+//! about Nodes, as edge-gateway) and recorded through the shard's event correlator
+//! (`event_correlator.rs`), which folds repeats into one Event.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

@@ -1,9 +1,9 @@
-//! Kubernetes writes, one file per kind of object: the Node ([`node`]), its status
-//! ([`node_status`]), its Lease ([`lease`]), pod status and deletion ([`pod`]), Events
-//! ([`events`], with typed reasons in [`event_reason`] and repeats folded by
-//! [`event_correlator`]).
+//! Kubernetes writes, one file per kind of object: the Node (`node.rs`), its status
+//! (`node_status.rs`), its Lease (`lease.rs`), pod status and deletion (`pod.rs`),
+//! Events (`events.rs`, with typed reasons in `event_reason.rs` and repeats folded by
+//! `event_correlator.rs`).
 //!
-//! Operations are queued per device shard ([`write_queue`]: latest wins for Leases and
+//! Operations are queued per device shard (`write_queue.rs`: latest wins for Leases and
 //! statuses) and executed in order by a few worker tasks, so writes about one node never
 //! overtake each other and a slow API call for one device does not hold up the rest of
 //! the fleet.

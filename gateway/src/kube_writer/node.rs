@@ -1,6 +1,6 @@
 //! The device's Node object: created on the first hello, its labels kept in step with
 //! later hellos, never touched when it is not ours (a `NodeNameConflict` Event says
-//! why). Its status is [`node_status`](super::node_status)'s.
+//! why). Its status is written by `node_status.rs`.
 
 use std::collections::BTreeMap;
 

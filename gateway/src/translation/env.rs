@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::{NodeContext, PodReferences, TranslationError, downward};
+use super::{NodeContext, ObjectKind, PodReferences, TranslationError, downward};
 use edge_protocol::EnvVar;
 
 /// Expands `$(NAME)` references against `lookup`; `$$` escapes a `$`; unknown
@@ -74,20 +74,19 @@ pub fn container_env(
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();
         let mut pairs: Vec<(String, String)> = Vec::new();
-        if let Some(cm) = &source.config_map_ref {
-            let optional = cm.optional.unwrap_or(false);
-            match refs.config_map(&cm.name) {
-                Some(data) => pairs.extend(data.text_pairs()),
-                None if optional => {}
-                None => return Err(TranslationError::ConfigMapNotFound(cm.name.clone())),
-            }
-        }
-        if let Some(sec) = &source.secret_ref {
-            let optional = sec.optional.unwrap_or(false);
-            match refs.secret(&sec.name) {
-                Some(data) => pairs.extend(data.text_pairs()),
-                None if optional => {}
-                None => return Err(TranslationError::SecretNotFound(sec.name.clone())),
+        let objects = [
+            source
+                .config_map_ref
+                .as_ref()
+                .map(|r| (ObjectKind::ConfigMap, &r.name, r.optional)),
+            source
+                .secret_ref
+                .as_ref()
+                .map(|r| (ObjectKind::Secret, &r.name, r.optional)),
+        ];
+        for (kind, name, optional) in objects.into_iter().flatten() {
+            if let Some(data) = refs.object(kind, name, optional.unwrap_or(false))? {
+                pairs.extend(data.text_pairs());
             }
         }
         for (k, v) in pairs {
@@ -103,37 +102,24 @@ pub fn container_env(
     }
     for var in container.env.iter().flatten() {
         let value = if let Some(from) = &var.value_from {
-            if let Some(r) = &from.config_map_key_ref {
-                let optional = r.optional.unwrap_or(false);
-                match refs.config_map(&r.name) {
-                    Some(data) => match data.text(&r.key) {
-                        Some(v) => v,
-                        None if optional => continue,
-                        None => {
-                            return Err(TranslationError::ConfigMapKeyNotFound {
-                                name: r.name.clone(),
-                                key: r.key.clone(),
-                            });
-                        }
-                    },
+            let key_ref = from
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| (ObjectKind::ConfigMap, &r.name, &r.key, r.optional))
+                .or_else(|| {
+                    from.secret_key_ref
+                        .as_ref()
+                        .map(|r| (ObjectKind::Secret, &r.name, &r.key, r.optional))
+                });
+            if let Some((kind, name, key, optional)) = key_ref {
+                let optional = optional.unwrap_or(false);
+                let Some(data) = refs.object(kind, name, optional)? else {
+                    continue;
+                };
+                match data.text(key) {
+                    Some(v) => v,
                     None if optional => continue,
-                    None => return Err(TranslationError::ConfigMapNotFound(r.name.clone())),
-                }
-            } else if let Some(r) = &from.secret_key_ref {
-                let optional = r.optional.unwrap_or(false);
-                match refs.secret(&r.name) {
-                    Some(data) => match data.text(&r.key) {
-                        Some(v) => v,
-                        None if optional => continue,
-                        None => {
-                            return Err(TranslationError::SecretKeyNotFound {
-                                name: r.name.clone(),
-                                key: r.key.clone(),
-                            });
-                        }
-                    },
-                    None if optional => continue,
-                    None => return Err(TranslationError::SecretNotFound(r.name.clone())),
+                    None => return Err(kind.key_not_found(name, key)),
                 }
             } else if let Some(f) = &from.field_ref {
                 downward::field_value(pod, node, f)?

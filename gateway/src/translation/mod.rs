@@ -122,6 +122,51 @@ impl PodReferences {
     pub fn secret(&self, name: &str) -> Option<&ObjectData> {
         self.secrets.get(name)
     }
+
+    /// The ConfigMap or Secret `name`: `None` when it is missing and `optional`, an error
+    /// when it is missing otherwise.
+    pub fn object(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<&ObjectData>, TranslationError> {
+        let data = match kind {
+            ObjectKind::ConfigMap => self.config_map(name),
+            ObjectKind::Secret => self.secret(name),
+        };
+        match data {
+            Some(data) => Ok(Some(data)),
+            None if optional => Ok(None),
+            None => Err(kind.not_found(name)),
+        }
+    }
+}
+
+/// Which kind of object a pod takes env values or volume files from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    ConfigMap,
+    Secret,
+}
+
+impl ObjectKind {
+    /// The error for a missing object.
+    pub fn not_found(self, name: &str) -> TranslationError {
+        match self {
+            ObjectKind::ConfigMap => TranslationError::ConfigMapNotFound(name.to_owned()),
+            ObjectKind::Secret => TranslationError::SecretNotFound(name.to_owned()),
+        }
+    }
+
+    /// The error for a missing key of an object.
+    pub fn key_not_found(self, name: &str, key: &str) -> TranslationError {
+        let (name, key) = (name.to_owned(), key.to_owned());
+        match self {
+            ObjectKind::ConfigMap => TranslationError::ConfigMapKeyNotFound { name, key },
+            ObjectKind::Secret => TranslationError::SecretKeyNotFound { name, key },
+        }
+    }
 }
 
 /// Names of what [`translate_pod`] will look up.

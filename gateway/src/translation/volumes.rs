@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::{
-    NodeContext, ObjectData, PodReferences, TranslationError, TranslationWarning, downward,
+    NodeContext, ObjectData, ObjectKind, PodReferences, TranslationError, TranslationWarning,
+    downward,
 };
 use crate::quantity::Quantity;
 
@@ -46,35 +47,47 @@ fn push_file(
     Ok(())
 }
 
-/// Files of a ConfigMap or Secret: every key, or only `items` (missing item keys are
-/// an error unless the source is optional).
-fn object_files(
-    files: &mut Vec<FileItem>,
-    data: &ObjectData,
-    items: Option<&Vec<KeyToPath>>,
-    default_mode: u32,
+/// A ConfigMap or Secret whose keys become files, in a volume or in a projected volume's
+/// source: every key, or only `items` (missing item keys are an error unless the source
+/// is optional).
+struct ObjectFiles<'a> {
+    kind: ObjectKind,
+    name: &'a str,
+    items: Option<&'a Vec<KeyToPath>>,
     optional: bool,
-    what: &dyn Fn(String) -> TranslationError,
-) -> Result<(), TranslationError> {
-    match items {
-        Some(items) if !items.is_empty() => {
-            for item in items {
-                match data.bytes(&item.key) {
-                    Some(content) => {
-                        push_file(files, &item.path, content, mode_of(item.mode, default_mode))?
+}
+
+impl ObjectFiles<'_> {
+    /// Adds the object's files; `false` when it is optional and does not exist.
+    fn add_to(
+        &self,
+        files: &mut Vec<FileItem>,
+        refs: &PodReferences,
+        default_mode: u32,
+    ) -> Result<bool, TranslationError> {
+        let Some(data) = refs.object(self.kind, self.name, self.optional)? else {
+            return Ok(false);
+        };
+        match self.items {
+            Some(items) if !items.is_empty() => {
+                for item in items {
+                    match data.bytes(&item.key) {
+                        Some(content) => {
+                            push_file(files, &item.path, content, mode_of(item.mode, default_mode))?
+                        }
+                        None if self.optional => {}
+                        None => return Err(self.kind.key_not_found(self.name, &item.key)),
                     }
-                    None if optional => {}
-                    None => return Err(what(item.key.clone())),
+                }
+            }
+            _ => {
+                for (key, content) in data.all_bytes() {
+                    push_file(files, &key, content, default_mode)?;
                 }
             }
         }
-        _ => {
-            for (key, content) in data.all_bytes() {
-                push_file(files, &key, content, default_mode)?;
-            }
-        }
+        Ok(true)
     }
-    Ok(())
 }
 
 fn downward_files(
@@ -123,45 +136,26 @@ pub fn translate_volume(
     let name = volume.name.clone();
     let source = if let Some(cm) = &volume.config_map {
         let mut files = Vec::new();
-        let optional = cm.optional.unwrap_or(false);
-        match refs.config_map(&cm.name) {
-            Some(data) => object_files(
-                &mut files,
-                data,
-                cm.items.as_ref(),
-                mode_of(cm.default_mode, DEFAULT_MODE),
-                optional,
-                &|key| TranslationError::ConfigMapKeyNotFound {
-                    name: cm.name.clone(),
-                    key,
-                },
-            )?,
-            None if optional => {}
-            None => return Err(TranslationError::ConfigMapNotFound(cm.name.clone())),
+        ObjectFiles {
+            kind: ObjectKind::ConfigMap,
+            name: &cm.name,
+            items: cm.items.as_ref(),
+            optional: cm.optional.unwrap_or(false),
         }
+        .add_to(&mut files, refs, mode_of(cm.default_mode, DEFAULT_MODE))?;
         VolumeSource::Files {
             files,
             sensitive: false,
         }
     } else if let Some(sec) = &volume.secret {
         let mut files = Vec::new();
-        let secret_name = sec.secret_name.clone().unwrap_or_default();
-        let optional = sec.optional.unwrap_or(false);
-        match refs.secret(&secret_name) {
-            Some(data) => object_files(
-                &mut files,
-                data,
-                sec.items.as_ref(),
-                mode_of(sec.default_mode, DEFAULT_MODE),
-                optional,
-                &|key| TranslationError::SecretKeyNotFound {
-                    name: secret_name.clone(),
-                    key,
-                },
-            )?,
-            None if optional => {}
-            None => return Err(TranslationError::SecretNotFound(secret_name.clone())),
+        ObjectFiles {
+            kind: ObjectKind::Secret,
+            name: sec.secret_name.as_deref().unwrap_or_default(),
+            items: sec.items.as_ref(),
+            optional: sec.optional.unwrap_or(false),
         }
+        .add_to(&mut files, refs, mode_of(sec.default_mode, DEFAULT_MODE))?;
         VolumeSource::Files {
             files,
             sensitive: true,
@@ -230,42 +224,24 @@ fn projection(
     warnings: &mut Vec<TranslationWarning>,
 ) -> Result<(), TranslationError> {
     if let Some(cm) = &source.config_map {
-        let optional = cm.optional.unwrap_or(false);
-        match refs.config_map(&cm.name) {
-            Some(data) => object_files(
-                files,
-                data,
-                cm.items.as_ref(),
-                default_mode,
-                optional,
-                &|key| TranslationError::ConfigMapKeyNotFound {
-                    name: cm.name.clone(),
-                    key,
-                },
-            )?,
-            None if optional => {}
-            None => return Err(TranslationError::ConfigMapNotFound(cm.name.clone())),
+        ObjectFiles {
+            kind: ObjectKind::ConfigMap,
+            name: &cm.name,
+            items: cm.items.as_ref(),
+            optional: cm.optional.unwrap_or(false),
         }
+        .add_to(files, refs, default_mode)?;
     }
     if let Some(sec) = &source.secret {
-        let optional = sec.optional.unwrap_or(false);
-        match refs.secret(&sec.name) {
-            Some(data) => {
-                *sensitive = true;
-                object_files(
-                    files,
-                    data,
-                    sec.items.as_ref(),
-                    default_mode,
-                    optional,
-                    &|key| TranslationError::SecretKeyNotFound {
-                        name: sec.name.clone(),
-                        key,
-                    },
-                )?
-            }
-            None if optional => {}
-            None => return Err(TranslationError::SecretNotFound(sec.name.clone())),
+        let found = ObjectFiles {
+            kind: ObjectKind::Secret,
+            name: &sec.name,
+            items: sec.items.as_ref(),
+            optional: sec.optional.unwrap_or(false),
+        }
+        .add_to(files, refs, default_mode)?;
+        if found {
+            *sensitive = true;
         }
     }
     if let Some(d) = &source.downward_api {
