@@ -14,12 +14,12 @@
 //! | [`device_sync`] | per-device desired set / generation state machine (pure), with the set's size kept under one MQTT message |
 //! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes (pure); ConfigMap/Secret lookups in one place ([`translation::PodReferences::object`]); non-fatal problems as [`translation::TranslationWarning`]s with their Event reason |
 //! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure); what a new status keeps of the pod's current one, in one place |
-//! | [`node_object`] | Node labels, taint, capacity, nodeInfo, addresses from a device's hello (pure); written by `kube_writer/node.rs` and `kube_writer/node_status.rs` |
+//! | [`node_object`] | what a device's hello says about its Node (pure): labels (the device's, filtered, and ours), board family, the device's own address; the gateway-wide [`node_object::NodeSettings`] |
 //! | [`node_ownership`] | which Nodes the gateway may touch: only those it created (managed-by label) |
 //! | [`node_resources`] | validation of a device's capacity and extended resources |
 //! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
 //! | [`pod_watch`] | the one pod watch for all nodes; fetches referenced ConfigMaps/Secrets |
-//! | [`kube_writer`] | one writer per Kubernetes kind: `node.rs` (create, claim, labels; only ours), `node_status.rs`, `lease.rs`, `pod.rs` (status, deletion), `events.rs` (typed reasons in `event_reason.rs`, repeats folded by `event_correlator.rs`); sharded workers behind latest-wins queues (`write_queue.rs`) |
+//! | [`kube_writer`] | one owner per Kubernetes kind: `node.rs` (the Node object with its taint; create, claim, labels; only ours), `node_status.rs` (capacity, conditions, nodeInfo, addresses), `lease.rs`, `pod.rs` (status, deletion), `events.rs` (typed reasons in `event_reason.rs`, repeats folded by `event_correlator.rs`); sharded workers behind latest-wins queues (`write_queue.rs`) |
 //! | [`mqtt_link`] | the gateway's MQTT client: subscribe, dispatch, outbox (flush, then publish) |
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |

@@ -1,22 +1,14 @@
-//! A device's Node: labels, taint, capacity, nodeInfo, addresses and conditions built
-//! from its hello ([`NodeReport`]). Pure functions.
+//! What a device's hello ([`NodeReport`]) says about its Node, and the gateway-wide
+//! Node settings: the labels (the device's, filtered, and ours), the board family, the
+//! device's own address. Pure functions; the Node object and its status are built and
+//! written in `kube_writer/node.rs` and `kube_writer/node_status.rs`.
 
 use std::collections::BTreeMap;
 
-use edge_protocol::{DeviceId, NodeAddressKind, NodeReport, NodeResources};
-use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
-    NodeSystemInfo, Taint,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-
-use crate::quantity::{bytes_quantity, cpu_quantity};
+use edge_protocol::{DeviceId, NodeAddressKind, NodeReport};
 
 /// Taint key put on every device node unless disabled.
 pub const PROVIDER_TAINT_KEY: &str = "virtual-kubelet.io/provider";
-/// The Kubernetes version the gateway's nodes claim to be compatible with.
-pub const KUBELET_VERSION: &str = "v1.32.0";
 
 /// Gateway-wide settings that go into every Node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,45 +158,6 @@ pub fn board_family(board_model: Option<&str>) -> &'static str {
     }
 }
 
-fn resources(r: &NodeResources) -> BTreeMap<String, KubeQuantity> {
-    let mut m = BTreeMap::new();
-    m.insert("cpu".to_owned(), KubeQuantity(cpu_quantity(r.cpu_millis)));
-    m.insert(
-        "memory".to_owned(),
-        KubeQuantity(bytes_quantity(r.memory_bytes)),
-    );
-    m.insert(
-        "ephemeral-storage".to_owned(),
-        KubeQuantity(bytes_quantity(r.ephemeral_storage_bytes)),
-    );
-    m.insert("pods".to_owned(), KubeQuantity(r.pods.to_string()));
-    for (name, count) in &r.extended {
-        if is_valid_label_key(name) {
-            m.insert(name.clone(), KubeQuantity(count.to_string()));
-        }
-    }
-    m
-}
-
-fn kubelet_version(agent_version: &str) -> String {
-    let build: String = agent_version
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    if build.is_empty() {
-        KUBELET_VERSION.to_owned()
-    } else {
-        format!("{KUBELET_VERSION}+edge-agent.{build}")
-    }
-}
-
 /// The device's own InternalIP, if it reported one (pods on it use this as hostIP).
 pub fn device_internal_ip(report: &NodeReport) -> Option<String> {
     report
@@ -214,190 +167,14 @@ pub fn device_internal_ip(report: &NodeReport) -> Option<String> {
         .map(|a| a.address.clone())
 }
 
-/// Node conditions of a node whose device is online and reporting.
-pub fn ready_conditions(now: Time, ready_since: Time) -> Vec<NodeCondition> {
-    let cond = |type_: &str, status: &str, reason: &str, message: &str| NodeCondition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: Some(reason.to_owned()),
-        message: Some(message.to_owned()),
-        last_heartbeat_time: Some(now.clone()),
-        last_transition_time: Some(ready_since.clone()),
-    };
-    vec![
-        cond(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "edge-agent is posting ready status",
-        ),
-        cond(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "device has sufficient memory available",
-        ),
-        cond(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "device has no disk pressure",
-        ),
-        cond(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "device has sufficient PID available",
-        ),
-    ]
-}
-
-/// The Node's status for a device that is online.
-pub fn node_status(
-    report: &NodeReport,
-    settings: &NodeSettings,
-    now: Time,
-    ready_since: Time,
-) -> NodeStatus {
-    let allocatable = if report.allocatable == NodeResources::default() {
-        &report.capacity
-    } else {
-        &report.allocatable
-    };
-    NodeStatus {
-        capacity: Some(resources(&report.capacity)),
-        allocatable: Some(resources(allocatable)),
-        conditions: Some(ready_conditions(now, ready_since)),
-        // Only the gateway's address: kube-apiserver's default
-        // --kubelet-preferred-address-types tries Hostname first, and the device id does
-        // not resolve to the gateway.
-        addresses: Some(vec![NodeAddress {
-            type_: "InternalIP".to_owned(),
-            address: settings.node_address.clone(),
-        }]),
-        daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint {
-                port: i32::from(settings.kubelet_port),
-            }),
-        }),
-        node_info: Some(NodeSystemInfo {
-            architecture: report.architecture.clone(),
-            boot_id: report.boot_id.clone().unwrap_or_default(),
-            container_runtime_version: report.container_runtime_version.clone(),
-            kernel_version: report.kernel_version.clone(),
-            kube_proxy_version: String::new(),
-            kubelet_version: kubelet_version(&report.agent_version),
-            machine_id: report.machine_id.clone().unwrap_or_default(),
-            operating_system: if report.operating_system.is_empty() {
-                "linux".to_owned()
-            } else {
-                report.operating_system.clone()
-            },
-            os_image: report.os_image.clone(),
-            system_uuid: report.machine_id.clone().unwrap_or_default(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// The provider taint, or none.
-pub fn node_taints(settings: &NodeSettings) -> Vec<Taint> {
-    if !settings.taint {
-        return Vec::new();
-    }
-    vec![Taint {
-        key: PROVIDER_TAINT_KEY.to_owned(),
-        value: Some(settings.provider.clone()),
-        effect: "NoSchedule".to_owned(),
-        time_added: None,
-    }]
-}
-
-/// The whole Node object to create for a device that said hello.
-pub fn new_node(
-    device: &DeviceId,
-    report: &NodeReport,
-    settings: &NodeSettings,
-    now: Time,
-) -> Node {
-    let (labels, _) = node_labels(device, report);
-    let taints = node_taints(settings);
-    Node {
-        metadata: ObjectMeta {
-            name: Some(device.to_string()),
-            labels: Some(labels),
-            annotations: Some(BTreeMap::from([(
-                "node.alpha.kubernetes.io/ttl".to_owned(),
-                "0".to_owned(),
-            )])),
-            ..Default::default()
-        },
-        spec: Some(NodeSpec {
-            taints: if taints.is_empty() {
-                None
-            } else {
-                Some(taints)
-            },
-            ..Default::default()
-        }),
-        status: Some(node_status(report, settings, now.clone(), now)),
-    }
-}
+#[cfg(test)]
+#[path = "node_object_fixtures.rs"]
+pub(crate) mod fixtures;
 
 #[cfg(test)]
 mod tests {
+    use super::fixtures::report;
     use super::*;
-    use edge_protocol::NodeAddress as DeviceAddress;
-
-    fn report() -> NodeReport {
-        NodeReport {
-            agent_version: "0.1.0".into(),
-            hostname: "raspberrypi".into(),
-            architecture: "arm64".into(),
-            operating_system: "linux".into(),
-            os_image: "Debian GNU/Linux 12 (bookworm)".into(),
-            kernel_version: "6.1.0-rpi7".into(),
-            board_model: Some("Raspberry Pi 4 Model B Rev 1.4".into()),
-            container_runtime_version: "docker://24.0.7".into(),
-            machine_id: Some("abc".into()),
-            boot_id: Some("boot".into()),
-            capacity: NodeResources {
-                cpu_millis: 4000,
-                memory_bytes: 4 * 1024 * 1024 * 1024,
-                ephemeral_storage_bytes: 32_000_000_000,
-                pods: 20,
-                extended: BTreeMap::from([("nvidia.com/gpu".into(), 1)]),
-            },
-            allocatable: NodeResources::default(),
-            labels: BTreeMap::from([
-                ("site".into(), "lab".into()),
-                ("kubernetes.io/hostname".into(), "evil".into()),
-                ("node-role.kubernetes.io/control-plane".into(), "".into()),
-                ("node-restriction.kubernetes.io/x".into(), "y".into()),
-                ("foo.k8s.io/x".into(), "y".into()),
-                ("type".into(), "real".into()),
-                ("bad key!".into(), "v".into()),
-            ]),
-            addresses: vec![DeviceAddress {
-                kind: NodeAddressKind::InternalIP,
-                address: "192.168.1.20".into(),
-            }],
-        }
-    }
-
-    fn settings() -> NodeSettings {
-        NodeSettings {
-            provider: "edge".into(),
-            taint: true,
-            node_address: "10.0.0.5".into(),
-            kubelet_port: 10250,
-        }
-    }
-
-    fn now() -> Time {
-        Time(jiff::Timestamp::from_second(1_700_000_000).unwrap())
-    }
 
     #[test]
     fn labels_filter_reserved_namespaces_and_keep_ours() {
@@ -416,64 +193,6 @@ mod tests {
         assert!(!labels.contains_key("node-restriction.kubernetes.io/x"));
         assert!(!labels.contains_key("foo.k8s.io/x"));
         assert_eq!(dropped.len(), 6, "{dropped:?}");
-    }
-
-    #[test]
-    fn node_has_taint_capacity_info_and_endpoints() {
-        let id = DeviceId::new("pi-01").unwrap();
-        let node = new_node(&id, &report(), &settings(), now());
-        let taints = node.spec.unwrap().taints.unwrap();
-        assert_eq!(taints[0].key, PROVIDER_TAINT_KEY);
-        assert_eq!(taints[0].value.as_deref(), Some("edge"));
-        assert_eq!(taints[0].effect, "NoSchedule");
-        let status = node.status.unwrap();
-        let cap = status.capacity.unwrap();
-        assert_eq!(cap["cpu"].0, "4");
-        assert_eq!(cap["memory"].0, "4194304Ki");
-        assert_eq!(cap["pods"].0, "20");
-        assert_eq!(cap["nvidia.com/gpu"].0, "1");
-        // allocatable falls back to capacity when the device sent none
-        assert_eq!(status.allocatable.unwrap()["cpu"].0, "4");
-        let addrs = status.addresses.unwrap();
-        assert_eq!(
-            addrs.len(),
-            1,
-            "no Hostname address the API server would try first"
-        );
-        assert_eq!(addrs[0].type_, "InternalIP");
-        assert_eq!(addrs[0].address, "10.0.0.5");
-        assert_eq!(
-            status
-                .daemon_endpoints
-                .unwrap()
-                .kubelet_endpoint
-                .unwrap()
-                .port,
-            10250
-        );
-        let info = status.node_info.unwrap();
-        assert_eq!(info.architecture, "arm64");
-        assert_eq!(info.container_runtime_version, "docker://24.0.7");
-        assert!(info.kubelet_version.starts_with("v1.32.0"));
-        let ready = &status.conditions.unwrap()[0];
-        assert_eq!(
-            (ready.type_.as_str(), ready.status.as_str()),
-            ("Ready", "True")
-        );
-    }
-
-    #[test]
-    fn no_taint_when_disabled() {
-        let mut s = settings();
-        s.taint = false;
-        let id = DeviceId::new("pi-01").unwrap();
-        assert!(
-            new_node(&id, &report(), &s, now())
-                .spec
-                .unwrap()
-                .taints
-                .is_none()
-        );
     }
 
     #[test]

@@ -25,11 +25,11 @@ use crate::device_sync::{DeviceSync, ReportedPod, SyncEffect, SyncInput};
 use crate::health::Health;
 use crate::hostile_input::RejectionLog;
 use crate::kube_writer::{
-    EventPod, EventReason, EventType, KubeFeedback, KubeOp, KubeOps, node_event,
+    EventPod, EventReason, EventType, KubeFeedback, KubeOp, KubeOps, node_event, node_status,
 };
 use crate::log_streams::LogStreams;
 use crate::metrics::Metrics;
-use crate::node_object::{NodeSettings, device_internal_ip, node_status};
+use crate::node_object::{NodeSettings, device_internal_ip};
 use crate::status_mapping::{config_error_status, kube_pod_status, now_time, time_from_millis};
 use crate::store::Store;
 use crate::translation::{NodeContext, Translation, TranslationError};

@@ -33,6 +33,8 @@ use event_correlator::EventCorrelator;
 pub use event_reason::{EventReason, EventType};
 pub use events::{EventPod, PodEvent, node_event};
 pub use lease::NODE_LEASE_NAMESPACE;
+pub use node::{new_node, node_taints};
+pub use node_status::{KUBELET_VERSION, node_status, ready_conditions};
 use pod::PodInstance;
 pub use write_queue::{MAX_QUEUED_EVENTS, WriteQueue};
 

@@ -5,18 +5,62 @@
 use std::collections::BTreeMap;
 
 use edge_protocol::{DeviceId, NodeReport};
-use k8s_openapi::api::core::v1::{Node, NodeStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tracing::{debug, warn};
 
 use super::event_reason::{EventReason, EventType};
 use super::events::node_event;
-use super::node_status::patch_node_status;
+use super::node_status::{node_status, patch_node_status};
 use super::{KubeFeedback, Worker, is_status};
-use crate::node_object::{new_node, node_labels};
+use crate::node_object::{NodeSettings, PROVIDER_TAINT_KEY, node_labels};
 use crate::node_ownership::{NodeOwnership, ownership};
+
+/// The provider taint, or none.
+pub fn node_taints(settings: &NodeSettings) -> Vec<Taint> {
+    if !settings.taint {
+        return Vec::new();
+    }
+    vec![Taint {
+        key: PROVIDER_TAINT_KEY.to_owned(),
+        value: Some(settings.provider.clone()),
+        effect: "NoSchedule".to_owned(),
+        time_added: None,
+    }]
+}
+
+/// The whole Node object to create for a device that said hello.
+pub fn new_node(
+    device: &DeviceId,
+    report: &NodeReport,
+    settings: &NodeSettings,
+    now: Time,
+) -> Node {
+    let (labels, _) = node_labels(device, report);
+    let taints = node_taints(settings);
+    Node {
+        metadata: ObjectMeta {
+            name: Some(device.to_string()),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(
+                "node.alpha.kubernetes.io/ttl".to_owned(),
+                "0".to_owned(),
+            )])),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            taints: if taints.is_empty() {
+                None
+            } else {
+                Some(taints)
+            },
+            ..Default::default()
+        }),
+        status: Some(node_status(report, settings, now.clone(), now)),
+    }
+}
 
 /// The outcome of looking at the Node named like a device.
 enum NodeClaimed {
@@ -151,3 +195,7 @@ impl Worker {
             .send(KubeFeedback::NodeRefused { device, why });
     }
 }
+
+#[cfg(test)]
+#[path = "node_tests.rs"]
+mod tests;
