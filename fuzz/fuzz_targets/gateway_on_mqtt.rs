@@ -1,5 +1,5 @@
-//! The gateway's MQTT entry point, `Fleet::on_mqtt`, on any topic and payload (see
-//! fuzz/oracles/gateway.rs). One fleet for the whole run, so messages build on each other
+//! The gateway's MQTT entry point, `mqtt_link::dispatch` (decoding, then the fleet), on
+//! any topic and payload (see fuzz/oracles/gateway.rs). One fleet for the whole run, so messages build on each other
 //! (a hello, then status reports for that device, ...).
 #![no_main]
 

@@ -1,6 +1,7 @@
-//! What the gateway fuzz target checks: `Fleet::on_mqtt` (the gateway's entry point for
-//! every MQTT message) followed by `Fleet::tick` never panics, whatever the topic,
-//! payload and retain flag.
+//! What the gateway fuzz target checks: `mqtt_link::dispatch` (the gateway's entry point
+//! for every MQTT message: decoding, then the fleet) followed by `Fleet::tick`, with the
+//! fleet's runner handling both, never panics, whatever the topic, payload and retain
+//! flag.
 //!
 //! Input format: byte 0 holds the retain flag (bit 0) and a selector (bits 1-7). A
 //! selector below 100 builds a well-formed topic (`edge/v1/<device>/<channel>`, the
@@ -13,9 +14,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use edge_gateway::fleet::{Fleet, FleetSettings, Outgoing, PodWatchRequest};
+use edge_gateway::fleet::{Fleet, FleetRunner, FleetSettings, Outgoing, PodWatchRequest};
 use edge_gateway::kube_writer::{KubeOp, KubeOps};
 use edge_gateway::metrics::Metrics;
+use edge_gateway::mqtt_link::dispatch;
 use edge_gateway::store::Store;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
@@ -40,6 +42,8 @@ const STRUCTURED_SELECTORS: u8 = 100;
 #[derive(Debug)]
 pub struct GatewayHarness {
     fleet: Fleet,
+    /// Driven synchronously: it handles what each input queued before `feed` returns.
+    runner: Mutex<FleetRunner>,
     ops: Mutex<UnboundedReceiver<KubeOp>>,
     outbox: Mutex<UnboundedReceiver<Outgoing>>,
     pod_watch: Mutex<UnboundedReceiver<PodWatchRequest>>,
@@ -62,8 +66,10 @@ impl GatewayHarness {
             out_tx,
             watch_tx,
         );
+        let runner = fleet.take_runner().expect("a new fleet's runner");
         Self {
             fleet,
+            runner: Mutex::new(runner),
             ops: Mutex::new(ops_rx),
             outbox: Mutex::new(out_rx),
             pod_watch: Mutex::new(watch_rx),
@@ -76,8 +82,12 @@ impl GatewayHarness {
         let Some((topic, payload, retained)) = split_input(data) else {
             return;
         };
-        self.fleet.on_mqtt(&topic, payload, retained);
+        dispatch(&self.fleet, &topic, payload, retained);
         self.fleet.tick();
+        self.runner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .run_queued();
         drain(&self.ops);
         drain(&self.outbox);
         drain(&self.pod_watch);

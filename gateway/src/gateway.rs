@@ -269,6 +269,12 @@ pub async fn start(
     ));
 
     let mut tasks = Vec::new();
+    {
+        // the one owner of the fleet's state
+        let fleet = fleet.clone();
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move { fleet.run(token).await }));
+    }
     let opts = mqtt_link::options(&config.broker, &config.mqtt_client_id, mqtt_port)?;
     let (mqtt, eventloop) = mqtt_link::client(opts);
     let (connected_tx, mut connected_rx) = watch::channel(false);
@@ -282,7 +288,11 @@ pub async fn start(
     tasks.push(tokio::spawn(mqtt_link::run_outbox(
         outbox_rx,
         mqtt,
-        fleet.clone(),
+        mqtt_link::OutboxContext {
+            store: fleet.store().clone(),
+            health: fleet.health().clone(),
+            metrics: metrics.clone(),
+        },
         token.clone(),
     )));
     {

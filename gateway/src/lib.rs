@@ -10,7 +10,7 @@
 //! |---|---|
 //! | [`config`] | `edge-gateway run` flags and the validated [`config::GatewayConfig`] |
 //! | [`gateway`] | wiring: [`gateway::start`] / [`gateway::run`], ready file, shutdown |
-//! | [`fleet`] | [`fleet::Fleet`]: device registry, liveness, Node claims, revocation, pods, effects of device messages |
+//! | [`fleet`] | [`fleet::FleetState`]: the pure state machine (inputs → effects) of device registry, liveness, Leases, Node claims, desired sets, pod status, revocation, with one controller per file; [`fleet::FleetRunner`]: the one task that owns it and executes its effects; [`fleet::Fleet`]: the handle other tasks queue inputs and ask questions through |
 //! | [`device_sync`] | per-device desired set / generation state machine (pure), with the set's size kept under one MQTT message |
 //! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes (pure); ConfigMap/Secret lookups in one place ([`translation::PodReferences::object`]); non-fatal problems as [`translation::TranslationWarning`]s with their Event reason |
 //! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure); what a new status keeps of the pod's current one, in one place |
@@ -20,7 +20,7 @@
 //! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
 //! | [`pod_watch`] | the one pod watch for all nodes; fetches referenced ConfigMaps/Secrets |
 //! | [`kube_writer`] | one owner per Kubernetes kind: `node.rs` (the Node object with its taint; create, claim, labels; only ours), `node_status.rs` (capacity, conditions, nodeInfo, addresses), `lease.rs`, `pod.rs` (status, deletion), `events.rs` (typed reasons in `event_reason.rs`, repeats folded by `event_correlator.rs`); sharded workers behind latest-wins queues (`write_queue.rs`) |
-//! | [`mqtt_link`] | the gateway's MQTT client: subscribe, dispatch, outbox (flush, then publish) |
+//! | [`mqtt_link`] | the gateway's MQTT client: subscribe, decode each frame into a typed [`mqtt_link::DeviceFrame`] or a rejection (`device_frame.rs`), dispatch, outbox (flush, then publish) |
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
@@ -28,7 +28,7 @@
 //! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
 //! | [`metrics`] | Prometheus metrics (prometheus-client) |
 //! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
-//! | [`hostile_input`] | rate-limited logging of dropped messages |
+//! | [`hostile_input`] | why a message is dropped ([`hostile_input::RejectReason`]), counting and rate-limited logging of dropped messages |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration; the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 

@@ -1,6 +1,8 @@
 //! The gateway's MQTT connection: one client for the whole fleet, subscribed to every
-//! device's `up/#`. The event loop task only polls and dispatches; publishing happens
-//! in the outbox task (publishing from the polling task can deadlock rumqttc).
+//! device's `up/#`. The event loop task only polls, decodes (`device_frame.rs`: a frame
+//! becomes a typed [`DeviceFrame`] or a counted rejection) and hands frames to the fleet;
+//! publishing happens in the outbox task (publishing from the polling task can deadlock
+//! rumqttc).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,13 @@ use tracing::{debug, info, warn};
 
 use crate::config::BrokerConfig;
 use crate::fleet::{Fleet, Outgoing, log_cancel};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+mod device_frame;
+
+pub use device_frame::{DeviceFrame, DeviceMessage, decode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -175,7 +184,7 @@ pub async fn run_event_loop(
                 let _ = connected.send(true);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                fleet.on_mqtt(&p.topic, &p.payload, p.retain);
+                dispatch(&fleet, &p.topic, &p.payload, p.retain);
             }
             Ok(_) => {}
             Err(e) => {
@@ -190,6 +199,36 @@ pub async fn run_event_loop(
         }
     }
     let _ = client.try_disconnect();
+}
+
+/// Decodes one publish from the broker and hands it to the fleet, or counts and drops it.
+pub fn dispatch(fleet: &Fleet, topic: &str, payload: &[u8], retained: bool) {
+    match decode(topic, payload, retained) {
+        Ok(frame) => {
+            fleet.metrics().message_in(frame.message.kind().as_str());
+            fleet.on_device_frame(frame);
+        }
+        Err(rejection) => fleet.reject(&rejection),
+    }
+}
+
+/// What the outbox needs: the store it flushes before publishing a desired set,
+/// readiness it reports the flushes to, and the metrics of sent messages.
+#[derive(Debug, Clone)]
+pub struct OutboxContext {
+    pub store: Store,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl From<Arc<Fleet>> for OutboxContext {
+    fn from(fleet: Arc<Fleet>) -> Self {
+        Self {
+            store: fleet.store().clone(),
+            health: fleet.health().clone(),
+            metrics: fleet.metrics().clone(),
+        }
+    }
 }
 
 /// Most messages taken from the outbox per store flush.
@@ -232,9 +271,10 @@ impl HeldSets {
 pub async fn run_outbox(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     client: AsyncClient,
-    fleet: Arc<Fleet>,
+    context: impl Into<OutboxContext>,
     token: CancellationToken,
 ) {
+    let ctx = context.into();
     let mut held = HeldSets::default();
     loop {
         let first = if held.is_empty() {
@@ -261,28 +301,28 @@ pub async fn run_outbox(
         for out in batch {
             match out {
                 Outgoing::Desired { device, set } => held.hold(device, set),
-                other => publish(&client, &fleet, other).await,
+                other => publish(&client, &ctx.metrics, other).await,
             }
         }
         if held.is_empty() {
             continue;
         }
-        match fleet.store().flush().await {
+        match ctx.store.flush().await {
             Ok(()) => {
-                fleet.health().store_ok();
+                ctx.health.store_ok();
                 for out in held.take_all() {
-                    publish(&client, &fleet, out).await;
+                    publish(&client, &ctx.metrics, out).await;
                 }
             }
             Err(e) => {
                 warn!(error = %e, "store flush failed; desired sets wait until it works (retrying every second)");
-                fleet.health().store_failed(&e.to_string());
+                ctx.health.store_failed(&e.to_string());
             }
         }
     }
 }
 
-async fn publish(client: &AsyncClient, fleet: &Fleet, out: Outgoing) {
+async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
     let (device, channel, msg) = match out {
         Outgoing::Desired { device, set } => {
             debug!(%device, generation = set.generation, pods = set.pods.len(), "publishing desired set");
@@ -325,7 +365,7 @@ async fn publish(client: &AsyncClient, fleet: &Fleet, out: Outgoing) {
         )
         .await
     {
-        Ok(()) => fleet.count_out(kind),
+        Ok(()) => metrics.message_out(kind),
         Err(e) => warn!(%device, error = %e, "cannot queue an MQTT publish"),
     }
 }

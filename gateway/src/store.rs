@@ -1,7 +1,7 @@
 //! The gateway's sled store: per-device desired sets and acknowledged generations.
 //!
 //! Layout: tree `devices`, key = device id, value = JSON [`PersistedDevice`]. Writes
-//! are applied in order under the fleet lock and flushed (group commit) before anything
+//! are applied in order by the fleet's runner and flushed (group commit) before anything
 //! that depends on them is sent to a device.
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Every input of the gateway fuzz corpus and every crash reproducer
 //! (`fuzz/corpus/gateway_on_mqtt/`, `fuzz/regressions/gateway_on_mqtt/`) through the same
-//! harness the cargo-fuzz target runs (`fuzz/oracles/gateway.rs`: `Fleet::on_mqtt` then
-//! `Fleet::tick`), on the stable toolchain. docs/reliability.md#fuzzing.
+//! harness the cargo-fuzz target runs (`fuzz/oracles/gateway.rs`: `mqtt_link::dispatch`
+//! then `Fleet::tick`), on the stable toolchain. docs/reliability.md#fuzzing.
 
 #[path = "../../fuzz/oracles/corpus.rs"]
 mod corpus;

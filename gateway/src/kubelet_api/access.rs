@@ -32,9 +32,10 @@ pub struct AccessControl {
 }
 
 /// The node running pod `namespace/name`, if the gateway knows the pod.
-fn node_of_pod(fleet: &Fleet, namespace: &str, name: &str) -> Option<String> {
+async fn node_of_pod(fleet: &Fleet, namespace: &str, name: &str) -> Option<String> {
     fleet
         .pods()
+        .await
         .iter()
         .find(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
@@ -68,7 +69,10 @@ pub async fn filter(State(access): State<AccessControl>, request: Request, next:
         }
     };
     let path = request.uri().path();
-    let node = pod_of_path(path).and_then(|(ns, pod)| node_of_pod(&access.fleet, ns, pod));
+    let node = match pod_of_path(path) {
+        Some((ns, pod)) => node_of_pod(&access.fleet, ns, pod).await,
+        None => None,
+    };
     let attrs = request_attributes(request.method(), path, node);
     match access.authorizer.authorize(&user, &attrs).await {
         Ok(()) => next.run(request).await,

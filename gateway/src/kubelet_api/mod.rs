@@ -74,6 +74,7 @@ async fn pods(State(state): State<ApiState>) -> Response {
     let items: Vec<serde_json::Value> = state
         .fleet
         .pods()
+        .await
         .iter()
         .map(|p| {
             let mut v = serde_json::to_value(p.as_ref()).unwrap_or_default();
@@ -174,7 +175,7 @@ async fn container_logs(
     Path((namespace, pod, container)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let target = state.fleet.log_target(&namespace, &pod, &container);
+    let target = state.fleet.log_target(&namespace, &pod, &container).await;
     let params = match log_query::LogQuery::parse(query.as_deref().unwrap_or_default()) {
         Ok(p) => p,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),

@@ -3,33 +3,13 @@
 //! streams): each test fails on a fleet without the corresponding defence.
 
 use super::*;
-use edge_protocol::{DeviceState, LogRequest, NodeResources};
-
-fn id(device: &str) -> DeviceId {
-    DeviceId::new(device).unwrap()
-}
-
-fn registered(h: &Harness, device: &str) {
-    h.fleet.on_feedback(KubeFeedback::NodeRegistered {
-        device: id(device),
-        uid: Some(format!("uid-{device}")),
-    });
-}
+use edge_protocol::{DesiredSet, LogRequest, NodeResources};
 
 fn rejected(h: &Harness, reason: &str) -> bool {
     h.fleet
         .metrics()
         .render()
         .contains(&format!("reason=\"{reason}\""))
-}
-
-fn publishes(out: &[Outgoing], device: &str) -> Vec<DesiredSet> {
-    out.iter()
-        .filter_map(|o| match o {
-            Outgoing::Desired { device: d, set } if d.as_str() == device => Some(set.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
@@ -330,10 +310,9 @@ fn statuses_reported_before_the_pod_watch_caught_up_are_asked_for_again() {
             },
         )
         .unwrap();
-    let restarted = Fleet::new(
+    let restarted = TestFleet::new(
         h.fleet.settings.clone(),
         h.fleet.store().clone(),
-        Arc::new(Metrics::new()),
         KubeOps::detached().0,
         h.fleet.outbox.clone(),
         h.fleet.pod_watch.clone(),

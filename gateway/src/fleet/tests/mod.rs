@@ -1,15 +1,163 @@
 //! Unit tests of the fleet: device messages in, Kubernetes writes and MQTT messages out.
 
+mod decisions;
 mod faults_and_hostile_devices;
+mod runner_order;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::*;
-use crate::kube_writer::KubeOps;
+use crate::kube_writer::{KubeOp, KubeOps};
+use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::translation::{PodReferences, translate_pod};
-use edge_protocol::{ContainerState, ContainerStatus, Heartbeat, PodStatus as DevicePodStatus};
+use edge_protocol::{
+    ContainerState, ContainerStatus, DeviceState, Heartbeat, Message, NodeReport, PodEventReport,
+    PodPhase, PodStatus as DevicePodStatus, PodStatusReport, Topic, UpChannel,
+};
+use k8s_openapi::api::core::v1::Pod;
+
+/// The fleet as the gateway runs it (its handle, its runner, the device directory),
+/// with the runner driven synchronously: every call runs what it queued before it
+/// returns, so the effects are in the channels when the test looks.
+struct TestFleet {
+    fleet: Fleet,
+    runner: RefCell<FleetRunner>,
+    settings: FleetSettings,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    pod_watch: mpsc::UnboundedSender<PodWatchRequest>,
+}
+
+impl TestFleet {
+    /// A fleet over `store` (with fresh metrics) and these queues.
+    fn new(
+        settings: FleetSettings,
+        store: Store,
+        ops: KubeOps,
+        outbox: mpsc::UnboundedSender<Outgoing>,
+        pod_watch: mpsc::UnboundedSender<PodWatchRequest>,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let fleet = Fleet::new(
+            settings.clone(),
+            store,
+            metrics,
+            ops,
+            outbox.clone(),
+            pod_watch.clone(),
+        );
+        let runner = RefCell::new(fleet.take_runner().unwrap());
+        Self {
+            fleet,
+            runner,
+            settings,
+            outbox,
+            pod_watch,
+        }
+    }
+
+    fn settle(&self) {
+        self.runner.borrow_mut().run_queued();
+    }
+
+    fn on_mqtt(&self, topic: &str, payload: &[u8], retained: bool) {
+        crate::mqtt_link::dispatch(&self.fleet, topic, payload, retained);
+        self.settle();
+    }
+
+    fn tick(&self) {
+        self.fleet.tick();
+        self.settle();
+    }
+
+    fn on_feedback(&self, feedback: KubeFeedback) {
+        self.fleet.on_feedback(feedback);
+        self.settle();
+    }
+
+    fn on_pod_translated(
+        &self,
+        device: &DeviceId,
+        pod: Arc<Pod>,
+        result: Result<crate::translation::Translation, crate::translation::TranslationError>,
+    ) {
+        self.fleet.on_pod_translated(device, pod, result);
+        self.settle();
+    }
+
+    fn on_pod_refreshed(&self, pod: Arc<Pod>) {
+        self.fleet.on_pod_refreshed(pod);
+        self.settle();
+    }
+
+    fn on_pods_synced(&self, device: &DeviceId, present: BTreeSet<String>) {
+        self.fleet.on_pods_synced(device, present);
+        self.settle();
+    }
+
+    fn start_log_request(
+        &self,
+        device: &DeviceId,
+        request: edge_protocol::LogRequest,
+    ) -> (
+        edge_protocol::RequestId,
+        mpsc::Receiver<edge_protocol::LogChunk>,
+    ) {
+        let started = self.fleet.start_log_request(device, request);
+        self.settle();
+        started
+    }
+
+    fn is_online(&self, device: &DeviceId) -> bool {
+        self.fleet.is_online(device)
+    }
+
+    fn is_known(&self, node: &str) -> bool {
+        self.fleet.is_known(node)
+    }
+
+    fn node_context(&self, device: &DeviceId) -> crate::translation::NodeContext {
+        self.fleet.node_context(device)
+    }
+
+    fn log_target(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<(DeviceId, String), LogTargetError> {
+        self.runner
+            .borrow()
+            .state()
+            .log_target(namespace, name, container)
+    }
+
+    fn pods(&self) -> Vec<Arc<Pod>> {
+        self.runner.borrow().state().pods()
+    }
+
+    fn desired_set(&self, device: &DeviceId) -> Option<edge_protocol::DesiredSet> {
+        self.runner.borrow().state().desired_set(device)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        self.fleet.metrics()
+    }
+
+    fn health(&self) -> &Arc<crate::health::Health> {
+        self.fleet.health()
+    }
+
+    fn store(&self) -> &Store {
+        self.fleet.store()
+    }
+}
 
 struct Harness {
     _dir: tempfile::TempDir,
-    fleet: Fleet,
+    fleet: TestFleet,
     ops: mpsc::UnboundedReceiver<KubeOp>,
     outbox: mpsc::UnboundedReceiver<Outgoing>,
     watch: mpsc::UnboundedReceiver<PodWatchRequest>,
@@ -21,10 +169,9 @@ fn harness() -> Harness {
     let (ops, ops_rx) = KubeOps::detached();
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (watch_tx, watch_rx) = mpsc::unbounded_channel();
-    let fleet = Fleet::new(
+    let fleet = TestFleet::new(
         FleetSettings::local(dir.path()),
         store,
-        Arc::new(Metrics::new()),
         ops,
         out_tx,
         watch_tx,
@@ -38,10 +185,30 @@ fn harness() -> Harness {
     }
 }
 
-fn send(fleet: &Fleet, device: &str, channel: UpChannel, msg: impl Into<Message>) {
+fn send(fleet: &TestFleet, device: &str, channel: UpChannel, msg: impl Into<Message>) {
     let id = DeviceId::new(device).unwrap();
     let topic = Topic::up(&id, channel).to_string();
     fleet.on_mqtt(&topic, &msg.into().encode().unwrap(), false);
+}
+
+fn id(device: &str) -> DeviceId {
+    DeviceId::new(device).unwrap()
+}
+
+fn registered(h: &Harness, device: &str) {
+    h.fleet.on_feedback(KubeFeedback::NodeRegistered {
+        device: id(device),
+        uid: Some(format!("uid-{device}")),
+    });
+}
+
+fn publishes(out: &[Outgoing], device: &str) -> Vec<DesiredSet> {
+    out.iter()
+        .filter_map(|o| match o {
+            Outgoing::Desired { device: d, set } if d.as_str() == device => Some(set.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {

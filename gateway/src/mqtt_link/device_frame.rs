@@ -1,0 +1,102 @@
+//! Decoding at the edge: an MQTT publish (topic, payload, retain flag) becomes a typed,
+//! validated [`DeviceFrame`] for one device, or a [`Rejection`] saying why it was
+//! dropped. Nothing after the MQTT link sees raw bytes.
+
+use edge_protocol::{
+    DecodeError, DeviceId, DeviceState, Heartbeat, LogChunk, Message, MessageKind, NodeReport,
+    PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
+};
+
+use crate::hostile_input::{RejectReason, Rejection};
+
+/// A message from one device, decoded and checked against its topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceFrame {
+    /// The device named by the topic (the broker's ACL makes it the sender).
+    pub device: DeviceId,
+    pub message: DeviceMessage,
+}
+
+/// What a device can say, by topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceMessage {
+    /// `up/hello`: the node report of a new agent session.
+    Hello(Box<NodeReport>),
+    /// `up/heartbeat`.
+    Heartbeat(Heartbeat),
+    /// `up/state`; `retained` is the MQTT retain flag (a stale state from the broker).
+    State { state: DeviceState, retained: bool },
+    /// `up/status`.
+    Status(PodStatusReport),
+    /// `up/events`.
+    Events(PodEventReport),
+    /// `up/resync`.
+    Resync(ResyncRequest),
+    /// `up/logs/{request}`.
+    LogChunk { request: RequestId, chunk: LogChunk },
+}
+
+impl DeviceMessage {
+    /// The protocol's name of the message kind (the `kind` label of the metrics).
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            DeviceMessage::Hello(_) => MessageKind::NodeReport,
+            DeviceMessage::Heartbeat(_) => MessageKind::Heartbeat,
+            DeviceMessage::State { .. } => MessageKind::DeviceState,
+            DeviceMessage::Status(_) => MessageKind::PodStatusReport,
+            DeviceMessage::Events(_) => MessageKind::PodEventReport,
+            DeviceMessage::Resync(_) => MessageKind::ResyncRequest,
+            DeviceMessage::LogChunk { .. } => MessageKind::LogChunk,
+        }
+    }
+}
+
+fn decode_reason(e: &DecodeError) -> RejectReason {
+    match e {
+        DecodeError::TooLarge { .. } => RejectReason::Oversized,
+        DecodeError::UnsupportedVersion { .. }
+        | DecodeError::BadVersion(_)
+        | DecodeError::MissingVersion => RejectReason::WrongVersion,
+        DecodeError::WrongTopic { .. } => RejectReason::WrongTopic,
+        _ => RejectReason::Malformed,
+    }
+}
+
+/// Decodes one publish from the broker.
+pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame, Rejection> {
+    let parsed = Topic::parse(topic)
+        .map_err(|e| Rejection::new(topic, RejectReason::BadTopic, e.to_string()))?;
+    let Topic::Up { device, channel } = parsed.clone() else {
+        return Err(Rejection::new(
+            topic,
+            RejectReason::UnexpectedDirection,
+            "gateway only reads up/ topics",
+        ));
+    };
+    let msg = Message::decode_on(&parsed, payload)
+        .map_err(|e| Rejection::new(device.as_str(), decode_reason(&e), e.to_string()))?;
+    let message = match (channel, msg) {
+        (UpChannel::Hello, Message::NodeReport(r)) => DeviceMessage::Hello(Box::new(r)),
+        (UpChannel::Heartbeat, Message::Heartbeat(h)) => DeviceMessage::Heartbeat(h),
+        (UpChannel::State, Message::DeviceState(state)) => DeviceMessage::State { state, retained },
+        (UpChannel::Status, Message::PodStatusReport(r)) => DeviceMessage::Status(r),
+        (UpChannel::Events, Message::PodEventReport(r)) => DeviceMessage::Events(r),
+        (UpChannel::Resync, Message::ResyncRequest(r)) => DeviceMessage::Resync(r),
+        (UpChannel::Logs(request), Message::LogChunk(chunk)) => {
+            DeviceMessage::LogChunk { request, chunk }
+        }
+        // `decode_on` already refuses a kind its topic does not carry
+        (_, other) => {
+            return Err(Rejection::new(
+                device.as_str(),
+                RejectReason::WrongTopic,
+                other.kind().as_str(),
+            ));
+        }
+    };
+    Ok(DeviceFrame { device, message })
+}
+
+#[cfg(test)]
+#[path = "device_frame_tests.rs"]
+mod tests;
