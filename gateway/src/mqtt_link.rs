@@ -183,9 +183,18 @@ pub async fn run_event_loop(
                 });
                 let _ = connected.send(true);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                dispatch(&fleet, &p.topic, &p.payload, p.retain);
-            }
+            Ok(Event::Incoming(Packet::Publish(p))) => match decode(&p.topic, &p.payload, p.retain)
+            {
+                Ok(frame) => {
+                    fleet.metrics().message_in(frame.message.kind().as_str());
+                    // waits while the fleet's intake is full: back-pressure on the broker
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = fleet.queue_device_frame(frame) => {}
+                    }
+                }
+                Err(rejection) => fleet.reject(&rejection),
+            },
             Ok(_) => {}
             Err(e) => {
                 let _ = connected.send(false);
@@ -201,7 +210,9 @@ pub async fn run_event_loop(
     let _ = client.try_disconnect();
 }
 
-/// Decodes one publish from the broker and hands it to the fleet, or counts and drops it.
+/// Decodes one publish from the broker and hands it to the fleet, or counts and drops it
+/// (without the intake bound: for callers that drive the runner themselves, such as
+/// tests and the fuzz harness).
 pub fn dispatch(fleet: &Fleet, topic: &str, payload: &[u8], retained: bool) {
     match decode(topic, payload, retained) {
         Ok(frame) => {

@@ -143,11 +143,17 @@ pub enum LogTargetError {
     DeviceOffline(String),
 }
 
+/// Device messages that may wait for the runner at once; the MQTT link stops reading
+/// the broker connection while this many are queued.
+pub const DEVICE_FRAME_INTAKE: usize = 1024;
+
 /// The handle other tasks hold: it queues inputs for the [`FleetRunner`], asks it
 /// questions, and reads the device directory it publishes. It never touches the state.
 #[derive(Debug)]
 pub struct Fleet {
     commands: mpsc::UnboundedSender<Command>,
+    /// Places in the bounded intake of device messages ([`Fleet::queue_device_frame`]).
+    frame_intake: Arc<tokio::sync::Semaphore>,
     directory: Arc<DeviceDirectory>,
     store: Store,
     metrics: Arc<Metrics>,
@@ -206,6 +212,7 @@ impl Fleet {
         let runner = FleetRunner::new(state, sinks, commands_rx);
         Self {
             commands,
+            frame_intake: Arc::new(tokio::sync::Semaphore::new(DEVICE_FRAME_INTAKE)),
             directory,
             store,
             metrics,
@@ -263,7 +270,26 @@ impl Fleet {
 
     /// A decoded message of a device (from the MQTT link).
     pub fn on_device_frame(&self, frame: DeviceFrame) {
-        self.command(Command::Frame(frame));
+        self.command(Command::Frame {
+            frame,
+            _intake: None,
+        });
+    }
+
+    /// Queues a decoded device message once fewer than [`DEVICE_FRAME_INTAKE`] are
+    /// waiting for the runner: the MQTT link awaits this, so a fleet that falls behind
+    /// slows the reading of the broker connection instead of queueing without bound.
+    pub async fn queue_device_frame(&self, frame: DeviceFrame) {
+        let intake = self.frame_intake.clone().acquire_owned().await.ok();
+        self.command(Command::Frame {
+            frame,
+            _intake: intake,
+        });
+    }
+
+    /// Places free in the bounded intake of device messages (for tests and metrics).
+    pub fn device_frame_intake_free(&self) -> usize {
+        self.frame_intake.available_permits()
     }
 
     /// Results of Kubernetes writes.

@@ -30,8 +30,12 @@ use crate::store::Store;
 /// What other tasks send the runner.
 #[derive(Debug)]
 pub(super) enum Command {
-    /// A decoded device message (its revocation is looked up by the runner).
-    Frame(DeviceFrame),
+    /// A decoded device message (its revocation is looked up by the runner). The permit,
+    /// when there is one, holds a place in the bounded intake until the frame is handled.
+    Frame {
+        frame: DeviceFrame,
+        _intake: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
     Input(FleetInput),
     /// The periodic pass (the revoked devices are looked up by the runner).
     Tick,
@@ -117,7 +121,7 @@ impl FleetRunner {
 
     pub(super) fn step(&mut self, command: Command) {
         match command {
-            Command::Frame(frame) => {
+            Command::Frame { frame, .. } => {
                 let revocation = match self.sinks.revocations.contains(&frame.device) {
                     Ok(true) => Revocation::Revoked,
                     Ok(false) => Revocation::NotRevoked,
