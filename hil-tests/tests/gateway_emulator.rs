@@ -680,6 +680,16 @@ async fn offline_device_stops_its_lease_and_the_node_becomes_unreachable() {
         }
     })
     .await;
+    // The device's state message may reach the gateway before its hello: Ready can turn
+    // True a moment before the hello's labels are patched.
+    eventually(15, "the labels of the new hello", || {
+        let nodes = nodes.clone();
+        async move {
+            let labels = nodes.get("pi-01").await.unwrap().metadata.labels.unwrap();
+            (labels.get("site").map(String::as_str) == Some("field")).then_some(labels)
+        }
+    })
+    .await;
     let labels = nodes.get("pi-01").await.unwrap().metadata.labels.unwrap();
     assert_eq!(labels.get("site").map(String::as_str), Some("field"));
     assert!(!labels.contains_key("zone"), "{labels:?}");
