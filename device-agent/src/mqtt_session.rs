@@ -35,12 +35,8 @@ use crate::wall_clock::now_millis;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("reading {what} {path}: {message}")]
-    TlsFile {
-        what: &'static str,
-        path: String,
-        message: String,
-    },
+    #[error(transparent)]
+    TlsFiles(#[from] edge_protocol::broker_tls::BrokerTlsError),
     #[error("TLS setup: {0}")]
     Tls(String),
     #[error("encoding {0}")]
@@ -106,47 +102,17 @@ pub struct MqttSession {
     uplink_stop: CancellationToken,
 }
 
-fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| SessionError::TlsFile {
-        what,
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
-}
-
 /// rustls client configuration (ring provider) from the PEM files.
 pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = &files.ca_file {
-        let pem = read("CA file", ca)?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| SessionError::Tls(format!("CA file: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| SessionError::Tls(format!("CA file: {e}")))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SessionError::Tls(e.to_string()))?
-        .with_root_certificates(roots);
-    let config = match (&files.cert_file, &files.key_file) {
-        (Some(cert), Some(key)) => {
-            let cert_pem = read("certificate file", cert)?;
-            let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| SessionError::Tls(format!("certificate file: {e}")))?;
-            let key_pem = read("key file", key)?;
-            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                .map_err(|e| SessionError::Tls(format!("key file: {e}")))?
-                .ok_or_else(|| SessionError::Tls("key file holds no private key".to_owned()))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| SessionError::Tls(e.to_string()))?
-        }
-        _ => builder.with_no_client_auth(),
+    let client = match (&files.cert_file, &files.key_file) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => None,
     };
+    let config =
+        edge_protocol::broker_tls::client_config(&edge_protocol::broker_tls::BrokerTlsFiles {
+            ca: files.ca_file.as_deref(),
+            client,
+        })?;
     Ok(Arc::new(config))
 }
 

@@ -29,25 +29,10 @@ pub use device_frame::{DeviceFrame, DeviceMessage, decode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
-    #[error("cannot read {what} {path}: {source}")]
-    Read {
-        what: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("invalid TLS material for the broker connection: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] edge_protocol::broker_tls::BrokerTlsError),
     #[error("mqtts:// needs --broker-ca (the CA that signed the broker's certificate)")]
     MissingCa,
-}
-
-fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, MqttError> {
-    std::fs::read(path).map_err(|source| MqttError::Read {
-        what,
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 fn tls_config(
@@ -55,31 +40,12 @@ fn tls_config(
     client_cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<rustls::ClientConfig, MqttError> {
     let ca = ca.ok_or(MqttError::MissingCa)?;
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = read("broker CA", ca)?;
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| MqttError::Tls(format!("{}: {e}", ca.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| MqttError::Tls(format!("{}: {e}", ca.display())))?;
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    match client_cert {
-        None => Ok(builder.with_no_client_auth()),
-        Some((cert, key)) => {
-            let cert_pem = read("broker client certificate", cert)?;
-            let key_pem = read("broker client key", key)?;
-            let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| MqttError::Tls(format!("{}: {e}", cert.display())))?;
-            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                .map_err(|e| MqttError::Tls(format!("{}: {e}", key.display())))?
-                .ok_or_else(|| MqttError::Tls(format!("{}: no private key", key.display())))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| MqttError::Tls(e.to_string()))
-        }
-    }
+    Ok(edge_protocol::broker_tls::client_config(
+        &edge_protocol::broker_tls::BrokerTlsFiles {
+            ca: Some(ca),
+            client: client_cert.map(|(cert, key)| (cert.as_path(), key.as_path())),
+        },
+    )?)
 }
 
 /// Largest MQTT packet the gateway's client accepts from the broker. A bigger one would

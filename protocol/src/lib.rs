@@ -20,6 +20,7 @@
 //! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`] |
 //! | [`resync`] | [`ResyncRequest`] (both directions) |
 //! | [`binary`] | [`Base64Bytes`] for file contents and log data |
+//! | `broker_tls` | (feature `broker-tls`) the rustls client configuration of a broker connection, from PEM files |
 //!
 //! # Topics
 //!
@@ -59,6 +60,8 @@
 //! ```
 
 pub mod binary;
+#[cfg(feature = "broker-tls")]
+pub mod broker_tls;
 pub mod desired_set;
 pub mod device_id;
 pub mod envelope;
