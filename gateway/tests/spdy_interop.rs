@@ -2,7 +2,8 @@
 //! executor (hil-tests/go/spdy-client, what kubectl and the API server use) runs an exec
 //! session against a tiny server built on the pure modules over plain TCP on loopback.
 //! The fake command echoes stdin to stdout, writes to stderr and exits with code 3; in
-//! tty mode it reports the terminal size it was sent and exits with 0.
+//! tty mode it reports the terminal size it was sent and exits with 0. Port-forward
+//! echoes what the forwarded connection sends.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +16,7 @@ use anyhow::{Context, bail};
 use edge_gateway::stream_protocols::negotiation::{
     HEADER_PROTOCOL_VERSION, is_spdy_upgrade, negotiate,
 };
+use edge_gateway::stream_protocols::port_forward::{self, PortForwardPair, SpdyPortForwardPairer};
 use edge_gateway::stream_protocols::remote_command::{
     ExecOptions, ExecStreamSet, ExecStreams, ExitStatus, ResizeDecoder, SPDY_PROTOCOLS,
     TerminalSize, status_json,
@@ -57,6 +59,7 @@ struct ServerLog {
     protocol: String,
     stdin: Vec<u8>,
     resizes: Vec<TerminalSize>,
+    ports: Vec<u16>,
 }
 
 /// The HTTP/1.1 upgrade request as read by [`read_request`].
@@ -104,32 +107,72 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// Serves one exec session on `socket`.
-fn serve(mut socket: TcpStream) -> anyhow::Result<ServerLog> {
+/// The upgraded connection: negotiated protocol, request query, first SPDY bytes.
+struct Upgraded {
+    protocol: &'static str,
+    query: String,
+    rest: Vec<u8>,
+}
+
+/// Reads the request, negotiates among `protocols` and answers 101 Switching Protocols.
+fn upgrade(socket: &mut TcpStream, protocols: &[&'static str]) -> anyhow::Result<Upgraded> {
     socket.set_read_timeout(Some(Duration::from_secs(15)))?;
     let UpgradeRequest {
         request_line,
         headers,
         rest,
-    } = read_request(&mut socket)?;
+    } = read_request(socket)?;
     let connection = header(&headers, "connection").join(",");
     let upgrade = header(&headers, "upgrade").join(",");
     if !is_spdy_upgrade(&connection, &upgrade) {
         bail!("not a SPDY upgrade: {request_line} {headers:?}");
     }
-    let protocol = negotiate(&header(&headers, HEADER_PROTOCOL_VERSION), SPDY_PROTOCOLS)?;
+    let protocol = negotiate(&header(&headers, HEADER_PROTOCOL_VERSION), protocols)?;
     let query = request_line
         .split_whitespace()
         .nth(1)
         .and_then(|target| target.split_once('?'))
         .map(|(_, q)| q.to_owned())
         .unwrap_or_default();
-    let options = ExecOptions::from_query(&query)?;
     write!(
         socket,
         "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n{HEADER_PROTOCOL_VERSION}: {protocol}\r\n\r\n"
     )?;
+    Ok(Upgraded {
+        protocol,
+        query,
+        rest,
+    })
+}
 
+/// Writes the session's pending frames, then waits for the next bytes; `None` once the
+/// client closed the connection.
+fn pump(
+    socket: &mut TcpStream,
+    session: &mut Session,
+    finished: bool,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    session.write_output(&mut out)?;
+    socket.write_all(&out)?;
+    let mut chunk = vec![0u8; 16 * 1024];
+    let n = match socket.read(&mut chunk) {
+        Ok(n) => n,
+        Err(e) if finished && e.kind() == ErrorKind::ConnectionReset => 0,
+        Err(e) => return Err(e).context("reading from the client"),
+    };
+    chunk.truncate(n);
+    Ok((n > 0).then_some(chunk))
+}
+
+/// Serves one exec session on `socket`.
+fn serve_exec(mut socket: TcpStream) -> anyhow::Result<ServerLog> {
+    let Upgraded {
+        protocol,
+        query,
+        rest,
+    } = upgrade(&mut socket, SPDY_PROTOCOLS)?;
+    let options = ExecOptions::from_query(&query)?;
     let mut log = ServerLog {
         protocol: protocol.to_owned(),
         ..ServerLog::default()
@@ -192,25 +235,63 @@ fn serve(mut socket: TcpStream) -> anyhow::Result<ServerLog> {
                 }
             }
         }
-        let mut out = Vec::new();
-        session.write_output(&mut out)?;
-        socket.write_all(&out)?;
-        let mut chunk = vec![0u8; 16 * 1024];
-        let n = match socket.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if exited && e.kind() == ErrorKind::ConnectionReset => 0,
-            Err(e) => return Err(e).context("reading from the client"),
-        };
-        if n == 0 {
-            return Ok(log);
+        match pump(&mut socket, &mut session, exited)? {
+            Some(bytes) => input = bytes,
+            None => return Ok(log),
         }
-        chunk.truncate(n);
-        input = chunk;
+    }
+}
+
+/// Serves one port-forward connection on `socket`: every forwarded connection's data is
+/// echoed back, then both of its streams are closed without an error message.
+fn serve_port_forward(mut socket: TcpStream) -> anyhow::Result<ServerLog> {
+    let Upgraded { protocol, rest, .. } = upgrade(&mut socket, port_forward::SPDY_PROTOCOLS)?;
+    let mut log = ServerLog {
+        protocol: protocol.to_owned(),
+        ..ServerLog::default()
+    };
+    let mut session = Session::new(SessionConfig::default())?;
+    let mut pairer = SpdyPortForwardPairer::default();
+    let mut pairs: Vec<PortForwardPair> = Vec::new();
+    let mut input = rest;
+    loop {
+        session.receive(&input)?;
+        while let Some(event) = session.poll_event() {
+            match event {
+                SessionEvent::StreamOpened { stream_id, headers } => {
+                    session.reply(stream_id, &HeaderBlock::new(), false)?;
+                    if let Some(pair) = pairer.accept(stream_id, &headers)? {
+                        log.ports.push(pair.port);
+                        pairs.push(pair);
+                    }
+                }
+                SessionEvent::Data { stream_id, data } => {
+                    log.stdin.extend_from_slice(&data);
+                    session.send_data(stream_id, &data, false)?;
+                }
+                SessionEvent::RemoteFinished { stream_id } => {
+                    if let Some(pair) = pairs.iter().find(|p| p.data_stream == stream_id) {
+                        session.close_stream(pair.data_stream)?;
+                        session.close_stream(pair.error_stream)?;
+                    }
+                }
+                SessionEvent::GoAway { .. } => return Ok(log),
+                _ => {}
+            }
+        }
+        match pump(&mut socket, &mut session, !pairs.is_empty())? {
+            Some(bytes) => input = bytes,
+            None => return Ok(log),
+        }
     }
 }
 
 /// Runs the Go client in `mode` against a fresh server; returns its JSON and the log.
-fn run(mode: &str, query: &str) -> (serde_json::Value, ServerLog) {
+fn run(
+    mode: &str,
+    path: &str,
+    serve: fn(TcpStream) -> anyhow::Result<ServerLog>,
+) -> (serde_json::Value, ServerLog) {
     let client = go_client();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let address = listener.local_addr().expect("local address");
@@ -218,7 +299,7 @@ fn run(mode: &str, query: &str) -> (serde_json::Value, ServerLog) {
         let (socket, _) = listener.accept().context("accept")?;
         serve(socket)
     });
-    let url = format!("http://{address}/exec/default/pod/ctr?command=fake&{query}");
+    let url = format!("http://{address}/{path}");
     let output = Command::new(client)
         .args([&url, mode])
         .env("NO_PROXY", "127.0.0.1")
@@ -239,7 +320,11 @@ fn run(mode: &str, query: &str) -> (serde_json::Value, ServerLog) {
 
 #[test]
 fn client_go_exec_gets_stdout_stderr_and_exit_code_3() {
-    let (result, log) = run("exec", "stdin=1&stdout=1&stderr=1");
+    let (result, log) = run(
+        "exec",
+        "exec/default/pod/ctr?command=fake&stdin=1&stdout=1&stderr=1",
+        serve_exec,
+    );
     assert_eq!(
         log.protocol, "v5.channel.k8s.io",
         "client-go offers v5 first"
@@ -253,7 +338,11 @@ fn client_go_exec_gets_stdout_stderr_and_exit_code_3() {
 
 #[test]
 fn client_go_tty_exec_delivers_a_terminal_resize_and_succeeds() {
-    let (result, log) = run("tty", "stdin=1&stdout=1&tty=1");
+    let (result, log) = run(
+        "tty",
+        "exec/default/pod/ctr?command=fake&stdin=1&stdout=1&tty=1",
+        serve_exec,
+    );
     assert_eq!(
         log.resizes,
         [TerminalSize {
@@ -266,4 +355,18 @@ fn client_go_tty_exec_delivers_a_terminal_resize_and_succeeds() {
     assert!(stdout.contains("resized to 80x24\n"), "{stdout}");
     assert_eq!(result["exitCode"], 0, "{result}");
     assert_eq!(result["error"], "");
+}
+
+#[test]
+fn client_go_port_forward_pairs_streams_and_echoes_through_the_tunnel() {
+    let (result, log) = run("portforward", "portForward/default/pod", serve_port_forward);
+    assert_eq!(log.protocol, "portforward.k8s.io");
+    assert_eq!(
+        log.ports,
+        [8080],
+        "one data/error pair for remote port 8080"
+    );
+    assert_eq!(log.stdin, b"ping through the tunnel\n");
+    assert_eq!(result["stdout"], "ping through the tunnel\n");
+    assert_eq!(result["error"], "", "{result}");
 }
