@@ -141,7 +141,7 @@ impl Default for FrameLimits {
 
 /// Why a frame could not be decoded or encoded. Decode errors are fatal for the
 /// connection: framing is lost.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("unsupported SPDY version {0}")]
     UnsupportedVersion(u16),

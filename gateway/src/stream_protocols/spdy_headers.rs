@@ -177,6 +177,7 @@ impl HeaderCompressor {
             if out.capacity() - out.len() < 64 {
                 out.reserve(out.capacity().max(256));
             }
+            let before = (self.zlib.total_in(), self.zlib.total_out());
             self.zlib
                 .compress_vec(&input[consumed..], &mut out, FlushCompress::Sync)
                 .map_err(|e| HeaderError::Compress(e.to_string()))?;
@@ -184,6 +185,9 @@ impl HeaderCompressor {
             // Room left after the call means the flush completed.
             if all_in && out.len() < out.capacity() {
                 return Ok(out);
+            }
+            if (self.zlib.total_in(), self.zlib.total_out()) == before {
+                return Err(HeaderError::Compress("zlib made no progress".into()));
             }
         }
     }

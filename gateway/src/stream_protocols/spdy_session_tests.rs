@@ -407,3 +407,23 @@ fn frames_split_across_reads_decode_once_complete() {
     session.receive(b).unwrap();
     assert_eq!(events(&mut session).len(), 1);
 }
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_the_session(
+        prefix in proptest::collection::vec(0u8..3, 0..4),
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+    ) {
+        let mut session = Session::new(SessionConfig::default()).unwrap();
+        let mut client = Client::new();
+        // Start from valid streams so that noise also hits open-stream paths.
+        for (i, kind) in prefix.iter().enumerate() {
+            let name = ["stdin", "stdout", "error"][usize::from(*kind)];
+            session.receive(&client.syn(2 * i as u32 + 1, name, false)).unwrap();
+        }
+        let _ = session.receive(&noise);
+        let mut out = Vec::new();
+        session.write_output(&mut out).unwrap();
+        while session.poll_event().is_some() {}
+    }
+}
