@@ -3,7 +3,8 @@
 //! session against a tiny server built on the pure modules over plain TCP on loopback.
 //! The fake command echoes stdin to stdout, writes to stderr and exits with code 3; in
 //! tty mode it reports the terminal size it was sent and exits with 0. Port-forward
-//! echoes what the forwarded connection sends.
+//! echoes what the forwarded connection sends. The WebSocket case uses client-go's
+//! WebSocket executor (v5 channels) against tungstenite plus `ws_channel`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,6 +24,12 @@ use edge_gateway::stream_protocols::remote_command::{
 };
 use edge_gateway::stream_protocols::spdy_headers::HeaderBlock;
 use edge_gateway::stream_protocols::spdy_session::{Session, SessionConfig, SessionEvent};
+use edge_gateway::stream_protocols::ws_channel::{
+    ChannelCodec, ChannelMessage, REMOTE_COMMAND_WS_PROTOCOLS, channel,
+};
+use tungstenite::Message;
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::protocol::frame::{CloseFrame, coding::CloseCode};
 
 const GO_CLIENT_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../hil-tests/go/spdy-client");
 
@@ -60,6 +67,8 @@ struct ServerLog {
     stdin: Vec<u8>,
     resizes: Vec<TerminalSize>,
     ports: Vec<u16>,
+    /// v5 WebSocket: the client's stdin close signal arrived.
+    stdin_closed: bool,
 }
 
 /// The HTTP/1.1 upgrade request as read by [`read_request`].
@@ -286,6 +295,81 @@ fn serve_port_forward(mut socket: TcpStream) -> anyhow::Result<ServerLog> {
     }
 }
 
+/// Serves one exec session over WebSocket (the `ExtendWebSocketsToKubelet` path): the
+/// channel protocol of `ws_channel` inside binary messages; the session ends with a
+/// normal close after the status on the error channel.
+#[expect(
+    clippy::result_large_err,
+    reason = "the handshake callback's signature is tungstenite's"
+)]
+fn serve_ws_exec(socket: TcpStream) -> anyhow::Result<ServerLog> {
+    socket.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let mut log = ServerLog::default();
+    let mut query = String::new();
+    let choose = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        let offered: Vec<&str> = request
+            .headers()
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let chosen = negotiate(&offered, REMOTE_COMMAND_WS_PROTOCOLS).map_err(|e| {
+            let mut error = ErrorResponse::new(Some(e.to_string()));
+            *error.status_mut() = tungstenite::http::StatusCode::FORBIDDEN;
+            error
+        })?;
+        log.protocol = chosen.to_owned();
+        query = request.uri().query().unwrap_or_default().to_owned();
+        response
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", chosen.parse().expect("token"));
+        Ok(response)
+    };
+    let mut ws = tungstenite::accept_hdr(socket, choose)
+        .map_err(|e| anyhow::anyhow!("WebSocket handshake: {e}"))?;
+    let options = ExecOptions::from_query(&query)?;
+    let codec = ChannelCodec::for_protocol(&log.protocol)?;
+    let binary = |channel: u8, payload: &[u8]| -> anyhow::Result<Message> {
+        Ok(Message::Binary(codec.encode_data(channel, payload)?.into()))
+    };
+    if options.stderr {
+        ws.send(binary(channel::STDERR, b"to stderr\n")?)?;
+    }
+    loop {
+        let message = match ws.read() {
+            Ok(message) => message,
+            Err(tungstenite::Error::ConnectionClosed) => return Ok(log),
+            Err(e) => return Err(e).context("reading WebSocket"),
+        };
+        let Message::Binary(bytes) = message else {
+            continue;
+        };
+        match codec.decode(&bytes)? {
+            Some(ChannelMessage::Data {
+                channel: channel::STDIN,
+                payload,
+            }) => {
+                log.stdin.extend_from_slice(&payload);
+                ws.send(binary(channel::STDOUT, &payload)?)?;
+            }
+            Some(ChannelMessage::Close {
+                channel: channel::STDIN,
+            }) => {
+                log.stdin_closed = true;
+                ws.send(binary(
+                    channel::ERROR,
+                    &status_json(&ExitStatus::Exited(3)),
+                )?)?;
+                ws.close(Some(CloseFrame {
+                    code: CloseCode::Normal,
+                    reason: "".into(),
+                }))?;
+            }
+            other => bail!("unexpected message {other:?}"),
+        }
+    }
+}
+
 /// Runs the Go client in `mode` against a fresh server; returns its JSON and the log.
 fn run(
     mode: &str,
@@ -355,6 +439,18 @@ fn client_go_tty_exec_delivers_a_terminal_resize_and_succeeds() {
     assert!(stdout.contains("resized to 80x24\n"), "{stdout}");
     assert_eq!(result["exitCode"], 0, "{result}");
     assert_eq!(result["error"], "");
+}
+
+#[test]
+fn client_go_websocket_exec_speaks_v5_channels_and_closes_stdin() {
+    let path = "exec/default/pod/ctr?command=fake&stdin=1&stdout=1&stderr=1";
+    let (result, log) = run("ws", path, serve_ws_exec);
+    assert_eq!(log.protocol, "v5.channel.k8s.io");
+    assert_eq!(log.stdin, b"hello from stdin\n");
+    assert!(log.stdin_closed, "v5 close signal for stdin");
+    assert_eq!(result["stdout"], "hello from stdin\n");
+    assert_eq!(result["stderr"], "to stderr\n");
+    assert_eq!(result["exitCode"], 3, "{result}");
 }
 
 #[test]

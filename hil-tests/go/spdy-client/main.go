@@ -3,7 +3,7 @@
 // the API server use), against a given URL and prints what it got as one JSON line: the
 // interop check of the gateway's SPDY, remote-command and port-forward modules.
 //
-// Usage: spdy-client <exec URL> exec|tty
+// Usage: spdy-client <exec URL> exec|tty|ws   (ws: client-go's WebSocket executor, v5)
 //
 //	spdy-client <portForward URL> portforward
 package main
@@ -50,7 +50,7 @@ func (q *oneResize) Next() *remotecommand.TerminalSize {
 
 func main() {
 	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: spdy-client <exec URL> exec|tty")
+		fmt.Fprintln(os.Stderr, "usage: spdy-client <URL> exec|tty|ws|portforward")
 		os.Exit(2)
 	}
 	target, err := url.Parse(os.Args[1])
@@ -63,7 +63,12 @@ func main() {
 		printResult(portForward(config, target))
 		return
 	}
-	executor, err := remotecommand.NewSPDYExecutor(config, "POST", target)
+	var executor remotecommand.Executor
+	if os.Args[2] == "ws" {
+		executor, err = remotecommand.NewWebSocketExecutor(config, "GET", target.String())
+	} else {
+		executor, err = remotecommand.NewSPDYExecutor(config, "POST", target)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
