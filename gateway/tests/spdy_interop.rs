@@ -46,7 +46,12 @@ fn build_go_client() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
     let binary = target.join("go-spdy-client");
     let build = format!("cd {GO_CLIENT_DIR} && go build -o {} .", binary.display());
-    let status = Command::new("go")
+    // `go` from PATH, else the default install location.
+    let go = ["go", "/usr/local/go/bin/go"]
+        .into_iter()
+        .find(|go| Command::new(go).arg("version").output().is_ok())
+        .unwrap_or("go");
+    let status = Command::new(go)
         .args(["build", "-o"])
         .arg(&binary)
         .arg(".")

@@ -120,3 +120,17 @@ fn garbage_and_unflushed_input_are_errors() {
     let mut decompressor = HeaderDecompressor::new(DEFAULT_MAX_HEADER_BLOCK);
     assert!(decompressor.decompress(cut).is_err());
 }
+
+#[test]
+fn blocks_under_the_limit_decode_across_several_inflate_rounds() {
+    let value: String = (0..40_000u32)
+        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
+        .collect();
+    let block = HeaderBlock::new().with("x-big", &value).with("y", "z");
+    let mut compressor = HeaderCompressor::new().unwrap();
+    let mut decompressor = HeaderDecompressor::new(DEFAULT_MAX_HEADER_BLOCK);
+    for _ in 0..3 {
+        let compressed = compressor.compress(&block).unwrap();
+        assert_eq!(decompressor.decompress(&compressed).unwrap(), block);
+    }
+}
