@@ -23,6 +23,7 @@
 //! | [`mqtt_link`] | the gateway's MQTT client: subscribe, decode each frame into a typed [`mqtt_link::DeviceFrame`] or a rejection (`device_frame.rs`), dispatch, outbox (flush, then publish) |
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
+//! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
 //! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`; authn + SubjectAccessReview per request |
 //! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
@@ -54,4 +55,5 @@ pub mod quantity;
 pub mod rbac;
 pub mod status_mapping;
 pub mod store;
+pub mod stream_protocols;
 pub mod translation;
