@@ -115,5 +115,4 @@ pub fn decode(device: &DeviceId, topic: &str, payload: &[u8]) -> Result<Downlink
 }
 
 #[cfg(test)]
-#[path = "downlink_tests.rs"]
 mod tests;

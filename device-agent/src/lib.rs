@@ -6,6 +6,10 @@
 //!
 //! # Layout
 //!
+//! Unit tests of a module `m` are in `m/tests.rs` (`m/` holds the module's other files
+//! when it has any); tests that need processes, brokers or a cluster are under `tests/`
+//! and in `hil-tests`.
+//!
 //! | module | what is there |
 //! |---|---|
 //! | [`cli`] | clap command line: `run`, `install`, `--print-default-config` |

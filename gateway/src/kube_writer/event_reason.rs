@@ -52,5 +52,4 @@ pub fn event_type_str(event_type: EventType) -> &'static str {
 }
 
 #[cfg(test)]
-#[path = "event_reason_tests.rs"]
 mod tests;

@@ -197,5 +197,4 @@ impl Worker {
 }
 
 #[cfg(test)]
-#[path = "node_tests.rs"]
 mod tests;

@@ -98,5 +98,4 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
 }
 
 #[cfg(test)]
-#[path = "device_frame_tests.rs"]
 mod tests;

@@ -70,5 +70,4 @@ pub fn is_spdy_upgrade(connection: &str, upgrade: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "negotiation_tests.rs"]
 mod tests;

@@ -235,5 +235,4 @@ impl WsPortPrefix {
 }
 
 #[cfg(test)]
-#[path = "port_forward_tests.rs"]
 mod tests;

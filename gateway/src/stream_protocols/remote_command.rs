@@ -257,5 +257,4 @@ impl ResizeDecoder {
 }
 
 #[cfg(test)]
-#[path = "remote_command_tests.rs"]
 mod tests;

@@ -500,5 +500,4 @@ fn decode_control(frame_type: u16, flags: u8, payload: &[u8]) -> Result<Frame, F
 }
 
 #[cfg(test)]
-#[path = "spdy_frame_tests.rs"]
 mod tests;

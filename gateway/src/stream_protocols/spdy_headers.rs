@@ -286,5 +286,4 @@ fn decompress_bounded(
 }
 
 #[cfg(test)]
-#[path = "spdy_headers_tests.rs"]
 mod tests;

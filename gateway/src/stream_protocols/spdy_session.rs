@@ -536,5 +536,4 @@ impl Session {
 }
 
 #[cfg(test)]
-#[path = "spdy_session_tests.rs"]
 mod tests;

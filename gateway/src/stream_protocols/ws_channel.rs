@@ -153,5 +153,4 @@ impl ChannelCodec {
 }
 
 #[cfg(test)]
-#[path = "ws_channel_tests.rs"]
 mod tests;

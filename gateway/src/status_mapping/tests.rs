@@ -1,0 +1,175 @@
+use super::*;
+use serde_json::json;
+
+fn pod() -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "apps", "uid": "u1"},
+        "spec": {"nodeName": "pi-01", "containers": [
+            {"name": "app", "image": "busybox:1"}, {"name": "side", "image": "busybox:2"}
+        ]},
+        "status": {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z"}
+        ]}
+    }))
+    .unwrap()
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::from_second(1_700_000_100).unwrap())
+}
+
+fn running(name: &str, ready: bool) -> ContainerStatus {
+    ContainerStatus {
+        name: name.into(),
+        state: ContainerState::Running {
+            started_at: 1_700_000_050_000,
+        },
+        ready,
+        started: Some(true),
+        restart_count: 1,
+        image: "busybox:1".into(),
+        image_id: "sha256:abc".into(),
+        container_id: Some("docker://c1".into()),
+        last_state: None,
+    }
+}
+
+fn report(phase: PodPhase, containers: Vec<ContainerStatus>) -> DevicePodStatus {
+    DevicePodStatus {
+        uid: "u1".into(),
+        namespace: "apps".into(),
+        name: "web".into(),
+        phase,
+        start_time: Some(1_700_000_040_000),
+        containers,
+        ..Default::default()
+    }
+}
+
+fn cond<'a>(s: &'a PodStatus, t: &str) -> &'a PodCondition {
+    s.conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == t)
+        .unwrap()
+}
+
+#[test]
+fn running_and_ready() {
+    let r = report(
+        PodPhase::Running,
+        vec![running("app", true), running("side", true)],
+    );
+    let s = kube_pod_status(&pod(), &r, Some("192.168.1.20"), &now());
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    assert_eq!(cond(&s, "Ready").status, "True");
+    assert_eq!(cond(&s, "ContainersReady").status, "True");
+    assert_eq!(cond(&s, "Initialized").status, "True");
+    assert_eq!(
+        cond(&s, "PodScheduled")
+            .last_transition_time
+            .as_ref()
+            .unwrap()
+            .0
+            .as_second(),
+        1_704_067_200,
+        "kept from the existing status"
+    );
+    assert_eq!(s.host_ip.as_deref(), Some("192.168.1.20"));
+    assert_eq!(
+        s.pod_ip.as_deref(),
+        Some("192.168.1.20"),
+        "host network falls back to host IP"
+    );
+    assert_eq!(s.start_time.as_ref().unwrap().0.as_second(), 1_700_000_040);
+    assert_eq!(s.qos_class.as_deref(), Some("BestEffort"));
+    let cs = s.container_statuses.unwrap();
+    assert_eq!(cs.len(), 2);
+    assert_eq!(cs[0].restart_count, 1);
+    assert_eq!(cs[0].container_id.as_deref(), Some("docker://c1"));
+    assert!(cs[0].state.as_ref().unwrap().running.is_some());
+}
+
+#[test]
+fn unready_container_is_named_and_missing_ones_wait() {
+    let r = report(PodPhase::Running, vec![running("app", false)]);
+    let s = kube_pod_status(&pod(), &r, None, &now());
+    let ready = cond(&s, "Ready");
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("containers with unready status: [app side]")
+    );
+    let side = &s.container_statuses.as_ref().unwrap()[1];
+    assert_eq!(
+        side.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("ContainerCreating")
+    );
+}
+
+#[test]
+fn completed_pods_are_not_ready_with_pod_completed() {
+    let done = ContainerStatus {
+        name: "app".into(),
+        state: ContainerState::Terminated {
+            exit_code: 0,
+            signal: None,
+            reason: "Completed".into(),
+            message: None,
+            started_at: Some(1_700_000_000_000),
+            finished_at: Some(1_700_000_001_000),
+        },
+        ..Default::default()
+    };
+    let r = report(PodPhase::Succeeded, vec![done]);
+    let s = kube_pod_status(&pod(), &r, None, &now());
+    assert_eq!(s.phase.as_deref(), Some("Succeeded"));
+    assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
+    let t = s.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+}
+
+#[test]
+fn transition_times_survive_unchanged_status() {
+    let mut p = pod();
+    let r = report(
+        PodPhase::Running,
+        vec![running("app", true), running("side", true)],
+    );
+    let first = kube_pod_status(&p, &r, None, &now());
+    p.status = Some(first.clone());
+    let later = Time(jiff::Timestamp::from_second(1_700_009_999).unwrap());
+    let second = kube_pod_status(&p, &r, None, &later);
+    assert_eq!(
+        cond(&first, "Ready").last_transition_time,
+        cond(&second, "Ready").last_transition_time
+    );
+}
+
+#[test]
+fn config_errors_look_like_the_kubelet() {
+    let s = config_error_status(&pod(), "secret \"x\" not found", None, &now());
+    assert_eq!(s.phase.as_deref(), Some("Pending"));
+    let w = s.container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .waiting
+        .unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
+    assert_eq!(w.message.as_deref(), Some("secret \"x\" not found"));
+}
