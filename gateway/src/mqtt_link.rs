@@ -149,18 +149,15 @@ pub async fn run_event_loop(
                 });
                 let _ = connected.send(true);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => match decode(&p.topic, &p.payload, p.retain)
-            {
-                Ok(frame) => {
-                    fleet.metrics().message_in(frame.message.kind().as_str());
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Some(frame) = accepted(&fleet, &p.topic, &p.payload, p.retain) {
                     // waits while the fleet's intake is full: back-pressure on the broker
                     tokio::select! {
                         _ = token.cancelled() => break,
                         _ = fleet.queue_device_frame(frame) => {}
                     }
                 }
-                Err(rejection) => fleet.reject(&rejection),
-            },
+            }
             Ok(_) => {}
             Err(e) => {
                 let _ = connected.send(false);
@@ -180,12 +177,23 @@ pub async fn run_event_loop(
 /// (without the intake bound: for callers that drive the runner themselves, such as
 /// tests and the fuzz harness).
 pub fn dispatch(fleet: &Fleet, topic: &str, payload: &[u8], retained: bool) {
+    if let Some(frame) = accepted(fleet, topic, payload, retained) {
+        fleet.on_device_frame(frame);
+    }
+}
+
+/// Decodes one publish: the frame, counted as received, or None once the rejection is
+/// counted and logged.
+fn accepted(fleet: &Fleet, topic: &str, payload: &[u8], retained: bool) -> Option<DeviceFrame> {
     match decode(topic, payload, retained) {
         Ok(frame) => {
             fleet.metrics().message_in(frame.message.kind().as_str());
-            fleet.on_device_frame(frame);
+            Some(frame)
         }
-        Err(rejection) => fleet.reject(&rejection),
+        Err(rejection) => {
+            fleet.reject(&rejection);
+            None
+        }
     }
 }
 
