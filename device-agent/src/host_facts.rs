@@ -211,6 +211,7 @@ impl HostFacts {
             allocatable,
             labels: labels.clone(),
             addresses: Self::addresses(&hostname),
+            capabilities: Default::default(),
         }
     }
 }

@@ -343,6 +343,8 @@ fn hello(config: &FakeDeviceConfig) -> NodeReport {
             kind: NodeAddressKind::InternalIP,
             address: config.address.clone(),
         }],
+        // A fake device runs no containers: no streams, no stats.
+        capabilities: Default::default(),
     }
 }
 

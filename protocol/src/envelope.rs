@@ -14,9 +14,13 @@ use serde_json::Value;
 use crate::desired_set::DesiredSet;
 use crate::logs::{LogCancel, LogChunk, LogRequest};
 use crate::node_report::{DeviceState, Heartbeat, NodeReport};
+use crate::node_stats::NodeStats;
 use crate::pod_event::PodEventReport;
 use crate::pod_status::PodStatusReport;
 use crate::resync::ResyncRequest;
+use crate::stream::{
+    StreamClose, StreamCredit, StreamData, StreamOpen, StreamOpened, StreamResize,
+};
 use crate::topic::{DownChannel, Topic, UpChannel};
 use crate::version::{PROTOCOL_VERSION, ProtocolVersion};
 
@@ -102,6 +106,13 @@ messages! {
     DesiredSet => "desiredSet",
     LogRequest => "logRequest",
     LogCancel => "logCancel",
+    NodeStats => "nodeStats",
+    StreamOpen => "streamOpen",
+    StreamOpened => "streamOpened",
+    StreamData => "streamData",
+    StreamCredit => "streamCredit",
+    StreamResize => "streamResize",
+    StreamClose => "streamClose",
 }
 
 impl MessageKind {
@@ -274,11 +285,25 @@ pub fn allowed_kinds(topic: &Topic) -> &'static [MessageKind] {
             UpChannel::Events => &[MessageKind::PodEventReport],
             UpChannel::Resync => &[MessageKind::ResyncRequest],
             UpChannel::Logs(_) => &[MessageKind::LogChunk],
+            UpChannel::Stats => &[MessageKind::NodeStats],
+            UpChannel::Stream(_) => &[
+                MessageKind::StreamOpened,
+                MessageKind::StreamData,
+                MessageKind::StreamCredit,
+                MessageKind::StreamClose,
+            ],
         },
         Topic::Down { channel, .. } => match channel {
             DownChannel::Desired => &[MessageKind::DesiredSet],
             DownChannel::Resync => &[MessageKind::ResyncRequest],
             DownChannel::Logs(_) => &[MessageKind::LogRequest, MessageKind::LogCancel],
+            DownChannel::Stream(_) => &[
+                MessageKind::StreamOpen,
+                MessageKind::StreamData,
+                MessageKind::StreamCredit,
+                MessageKind::StreamResize,
+                MessageKind::StreamClose,
+            ],
         },
     }
 }

@@ -23,6 +23,8 @@
 //! | [`pod_event`] | [`PodEventReport`] (Pulling, Started, BackOff, ...) |
 //! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`] |
 //! | [`resync`] | [`ResyncRequest`] (both directions) |
+//! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
+//! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
 //! | [`binary`] | [`Base64Bytes`] for file contents and log data |
 //! | `broker_tls` | (feature `broker-tls`) the rustls client configuration of a broker connection, from PEM files |
 //!
@@ -41,13 +43,19 @@
 //! | `edge/v1/{device}/up/events` | device → gateway | 1 | no | [`PodEventReport`] |
 //! | `edge/v1/{device}/up/resync` | device → gateway | 1 | no | [`ResyncRequest`] |
 //! | `edge/v1/{device}/up/logs/{request}` | device → gateway | 0 | no | [`LogChunk`] |
+//! | `edge/v1/{device}/up/stats` | device → gateway | 0 | no | [`NodeStats`] |
+//! | `edge/v1/{device}/up/stream/{stream}` | device → gateway | 1 | no | [`StreamOpened`], [`StreamData`], [`StreamCredit`], [`StreamClose`] |
 //! | `edge/v1/{device}/down/desired` | gateway → device | 1 | no | [`DesiredSet`] |
 //! | `edge/v1/{device}/down/resync` | gateway → device (answered with `up/hello` + a full `up/status`) | 1 | no | [`ResyncRequest`] |
 //! | `edge/v1/{device}/down/logs/{request}` | gateway → device | 1 | no | [`LogRequest`], [`LogCancel`] |
+//! | `edge/v1/{device}/down/stream/{stream}` | gateway → device | 1 | no | [`StreamOpen`], [`StreamData`], [`StreamCredit`], [`StreamResize`], [`StreamClose`] |
 //!
 //! # Envelope and versions
 //!
-//! Every payload is `{"protocol":"1.0","kind":"<kind>","body":{...}}` in JSON.
+//! Every payload is `{"protocol":"1.1","kind":"<kind>","body":{...}}` in JSON. Version 1.1
+//! added `up/stats`, the stream channels and the node report's `capabilities`; a 1.0 reader
+//! refuses their kinds as unknown, so the gateway sends streams only to devices whose
+//! node report declares them.
 //! Readers ignore unknown fields (minor versions only add optional ones) and refuse a
 //! different major version, an unknown kind, a kind that does not belong on the topic,
 //! and payloads over [`MAX_MESSAGE_BYTES`] ([`MAX_DESIRED_SET_BYTES`] for desired sets),
@@ -71,10 +79,12 @@ pub mod device_id;
 pub mod envelope;
 pub mod logs;
 pub mod node_report;
+pub mod node_stats;
 pub mod pod_event;
 pub mod pod_status;
 pub mod request_id;
 pub mod resync;
+pub mod stream;
 pub mod topic;
 pub mod version;
 
@@ -91,11 +101,22 @@ pub use envelope::{
 };
 pub use logs::{LogCancel, LogChunk, LogError, LogErrorCode, LogRequest, MAX_LOG_CHUNK_BYTES};
 pub use node_report::{
-    DeviceState, Heartbeat, NodeAddress, NodeAddressKind, NodeReport, NodeResources, UnixMillis,
+    DeviceCapabilities, DeviceState, Heartbeat, NodeAddress, NodeAddressKind, NodeReport,
+    NodeResources, UnixMillis,
+};
+pub use node_stats::{
+    AgentCounters, ContainerUsage, CpuMemoryUsage, FilesystemUsage, NetworkUsage, NodeStats,
+    NodeUsage, PodUsage,
 };
 pub use pod_event::{EventType, PodEvent, PodEventReport};
 pub use pod_status::{ContainerState, ContainerStatus, PodPhase, PodStatus, PodStatusReport};
 pub use request_id::{RequestId, RequestIdError};
 pub use resync::ResyncRequest;
+pub use stream::{
+    DEFAULT_STREAM_WINDOW_BYTES, MAX_STREAM_DATA_BYTES, MAX_STREAM_WINDOW_BYTES,
+    STREAM_PROTOCOL_VERSION, StdioSelection, StreamChannel, StreamClose, StreamCredit, StreamData,
+    StreamError, StreamErrorCode, StreamOpen, StreamOpened, StreamPod, StreamResize, StreamTarget,
+    TerminalSize,
+};
 pub use topic::{DownChannel, Qos, Topic, TopicError, UpChannel};
 pub use version::{PROTOCOL_VERSION, ProtocolVersion};

@@ -35,6 +35,20 @@ pub struct NodeReport {
     /// `kubernetes.io/`, `k8s.io/` and `node-restriction.kubernetes.io/` namespaces.
     pub labels: BTreeMap<String, String>,
     pub addresses: Vec<NodeAddress>,
+    /// What this agent can do beyond protocol 1.0; absent fields mean "no".
+    pub capabilities: DeviceCapabilities,
+}
+
+/// Optional features an agent declares in its node report, so the gateway never sends
+/// a device something it does not understand and can tell the user why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DeviceCapabilities {
+    /// The interactive stream protocol version ([`crate::stream`]) the agent speaks:
+    /// exec, attach and port-forward.
+    pub streams: Option<u32>,
+    /// The agent publishes [`crate::NodeStats`] on `up/stats` every this many seconds.
+    pub stats_interval_seconds: Option<u32>,
 }
 
 /// Amounts of the resources a device offers.

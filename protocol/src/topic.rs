@@ -65,6 +65,10 @@ pub enum UpChannel {
     Resync,
     /// `up/logs/{request}`: log chunks answering a log request.
     Logs(RequestId),
+    /// `up/stats`: resource usage samples.
+    Stats,
+    /// `up/stream/{stream}`: the device's side of an exec, attach or port-forward.
+    Stream(RequestId),
 }
 
 /// Gateway-to-device channels (`edge/v1/{device}/down/...`).
@@ -76,12 +80,14 @@ pub enum DownChannel {
     Resync,
     /// `down/logs/{request}`: a log request or its cancel.
     Logs(RequestId),
+    /// `down/stream/{stream}`: the gateway's side of an exec, attach or port-forward.
+    Stream(RequestId),
 }
 
 impl UpChannel {
     pub fn qos(&self) -> Qos {
         match self {
-            UpChannel::Heartbeat | UpChannel::Logs(_) => Qos::AtMostOnce,
+            UpChannel::Heartbeat | UpChannel::Logs(_) | UpChannel::Stats => Qos::AtMostOnce,
             _ => Qos::AtLeastOnce,
         }
     }
@@ -216,6 +222,14 @@ impl Topic {
                 device,
                 channel: UpChannel::Logs(request(id)?),
             },
+            (Some("up"), Some("stats"), None) => Topic::Up {
+                device,
+                channel: UpChannel::Stats,
+            },
+            (Some("up"), Some("stream"), Some(id)) => Topic::Up {
+                device,
+                channel: UpChannel::Stream(request(id)?),
+            },
             (Some("down"), Some("desired"), None) => Topic::Down {
                 device,
                 channel: DownChannel::Desired,
@@ -227,6 +241,10 @@ impl Topic {
             (Some("down"), Some("logs"), Some(id)) => Topic::Down {
                 device,
                 channel: DownChannel::Logs(request(id)?),
+            },
+            (Some("down"), Some("stream"), Some(id)) => Topic::Down {
+                device,
+                channel: DownChannel::Stream(request(id)?),
             },
             _ => return Err(unknown()),
         };
@@ -246,11 +264,14 @@ impl fmt::Display for Topic {
                 UpChannel::Events => f.write_str("up/events"),
                 UpChannel::Resync => f.write_str("up/resync"),
                 UpChannel::Logs(id) => write!(f, "up/logs/{id}"),
+                UpChannel::Stats => f.write_str("up/stats"),
+                UpChannel::Stream(id) => write!(f, "up/stream/{id}"),
             },
             Topic::Down { channel, .. } => match channel {
                 DownChannel::Desired => f.write_str("down/desired"),
                 DownChannel::Resync => f.write_str("down/resync"),
                 DownChannel::Logs(id) => write!(f, "down/logs/{id}"),
+                DownChannel::Stream(id) => write!(f, "down/stream/{id}"),
             },
         }
     }

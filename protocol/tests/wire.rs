@@ -191,6 +191,10 @@ fn samples() -> Vec<Message> {
                     address: "pi-01".into(),
                 },
             ],
+            capabilities: DeviceCapabilities {
+                streams: Some(STREAM_PROTOCOL_VERSION),
+                stats_interval_seconds: Some(15),
+            },
         }),
         Message::Heartbeat(Heartbeat {
             sequence: 42,
@@ -282,6 +286,94 @@ fn samples() -> Vec<Message> {
         Message::LogCancel(LogCancel {
             reason: Some("client went away".into()),
         }),
+        Message::NodeStats(NodeStats {
+            sampled_at: started + 60_000,
+            node: NodeUsage {
+                started_at: Some(started - 3_600_000),
+                usage: CpuMemoryUsage {
+                    cpu_usage_core_nanoseconds: 9_000_000_000_000,
+                    memory_working_set_bytes: 700 << 20,
+                    memory_usage_bytes: Some(900 << 20),
+                    memory_rss_bytes: Some(500 << 20),
+                    memory_available_bytes: Some(7 << 30),
+                },
+                filesystem: Some(FilesystemUsage {
+                    capacity_bytes: 32 << 30,
+                    used_bytes: 10 << 30,
+                    available_bytes: 22 << 30,
+                }),
+                image_filesystem: None,
+                network: Some(NetworkUsage {
+                    rx_bytes: 123_456,
+                    tx_bytes: 654_321,
+                }),
+            },
+            pods: vec![PodUsage {
+                pod_uid: "0b1c5a2e-1111-4222-8333-944455556666".into(),
+                namespace: "default".into(),
+                name: "sensor".into(),
+                containers: vec![ContainerUsage {
+                    name: "reader".into(),
+                    started_at: started + 2_000,
+                    usage: CpuMemoryUsage {
+                        cpu_usage_core_nanoseconds: 42_000_000,
+                        memory_working_set_bytes: 3 << 20,
+                        ..Default::default()
+                    },
+                    rootfs_used_bytes: Some(4096),
+                    logs_used_bytes: Some(512),
+                }],
+            }],
+            agent: AgentCounters {
+                mqtt_reconnects: 2,
+                uplink_queue_depth: 0,
+                reconcile_errors: 1,
+                open_streams: 1,
+            },
+        }),
+        Message::StreamOpen(StreamOpen {
+            version: STREAM_PROTOCOL_VERSION,
+            target: StreamTarget::Exec {
+                pod: StreamPod {
+                    pod_uid: "0b1c5a2e-1111-4222-8333-944455556666".into(),
+                    namespace: "default".into(),
+                    pod_name: "sensor".into(),
+                },
+                container: "reader".into(),
+                command: vec!["sh".into()],
+                stdio: StdioSelection {
+                    stdin: true,
+                    stdout: true,
+                    stderr: false,
+                    tty: true,
+                },
+            },
+            terminal_size: Some(TerminalSize {
+                width: 120,
+                height: 40,
+            }),
+            window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+        }),
+        Message::StreamOpened(StreamOpened {
+            window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+        }),
+        Message::StreamData(StreamData {
+            sequence: 0,
+            channel: StreamChannel::Stdout,
+            data: "hi\n".into(),
+            end: false,
+        }),
+        Message::StreamCredit(StreamCredit { bytes: 131_072 }),
+        Message::StreamResize(StreamResize {
+            size: TerminalSize {
+                width: 100,
+                height: 30,
+            },
+        }),
+        Message::StreamClose(StreamClose {
+            exit_code: Some(3),
+            error: None,
+        }),
     ]
 }
 
@@ -298,6 +390,14 @@ fn topic_for(kind: MessageKind) -> Topic {
         MessageKind::LogChunk => Topic::up(&d, UpChannel::Logs(r)),
         MessageKind::DesiredSet => Topic::down(&d, DownChannel::Desired),
         MessageKind::LogRequest | MessageKind::LogCancel => Topic::down(&d, DownChannel::Logs(r)),
+        MessageKind::NodeStats => Topic::up(&d, UpChannel::Stats),
+        MessageKind::StreamOpened
+        | MessageKind::StreamData
+        | MessageKind::StreamCredit
+        | MessageKind::StreamClose => Topic::up(&d, UpChannel::Stream(r)),
+        MessageKind::StreamOpen | MessageKind::StreamResize => {
+            Topic::down(&d, DownChannel::Stream(r))
+        }
     }
 }
 
@@ -350,6 +450,24 @@ fn round_trip_log_request() {
 #[test]
 fn round_trip_log_cancel() {
     round_trip(MessageKind::LogCancel);
+}
+
+#[test]
+fn round_trip_node_stats() {
+    round_trip(MessageKind::NodeStats);
+}
+#[test]
+fn round_trip_stream_messages() {
+    for kind in [
+        MessageKind::StreamOpen,
+        MessageKind::StreamOpened,
+        MessageKind::StreamData,
+        MessageKind::StreamCredit,
+        MessageKind::StreamResize,
+        MessageKind::StreamClose,
+    ] {
+        round_trip(kind);
+    }
 }
 
 #[test]

@@ -41,6 +41,7 @@ pub(crate) fn report() -> NodeReport {
             kind: NodeAddressKind::InternalIP,
             address: "192.168.1.20".into(),
         }],
+        capabilities: Default::default(),
     }
 }
 

@@ -15,9 +15,12 @@ fn all_topics() -> Vec<Topic> {
         Topic::up(&d, UpChannel::Events),
         Topic::up(&d, UpChannel::Resync),
         Topic::up(&d, UpChannel::Logs(r.clone())),
+        Topic::up(&d, UpChannel::Stats),
+        Topic::up(&d, UpChannel::Stream(r.clone())),
         Topic::down(&d, DownChannel::Desired),
         Topic::down(&d, DownChannel::Resync),
-        Topic::down(&d, DownChannel::Logs(r)),
+        Topic::down(&d, DownChannel::Logs(r.clone())),
+        Topic::down(&d, DownChannel::Stream(r)),
     ]
 }
 
