@@ -34,17 +34,21 @@ if ! curl -sf --unix-socket "$sock" http://d/v1.41/_ping >/dev/null 2>&1; then
     echo "podman API did not come up; see $sock_dir/podman.log" >&2; exit 1; }
 fi
 
-if ! podman image exists localhost/busybox:test; then
+# Bump when the applets change, so an existing image is rebuilt.
+image_revision=2
+if [ "$(podman image inspect --format '{{index .Config.Labels "edge-test-image"}}' localhost/busybox:test 2>/dev/null)" != "$image_revision" ]; then
   root=$(mktemp -d)
   mkdir -p "$root/bin" "$root/tmp" "$root/etc"
   cp /bin/busybox "$root/bin/busybox"
   for applet in sh echo sleep cat ls env true false test printf kill wc head tail \
-                 nc wget httpd mkdir touch rm date grep id hostname; do
+                 nc wget httpd mkdir touch rm date grep id hostname \
+                 tar stty sha256sum md5sum dd cp mv sed seq cut tr; do
     ln -s busybox "$root/bin/$applet"
   done
   echo "root:x:0:0:root:/:/bin/sh" > "$root/etc/passwd"
   tar -C "$root" -cf "$root.tar" .
-  podman import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' "$root.tar" localhost/busybox:test >/dev/null
+  podman import --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' \
+    --change "LABEL edge-test-image=$image_revision" "$root.tar" localhost/busybox:test >/dev/null
   rm -rf "$root" "$root.tar"
 fi
 
