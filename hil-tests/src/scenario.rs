@@ -1,0 +1,256 @@
+//! What the end-to-end scenarios share: pod manifests, creating pods in a stack's
+//! namespace, waiting for pods and nodes, and the runtime's view of a pod's containers.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::json;
+
+use crate::stack::{BrokerKind, ClusterBackend, Stack, StackOptions, eventually};
+
+pub const IMAGE: &str = "localhost/busybox:test";
+const TOLERATION: &str = "virtual-kubelet.io/provider";
+
+pub fn image() -> String {
+    std::env::var("EDGE_TEST_IMAGE").unwrap_or_else(|_| IMAGE.to_owned())
+}
+
+/// A pod manifest: one container running `script` in sh, placed by `selector`.
+pub fn pod_manifest(
+    name: &str,
+    selector: &[(&str, &str)],
+    tolerate: bool,
+    restart_policy: &str,
+    script: &str,
+) -> Pod {
+    let node_selector: serde_json::Map<_, _> = selector
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    let tolerations = if tolerate {
+        json!([{"key": TOLERATION, "operator": "Exists", "effect": "NoSchedule"}])
+    } else {
+        json!([])
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": node_selector,
+            "tolerations": tolerations,
+            "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "main",
+                "image": image(),
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", script],
+            }],
+        }
+    }))
+    .expect("a literal pod manifest is a valid Pod")
+}
+
+pub async fn pods(stack: &Stack) -> Result<Api<Pod>> {
+    Ok(Api::namespaced(stack.client().await?, &stack.namespace))
+}
+
+pub async fn nodes(stack: &Stack) -> Result<Api<Node>> {
+    Ok(Api::all(stack.client().await?))
+}
+
+/// Creates the pod in the stack's namespace, restricted to the stack's own devices.
+pub async fn create(stack: &Stack, pod: &Pod) -> Result<Pod> {
+    let mut pod = pod.clone();
+    let (key, value) = stack.pod_node_selector();
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.node_selector
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value.to_owned());
+    }
+    Ok(pods(stack)
+        .await?
+        .create(&PostParams::default(), &pod)
+        .await?)
+}
+
+/// Waits until `pred` holds for the pod, failing with the stack's logs otherwise.
+pub async fn wait_pod(
+    stack: &Stack,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Pod) -> bool,
+) -> Result<Pod> {
+    let api = pods(stack).await?;
+    let got = eventually(what, timeout, || {
+        let api = api.clone();
+        let pred = &pred;
+        async move {
+            match api.get_opt(name).await {
+                Ok(Some(p)) if pred(&p) => Ok(Some(p)),
+                Ok(Some(p)) => Err(format!("status now: {}", brief_status(&p))),
+                Ok(None) => Err("pod not found".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    got.map_err(|e| anyhow!("{e}\n{}", stack.logs()))
+}
+
+pub fn brief_status(p: &Pod) -> String {
+    let s = p.status.clone().unwrap_or_default();
+    format!(
+        "node={:?} phase={:?} conditions={:?} containers={:?}",
+        p.spec.as_ref().and_then(|s| s.node_name.clone()),
+        s.phase,
+        s.conditions
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!(
+                "{}={}:{}",
+                c.type_,
+                c.status,
+                c.reason.clone().unwrap_or_default()
+            ))
+            .collect::<Vec<_>>(),
+        s.container_statuses
+            .unwrap_or_default()
+            .iter()
+            .map(|c| format!(
+                "{} restarts={} state={}",
+                c.name,
+                c.restart_count,
+                serde_json::to_string(&c.state).unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+    )
+}
+
+pub fn phase(p: &Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
+}
+
+pub fn condition(p: &Pod, type_: &str) -> Option<(String, String, String)> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| {
+            (
+                c.status.clone(),
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
+pub fn is_ready(p: &Pod) -> bool {
+    phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True")
+}
+
+pub fn restart_count(p: &Pod) -> i32 {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .map(|c| c.restart_count)
+        .unwrap_or(0)
+}
+
+pub fn container_id(p: &Pod) -> Option<String> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .container_id
+        .clone()
+}
+
+pub fn node_ready(n: &Node) -> Option<String> {
+    n.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
+}
+
+pub async fn wait_node_ready(
+    stack: &Stack,
+    name: &str,
+    want: &str,
+    timeout: Duration,
+) -> Result<Node> {
+    let api = nodes(stack).await?;
+    eventually(&format!("node {name} Ready={want}"), timeout, || {
+        let api = api.clone();
+        async move {
+            match api.get_opt(name).await {
+                Ok(Some(n)) if node_ready(&n).as_deref() == Some(want) => Ok(Some(n)),
+                Ok(Some(n)) => Err(format!("Ready={:?}", node_ready(&n))),
+                Ok(None) => Err("node not registered".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))
+}
+
+/// Containers the runtime has for a pod uid: (full id, state such as `running`).
+pub fn runtime_containers(pod_uid: &str) -> Result<Vec<(String, String)>> {
+    let host = std::env::var("EDGE_TEST_DOCKER_HOST")
+        .context("EDGE_TEST_DOCKER_HOST is not set: run `eval \"$(scripts/test-env.sh)\"`")?;
+    let out = Command::new("podman")
+        .args(["--url", &host, "ps", "-a", "--format", "json"])
+        .args(["--filter", &format!("label=io.edge-kube.pod-uid={pod_uid}")])
+        .output()
+        .context("running podman")?;
+    ensure!(
+        out.status.success(),
+        "podman ps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    Ok(listed
+        .iter()
+        .map(|c| {
+            let field = |k: &str| {
+                c.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (field("Id"), field("State"))
+        })
+        .collect())
+}
+
+pub fn uid(p: &Pod) -> String {
+    p.metadata.uid.clone().unwrap_or_default()
+}
+
+/// Which broker and which Kubernetes backend a scenario runs on.
+#[derive(Debug, Clone, Copy)]
+pub struct StackOn {
+    pub broker: BrokerKind,
+    pub backend: ClusterBackend,
+}
+
+pub async fn start(on: StackOn) -> Result<Stack> {
+    Ok(Stack::start(StackOptions::fast(on.broker).on(on.backend)).await?)
+}
