@@ -197,6 +197,8 @@ pub struct RunArgs {
     /// Once serving, write {"mqtt_port":N|null,"kubelet_port":N,"metrics_port":N} here.
     #[arg(long, env = "EDGE_GATEWAY_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub autonomy: crate::autonomy::AutonomyArgs,
 }
 
 /// Where the gateway's MQTT client connects.
@@ -248,6 +250,7 @@ pub struct GatewayConfig {
     /// `--metrics-insecure-listen`: the user accepts a non-loopback `metrics_listen`.
     pub metrics_insecure_listen: bool,
     pub ready_file: Option<PathBuf>,
+    pub autonomy: crate::autonomy::AutonomySettings,
 }
 
 impl GatewayConfig {
@@ -278,6 +281,7 @@ impl GatewayConfig {
             metrics_listen: any,
             metrics_insecure_listen: false,
             ready_file: None,
+            autonomy: Default::default(),
         }
     }
 }
@@ -381,6 +385,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
             metrics_listen: a.metrics_listen,
             metrics_insecure_listen: a.metrics_insecure_listen,
             ready_file: a.ready_file,
+            autonomy: a.autonomy.try_into()?,
         })
     }
 }

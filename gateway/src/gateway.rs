@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::autonomy::AutonomyPolicy;
 use crate::config::{BrokerConfig, GatewayConfig, KubeConfigSource};
 use crate::fleet::{Fleet, FleetSettings};
 use crate::kubelet_api::access::AccessControl;
@@ -19,7 +20,9 @@ use crate::kubelet_api::authz::Authorizer;
 use crate::metrics::Metrics;
 use crate::node_object::NodeSettings;
 use crate::store::Store;
-use crate::{embedded_broker, kube_writer, kubelet_api, local_endpoints, mqtt_link, pod_watch};
+use crate::{
+    autonomy, embedded_broker, kube_writer, kubelet_api, local_endpoints, mqtt_link, pod_watch,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -37,6 +40,8 @@ pub enum GatewayError {
     Tls(#[from] kubelet_api::tls::TlsError),
     #[error(transparent)]
     MetricsListen(#[from] local_endpoints::BeyondLoopback),
+    #[error(transparent)]
+    Webhook(#[from] autonomy::startup::WebhookStartError),
     #[error("cannot listen on {addr} for the {what}: {source}")]
     Listen {
         what: &'static str,
@@ -74,6 +79,9 @@ pub struct ReadyPorts {
     pub mqtt_port: Option<u16>,
     pub kubelet_port: u16,
     pub metrics_port: u16,
+    /// The autonomy admission webhook's port, when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_port: Option<u16>,
 }
 
 /// A running gateway.
@@ -219,7 +227,12 @@ pub async fn start(
         &config.store_dir,
         &config.node_address,
     )?;
-    let tls = kubelet_api::tls::server_config(&cert, &key, config.kubelet_client_ca.as_deref())?;
+    let tls = kubelet_api::tls::server_config(
+        &cert,
+        &key,
+        config.kubelet_client_ca.as_deref(),
+        kubelet_api::tls::ClientCertificates::Optional,
+    )?;
     if config.kubelet_client_ca.is_none()
         && !config.kubelet_authn.token_webhook
         && !config.kubelet_authn.anonymous
@@ -359,7 +372,7 @@ pub async fn start(
         AccessControl {
             fleet: fleet.clone(),
             authenticator: Authenticator::new(client.clone(), config.kubelet_authn),
-            authorizer: Authorizer::new(client, config.kubelet_authz),
+            authorizer: Authorizer::new(client.clone(), config.kubelet_authz),
         },
         metrics.clone(),
         config.log_request_timeout,
@@ -371,11 +384,35 @@ pub async fn start(
         fleet.health().clone(),
         token.clone(),
     )));
+    let webhook_port = match &config.autonomy.webhook {
+        Some(webhook) => {
+            let started = autonomy::startup::start_webhook(
+                webhook,
+                &config.store_dir,
+                AutonomyPolicy {
+                    default_budget: config.autonomy.default_budget,
+                    cluster_default_toleration_seconds: config
+                        .autonomy
+                        .cluster_default_toleration_seconds,
+                    provider: config.provider.clone(),
+                    taint: config.taint,
+                },
+                client,
+                metrics.clone(),
+                token.clone(),
+            )
+            .await?;
+            tasks.extend(started.tasks);
+            Some(started.port)
+        }
+        None => None,
+    };
 
     let ports = ReadyPorts {
         mqtt_port,
         kubelet_port,
         metrics_port,
+        webhook_port,
     };
     if let Some(path) = &config.ready_file {
         let json = serde_json::to_string(&ports).unwrap_or_default();

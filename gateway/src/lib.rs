@@ -12,6 +12,7 @@
 //!
 //! | module | what is there |
 //! |---|---|
+//! | [`autonomy`] | offline autonomy budgets and the mutating admission webhook that turns them into device pods' not-ready/unreachable tolerations |
 //! | [`config`] | `edge-gateway run` flags and the validated [`config::GatewayConfig`] |
 //! | [`gateway`] | wiring: [`gateway::start`] / [`gateway::run`], ready file, shutdown |
 //! | [`fleet`] | [`fleet::FleetState`]: the pure state machine (inputs → effects) of device registry, liveness, Leases, Node claims, desired sets, pod status, revocation, with one controller per file; [`fleet::FleetRunner`]: the one task that owns it and executes its effects; [`fleet::Fleet`]: the handle other tasks queue inputs and ask questions through |
@@ -37,6 +38,7 @@
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration; the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 
+pub mod autonomy;
 pub mod config;
 pub mod device_sync;
 pub mod embedded_broker;

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub desired_to_running_seconds: Histogram,
     pub kubernetes_writes_queued: Gauge,
     pub kubernetes_writes_skipped: Family<Labels, Counter>,
+    pub autonomy_admissions: Family<Labels, Counter>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -51,6 +52,12 @@ impl Metrics {
         let desired_to_running_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         let kubernetes_writes_queued = Gauge::default();
         let kubernetes_writes_skipped = Family::<Labels, Counter>::default();
+        let autonomy_admissions = Family::<Labels, Counter>::default();
+        registry.register(
+            "autonomy_admissions",
+            "Pod admissions the autonomy webhook reviewed, by decision (mutated, keeps_own, opted_out, not_for_devices, unreadable)",
+            autonomy_admissions.clone(),
+        );
         registry.register(
             "kubernetes_writes_queued",
             "Kubernetes writes waiting in the gateway's queues",
@@ -113,7 +120,14 @@ impl Metrics {
             desired_to_running_seconds,
             kubernetes_writes_queued,
             kubernetes_writes_skipped,
+            autonomy_admissions,
         }
+    }
+
+    pub fn autonomy_admission(&self, decision: &str) {
+        self.autonomy_admissions
+            .get_or_create(&labels(&[("decision", decision)]))
+            .inc();
     }
 
     pub fn write_skipped(&self, reason: &str) {

@@ -8,55 +8,66 @@ pub struct ApiPermission {
     pub api_group: &'static str,
     pub resource: &'static str,
     pub verbs: &'static [&'static str],
+    /// Only these objects (empty = any).
+    pub resource_names: &'static [&'static str],
 }
 
 /// The gateway's API calls.
 pub const API_PERMISSIONS: &[ApiPermission] = &[
-    // Node per device: read on hello (only Nodes the gateway created are touched), created
+    // Node per device: read on hello (and watched, for the autonomy budgets in their
+    // annotations) (only Nodes the gateway created are touched), created
     // when absent, labels patched; status patched.
     ApiPermission {
         api_group: "",
         resource: "nodes",
-        verbs: &["get", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch"],
+        resource_names: &[],
     },
     ApiPermission {
         api_group: "",
         resource: "nodes/status",
         verbs: &["patch"],
+        resource_names: &[],
     },
     // One watch over pods; deletion with grace 0 + UID precondition once the device confirms.
     ApiPermission {
         api_group: "",
         resource: "pods",
         verbs: &["list", "watch", "delete"],
+        resource_names: &[],
     },
     ApiPermission {
         api_group: "",
         resource: "pods/status",
         verbs: &["patch"],
+        resource_names: &[],
     },
     // Resolving env and volumes.
     ApiPermission {
         api_group: "",
         resource: "configmaps",
         verbs: &["get"],
+        resource_names: &[],
     },
     ApiPermission {
         api_group: "",
         resource: "secrets",
         verbs: &["get"],
+        resource_names: &[],
     },
     // Events as the kubelet records them (repeats update count and lastTimestamp).
     ApiPermission {
         api_group: "",
         resource: "events",
         verbs: &["create", "patch"],
+        resource_names: &[],
     },
     // Node heartbeats in kube-node-lease: patched (created when absent).
     ApiPermission {
         api_group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["create", "patch"],
+        resource_names: &[],
     },
     // Kubelet API in webhook mode: TokenReview for bearer tokens, SubjectAccessReview
     // for every request.
@@ -64,10 +75,19 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         api_group: "authentication.k8s.io",
         resource: "tokenreviews",
         verbs: &["create"],
+        resource_names: &[],
     },
     ApiPermission {
         api_group: "authorization.k8s.io",
         resource: "subjectaccessreviews",
         verbs: &["create"],
+        resource_names: &[],
+    },
+    // The autonomy webhook fills in its own CA (only in its own configuration).
+    ApiPermission {
+        api_group: "admissionregistration.k8s.io",
+        resource: "mutatingwebhookconfigurations",
+        verbs: &["get", "patch"],
+        resource_names: &[crate::autonomy::settings::DEFAULT_WEBHOOK_CONFIGURATION],
     },
 ];

@@ -55,14 +55,11 @@ fn strs(y: &Yaml) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// (apiGroup, resource, verb) triples a ClusterRole grants.
-fn granted(role: &Yaml) -> BTreeSet<(String, String, String)> {
+/// (apiGroup, resource, verb, resourceNames) a ClusterRole grants.
+fn granted(role: &Yaml) -> BTreeSet<(String, String, String, String)> {
     let mut set = BTreeSet::new();
     for rule in role["rules"].as_vec().unwrap() {
-        assert!(
-            rule["resourceNames"].is_badvalue(),
-            "unexpected resourceNames: {rule:?}"
-        );
+        let names = strs(&rule["resourceNames"]).join(",");
         assert!(
             rule["nonResourceURLs"].is_badvalue(),
             "unexpected nonResourceURLs: {rule:?}"
@@ -74,7 +71,7 @@ fn granted(role: &Yaml) -> BTreeSet<(String, String, String)> {
                         group != "*" && resource != "*" && verb != "*",
                         "wildcard in the ClusterRole: {rule:?}"
                     );
-                    set.insert((group.clone(), resource.clone(), verb));
+                    set.insert((group.clone(), resource.clone(), verb, names.clone()));
                 }
             }
         }
@@ -82,7 +79,7 @@ fn granted(role: &Yaml) -> BTreeSet<(String, String, String)> {
     set
 }
 
-fn used() -> BTreeSet<(String, String, String)> {
+fn used() -> BTreeSet<(String, String, String, String)> {
     let mut set = BTreeSet::new();
     for p in API_PERMISSIONS {
         for verb in p.verbs {
@@ -90,6 +87,7 @@ fn used() -> BTreeSet<(String, String, String)> {
                 p.api_group.to_string(),
                 p.resource.to_string(),
                 verb.to_string(),
+                p.resource_names.join(","),
             ));
         }
     }
@@ -153,7 +151,12 @@ fn the_metrics_reader_role_grants_only_reading_metrics() {
         let role = find(&docs, "ClusterRole", METRICS_READER);
         assert_eq!(
             granted(role),
-            BTreeSet::from([(String::new(), "nodes/metrics".to_owned(), "get".to_owned())]),
+            BTreeSet::from([(
+                String::new(),
+                "nodes/metrics".to_owned(),
+                "get".to_owned(),
+                String::new()
+            )]),
             "{dir}"
         );
     }
@@ -209,11 +212,16 @@ fn base_renders_a_complete_gateway_deployment() {
     );
     assert!(env_names(container).contains(&"EDGE_GATEWAY_NODE_ADDRESS".to_string()));
     // The embedded broker and the plain metrics/readiness endpoints listen on loopback
-    // and no port or Service exposes them: the kubelet API is the only port.
+    // and no port or Service exposes them: the kubelet API and the autonomy webhook (both
+    // HTTPS) are the only ports.
     assert_eq!(
         port_numbers(&container["ports"], "containerPort"),
-        BTreeSet::from([10250])
+        BTreeSet::from([9443, 10250])
     );
+    let webhook_listen = config["data"]["EDGE_GATEWAY_ADMISSION_WEBHOOK_LISTEN"]
+        .as_str()
+        .unwrap();
+    assert!(webhook_listen.ends_with(":9443"), "{webhook_listen}");
     let metrics = config["data"]["EDGE_GATEWAY_METRICS_LISTEN"]
         .as_str()
         .unwrap();
@@ -238,7 +246,41 @@ fn base_renders_a_complete_gateway_deployment() {
         .collect();
     assert_eq!(services.len(), 1, "{services:?}");
     let svc = find(&docs, "Service", "edge-gateway");
-    assert!(port_numbers(&svc["spec"]["ports"], "port").contains(&10250));
+    assert_eq!(
+        port_numbers(&svc["spec"]["ports"], "port"),
+        BTreeSet::from([443, 10250])
+    );
+
+    // The webhook: the Service's 443, only pod creations, never blocking (Ignore), never
+    // in the system namespaces, and only pods that tolerate the device taint.
+    let hooks = find(
+        &docs,
+        "MutatingWebhookConfiguration",
+        "edge-gateway-autonomy",
+    );
+    let hook = &hooks["webhooks"][0];
+    let client = &hook["clientConfig"]["service"];
+    assert_eq!(client["name"].as_str(), Some("edge-gateway"));
+    assert_eq!(client["namespace"].as_str(), Some("edge-system"));
+    assert_eq!(client["port"].as_i64(), Some(443));
+    assert_eq!(
+        client["path"].as_str(),
+        Some(edge_gateway::autonomy::webhook::MUTATE_PODS_PATH)
+    );
+    assert_eq!(hook["failurePolicy"].as_str(), Some("Ignore"));
+    assert_eq!(hook["sideEffects"].as_str(), Some("None"));
+    assert_eq!(strs(&hook["rules"][0]["operations"]), ["CREATE"]);
+    assert_eq!(strs(&hook["rules"][0]["resources"]), ["pods"]);
+    let excluded = strs(&hook["namespaceSelector"]["matchExpressions"][0]["values"]);
+    for ns in ["kube-system", "edge-system"] {
+        assert!(excluded.contains(&ns.to_owned()), "{excluded:?}");
+    }
+    let condition = hook["matchConditions"][0]["expression"].as_str().unwrap();
+    assert!(condition.contains(edge_gateway::node_object::PROVIDER_TAINT_KEY));
+    assert_eq!(
+        hooks["metadata"]["name"].as_str(),
+        Some(edge_gateway::autonomy::settings::DEFAULT_WEBHOOK_CONFIGURATION)
+    );
     assert_eq!(
         svc["spec"]["selector"]["app.kubernetes.io/name"].as_str(),
         sts["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"].as_str()
@@ -485,7 +527,7 @@ fn lab_overlay_exposes_the_embedded_broker_only_with_the_insecure_opt_in() {
             &sts["spec"]["template"]["spec"]["containers"][0]["ports"],
             "containerPort"
         ),
-        BTreeSet::from([1883, 10250])
+        BTreeSet::from([1883, 9443, 10250])
     );
 }
 

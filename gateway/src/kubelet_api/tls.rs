@@ -78,22 +78,29 @@ pub fn serving_files(
     if let Some((c, k)) = configured {
         return Ok((c.clone(), k.clone()));
     }
-    let dir = store_dir.join("kubelet-tls");
+    self_signed_files(&store_dir.join("kubelet-tls"), &[node_address.to_owned()])
+}
+
+/// A self-signed serving certificate and key in `dir` (`tls.crt`, `tls.key`) for
+/// `names` plus localhost and 127.0.0.1: made once, reused on later starts.
+pub fn self_signed_files(dir: &Path, names: &[String]) -> Result<(PathBuf, PathBuf), TlsError> {
     let cert_path = dir.join("tls.crt");
     let key_path = dir.join("tls.key");
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    std::fs::create_dir_all(&dir).map_err(|source| TlsError::Write {
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
         path: dir.display().to_string(),
         source,
     })?;
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    if !names.contains(&node_address.to_owned()) {
-        names.push(node_address.to_owned());
+    let mut all = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    for name in names {
+        if !all.contains(name) {
+            all.push(name.clone());
+        }
     }
     let certified =
-        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+        rcgen::generate_simple_self_signed(all).map_err(|e| TlsError::Generate(e.to_string()))?;
     let write = |path: &Path, data: String, mode: u32| -> Result<(), TlsError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -118,12 +125,23 @@ pub fn serving_files(
     Ok((cert_path, key_path))
 }
 
+/// Whether a TLS server asks for client certificates and needs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// Verified when presented; connections without one go on to other authentication.
+    Optional,
+    /// A connection without a certificate from the CA is refused in the handshake.
+    Required,
+}
+
 /// The rustls server configuration: client certificates from `client_ca` are verified
-/// when presented; connections without one are allowed through to bearer-token auth.
+/// when presented ([`ClientCertificates::Optional`]: connections without one are allowed
+/// through to bearer-token auth) or needed ([`ClientCertificates::Required`]).
 pub fn server_config(
     cert: &Path,
     key_path: &Path,
     client_ca: Option<&Path>,
+    client_certificates: ClientCertificates,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain = certs(cert)?;
     let key = key(key_path)?;
@@ -137,8 +155,12 @@ pub fn server_config(
                     message: e.to_string(),
                 })?;
             }
-            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-                .allow_unauthenticated()
+            let verifier = WebPkiClientVerifier::builder(Arc::new(roots));
+            let verifier = match client_certificates {
+                ClientCertificates::Optional => verifier.allow_unauthenticated(),
+                ClientCertificates::Required => verifier,
+            };
+            let verifier = verifier
                 .build()
                 .map_err(|e| TlsError::Config(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)

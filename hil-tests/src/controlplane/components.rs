@@ -38,8 +38,13 @@ pub fn etcd_args(data_dir: &Path, client_port: u16, peer_port: u16) -> Vec<Strin
 /// kube-apiserver: client certificates and service account tokens for authentication,
 /// the Node and RBAC authorizers, NodeRestriction on top of the default admission
 /// plugins, and a client certificate for calls to kubelets.
-pub fn apiserver_args(pki: &ControlPlanePki, etcd_port: u16, port: u16) -> Vec<String> {
-    vec![
+pub fn apiserver_args(
+    pki: &ControlPlanePki,
+    etcd_port: u16,
+    port: u16,
+    default_toleration_seconds: Option<u32>,
+) -> Vec<String> {
+    let mut args = vec![
         s("--bind-address=127.0.0.1"),
         s("--advertise-address=127.0.0.1"),
         format!("--secure-port={port}"),
@@ -65,7 +70,14 @@ pub fn apiserver_args(pki: &ControlPlanePki, etcd_port: u16, port: u16) -> Vec<S
         // The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints refuse.
         s("--endpoint-reconciler-type=none"),
         s("--v=1"),
-    ]
+    ];
+    if let Some(seconds) = default_toleration_seconds {
+        args.push(format!("--default-not-ready-toleration-seconds={seconds}"));
+        args.push(format!(
+            "--default-unreachable-toleration-seconds={seconds}"
+        ));
+    }
+    args
 }
 
 /// kube-controller-manager: every default controller (node lifecycle, DaemonSet,

@@ -79,6 +79,9 @@ pub struct ControlPlaneConfig {
     /// kube-controller-manager's `--node-monitor-grace-period`; `None` keeps its default
     /// (50 s).
     pub node_monitor_grace_period: Option<Duration>,
+    /// kube-apiserver's `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds`; `None` keeps the default (300).
+    pub default_toleration_seconds: Option<u32>,
     /// How long each component may take to become healthy.
     pub startup_timeout: Duration,
 }
@@ -88,10 +91,21 @@ impl ControlPlaneConfig {
         Self {
             dir: dir.into(),
             node_monitor_grace_period: None,
+            default_toleration_seconds: None,
             startup_timeout: Duration::from_secs(180),
         }
     }
 }
+
+/// The timers of the shared control plane a test binary may shorten, set with
+/// [`ControlPlane::configure_shared`] before its first use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SharedControlPlaneTimers {
+    pub node_monitor_grace_period: Option<Duration>,
+    pub default_toleration_seconds: Option<u32>,
+}
+
+static SHARED_TIMERS: OnceLock<SharedControlPlaneTimers> = OnceLock::new();
 
 /// A running control plane. Dropping it kills its processes.
 #[derive(Debug)]
@@ -175,9 +189,10 @@ impl ControlPlane {
 
         let apiserver_bin = cp.binaries.kube_apiserver.clone();
         let pki = cp.pki.clone();
+        let tolerations = config.default_toleration_seconds;
         let apiserver = cp.launch(
             Component::new("kube-apiserver", &apiserver_bin, 1, Some("/readyz")),
-            &|p| components::apiserver_args(&pki, etcd[0], p[0]),
+            &|p| components::apiserver_args(&pki, etcd[0], p[0], tolerations),
             &logs,
             timeout,
         )?;
@@ -299,10 +314,28 @@ impl ControlPlane {
                 let dir =
                     std::env::temp_dir().join(format!("edge-controlplane-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
-                ControlPlane::start(ControlPlaneConfig::new(dir)).map_err(|e| e.to_string())
+                let timers = SHARED_TIMERS.get_or_init(SharedControlPlaneTimers::default);
+                let mut config = ControlPlaneConfig::new(dir);
+                config.node_monitor_grace_period = timers.node_monitor_grace_period;
+                config.default_toleration_seconds = timers.default_toleration_seconds;
+                ControlPlane::start(config).map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(|e| StackError::Other(format!("the shared control plane failed: {e}")))
+    }
+
+    /// Shortens the shared control plane's timers for this test binary. Every test of
+    /// the binary calls it with the same timers before [`ControlPlane::shared`]; different
+    /// timers than the first call's are an error.
+    pub fn configure_shared(timers: SharedControlPlaneTimers) -> StackResult<()> {
+        let set = SHARED_TIMERS.get_or_init(|| timers);
+        if *set == timers {
+            Ok(())
+        } else {
+            Err(StackError::Other(format!(
+                "the shared control plane is configured with {set:?}, not {timers:?}"
+            )))
+        }
     }
 
     fn wait_kubectl(&self, what: &str, args: &[&str], timeout: Duration) -> StackResult<String> {

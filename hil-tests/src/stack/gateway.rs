@@ -16,6 +16,9 @@ pub struct GatewayReady {
     pub mqtt_port: Option<u16>,
     pub kubelet_port: u16,
     pub metrics_port: u16,
+    /// The autonomy admission webhook's port, when the gateway serves it.
+    #[serde(default)]
+    pub webhook_port: Option<u16>,
 }
 
 /// How to run the gateway.
@@ -53,6 +56,7 @@ impl Gateway {
                 mqtt_port: None,
                 kubelet_port: 0,
                 metrics_port: 0,
+                webhook_port: None,
             },
             mqtt_listen: "127.0.0.1:0".to_owned(),
         };

@@ -35,6 +35,8 @@ pub struct StackOptions {
     pub device_timeout: Duration,
     pub node_lease_renew: Duration,
     pub heartbeat_interval: Duration,
+    /// More `edge-gateway run` flags.
+    pub gateway_args: Vec<String>,
 }
 
 impl StackOptions {
@@ -47,6 +49,7 @@ impl StackOptions {
             device_timeout: Duration::from_secs(4),
             node_lease_renew: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(1),
+            gateway_args: Vec::new(),
         }
     }
 }
@@ -165,7 +168,7 @@ impl Stack {
                 node_address,
                 device_timeout: options.device_timeout,
                 node_lease_renew: options.node_lease_renew,
-                extra_args: Vec::new(),
+                extra_args: options.gateway_args.clone(),
             },
             dir.path(),
         )?;
