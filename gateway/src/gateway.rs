@@ -384,6 +384,14 @@ pub async fn start(
         fleet.health().clone(),
         token.clone(),
     )));
+    let device_nodes = autonomy::device_nodes::DeviceNodes::spawn(client.clone(), token.clone());
+    tasks.push(tokio::spawn(autonomy::offline_budget::run(
+        client.clone(),
+        device_nodes.clone(),
+        config.autonomy.default_budget,
+        metrics.clone(),
+        token.clone(),
+    )));
     let webhook_port = match &config.autonomy.webhook {
         Some(webhook) => {
             let started = autonomy::startup::start_webhook(
@@ -397,6 +405,7 @@ pub async fn start(
                     provider: config.provider.clone(),
                     taint: config.taint,
                 },
+                device_nodes,
                 client,
                 metrics.clone(),
                 token.clone(),

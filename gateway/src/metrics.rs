@@ -24,6 +24,8 @@ pub struct Metrics {
     pub kubernetes_writes_queued: Gauge,
     pub kubernetes_writes_skipped: Family<Labels, Counter>,
     pub autonomy_admissions: Family<Labels, Counter>,
+    pub devices_offline_within_budget: Gauge,
+    pub devices_offline_over_budget: Gauge,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -53,6 +55,18 @@ impl Metrics {
         let kubernetes_writes_queued = Gauge::default();
         let kubernetes_writes_skipped = Family::<Labels, Counter>::default();
         let autonomy_admissions = Family::<Labels, Counter>::default();
+        let devices_offline_within_budget = Gauge::default();
+        let devices_offline_over_budget = Gauge::default();
+        registry.register(
+            "devices_offline_within_autonomy_budget",
+            "Device Nodes tainted unreachable/not-ready whose autonomy budget is not used up: their pods stay",
+            devices_offline_within_budget.clone(),
+        );
+        registry.register(
+            "devices_offline_over_autonomy_budget",
+            "Device Nodes offline longer than their autonomy budget: Kubernetes moves their pods",
+            devices_offline_over_budget.clone(),
+        );
         registry.register(
             "autonomy_admissions",
             "Pod admissions the autonomy webhook reviewed, by decision (mutated, keeps_own, opted_out, not_for_devices, unreadable)",
@@ -121,6 +135,8 @@ impl Metrics {
             kubernetes_writes_queued,
             kubernetes_writes_skipped,
             autonomy_admissions,
+            devices_offline_within_budget,
+            devices_offline_over_budget,
         }
     }
 

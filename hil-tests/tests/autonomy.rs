@@ -41,10 +41,22 @@ fn timers() -> SharedControlPlaneTimers {
     }
 }
 
+/// The webhook configuration is cluster-wide and points at one gateway: the tests of this
+/// binary run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A stack on this binary's control plane whose gateway serves the webhook, with the
 /// shipped webhook configuration pointed at it.
 async fn stack_with_webhook(default_autonomy: &str) -> Result<Stack> {
     ControlPlane::configure_shared(timers())?;
+    // The previous test's configuration (pointing at its gateway, with its CA) goes first.
+    let cp = tokio::task::spawn_blocking(ControlPlane::shared).await??;
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(cp.client().await?);
+    if configs.get_opt(WEBHOOK_CONFIGURATION).await?.is_some() {
+        configs
+            .delete(WEBHOOK_CONFIGURATION, &DeleteParams::default())
+            .await?;
+    }
     let mut options = StackOptions::fast(BrokerKind::Embedded).on(ClusterBackend::ControlPlane);
     options.gateway_args = vec![
         "--admission-webhook-listen".into(),
@@ -82,10 +94,6 @@ async fn install_webhook_configuration(stack: &Stack) -> Result<()> {
         json!({"url": format!("https://127.0.0.1:{port}/mutate-pods")});
     // The stack's own namespace must not be excluded; the shipped exclusions stay.
     let api: Api<MutatingWebhookConfiguration> = Api::all(stack.client().await?);
-    if api.get_opt(WEBHOOK_CONFIGURATION).await?.is_some() {
-        api.delete(WEBHOOK_CONFIGURATION, &DeleteParams::default())
-            .await?;
-    }
     api.create(&PostParams::default(), &serde_json::from_value(config)?)
         .await?;
     // The gateway retries registering its CA with back-off; a restart registers it at once.
@@ -133,6 +141,7 @@ async fn created(stack: &Stack, pod: &Pod) -> Result<Pod> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_gives_device_pods_their_budget_and_blocks_nothing() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut stack = stack_with_webhook("1h").await?;
     stack.start_agent("budget-1", &[("site", "field")], AgentBuild::Host)?;
     wait_node_ready(&stack, "budget-1", "True", Duration::from_secs(60)).await?;
@@ -268,6 +277,7 @@ async fn deployment_pods(stack: &Stack, app: &str) -> Result<Vec<Pod>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn offline_within_budget_keeps_pods_and_past_it_they_move() -> Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut stack = stack_with_webhook("40s").await?;
     stack.start_agent("roam-1", &[], AgentBuild::Host)?;
     wait_node_ready(&stack, "roam-1", "True", Duration::from_secs(60)).await?;
@@ -325,6 +335,40 @@ async fn offline_within_budget_keeps_pods_and_past_it_they_move() -> Result<()> 
         },
     )
     .await?;
+    // The Node says when the budget runs out, and /metrics counts it within budget.
+    let expires = eventually(
+        "roam-1 shows when its budget expires",
+        Duration::from_secs(20),
+        || {
+            let nodes = nodes.clone();
+            async move {
+                let node = nodes.get("roam-1").await.map_err(|e| e.to_string())?;
+                Ok(node
+                    .metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .get("edge-kube.io/autonomy-expires")
+                    .cloned())
+            }
+        },
+    )
+    .await?;
+    let expires: jiff::Timestamp = expires.parse()?;
+    let until = expires.duration_since(jiff::Timestamp::now());
+    ensure!(
+        until > jiff::SignedDuration::from_secs(15) && until <= jiff::SignedDuration::from_secs(40),
+        "budget expiry {expires} is {until:?} away, want within the 40 s budget"
+    );
+    let metrics = http_get(&stack.gateway.metrics_url()).await?;
+    ensure!(
+        metrics.contains("edge_gateway_devices_offline_within_autonomy_budget 1"),
+        "metrics: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("autonomy"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     tokio::time::sleep(Duration::from_secs(
         u64::from(CLUSTER_DEFAULT_TOLERATION) * 2,
     ))
@@ -356,6 +400,23 @@ async fn offline_within_budget_keeps_pods_and_past_it_they_move() -> Result<()> 
     )
     .await?;
     ensure!(uid(&p) == first_uid);
+    eventually(
+        "the expiry annotation is gone once the device is back",
+        Duration::from_secs(30),
+        || {
+            let nodes = nodes.clone();
+            async move {
+                let node = nodes.get("roam-1").await.map_err(|e| e.to_string())?;
+                let gone = !node
+                    .metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .contains_key("edge-kube.io/autonomy-expires");
+                Ok(gone.then_some(()))
+            }
+        },
+    )
+    .await?;
     ensure!(
         runtime_containers(&first_uid)? == containers,
         "the container changed: {containers:?} -> {:?}",
@@ -422,4 +483,12 @@ async fn offline_within_budget_keeps_pods_and_past_it_they_move() -> Result<()> 
     .await
     .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
     Ok(())
+}
+
+async fn http_get(url: &str) -> Result<String> {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", url])
+        .output()?;
+    ensure!(out.status.success(), "GET {url} failed");
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -67,6 +67,11 @@ impl DeviceNodes {
     }
 
     /// Every device Node as last seen.
+    pub fn nodes(&self) -> Vec<std::sync::Arc<Node>> {
+        self.store.state()
+    }
+
+    /// What the budget logic needs of every device Node.
     pub fn views(&self) -> Vec<DeviceNodeView> {
         self.store.state().iter().map(|n| view(n)).collect()
     }

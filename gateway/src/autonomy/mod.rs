@@ -9,12 +9,14 @@
 //! | [`tolerations`] | toleration matching, and the pod's tolerations with the budget: defaults replaced, its own kept (pure) |
 //! | [`review`] | one AdmissionReview of a pod: for devices or not, the budget, the JSON patch (pure) |
 //! | [`settings`] | the `--default-autonomy` and `--admission-webhook-*` flags, validated |
+//! | [`offline_budget`] | how much of an offline device's budget is left (from its NoExecute taint), shown as the Node annotation `edge-kube.io/autonomy-expires` and in `/metrics` |
 //! | [`device_nodes`] | a watch over the device Nodes' labels and annotations |
 //! | [`startup`] | starting the webhook with the gateway: listener, certificate, Node watch, CA registration |
 //! | [`webhook`] | the HTTPS endpoint `/mutate-pods`, and registering its CA in the MutatingWebhookConfiguration |
 
 pub mod budget;
 pub mod device_nodes;
+pub mod offline_budget;
 pub mod review;
 pub mod settings;
 pub mod startup;

@@ -44,6 +44,7 @@ pub async fn start_webhook(
     settings: &WebhookSettings,
     store_dir: &Path,
     policy: AutonomyPolicy,
+    nodes: DeviceNodes,
     client: kube::Client,
     metrics: Arc<Metrics>,
     token: CancellationToken,
@@ -76,7 +77,6 @@ pub async fn start_webhook(
         settings.client_ca.as_deref(),
         ClientCertificates::Required,
     )?;
-    let nodes = DeviceNodes::spawn(client.clone(), token.clone());
     let mut tasks = vec![tokio::spawn(serve(
         listener,
         server_tls,
@@ -108,12 +108,13 @@ pub async fn start_webhook(
     Ok(StartedWebhook { port, tasks })
 }
 
-/// How often a registered CA is checked again (a re-created configuration loses it).
-const RECHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// How often a registered CA is checked again (a re-created configuration loses it):
+/// one GET per interval.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Keeps the CA registered: retries with back-off until it is (the configuration may be
 /// applied after the gateway starts; a missing one is reported once), then checks again
-/// every few minutes.
+/// every 30 s.
 async fn register_until_done(
     client: kube::Client,
     name: String,
