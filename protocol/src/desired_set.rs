@@ -38,6 +38,9 @@ pub struct PodSpec {
     /// Share the device's network namespace (the default for device pods).
     pub host_network: bool,
     pub hostname: Option<String>,
+    /// The pod opted out of the gateway's offline log cache (its containers' output is
+    /// not sent as [`crate::LogTailReport`]s).
+    pub log_cache_opt_out: bool,
 }
 
 impl PodSpec {

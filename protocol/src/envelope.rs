@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::desired_set::DesiredSet;
-use crate::logs::{LogCancel, LogChunk, LogRequest};
+use crate::logs::{LogCancel, LogChunk, LogRequest, LogTailReport};
 use crate::node_report::{DeviceState, Heartbeat, NodeReport};
 use crate::node_stats::NodeStats;
 use crate::pod_event::PodEventReport;
@@ -107,6 +107,7 @@ messages! {
     LogRequest => "logRequest",
     LogCancel => "logCancel",
     NodeStats => "nodeStats",
+    LogTailReport => "logTailReport",
     StreamOpen => "streamOpen",
     StreamOpened => "streamOpened",
     StreamData => "streamData",
@@ -286,6 +287,7 @@ pub fn allowed_kinds(topic: &Topic) -> &'static [MessageKind] {
             UpChannel::Resync => &[MessageKind::ResyncRequest],
             UpChannel::Logs(_) => &[MessageKind::LogChunk],
             UpChannel::Stats => &[MessageKind::NodeStats],
+            UpChannel::LogTail => &[MessageKind::LogTailReport],
             UpChannel::Stream(_) => &[
                 MessageKind::StreamOpened,
                 MessageKind::StreamData,

@@ -21,7 +21,7 @@
 //! | [`desired_set`] | [`DesiredSet`] and the device-facing [`PodSpec`] |
 //! | [`pod_status`] | [`PodStatusReport`], [`PodStatus`], [`ContainerStatus`] |
 //! | [`pod_event`] | [`PodEventReport`] (Pulling, Started, BackOff, ...) |
-//! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`] |
+//! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`]; [`LogTailReport`] for the gateway's offline log cache |
 //! | [`resync`] | [`ResyncRequest`] (both directions) |
 //! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
 //! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
@@ -44,6 +44,7 @@
 //! | `edge/v1/{device}/up/resync` | device → gateway | 1 | no | [`ResyncRequest`] |
 //! | `edge/v1/{device}/up/logs/{request}` | device → gateway | 0 | no | [`LogChunk`] |
 //! | `edge/v1/{device}/up/stats` | device → gateway | 0 | no | [`NodeStats`] |
+//! | `edge/v1/{device}/up/logtail` | device → gateway | 0 | no | [`LogTailReport`] |
 //! | `edge/v1/{device}/up/stream/{stream}` | device → gateway | 1 | no | [`StreamOpened`], [`StreamData`], [`StreamCredit`], [`StreamClose`] |
 //! | `edge/v1/{device}/down/desired` | gateway → device | 1 | no | [`DesiredSet`] |
 //! | `edge/v1/{device}/down/resync` | gateway → device (answered with `up/hello` + a full `up/status`) | 1 | no | [`ResyncRequest`] |
@@ -53,7 +54,8 @@
 //! # Envelope and versions
 //!
 //! Every payload is `{"protocol":"1.1","kind":"<kind>","body":{...}}` in JSON. Version 1.1
-//! added `up/stats`, the stream channels and the node report's `capabilities`; a 1.0 reader
+//! added `up/stats`, `up/logtail`, the stream channels, the pod's `logCacheOptOut` and the
+//! node report's `capabilities`; a 1.0 reader
 //! refuses their kinds as unknown, so the gateway sends streams only to devices whose
 //! node report declares them.
 //! Readers ignore unknown fields (minor versions only add optional ones) and refuse a
@@ -99,7 +101,10 @@ pub use envelope::{
     DecodeError, EncodeError, MAX_DESIRED_SET_BYTES, MAX_MESSAGE_BYTES, Message, MessageKind,
     allowed_kinds,
 };
-pub use logs::{LogCancel, LogChunk, LogError, LogErrorCode, LogRequest, MAX_LOG_CHUNK_BYTES};
+pub use logs::{
+    ContainerLogTail, LogCancel, LogChunk, LogError, LogErrorCode, LogRequest, LogTailReport,
+    MAX_LOG_CHUNK_BYTES, MAX_LOG_TAIL_BYTES,
+};
 pub use node_report::{
     DeviceCapabilities, DeviceState, Heartbeat, NodeAddress, NodeAddressKind, NodeReport,
     NodeResources, UnixMillis,

@@ -1,5 +1,7 @@
 //! Log streaming: requests and cancels (`down/logs/{request}`), chunks
-//! (`up/logs/{request}`).
+//! (`up/logs/{request}`); and the tails of new output a device sends now and then
+//! (`up/logtail`), which the gateway keeps to answer `kubectl logs` while the device is
+//! offline.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +10,35 @@ use crate::node_report::UnixMillis;
 
 /// The most log bytes one [`LogChunk`] carries; the gateway refuses bigger chunks.
 pub const MAX_LOG_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The most bytes of one container's output one [`LogTailReport`] carries.
+pub const MAX_LOG_TAIL_BYTES: usize = 16 * 1024;
+
+/// New output of the device's containers since the previous report (only containers
+/// that wrote something), each cut to its last [`MAX_LOG_TAIL_BYTES`] at a line start.
+/// Sent at QoS 0 every `capabilities.log_tail_interval_seconds` while connected: a lost
+/// report leaves a gap in the gateway's cached tail, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LogTailReport {
+    pub containers: Vec<ContainerLogTail>,
+}
+
+/// New output of one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ContainerLogTail {
+    pub pod_uid: String,
+    pub namespace: String,
+    pub pod_name: String,
+    pub container: String,
+    /// The output (stdout and stderr interleaved, as `kubectl logs` shows it).
+    pub data: Base64Bytes,
+    /// Output older than `data` was left out (more than the limit was written).
+    pub truncated: bool,
+    /// Time of the last line in `data`.
+    pub until: UnixMillis,
+}
 
 /// Asks the device for a container's log, with the kubelet's `containerLogs` options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -49,6 +49,9 @@ pub struct DeviceCapabilities {
     pub streams: Option<u32>,
     /// The agent publishes [`crate::NodeStats`] on `up/stats` every this many seconds.
     pub stats_interval_seconds: Option<u32>,
+    /// The agent publishes [`crate::LogTailReport`]s on `up/logtail` every this many
+    /// seconds.
+    pub log_tail_interval_seconds: Option<u32>,
 }
 
 /// Amounts of the resources a device offers.

@@ -67,6 +67,8 @@ pub enum UpChannel {
     Logs(RequestId),
     /// `up/stats`: resource usage samples.
     Stats,
+    /// `up/logtail`: new output of the device's containers, for the offline log cache.
+    LogTail,
     /// `up/stream/{stream}`: the device's side of an exec, attach or port-forward.
     Stream(RequestId),
 }
@@ -87,7 +89,9 @@ pub enum DownChannel {
 impl UpChannel {
     pub fn qos(&self) -> Qos {
         match self {
-            UpChannel::Heartbeat | UpChannel::Logs(_) | UpChannel::Stats => Qos::AtMostOnce,
+            UpChannel::Heartbeat | UpChannel::Logs(_) | UpChannel::Stats | UpChannel::LogTail => {
+                Qos::AtMostOnce
+            }
             _ => Qos::AtLeastOnce,
         }
     }
@@ -226,6 +230,10 @@ impl Topic {
                 device,
                 channel: UpChannel::Stats,
             },
+            (Some("up"), Some("logtail"), None) => Topic::Up {
+                device,
+                channel: UpChannel::LogTail,
+            },
             (Some("up"), Some("stream"), Some(id)) => Topic::Up {
                 device,
                 channel: UpChannel::Stream(request(id)?),
@@ -265,6 +273,7 @@ impl fmt::Display for Topic {
                 UpChannel::Resync => f.write_str("up/resync"),
                 UpChannel::Logs(id) => write!(f, "up/logs/{id}"),
                 UpChannel::Stats => f.write_str("up/stats"),
+                UpChannel::LogTail => f.write_str("up/logtail"),
                 UpChannel::Stream(id) => write!(f, "up/stream/{id}"),
             },
             Topic::Down { channel, .. } => match channel {

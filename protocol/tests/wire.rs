@@ -148,6 +148,7 @@ fn sample_desired_set() -> DesiredSet {
             }],
             host_network: true,
             hostname: Some("sensor".into()),
+            log_cache_opt_out: false,
         }],
     }
 }
@@ -194,6 +195,7 @@ fn samples() -> Vec<Message> {
             capabilities: DeviceCapabilities {
                 streams: Some(STREAM_PROTOCOL_VERSION),
                 stats_interval_seconds: Some(15),
+                log_tail_interval_seconds: Some(60),
             },
         }),
         Message::Heartbeat(Heartbeat {
@@ -331,6 +333,17 @@ fn samples() -> Vec<Message> {
                 open_streams: 1,
             },
         }),
+        Message::LogTailReport(LogTailReport {
+            containers: vec![ContainerLogTail {
+                pod_uid: "0b1c5a2e-1111-4222-8333-944455556666".into(),
+                namespace: "default".into(),
+                pod_name: "sensor".into(),
+                container: "reader".into(),
+                data: "reading 41\nreading 42\n".into(),
+                truncated: true,
+                until: started + 61_000,
+            }],
+        }),
         Message::StreamOpen(StreamOpen {
             version: STREAM_PROTOCOL_VERSION,
             target: StreamTarget::Exec {
@@ -391,6 +404,7 @@ fn topic_for(kind: MessageKind) -> Topic {
         MessageKind::DesiredSet => Topic::down(&d, DownChannel::Desired),
         MessageKind::LogRequest | MessageKind::LogCancel => Topic::down(&d, DownChannel::Logs(r)),
         MessageKind::NodeStats => Topic::up(&d, UpChannel::Stats),
+        MessageKind::LogTailReport => Topic::up(&d, UpChannel::LogTail),
         MessageKind::StreamOpened
         | MessageKind::StreamData
         | MessageKind::StreamCredit
@@ -455,6 +469,10 @@ fn round_trip_log_cancel() {
 #[test]
 fn round_trip_node_stats() {
     round_trip(MessageKind::NodeStats);
+}
+#[test]
+fn round_trip_log_tail_report() {
+    round_trip(MessageKind::LogTailReport);
 }
 #[test]
 fn round_trip_stream_messages() {

@@ -548,10 +548,18 @@ pub fn translate_pod(
                         .unwrap_or_else(|| meta.name.clone().unwrap_or_default()),
                 )
             },
+            log_cache_opt_out: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LOG_CACHE_ANNOTATION))
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("off")),
         },
         warnings,
     })
 }
+
+/// Pod annotation: `off` keeps the pod's output out of the gateway's offline log cache.
+pub const LOG_CACHE_ANNOTATION: &str = "edge-kube.io/log-cache";
 
 #[cfg(test)]
 mod tests;

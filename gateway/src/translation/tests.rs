@@ -345,3 +345,17 @@ fn init_containers_are_refused_clearly() {
     let err = translate_pod(&p, &refs(), &node()).unwrap_err();
     assert!(err.to_string().contains("init containers"), "{err}");
 }
+
+#[test]
+fn the_log_cache_annotation_opts_a_pod_out() {
+    let spec = json!({"nodeName": "pi-01", "containers": [{"name": "app", "image": "busybox"}]});
+    let t = translate_pod(&pod(spec.clone()), &refs(), &node()).unwrap();
+    assert!(!t.spec.log_cache_opt_out, "cached unless the pod opts out");
+    let mut p = pod(spec);
+    p.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(LOG_CACHE_ANNOTATION.into(), "off".into());
+    let t = translate_pod(&p, &refs(), &node()).unwrap();
+    assert!(t.spec.log_cache_opt_out);
+}

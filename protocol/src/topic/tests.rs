@@ -16,6 +16,7 @@ fn all_topics() -> Vec<Topic> {
         Topic::up(&d, UpChannel::Resync),
         Topic::up(&d, UpChannel::Logs(r.clone())),
         Topic::up(&d, UpChannel::Stats),
+        Topic::up(&d, UpChannel::LogTail),
         Topic::up(&d, UpChannel::Stream(r.clone())),
         Topic::down(&d, DownChannel::Desired),
         Topic::down(&d, DownChannel::Resync),
