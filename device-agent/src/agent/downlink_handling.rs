@@ -45,6 +45,9 @@ impl AgentLoop {
                     t.cancel();
                 }
             }
+            Ok(Downlink::Stream { id, .. }) => {
+                tracing::debug!(stream = %id, "ignoring a stream message: streams are not served yet");
+            }
         }
         Handled::AckNow
     }
