@@ -29,6 +29,7 @@
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
+//! | [`streams`] | `kubectl exec`, `attach`, `port-forward`: stream table and limits, per-stream flow state, the task per stream, Engine API exec/attach, TCP for port-forward |
 //! | [`local_store`] | files: desired set, report sequence, outbox of unacknowledged uplink |
 //! | [`publish_ledger`] | which QoS 1 publish the client wrote was the uplink window's and which a stream's |
 //! | [`uplink_window`] | pure state machine: one reliable message at a time, PUBACKs matched by connection and packet id |
@@ -59,6 +60,7 @@ pub mod pod_volumes;
 pub mod probe_worker;
 pub mod publish_ledger;
 pub mod runtime_effects;
+pub mod streams;
 pub mod systemd_notify;
 pub mod unsaved_desired;
 pub mod uplink_window;

@@ -1,0 +1,421 @@
+//! `kubectl exec`, `attach`, `cp` and `port-forward` on the device: the agent binary
+//! against the embedded rumqttd broker and real Podman containers, the test playing the
+//! gateway's side of the stream protocol over MQTT.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod streams_gateway;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use edge_protocol::{
+    StdioSelection, StreamChannel, StreamErrorCode, StreamPod, StreamTarget, TerminalSize,
+};
+use streams_gateway::GatewayStream;
+
+const T: Duration = Duration::from_secs(60);
+const WINDOW: u64 = 256 * 1024;
+
+fn pod_of(uid: &str, name: &str) -> StreamPod {
+    StreamPod {
+        pod_uid: uid.into(),
+        namespace: "default".into(),
+        pod_name: name.into(),
+    }
+}
+
+fn exec(pod: &StreamPod, container: &str, script: &str, stdio: StdioSelection) -> StreamTarget {
+    StreamTarget::Exec {
+        pod: pod.clone(),
+        container: container.into(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        stdio,
+    }
+}
+
+const OUT: StdioSelection = StdioSelection {
+    stdin: false,
+    stdout: true,
+    stderr: true,
+    tty: false,
+};
+const IN_OUT: StdioSelection = StdioSelection {
+    stdin: true,
+    stdout: true,
+    stderr: true,
+    tty: false,
+};
+
+fn error_code(o: &streams_gateway::Outcome) -> Option<StreamErrorCode> {
+    o.close.as_ref().unwrap().error.as_ref().map(|e| e.code)
+}
+
+/// Bytes that do not compress or repeat (a simple xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(dir: &std::path::Path, file: &str) -> String {
+    let out = Command::new("sha256sum")
+        .arg(dir.join(file))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+struct Setup {
+    _agent: AgentProcess,
+    gw: TestGateway,
+    _cleanup: PodCleanup,
+    _dir: tempfile::TempDir,
+    pod: StreamPod,
+}
+
+/// An agent (at most `max_streams` streams) running a two-container pod on the bridge
+/// network: `web` serves HTTP on 8080, `ticker` prints a line every 0.2 s.
+async fn setup(device: &str, max_streams: &str) -> Setup {
+    let port = start_rumqttd();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::connect(port, device).await;
+    let agent = AgentProcess::start_env(
+        device,
+        port,
+        dir.path(),
+        &[("EDGE_AGENT_MAX_STREAMS", max_streams)],
+    );
+    gw.wait_agent_online().await;
+    let hello = gw
+        .messages()
+        .into_iter()
+        .find_map(|r| match r.message {
+            edge_protocol::Message::NodeReport(n) => Some(n),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        hello.capabilities.streams,
+        Some(edge_protocol::STREAM_PROTOCOL_VERSION)
+    );
+    let uid = unique_uid("agent-streams");
+    let cleanup = PodCleanup(vec![uid.clone()]);
+    let mut spec = busybox_pod(
+        &uid,
+        "streams",
+        "mkdir -p /www && echo hello-from-httpd > /www/index.html && exec httpd -f -p 8080 -h /www",
+    );
+    spec.host_network = false;
+    spec.containers[0].name = "web".into();
+    let mut ticker = spec.containers[0].clone();
+    ticker.name = "ticker".into();
+    ticker.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "i=0; while true; do i=$((i+1)); echo tick$i; sleep 0.2; done".into(),
+    ];
+    spec.containers.push(ticker);
+    gw.desire(1, vec![spec]).await;
+    gw.wait_status(&uid, "running", T, is_running).await;
+    Setup {
+        _agent: agent,
+        gw,
+        _cleanup: cleanup,
+        _dir: dir,
+        pod: pod_of(&uid, "streams"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_stdin_tty_cp_attach_and_port_forward() {
+    let s = setup("agent-streams-1", "32").await;
+    let (gw, pod) = (&s.gw, &s.pod);
+
+    // Output on both channels, then the exit code.
+    let st = GatewayStream::open(
+        gw,
+        "exec-1",
+        exec(pod, "web", "echo hi; echo oops >&2; exit 3", OUT),
+        None,
+        WINDOW,
+    )
+    .await;
+    let o = st.finish().await;
+    assert!(o.opened);
+    assert_eq!(o.stdout_text(), "hi\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
+    assert_eq!(o.close.as_ref().unwrap().exit_code, Some(3));
+    assert_eq!(o.close.as_ref().unwrap().error, None);
+    assert!(o.ended.contains(&StreamChannel::Stdout) && o.ended.contains(&StreamChannel::Stderr));
+
+    // Stdin piped to cat; its end is cat's EOF.
+    let mut st =
+        GatewayStream::open(gw, "exec-2", exec(pod, "web", "cat", IN_OUT), None, WINDOW).await;
+    st.send_input(StreamChannel::Stdin, b"hello\nworld\n", true)
+        .await;
+    let o = st.finish().await;
+    assert_eq!(o.stdout_text(), "hello\nworld\n");
+    assert_eq!(o.close.as_ref().unwrap().exit_code, Some(0));
+
+    // A terminal of the requested size, then resized. (Podman ignores the exec's
+    // ConsoleSize, so the size is set just after the start: give it a moment.)
+    let tty = StdioSelection {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        tty: true,
+    };
+    let mut st = GatewayStream::open(
+        gw,
+        "exec-tty",
+        exec(pod, "web", "sleep 0.5; stty size; read x; stty size", tty),
+        Some(TerminalSize {
+            width: 100,
+            height: 30,
+        }),
+        WINDOW,
+    )
+    .await;
+    st.send_input(StreamChannel::Stdin, b"", false).await;
+    let deadline = std::time::Instant::now() + T;
+    while !st.outcome.stdout_text().contains("30 100") {
+        assert!(std::time::Instant::now() < deadline, "{:?}", st.outcome);
+        st.pump(Duration::from_millis(100)).await;
+    }
+    st.resize(120, 40).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    st.send_input(StreamChannel::Stdin, b"\n", false).await;
+    let o = st.finish().await;
+    assert!(o.stdout_text().contains("40 120"), "{:?}", o.stdout_text());
+    assert_eq!(
+        o.ended,
+        vec![StreamChannel::Stdout],
+        "a TTY has one channel"
+    );
+    assert_eq!(o.close.as_ref().unwrap().exit_code, Some(0));
+
+    // kubectl cp in: a 5 MB tar archive into `tar x`, byte-exact.
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(local.path().join("blob"), noise(5 * 1024 * 1024)).unwrap();
+    let local_sum = sha256_hex(local.path(), "blob");
+    let archive = Command::new("tar")
+        .args(["cf", "-", "-C"])
+        .arg(local.path())
+        .arg("blob")
+        .output()
+        .unwrap()
+        .stdout;
+    let mut st = GatewayStream::open(
+        gw,
+        "cp-in",
+        exec(pod, "web", "mkdir -p /up && tar xf - -C /up", IN_OUT),
+        None,
+        WINDOW,
+    )
+    .await;
+    st.send_input(StreamChannel::Stdin, &archive, true).await;
+    let o = st.finish().await;
+    assert_eq!(o.close.as_ref().unwrap().exit_code, Some(0), "{o:?}");
+    let st = GatewayStream::open(
+        gw,
+        "cp-sum",
+        exec(pod, "web", "sha256sum /up/blob", OUT),
+        None,
+        WINDOW,
+    )
+    .await;
+    let o = st.finish().await;
+    assert!(
+        o.stdout_text().starts_with(&local_sum),
+        "{}",
+        o.stdout_text()
+    );
+
+    // kubectl cp out: `tar c` of it back, through a small window (many credits).
+    let st = GatewayStream::open(
+        gw,
+        "cp-out",
+        exec(pod, "web", "tar cf - -C /up blob", OUT),
+        None,
+        64 * 1024,
+    )
+    .await;
+    let o = st.finish().await;
+    assert_eq!(o.close.as_ref().unwrap().exit_code, Some(0));
+    let back = tempfile::tempdir().unwrap();
+    let mut untar = Command::new("tar")
+        .args(["xf", "-", "-C"])
+        .arg(back.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    untar.stdin.take().unwrap().write_all(&o.stdout).unwrap();
+    assert!(untar.wait().unwrap().success());
+    assert_eq!(sha256_hex(back.path(), "blob"), local_sum);
+
+    // Attach to the running main process of `ticker`: its output from now on.
+    let mut st = GatewayStream::open(
+        gw,
+        "attach-1",
+        StreamTarget::Attach {
+            pod: pod.clone(),
+            container: "ticker".into(),
+            stdio: StdioSelection {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            },
+        },
+        None,
+        WINDOW,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + T;
+    while st.outcome.stdout_text().matches("tick").count() < 3 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", st.outcome);
+        st.pump(Duration::from_millis(100)).await;
+    }
+    assert!(st.outcome.opened);
+    assert!(
+        !st.outcome.stdout_text().contains("tick1\n"),
+        "logs=false: no earlier output"
+    );
+    st.close().await;
+
+    // Port-forward: an HTTP GET to the web container's port 8080.
+    let mut st = GatewayStream::open(
+        gw,
+        "pf-1",
+        StreamTarget::PortForward {
+            pod: pod.clone(),
+            port: 8080,
+        },
+        None,
+        WINDOW,
+    )
+    .await;
+    st.send_input(StreamChannel::Data, b"GET / HTTP/1.0\r\n\r\n", true)
+        .await;
+    let o = st.finish().await;
+    let response = String::from_utf8_lossy(&o.data).into_owned();
+    assert!(
+        response.starts_with("HTTP/1.") && response.contains("200"),
+        "{response}"
+    );
+    assert!(response.contains("hello-from-httpd"), "{response}");
+    assert_eq!(o.ended, vec![StreamChannel::Data]);
+    assert_eq!(o.close.as_ref().unwrap().error, None);
+
+    // Nothing listens on 8081: refused, with the kubelet's kind of message.
+    let st = GatewayStream::open(
+        gw,
+        "pf-2",
+        StreamTarget::PortForward {
+            pod: pod.clone(),
+            port: 8081,
+        },
+        None,
+        WINDOW,
+    )
+    .await;
+    let o = st.finish().await;
+    assert!(!o.opened);
+    assert_eq!(error_code(&o), Some(StreamErrorCode::ConnectionRefused));
+    let message = &o.close.as_ref().unwrap().error.as_ref().unwrap().message;
+    assert!(message.contains("error forwarding port 8081"), "{message}");
+
+    // Unknown container, unknown pod: NotFound.
+    for (id, target) in [
+        ("nf-1", exec(pod, "nope", "true", OUT)),
+        (
+            "nf-2",
+            exec(&pod_of("no-such-uid", "ghost"), "web", "true", OUT),
+        ),
+    ] {
+        let o = GatewayStream::open(gw, id, target, None, WINDOW)
+            .await
+            .finish()
+            .await;
+        assert!(!o.opened);
+        assert_eq!(error_code(&o), Some(StreamErrorCode::NotFound), "{o:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_slow_readers_and_idle_streams() {
+    let s = setup("agent-streams-2", "3").await;
+    let (gw, pod) = (&s.gw, &s.pod);
+
+    // A gateway that returns no credit: the agent stops at the window it granted.
+    let window = 64 * 1024;
+    let mut slow = GatewayStream::open(
+        gw,
+        "slow-1",
+        exec(
+            pod,
+            "web",
+            "dd if=/dev/zero bs=1024 count=4096 2>/dev/null",
+            OUT,
+        ),
+        None,
+        window,
+    )
+    .await;
+    slow.give_credit = false;
+    slow.pump(Duration::from_secs(4)).await;
+    assert!(slow.outcome.opened);
+    assert!(slow.outcome.close.is_none());
+    assert_eq!(
+        slow.outcome.stdout.len() as u64,
+        window,
+        "exactly the window"
+    );
+    // Credit lets exactly that much more through.
+    slow.credit_received().await;
+    slow.pump(Duration::from_secs(3)).await;
+    assert_eq!(slow.outcome.stdout.len() as u64, 2 * window);
+
+    // Two more fill the limit of 3; the fourth is refused.
+    let a = GatewayStream::open(gw, "lim-a", exec(pod, "web", "sleep 30", OUT), None, WINDOW).await;
+    let b = GatewayStream::open(gw, "lim-b", exec(pod, "web", "sleep 30", OUT), None, WINDOW).await;
+    let mut a = a;
+    let mut b = b;
+    a.pump(Duration::from_secs(3)).await;
+    b.pump(Duration::from_secs(3)).await;
+    assert!(a.outcome.opened && b.outcome.opened);
+    let o = GatewayStream::open(gw, "lim-c", exec(pod, "web", "true", OUT), None, WINDOW)
+        .await
+        .finish()
+        .await;
+    assert_eq!(error_code(&o), Some(StreamErrorCode::TooManyStreams));
+
+    // Closing one from the gateway's side makes room.
+    slow.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let o = GatewayStream::open(
+        gw,
+        "lim-d",
+        exec(pod, "web", "echo room", OUT),
+        None,
+        WINDOW,
+    )
+    .await
+    .finish()
+    .await;
+    assert_eq!(o.stdout_text(), "room\n");
+    a.close().await;
+    b.close().await;
+}
