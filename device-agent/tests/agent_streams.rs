@@ -85,18 +85,12 @@ struct Setup {
     pod: StreamPod,
 }
 
-/// An agent (at most `max_streams` streams) running a two-container pod on the bridge
+/// An agent (with `env`) on the broker at `port` running a two-container pod on the bridge
 /// network: `web` serves HTTP on 8080, `ticker` prints a line every 0.2 s.
-async fn setup(device: &str, max_streams: &str) -> Setup {
-    let port = start_rumqttd();
+async fn setup(port: u16, device: &str, name: &str, env: &[(&str, &str)]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let gw = TestGateway::connect(port, device).await;
-    let agent = AgentProcess::start_env(
-        device,
-        port,
-        dir.path(),
-        &[("EDGE_AGENT_MAX_STREAMS", max_streams)],
-    );
+    let agent = AgentProcess::start_env(device, port, dir.path(), env);
     gw.wait_agent_online().await;
     let hello = gw
         .messages()
@@ -110,11 +104,12 @@ async fn setup(device: &str, max_streams: &str) -> Setup {
         hello.capabilities.streams,
         Some(edge_protocol::STREAM_PROTOCOL_VERSION)
     );
-    let uid = unique_uid("agent-streams");
+    // The container names hold the uid's first 8 characters: unique per test.
+    let uid = unique_uid(name);
     let cleanup = PodCleanup(vec![uid.clone()]);
     let mut spec = busybox_pod(
         &uid,
-        "streams",
+        name,
         "mkdir -p /www && echo hello-from-httpd > /www/index.html && exec httpd -f -p 8080 -h /www",
     );
     spec.host_network = false;
@@ -134,13 +129,13 @@ async fn setup(device: &str, max_streams: &str) -> Setup {
         gw,
         _cleanup: cleanup,
         _dir: dir,
-        pod: pod_of(&uid, "streams"),
+        pod: pod_of(&uid, name),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_stdin_tty_cp_attach_and_port_forward() {
-    let s = setup("agent-streams-1", "32").await;
+    let s = setup(start_rumqttd(), "agent-streams-1", "as1", &[]).await;
     let (gw, pod) = (&s.gw, &s.pod);
 
     // Output on both channels, then the exit code.
@@ -356,7 +351,13 @@ async fn exec_stdin_tty_cp_attach_and_port_forward() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_slow_readers_and_idle_streams() {
-    let s = setup("agent-streams-2", "3").await;
+    let s = setup(
+        start_rumqttd(),
+        "agent-streams-2",
+        "as2",
+        &[("EDGE_AGENT_MAX_STREAMS", "3")],
+    )
+    .await;
     let (gw, pod) = (&s.gw, &s.pod);
 
     // A gateway that returns no credit: the agent stops at the window it granted.
@@ -418,4 +419,75 @@ async fn limits_slow_readers_and_idle_streams() {
     assert_eq!(o.stdout_text(), "room\n");
     a.close().await;
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_time_out_and_a_lost_session_ends_every_stream() {
+    let mut broker = Mosquitto::start();
+    let idle = Duration::from_secs(5);
+    let s = setup(
+        broker.port,
+        "agent-streams-3",
+        "as3",
+        &[("EDGE_AGENT_STREAM_IDLE_TIMEOUT_SECONDS", "5")],
+    )
+    .await;
+    let (gw, pod) = (&s.gw, &s.pod);
+
+    // No data either way: closed after the idle timeout.
+    let started = std::time::Instant::now();
+    let o = GatewayStream::open(
+        gw,
+        "idle-1",
+        exec(pod, "web", "sleep 60", OUT),
+        None,
+        WINDOW,
+    )
+    .await
+    .finish()
+    .await;
+    assert!(o.opened);
+    assert_eq!(error_code(&o), Some(StreamErrorCode::IdleTimeout), "{o:?}");
+    let took = started.elapsed();
+    assert!(took >= idle && took < idle * 3, "closed after {took:?}");
+
+    // The broker goes away mid-stream: the agent ends the stream, so `cat` sees EOF
+    // (well before the idle timeout would have ended it).
+    let mut st = GatewayStream::open(
+        gw,
+        "lost-1",
+        exec(
+            pod,
+            "web",
+            "cat > /tmp/lost; echo eof > /tmp/lost-ended",
+            IN_OUT,
+        ),
+        None,
+        WINDOW,
+    )
+    .await;
+    st.send_input(StreamChannel::Stdin, b"partial", false).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resyncs = gw.count(edge_protocol::UpChannel::Resync);
+    let sent_at = std::time::Instant::now();
+    broker.restart();
+    wait_until(T, "agent back", || {
+        gw.count(edge_protocol::UpChannel::Resync) > resyncs
+    })
+    .await;
+    let o = GatewayStream::open(
+        gw,
+        "lost-check",
+        exec(pod, "web", "cat /tmp/lost-ended /tmp/lost", OUT),
+        None,
+        WINDOW,
+    )
+    .await
+    .finish()
+    .await;
+    assert_eq!(o.stdout_text(), "eof\npartial", "{o:?}");
+    assert!(
+        sent_at.elapsed() < idle,
+        "ended by the session loss, not the idle timeout"
+    );
 }
