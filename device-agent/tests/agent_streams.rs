@@ -13,7 +13,7 @@ use common::*;
 use edge_protocol::{
     StdioSelection, StreamChannel, StreamErrorCode, StreamPod, StreamTarget, TerminalSize,
 };
-use streams_gateway::GatewayStream;
+use streams_gateway::{GatewayStream, run_to_close};
 
 const T: Duration = Duration::from_secs(60);
 const WINDOW: u64 = 256 * 1024;
@@ -139,15 +139,12 @@ async fn exec_stdin_tty_cp_attach_and_port_forward() {
     let (gw, pod) = (&s.gw, &s.pod);
 
     // Output on both channels, then the exit code.
-    let st = GatewayStream::open(
+    let o = run_to_close(
         gw,
         "exec-1",
         exec(pod, "web", "echo hi; echo oops >&2; exit 3", OUT),
-        None,
-        WINDOW,
     )
     .await;
-    let o = st.finish().await;
     assert!(o.opened);
     assert_eq!(o.stdout_text(), "hi\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
@@ -223,15 +220,7 @@ async fn exec_stdin_tty_cp_attach_and_port_forward() {
     st.send_input(StreamChannel::Stdin, &archive, true).await;
     let o = st.finish().await;
     assert_eq!(o.close.as_ref().unwrap().exit_code, Some(0), "{o:?}");
-    let st = GatewayStream::open(
-        gw,
-        "cp-sum",
-        exec(pod, "web", "sha256sum /up/blob", OUT),
-        None,
-        WINDOW,
-    )
-    .await;
-    let o = st.finish().await;
+    let o = run_to_close(gw, "cp-sum", exec(pod, "web", "sha256sum /up/blob", OUT)).await;
     assert!(
         o.stdout_text().starts_with(&local_sum),
         "{}",
@@ -315,18 +304,15 @@ async fn exec_stdin_tty_cp_attach_and_port_forward() {
     assert_eq!(o.close.as_ref().unwrap().error, None);
 
     // Nothing listens on 8081: refused, with the kubelet's kind of message.
-    let st = GatewayStream::open(
+    let o = run_to_close(
         gw,
         "pf-2",
         StreamTarget::PortForward {
             pod: pod.clone(),
             port: 8081,
         },
-        None,
-        WINDOW,
     )
     .await;
-    let o = st.finish().await;
     assert!(!o.opened);
     assert_eq!(error_code(&o), Some(StreamErrorCode::ConnectionRefused));
     let message = &o.close.as_ref().unwrap().error.as_ref().unwrap().message;
@@ -397,25 +383,13 @@ async fn limits_slow_readers_and_idle_streams() {
     a.pump(Duration::from_secs(3)).await;
     b.pump(Duration::from_secs(3)).await;
     assert!(a.outcome.opened && b.outcome.opened);
-    let o = GatewayStream::open(gw, "lim-c", exec(pod, "web", "true", OUT), None, WINDOW)
-        .await
-        .finish()
-        .await;
+    let o = run_to_close(gw, "lim-c", exec(pod, "web", "true", OUT)).await;
     assert_eq!(error_code(&o), Some(StreamErrorCode::TooManyStreams));
 
     // Closing one from the gateway's side makes room.
     slow.close().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let o = GatewayStream::open(
-        gw,
-        "lim-d",
-        exec(pod, "web", "echo room", OUT),
-        None,
-        WINDOW,
-    )
-    .await
-    .finish()
-    .await;
+    let o = run_to_close(gw, "lim-d", exec(pod, "web", "echo room", OUT)).await;
     assert_eq!(o.stdout_text(), "room\n");
     a.close().await;
     b.close().await;
@@ -436,16 +410,7 @@ async fn idle_streams_time_out_and_a_lost_session_ends_every_stream() {
 
     // No data either way: closed after the idle timeout.
     let started = std::time::Instant::now();
-    let o = GatewayStream::open(
-        gw,
-        "idle-1",
-        exec(pod, "web", "sleep 60", OUT),
-        None,
-        WINDOW,
-    )
-    .await
-    .finish()
-    .await;
+    let o = run_to_close(gw, "idle-1", exec(pod, "web", "sleep 60", OUT)).await;
     assert!(o.opened);
     assert_eq!(error_code(&o), Some(StreamErrorCode::IdleTimeout), "{o:?}");
     let took = started.elapsed();
@@ -475,15 +440,11 @@ async fn idle_streams_time_out_and_a_lost_session_ends_every_stream() {
         gw.count(edge_protocol::UpChannel::Resync) > resyncs
     })
     .await;
-    let o = GatewayStream::open(
+    let o = run_to_close(
         gw,
         "lost-check",
         exec(pod, "web", "cat /tmp/lost-ended /tmp/lost", OUT),
-        None,
-        WINDOW,
     )
-    .await
-    .finish()
     .await;
     assert_eq!(o.stdout_text(), "eof\npartial", "{o:?}");
     assert!(

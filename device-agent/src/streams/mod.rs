@@ -350,3 +350,6 @@ fn answer(publisher: StreamPublisher, id: RequestId, close: StreamClose) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests;

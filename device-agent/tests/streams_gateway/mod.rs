@@ -235,3 +235,18 @@ impl<'a> GatewayStream<'a> {
         }
     }
 }
+
+/// Opens a stream with the default window, no terminal and no input, and waits for its
+/// close.
+pub async fn run_to_close(gw: &TestGateway, id: &str, target: StreamTarget) -> Outcome {
+    GatewayStream::open(
+        gw,
+        id,
+        target,
+        None,
+        edge_protocol::DEFAULT_STREAM_WINDOW_BYTES,
+    )
+    .await
+    .finish()
+    .await
+}
