@@ -198,6 +198,40 @@ async fn exec_stdin_tty_cp_attach_and_port_forward() {
     );
     assert_eq!(o.close.as_ref().unwrap().exit_code, Some(0));
 
+    // The gateway ends a terminal session: the shell in it notices (EOF or SIGHUP), as
+    // when the kubelet's stream goes away.
+    let mut st = GatewayStream::open(
+        gw,
+        "tty-close",
+        exec(
+            pod,
+            "web",
+            "trap 'echo hup > /tmp/tty-gone; exit 1' HUP; read x; echo eof > /tmp/tty-gone",
+            tty,
+        ),
+        Some(TerminalSize {
+            width: 80,
+            height: 24,
+        }),
+        WINDOW,
+    )
+    .await;
+    st.send_input(StreamChannel::Stdin, b"", false).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    st.close().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = run_to_close(gw, "tty-check", exec(pod, "web", "cat /tmp/tty-gone", OUT)).await;
+        if o.close.as_ref().unwrap().exit_code == Some(0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shell did not notice: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // kubectl cp in: a 5 MB tar archive into `tar x`, byte-exact.
     let local = tempfile::tempdir().unwrap();
     std::fs::write(local.path().join("blob"), noise(5 * 1024 * 1024)).unwrap();

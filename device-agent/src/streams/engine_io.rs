@@ -31,6 +31,7 @@ pub enum Control {
     Exec {
         docker: Docker,
         exec_id: String,
+        tty: bool,
     },
     Attach {
         docker: Docker,
@@ -169,6 +170,7 @@ pub async fn exec(
     let control = Control::Exec {
         docker: docker.clone(),
         exec_id: created.id,
+        tty: stdio.tty,
     };
     if let Some(size) = size.filter(|_| stdio.tty) {
         control.resize(size).await;
@@ -223,7 +225,9 @@ impl Control {
     pub async fn resize(&self, size: TerminalSize) {
         let (h, w) = (i32::from(size.height), i32::from(size.width));
         let result = match self {
-            Control::Exec { docker, exec_id } => {
+            Control::Exec {
+                docker, exec_id, ..
+            } => {
                 docker
                     .resize_exec(exec_id, ResizeExecOptions { h, w })
                     .await
@@ -246,7 +250,10 @@ impl Control {
     /// After the output ended: the exec's exit code (the engine may take a moment to
     /// mark it finished); None for attach and sockets.
     pub async fn exit_code(&self) -> Result<Option<i32>, StreamClose> {
-        let Control::Exec { docker, exec_id } = self else {
+        let Control::Exec {
+            docker, exec_id, ..
+        } = self
+        else {
             return Ok(None);
         };
         for _ in 0..50 {
@@ -264,5 +271,40 @@ impl Control {
             StreamErrorCode::Runtime,
             "the exec's output ended but the runtime still reports it running",
         ))
+    }
+}
+
+impl Control {
+    /// The stream ended before the process did (the client went away, the session was
+    /// lost, idle): a process on a terminal gets SIGHUP, as when a terminal hangs up.
+    /// (Closing the connection gives stdin EOF, but Podman keeps an exec's terminal open
+    /// after its attach connection closed.) Needs the agent in the host's PID namespace,
+    /// as its systemd service is; otherwise the process keeps running.
+    pub async fn hang_up(&self) {
+        let Control::Exec {
+            docker,
+            exec_id,
+            tty: true,
+        } = self
+        else {
+            return;
+        };
+        let pid = match docker.inspect_exec(exec_id).await {
+            Ok(i) if i.running == Some(true) => i.pid,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot inspect the exec to hang it up");
+                return;
+            }
+        };
+        let Some(pid) = pid
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return;
+        };
+        if let Err(e) = rustix::process::kill_process(pid, rustix::process::Signal::HUP) {
+            tracing::debug!(error = %e, pid = pid.as_raw_nonzero().get(), "cannot hang up the exec");
+        }
     }
 }

@@ -120,6 +120,7 @@ impl StreamRun {
             return;
         }
         let mut output_done = false;
+        let mut process_ended = false;
         let close = loop {
             while let Some(frame) = state.next_frame() {
                 if !self.send(frame.into()).await {
@@ -127,6 +128,7 @@ impl StreamRun {
                 }
             }
             if output_done && state.output_flushed() {
+                process_ended = true;
                 for channel in &output_channels {
                     if let Some(end) = state.end_of(*channel) {
                         self.send(end.into()).await;
@@ -186,8 +188,11 @@ impl StreamRun {
             }
             self.send(close.into()).await;
         }
+        if !process_ended {
+            control.hang_up().await;
+        }
         // Dropping the output and the writer closes the connection: the process sees
-        // EOF (and SIGHUP with a terminal), as when the kubelet's stream goes away.
+        // EOF, as when the kubelet's stream goes away.
         drop(writes_tx);
         drop(output);
         if let Some(writer) = writer {
