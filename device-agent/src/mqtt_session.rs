@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentConfig, BrokerUrl, TlsFiles};
 use crate::downlink::Delivery;
 use crate::local_store::LocalStore;
-use crate::publish_ledger::{PublishLedger, Publisher};
+use crate::publish_ledger::{PublishLedger, Publisher, StreamPublisher};
 use crate::uplink_window::{PriorityMessage, Send, UplinkWindow};
 use crate::wall_clock::now_millis;
 
@@ -42,8 +42,6 @@ pub enum SessionError {
     Tls(String),
     #[error("encoding {0}")]
     Encode(String),
-    #[error("the MQTT session is gone: {0}")]
-    Closed(String),
 }
 
 pub type Result<T, E = SessionError> = std::result::Result<T, E>;
@@ -280,11 +278,11 @@ impl MqttSession {
     /// What stream tasks publish with: QoS 1 on `up/stream/{id}`, recorded in the
     /// [`PublishLedger`] so their PUBACKs are never taken for the uplink window's.
     pub fn stream_publisher(&self) -> StreamPublisher {
-        StreamPublisher {
-            client: self.client.clone(),
-            ledger: self.ledger.clone(),
-            device: self.device.clone(),
-        }
+        StreamPublisher::new(
+            self.client.clone(),
+            self.ledger.clone(),
+            self.device.clone(),
+        )
     }
 
     /// Marks the device offline (retained, reason `shutdown`) and disconnects.
@@ -309,40 +307,6 @@ impl MqttSession {
             let _ = tokio::time::timeout(Duration::from_secs(3), self.poll_task).await;
         }
         self.stop_poll.cancel();
-    }
-}
-
-/// Publishes the device's side of streams (QoS 1, not through the outbox); cheap to
-/// clone.
-#[derive(Debug, Clone)]
-pub struct StreamPublisher {
-    client: AsyncClient,
-    ledger: PublishLedger,
-    device: DeviceId,
-}
-
-impl StreamPublisher {
-    /// Publishes `message` on `up/stream/{stream}`; waits while the client's queue is
-    /// full. Fails only when the session is gone.
-    pub async fn publish(
-        &self,
-        stream: &edge_protocol::RequestId,
-        message: Message,
-    ) -> Result<(), SessionError> {
-        let topic = Topic::up(&self.device, UpChannel::Stream(stream.clone()));
-        let payload = message
-            .encode()
-            .map_err(|e| SessionError::Encode(e.to_string()))?;
-        self.ledger
-            .publish(
-                &self.client,
-                Publisher::Stream,
-                topic.to_string(),
-                false,
-                payload,
-            )
-            .await
-            .map_err(|e| SessionError::Closed(e.to_string()))
     }
 }
 

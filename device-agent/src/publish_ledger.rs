@@ -10,11 +10,12 @@
 //! window only about its own. Stream data thus never takes the place of a status report
 //! in the window's bookkeeping, and it never enters the outbox: it cannot evict reports,
 //! and reports never wait behind the window for stream data (see `docs/agent.md`).
+//! [`StreamPublisher`] is what stream tasks publish with.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use edge_protocol::{Topic, UpChannel};
+use edge_protocol::{DeviceId, Message, Topic, UpChannel};
 use rumqttc::{AsyncClient, ClientError, QoS};
 
 /// The maker of one QoS 1 publish request.
@@ -88,6 +89,55 @@ impl PublishLedger {
                 break;
             }
         }
+    }
+}
+
+/// Why a stream message was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("encoding: {0}")]
+    Encode(#[from] edge_protocol::EncodeError),
+    #[error("the MQTT session is gone: {0}")]
+    Closed(ClientError),
+}
+
+/// Publishes the device's side of streams (QoS 1, not through the outbox); cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct StreamPublisher {
+    client: AsyncClient,
+    ledger: PublishLedger,
+    device: DeviceId,
+}
+
+impl StreamPublisher {
+    pub fn new(client: AsyncClient, ledger: PublishLedger, device: DeviceId) -> Self {
+        Self {
+            client,
+            ledger,
+            device,
+        }
+    }
+
+    /// Publishes `message` on `up/stream/{stream}`; waits while the client's queue is
+    /// full. Fails only when the session is gone.
+    pub async fn publish(
+        &self,
+        stream: &edge_protocol::RequestId,
+        message: Message,
+    ) -> Result<(), PublishError> {
+        let topic = Topic::up(&self.device, UpChannel::Stream(stream.clone()));
+        let payload = message.encode()?;
+        self.ledger
+            .publish(
+                &self.client,
+                Publisher::Stream,
+                topic.to_string(),
+                false,
+                payload,
+            )
+            .await
+            .map_err(PublishError::Closed)
     }
 }
 

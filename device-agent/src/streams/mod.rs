@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::container_runtime::{ContainerSnapshot, RunState};
 use crate::downlink::StreamDownlink;
-use crate::mqtt_session::StreamPublisher;
 use crate::pod_lifecycle::PodLifecycle;
+use crate::publish_ledger::StreamPublisher;
 use engine_io::close_with;
 use runner::{StreamInput, StreamRun};
 use stream_table::{Admission, StreamTable};
@@ -264,6 +264,19 @@ impl StreamManager {
             }
         }
         let resolved = resolve(&open, lifecycle);
+        let kind = match &open.target {
+            StreamTarget::Exec { .. } => "exec",
+            StreamTarget::Attach { .. } => "attach",
+            StreamTarget::PortForward { .. } => "port-forward",
+        };
+        match &resolved {
+            Ok(_) => {
+                tracing::info!(stream = %id, kind, open_streams = self.table.len(), "stream accepted")
+            }
+            Err(close) => {
+                tracing::info!(stream = %id, kind, error = ?close.error, "stream refused")
+            }
+        }
         let run = StreamRun {
             id: id.clone(),
             publisher,

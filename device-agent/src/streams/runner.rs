@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine_io::{Input, StreamIo, close_with};
 use super::stream_state::{Inbound, StreamState};
-use crate::mqtt_session::StreamPublisher;
+use crate::publish_ledger::StreamPublisher;
 
 /// What the gateway sent on an open stream.
 #[derive(Debug)]
