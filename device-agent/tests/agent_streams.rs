@@ -427,6 +427,49 @@ async fn limits_slow_readers_and_idle_streams() {
     assert_eq!(o.stdout_text(), "room\n");
     a.close().await;
     b.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A frame out of sequence ends the stream with Protocol.
+    let mut st =
+        GatewayStream::open(gw, "gap-1", exec(pod, "web", "cat", IN_OUT), None, WINDOW).await;
+    st.send_input(StreamChannel::Stdin, b"first\n", false).await;
+    st.publish(
+        edge_protocol::StreamData {
+            sequence: 5,
+            channel: StreamChannel::Stdin,
+            data: b"late".to_vec().into(),
+            end: false,
+        }
+        .into(),
+    )
+    .await;
+    let o = st.finish().await;
+    assert_eq!(error_code(&o), Some(StreamErrorCode::Protocol), "{o:?}");
+
+    // Data for a stream the device does not know: it says so (the gateway would
+    // otherwise wait for credit forever).
+    let unknown = edge_protocol::RequestId::new("never-opened").unwrap();
+    gw.publish(
+        edge_protocol::DownChannel::Stream(unknown.clone()),
+        edge_protocol::StreamData {
+            sequence: 0,
+            channel: StreamChannel::Stdin,
+            data: b"x".to_vec().into(),
+            end: false,
+        }
+        .into(),
+    )
+    .await;
+    wait_until(T, "close for an unknown stream", || {
+        gw.messages().iter().any(|r| {
+            matches!(&r.topic, edge_protocol::Topic::Up {
+                channel: edge_protocol::UpChannel::Stream(id), ..
+            } if *id == unknown)
+                && matches!(&r.message, edge_protocol::Message::StreamClose(c)
+                    if c.error.as_ref().is_some_and(|e| e.code == StreamErrorCode::Cancelled))
+        })
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
