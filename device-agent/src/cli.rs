@@ -81,6 +81,12 @@ pub struct RunArgs {
     /// Pod capacity reported for this node.
     #[arg(long, env = "EDGE_AGENT_MAX_PODS")]
     pub max_pods: Option<u64>,
+    /// Close exec/attach/port-forward streams idle this long (kubelet: 4 h).
+    #[arg(long, env = "EDGE_AGENT_STREAM_IDLE_TIMEOUT_SECONDS", value_parser = parse_duration)]
+    pub stream_idle_timeout: Option<Duration>,
+    /// Streams served at once.
+    #[arg(long, env = "EDGE_AGENT_MAX_STREAMS")]
+    pub max_streams: Option<u64>,
     /// CA certificate (PEM) of the broker, for mqtts://.
     #[arg(long, env = "EDGE_AGENT_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
@@ -164,6 +170,13 @@ impl RunArgs {
         }
         if let Some(v) = self.max_pods {
             file.max_pods = Some(v);
+        }
+        secs(
+            &self.stream_idle_timeout,
+            &mut file.stream_idle_timeout_seconds,
+        );
+        if let Some(v) = self.max_streams {
+            file.max_streams = Some(v);
         }
         let tls = file.tls.get_or_insert_with(TlsFiles::default);
         if let Some(v) = &self.tls_ca_file {

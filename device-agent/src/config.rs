@@ -83,6 +83,8 @@ pub struct ConfigFile {
     pub crash_loop_backoff_max_seconds: Option<f64>,
     pub crash_loop_backoff_reset_seconds: Option<f64>,
     pub max_pods: Option<u64>,
+    pub stream_idle_timeout_seconds: Option<f64>,
+    pub max_streams: Option<u64>,
     pub tls: Option<TlsFiles>,
     pub labels: Option<BTreeMap<String, String>>,
 }
@@ -198,10 +200,18 @@ pub struct AgentConfig {
     pub reconnect_backoff_max: Duration,
     pub timings: LifecycleTimings,
     pub max_pods: u64,
+    /// An exec, attach or port-forward stream with no data either way for this long is
+    /// closed (the kubelet's `streamingConnectionIdleTimeout`, 4 h).
+    pub stream_idle_timeout: Duration,
+    /// Streams served at once; more are refused with `TooManyStreams`.
+    pub max_streams: usize,
     pub tls: TlsFiles,
     pub labels: BTreeMap<String, String>,
 }
 
+/// The kubelet's default `streamingConnectionIdleTimeout`.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+pub const DEFAULT_MAX_STREAMS: usize = 32;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/edge-agent";
 pub const DEFAULT_RUNTIME_SOCKET: &str = "unix:///var/run/docker.sock";
 
@@ -280,6 +290,20 @@ impl AgentConfig {
                 Some(n) => n,
                 None => 110,
             },
+            stream_idle_timeout: secs(
+                file.stream_idle_timeout_seconds,
+                DEFAULT_STREAM_IDLE_TIMEOUT,
+                "stream_idle_timeout_seconds",
+            )?,
+            max_streams: match file.max_streams {
+                Some(0) => {
+                    return Err(ConfigError::Zero {
+                        what: "max_streams",
+                    });
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => DEFAULT_MAX_STREAMS,
+            },
             tls,
             labels: file.labels.unwrap_or_default(),
         })
@@ -349,6 +373,12 @@ crash_loop_backoff_reset_seconds = 600
 
 # How many pods this device accepts (reported as the Node's pod capacity).
 max_pods = 110
+
+# exec / attach / port-forward streams: closed after this many seconds with no data
+# either way (the kubelet's streamingConnectionIdleTimeout, 4 h), and how many may run
+# at once.
+stream_idle_timeout_seconds = 14400
+max_streams = 32
 
 # Required for mqtts:// brokers. Relative paths are relative to this file.
 [tls]

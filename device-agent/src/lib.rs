@@ -29,7 +29,9 @@
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
+//! | [`streams`] | `kubectl exec`, `attach`, `port-forward`: stream table and limits, per-stream flow state, the task per stream, Engine API exec/attach, TCP for port-forward |
 //! | [`local_store`] | files: desired set, report sequence, outbox of unacknowledged uplink |
+//! | [`publish_ledger`] | which QoS 1 publish the client wrote was the uplink window's and which a stream's; the stream publisher |
 //! | [`uplink_window`] | pure state machine: one reliable message at a time, PUBACKs matched by connection and packet id |
 //! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
@@ -56,7 +58,9 @@ pub mod mqtt_session;
 pub mod pod_lifecycle;
 pub mod pod_volumes;
 pub mod probe_worker;
+pub mod publish_ledger;
 pub mod runtime_effects;
+pub mod streams;
 pub mod systemd_notify;
 pub mod unsaved_desired;
 pub mod uplink_window;

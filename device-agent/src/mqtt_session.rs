@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentConfig, BrokerUrl, TlsFiles};
 use crate::downlink::Delivery;
 use crate::local_store::LocalStore;
+use crate::publish_ledger::{PublishLedger, Publisher, StreamPublisher};
 use crate::uplink_window::{PriorityMessage, Send, UplinkWindow};
 use crate::wall_clock::now_millis;
 
@@ -100,6 +101,7 @@ pub struct MqttSession {
     poll_task: tokio::task::JoinHandle<()>,
     uplink_task: tokio::task::JoinHandle<()>,
     uplink_stop: CancellationToken,
+    ledger: PublishLedger,
 }
 
 /// rustls client configuration (ring provider) from the PEM files.
@@ -184,8 +186,10 @@ impl MqttSession {
         let connected = Arc::new(AtomicBool::new(false));
         let (uplink_tx, uplink_rx) = mpsc::unbounded_channel();
         let stop_poll = CancellationToken::new();
+        let ledger = PublishLedger::default();
         let poll_task = tokio::spawn(poll_loop(
             eventloop,
+            ledger.clone(),
             options,
             config.brokers.clone(),
             config.reconnect_backoff_max,
@@ -206,6 +210,7 @@ impl MqttSession {
             inputs: uplink_rx,
             outbox_changed: outbox_changed.clone(),
             stop: uplink_stop.clone(),
+            ledger: ledger.clone(),
         }));
         Ok(Self {
             client,
@@ -217,6 +222,7 @@ impl MqttSession {
             poll_task,
             uplink_task,
             uplink_stop,
+            ledger,
         })
     }
 
@@ -269,6 +275,16 @@ impl MqttSession {
         self.client.clone()
     }
 
+    /// What stream tasks publish with: QoS 1 on `up/stream/{id}`, recorded in the
+    /// [`PublishLedger`] so their PUBACKs are never taken for the uplink window's.
+    pub fn stream_publisher(&self) -> StreamPublisher {
+        StreamPublisher::new(
+            self.client.clone(),
+            self.ledger.clone(),
+            self.device.clone(),
+        )
+    }
+
     /// Marks the device offline (retained, reason `shutdown`) and disconnects.
     pub async fn shutdown(self) {
         self.uplink_stop.cancel();
@@ -294,9 +310,22 @@ impl MqttSession {
     }
 }
 
+/// A QoS 1 publish was written with `pkid`: tells the uplink window if it was its own.
+fn on_written(
+    ledger: &PublishLedger,
+    uplink: &mpsc::UnboundedSender<UplinkInput>,
+    epoch: u64,
+    pkid: u16,
+) {
+    if ledger.written() == Some(Publisher::UplinkWindow) {
+        let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn poll_loop(
     mut eventloop: EventLoop,
+    ledger: PublishLedger,
     options: Vec<MqttOptions>,
     brokers: Vec<BrokerUrl>,
     backoff_max: Duration,
@@ -328,7 +357,7 @@ async fn poll_loop(
                 let _ = events.send(SessionEvent::Connected);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => {
-                let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+                on_written(&ledger, &uplink, epoch, pkid);
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 let _ = uplink.send(UplinkInput::Acked {
@@ -359,14 +388,15 @@ async fn poll_loop(
                             });
                         }
                         Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => {
-                            let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+                            on_written(&ledger, &uplink, epoch, pkid);
                         }
                         // A message of the lost connection cannot be acknowledged any
                         // more; the resync on the next connect brings the desired set.
                         other => tracing::debug!(?other, "dropped an event of the lost connection"),
                     }
                 }
-                let unsent = discard_unacknowledged(&mut eventloop);
+                let (unsent, dropped) = discard_unacknowledged(&mut eventloop);
+                ledger.dropped(dropped);
                 if connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "lost the broker connection; pods keep running");
                     let _ = uplink.send(UplinkInput::Disconnected { unsent });
@@ -395,19 +425,31 @@ async fn poll_loop(
 
 /// After a broken connection: removes the publishes rumqttc kept for the next session
 /// (the agent's sessions are clean, the uplink window sends them again) and returns how
-/// many QoS 1 publishes among them were never written (packet id still 0).
-fn discard_unacknowledged(eventloop: &mut EventLoop) -> usize {
-    let mut unsent = usize::from(eventloop.state.collision.take().is_some());
+/// many QoS 1 publishes among them were never written (the collision, and those with
+/// packet id still 0): the uplink window's, and everyone's (stream data is not sent
+/// again: its streams end with the session).
+fn discard_unacknowledged(eventloop: &mut EventLoop) -> (usize, usize) {
+    let mut window = 0;
+    let mut all = 0;
+    let mut count = |topic: &str| {
+        all += 1;
+        if Publisher::of_topic(topic) == Publisher::UplinkWindow {
+            window += 1;
+        }
+    };
+    if let Some(p) = eventloop.state.collision.take() {
+        count(&p.topic);
+    }
     eventloop.pending.retain(|request| match request {
         Request::Publish(p) => {
             if p.qos != QoS::AtMostOnce && p.pkid == 0 {
-                unsent += 1;
+                count(&p.topic);
             }
             false
         }
         _ => true,
     });
-    unsent
+    (window, all)
 }
 
 struct UplinkTask {
@@ -419,6 +461,7 @@ struct UplinkTask {
     inputs: mpsc::UnboundedReceiver<UplinkInput>,
     outbox_changed: Arc<Notify>,
     stop: CancellationToken,
+    ledger: PublishLedger,
 }
 
 fn priority(channel: UpChannel, message: Message) -> Option<PriorityMessage> {
@@ -506,8 +549,14 @@ async fn uplink_loop(mut t: UplinkTask) {
             let topic = Topic::up(&t.device, channel);
             let retain = topic.retained();
             if let Err(e) = t
-                .client
-                .publish(topic.to_string(), QoS::AtLeastOnce, retain, payload)
+                .ledger
+                .publish(
+                    &t.client,
+                    Publisher::UplinkWindow,
+                    topic.to_string(),
+                    retain,
+                    payload,
+                )
                 .await
             {
                 tracing::warn!(error = %e, "publish failed");

@@ -22,6 +22,7 @@ use crate::host_facts::HostFacts;
 use crate::local_store::{LocalStore, StoreError};
 use crate::mqtt_session::{MqttSession, SessionError, SessionEvent};
 use crate::pod_lifecycle::{Input, Outcome, PodLifecycle, ProbeReport};
+use crate::streams::StreamManager;
 use crate::systemd_notify;
 use crate::unsaved_desired::UnsavedDesired;
 use crate::wall_clock::now_millis;
@@ -74,7 +75,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             }
         }
     }
-    let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker.negotiate().await);
+    let docker = docker.negotiate().await;
+    let engine = docker.client();
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker);
     let runtime_version = runtime
         .version()
         .await
@@ -119,7 +122,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         probe_tx,
         tasks.clone(),
     );
+    let streams = StreamManager::new(
+        config.max_streams,
+        config.stream_idle_timeout,
+        engine,
+        tasks.child_token(),
+    );
     let mut agent = AgentLoop {
+        streams,
         unsaved: UnsavedDesired::default(),
         config,
         store,
@@ -160,6 +170,8 @@ struct AgentLoop {
     effects: EffectExecutor,
     /// Log streams being served, by request id.
     logs: HashMap<String, CancellationToken>,
+    /// exec, attach and port-forward streams.
+    streams: StreamManager,
     tasks: CancellationToken,
     heartbeat_sequence: u64,
     generation_tx: watch::Sender<u64>,
