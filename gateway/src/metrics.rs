@@ -23,6 +23,11 @@ pub struct Metrics {
     pub desired_to_running_seconds: Histogram,
     pub kubernetes_writes_queued: Gauge,
     pub kubernetes_writes_skipped: Family<Labels, Counter>,
+    /// The agents' own counters by device, as last reported on `up/stats`.
+    pub agent_mqtt_reconnects: Family<Labels, Gauge>,
+    pub agent_uplink_queue_depth: Family<Labels, Gauge>,
+    pub agent_reconcile_errors: Family<Labels, Gauge>,
+    pub agent_open_streams: Family<Labels, Gauge>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -51,6 +56,30 @@ impl Metrics {
         let desired_to_running_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         let kubernetes_writes_queued = Gauge::default();
         let kubernetes_writes_skipped = Family::<Labels, Counter>::default();
+        let agent_mqtt_reconnects = Family::<Labels, Gauge>::default();
+        let agent_uplink_queue_depth = Family::<Labels, Gauge>::default();
+        let agent_reconcile_errors = Family::<Labels, Gauge>::default();
+        let agent_open_streams = Family::<Labels, Gauge>::default();
+        registry.register(
+            "agent_mqtt_reconnects",
+            "Times the device's agent reconnected to the broker since it started, as last reported (resets when the agent restarts)",
+            agent_mqtt_reconnects.clone(),
+        );
+        registry.register(
+            "agent_uplink_queue_depth",
+            "Messages waiting in the device agent's uplink queue, as last reported",
+            agent_uplink_queue_depth.clone(),
+        );
+        registry.register(
+            "agent_reconcile_errors",
+            "Failed reconcile steps of the device's agent since it started, as last reported (resets when the agent restarts)",
+            agent_reconcile_errors.clone(),
+        );
+        registry.register(
+            "agent_open_streams",
+            "Interactive streams open on the device's agent, as last reported",
+            agent_open_streams.clone(),
+        );
         registry.register(
             "kubernetes_writes_queued",
             "Kubernetes writes waiting in the gateway's queues",
@@ -113,6 +142,36 @@ impl Metrics {
             desired_to_running_seconds,
             kubernetes_writes_queued,
             kubernetes_writes_skipped,
+            agent_mqtt_reconnects,
+            agent_uplink_queue_depth,
+            agent_reconcile_errors,
+            agent_open_streams,
+        }
+    }
+
+    /// Exports a device agent's counters (one series per device and counter).
+    pub fn agent_counters(&self, device: &str, counters: &edge_protocol::AgentCounters) {
+        let l = labels(&[("device", device)]);
+        let set = |f: &Family<Labels, Gauge>, v: u64| {
+            f.get_or_create(&l)
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.agent_mqtt_reconnects, counters.mqtt_reconnects);
+        set(&self.agent_uplink_queue_depth, counters.uplink_queue_depth);
+        set(&self.agent_reconcile_errors, counters.reconcile_errors);
+        set(&self.agent_open_streams, counters.open_streams);
+    }
+
+    /// Drops the series of a device the fleet forgot.
+    pub fn forget_agent(&self, device: &str) {
+        let l = labels(&[("device", device)]);
+        for f in [
+            &self.agent_mqtt_reconnects,
+            &self.agent_uplink_queue_depth,
+            &self.agent_reconcile_errors,
+            &self.agent_open_streams,
+        ] {
+            f.remove(&l);
         }
     }
 
