@@ -154,7 +154,7 @@ async fn kubectl_top_shows_the_device_and_its_pod() -> Result<()> {
     .await
     .map_err(|e| anyhow!("{e}\n{}", logs(&stack)))?;
     eprintln!("kubectl top pod {POD}: {}", pod.join(" "));
-    // NAME CPU(cores) MEMORY(bytes): ~16 MB of shell variable
+    // NAME CPU(cores) MEMORY(bytes): the shell variable shows as about 8Mi
     ensure!(
         pod[1].ends_with('m') && amount(&pod[1]) <= 260,
         "pod CPU above its 200m limit: {pod:?}"

@@ -14,9 +14,9 @@
 //! `--kubelet-insecure-tls` here (a deployment passes `--kubelet-certificate-authority`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::binaries::build_script_dir;
 use super::{ControlPlane, https_get_insecure, process_guard};
 use crate::stack::{ChildProcess, StackError, StackResult, free_loopback_port};
 
@@ -26,11 +26,10 @@ pub const METRICS_SERVER_BIN_DIR_ENV: &str = "EDGE_METRICS_SERVER_BIN_DIR";
 
 /// A running metrics-server. Dropping it kills it and removes its APIService.
 #[derive(Debug)]
-pub struct MetricsServer {
+pub struct MetricsServer<'cp> {
     process: ChildProcess,
     port: u16,
-    admin_kubeconfig: PathBuf,
-    kubectl: PathBuf,
+    cp: &'cp ControlPlane,
 }
 
 /// `$EDGE_METRICS_SERVER_BIN_DIR/metrics-server`, else what the build script names.
@@ -38,19 +37,7 @@ pub struct MetricsServer {
 pub fn locate() -> StackResult<PathBuf> {
     let dir = match std::env::var_os(METRICS_SERVER_BIN_DIR_ENV) {
         Some(d) => PathBuf::from(d),
-        None => {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let script = root.join("scripts/build-metrics-server.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .arg("--print")
-                .output()
-                .map_err(|e| StackError::Spawn {
-                    program: script.display().to_string(),
-                    error: e.to_string(),
-                })?;
-            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-        }
+        None => build_script_dir("build-metrics-server.sh", "metrics-server")?,
     };
     let bin = dir.join("metrics-server");
     if bin.is_file() {
@@ -98,10 +85,10 @@ spec:
     )
 }
 
-impl MetricsServer {
+impl<'cp> MetricsServer<'cp> {
     /// Starts metrics-server against `cp` (scraping every 10 s, its shortest resolution)
     /// and waits until kube-apiserver reports its APIService available.
-    pub fn start(cp: &ControlPlane, dir: &Path, timeout: Duration) -> StackResult<Self> {
+    pub fn start(cp: &'cp ControlPlane, dir: &Path, timeout: Duration) -> StackResult<Self> {
         let program = locate()?;
         std::fs::create_dir_all(dir).map_err(|e| StackError::io(dir, e))?;
         let port = free_loopback_port()?;
@@ -142,48 +129,21 @@ impl MetricsServer {
         }
         let manifest = dir.join("metrics-server-apiservice.yaml");
         std::fs::write(&manifest, registration(port)).map_err(|e| StackError::io(&manifest, e))?;
-        let server = Self {
-            process,
-            port,
-            admin_kubeconfig: cp.admin_kubeconfig().to_owned(),
-            kubectl: cp.binaries.kubectl.clone(),
-        };
-        server.kubectl(&["apply", "-f", &manifest.display().to_string()])?;
+        let server = Self { process, port, cp };
+        cp.kubectl_admin(&["apply", "-f", &manifest.display().to_string()])?;
         let wait = format!("--timeout={}s", timeout.as_secs());
-        server
-            .kubectl(&[
-                "wait",
-                "--for=condition=Available",
-                "apiservice/v1beta1.metrics.k8s.io",
-                &wait,
-            ])
-            .map_err(|e| StackError::NotReady {
-                what: "the metrics.k8s.io APIService".to_owned(),
-                seconds: timeout.as_secs(),
-                detail: format!(": {e}; metrics-server's log:\n{}", server.log()),
-            })?;
+        cp.kubectl_admin(&[
+            "wait",
+            "--for=condition=Available",
+            "apiservice/v1beta1.metrics.k8s.io",
+            &wait,
+        ])
+        .map_err(|e| StackError::NotReady {
+            what: "the metrics.k8s.io APIService".to_owned(),
+            seconds: timeout.as_secs(),
+            detail: format!(": {e}; metrics-server's log:\n{}", server.log()),
+        })?;
         Ok(server)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> StackResult<String> {
-        let out = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.admin_kubeconfig)
-            .args(args)
-            .output()
-            .map_err(|e| StackError::Spawn {
-                program: self.kubectl.display().to_string(),
-                error: e.to_string(),
-            })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(StackError::Kubernetes(format!(
-                "kubectl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
     }
 
     pub fn port(&self) -> u16 {
@@ -195,15 +155,15 @@ impl MetricsServer {
     }
 }
 
-impl Drop for MetricsServer {
+impl Drop for MetricsServer<'_> {
     fn drop(&mut self) {
-        let _ = self.kubectl(&[
+        let _ = self.cp.kubectl_admin(&[
             "delete",
             "apiservice",
             "v1beta1.metrics.k8s.io",
             "--wait=false",
         ]);
-        let _ = self.kubectl(&[
+        let _ = self.cp.kubectl_admin(&[
             "delete",
             "service",
             "metrics-server",
