@@ -154,13 +154,14 @@ async fn kubectl_top_shows_the_device_and_its_pod() -> Result<()> {
     .await
     .map_err(|e| anyhow!("{e}\n{}", logs(&stack)))?;
     eprintln!("kubectl top pod {POD}: {}", pod.join(" "));
-    // NAME CPU(cores) MEMORY(bytes): the shell variable shows as about 8Mi
+    // NAME CPU(cores) MEMORY(bytes): the 8 MB shell variable shows as about 8Mi (an idle
+    // busybox sh is under 1Mi)
     ensure!(
         pod[1].ends_with('m') && amount(&pod[1]) <= 260,
         "pod CPU above its 200m limit: {pod:?}"
     );
     ensure!(
-        pod[2].ends_with("Mi") && amount(&pod[2]) >= 8,
+        pod[2].ends_with("Mi") && amount(&pod[2]) >= 4,
         "pod memory {pod:?}"
     );
 
