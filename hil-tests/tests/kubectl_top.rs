@@ -28,7 +28,7 @@ fn image() -> String {
     std::env::var("EDGE_TEST_IMAGE").unwrap_or_else(|_| "localhost/busybox:test".to_owned())
 }
 
-/// A pod that holds about 16 MB in a shell variable and spins, limited to 200m CPU.
+/// A pod that holds about 8 MB in a shell variable and spins, limited to 200m CPU.
 fn busy_pod(stack: &Stack) -> Pod {
     let (key, value) = stack.pod_node_selector();
     let script = "s=aaaaaaaa; while [ ${#s} -lt 8000000 ]; do s=\"$s$s\"; done; \
