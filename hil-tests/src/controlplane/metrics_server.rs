@@ -35,8 +35,13 @@ pub struct MetricsServer<'cp> {
 /// `$EDGE_METRICS_SERVER_BIN_DIR/metrics-server`, else what the build script names.
 /// Missing: an error saying how to build it, never a silent skip.
 pub fn locate() -> StackResult<PathBuf> {
-    let dir = match std::env::var_os(METRICS_SERVER_BIN_DIR_ENV) {
-        Some(d) => PathBuf::from(d),
+    locate_in(std::env::var_os(METRICS_SERVER_BIN_DIR_ENV).map(PathBuf::from))
+}
+
+/// `metrics-server` in `dir`, else in what the build script names.
+pub fn locate_in(dir: Option<PathBuf>) -> StackResult<PathBuf> {
+    let dir = match dir {
+        Some(d) => d,
         None => build_script_dir("build-metrics-server.sh", "metrics-server")?,
     };
     let bin = dir.join("metrics-server");
