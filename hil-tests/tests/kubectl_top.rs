@@ -252,50 +252,6 @@ fn tail(s: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn build_script(envs: &[(&str, &str)]) -> std::process::Output {
-    let mut c = std::process::Command::new("bash");
-    c.arg(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-metrics-server.sh"),
-    );
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-#[test]
-fn the_metrics_server_build_says_what_to_install_or_set() {
-    let out = build_script(&[("GO", "/nonexistent/bin/go")]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "exit 0 without Go: {err}");
-    assert!(err.contains("the Go toolchain is missing"), "{err}");
-
-    let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let proxy = format!("http://127.0.0.1:{port}");
-    let modcache = tmp.path().join("modcache");
-    let target = tmp.path().join("target");
-    let out = build_script(&[
-        ("GOPROXY", proxy.as_str()),
-        ("GOMODCACHE", modcache.to_str().unwrap()),
-        ("CARGO_TARGET_DIR", target.to_str().unwrap()),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "exit 0 without a proxy: {err}");
-    assert!(
-        err.contains("cannot reach the Go module proxy") && err.contains("GOPROXY"),
-        "{err}"
-    );
-    assert!(
-        !target.join("metrics-server").exists(),
-        "a build dir was made for a build that did not happen"
-    );
-}
-
 #[test]
 fn a_missing_metrics_server_binary_is_an_error_that_says_how_to_build_it() {
     let empty = tempfile::tempdir().unwrap();
