@@ -105,3 +105,6 @@ async fn resource(State(state): State<ApiState>, Path(node): Path<String>) -> Re
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests;
