@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Time between heartbeats (10, 10s, 500ms).
     #[arg(long, env = "EDGE_AGENT_HEARTBEAT_INTERVAL_SECONDS", value_parser = parse_duration)]
     pub heartbeat_interval: Option<Duration>,
+    /// Seconds between resource usage samples for `kubectl top` (0: off).
+    #[arg(long, env = "EDGE_AGENT_STATS_INTERVAL_SECONDS")]
+    pub stats_interval_seconds: Option<u32>,
     /// MQTT keepalive (at least 5 s).
     #[arg(long, env = "EDGE_AGENT_KEEPALIVE_SECONDS", value_parser = parse_duration)]
     pub keepalive: Option<Duration>,
@@ -138,6 +141,9 @@ impl RunArgs {
         }
         if let Some(v) = &self.runtime_socket {
             file.runtime_socket = Some(v.clone());
+        }
+        if let Some(v) = self.stats_interval_seconds {
+            file.stats_interval_seconds = Some(v);
         }
         let secs = |d: &Option<Duration>, slot: &mut Option<f64>| {
             if let Some(d) = d {

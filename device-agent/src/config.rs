@@ -76,6 +76,8 @@ pub struct ConfigFile {
     pub state_dir: Option<PathBuf>,
     pub runtime_socket: Option<String>,
     pub heartbeat_interval_seconds: Option<f64>,
+    /// Seconds between resource usage samples on `up/stats`; 0 turns them off.
+    pub stats_interval_seconds: Option<u32>,
     pub keepalive_seconds: Option<u64>,
     pub reconnect_backoff_max_seconds: Option<f64>,
     pub sync_interval_seconds: Option<f64>,
@@ -196,6 +198,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub runtime_socket: String,
     pub heartbeat_interval: Duration,
+    /// Time between resource usage samples (`kubectl top`); `None`: not sampled.
+    pub stats_interval: Option<Duration>,
     pub keepalive: Duration,
     pub reconnect_backoff_max: Duration,
     pub timings: LifecycleTimings,
@@ -213,6 +217,9 @@ pub struct AgentConfig {
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 pub const DEFAULT_MAX_STREAMS: usize = 32;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/edge-agent";
+/// Seconds between resource usage samples unless configured (the metrics-server's
+/// default resolution is 15 s).
+pub const DEFAULT_STATS_INTERVAL_SECONDS: u32 = 15;
 pub const DEFAULT_RUNTIME_SOCKET: &str = "unix:///var/run/docker.sock";
 
 impl AgentConfig {
@@ -278,6 +285,13 @@ impl AgentConfig {
                 Duration::from_secs(10),
                 "heartbeat_interval_seconds",
             )?,
+            stats_interval: match file
+                .stats_interval_seconds
+                .unwrap_or(DEFAULT_STATS_INTERVAL_SECONDS)
+            {
+                0 => None,
+                n => Some(Duration::from_secs(u64::from(n))),
+            },
             keepalive: Duration::from_secs(file.keepalive_seconds.unwrap_or(30).max(5)),
             reconnect_backoff_max: secs(
                 file.reconnect_backoff_max_seconds,
@@ -357,6 +371,10 @@ runtime_socket = "unix:///var/run/docker.sock"
 
 # Seconds between heartbeats.
 heartbeat_interval_seconds = 10
+
+# Seconds between resource usage samples (CPU, memory, disk, network of the device and
+# its containers) for `kubectl top`; 0 turns them off.
+stats_interval_seconds = 15
 
 # MQTT keepalive (seconds) and the longest wait between reconnect attempts.
 keepalive_seconds = 30

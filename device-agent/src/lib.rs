@@ -34,6 +34,8 @@
 //! | [`publish_ledger`] | which QoS 1 publish the client wrote was the uplink window's and which a stream's; the stream publisher |
 //! | [`uplink_window`] | pure state machine: one reliable message at a time, PUBACKs matched by connection and packet id |
 //! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
+//! | [`usage_sample`] | resource usage from raw `/proc` text and Engine API stats JSON (pure): the `up/stats` sample |
+//! | [`stats_reporter`] | the task that reads those inputs every `stats_interval_seconds` and hands samples to the agent loop |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
@@ -60,8 +62,10 @@ pub mod pod_volumes;
 pub mod probe_worker;
 pub mod publish_ledger;
 pub mod runtime_effects;
+pub mod stats_reporter;
 pub mod streams;
 pub mod systemd_notify;
 pub mod unsaved_desired;
 pub mod uplink_window;
+pub mod usage_sample;
 pub mod wall_clock;

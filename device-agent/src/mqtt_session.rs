@@ -13,7 +13,7 @@
 //! connection's; rumqttc would otherwise return them after the next ConnAck.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use edge_protocol::{
@@ -95,6 +95,8 @@ pub struct MqttSession {
     client: AsyncClient,
     device: DeviceId,
     connected: Arc<AtomicBool>,
+    /// Connections made after the first one.
+    reconnects: Arc<AtomicU64>,
     outbox_changed: Arc<Notify>,
     uplink_tx: mpsc::UnboundedSender<UplinkInput>,
     stop_poll: CancellationToken,
@@ -184,6 +186,7 @@ impl MqttSession {
             .ok_or_else(|| SessionError::Tls("no broker configured".to_owned()))?;
         let (client, eventloop) = AsyncClient::new(first, 64);
         let connected = Arc::new(AtomicBool::new(false));
+        let reconnects = Arc::new(AtomicU64::new(0));
         let (uplink_tx, uplink_rx) = mpsc::unbounded_channel();
         let stop_poll = CancellationToken::new();
         let ledger = PublishLedger::default();
@@ -195,6 +198,7 @@ impl MqttSession {
             config.reconnect_backoff_max,
             config.device_id.clone(),
             connected.clone(),
+            reconnects.clone(),
             uplink_tx.clone(),
             events,
             stop_poll.clone(),
@@ -216,6 +220,7 @@ impl MqttSession {
             client,
             device: config.device_id.clone(),
             connected,
+            reconnects,
             outbox_changed,
             uplink_tx,
             stop_poll,
@@ -228,6 +233,11 @@ impl MqttSession {
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Times the broker connection was made again since the session started.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     /// A handle that tells the uplink task the outbox has new entries.
@@ -331,6 +341,7 @@ async fn poll_loop(
     backoff_max: Duration,
     device: DeviceId,
     connected: Arc<AtomicBool>,
+    reconnects: Arc<AtomicU64>,
     uplink: mpsc::UnboundedSender<UplinkInput>,
     events: mpsc::UnboundedSender<SessionEvent>,
     stop: CancellationToken,
@@ -348,6 +359,9 @@ async fn poll_loop(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = initial;
                 epoch += 1;
+                if epoch > 1 {
+                    reconnects.fetch_add(1, Ordering::Relaxed);
+                }
                 connected.store(true, Ordering::Relaxed);
                 tracing::info!(broker = %brokers.get(broker).map(ToString::to_string).unwrap_or_default(),
                     session_present = ack.session_present, "connected to broker");

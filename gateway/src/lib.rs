@@ -29,6 +29,7 @@
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
+//! | [`usage_stats`] | the devices' latest resource usage samples (`up/stats`), kept beside the fleet; the kubelet's Summary API and resource metrics rendered from them (pure) |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
 //! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`; authn + SubjectAccessReview per request |
 //! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
@@ -63,3 +64,4 @@ pub mod status_mapping;
 pub mod store;
 pub mod stream_protocols;
 pub mod translation;
+pub mod usage_stats;

@@ -72,3 +72,20 @@ fn durations() {
     assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
     assert!(parse_duration("soon").is_err());
 }
+
+#[test]
+fn stats_are_sampled_every_15_seconds_unless_set_and_0_turns_them_off() {
+    let with = |v: Option<u32>| {
+        AgentConfig::from_file(ConfigFile {
+            device_id: Some("a".into()),
+            broker_urls: Some(vec!["mqtt://h".into()]),
+            stats_interval_seconds: v,
+            ..Default::default()
+        })
+        .unwrap()
+        .stats_interval
+    };
+    assert_eq!(with(None), Some(Duration::from_secs(15)));
+    assert_eq!(with(Some(5)), Some(Duration::from_secs(5)));
+    assert_eq!(with(Some(0)), None);
+}

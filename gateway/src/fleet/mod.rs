@@ -61,10 +61,11 @@ use crate::hostile_input::{Rejection, Rejections};
 use crate::kube_writer::{KubeFeedback, KubeOps};
 use crate::log_streams::LogStreams;
 use crate::metrics::Metrics;
-use crate::mqtt_link::DeviceFrame;
+use crate::mqtt_link::{DeviceFrame, DeviceMessage};
 use crate::node_object::NodeSettings;
 use crate::store::Store;
 use crate::translation::{NodeContext, Translation, TranslationError};
+use crate::usage_stats::UsageStore;
 use runner::{Command, EffectSinks, FleetQuery};
 
 /// Messages for the MQTT outbox task.
@@ -160,6 +161,7 @@ pub struct Fleet {
     health: Arc<Health>,
     logs: Arc<LogStreams>,
     rejections: Arc<Rejections>,
+    usage: Arc<UsageStore>,
     /// The runner until [`Fleet::run`] (or [`Fleet::take_runner`]) takes it.
     runner: Mutex<Option<FleetRunner>>,
 }
@@ -219,6 +221,7 @@ impl Fleet {
             health,
             logs,
             rejections,
+            usage: Arc::new(UsageStore::default()),
             runner: Mutex::new(Some(runner)),
         }
     }
@@ -261,6 +264,11 @@ impl Fleet {
         &self.store
     }
 
+    /// The devices' latest resource usage samples.
+    pub fn usage(&self) -> &Arc<UsageStore> {
+        &self.usage
+    }
+
     /// Counts, logs (rate limited per source) and drops a bad message.
     pub fn reject(&self, rejection: &Rejection) {
         self.rejections.reject(rejection);
@@ -270,6 +278,9 @@ impl Fleet {
 
     /// A decoded message of a device (from the MQTT link).
     pub fn on_device_frame(&self, frame: DeviceFrame) {
+        let Some(frame) = self.file_usage_sample(frame) else {
+            return;
+        };
         self.command(Command::Frame {
             frame,
             _intake: None,
@@ -280,11 +291,34 @@ impl Fleet {
     /// waiting for the runner: the MQTT link awaits this, so a fleet that falls behind
     /// slows the reading of the broker connection instead of queueing without bound.
     pub async fn queue_device_frame(&self, frame: DeviceFrame) {
+        let Some(frame) = self.file_usage_sample(frame) else {
+            return;
+        };
         let intake = self.frame_intake.clone().acquire_owned().await.ok();
         self.command(Command::Frame {
             frame,
             _intake: intake,
         });
+    }
+
+    /// Files a usage sample in the [`UsageStore`] (of a device whose Node is ours) and
+    /// exports the agent's counters; other frames are returned for the runner.
+    fn file_usage_sample(&self, frame: DeviceFrame) -> Option<DeviceFrame> {
+        let DeviceMessage::Stats(stats) = frame.message else {
+            return Some(frame);
+        };
+        let now = std::time::Instant::now();
+        for gone in self.usage.prune(|d| self.is_known(d.as_str()), now) {
+            self.metrics.forget_agent(gone.as_str());
+        }
+        if self.is_known(frame.device.as_str()) {
+            self.metrics
+                .agent_counters(frame.device.as_str(), &stats.agent);
+            if !self.usage.record(&frame.device, *stats, now) {
+                warn!(device = %frame.device, "usage store full; sample dropped");
+            }
+        }
+        None
     }
 
     /// Places free in the bounded intake of device messages (for tests and metrics).

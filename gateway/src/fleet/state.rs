@@ -273,6 +273,8 @@ impl FleetState {
             DeviceMessage::LogChunk { request, chunk } => {
                 Self::on_log_chunk(device, request, chunk, out)
             }
+            // filed by the `Fleet` handle in `usage_stats` before reaching the runner
+            DeviceMessage::Stats(_) => {}
         }
     }
 

@@ -12,6 +12,7 @@
 //! | [`access`] | the filter in front of every route, and which node a request is for |
 //! | [`review_cache`] | bounded cache of review answers with per-entry expiry |
 //! | [`log_query`] | the `containerLogs` query parameters, validated |
+//! | [`usage`] | `/stats/summary/{node}` and `/metrics/resource/{node}` from the devices' usage samples |
 
 pub mod access;
 pub mod authn;
@@ -19,6 +20,7 @@ pub mod authz;
 pub mod log_query;
 pub mod review_cache;
 pub mod tls;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,6 +269,7 @@ fn router(access: AccessControl, metrics: Arc<Metrics>, log_timeout: Duration) -
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .merge(usage::routes())
         .fallback(not_found)
         .with_state(ApiState {
             fleet,

@@ -4,7 +4,7 @@
 
 use edge_protocol::{
     DecodeError, DeviceId, DeviceState, Heartbeat, LogChunk, Message, MessageKind, NodeReport,
-    PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
+    NodeStats, PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
 };
 
 use crate::hostile_input::{RejectReason, Rejection};
@@ -34,6 +34,9 @@ pub enum DeviceMessage {
     Resync(ResyncRequest),
     /// `up/logs/{request}`.
     LogChunk { request: RequestId, chunk: LogChunk },
+    /// `up/stats`: a resource usage sample (filed in [`crate::usage_stats`], not handled
+    /// by the fleet's state machine).
+    Stats(Box<NodeStats>),
 }
 
 impl DeviceMessage {
@@ -47,6 +50,7 @@ impl DeviceMessage {
             DeviceMessage::Events(_) => MessageKind::PodEventReport,
             DeviceMessage::Resync(_) => MessageKind::ResyncRequest,
             DeviceMessage::LogChunk { .. } => MessageKind::LogChunk,
+            DeviceMessage::Stats(_) => MessageKind::NodeStats,
         }
     }
 }
@@ -82,6 +86,7 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
         (UpChannel::Status, Message::PodStatusReport(r)) => DeviceMessage::Status(r),
         (UpChannel::Events, Message::PodEventReport(r)) => DeviceMessage::Events(r),
         (UpChannel::Resync, Message::ResyncRequest(r)) => DeviceMessage::Resync(r),
+        (UpChannel::Stats, Message::NodeStats(s)) => DeviceMessage::Stats(Box::new(s)),
         (UpChannel::Logs(request), Message::LogChunk(chunk)) => {
             DeviceMessage::LogChunk { request, chunk }
         }

@@ -69,6 +69,23 @@ pub fn apiserver_args(
         s("--service-cluster-ip-range=10.0.0.0/24"),
         // The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints refuse.
         s("--endpoint-reconciler-type=none"),
+        // The aggregation layer (metrics-server's metrics.k8s.io), as kubeadm sets it up.
+        format!(
+            "--requestheader-client-ca-file={}",
+            p(&pki.front_proxy_ca_crt)
+        ),
+        format!(
+            "--requestheader-allowed-names={}",
+            super::pki::FRONT_PROXY_CLIENT
+        ),
+        s("--requestheader-username-headers=X-Remote-User"),
+        s("--requestheader-group-headers=X-Remote-Group"),
+        s("--requestheader-extra-headers-prefix=X-Remote-Extra-"),
+        format!(
+            "--proxy-client-cert-file={}",
+            p(&pki.front_proxy_client_crt)
+        ),
+        format!("--proxy-client-key-file={}", p(&pki.front_proxy_client_key)),
         s("--v=1"),
     ];
     if let Some(seconds) = default_toleration_seconds {

@@ -16,15 +16,18 @@
 //! | `components.rs` | the four command lines |
 //! | `process_guard.rs` | processes killed when the test process ends |
 //! | `gateway_identity.rs` | the gateway's ServiceAccount, RBAC and token |
+//! | `metrics_server.rs` | the upstream metrics-server beside it, registered with the aggregation layer (`kubectl top`) |
 
 mod binaries;
 mod components;
 mod gateway_identity;
+pub mod metrics_server;
 mod pki;
 pub mod process_guard;
 
 pub use binaries::{BIN_DIR_ENV, ControlPlaneBinaries};
 pub use gateway_identity::{GATEWAY_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, identity_documents};
+pub use metrics_server::MetricsServer;
 pub use pki::ControlPlanePki;
 
 use std::path::{Path, PathBuf};

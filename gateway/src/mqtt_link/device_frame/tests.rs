@@ -42,3 +42,19 @@ fn bad_frames_are_rejected_with_their_reason() {
     );
     assert_eq!(RejectReason::Malformed.as_str(), "malformed");
 }
+
+#[test]
+fn usage_samples_are_decoded_on_up_stats_only() {
+    let stats = NodeStats {
+        sampled_at: 42,
+        ..Default::default()
+    };
+    let payload = Message::from(stats.clone()).encode().unwrap();
+    let frame = decode("edge/v1/pi-01/up/stats", &payload, false).unwrap();
+    assert_eq!(frame.message, DeviceMessage::Stats(Box::new(stats)));
+    assert_eq!(frame.message.kind(), MessageKind::NodeStats);
+    assert_eq!(
+        reason("edge/v1/pi-01/up/heartbeat", &payload),
+        RejectReason::WrongTopic
+    );
+}
