@@ -28,6 +28,7 @@
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
+//! | [`device_streams`] | exec/attach/port-forward streams to devices: the registry routing each device's `up/stream/{id}` to its kubelet API connection, target checks, per-stream flow control (pure) |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
 //! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`; authn + SubjectAccessReview per request |
 //! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
@@ -38,6 +39,7 @@
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration; the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 
 pub mod config;
+pub mod device_streams;
 pub mod device_sync;
 pub mod embedded_broker;
 pub mod enrollment;

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub desired_to_running_seconds: Histogram,
     pub kubernetes_writes_queued: Gauge,
     pub kubernetes_writes_skipped: Family<Labels, Counter>,
+    pub streams_open: Family<Labels, Gauge>,
+    pub streams_ended: Family<Labels, Counter>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -51,6 +53,18 @@ impl Metrics {
         let desired_to_running_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         let kubernetes_writes_queued = Gauge::default();
         let kubernetes_writes_skipped = Family::<Labels, Counter>::default();
+        let streams_open = Family::<Labels, Gauge>::default();
+        let streams_ended = Family::<Labels, Counter>::default();
+        registry.register(
+            "streams_open",
+            "Exec, attach and port-forward streams to devices open now, by kind",
+            streams_open.clone(),
+        );
+        registry.register(
+            "streams_ended",
+            "Exec, attach and port-forward streams ended, by kind and reason",
+            streams_ended.clone(),
+        );
         registry.register(
             "kubernetes_writes_queued",
             "Kubernetes writes waiting in the gateway's queues",
@@ -113,12 +127,31 @@ impl Metrics {
             desired_to_running_seconds,
             kubernetes_writes_queued,
             kubernetes_writes_skipped,
+            streams_open,
+            streams_ended,
         }
     }
 
     pub fn write_skipped(&self, reason: &str) {
         self.kubernetes_writes_skipped
             .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    /// A stream to a device of `kind` opened.
+    pub fn stream_opened(&self, kind: &str) {
+        self.streams_open
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+
+    /// A stream of `kind` ended for `reason`.
+    pub fn stream_ended(&self, kind: &str, reason: &str) {
+        self.streams_open
+            .get_or_create(&labels(&[("kind", kind)]))
+            .dec();
+        self.streams_ended
+            .get_or_create(&labels(&[("kind", kind), ("reason", reason)]))
             .inc();
     }
 

@@ -1,0 +1,304 @@
+//! The kubelet's streaming routes: `/exec`, `/attach` (`/{namespace}/{pod}[/{uid}]/{container}`)
+//! and `/portForward/{namespace}/{pod}[/{uid}]`, GET and POST. Before upgrading, the
+//! request is checked ([`crate::device_streams::check_target`]: the pod is the gateway's,
+//! the container in its spec, the device online with an agent that speaks the stream
+//! protocol), so that a user gets a clear HTTP error at once; then the connection is
+//! upgraded to SPDY/3.1 (`101 Switching Protocols`, `Upgrade: SPDY/3.1`, the negotiated
+//! `X-Stream-Protocol-Version`) and handed to [`super::spdy_exec`] or
+//! [`super::spdy_port_forward`], which relay it to the device over MQTT.
+
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use edge_protocol::{DeviceId, StreamPod};
+use hyper_util::rt::TokioIo;
+use tracing::debug;
+
+use super::{ApiState, plain};
+use crate::device_streams::{StreamRequestTarget, check_target};
+use crate::stream_protocols::negotiation::{
+    HEADER_ACCEPTED_PROTOCOL_VERSIONS, HEADER_PROTOCOL_VERSION, UPGRADE_SPDY_31, is_spdy_upgrade,
+    negotiate,
+};
+use crate::stream_protocols::{port_forward, remote_command};
+
+/// Timings of streaming connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// `--streaming-connection-idle-timeout`: a connection with no data either way for
+    /// this long is closed (the kubelet's streamingConnectionIdleTimeout).
+    pub idle_timeout: Duration,
+    /// How long the client has to open its streams, and the device to answer an open.
+    pub open_timeout: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(4 * 60 * 60),
+            open_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Exec or attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum RemoteCommand {
+    Exec { command: Vec<String> },
+    Attach,
+}
+
+/// A checked request, ready to be upgraded.
+#[derive(Debug, Clone)]
+pub(super) struct StreamRequest {
+    pub device: DeviceId,
+    pub pod: StreamPod,
+    pub protocol: &'static str,
+}
+
+fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
+}
+
+/// Checks the upgrade headers, the protocol and the target; the error response otherwise.
+async fn prepare(
+    state: &ApiState,
+    headers: &HeaderMap,
+    target: StreamRequestTarget<'_>,
+    protocols: &[&'static str],
+) -> Result<StreamRequest, Response> {
+    let placement = state
+        .fleet
+        .stream_placement(target.namespace, target.pod)
+        .await;
+    let (device, pod) = match &placement {
+        Some((placement, readiness)) => check_target(&target, Some(placement), readiness),
+        None => check_target(&target, None, &Default::default()),
+    }
+    .map_err(|refusal| {
+        let status = StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::NOT_FOUND);
+        plain(status, refusal.to_string())
+    })?;
+    let connection = header_values(headers, header::CONNECTION.as_str()).join(",");
+    let upgrade = header_values(headers, header::UPGRADE.as_str()).join(",");
+    if !is_spdy_upgrade(&connection, &upgrade) {
+        return Err(plain(
+            StatusCode::BAD_REQUEST,
+            format!("unable to upgrade: missing upgrade headers in request: {headers:?}"),
+        ));
+    }
+    let protocol =
+        negotiate(&header_values(headers, HEADER_PROTOCOL_VERSION), protocols).map_err(|e| {
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+            let mut response = plain(status, e.to_string());
+            if let Ok(v) = HeaderValue::from_str(&protocols.join(", ")) {
+                response
+                    .headers_mut()
+                    .insert(HEADER_ACCEPTED_PROTOCOL_VERSIONS, v);
+            }
+            response
+        })?;
+    Ok(StreamRequest {
+        device,
+        pod,
+        protocol,
+    })
+}
+
+/// The 101 answer, with the connection handed to `serve` once hyper has upgraded it.
+fn switch_protocols<F, Fut>(request: Request, protocol: &'static str, serve: F) -> Response
+where
+    F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+            Err(e) => debug!(error = %e, "streaming upgrade failed"),
+        }
+    });
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, "Upgrade"),
+            (header::UPGRADE, UPGRADE_SPDY_31),
+            (
+                header::HeaderName::from_static("x-stream-protocol-version"),
+                protocol,
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// The `command` query values of an exec.
+fn command_of(query: &str) -> Vec<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+async fn remote_command(
+    state: ApiState,
+    (namespace, pod, uid, container): (String, String, Option<String>, String),
+    query: Option<String>,
+    request: Request,
+    kind: RemoteCommand,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let options = match remote_command::ExecOptions::from_query(&query) {
+        Ok(o) => o,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let kind = match kind {
+        RemoteCommand::Exec { .. } => {
+            let command = command_of(&query);
+            if command.is_empty() {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "you must specify at least one command for the container",
+                );
+            }
+            RemoteCommand::Exec { command }
+        }
+        RemoteCommand::Attach => RemoteCommand::Attach,
+    };
+    let what = match kind {
+        RemoteCommand::Exec { .. } => "exec",
+        RemoteCommand::Attach => "attach",
+    };
+    let target = StreamRequestTarget {
+        namespace: &namespace,
+        pod: &pod,
+        uid: uid.as_deref(),
+        container: Some(&container),
+        what,
+    };
+    let checked = match prepare(
+        &state,
+        request.headers(),
+        target,
+        remote_command::SPDY_PROTOCOLS,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let protocol = checked.protocol;
+    let session = super::spdy_exec::ExecSession {
+        streams: state.fleet.streams().clone(),
+        request: checked,
+        container,
+        kind,
+        options,
+        settings: state.streaming,
+        shutdown: state.shutdown.clone(),
+    };
+    switch_protocols(request, protocol, move |io| session.run(io))
+}
+
+pub(super) async fn exec(
+    State(state): State<ApiState>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let path = (namespace, pod, None, container);
+    let kind = RemoteCommand::Exec {
+        command: Vec::new(),
+    };
+    remote_command(state, path, query, request, kind).await
+}
+
+pub(super) async fn exec_with_uid(
+    State(state): State<ApiState>,
+    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let path = (namespace, pod, Some(uid), container);
+    let kind = RemoteCommand::Exec {
+        command: Vec::new(),
+    };
+    remote_command(state, path, query, request, kind).await
+}
+
+pub(super) async fn attach(
+    State(state): State<ApiState>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let path = (namespace, pod, None, container);
+    remote_command(state, path, query, request, RemoteCommand::Attach).await
+}
+
+pub(super) async fn attach_with_uid(
+    State(state): State<ApiState>,
+    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let path = (namespace, pod, Some(uid), container);
+    remote_command(state, path, query, request, RemoteCommand::Attach).await
+}
+
+async fn port_forward(
+    state: ApiState,
+    namespace: String,
+    pod: String,
+    uid: Option<String>,
+    request: Request,
+) -> Response {
+    let target = StreamRequestTarget {
+        namespace: &namespace,
+        pod: &pod,
+        uid: uid.as_deref(),
+        container: None,
+        what: "port-forward",
+    };
+    let checked = match prepare(
+        &state,
+        request.headers(),
+        target,
+        port_forward::SPDY_PROTOCOLS,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let protocol = checked.protocol;
+    let session = super::spdy_port_forward::PortForwardSession {
+        streams: state.fleet.streams().clone(),
+        request: checked,
+        settings: state.streaming,
+        shutdown: state.shutdown.clone(),
+    };
+    switch_protocols(request, protocol, move |io| session.run(io))
+}
+
+pub(super) async fn port_forward_pod(
+    State(state): State<ApiState>,
+    Path((namespace, pod)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    port_forward(state, namespace, pod, None, request).await
+}
+
+pub(super) async fn port_forward_with_uid(
+    State(state): State<ApiState>,
+    Path((namespace, pod, uid)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    port_forward(state, namespace, pod, Some(uid), request).await
+}
