@@ -138,19 +138,15 @@ async fn run_pod(admin: &kube::Client, ns: &str, name: &str, node: &str) {
     .await;
 }
 
-async fn bed() -> Bed {
+async fn bed(backend: ClusterBackend) -> Bed {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(
-        ClusterBackend::ControlPlane,
-        dir.path(),
-        Duration::from_secs(600),
-    )
-    .await
-    .unwrap();
+    let cluster = Cluster::start(backend, dir.path(), Duration::from_secs(600))
+        .await
+        .unwrap();
     let admin = cluster.client().await.unwrap();
     let gateway_client = client_from_kubeconfig(cluster.gateway_kubeconfig_path())
         .await
@@ -244,7 +240,7 @@ impl Bed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exec_and_port_forward_reach_the_device_and_fail_clearly() {
-    let mut bed = bed().await;
+    let mut bed = bed(ClusterBackend::ControlPlane).await;
     let ns = bed.ns.clone();
 
     // stdin piped and EOF, the exit code as `kubectl exec` returns it
@@ -505,5 +501,38 @@ async fn exec_and_port_forward_reach_the_device_and_fail_clearly() {
         assert!(metrics.contains(want), "{want} missing:\n{metrics}");
     }
     drop(bed.old);
+    bed.gateway.shutdown().await;
+}
+
+/// The sandbox's path: kubectl against the API emulator, which proxies the SPDY upgrade
+/// to the gateway (kubectl falls back from WebSocket to SPDY).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exec_through_the_api_emulator() {
+    let bed = bed(ClusterBackend::Emulator).await;
+    let ns = bed.ns.clone();
+    let out = bed
+        .kubectl
+        .exec(
+            &ns,
+            "shell",
+            "app",
+            &["sh", "-c", "exit 3"],
+            Some(b"hello\n"),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ran sh -c exit 3\nhello\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let out = bed
+        .kubectl
+        .exec(&ns, "old-shell", "app", &["true"], None)
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("upgrade the agent"), "{stderr}");
     bed.gateway.shutdown().await;
 }

@@ -107,6 +107,26 @@ impl KubeletClient {
         })
     }
 
+    /// A TLS connection to the kubelet at `host:port` (for upgrades: exec, attach,
+    /// port-forward).
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        let tcp = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
+        let server_name = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
+        };
+        self.connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake with kubelet {host}:{port}: {e}"))
+    }
+
     /// GETs `path_and_query` from `host:port`, returning the response with a streaming body
     /// and the connection; dropping the [`KubeletConnection`] closes the connection, which
     /// is how the kubelet learns that the client went away.
