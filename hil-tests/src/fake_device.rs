@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 mod streams;
 
-pub use streams::{ECHO_PORT, FakeStreamsView};
+pub use streams::{ECHO_PORTS, FakeStreamsView};
 
 /// How to build a fake device.
 #[derive(Debug, Clone)]

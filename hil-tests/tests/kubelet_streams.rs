@@ -6,11 +6,12 @@
 //! API directly with the API server's kubelet client certificate, for TTY resize,
 //! port-forward and errors kube-apiserver would catch before the kubelet.
 //!
-//! Covered: exit codes, stdin piped and EOF, TTY resize reaching the device, a slow
-//! reader holding the device back (never beyond its window), the client going away
-//! (StreamClose reaches the device), unknown container (404), an old agent and an offline
-//! device (clear errors within seconds), a device going away mid-stream, a refused port,
-//! and the streams metrics.
+//! Covered: exit codes, stdin piped and EOF, TTY resize reaching the device, attach,
+//! `kubectl port-forward` with two ports and two connections on one, a slow reader
+//! holding the device back (never beyond its window), the client going away (StreamClose
+//! reaches the device), unknown container (404), an old agent and an offline device
+//! (clear errors within seconds), a device going away mid-stream, a refused port, the
+//! idle timeout, and the streams metrics.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ use edge_gateway::config::GatewayConfig;
 use edge_gateway::gateway::{self, Gateway};
 use edge_hil_tests::controlplane::{ControlPlane, client_from_kubeconfig};
 use edge_hil_tests::fake_device::{FakeDevice, FakeDeviceConfig};
-use edge_hil_tests::stack::{Cluster, ClusterBackend, Kubectl};
+use edge_hil_tests::stack::{Cluster, ClusterBackend, Kubectl, eventually};
 use edge_protocol::{DeviceId, StreamErrorCode, TerminalSize};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, PostParams};
@@ -71,24 +72,6 @@ struct Bed {
     old: FakeDevice,
 }
 
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn device(
     bed_gateway: &Gateway,
     admin: &kube::Client,
@@ -103,11 +86,12 @@ async fn device(
     config.streams = streams;
     let dev = FakeDevice::start(config).await.unwrap();
     let nodes: Api<Node> = Api::all(admin.clone());
-    eventually(30, "the device's Node", || {
+    eventually("the device's Node", Duration::from_secs(30), || {
         let nodes = nodes.clone();
-        async move { nodes.get_opt(name).await.unwrap() }
+        async move { Ok(nodes.get_opt(name).await.unwrap()) }
     })
-    .await;
+    .await
+    .unwrap();
     dev
 }
 
@@ -121,24 +105,25 @@ async fn run_pod(admin: &kube::Client, ns: &str, name: &str, node: &str) {
             "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}],
             "automountServiceAccountToken": false,
             "containers": [
-                {"name": "app", "image": "localhost/busybox:test", "command": ["sleep", "3600"]},
+                {"name": "app", "image": "localhost/busybox:test", "command": ["sleep", "3600"], "stdin": true},
                 {"name": "side", "image": "localhost/busybox:test"}
             ]
         }
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    eventually(60, "the pod Running", || {
+    eventually("the pod Running", Duration::from_secs(60), || {
         let pods = pods.clone();
         async move {
             let p = pods.get(name).await.unwrap();
-            (p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(())
+            Ok((p.status.and_then(|s| s.phase).as_deref() == Some("Running")).then_some(()))
         }
     })
-    .await;
+    .await
+    .unwrap();
 }
 
-async fn bed(backend: ClusterBackend) -> Bed {
+async fn bed(backend: ClusterBackend, idle_timeout: Duration) -> Bed {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -153,6 +138,7 @@ async fn bed(backend: ClusterBackend) -> Bed {
         .unwrap();
     let mut config = GatewayConfig::local(dir.path().join("gateway"));
     config.kubelet_client_ca = cluster.kubelet_client_ca().map(|p| p.to_owned());
+    config.streaming_connection_idle_timeout = idle_timeout;
     let gateway = gateway::start(config, gateway_client, CancellationToken::new())
         .await
         .unwrap();
@@ -224,6 +210,36 @@ impl Bed {
         (result, String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
+    /// `kubectl exec -i shell -c app -- sh -c "exit 3"` with `hello` on stdin: the
+    /// device's output, then exit code 3.
+    fn exec_echoes_stdin_and_exits_3(&self) {
+        let command = ["sh", "-c", "exit 3"];
+        let out = self
+            .kubectl
+            .exec(&self.ns, "shell", "app", &command, Some(b"hello\n"))
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "ran sh -c exit 3\nhello\n",
+            "{stderr}"
+        );
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+    }
+
+    /// `kubectl exec -i shell -c app -- cat` with stdin and stderr piped (and kept open).
+    fn spawn_cat(&self) -> std::process::Child {
+        let ns = &self.ns;
+        self.kubectl
+            .command()
+            .args(["exec", "-i", "-n", ns, "shell", "-c", "app", "--", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     async fn metrics(&self) -> String {
         let url = format!(
             "http://127.0.0.1:{}/metrics",
@@ -240,32 +256,11 @@ impl Bed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exec_and_port_forward_reach_the_device_and_fail_clearly() {
-    let mut bed = bed(ClusterBackend::ControlPlane).await;
+    let mut bed = bed(ClusterBackend::ControlPlane, Duration::from_secs(4 * 3600)).await;
     let ns = bed.ns.clone();
 
     // stdin piped and EOF, the exit code as `kubectl exec` returns it
-    let out = bed
-        .kubectl
-        .exec(
-            &ns,
-            "shell",
-            "app",
-            &["sh", "-c", "exit 3"],
-            Some(b"hello\n"),
-        )
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ran sh -c exit 3\nhello\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    bed.exec_echoes_stdin_and_exits_3();
     let view = bed.dev().streams_view();
     assert_eq!(view.input, b"hello\n");
     assert_eq!(view.input_ends, 1, "stdin EOF reached the device");
@@ -340,6 +335,43 @@ async fn exec_and_port_forward_reach_the_device_and_fail_clearly() {
         "{stderr}"
     );
 
+    // kubectl port-forward through kube-apiserver: two ports at once, two connections
+    // on one of them
+    kubectl_port_forward_echoes(&bed, &ns);
+
+    // kubectl attach: the device's attach output, then stdin echoed
+    let mut child = bed
+        .kubectl
+        .command()
+        .args(["attach", "-i", "-n", &ns, "shell", "-c", "app"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"to the main process\n").unwrap();
+    }
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("attached\nto the main process\n"),
+        "{stdout} / {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        bed.dev()
+            .streams_view()
+            .opens
+            .iter()
+            .any(|o| matches!(o.target, edge_protocol::StreamTarget::Attach { .. }))
+    );
+
     // a slow reader: the device is held back (it never has more than its window out),
     // and every byte arrives once the reader reads
     const FLOOD: usize = 24 << 20;
@@ -384,15 +416,7 @@ async fn exec_and_port_forward_reach_the_device_and_fail_clearly() {
 
     // the client going away: StreamClose (cancelled) reaches the device
     let closes_before = bed.dev().streams_view().closes_from_gateway.len();
-    let mut child = bed
-        .kubectl
-        .command()
-        .args(["exec", "-i", "-n", &ns, "shell", "-c", "app", "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = bed.spawn_cat();
     assert!(
         bed.dev()
             .wait_for_streams(Duration::from_secs(20), |v| v.open == 1)
@@ -435,15 +459,7 @@ async fn exec_and_port_forward_reach_the_device_and_fail_clearly() {
     );
 
     // the device going away mid-stream ends the exec with an error within seconds
-    let mut child = bed
-        .kubectl
-        .command()
-        .args(["exec", "-i", "-n", &ns, "shell", "-c", "app", "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = bed.spawn_cat();
     assert!(
         bed.dev()
             .wait_for_streams(Duration::from_secs(20), |v| v.open == 1)
@@ -508,25 +524,9 @@ async fn exec_and_port_forward_reach_the_device_and_fail_clearly() {
 /// to the gateway (kubectl falls back from WebSocket to SPDY).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exec_through_the_api_emulator() {
-    let bed = bed(ClusterBackend::Emulator).await;
+    let bed = bed(ClusterBackend::Emulator, Duration::from_secs(3)).await;
     let ns = bed.ns.clone();
-    let out = bed
-        .kubectl
-        .exec(
-            &ns,
-            "shell",
-            "app",
-            &["sh", "-c", "exit 3"],
-            Some(b"hello\n"),
-        )
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "ran sh -c exit 3\nhello\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(3));
+    bed.exec_echoes_stdin_and_exits_3();
     let out = bed
         .kubectl
         .exec(&ns, "old-shell", "app", &["true"], None)
@@ -534,5 +534,76 @@ async fn exec_through_the_api_emulator() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("upgrade the agent"), "{stderr}");
+
+    // an idle exec ends after --streaming-connection-idle-timeout (3 s here)
+    let closes_before = bed.dev().streams_view().closes_from_gateway.len();
+    let mut child = bed.spawn_cat();
+    let stdin = child.stdin.take();
+    let started = Instant::now();
+    assert!(
+        bed.dev()
+            .wait_for_streams(Duration::from_secs(20), |v| {
+                v.closes_from_gateway.len() > closes_before
+            })
+            .await
+    );
+    let view = bed.dev().streams_view();
+    let close = view.closes_from_gateway.last().unwrap();
+    assert_eq!(
+        close.error.as_ref().map(|e| e.code),
+        Some(StreamErrorCode::IdleTimeout),
+        "{close:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!status.success());
+    drop(stdin);
     bed.gateway.shutdown().await;
+}
+
+/// `kubectl port-forward pod/shell :8080 :8081`: a line through each port, and a second
+/// connection on the first, each echoed by the device.
+fn kubectl_port_forward_echoes(bed: &Bed, ns: &str) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = bed
+        .kubectl
+        .command()
+        .args(["port-forward", "-n", ns, "pod/shell", ":8080", ":8081"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut local = std::collections::HashMap::new();
+    while local.len() < 2 {
+        let line = lines
+            .next()
+            .expect("kubectl port-forward ended early")
+            .unwrap();
+        // "Forwarding from 127.0.0.1:41234 -> 8080"
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            let (port, remote) = rest.split_once(" -> ").unwrap();
+            local.insert(remote.to_owned(), port.parse::<u16>().unwrap());
+        }
+    }
+    for (remote, connection) in [("8080", 1), ("8081", 1), ("8080", 2)] {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", local[remote])).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let line = format!("to {remote}, connection {connection}\n");
+        conn.write_all(line.as_bytes()).unwrap();
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut echoed = String::new();
+        conn.read_to_string(&mut echoed).unwrap();
+        assert_eq!(echoed, line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use edge_protocol::{
-    DeviceId, Message, RequestId, StreamClose, StreamCredit, StreamData, StreamOpened,
+    DeviceId, Message, RequestId, StreamClose, StreamCredit, StreamData, StreamError,
+    StreamErrorCode, StreamOpened,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -107,6 +108,17 @@ impl EndReason {
             EndReason::Idle => "idle_timeout",
             EndReason::Shutdown => "shutdown",
         }
+    }
+}
+
+/// The gateway's [`StreamClose`]: why it stops a stream.
+pub fn gateway_close(code: StreamErrorCode, message: impl Into<String>) -> StreamClose {
+    StreamClose {
+        exit_code: None,
+        error: Some(StreamError {
+            code,
+            message: message.into(),
+        }),
     }
 }
 

@@ -287,7 +287,7 @@ fn router(access: AccessControl, metrics: Arc<Metrics>, settings: ApiSettings) -
         )
         .route(
             "/exec/{namespace}/{pod}/{uid}/{container}",
-            get(streaming::exec_with_uid).post(streaming::exec_with_uid),
+            get(streaming::exec).post(streaming::exec),
         )
         .route(
             "/attach/{namespace}/{pod}/{container}",
@@ -295,15 +295,15 @@ fn router(access: AccessControl, metrics: Arc<Metrics>, settings: ApiSettings) -
         )
         .route(
             "/attach/{namespace}/{pod}/{uid}/{container}",
-            get(streaming::attach_with_uid).post(streaming::attach_with_uid),
+            get(streaming::attach).post(streaming::attach),
         )
         .route(
             "/portForward/{namespace}/{pod}",
-            get(streaming::port_forward_pod).post(streaming::port_forward_pod),
+            get(streaming::port_forward).post(streaming::port_forward),
         )
         .route(
             "/portForward/{namespace}/{pod}/{uid}",
-            get(streaming::port_forward_with_uid).post(streaming::port_forward_with_uid),
+            get(streaming::port_forward).post(streaming::port_forward),
         )
         .fallback(not_found)
         .with_state(ApiState {

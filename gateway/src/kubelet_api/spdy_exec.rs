@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use edge_protocol::{
-    RequestId, STREAM_PROTOCOL_VERSION, StdioSelection, StreamChannel, StreamClose, StreamError,
+    RequestId, STREAM_PROTOCOL_VERSION, StdioSelection, StreamChannel, StreamClose,
     StreamErrorCode, StreamOpen, StreamResize, StreamTarget, TerminalSize,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -19,11 +19,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::spdy_io::{ConnectionError, SpdyConnection};
+use super::spdy_io::{ConnectionError, SpdyConnection, Step};
 use super::streaming::{RemoteCommand, StreamRequest, StreamSettings};
 use crate::device_streams::{
     CONNECTION_EVENT_BUFFER, DeviceStreamMessage, DeviceStreams, EndReason, StreamEvent,
-    StreamFlow, StreamKind,
+    StreamFlow, StreamKind, gateway_close,
 };
 use crate::stream_protocols::remote_command::{
     ExecOptions, ExecStreamSet, ExecStreams, ExitStatus, ResizeDecoder, status_json,
@@ -53,16 +53,6 @@ struct Ending {
     status: Option<ExitStatus>,
     /// What to tell the device, if it still runs the stream.
     tell_device: Option<StreamClose>,
-}
-
-fn gateway_close(code: StreamErrorCode, message: impl Into<String>) -> StreamClose {
-    StreamClose {
-        exit_code: None,
-        error: Some(StreamError {
-            code,
-            message: message.into(),
-        }),
-    }
 }
 
 /// The error stream's status for the device's close.
@@ -461,14 +451,6 @@ impl ExecSession {
         }
         None
     }
-}
-
-enum Step {
-    Client(Result<(), ConnectionError>),
-    Device(Option<StreamEvent>),
-    Timer,
-    Broken,
-    Shutdown,
 }
 
 fn to_protocol_size(s: crate::stream_protocols::remote_command::TerminalSize) -> TerminalSize {

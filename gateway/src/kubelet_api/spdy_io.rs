@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
+use crate::device_streams::StreamEvent;
 use crate::stream_protocols::spdy_session::{Session, SessionConfig, SessionError};
 
 /// Bytes read from the client at once.
@@ -19,6 +20,20 @@ pub(super) enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Session(#[from] SessionError),
+}
+
+/// What woke a connection's loop.
+pub(super) enum Step {
+    /// The client sent something (or went away).
+    Client(Result<(), ConnectionError>),
+    /// A message about one of its device streams.
+    Device(Option<StreamEvent>),
+    /// A deadline passed (open, idle).
+    Timer,
+    /// The device flooded the connection.
+    Broken,
+    /// The gateway shuts down.
+    Shutdown,
 }
 
 /// One upgraded connection with its SPDY session.

@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use edge_protocol::{
-    RequestId, STREAM_PROTOCOL_VERSION, StreamChannel, StreamClose, StreamError, StreamErrorCode,
-    StreamOpen, StreamTarget,
+    RequestId, STREAM_PROTOCOL_VERSION, StreamChannel, StreamErrorCode, StreamOpen, StreamTarget,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -18,11 +17,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::spdy_io::{ConnectionError, SpdyConnection};
+use super::spdy_io::{SpdyConnection, Step};
 use super::streaming::{StreamRequest, StreamSettings};
 use crate::device_streams::{
     CONNECTION_EVENT_BUFFER, DeviceStreamMessage, DeviceStreams, EndReason, StreamEvent,
-    StreamFlow, StreamKind,
+    StreamFlow, StreamKind, gateway_close,
 };
 use crate::stream_protocols::port_forward::{
     PortForwardPair, SpdyPortForwardPairer, forward_error_message,
@@ -49,24 +48,6 @@ struct Forward {
     opened: bool,
     /// When the device must have answered the open.
     open_deadline: Instant,
-}
-
-fn gateway_close(code: StreamErrorCode, message: &str) -> StreamClose {
-    StreamClose {
-        exit_code: None,
-        error: Some(StreamError {
-            code,
-            message: message.to_owned(),
-        }),
-    }
-}
-
-enum Step {
-    Client(Result<(), ConnectionError>),
-    Device(Option<StreamEvent>),
-    Timer,
-    Broken,
-    Shutdown,
 }
 
 struct ForwardState {

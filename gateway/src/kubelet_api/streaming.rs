@@ -146,41 +146,53 @@ fn command_of(query: &str) -> Vec<String> {
         .collect()
 }
 
+/// The path of `/exec` and `/attach` (with or without the pod's uid).
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct RemoteCommandPath {
+    namespace: String,
+    pod: String,
+    uid: Option<String>,
+    container: String,
+}
+
+/// The path of `/portForward` (with or without the pod's uid).
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct PortForwardPath {
+    namespace: String,
+    pod: String,
+    uid: Option<String>,
+}
+
 async fn remote_command(
     state: ApiState,
-    (namespace, pod, uid, container): (String, String, Option<String>, String),
+    path: RemoteCommandPath,
     query: Option<String>,
     request: Request,
-    kind: RemoteCommand,
+    attach: bool,
 ) -> Response {
     let query = query.unwrap_or_default();
     let options = match remote_command::ExecOptions::from_query(&query) {
         Ok(o) => o,
         Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let kind = match kind {
-        RemoteCommand::Exec { .. } => {
-            let command = command_of(&query);
-            if command.is_empty() {
-                return plain(
-                    StatusCode::BAD_REQUEST,
-                    "you must specify at least one command for the container",
-                );
-            }
-            RemoteCommand::Exec { command }
+    let kind = if attach {
+        RemoteCommand::Attach
+    } else {
+        let command = command_of(&query);
+        if command.is_empty() {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "you must specify at least one command for the container",
+            );
         }
-        RemoteCommand::Attach => RemoteCommand::Attach,
-    };
-    let what = match kind {
-        RemoteCommand::Exec { .. } => "exec",
-        RemoteCommand::Attach => "attach",
+        RemoteCommand::Exec { command }
     };
     let target = StreamRequestTarget {
-        namespace: &namespace,
-        pod: &pod,
-        uid: uid.as_deref(),
-        container: Some(&container),
-        what,
+        namespace: &path.namespace,
+        pod: &path.pod,
+        uid: path.uid.as_deref(),
+        container: Some(&path.container),
+        what: if attach { "attach" } else { "exec" },
     };
     let checked = match prepare(
         &state,
@@ -197,7 +209,7 @@ async fn remote_command(
     let session = super::spdy_exec::ExecSession {
         streams: state.fleet.streams().clone(),
         request: checked,
-        container,
+        container: path.container,
         kind,
         options,
         settings: state.streaming,
@@ -206,63 +218,36 @@ async fn remote_command(
     switch_protocols(request, protocol, move |io| session.run(io))
 }
 
+/// `/exec/{namespace}/{pod}[/{uid}]/{container}`.
 pub(super) async fn exec(
     State(state): State<ApiState>,
-    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Path(path): Path<RemoteCommandPath>,
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Response {
-    let path = (namespace, pod, None, container);
-    let kind = RemoteCommand::Exec {
-        command: Vec::new(),
-    };
-    remote_command(state, path, query, request, kind).await
+    remote_command(state, path, query, request, false).await
 }
 
-pub(super) async fn exec_with_uid(
-    State(state): State<ApiState>,
-    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
-    RawQuery(query): RawQuery,
-    request: Request,
-) -> Response {
-    let path = (namespace, pod, Some(uid), container);
-    let kind = RemoteCommand::Exec {
-        command: Vec::new(),
-    };
-    remote_command(state, path, query, request, kind).await
-}
-
+/// `/attach/{namespace}/{pod}[/{uid}]/{container}`.
 pub(super) async fn attach(
     State(state): State<ApiState>,
-    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Path(path): Path<RemoteCommandPath>,
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Response {
-    let path = (namespace, pod, None, container);
-    remote_command(state, path, query, request, RemoteCommand::Attach).await
+    remote_command(state, path, query, request, true).await
 }
 
-pub(super) async fn attach_with_uid(
+/// `/portForward/{namespace}/{pod}[/{uid}]`.
+pub(super) async fn port_forward(
     State(state): State<ApiState>,
-    Path((namespace, pod, uid, container)): Path<(String, String, String, String)>,
-    RawQuery(query): RawQuery,
-    request: Request,
-) -> Response {
-    let path = (namespace, pod, Some(uid), container);
-    remote_command(state, path, query, request, RemoteCommand::Attach).await
-}
-
-async fn port_forward(
-    state: ApiState,
-    namespace: String,
-    pod: String,
-    uid: Option<String>,
+    Path(path): Path<PortForwardPath>,
     request: Request,
 ) -> Response {
     let target = StreamRequestTarget {
-        namespace: &namespace,
-        pod: &pod,
-        uid: uid.as_deref(),
+        namespace: &path.namespace,
+        pod: &path.pod,
+        uid: path.uid.as_deref(),
         container: None,
         what: "port-forward",
     };
@@ -285,20 +270,4 @@ async fn port_forward(
         shutdown: state.shutdown.clone(),
     };
     switch_protocols(request, protocol, move |io| session.run(io))
-}
-
-pub(super) async fn port_forward_pod(
-    State(state): State<ApiState>,
-    Path((namespace, pod)): Path<(String, String)>,
-    request: Request,
-) -> Response {
-    port_forward(state, namespace, pod, None, request).await
-}
-
-pub(super) async fn port_forward_with_uid(
-    State(state): State<ApiState>,
-    Path((namespace, pod, uid)): Path<(String, String, String)>,
-    request: Request,
-) -> Response {
-    port_forward(state, namespace, pod, Some(uid), request).await
 }

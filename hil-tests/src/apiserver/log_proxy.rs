@@ -270,6 +270,22 @@ fn reason_for(code: u16) -> &'static str {
     }
 }
 
+/// The Node pod `name` is bound to (400 when it is not bound yet).
+pub fn bound_node(ctx: &Context, pod: &Value, name: &str) -> ApiResult<Arc<Value>> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    ctx.cluster
+        .get_stored("nodes", "", node_name)
+        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))
+}
+
 /// Validates the request like kube-apiserver's LogREST and proxies it.
 pub async fn proxy(
     ctx: &Arc<Context>,
@@ -347,19 +363,7 @@ pub async fn proxy(
             }
         }
     };
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let node = ctx
-        .cluster
-        .get_stored("nodes", "", node_name)
-        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?;
+    let node = bound_node(ctx, &pod, name)?;
     let (host, port, path) = log_location(&pod, &node, &container, q)?;
     let (resp, conn) = ctx
         .kubelet_client

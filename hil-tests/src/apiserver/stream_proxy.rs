@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::errors::{ApiError, ApiResult};
-use super::log_proxy::log_location;
+use super::log_proxy::{bound_node, log_location};
 use super::router::{Body, Context};
 
 /// Largest kubelet response head read.
@@ -90,19 +90,7 @@ pub async fn proxy(
             "upgrade {upgrade:?} is not supported by this API server; use SPDY/3.1"
         )));
     }
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let node = ctx
-        .cluster
-        .get_stored("nodes", "", node_name)
-        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?;
+    let node = bound_node(ctx, &pod, name)?;
     let query = req.uri().query().unwrap_or("").to_owned();
     let path = if subresource == "portforward" {
         format!("/portForward/{}/{}", pct(ns), pct(name))

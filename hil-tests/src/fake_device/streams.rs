@@ -7,8 +7,10 @@
 //! - exec of `flood N`: N bytes of `x` on stdout, sent only as the gateway grants credit,
 //!   then exit 0;
 //! - a TTY resize writes `resized to WxH` to stdout;
-//! - port-forward to 8080 echoes the connection (and closes it after the client's FIN);
-//!   any other port is refused like a closed port;
+//! - port-forward to 8080-8089 echoes the connection (and closes it after the client's
+//!   FIN); any other port is refused like a closed port;
+//! - attach writes `attached`, then echoes stdin; it ends at stdin EOF (at once without
+//!   stdin);
 //! - a container not in the pod is `NotFound`.
 
 use std::collections::{HashMap, VecDeque};
@@ -19,8 +21,8 @@ use edge_protocol::{
     StreamData, StreamError, StreamErrorCode, StreamOpen, StreamOpened, StreamTarget, TerminalSize,
 };
 
-/// The port the fake device echoes on; others refuse.
-pub const ECHO_PORT: u16 = 8080;
+/// The ports the fake device echoes on; others refuse.
+pub const ECHO_PORTS: std::ops::RangeInclusive<u16> = 8080..=8089;
 
 /// What the device's streams saw, for tests.
 #[derive(Debug, Clone, Default)]
@@ -184,11 +186,17 @@ impl FakeStreams {
                     }
                 }
             }
-            StreamTarget::Attach { .. } => {
+            StreamTarget::Attach { stdio, .. } => {
                 stream.output.extend(b"attached\n");
+                let detach = StreamClose::default();
+                if stdio.stdin {
+                    stream.exit_at_input_end = Some(detach);
+                } else {
+                    stream.exit_after_output = Some(detach);
+                }
             }
             StreamTarget::PortForward { port, .. } => {
-                if *port != ECHO_PORT {
+                if !ECHO_PORTS.contains(port) {
                     let message = format!("dial tcp 127.0.0.1:{port}: connect: connection refused");
                     return out
                         .push(close_with(StreamErrorCode::ConnectionRefused, message).into());
