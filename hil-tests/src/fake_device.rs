@@ -266,18 +266,8 @@ impl FakeDevice {
         timeout: Duration,
         pred: impl Fn(&FakeStreamsView) -> bool,
     ) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.shared.changed.notified();
-            if pred(&self.streams_view()) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), notified).await;
-        }
+        self.wait_for(timeout, |inner| pred(&inner.streams.view))
+            .await
     }
 
     /// Sets what `kubectl logs` of a container shows (one line per `\n`).
@@ -294,10 +284,14 @@ impl FakeDevice {
         timeout: Duration,
         pred: impl Fn(&FakeDeviceView) -> bool,
     ) -> bool {
+        self.wait_for(timeout, |inner| pred(&inner.view)).await
+    }
+
+    async fn wait_for(&self, timeout: Duration, pred: impl Fn(&Inner) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
-            if pred(&self.view()) {
+            if pred(&self.shared.lock()) {
                 return true;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

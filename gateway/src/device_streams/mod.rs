@@ -33,9 +33,11 @@ pub use target::{DeviceReadiness, PodPlacement, StreamRefusal, StreamRequestTarg
 use crate::fleet::Outgoing;
 use crate::metrics::Metrics;
 
-/// Device messages that may wait for one connection; a device that sends more than the
-/// connection's client reads (many tiny frames) breaks the connection.
-pub const CONNECTION_EVENT_BUFFER: usize = 1024;
+/// Device messages that may wait for one connection while its client does not read.
+/// Their data is bounded by the windows; their number is bounded here: a device that
+/// sends more frames than this (tiny ones) to a stalled client breaks the connection,
+/// so an agent should send what it has in as few frames as it can.
+pub const CONNECTION_EVENT_BUFFER: usize = 4096;
 
 /// What a device says on `up/stream/{id}`.
 #[derive(Debug, Clone, PartialEq)]
