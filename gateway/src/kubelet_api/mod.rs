@@ -16,12 +16,14 @@
 //! | [`log_query`] | the `containerLogs` query parameters, validated |
 //! | [`streaming`] | `/exec`, `/attach`, `/portForward`: checks, then the SPDY upgrade |
 //! | `spdy_io.rs` | the upgraded connection: the pure SPDY session read and written |
-//! | `spdy_exec.rs` | exec/attach relayed to the device: stream set, stdin/stdout/stderr, resize, exit status |
+//! | `exec_relay.rs` | exec/attach relayed to the device, whatever the client speaks: flow control, resize, exit status, the ends |
+//! | `spdy_exec.rs` | exec/attach on SPDY: the stream set, stdin/stdout/stderr, resize, the error stream |
 //! | `spdy_port_forward.rs` | port-forward relayed to the device: one MQTT stream per forwarded connection |
 
 pub mod access;
 pub mod authn;
 pub mod authz;
+mod exec_relay;
 pub mod log_query;
 pub mod review_cache;
 mod spdy_exec;

@@ -23,9 +23,9 @@ pub(super) enum ConnectionError {
 }
 
 /// What woke a connection's loop.
-pub(super) enum Step {
+pub(super) enum Step<T = ()> {
     /// The client sent something (or went away).
-    Client(Result<(), ConnectionError>),
+    Client(Result<T, ConnectionError>),
     /// A message about one of its device streams.
     Device(Option<StreamEvent>),
     /// A deadline passed (open, idle).

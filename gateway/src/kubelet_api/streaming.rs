@@ -206,7 +206,7 @@ async fn remote_command(
         Err(response) => return response,
     };
     let protocol = checked.protocol;
-    let session = super::spdy_exec::ExecSession {
+    let session = super::exec_relay::ExecSession {
         streams: state.fleet.streams().clone(),
         request: checked,
         container: path.container,
@@ -215,7 +215,12 @@ async fn remote_command(
         settings: state.streaming,
         shutdown: state.shutdown.clone(),
     };
-    switch_protocols(request, protocol, move |io| session.run(io))
+    switch_protocols(request, protocol, move |io| async move {
+        match super::spdy_exec::SpdyExecClient::new(io, &session.options) {
+            Ok(client) => session.run(client).await,
+            Err(e) => debug!(error = %e, "cannot start a SPDY session"),
+        }
+    })
 }
 
 /// `/exec/{namespace}/{pod}[/{uid}]/{container}`.
