@@ -6,7 +6,8 @@
 //! API directly with the API server's kubelet client certificate, for TTY resize,
 //! port-forward and errors kube-apiserver would catch before the kubelet.
 //!
-//! Covered: exit codes, stdin piped and EOF, TTY resize reaching the device, attach,
+//! Covered: exit codes, stdin piped and EOF (SPDY and WebSocket), TTY resize reaching
+//! the device, attach,
 //! `kubectl port-forward` with two ports and two connections on one, a slow reader
 //! holding the device back (never beyond its window), the client going away (StreamClose
 //! reaches the device), unknown container (404), an old agent and an offline device
@@ -307,6 +308,21 @@ async fn exec_and_port_forward_reach_the_device_and_fail_clearly() {
         None,
     );
     assert_eq!(result["exitCode"], 7, "{result}");
+
+    // WebSocket (v5.channel.k8s.io, client-go's WebSocket executor), as an API server
+    // that passes WebSockets through to the kubelet speaks: stdin, its close, exit code
+    let (result, stderr) = bed.go_client(
+        &format!(
+            "/exec/{ns}/shell/app?command=sh&command=-c&command=exit%205&stdin=1&stdout=1&stderr=1"
+        ),
+        "ws",
+        None,
+    );
+    assert_eq!(result["exitCode"], 5, "{result} {stderr}");
+    assert_eq!(
+        result["stdout"], "ran sh -c exit 5\nhello from stdin\n",
+        "{result}"
+    );
 
     // unknown container (kube-apiserver checks this too): the kubelet's 404 words
     let (result, _) = bed.go_client(

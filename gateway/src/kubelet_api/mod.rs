@@ -18,6 +18,7 @@
 //! | `spdy_io.rs` | the upgraded connection: the pure SPDY session read and written |
 //! | `exec_relay.rs` | exec/attach relayed to the device, whatever the client speaks: flow control, resize, exit status, the ends |
 //! | `spdy_exec.rs` | exec/attach on SPDY: the stream set, stdin/stdout/stderr, resize, the error stream |
+//! | `ws_exec.rs` | exec/attach on WebSocket (`v5`/`v4.channel.k8s.io`): channel messages, the v5 stdin close |
 //! | `spdy_port_forward.rs` | port-forward relayed to the device: one MQTT stream per forwarded connection |
 
 pub mod access;
@@ -31,6 +32,7 @@ mod spdy_io;
 mod spdy_port_forward;
 pub mod streaming;
 pub mod tls;
+mod ws_exec;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,8 +4,10 @@
 //! the container in its spec, the device online with an agent that speaks the stream
 //! protocol), so that a user gets a clear HTTP error at once; then the connection is
 //! upgraded to SPDY/3.1 (`101 Switching Protocols`, `Upgrade: SPDY/3.1`, the negotiated
-//! `X-Stream-Protocol-Version`) and handed to [`super::spdy_exec`] or
-//! [`super::spdy_port_forward`], which relay it to the device over MQTT.
+//! `X-Stream-Protocol-Version`) and handed to `spdy_exec.rs` or `spdy_port_forward.rs`,
+//! or, for exec and attach, to WebSocket (`Upgrade: websocket`, the negotiated
+//! `Sec-WebSocket-Protocol`) and `ws_exec.rs`; the relay to the device over MQTT is in
+//! `exec_relay.rs` and `spdy_port_forward.rs`.
 
 use std::time::Duration;
 
@@ -50,12 +52,24 @@ pub(super) enum RemoteCommand {
     Attach,
 }
 
+/// The protocol the client is upgraded to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Upgrade {
+    /// SPDY/3.1 with this `X-Stream-Protocol-Version`.
+    Spdy(&'static str),
+    /// WebSocket with this sub-protocol; `accept` is the `Sec-WebSocket-Accept`.
+    WebSocket {
+        protocol: &'static str,
+        accept: String,
+    },
+}
+
 /// A checked request, ready to be upgraded.
 #[derive(Debug, Clone)]
 pub(super) struct StreamRequest {
     pub device: DeviceId,
     pub pod: StreamPod,
-    pub protocol: &'static str,
+    pub upgrade: Upgrade,
 }
 
 fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
@@ -66,12 +80,50 @@ fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The WebSocket upgrade of a request that asks for one, among `protocols` (`None`:
+/// WebSocket is not served on this route).
+fn websocket_upgrade(
+    headers: &HeaderMap,
+    protocols: Option<&[&'static str]>,
+) -> Option<Result<Upgrade, Response>> {
+    let upgrade = header_values(headers, header::UPGRADE.as_str()).join(",");
+    if !upgrade.to_ascii_lowercase().contains("websocket") {
+        return None;
+    }
+    let Some(protocols) = protocols else {
+        return Some(Err(plain(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: WebSocket is not served on this path; use SPDY/3.1",
+        )));
+    };
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Some(Err(plain(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: missing Sec-WebSocket-Key",
+        )));
+    };
+    let offered = header_values(headers, header::SEC_WEBSOCKET_PROTOCOL.as_str());
+    Some(
+        negotiate(&offered, protocols)
+            .map(|protocol| Upgrade::WebSocket {
+                protocol,
+                accept: tungstenite::handshake::derive_accept_key(key.as_bytes()),
+            })
+            .map_err(|e| {
+                let status =
+                    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+                plain(status, e.to_string())
+            }),
+    )
+}
+
 /// Checks the upgrade headers, the protocol and the target; the error response otherwise.
 async fn prepare(
     state: &ApiState,
     headers: &HeaderMap,
     target: StreamRequestTarget<'_>,
     protocols: &[&'static str],
+    ws_protocols: Option<&[&'static str]>,
 ) -> Result<StreamRequest, Response> {
     let placement = state
         .fleet
@@ -85,6 +137,13 @@ async fn prepare(
         let status = StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::NOT_FOUND);
         plain(status, refusal.to_string())
     })?;
+    if let Some(upgrade) = websocket_upgrade(headers, ws_protocols) {
+        return Ok(StreamRequest {
+            device,
+            pod,
+            upgrade: upgrade?,
+        });
+    }
     let connection = header_values(headers, header::CONNECTION.as_str()).join(",");
     let upgrade = header_values(headers, header::UPGRADE.as_str()).join(",");
     if !is_spdy_upgrade(&connection, &upgrade) {
@@ -107,12 +166,12 @@ async fn prepare(
     Ok(StreamRequest {
         device,
         pod,
-        protocol,
+        upgrade: Upgrade::Spdy(protocol),
     })
 }
 
 /// The 101 answer, with the connection handed to `serve` once hyper has upgraded it.
-fn switch_protocols<F, Fut>(request: Request, protocol: &'static str, serve: F) -> Response
+fn switch_protocols<F, Fut>(request: Request, upgrade: &Upgrade, serve: F) -> Response
 where
     F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -124,18 +183,26 @@ where
             Err(e) => debug!(error = %e, "streaming upgrade failed"),
         }
     });
-    (
-        StatusCode::SWITCHING_PROTOCOLS,
-        [
-            (header::CONNECTION, "Upgrade"),
-            (header::UPGRADE, UPGRADE_SPDY_31),
+    let headers = match upgrade {
+        Upgrade::Spdy(protocol) => [
+            (header::UPGRADE, UPGRADE_SPDY_31.to_owned()),
             (
                 header::HeaderName::from_static("x-stream-protocol-version"),
-                protocol,
+                (*protocol).to_owned(),
             ),
+            (header::CONNECTION, "Upgrade".to_owned()),
         ],
-    )
-        .into_response()
+        Upgrade::WebSocket { protocol, accept } => [
+            (header::UPGRADE, "websocket".to_owned()),
+            (header::SEC_WEBSOCKET_PROTOCOL, (*protocol).to_owned()),
+            (header::SEC_WEBSOCKET_ACCEPT, accept.clone()),
+        ],
+    };
+    let mut response = (StatusCode::SWITCHING_PROTOCOLS, headers).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    response
 }
 
 /// The `command` query values of an exec.
@@ -199,13 +266,14 @@ async fn remote_command(
         request.headers(),
         target,
         remote_command::SPDY_PROTOCOLS,
+        Some(super::ws_exec::WS_PROTOCOLS),
     )
     .await
     {
         Ok(c) => c,
         Err(response) => return response,
     };
-    let protocol = checked.protocol;
+    let upgrade = checked.upgrade.clone();
     let session = super::exec_relay::ExecSession {
         streams: state.fleet.streams().clone(),
         request: checked,
@@ -215,10 +283,19 @@ async fn remote_command(
         settings: state.streaming,
         shutdown: state.shutdown.clone(),
     };
-    switch_protocols(request, protocol, move |io| async move {
-        match super::spdy_exec::SpdyExecClient::new(io, &session.options) {
-            Ok(client) => session.run(client).await,
-            Err(e) => debug!(error = %e, "cannot start a SPDY session"),
+    let serve_upgrade = upgrade.clone();
+    switch_protocols(request, &upgrade, move |io| async move {
+        match serve_upgrade {
+            Upgrade::Spdy(_) => match super::spdy_exec::SpdyExecClient::new(io, &session.options) {
+                Ok(client) => session.run(client).await,
+                Err(e) => debug!(error = %e, "cannot start a SPDY session"),
+            },
+            Upgrade::WebSocket { protocol, .. } => {
+                match super::ws_exec::WsExecClient::new(io, protocol).await {
+                    Ok(client) => session.run(client).await,
+                    Err(e) => debug!(error = %e, "cannot start a WebSocket session"),
+                }
+            }
         }
     })
 }
@@ -261,18 +338,19 @@ pub(super) async fn port_forward(
         request.headers(),
         target,
         port_forward::SPDY_PROTOCOLS,
+        None,
     )
     .await
     {
         Ok(c) => c,
         Err(response) => return response,
     };
-    let protocol = checked.protocol;
+    let upgrade = checked.upgrade.clone();
     let session = super::spdy_port_forward::PortForwardSession {
         streams: state.fleet.streams().clone(),
         request: checked,
         settings: state.streaming,
         shutdown: state.shutdown.clone(),
     };
-    switch_protocols(request, protocol, move |io| session.run(io))
+    switch_protocols(request, &upgrade, move |io| session.run(io))
 }
