@@ -136,18 +136,7 @@ impl KubeletClient {
         port: u16,
         path_and_query: &str,
     ) -> Result<(hyper::Response<hyper::body::Incoming>, KubeletConnection), String> {
-        let tcp = tokio::net::TcpStream::connect((host, port))
-            .await
-            .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
-        let server_name = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
-        };
-        let tls = self
-            .connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with kubelet {host}:{port}: {e}"))?;
+        let tls = self.connect(host, port).await?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;
