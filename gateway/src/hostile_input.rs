@@ -47,6 +47,10 @@ pub enum RejectReason {
     NodeNotOwned,
     /// A message from a device that has not said hello (counted, not logged).
     UnknownDevice,
+    /// A stream message for a stream that is not open (ended, or never opened).
+    UnknownStream,
+    /// Stream messages faster than the kubelet API client reads them: the stream broke.
+    StreamOverflow,
 }
 
 impl RejectReason {
@@ -66,6 +70,8 @@ impl RejectReason {
             RejectReason::BadCapacity => "bad_capacity",
             RejectReason::NodeNotOwned => "node_not_owned",
             RejectReason::UnknownDevice => "unknown_device",
+            RejectReason::UnknownStream => "unknown_stream",
+            RejectReason::StreamOverflow => "stream_overflow",
         }
     }
 }

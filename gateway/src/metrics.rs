@@ -31,6 +31,8 @@ pub struct Metrics {
     pub agent_uplink_queue_depth: Family<Labels, Gauge>,
     pub agent_reconcile_errors: Family<Labels, Gauge>,
     pub agent_open_streams: Family<Labels, Gauge>,
+    pub streams_open: Family<Labels, Gauge>,
+    pub streams_ended: Family<Labels, Counter>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -101,6 +103,18 @@ impl Metrics {
             "Interactive streams open on the device's agent, as last reported",
             agent_open_streams.clone(),
         );
+        let streams_open = Family::<Labels, Gauge>::default();
+        let streams_ended = Family::<Labels, Counter>::default();
+        registry.register(
+            "streams_open",
+            "Exec, attach and port-forward streams to devices open now, by kind",
+            streams_open.clone(),
+        );
+        registry.register(
+            "streams_ended",
+            "Exec, attach and port-forward streams ended, by kind and reason",
+            streams_ended.clone(),
+        );
         registry.register(
             "kubernetes_writes_queued",
             "Kubernetes writes waiting in the gateway's queues",
@@ -170,6 +184,8 @@ impl Metrics {
             agent_uplink_queue_depth,
             agent_reconcile_errors,
             agent_open_streams,
+            streams_open,
+            streams_ended,
         }
     }
 
@@ -208,6 +224,23 @@ impl Metrics {
     pub fn write_skipped(&self, reason: &str) {
         self.kubernetes_writes_skipped
             .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    /// A stream to a device of `kind` opened.
+    pub fn stream_opened(&self, kind: &str) {
+        self.streams_open
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+
+    /// A stream of `kind` ended for `reason`.
+    pub fn stream_ended(&self, kind: &str, reason: &str) {
+        self.streams_open
+            .get_or_create(&labels(&[("kind", kind)]))
+            .dec();
+        self.streams_ended
+            .get_or_create(&labels(&[("kind", kind), ("reason", reason)]))
             .inc();
     }
 

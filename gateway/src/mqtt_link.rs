@@ -323,6 +323,11 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
             DownChannel::Logs(id),
             Message::LogCancel(log_cancel()),
         ),
+        Outgoing::Stream {
+            device,
+            id,
+            message,
+        } => (device, DownChannel::Stream(id), *message),
         Outgoing::StatusResync { device, reason } => (
             device,
             DownChannel::Resync,

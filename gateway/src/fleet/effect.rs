@@ -7,6 +7,7 @@ use std::time::Duration;
 use edge_protocol::{DeviceId, LogChunk, NodeReport, RequestId};
 
 use super::Outgoing;
+use crate::device_streams::DeviceStreamMessage;
 use crate::device_sync::PersistedDevice;
 use crate::hostile_input::{RejectReason, Rejection};
 use crate::kube_writer::KubeOp;
@@ -54,6 +55,18 @@ pub enum FleetEffect {
     EndLogStreams {
         device: DeviceId,
         tell_device: bool,
+    },
+    /// Hand a device's stream message to the kubelet API connection of its stream.
+    DeliverStreamMessage {
+        device: DeviceId,
+        id: RequestId,
+        message: DeviceStreamMessage,
+    },
+    /// End every exec, attach and port-forward stream of a device (it went offline, its
+    /// agent restarted, or it was retired); `reason` reaches each stream's client.
+    EndDeviceStreams {
+        device: DeviceId,
+        reason: String,
     },
 }
 

@@ -16,6 +16,7 @@
 //! | `delivery.rs` | desired sets (through [`crate::device_sync`]), refused pods, retries |
 //! | `pod_status.rs` | status reports → pod status patches; device events → Events |
 //! | `log_routing.rs` | log requests, cancels and chunks |
+//! | `stream_routing.rs` | exec/attach/port-forward messages of devices, and ending a device's streams |
 //! | `retirement.rs` | forgetting a revoked device |
 //! | `introductions.rs` | devices that talk before saying hello |
 //!
@@ -48,6 +49,7 @@ mod registration;
 mod retirement;
 mod runner;
 mod state;
+mod stream_routing;
 
 pub use admission::AdmissionError;
 pub use directory::{DeviceDirectory, DeviceFacts};
@@ -56,6 +58,7 @@ pub use input::{FleetInput, Now, Revocation};
 pub use runner::FleetRunner;
 pub use state::FleetState;
 
+use crate::device_streams::{DeviceReadiness, DeviceStreams, PodPlacement};
 use crate::health::Health;
 use crate::hostile_input::{Rejection, Rejections};
 use crate::kube_writer::{KubeFeedback, KubeOps};
@@ -89,6 +92,12 @@ pub enum Outgoing {
     StatusResync {
         device: DeviceId,
         reason: String,
+    },
+    /// A message of an exec, attach or port-forward stream (`down/stream/{id}`).
+    Stream {
+        device: DeviceId,
+        id: RequestId,
+        message: Box<edge_protocol::Message>,
     },
 }
 
@@ -160,6 +169,7 @@ pub struct Fleet {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     logs: Arc<LogStreams>,
+    streams: Arc<DeviceStreams>,
     rejections: Arc<Rejections>,
     usage: Arc<UsageStore>,
     /// The runner until [`Fleet::run`] (or [`Fleet::take_runner`]) takes it.
@@ -199,6 +209,7 @@ impl Fleet {
         let directory = Arc::new(DeviceDirectory::default());
         let health = Arc::new(Health::default());
         let logs = Arc::new(LogStreams::default());
+        let streams = Arc::new(DeviceStreams::new(outbox.clone(), metrics.clone()));
         let sinks = EffectSinks {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -207,6 +218,7 @@ impl Fleet {
             outbox,
             pod_watch,
             logs: logs.clone(),
+            streams: streams.clone(),
             rejections: rejections.clone(),
             revocations,
             directory: directory.clone(),
@@ -220,6 +232,7 @@ impl Fleet {
             metrics,
             health,
             logs,
+            streams,
             rejections,
             usage: Arc::new(UsageStore::default()),
             runner: Mutex::new(Some(runner)),
@@ -254,6 +267,11 @@ impl Fleet {
 
     pub fn logs(&self) -> &LogStreams {
         &self.logs
+    }
+
+    /// Open exec, attach and port-forward streams.
+    pub fn streams(&self) -> &Arc<DeviceStreams> {
+        &self.streams
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -463,6 +481,20 @@ impl Fleet {
                 name: name.to_owned(),
             })
         })
+    }
+
+    /// Where pod `namespace/name` runs and what its device can do with streams now.
+    pub async fn stream_placement(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(PodPlacement, DeviceReadiness)> {
+        let query = |reply| FleetQuery::StreamPlacement {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            reply,
+        };
+        self.ask(query).await.flatten()
     }
 
     /// The current desired set of a device (for diagnostics and tests).

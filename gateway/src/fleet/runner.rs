@@ -18,6 +18,7 @@ use super::effect::{Effects, FleetEffect, MetricUpdate};
 use super::input::{FleetInput, Now, Revocation};
 use super::state::FleetState;
 use super::{LogTargetError, Outgoing, PodWatchRequest};
+use crate::device_streams::{self, DeviceReadiness, DeviceStreams, PodPlacement};
 use crate::enrollment::CachedRevocationList;
 use crate::health::Health;
 use crate::hostile_input::{RejectReason, Rejection, Rejections};
@@ -56,6 +57,11 @@ pub(super) enum FleetQuery {
         device: DeviceId,
         reply: oneshot::Sender<Option<edge_protocol::DesiredSet>>,
     },
+    StreamPlacement {
+        namespace: String,
+        name: String,
+        reply: oneshot::Sender<Option<(PodPlacement, DeviceReadiness)>>,
+    },
 }
 
 /// Where effects go.
@@ -68,6 +74,7 @@ pub(super) struct EffectSinks {
     pub outbox: mpsc::UnboundedSender<Outgoing>,
     pub pod_watch: mpsc::UnboundedSender<PodWatchRequest>,
     pub logs: Arc<LogStreams>,
+    pub streams: Arc<DeviceStreams>,
     pub rejections: Arc<Rejections>,
     pub revocations: CachedRevocationList,
     pub directory: Arc<DeviceDirectory>,
@@ -177,6 +184,17 @@ impl FleetRunner {
             FleetQuery::DesiredSet { device, reply } => {
                 let _ = reply.send(self.state.desired_set(&device));
             }
+            FleetQuery::StreamPlacement {
+                namespace,
+                name,
+                reply,
+            } => {
+                let answer = self.state.pod_placement(&namespace, &name).map(|p| {
+                    let readiness = self.state.stream_readiness(&p.device);
+                    (p, readiness)
+                });
+                let _ = reply.send(answer);
+            }
         }
     }
 
@@ -256,6 +274,30 @@ impl FleetRunner {
                         reason,
                         format!("log chunk for request {id}"),
                     ));
+                }
+                FleetEffect::DeliverStreamMessage {
+                    device,
+                    id,
+                    message,
+                } => {
+                    let reason = match self.sinks.streams.deliver(&device, &id, message) {
+                        Ok(()) => continue,
+                        Err(device_streams::DeliveryError::UnknownStream) => {
+                            RejectReason::UnknownStream
+                        }
+                        Err(device_streams::DeliveryError::WrongDevice) => RejectReason::Spoofed,
+                        Err(device_streams::DeliveryError::Overflow) => {
+                            RejectReason::StreamOverflow
+                        }
+                    };
+                    self.sinks.rejections.reject(&Rejection::new(
+                        device.as_str(),
+                        reason,
+                        format!("message of stream {id}"),
+                    ));
+                }
+                FleetEffect::EndDeviceStreams { device, reason } => {
+                    self.sinks.streams.close_device(&device, &reason);
                 }
                 FleetEffect::EndLogStreams {
                     device,

@@ -7,6 +7,7 @@ use edge_protocol::{
     NodeStats, PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
 };
 
+use crate::device_streams::DeviceStreamMessage;
 use crate::hostile_input::{RejectReason, Rejection};
 
 /// A message from one device, decoded and checked against its topic.
@@ -37,6 +38,11 @@ pub enum DeviceMessage {
     /// `up/stats`: a resource usage sample (filed in [`crate::usage_stats`], not handled
     /// by the fleet's state machine).
     Stats(Box<NodeStats>),
+    /// `up/stream/{stream}`: the device's side of an exec, attach or port-forward.
+    Stream {
+        stream: RequestId,
+        message: DeviceStreamMessage,
+    },
 }
 
 impl DeviceMessage {
@@ -51,6 +57,12 @@ impl DeviceMessage {
             DeviceMessage::Resync(_) => MessageKind::ResyncRequest,
             DeviceMessage::LogChunk { .. } => MessageKind::LogChunk,
             DeviceMessage::Stats(_) => MessageKind::NodeStats,
+            DeviceMessage::Stream { message, .. } => match message {
+                DeviceStreamMessage::Opened(_) => MessageKind::StreamOpened,
+                DeviceStreamMessage::Data(_) => MessageKind::StreamData,
+                DeviceStreamMessage::Credit(_) => MessageKind::StreamCredit,
+                DeviceStreamMessage::Close(_) => MessageKind::StreamClose,
+            },
         }
     }
 }
@@ -89,6 +101,22 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
         (UpChannel::Stats, Message::NodeStats(s)) => DeviceMessage::Stats(Box::new(s)),
         (UpChannel::Logs(request), Message::LogChunk(chunk)) => {
             DeviceMessage::LogChunk { request, chunk }
+        }
+        (UpChannel::Stream(stream), message) => {
+            let message = match message {
+                Message::StreamOpened(m) => DeviceStreamMessage::Opened(m),
+                Message::StreamData(m) => DeviceStreamMessage::Data(m),
+                Message::StreamCredit(m) => DeviceStreamMessage::Credit(m),
+                Message::StreamClose(m) => DeviceStreamMessage::Close(m),
+                other => {
+                    return Err(Rejection::new(
+                        device.as_str(),
+                        RejectReason::WrongTopic,
+                        other.kind().as_str(),
+                    ));
+                }
+            };
+            DeviceMessage::Stream { stream, message }
         }
         // `decode_on` already refuses a kind its topic does not carry
         (_, other) => {

@@ -450,6 +450,12 @@ impl ControlPlane {
         &self.pki.kubelet_client_ca_crt
     }
 
+    /// The client certificate and key kube-apiserver presents to kubelets (for tests that
+    /// call a kubelet endpoint as the API server does).
+    pub fn kubelet_client_cert(&self) -> (&Path, &Path) {
+        (&self.pki.kubelet_client_crt, &self.pki.kubelet_client_key)
+    }
+
     /// kube-controller-manager's node monitor grace period in effect.
     pub fn node_monitor_grace_period(&self) -> Duration {
         self.node_monitor_grace_period

@@ -58,3 +58,31 @@ fn usage_samples_are_decoded_on_up_stats_only() {
         RejectReason::WrongTopic
     );
 }
+
+#[test]
+fn stream_messages_are_typed_with_their_stream() {
+    use crate::device_streams::DeviceStreamMessage;
+    let opened = Message::from(edge_protocol::StreamOpened { window_bytes: 5 })
+        .encode()
+        .unwrap();
+    let frame = decode("edge/v1/pi-01/up/stream/abc", &opened, false).unwrap();
+    assert_eq!(frame.message.kind(), MessageKind::StreamOpened);
+    match frame.message {
+        DeviceMessage::Stream { stream, message } => {
+            assert_eq!(stream.as_str(), "abc");
+            assert_eq!(
+                message,
+                DeviceStreamMessage::Opened(edge_protocol::StreamOpened { window_bytes: 5 })
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // a gateway's message on the device's topic is not accepted
+    let resize = Message::from(edge_protocol::StreamResize::default())
+        .encode()
+        .unwrap();
+    assert_eq!(
+        reason("edge/v1/pi-01/up/stream/abc", &resize),
+        RejectReason::WrongTopic
+    );
+}
