@@ -21,6 +21,7 @@
 //! | `spdy_exec.rs` | exec/attach on SPDY: the stream set, stdin/stdout/stderr, resize, the error stream |
 //! | `ws_exec.rs` | exec/attach on WebSocket (`v5`/`v4.channel.k8s.io`): channel messages, the v5 stdin close |
 //! | `spdy_port_forward.rs` | port-forward relayed to the device: one MQTT stream per forwarded connection |
+//! | `ws_tunnel.rs` | a WebSocket as a byte stream: port-forward's `SPDY/3.1+portforward.k8s.io` tunnel |
 
 pub mod access;
 pub mod authn;
@@ -35,6 +36,7 @@ pub mod streaming;
 pub mod tls;
 pub mod usage;
 mod ws_exec;
+mod ws_tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,8 +5,9 @@
 //! protocol), so that a user gets a clear HTTP error at once; then the connection is
 //! upgraded to SPDY/3.1 (`101 Switching Protocols`, `Upgrade: SPDY/3.1`, the negotiated
 //! `X-Stream-Protocol-Version`) and handed to `spdy_exec.rs` or `spdy_port_forward.rs`,
-//! or, for exec and attach, to WebSocket (`Upgrade: websocket`, the negotiated
-//! `Sec-WebSocket-Protocol`) and `ws_exec.rs`; the relay to the device over MQTT is in
+//! or to WebSocket (`Upgrade: websocket`, the negotiated `Sec-WebSocket-Protocol`):
+//! `ws_exec.rs` for exec and attach, and for port-forward the SPDY tunnel of
+//! `ws_tunnel.rs` (SPDY/3.1 in binary messages) under `spdy_port_forward.rs`; the relay to the device over MQTT is in
 //! `exec_relay.rs` and `spdy_port_forward.rs`.
 
 use std::time::Duration;
@@ -16,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use edge_protocol::{DeviceId, StreamPod};
 use hyper_util::rt::TokioIo;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::{ApiState, plain};
 use crate::device_streams::{StreamRequestTarget, check_target};
@@ -176,7 +177,16 @@ where
     F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let request_path = request.uri().path().to_owned();
     let on_upgrade = hyper::upgrade::on(request);
+    match upgrade {
+        Upgrade::Spdy(protocol) => {
+            info!(upgrade = "spdy", protocol, path = %request_path, "streaming upgrade")
+        }
+        Upgrade::WebSocket { protocol, .. } => {
+            info!(upgrade = "websocket", protocol, path = %request_path, "streaming upgrade")
+        }
+    }
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
@@ -338,7 +348,7 @@ pub(super) async fn port_forward(
         request.headers(),
         target,
         port_forward::SPDY_PROTOCOLS,
-        None,
+        Some(&[super::ws_tunnel::PORT_FORWARD_TUNNEL_PROTOCOL]),
     )
     .await
     {
@@ -352,5 +362,12 @@ pub(super) async fn port_forward(
         settings: state.streaming,
         shutdown: state.shutdown.clone(),
     };
-    switch_protocols(request, &upgrade, move |io| session.run(io))
+    let tunnelled = matches!(upgrade, Upgrade::WebSocket { .. });
+    switch_protocols(request, &upgrade, move |io| async move {
+        if tunnelled {
+            session.run(super::ws_tunnel::WsTunnel::new(io).await).await
+        } else {
+            session.run(io).await
+        }
+    })
 }
