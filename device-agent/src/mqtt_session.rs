@@ -184,7 +184,11 @@ impl MqttSession {
             .first()
             .cloned()
             .ok_or_else(|| SessionError::Tls("no broker configured".to_owned()))?;
-        let (client, eventloop) = AsyncClient::new(first, 64);
+        let (client, mut eventloop) = AsyncClient::new(first, 64);
+        // Exec keystrokes and stream credit are small messages: no Nagle delay.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let connected = Arc::new(AtomicBool::new(false));
         let reconnects = Arc::new(AtomicU64::new(0));
         let (uplink_tx, uplink_rx) = mpsc::unbounded_channel();

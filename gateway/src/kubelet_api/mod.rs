@@ -361,6 +361,8 @@ pub async fn serve(
                 }
             },
         };
+        // exec keystrokes and port-forward segments are small writes: no Nagle delay
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let token = token.clone();
