@@ -192,6 +192,8 @@ async fn bench(args: &Args) -> Result<()> {
     .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let bytes = u64::from(args.file_mib) << 20;
+    let gateway_pid = stack.gateway.pid().context("gateway not running")?;
+    let gw_start = rss_kib(gateway_pid)?;
 
     eprintln!("exec round trips ({} keystrokes) ...", args.keystrokes);
     let rt = exec_round_trips(&stack, args.keystrokes)?;
@@ -210,7 +212,6 @@ async fn bench(args: &Args) -> Result<()> {
     let _ = forward.wait();
 
     eprintln!("memory with {} idle exec sessions ...", args.idle_sessions);
-    let gateway_pid = stack.gateway.pid().context("gateway not running")?;
     let agent_pid = stack
         .agent("bench-streams")?
         .pid()
@@ -262,7 +263,11 @@ async fn bench(args: &Args) -> Result<()> {
         pf_10 / direct_10 * 100.0
     );
     println!(
-        "| gateway RSS: idle / with {} idle exec sessions | {:.1} MiB / {:.1} MiB ({:.0} KiB per session) |",
+        "| gateway RSS before any stream | {:.1} MiB |",
+        gw_start as f64 / 1024.0
+    );
+    println!(
+        "| gateway RSS after the downloads / with {} idle exec sessions | {:.1} MiB / {:.1} MiB ({:.0} KiB per session) |",
         args.idle_sessions,
         gw_before as f64 / 1024.0,
         gw_after as f64 / 1024.0,
