@@ -172,9 +172,14 @@ fn gauge(metrics: &str, name: &str) -> f64 {
 
 async fn bench(args: &Args) -> Result<()> {
     eprintln!("starting the control plane, gateway and agent ...");
+    let broker = if args.mosquitto {
+        BrokerKind::Mosquitto
+    } else {
+        BrokerKind::Embedded
+    };
+    eprintln!("broker: {broker:?}");
     let mut stack =
-        Stack::start(StackOptions::fast(BrokerKind::Embedded).on(ClusterBackend::ControlPlane))
-            .await?;
+        Stack::start(StackOptions::fast(broker).on(ClusterBackend::ControlPlane)).await?;
     stack.start_agent("bench-streams", &[], AgentBuild::Host)?;
     wait_node_ready(&stack, "bench-streams", "True", Duration::from_secs(60)).await?;
     let script = format!(
