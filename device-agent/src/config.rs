@@ -83,6 +83,8 @@ pub struct ConfigFile {
     pub crash_loop_backoff_max_seconds: Option<f64>,
     pub crash_loop_backoff_reset_seconds: Option<f64>,
     pub max_pods: Option<u64>,
+    /// Seconds between log tail reports for the gateway's offline log cache; 0 = off.
+    pub log_tail_interval_seconds: Option<f64>,
     pub tls: Option<TlsFiles>,
     pub labels: Option<BTreeMap<String, String>>,
 }
@@ -198,6 +200,8 @@ pub struct AgentConfig {
     pub reconnect_backoff_max: Duration,
     pub timings: LifecycleTimings,
     pub max_pods: u64,
+    /// Time between log tail reports (`None`: off).
+    pub log_tail_interval: Option<Duration>,
     pub tls: TlsFiles,
     pub labels: BTreeMap<String, String>,
 }
@@ -280,6 +284,12 @@ impl AgentConfig {
                 Some(n) => n,
                 None => 110,
             },
+            log_tail_interval: match file.log_tail_interval_seconds {
+                None => Some(crate::log_tail::DEFAULT_INTERVAL),
+                Some(0.0) => None,
+                Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+                Some(s) => return Err(ConfigError::BadSeconds { raw: s.to_string() }),
+            },
             tls,
             labels: file.labels.unwrap_or_default(),
         })
@@ -349,6 +359,11 @@ crash_loop_backoff_reset_seconds = 600
 
 # How many pods this device accepts (reported as the Node's pod capacity).
 max_pods = 110
+
+# Seconds between reports of the containers' new output (at most 16 KiB each) to the
+# gateway, which keeps a tail per container to answer `kubectl logs` while the device is
+# offline. 0 = off. Pods annotated edge-kube.io/log-cache: "off" are never reported.
+log_tail_interval_seconds = 60
 
 # Required for mqtts:// brokers. Relative paths are relative to this file.
 [tls]

@@ -29,6 +29,7 @@
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
+//! | [`log_tail`] | the containers' new output, cut to a tail, reported every interval for the gateway's offline log cache |
 //! | [`local_store`] | files: desired set, report sequence, outbox of unacknowledged uplink |
 //! | [`uplink_window`] | pure state machine: one reliable message at a time, PUBACKs matched by connection and packet id |
 //! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
@@ -52,6 +53,7 @@ pub mod host_facts;
 pub mod insecure_tls;
 pub mod local_store;
 pub mod log_stream;
+pub mod log_tail;
 pub mod mqtt_session;
 pub mod pod_lifecycle;
 pub mod pod_volumes;
