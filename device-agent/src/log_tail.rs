@@ -16,6 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use edge_protocol::{
     ContainerLogTail, DeviceId, LogTailReport, MAX_LOG_TAIL_BYTES, Message, Topic, UpChannel,
+    cut_to_line_start,
 };
 use futures::StreamExt;
 use rumqttc::{AsyncClient, QoS};
@@ -86,24 +87,6 @@ pub fn new_output(raw: &[u8], after_nanos: u128) -> NewOutput {
         }
     }
     out
-}
-
-/// The last `max` bytes of `data`, starting at a line start, and whether older output
-/// was left out. A last line longer than `max` keeps only its end.
-pub fn cut_to_line_start(data: &[u8], max: usize) -> (&[u8], bool) {
-    if data.len() <= max {
-        return (data, false);
-    }
-    let from = data.len() - max;
-    let start = if from > 0 && data[from - 1] == b'\n' {
-        from
-    } else {
-        match data[from..].iter().position(|b| *b == b'\n') {
-            Some(nl) if from + nl + 1 < data.len() => from + nl + 1,
-            _ => from,
-        }
-    };
-    (&data[start..], true)
 }
 
 /// The report entry of one container, or `None` when it wrote nothing new.

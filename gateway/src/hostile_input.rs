@@ -47,6 +47,9 @@ pub enum RejectReason {
     NodeNotOwned,
     /// A message from a device that has not said hello (counted, not logged).
     UnknownDevice,
+    /// A log tail of a pod or container the gateway does not know on that device, or of
+    /// a pod that opted out of the log cache.
+    UnknownPod,
 }
 
 impl RejectReason {
@@ -66,6 +69,7 @@ impl RejectReason {
             RejectReason::BadCapacity => "bad_capacity",
             RejectReason::NodeNotOwned => "node_not_owned",
             RejectReason::UnknownDevice => "unknown_device",
+            RejectReason::UnknownPod => "unknown_pod",
         }
     }
 }

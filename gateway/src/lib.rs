@@ -29,6 +29,7 @@
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
+//! | [`log_cache`] | the offline log cache: each container's last output reported on `up/logtail`, kept in the store, served as `kubectl logs` while its device is offline |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
 //! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`; authn + SubjectAccessReview per request |
 //! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
@@ -50,6 +51,7 @@ pub mod hostile_input;
 pub mod kube_writer;
 pub mod kubelet_api;
 pub mod local_endpoints;
+pub mod log_cache;
 pub mod log_streams;
 pub mod metrics;
 pub mod mqtt_link;

@@ -24,6 +24,8 @@
 //! [`Fleet`], the handle that queues inputs, asks the runner questions, and reads the
 //! device directory the runner publishes (`directory.rs`).
 
+use crate::log_cache::LogCache;
+pub use log_tail::OfflineLogSource;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +44,7 @@ mod input;
 mod introductions;
 mod liveness;
 mod log_routing;
+mod log_tail;
 mod node_claim;
 mod pod_status;
 mod registration;
@@ -108,6 +111,8 @@ pub struct FleetSettings {
     pub allow_devices: BTreeSet<String>,
     pub store_dir: std::path::PathBuf,
     pub rejection_log_window: Duration,
+    /// Bytes of output the offline log cache keeps per container (0 = off).
+    pub log_cache_bytes: u64,
 }
 
 impl FleetSettings {
@@ -128,6 +133,7 @@ impl FleetSettings {
             allow_devices: BTreeSet::new(),
             store_dir: store_dir.to_owned(),
             rejection_log_window: Duration::from_secs(60),
+            log_cache_bytes: crate::log_cache::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -159,6 +165,7 @@ pub struct Fleet {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     logs: Arc<LogStreams>,
+    log_cache: Arc<LogCache>,
     rejections: Arc<Rejections>,
     /// The runner until [`Fleet::run`] (or [`Fleet::take_runner`]) takes it.
     runner: Mutex<Option<FleetRunner>>,
@@ -191,6 +198,7 @@ impl Fleet {
             settings.rejection_log_window,
         ));
         let revocations = crate::enrollment::CachedRevocationList::new(settings.store_dir.clone());
+        let log_cache = Arc::new(LogCache::open(store.clone(), settings.log_cache_bytes));
         let state = FleetState::restore(settings, stored, reports);
         metrics.devices_total.set(state.device_ids().count() as i64);
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -205,6 +213,7 @@ impl Fleet {
             outbox,
             pod_watch,
             logs: logs.clone(),
+            log_cache: log_cache.clone(),
             rejections: rejections.clone(),
             revocations,
             directory: directory.clone(),
@@ -218,6 +227,7 @@ impl Fleet {
             metrics,
             health,
             logs,
+            log_cache,
             rejections,
             runner: Mutex::new(Some(runner)),
         }
@@ -251,6 +261,11 @@ impl Fleet {
 
     pub fn logs(&self) -> &LogStreams {
         &self.logs
+    }
+
+    /// The offline log cache (filled by the runner).
+    pub fn log_cache(&self) -> &LogCache {
+        &self.log_cache
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -429,6 +444,23 @@ impl Fleet {
                 name: name.to_owned(),
             })
         })
+    }
+
+    /// The pod a `kubectl logs` is about if its device is offline: what the answer from
+    /// the log cache needs (`None`: unknown pod, or the device is online).
+    pub async fn offline_log_source(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Option<OfflineLogSource> {
+        let query = |reply| FleetQuery::OfflineLogSource {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            container: container.to_owned(),
+            reply,
+        };
+        self.ask(query).await.flatten()
     }
 
     /// The current desired set of a device (for diagnostics and tests).

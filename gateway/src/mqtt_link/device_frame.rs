@@ -3,8 +3,8 @@
 //! dropped. Nothing after the MQTT link sees raw bytes.
 
 use edge_protocol::{
-    DecodeError, DeviceId, DeviceState, Heartbeat, LogChunk, Message, MessageKind, NodeReport,
-    PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
+    DecodeError, DeviceId, DeviceState, Heartbeat, LogChunk, LogTailReport, Message, MessageKind,
+    NodeReport, PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
 };
 
 use crate::hostile_input::{RejectReason, Rejection};
@@ -34,6 +34,8 @@ pub enum DeviceMessage {
     Resync(ResyncRequest),
     /// `up/logs/{request}`.
     LogChunk { request: RequestId, chunk: LogChunk },
+    /// `up/logtail`: new output for the offline log cache.
+    LogTail(LogTailReport),
 }
 
 impl DeviceMessage {
@@ -47,6 +49,7 @@ impl DeviceMessage {
             DeviceMessage::Events(_) => MessageKind::PodEventReport,
             DeviceMessage::Resync(_) => MessageKind::ResyncRequest,
             DeviceMessage::LogChunk { .. } => MessageKind::LogChunk,
+            DeviceMessage::LogTail(_) => MessageKind::LogTailReport,
         }
     }
 }
@@ -85,6 +88,7 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
         (UpChannel::Logs(request), Message::LogChunk(chunk)) => {
             DeviceMessage::LogChunk { request, chunk }
         }
+        (UpChannel::LogTail, Message::LogTailReport(r)) => DeviceMessage::LogTail(r),
         // `decode_on` already refuses a kind its topic does not carry
         (_, other) => {
             return Err(Rejection::new(
