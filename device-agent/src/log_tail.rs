@@ -4,9 +4,10 @@
 //! [`LogTailReport`] on `up/logtail` (QoS 0). Selecting and cutting are pure; the
 //! [`run`] task only reads the runtime's log and publishes.
 //!
-//! Where a container's shipped output ends is the time of its last shipped line: the
-//! next read asks the runtime for the output since that second (with timestamps) and
-//! keeps the lines after it. A container first seen by this agent process starts at the
+//! Where a container's shipped output ends is the time of its last shipped line and how
+//! many shipped lines carry that time (Podman stamps lines to the second): the next read
+//! asks the runtime for the output since that second (with timestamps) and keeps the
+//! lines not shipped yet. A container first seen by this agent process starts at the
 //! process start, so an agent restart sends no output twice (output written while the
 //! agent was stopped is not in the cache; it stays in the runtime's log).
 
@@ -50,12 +51,22 @@ impl From<&ContainerSnapshot> for TailTarget {
     }
 }
 
+/// Where a container's shipped output ends: the time of its last shipped line (Unix
+/// nanoseconds) and how many shipped lines carry that very time (Podman stamps lines to
+/// the second only, so several lines share one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shipped {
+    pub at: u128,
+    pub lines_at: usize,
+}
+
 /// New output read with timestamps: the bytes `kubectl logs` shows (timestamps
-/// removed) and the time of the last line, in Unix nanoseconds.
+/// removed) and where it ends.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewOutput {
     pub data: Vec<u8>,
-    pub last_nanos: Option<u128>,
+    /// `None` when nothing is new.
+    pub shipped: Option<Shipped>,
     /// Older new output was dropped while reading (more than fits a report).
     pub dropped: bool,
 }
@@ -66,24 +77,45 @@ fn parse_timestamp(raw: &[u8]) -> Option<u128> {
     at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos())
 }
 
-/// Splits the runtime's timestamped output (`<RFC 3339 time> <line>` per line) into
-/// the lines written after `after_nanos`, without their timestamps. A line without a
-/// readable timestamp counts as written at the time of the line before it.
-pub fn new_output(raw: &[u8], after_nanos: u128) -> NewOutput {
+/// Splits the runtime's timestamped output (`<RFC 3339 time> <line>` per line, read
+/// from at most the second of `after.at`) into the lines not shipped yet, without their
+/// timestamps: those after `after.at`, and of the lines at `after.at` all but the first
+/// `after.lines_at`. A line without a readable timestamp counts as written at the time
+/// of the line before it.
+pub fn new_output(raw: &[u8], after: Shipped) -> NewOutput {
     let mut out = NewOutput::default();
-    let mut last = None;
+    let mut last: Option<Shipped> = None;
+    let mut seen_at_cursor = 0usize;
     for line in raw.split_inclusive(|b| *b == b'\n') {
-        let (at, text) = match line.iter().position(|b| *b == b' ') {
-            Some(space) => match parse_timestamp(&line[..space]) {
-                Some(at) => (Some(at), &line[space + 1..]),
-                None => (last, line),
+        let stamped = line
+            .iter()
+            .position(|b| *b == b' ')
+            .and_then(|space| Some((parse_timestamp(&line[..space])?, &line[space + 1..])));
+        let (at, text) = match stamped {
+            Some((at, text)) => (at, text),
+            None => match last {
+                Some(l) => (l.at, line),
+                None => continue,
             },
-            None => (last, line),
         };
-        last = at;
-        if at.is_some_and(|t| t > after_nanos) {
+        last = Some(match last {
+            Some(l) if l.at == at => Shipped {
+                at,
+                lines_at: l.lines_at + 1,
+            },
+            _ => Shipped { at, lines_at: 1 },
+        });
+        let new = match at.cmp(&after.at) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => {
+                seen_at_cursor += 1;
+                seen_at_cursor > after.lines_at
+            }
+            std::cmp::Ordering::Greater => true,
+        };
+        if new {
             out.data.extend_from_slice(text);
-            out.last_nanos = at;
+            out.shipped = last;
         }
     }
     out
@@ -91,7 +123,7 @@ pub fn new_output(raw: &[u8], after_nanos: u128) -> NewOutput {
 
 /// The report entry of one container, or `None` when it wrote nothing new.
 pub fn container_tail(target: &TailTarget, output: NewOutput) -> Option<ContainerLogTail> {
-    let last = output.last_nanos?;
+    let last = output.shipped?.at;
     if output.data.is_empty() {
         return None;
     }
@@ -110,7 +142,7 @@ pub fn container_tail(target: &TailTarget, output: NewOutput) -> Option<Containe
 /// Where each container's shipped output ends.
 #[derive(Debug, Clone)]
 pub struct TailCursors {
-    shipped: HashMap<String, u128>,
+    shipped: HashMap<String, Shipped>,
     start_nanos: u128,
 }
 
@@ -123,21 +155,22 @@ impl TailCursors {
         }
     }
 
-    /// The time of the last shipped line of a container.
-    pub fn after(&self, container_id: &str) -> u128 {
-        self.shipped
-            .get(container_id)
-            .copied()
-            .unwrap_or(self.start_nanos)
+    /// Where the shipped output of a container ends.
+    pub fn after(&self, container_id: &str) -> Shipped {
+        self.shipped.get(container_id).copied().unwrap_or(Shipped {
+            at: self.start_nanos,
+            lines_at: 0,
+        })
     }
 
-    /// The runtime's `since` (whole seconds) for the next read.
+    /// The runtime's `since` (whole seconds, inclusive) for the next read: the second of
+    /// the last shipped line, so every line carrying its time is read again and counted.
     pub fn since_seconds(&self, container_id: &str) -> i64 {
-        i64::try_from(self.after(container_id) / 1_000_000_000).unwrap_or(i64::MAX)
+        i64::try_from(self.after(container_id).at / 1_000_000_000).unwrap_or(i64::MAX)
     }
 
-    pub fn shipped(&mut self, container_id: &str, last_nanos: u128) {
-        self.shipped.insert(container_id.to_owned(), last_nanos);
+    pub fn shipped(&mut self, container_id: &str, shipped: Shipped) {
+        self.shipped.insert(container_id.to_owned(), shipped);
     }
 
     /// Forgets containers no longer reported on.
@@ -154,7 +187,8 @@ const CONTAINERS_PER_REPORT: usize = 32;
 /// (timestamps take room), older lines dropped.
 const READ_KEEP_BYTES: usize = 2 * MAX_LOG_TAIL_BYTES + 64 * 1024;
 
-async fn read_new(runtime: &dyn ContainerRuntime, id: &str, since: i64) -> Vec<u8> {
+/// The raw output since `since`, and whether older lines of it were dropped.
+async fn read_new(runtime: &dyn ContainerRuntime, id: &str, since: i64) -> (Vec<u8>, bool) {
     let options = LogReadOptions {
         follow: false,
         tail_lines: None,
@@ -163,6 +197,7 @@ async fn read_new(runtime: &dyn ContainerRuntime, id: &str, since: i64) -> Vec<u
     };
     let mut logs = runtime.logs(id, options);
     let mut raw = Vec::new();
+    let mut dropped = false;
     while let Some(piece) = logs.next().await {
         match piece {
             Ok(bytes) => raw.extend_from_slice(&bytes),
@@ -174,9 +209,10 @@ async fn read_new(runtime: &dyn ContainerRuntime, id: &str, since: i64) -> Vec<u
         if raw.len() > 2 * READ_KEEP_BYTES {
             let (kept, _) = cut_to_line_start(&raw, READ_KEEP_BYTES);
             raw = kept.to_vec();
+            dropped = true;
         }
     }
-    raw
+    (raw, dropped)
 }
 
 /// Reads the new output of `targets` and advances `cursors` to what the report holds.
@@ -189,9 +225,10 @@ pub async fn collect(
     let mut report = LogTailReport::default();
     for target in targets {
         let id = &target.container_id;
-        let raw = read_new(runtime, id, cursors.since_seconds(id)).await;
-        let output = new_output(&raw, cursors.after(id));
-        let last = output.last_nanos;
+        let (raw, dropped) = read_new(runtime, id, cursors.since_seconds(id)).await;
+        let mut output = new_output(&raw, cursors.after(id));
+        output.dropped = dropped;
+        let last = output.shipped;
         if let Some(tail) = container_tail(target, output) {
             report.containers.push(tail);
         }
