@@ -29,6 +29,9 @@ pub(super) async fn answer(
     let now = u64::try_from(jiff::Timestamp::now().as_millisecond()).unwrap_or(0);
     match offline_answer(&source.pod, tail.as_ref(), query, now) {
         Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], body).into_response(),
-        Err(e) => plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        // 400 as the kubelet answers for a container whose log it cannot serve: the API
+        // server passes a 400's text on to kubectl, a 503's it replaces with a generic
+        // "unable to handle the request"
+        Err(e) => plain(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }

@@ -17,11 +17,12 @@ pub struct CachedTail {
 }
 
 impl CachedTail {
-    /// Appends a report; returns whether the tail changed. A report no newer than the
-    /// tail (a repeat) is ignored. One that was cut by the device (older new output was
-    /// left out) replaces the tail, so the tail never holds a gap.
+    /// Appends a report; returns whether the tail changed. A report older than the tail
+    /// (overtaken in transit) is ignored; one as old is not (runtimes that stamp lines
+    /// to the second report several with one time). One that was cut by the device
+    /// (older new output was left out) replaces the tail, so the tail never holds a gap.
     pub fn append(&mut self, report: &ContainerLogTail, limit: usize) -> bool {
-        if report.data.0.is_empty() || (report.until <= self.until && !self.data.0.is_empty()) {
+        if report.data.0.is_empty() || report.until < self.until {
             return false;
         }
         if report.truncated {

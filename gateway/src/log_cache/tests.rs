@@ -38,14 +38,15 @@ fn the_tail_keeps_the_newest_bytes_from_a_line_start() {
 }
 
 #[test]
-fn repeats_are_ignored_and_a_cut_report_replaces_the_tail() {
+fn older_reports_are_ignored_and_a_cut_report_replaces_the_tail() {
     let mut tail = CachedTail::default();
     assert!(tail.append(&report("u", "a\n", 10, false), 1000));
+    // stamped to the same second: still new lines
+    assert!(tail.append(&report("u", "b\n", 10, false), 1000));
     assert!(
-        !tail.append(&report("u", "a\n", 10, false), 1000),
-        "same report twice"
+        !tail.append(&report("u", "old\n", 9, false), 1000),
+        "overtaken"
     );
-    assert!(tail.append(&report("u", "b\n", 11, false), 1000));
     assert_eq!(tail.data.0, b"a\nb\n");
     assert!(!tail.truncated);
     // the device left older new output out: what came before it would be a gap
