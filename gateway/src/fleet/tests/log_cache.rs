@@ -16,15 +16,22 @@ fn tail(uid: &str, container: &str, data: &str) -> ContainerLogTail {
     }
 }
 
-fn opted_out_pod(name: &str, uid: &str, node: &str) -> Arc<Pod> {
-    Arc::new(
+/// A pod annotated `edge-kube.io/log-cache: off`, translated for `node`.
+fn bind_opted_out(h: &Harness, name: &str, uid: &str, node: &str) {
+    let p: Arc<Pod> = Arc::new(
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": "default", "uid": uid,
                 "annotations": {"edge-kube.io/log-cache": "off"}},
             "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]}
         }))
         .unwrap(),
-    )
+    );
+    let t = translate_pod(
+        &p,
+        &PodReferences::default(),
+        &h.fleet.node_context(&id(node)),
+    );
+    h.fleet.on_pod_translated(&id(node), p, t);
 }
 
 #[test]
@@ -34,13 +41,7 @@ fn only_tails_of_the_devices_own_cached_pods_are_kept() {
     send(&h.fleet, "pi-02", UpChannel::Hello, NodeReport::default());
     bind(&h, "pi-01", "web", "u1");
     bind(&h, "pi-02", "db", "u2");
-    let p = opted_out_pod("quiet", "u3", "pi-01");
-    let t = translate_pod(
-        &p,
-        &PodReferences::default(),
-        &h.fleet.node_context(&id("pi-01")),
-    );
-    h.fleet.on_pod_translated(&id("pi-01"), p, t);
+    bind_opted_out(&h, "quiet", "u3", "pi-01");
     let report = LogTailReport {
         containers: vec![
             tail("u1", "app", "mine\n"),
@@ -73,13 +74,7 @@ fn an_offline_pods_logs_come_from_the_cache_with_the_time_it_went_offline() {
     let h = harness();
     send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
     bind(&h, "pi-01", "web", "u1");
-    let p = opted_out_pod("quiet", "u3", "pi-01");
-    let t = translate_pod(
-        &p,
-        &PodReferences::default(),
-        &h.fleet.node_context(&id("pi-01")),
-    );
-    h.fleet.on_pod_translated(&id("pi-01"), p, t);
+    bind_opted_out(&h, "quiet", "u3", "pi-01");
     let state = |h: &Harness, name: &str| {
         h.fleet
             .runner
@@ -89,16 +84,13 @@ fn an_offline_pods_logs_come_from_the_cache_with_the_time_it_went_offline() {
     };
     assert_eq!(state(&h, "web"), None, "online: the live log is read");
     let before = jiff::Timestamp::now();
-    send(
-        &h.fleet,
-        "pi-01",
-        UpChannel::State,
-        DeviceState {
-            online: false,
-            reason: None,
-            since: 0,
-        },
-    );
+    // the state message a device's last will publishes
+    let last_will = DeviceState {
+        online: false,
+        reason: Some("connection lost".into()),
+        since: 0,
+    };
+    send(&h.fleet, "pi-01", UpChannel::State, last_will);
     let source = state(&h, "web").unwrap();
     assert_eq!(
         (source.device.as_str(), source.pod_uid.as_str()),
