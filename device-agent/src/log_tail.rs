@@ -7,9 +7,10 @@
 //! Where a container's shipped output ends is the time of its last shipped line and how
 //! many shipped lines carry that time (Podman stamps lines to the second): the next read
 //! asks the runtime for the output since that second (with timestamps) and keeps the
-//! lines not shipped yet. A container first seen by this agent process starts at the
-//! process start, so an agent restart sends no output twice (output written while the
-//! agent was stopped is not in the cache; it stays in the runtime's log).
+//! lines not shipped yet. A container that was already running when this agent process
+//! started is reported from the process start, so an agent restart sends no output twice
+//! (output written while the agent was stopped is not in the cache; it stays in the
+//! runtime's log); one started later is reported from its first line.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use rumqttc::{AsyncClient, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::container_runtime::{ContainerRuntime, ContainerSnapshot, LogReadOptions};
+use crate::container_runtime::{ContainerRuntime, ContainerSnapshot, LogReadOptions, RunState};
 
 /// The default time between reports (`log_tail_interval_seconds`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -37,6 +38,8 @@ pub struct TailTarget {
     pub namespace: String,
     pub pod_name: String,
     pub container: String,
+    /// When the container started (Unix milliseconds; 0 if unknown).
+    pub started_at: u64,
 }
 
 impl From<&ContainerSnapshot> for TailTarget {
@@ -47,6 +50,10 @@ impl From<&ContainerSnapshot> for TailTarget {
             namespace: c.identity.pod_namespace.clone(),
             pod_name: c.identity.pod_name.clone(),
             container: c.identity.container_name.clone(),
+            started_at: match c.state {
+                RunState::Running { started_at } => started_at,
+                _ => 0,
+            },
         }
     }
 }
@@ -147,7 +154,8 @@ pub struct TailCursors {
 }
 
 impl TailCursors {
-    /// Containers not seen before start at `start_nanos` (the agent's start).
+    /// Containers not seen before start at `start_nanos` (the agent's start), or from
+    /// their first line if they started after it.
     pub fn new(start_nanos: u128) -> Self {
         Self {
             shipped: HashMap::new(),
@@ -155,18 +163,28 @@ impl TailCursors {
         }
     }
 
-    /// Where the shipped output of a container ends.
-    pub fn after(&self, container_id: &str) -> Shipped {
-        self.shipped.get(container_id).copied().unwrap_or(Shipped {
-            at: self.start_nanos,
-            lines_at: 0,
-        })
+    /// Where the shipped output of a container ends. A container that started after the
+    /// agent has all its output new (its first lines may be stamped with a second that
+    /// began before the agent did).
+    pub fn after(&self, target: &TailTarget) -> Shipped {
+        let started_after_agent = u128::from(target.started_at) * 1_000_000 >= self.start_nanos;
+        self.shipped
+            .get(&target.container_id)
+            .copied()
+            .unwrap_or(Shipped {
+                at: if started_after_agent {
+                    0
+                } else {
+                    self.start_nanos
+                },
+                lines_at: 0,
+            })
     }
 
     /// The runtime's `since` (whole seconds, inclusive) for the next read: the second of
     /// the last shipped line, so every line carrying its time is read again and counted.
-    pub fn since_seconds(&self, container_id: &str) -> i64 {
-        i64::try_from(self.after(container_id).at / 1_000_000_000).unwrap_or(i64::MAX)
+    pub fn since_seconds(&self, target: &TailTarget) -> i64 {
+        i64::try_from(self.after(target).at / 1_000_000_000).unwrap_or(i64::MAX)
     }
 
     pub fn shipped(&mut self, container_id: &str, shipped: Shipped) {
@@ -225,8 +243,8 @@ pub async fn collect(
     let mut report = LogTailReport::default();
     for target in targets {
         let id = &target.container_id;
-        let (raw, dropped) = read_new(runtime, id, cursors.since_seconds(id)).await;
-        let mut output = new_output(&raw, cursors.after(id));
+        let (raw, dropped) = read_new(runtime, id, cursors.since_seconds(target)).await;
+        let mut output = new_output(&raw, cursors.after(target));
         output.dropped = dropped;
         let last = output.shipped;
         if let Some(tail) = container_tail(target, output) {
@@ -260,6 +278,10 @@ pub async fn run(
             },
         };
         let report = collect(runtime.as_ref(), &mut cursors, &targets).await;
+        for c in &report.containers {
+            tracing::debug!(pod = %c.pod_name, container = %c.container, bytes = c.data.0.len(),
+                until = c.until, truncated = c.truncated, "log tail");
+        }
         // one report, unless so many containers wrote so much that it would not fit
         // one message
         for batch in report.containers.chunks(CONTAINERS_PER_REPORT) {

@@ -15,6 +15,7 @@ fn target() -> TailTarget {
         namespace: "default".into(),
         pod_name: "web".into(),
         container: "app".into(),
+        started_at: 40_000,
     }
 }
 
@@ -103,13 +104,24 @@ fn nothing_new_is_no_entry() {
 
 #[test]
 fn cursors_start_at_the_agent_start_and_forget_gone_containers() {
+    // target() started at 40 s, before the agent (50.7 s): only what came after the agent
     let mut c = TailCursors::new(nanos(50, 700));
-    assert_eq!(c.after("c1"), after(nanos(50, 700), 0));
-    assert_eq!(c.since_seconds("c1"), 50);
+    let t = target();
+    assert_eq!(c.after(&t), after(nanos(50, 700), 0));
+    assert_eq!(c.since_seconds(&t), 50);
     c.shipped("c1", after(nanos(70, 1), 3));
-    assert_eq!(c.after("c1"), after(nanos(70, 1), 3));
+    assert_eq!(c.after(&t), after(nanos(70, 1), 3));
     c.retain(&[]);
-    assert_eq!(c.after("c1"), after(nanos(50, 700), 0));
+    assert_eq!(c.after(&t), after(nanos(50, 700), 0));
+    // one started after the agent: all of its output, even lines stamped with the
+    // second the agent started in
+    let later = TailTarget {
+        started_at: 50_800,
+        ..target()
+    };
+    assert_eq!(c.after(&later), after(0, 0));
+    let raw = format!("{} first\n", ts(50, 0));
+    assert_eq!(new_output(raw.as_bytes(), c.after(&later)).data, b"first\n");
 }
 
 /// The cost written down in docs/gateway.md ("Offline log cache"): one report a minute
@@ -126,6 +138,7 @@ fn a_minute_of_one_80_byte_line_a_second_encodes_to_about_6_7_kb() {
         namespace: "default".into(),
         pod_name: "sensor-7d9f8b6c5d-x2k4q".into(),
         container: "sensor".into(),
+        started_at: 0,
     };
     let tail = container_tail(&target, new_output(raw.as_bytes(), after(0, 0))).unwrap();
     assert_eq!(tail.data.0.len(), 60 * 80);
