@@ -2,7 +2,7 @@
 # The project's one test command: installs what the tests need (idempotently), builds the
 # upstream Kubernetes control plane from its Go modules (cached after the first run), then
 # runs formatting, lints and every test on real parts (brokers, Podman, qemu, kubectl,
-# kube-apiserver/etcd/kube-controller-manager/kube-scheduler).
+# kube-apiserver/etcd/kube-controller-manager/kube-scheduler, metrics-server).
 # Usage: scripts/test.sh [extra cargo test args, e.g. a test name filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,11 @@ step "building the real Kubernetes control plane (Go modules; cached after the f
 EDGE_CONTROL_PLANE_BIN_DIR="$(bash scripts/build-control-plane.sh)"
 export EDGE_CONTROL_PLANE_BIN_DIR
 "$EDGE_CONTROL_PLANE_BIN_DIR/kube-apiserver" --version
+
+step "building metrics-server (Go module; cached after the first run) for the kubectl top test"
+EDGE_METRICS_SERVER_BIN_DIR="$(bash scripts/build-metrics-server.sh)"
+export EDGE_METRICS_SERVER_BIN_DIR
+"$EDGE_METRICS_SERVER_BIN_DIR/metrics-server" --version
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -60,6 +60,9 @@ pub struct RunArgs {
     /// Time between heartbeats (10, 10s, 500ms).
     #[arg(long, env = "EDGE_AGENT_HEARTBEAT_INTERVAL_SECONDS", value_parser = parse_duration)]
     pub heartbeat_interval: Option<Duration>,
+    /// Seconds between resource usage samples for `kubectl top` (0: off).
+    #[arg(long, env = "EDGE_AGENT_STATS_INTERVAL_SECONDS")]
+    pub stats_interval_seconds: Option<u32>,
     /// MQTT keepalive (at least 5 s).
     #[arg(long, env = "EDGE_AGENT_KEEPALIVE_SECONDS", value_parser = parse_duration)]
     pub keepalive: Option<Duration>,
@@ -85,6 +88,12 @@ pub struct RunArgs {
     /// Pod capacity reported for this node.
     #[arg(long, env = "EDGE_AGENT_MAX_PODS")]
     pub max_pods: Option<u64>,
+    /// Close exec/attach/port-forward streams idle this long (kubelet: 4 h).
+    #[arg(long, env = "EDGE_AGENT_STREAM_IDLE_TIMEOUT_SECONDS", value_parser = parse_duration)]
+    pub stream_idle_timeout: Option<Duration>,
+    /// Streams served at once.
+    #[arg(long, env = "EDGE_AGENT_MAX_STREAMS")]
+    pub max_streams: Option<u64>,
     /// CA certificate (PEM) of the broker, for mqtts://.
     #[arg(long, env = "EDGE_AGENT_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
@@ -137,6 +146,9 @@ impl RunArgs {
         if let Some(v) = &self.runtime_socket {
             file.runtime_socket = Some(v.clone());
         }
+        if let Some(v) = self.stats_interval_seconds {
+            file.stats_interval_seconds = Some(v);
+        }
         let secs = |d: &Option<Duration>, slot: &mut Option<f64>| {
             if let Some(d) = d {
                 *slot = Some(d.as_secs_f64());
@@ -169,6 +181,13 @@ impl RunArgs {
         }
         if let Some(v) = self.max_pods {
             file.max_pods = Some(v);
+        }
+        secs(
+            &self.stream_idle_timeout,
+            &mut file.stream_idle_timeout_seconds,
+        );
+        if let Some(v) = self.max_streams {
+            file.max_streams = Some(v);
         }
         let tls = file.tls.get_or_insert_with(TlsFiles::default);
         if let Some(v) = &self.tls_ca_file {

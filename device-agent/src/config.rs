@@ -76,6 +76,8 @@ pub struct ConfigFile {
     pub state_dir: Option<PathBuf>,
     pub runtime_socket: Option<String>,
     pub heartbeat_interval_seconds: Option<f64>,
+    /// Seconds between resource usage samples on `up/stats`; 0 turns them off.
+    pub stats_interval_seconds: Option<u32>,
     pub keepalive_seconds: Option<u64>,
     pub reconnect_backoff_max_seconds: Option<f64>,
     pub sync_interval_seconds: Option<f64>,
@@ -85,6 +87,8 @@ pub struct ConfigFile {
     pub max_pods: Option<u64>,
     /// Seconds between log tail reports for the gateway's offline log cache; 0 = off.
     pub log_tail_interval_seconds: Option<f64>,
+    pub stream_idle_timeout_seconds: Option<f64>,
+    pub max_streams: Option<u64>,
     pub tls: Option<TlsFiles>,
     pub labels: Option<BTreeMap<String, String>>,
 }
@@ -196,17 +200,30 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub runtime_socket: String,
     pub heartbeat_interval: Duration,
+    /// Time between resource usage samples (`kubectl top`); `None`: not sampled.
+    pub stats_interval: Option<Duration>,
     pub keepalive: Duration,
     pub reconnect_backoff_max: Duration,
     pub timings: LifecycleTimings,
     pub max_pods: u64,
     /// Time between log tail reports (`None`: off).
     pub log_tail_interval: Option<Duration>,
+    /// An exec, attach or port-forward stream with no data either way for this long is
+    /// closed (the kubelet's `streamingConnectionIdleTimeout`, 4 h).
+    pub stream_idle_timeout: Duration,
+    /// Streams served at once; more are refused with `TooManyStreams`.
+    pub max_streams: usize,
     pub tls: TlsFiles,
     pub labels: BTreeMap<String, String>,
 }
 
+/// The kubelet's default `streamingConnectionIdleTimeout`.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
+pub const DEFAULT_MAX_STREAMS: usize = 32;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/edge-agent";
+/// Seconds between resource usage samples unless configured (the metrics-server's
+/// default resolution is 15 s).
+pub const DEFAULT_STATS_INTERVAL_SECONDS: u32 = 15;
 pub const DEFAULT_RUNTIME_SOCKET: &str = "unix:///var/run/docker.sock";
 
 impl AgentConfig {
@@ -272,6 +289,13 @@ impl AgentConfig {
                 Duration::from_secs(10),
                 "heartbeat_interval_seconds",
             )?,
+            stats_interval: match file
+                .stats_interval_seconds
+                .unwrap_or(DEFAULT_STATS_INTERVAL_SECONDS)
+            {
+                0 => None,
+                n => Some(Duration::from_secs(u64::from(n))),
+            },
             keepalive: Duration::from_secs(file.keepalive_seconds.unwrap_or(30).max(5)),
             reconnect_backoff_max: secs(
                 file.reconnect_backoff_max_seconds,
@@ -289,6 +313,20 @@ impl AgentConfig {
                 Some(0.0) => None,
                 Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
                 Some(s) => return Err(ConfigError::BadSeconds { raw: s.to_string() }),
+            },
+            stream_idle_timeout: secs(
+                file.stream_idle_timeout_seconds,
+                DEFAULT_STREAM_IDLE_TIMEOUT,
+                "stream_idle_timeout_seconds",
+            )?,
+            max_streams: match file.max_streams {
+                Some(0) => {
+                    return Err(ConfigError::Zero {
+                        what: "max_streams",
+                    });
+                }
+                Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                None => DEFAULT_MAX_STREAMS,
             },
             tls,
             labels: file.labels.unwrap_or_default(),
@@ -344,6 +382,10 @@ runtime_socket = "unix:///var/run/docker.sock"
 # Seconds between heartbeats.
 heartbeat_interval_seconds = 10
 
+# Seconds between resource usage samples (CPU, memory, disk, network of the device and
+# its containers) for `kubectl top`; 0 turns them off.
+stats_interval_seconds = 15
+
 # MQTT keepalive (seconds) and the longest wait between reconnect attempts.
 keepalive_seconds = 30
 reconnect_backoff_max_seconds = 30
@@ -364,6 +406,12 @@ max_pods = 110
 # gateway, which keeps a tail per container to answer `kubectl logs` while the device is
 # offline. 0 = off. Pods annotated edge-kube.io/log-cache: "off" are never reported.
 log_tail_interval_seconds = 60
+
+# exec / attach / port-forward streams: closed after this many seconds with no data
+# either way (the kubelet's streamingConnectionIdleTimeout, 4 h), and how many may run
+# at once.
+stream_idle_timeout_seconds = 14400
+max_streams = 32
 
 # Required for mqtts:// brokers. Relative paths are relative to this file.
 [tls]

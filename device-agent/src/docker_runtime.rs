@@ -71,6 +71,11 @@ impl DockerRuntime {
         })
     }
 
+    /// The Engine API client, for exec and attach streams (hijacked connections).
+    pub fn client(&self) -> Docker {
+        self.docker.clone()
+    }
+
     /// Agrees with the engine on the API version (an older Docker refuses requests newer
     /// than it knows); keeps the default when the engine does not say.
     pub async fn negotiate(mut self) -> Self {

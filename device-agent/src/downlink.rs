@@ -5,7 +5,8 @@
 
 use edge_protocol::{
     DecodeError, DesiredSet, DeviceId, DownChannel, LogRequest, Message, MessageKind, RequestId,
-    ResyncRequest, Topic, TopicError,
+    ResyncRequest, StreamClose, StreamCredit, StreamData, StreamOpen, StreamResize, Topic,
+    TopicError,
 };
 use rumqttc::Publish;
 
@@ -20,6 +21,21 @@ pub enum Downlink {
     LogRequest { id: RequestId, request: LogRequest },
     /// `down/logs/{id}`: the gateway no longer wants that log stream.
     LogCancel { id: RequestId },
+    /// `down/stream/{id}`: the gateway's side of an exec, attach or port-forward.
+    Stream {
+        id: RequestId,
+        message: StreamDownlink,
+    },
+}
+
+/// What the gateway sends on one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamDownlink {
+    Open(StreamOpen),
+    Data(StreamData),
+    Credit(StreamCredit),
+    Resize(StreamResize),
+    Close(StreamClose),
 }
 
 /// Why a frame was not accepted.
@@ -106,6 +122,25 @@ pub fn decode(device: &DeviceId, topic: &str, payload: &[u8]) -> Result<Downlink
         }),
         (Message::LogCancel(_), DownChannel::Logs(id)) => {
             Ok(Downlink::LogCancel { id: id.clone() })
+        }
+        (message, DownChannel::Stream(id)) => {
+            let message = match message {
+                Message::StreamOpen(m) => StreamDownlink::Open(m),
+                Message::StreamData(m) => StreamDownlink::Data(m),
+                Message::StreamCredit(m) => StreamDownlink::Credit(m),
+                Message::StreamResize(m) => StreamDownlink::Resize(m),
+                Message::StreamClose(m) => StreamDownlink::Close(m),
+                other => {
+                    return Err(RejectReason::Unexpected {
+                        kind: other.kind(),
+                        topic,
+                    });
+                }
+            };
+            Ok(Downlink::Stream {
+                id: id.clone(),
+                message,
+            })
         }
         (other, _) => Err(RejectReason::Unexpected {
             kind: other.kind(),

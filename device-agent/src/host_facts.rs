@@ -211,7 +211,10 @@ impl HostFacts {
             allocatable,
             labels: labels.clone(),
             addresses: Self::addresses(&hostname),
-            capabilities: Default::default(),
+            capabilities: edge_protocol::DeviceCapabilities {
+                streams: Some(edge_protocol::STREAM_PROTOCOL_VERSION),
+                ..Default::default()
+            },
         }
     }
 }

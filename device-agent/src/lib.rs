@@ -30,9 +30,13 @@
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
 //! | [`log_tail`] | the containers' new output, cut to a tail, reported every interval for the gateway's offline log cache |
+//! | [`streams`] | `kubectl exec`, `attach`, `port-forward`: stream table and limits, per-stream flow state, the task per stream, Engine API exec/attach, TCP for port-forward |
 //! | [`local_store`] | files: desired set, report sequence, outbox of unacknowledged uplink |
+//! | [`publish_ledger`] | which QoS 1 publish the client wrote was the uplink window's and which a stream's; the stream publisher |
 //! | [`uplink_window`] | pure state machine: one reliable message at a time, PUBACKs matched by connection and packet id |
 //! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
+//! | [`usage_sample`] | resource usage from raw `/proc` text and Engine API stats JSON (pure): the `up/stats` sample |
+//! | [`stats_reporter`] | the task that reads those inputs every `stats_interval_seconds` and hands samples to the agent loop |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
@@ -58,8 +62,12 @@ pub mod mqtt_session;
 pub mod pod_lifecycle;
 pub mod pod_volumes;
 pub mod probe_worker;
+pub mod publish_ledger;
 pub mod runtime_effects;
+pub mod stats_reporter;
+pub mod streams;
 pub mod systemd_notify;
 pub mod unsaved_desired;
 pub mod uplink_window;
+pub mod usage_sample;
 pub mod wall_clock;

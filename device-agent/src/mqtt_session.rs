@@ -13,7 +13,7 @@
 //! connection's; rumqttc would otherwise return them after the next ConnAck.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use edge_protocol::{
@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AgentConfig, BrokerUrl, TlsFiles};
 use crate::downlink::Delivery;
 use crate::local_store::LocalStore;
+use crate::publish_ledger::{PublishLedger, Publisher, StreamPublisher};
 use crate::uplink_window::{PriorityMessage, Send, UplinkWindow};
 use crate::wall_clock::now_millis;
 
@@ -94,12 +95,15 @@ pub struct MqttSession {
     client: AsyncClient,
     device: DeviceId,
     connected: Arc<AtomicBool>,
+    /// Connections made after the first one.
+    reconnects: Arc<AtomicU64>,
     outbox_changed: Arc<Notify>,
     uplink_tx: mpsc::UnboundedSender<UplinkInput>,
     stop_poll: CancellationToken,
     poll_task: tokio::task::JoinHandle<()>,
     uplink_task: tokio::task::JoinHandle<()>,
     uplink_stop: CancellationToken,
+    ledger: PublishLedger,
 }
 
 /// rustls client configuration (ring provider) from the PEM files.
@@ -180,17 +184,25 @@ impl MqttSession {
             .first()
             .cloned()
             .ok_or_else(|| SessionError::Tls("no broker configured".to_owned()))?;
-        let (client, eventloop) = AsyncClient::new(first, 64);
+        let (client, mut eventloop) = AsyncClient::new(first, 64);
+        // Exec keystrokes and stream credit are small messages: no Nagle delay.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let connected = Arc::new(AtomicBool::new(false));
+        let reconnects = Arc::new(AtomicU64::new(0));
         let (uplink_tx, uplink_rx) = mpsc::unbounded_channel();
         let stop_poll = CancellationToken::new();
+        let ledger = PublishLedger::default();
         let poll_task = tokio::spawn(poll_loop(
             eventloop,
+            ledger.clone(),
             options,
             config.brokers.clone(),
             config.reconnect_backoff_max,
             config.device_id.clone(),
             connected.clone(),
+            reconnects.clone(),
             uplink_tx.clone(),
             events,
             stop_poll.clone(),
@@ -206,22 +218,30 @@ impl MqttSession {
             inputs: uplink_rx,
             outbox_changed: outbox_changed.clone(),
             stop: uplink_stop.clone(),
+            ledger: ledger.clone(),
         }));
         Ok(Self {
             client,
             device: config.device_id.clone(),
             connected,
+            reconnects,
             outbox_changed,
             uplink_tx,
             stop_poll,
             poll_task,
             uplink_task,
             uplink_stop,
+            ledger,
         })
     }
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Times the broker connection was made again since the session started.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     /// A handle that tells the uplink task the outbox has new entries.
@@ -269,6 +289,16 @@ impl MqttSession {
         self.client.clone()
     }
 
+    /// What stream tasks publish with: QoS 1 on `up/stream/{id}`, recorded in the
+    /// [`PublishLedger`] so their PUBACKs are never taken for the uplink window's.
+    pub fn stream_publisher(&self) -> StreamPublisher {
+        StreamPublisher::new(
+            self.client.clone(),
+            self.ledger.clone(),
+            self.device.clone(),
+        )
+    }
+
     /// Marks the device offline (retained, reason `shutdown`) and disconnects.
     pub async fn shutdown(self) {
         self.uplink_stop.cancel();
@@ -294,14 +324,28 @@ impl MqttSession {
     }
 }
 
+/// A QoS 1 publish was written with `pkid`: tells the uplink window if it was its own.
+fn on_written(
+    ledger: &PublishLedger,
+    uplink: &mpsc::UnboundedSender<UplinkInput>,
+    epoch: u64,
+    pkid: u16,
+) {
+    if ledger.written() == Some(Publisher::UplinkWindow) {
+        let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn poll_loop(
     mut eventloop: EventLoop,
+    ledger: PublishLedger,
     options: Vec<MqttOptions>,
     brokers: Vec<BrokerUrl>,
     backoff_max: Duration,
     device: DeviceId,
     connected: Arc<AtomicBool>,
+    reconnects: Arc<AtomicU64>,
     uplink: mpsc::UnboundedSender<UplinkInput>,
     events: mpsc::UnboundedSender<SessionEvent>,
     stop: CancellationToken,
@@ -319,6 +363,9 @@ async fn poll_loop(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = initial;
                 epoch += 1;
+                if epoch > 1 {
+                    reconnects.fetch_add(1, Ordering::Relaxed);
+                }
                 connected.store(true, Ordering::Relaxed);
                 tracing::info!(broker = %brokers.get(broker).map(ToString::to_string).unwrap_or_default(),
                     session_present = ack.session_present, "connected to broker");
@@ -328,7 +375,7 @@ async fn poll_loop(
                 let _ = events.send(SessionEvent::Connected);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => {
-                let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+                on_written(&ledger, &uplink, epoch, pkid);
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 let _ = uplink.send(UplinkInput::Acked {
@@ -359,14 +406,15 @@ async fn poll_loop(
                             });
                         }
                         Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => {
-                            let _ = uplink.send(UplinkInput::Written { epoch, pkid });
+                            on_written(&ledger, &uplink, epoch, pkid);
                         }
                         // A message of the lost connection cannot be acknowledged any
                         // more; the resync on the next connect brings the desired set.
                         other => tracing::debug!(?other, "dropped an event of the lost connection"),
                     }
                 }
-                let unsent = discard_unacknowledged(&mut eventloop);
+                let (unsent, dropped) = discard_unacknowledged(&mut eventloop);
+                ledger.dropped(dropped);
                 if connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "lost the broker connection; pods keep running");
                     let _ = uplink.send(UplinkInput::Disconnected { unsent });
@@ -395,19 +443,31 @@ async fn poll_loop(
 
 /// After a broken connection: removes the publishes rumqttc kept for the next session
 /// (the agent's sessions are clean, the uplink window sends them again) and returns how
-/// many QoS 1 publishes among them were never written (packet id still 0).
-fn discard_unacknowledged(eventloop: &mut EventLoop) -> usize {
-    let mut unsent = usize::from(eventloop.state.collision.take().is_some());
+/// many QoS 1 publishes among them were never written (the collision, and those with
+/// packet id still 0): the uplink window's, and everyone's (stream data is not sent
+/// again: its streams end with the session).
+fn discard_unacknowledged(eventloop: &mut EventLoop) -> (usize, usize) {
+    let mut window = 0;
+    let mut all = 0;
+    let mut count = |topic: &str| {
+        all += 1;
+        if Publisher::of_topic(topic) == Publisher::UplinkWindow {
+            window += 1;
+        }
+    };
+    if let Some(p) = eventloop.state.collision.take() {
+        count(&p.topic);
+    }
     eventloop.pending.retain(|request| match request {
         Request::Publish(p) => {
             if p.qos != QoS::AtMostOnce && p.pkid == 0 {
-                unsent += 1;
+                count(&p.topic);
             }
             false
         }
         _ => true,
     });
-    unsent
+    (window, all)
 }
 
 struct UplinkTask {
@@ -419,6 +479,7 @@ struct UplinkTask {
     inputs: mpsc::UnboundedReceiver<UplinkInput>,
     outbox_changed: Arc<Notify>,
     stop: CancellationToken,
+    ledger: PublishLedger,
 }
 
 fn priority(channel: UpChannel, message: Message) -> Option<PriorityMessage> {
@@ -506,8 +567,14 @@ async fn uplink_loop(mut t: UplinkTask) {
             let topic = Topic::up(&t.device, channel);
             let retain = topic.retained();
             if let Err(e) = t
-                .client
-                .publish(topic.to_string(), QoS::AtLeastOnce, retain, payload)
+                .ledger
+                .publish(
+                    &t.client,
+                    Publisher::UplinkWindow,
+                    topic.to_string(),
+                    retain,
+                    payload,
+                )
                 .await
             {
                 tracing::warn!(error = %e, "publish failed");

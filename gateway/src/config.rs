@@ -167,6 +167,10 @@ pub struct RunArgs {
     /// How long the kubelet API waits for a device to answer a log request.
     #[arg(long, env = "EDGE_GATEWAY_LOG_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub log_request_timeout: Duration,
+    /// An exec, attach or port-forward connection with no data either way for this long
+    /// is closed (the kubelet's --streaming-connection-idle-timeout).
+    #[arg(long, env = "EDGE_GATEWAY_STREAMING_CONNECTION_IDLE_TIMEOUT", default_value = "4h", value_parser = parse_duration)]
+    pub streaming_connection_idle_timeout: Duration,
     /// Only accept devices with these ids (repeatable). Default: every device with a
     /// valid id that is not revoked (with an external broker, enrollment certificates
     /// decide who can connect at all).
@@ -250,6 +254,7 @@ pub struct GatewayConfig {
     pub device_timeout: Duration,
     pub node_status_interval: Duration,
     pub log_request_timeout: Duration,
+    pub streaming_connection_idle_timeout: Duration,
     pub allow_devices: Vec<String>,
     pub metrics_listen: SocketAddr,
     /// `--metrics-insecure-listen`: the user accepts a non-loopback `metrics_listen`.
@@ -284,6 +289,7 @@ impl GatewayConfig {
             device_timeout: Duration::from_secs(40),
             node_status_interval: Duration::from_secs(60),
             log_request_timeout: Duration::from_secs(15),
+            streaming_connection_idle_timeout: Duration::from_secs(4 * 60 * 60),
             allow_devices: Vec::new(),
             metrics_listen: any,
             metrics_insecure_listen: false,
@@ -389,6 +395,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
             device_timeout: a.device_timeout,
             node_status_interval: a.node_status_interval,
             log_request_timeout: a.log_request_timeout,
+            streaming_connection_idle_timeout: a.streaming_connection_idle_timeout,
             allow_devices: a.allow_devices,
             metrics_listen: a.metrics_listen,
             metrics_insecure_listen: a.metrics_insecure_listen,

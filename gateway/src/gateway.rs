@@ -376,7 +376,13 @@ pub async fn start(
             authorizer: Authorizer::new(client.clone(), config.kubelet_authz),
         },
         metrics.clone(),
-        config.log_request_timeout,
+        (
+            config.log_request_timeout,
+            kubelet_api::StreamSettings {
+                idle_timeout: config.streaming_connection_idle_timeout,
+                ..Default::default()
+            },
+        ),
         token.clone(),
     )));
     tasks.push(tokio::spawn(local_endpoints::serve(

@@ -50,6 +50,10 @@ pub enum RejectReason {
     /// A log tail of a pod or container the gateway does not know on that device, or of
     /// a pod that opted out of the log cache.
     UnknownPod,
+    /// A stream message for a stream that is not open (ended, or never opened).
+    UnknownStream,
+    /// Stream messages faster than the kubelet API client reads them: the stream broke.
+    StreamOverflow,
 }
 
 impl RejectReason {
@@ -70,6 +74,8 @@ impl RejectReason {
             RejectReason::NodeNotOwned => "node_not_owned",
             RejectReason::UnknownDevice => "unknown_device",
             RejectReason::UnknownPod => "unknown_pod",
+            RejectReason::UnknownStream => "unknown_stream",
+            RejectReason::StreamOverflow => "stream_overflow",
         }
     }
 }

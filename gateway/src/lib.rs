@@ -30,8 +30,10 @@
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
 //! | [`log_cache`] | the offline log cache: each container's last output reported on `up/logtail`, kept in the store, served as `kubectl logs` while its device is offline |
+//! | [`usage_stats`] | the devices' latest resource usage samples (`up/stats`), kept beside the fleet; the kubelet's Summary API and resource metrics rendered from them (pure) |
+//! | [`device_streams`] | exec/attach/port-forward streams to devices: the registry routing each device's `up/stream/{id}` to its kubelet API connection, target checks, per-stream flow control (pure) |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
-//! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`; authn + SubjectAccessReview per request |
+//! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`, `/exec/...`, `/attach/...`, `/portForward/...` (SPDY or WebSocket upgrades relayed to devices); authn + SubjectAccessReview per request |
 //! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
 //! | [`metrics`] | Prometheus metrics (prometheus-client) |
 //! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
@@ -41,6 +43,7 @@
 
 pub mod autonomy;
 pub mod config;
+pub mod device_streams;
 pub mod device_sync;
 pub mod embedded_broker;
 pub mod enrollment;
@@ -65,3 +68,4 @@ pub mod status_mapping;
 pub mod store;
 pub mod stream_protocols;
 pub mod translation;
+pub mod usage_stats;

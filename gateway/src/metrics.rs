@@ -26,6 +26,13 @@ pub struct Metrics {
     pub autonomy_admissions: Family<Labels, Counter>,
     pub devices_offline_within_budget: Gauge,
     pub devices_offline_over_budget: Gauge,
+    /// The agents' own counters by device, as last reported on `up/stats`.
+    pub agent_mqtt_reconnects: Family<Labels, Gauge>,
+    pub agent_uplink_queue_depth: Family<Labels, Gauge>,
+    pub agent_reconcile_errors: Family<Labels, Gauge>,
+    pub agent_open_streams: Family<Labels, Gauge>,
+    pub streams_open: Family<Labels, Gauge>,
+    pub streams_ended: Family<Labels, Counter>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -71,6 +78,42 @@ impl Metrics {
             "autonomy_admissions",
             "Pod admissions the autonomy webhook reviewed, by decision (mutated, keeps_own, opted_out, not_for_devices, unreadable)",
             autonomy_admissions.clone(),
+        );
+        let agent_mqtt_reconnects = Family::<Labels, Gauge>::default();
+        let agent_uplink_queue_depth = Family::<Labels, Gauge>::default();
+        let agent_reconcile_errors = Family::<Labels, Gauge>::default();
+        let agent_open_streams = Family::<Labels, Gauge>::default();
+        registry.register(
+            "agent_mqtt_reconnects",
+            "Times the device's agent reconnected to the broker since it started, as last reported (resets when the agent restarts)",
+            agent_mqtt_reconnects.clone(),
+        );
+        registry.register(
+            "agent_uplink_queue_depth",
+            "Messages waiting in the device agent's uplink queue, as last reported",
+            agent_uplink_queue_depth.clone(),
+        );
+        registry.register(
+            "agent_reconcile_errors",
+            "Failed reconcile steps of the device's agent since it started, as last reported (resets when the agent restarts)",
+            agent_reconcile_errors.clone(),
+        );
+        registry.register(
+            "agent_open_streams",
+            "Interactive streams open on the device's agent, as last reported",
+            agent_open_streams.clone(),
+        );
+        let streams_open = Family::<Labels, Gauge>::default();
+        let streams_ended = Family::<Labels, Counter>::default();
+        registry.register(
+            "streams_open",
+            "Exec, attach and port-forward streams to devices open now, by kind",
+            streams_open.clone(),
+        );
+        registry.register(
+            "streams_ended",
+            "Exec, attach and port-forward streams ended, by kind and reason",
+            streams_ended.clone(),
         );
         registry.register(
             "kubernetes_writes_queued",
@@ -137,6 +180,38 @@ impl Metrics {
             autonomy_admissions,
             devices_offline_within_budget,
             devices_offline_over_budget,
+            agent_mqtt_reconnects,
+            agent_uplink_queue_depth,
+            agent_reconcile_errors,
+            agent_open_streams,
+            streams_open,
+            streams_ended,
+        }
+    }
+
+    /// Exports a device agent's counters (one series per device and counter).
+    pub fn agent_counters(&self, device: &str, counters: &edge_protocol::AgentCounters) {
+        let l = labels(&[("device", device)]);
+        let set = |f: &Family<Labels, Gauge>, v: u64| {
+            f.get_or_create(&l)
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.agent_mqtt_reconnects, counters.mqtt_reconnects);
+        set(&self.agent_uplink_queue_depth, counters.uplink_queue_depth);
+        set(&self.agent_reconcile_errors, counters.reconcile_errors);
+        set(&self.agent_open_streams, counters.open_streams);
+    }
+
+    /// Drops the series of a device the fleet forgot.
+    pub fn forget_agent(&self, device: &str) {
+        let l = labels(&[("device", device)]);
+        for f in [
+            &self.agent_mqtt_reconnects,
+            &self.agent_uplink_queue_depth,
+            &self.agent_reconcile_errors,
+            &self.agent_open_streams,
+        ] {
+            f.remove(&l);
         }
     }
 
@@ -149,6 +224,23 @@ impl Metrics {
     pub fn write_skipped(&self, reason: &str) {
         self.kubernetes_writes_skipped
             .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    /// A stream to a device of `kind` opened.
+    pub fn stream_opened(&self, kind: &str) {
+        self.streams_open
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+
+    /// A stream of `kind` ended for `reason`.
+    pub fn stream_ended(&self, kind: &str, reason: &str) {
+        self.streams_open
+            .get_or_create(&labels(&[("kind", kind)]))
+            .dec();
+        self.streams_ended
+            .get_or_create(&labels(&[("kind", kind), ("reason", reason)]))
             .inc();
     }
 

@@ -323,6 +323,11 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
             DownChannel::Logs(id),
             Message::LogCancel(log_cancel()),
         ),
+        Outgoing::Stream {
+            device,
+            id,
+            message,
+        } => (device, DownChannel::Stream(id), *message),
         Outgoing::StatusResync { device, reason } => (
             device,
             DownChannel::Resync,
@@ -355,7 +360,13 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
     }
 }
 
-/// Creates the client and event loop.
+/// Creates the client and event loop. TCP_NODELAY: exec keystrokes and stream credit are
+/// small messages that must not wait for Nagle's algorithm (with delayed ACKs, up to
+/// 40 ms per hop).
 pub fn client(opts: MqttOptions) -> (AsyncClient, EventLoop) {
-    AsyncClient::new(opts, 1000)
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    (client, eventloop)
 }

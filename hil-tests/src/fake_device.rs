@@ -23,6 +23,10 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+mod streams;
+
+pub use streams::{ECHO_PORTS, FakeStreamsView};
+
 /// How to build a fake device.
 #[derive(Debug, Clone)]
 pub struct FakeDeviceConfig {
@@ -41,6 +45,9 @@ pub struct FakeDeviceConfig {
     pub keep_alive: Duration,
     /// Connect with TLS (mqtts) and this client identity.
     pub tls: Option<FakeDeviceTls>,
+    /// The stream protocol version declared in the hello (None: an agent without exec,
+    /// attach and port-forward). Streams are answered by a script (`streams.rs`).
+    pub streams: Option<u32>,
 }
 
 /// PEM material for a TLS connection with a client certificate.
@@ -71,6 +78,7 @@ impl FakeDeviceConfig {
             },
             keep_alive: Duration::from_secs(5),
             tls: None,
+            streams: None,
         }
     }
 }
@@ -114,6 +122,7 @@ struct Inner {
     heartbeat_sequence: u64,
     /// Open follow streams: request id → cancel token.
     follows: HashMap<String, CancellationToken>,
+    streams: streams::FakeStreams,
 }
 
 #[derive(Debug, Default)]
@@ -246,6 +255,21 @@ impl FakeDevice {
         self.shared.lock().view.clone()
     }
 
+    /// What its exec, attach and port-forward streams saw.
+    pub fn streams_view(&self) -> FakeStreamsView {
+        self.shared.lock().streams.view.clone()
+    }
+
+    /// Waits until `pred` holds for the streams' view; false on timeout.
+    pub async fn wait_for_streams(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&FakeStreamsView) -> bool,
+    ) -> bool {
+        self.wait_for(timeout, |inner| pred(&inner.streams.view))
+            .await
+    }
+
     /// Sets what `kubectl logs` of a container shows (one line per `\n`).
     pub fn set_log(&self, pod_name: &str, container: &str, text: &str) {
         self.shared
@@ -260,10 +284,14 @@ impl FakeDevice {
         timeout: Duration,
         pred: impl Fn(&FakeDeviceView) -> bool,
     ) -> bool {
+        self.wait_for(timeout, |inner| pred(&inner.view)).await
+    }
+
+    async fn wait_for(&self, timeout: Duration, pred: impl Fn(&Inner) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
-            if pred(&self.view()) {
+            if pred(&self.shared.lock()) {
                 return true;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -343,8 +371,11 @@ fn hello(config: &FakeDeviceConfig) -> NodeReport {
             kind: NodeAddressKind::InternalIP,
             address: config.address.clone(),
         }],
-        // A fake device runs no containers: no streams, no stats.
-        capabilities: Default::default(),
+        // Streams only when configured (answered by a script); no stats.
+        capabilities: edge_protocol::DeviceCapabilities {
+            streams: config.streams,
+            ..Default::default()
+        },
     }
 }
 
@@ -469,6 +500,17 @@ async fn logic(
                             // As the agent does: introduce itself again, then the full status.
                             publish(&client, Topic::up(&id, UpChannel::Hello), hello(&config)).await;
                             publish(&client, Topic::up(&id, UpChannel::Status), report).await;
+                        }
+                        (Topic::Down { channel: DownChannel::Stream(stream), .. }, msg) => {
+                            let replies = {
+                                let mut inner = shared.lock();
+                                let inner = &mut *inner;
+                                inner.streams.handle(&stream, msg, &inner.view.pods)
+                            };
+                            let topic = Topic::up(&id, UpChannel::Stream(stream));
+                            for reply in replies {
+                                publish(&client, topic.clone(), reply).await;
+                            }
                         }
                         (Topic::Down { channel: DownChannel::Logs(req), .. }, Message::LogCancel(_)) => {
                             let mut inner = shared.lock();

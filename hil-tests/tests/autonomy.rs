@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, ensure};
-use edge_hil_tests::controlplane::{ControlPlane, SharedControlPlaneTimers};
+use edge_hil_tests::controlplane::{ControlPlane, SharedControlPlaneSettings};
 use edge_hil_tests::scenario::{
     create, pod_manifest, pods, runtime_containers, uid, wait_node_ready, wait_pod,
 };
@@ -34,10 +34,11 @@ use serde_json::{Value, json};
 const CLUSTER_DEFAULT_TOLERATION: u32 = 10;
 const WEBHOOK_CONFIGURATION: &str = "edge-gateway-autonomy";
 
-fn timers() -> SharedControlPlaneTimers {
-    SharedControlPlaneTimers {
+fn timers() -> SharedControlPlaneSettings {
+    SharedControlPlaneSettings {
         node_monitor_grace_period: Some(Duration::from_secs(10)),
         default_toleration_seconds: Some(CLUSTER_DEFAULT_TOLERATION),
+        apiserver_feature_gates: None,
     }
 }
 

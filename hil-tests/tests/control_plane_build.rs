@@ -1,6 +1,7 @@
-//! The real control plane of the test bed: `scripts/build-control-plane.sh` says what to
-//! install when Go or the module proxy is missing (never a silent skip), and what it
-//! built is the release `hil-tests/controlplane/go.mod` pins, as `kubectl version` shows.
+//! The real control plane of the test bed: `scripts/build-control-plane.sh` (and
+//! `scripts/build-metrics-server.sh`, built the same way) says what to install when Go or
+//! the module proxy is missing (never a silent skip), and what it built is the release
+//! `hil-tests/controlplane/go.mod` pins, as `kubectl version` shows.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -12,9 +13,16 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn script(envs: &[(&str, &str)]) -> Output {
+/// The Go builds of the test bed: script and the directory under the target dir it
+/// builds into.
+const BUILD_SCRIPTS: [(&str, &str); 2] = [
+    ("build-control-plane.sh", "controlplane"),
+    ("build-metrics-server.sh", "metrics-server"),
+];
+
+fn run_script(name: &str, envs: &[(&str, &str)]) -> Output {
     let mut c = Command::new("bash");
-    c.arg(root().join("scripts/build-control-plane.sh"));
+    c.arg(root().join("scripts").join(name));
     for (k, v) in envs {
         c.env(k, v);
     }
@@ -35,46 +43,52 @@ fn pinned_version() -> String {
 
 #[test]
 fn a_missing_go_toolchain_stops_the_build_with_what_to_install() {
-    let out = script(&[("GO", "/nonexistent/bin/go")]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "exit 0 without Go: {err}");
-    assert!(
-        err.contains("the Go toolchain is missing") && err.contains("Install Go >= 1.26"),
-        "{err}"
-    );
+    for (name, _) in BUILD_SCRIPTS {
+        let out = run_script(name, &[("GO", "/nonexistent/bin/go")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: exit 0 without Go: {err}");
+        assert!(
+            err.contains("the Go toolchain is missing") && err.contains("Install Go >= 1.26"),
+            "{name}: {err}"
+        );
+    }
 }
 
 #[test]
 fn an_unreachable_module_proxy_stops_the_build_with_what_to_set() {
-    let tmp = tempfile::tempdir().unwrap();
-    // A port nobody listens on; an empty module cache so the proxy would be needed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let proxy = format!("http://127.0.0.1:{port}");
-    let modcache = tmp.path().join("modcache");
-    let target = tmp.path().join("target");
-    let out = script(&[
-        ("GOPROXY", proxy.as_str()),
-        ("GOMODCACHE", modcache.to_str().unwrap()),
-        ("CARGO_TARGET_DIR", target.to_str().unwrap()),
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "exit 0 without a proxy: {err}");
-    assert!(
-        err.contains("cannot reach the Go module proxy") && err.contains("GOPROXY"),
-        "{err}"
-    );
-    assert!(
-        !target
-            .join("controlplane")
-            .join(pinned_version())
-            .join("bin/.stamp")
-            .exists(),
-        "a stamp was written for a build that did not happen"
-    );
+    for (name, output) in BUILD_SCRIPTS {
+        let tmp = tempfile::tempdir().unwrap();
+        // A port nobody listens on; an empty module cache so the proxy would be needed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let proxy = format!("http://127.0.0.1:{port}");
+        let modcache = tmp.path().join("modcache");
+        let target = tmp.path().join("target");
+        let out = run_script(
+            name,
+            &[
+                ("GOPROXY", proxy.as_str()),
+                ("GOMODCACHE", modcache.to_str().unwrap()),
+                ("CARGO_TARGET_DIR", target.to_str().unwrap()),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{name}: exit 0 without a proxy: {err}"
+        );
+        assert!(
+            err.contains("cannot reach the Go module proxy") && err.contains("GOPROXY"),
+            "{name}: {err}"
+        );
+        assert!(
+            !target.join(output).exists(),
+            "{name}: a build dir was made for a build that did not happen"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -480,6 +480,41 @@ async fn node_scoped_rights_anonymous_requests_and_cached_decisions() {
     .await;
     assert_eq!(code, 403, "{body}");
 
+    // resource metrics name their node in the path: nodes/metrics on that node only,
+    // and nodes/stats (not nodes/metrics) for the Summary API
+    grant(
+        &bed,
+        "authz-frank-scope",
+        json!([{"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"],
+                "resourceNames": [bed.device]}]),
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "frank"}),
+    )
+    .await;
+    let frank = bed.ca.user("frank", &[]);
+    let (body, code) = call(
+        &bed,
+        &format!("/metrics/resource/{}", bed.device),
+        &cert_args(&frank),
+    )
+    .await;
+    // the fake device sends no usage samples: no points, scrape_error 1
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\nscrape_error 1\n"), "{body}");
+    let (body, code) = call(
+        &bed,
+        "/metrics/resource/authz-other-scope",
+        &cert_args(&frank),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    let (body, code) = call(
+        &bed,
+        &format!("/stats/summary/{}", bed.device),
+        &cert_args(&frank),
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+
     // anonymous requests (enabled here) are authorized as system:anonymous: 403, not 401
     let (body, code) = call(&bed, &here, &[]).await;
     assert_eq!(code, 403, "{body}");

@@ -1,7 +1,8 @@
 //! What the agent does with what the gateway sends, once [`crate::downlink`] decoded it:
 //! desired sets saved, then applied and acknowledged ([`UnsavedDesired`] holds them
 //! until saved); resync requests answered with the node report and a full status report;
-//! log requests served by [`log_stream`] tasks and cancelled on request.
+//! log requests served by [`log_stream`] tasks and cancelled on request; exec, attach and
+//! port-forward streams handed to [`crate::streams::StreamManager`].
 
 use edge_protocol::{DesiredSet, LogErrorCode, LogRequest, RequestId, ResyncRequest};
 use rumqttc::Publish;
@@ -25,7 +26,10 @@ impl AgentLoop {
     pub(super) fn on_session(&mut self, event: SessionEvent) {
         match event {
             SessionEvent::Connected => self.maybe_ready(),
-            SessionEvent::Disconnected => self.unsaved.disconnected(),
+            SessionEvent::Disconnected => {
+                self.unsaved.disconnected();
+                self.streams.session_lost();
+            }
             SessionEvent::Downlink(delivery) => {
                 if self.on_delivery(&delivery) == Handled::AckNow {
                     self.session.ack(&delivery.publish);
@@ -45,6 +49,12 @@ impl AgentLoop {
                     t.cancel();
                 }
             }
+            Ok(Downlink::Stream { id, message }) => self.streams.on_message(
+                id,
+                message.clone(),
+                &self.lifecycle,
+                self.session.stream_publisher(),
+            ),
         }
         Handled::AckNow
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_protocol::{Heartbeat, UpChannel};
+use edge_protocol::{AgentCounters, Heartbeat, NodeStats, UpChannel};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,8 @@ use crate::local_store::{LocalStore, StoreError};
 use crate::log_tail::{self, TailTarget};
 use crate::mqtt_session::{MqttSession, SessionError, SessionEvent};
 use crate::pod_lifecycle::{Input, Outcome, PodLifecycle, ProbeReport};
+use crate::stats_reporter::{self, StatsSources};
+use crate::streams::StreamManager;
 use crate::systemd_notify;
 use crate::unsaved_desired::UnsavedDesired;
 use crate::wall_clock::now_millis;
@@ -75,7 +77,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             }
         }
     }
-    let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker.negotiate().await);
+    let docker = docker.negotiate().await;
+    let engine = docker.client();
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(docker);
     let runtime_version = runtime
         .version()
         .await
@@ -95,6 +99,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         &config.labels,
     );
     report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(&config);
+    report.capabilities.stats_interval_seconds = stats_interval_seconds(&config);
     let node_ip = report
         .addresses
         .iter()
@@ -112,6 +117,21 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
     let (probe_tx, probe_rx) = mpsc::unbounded_channel();
     let tasks = CancellationToken::new();
+    let (stats_tx, stats_rx) = mpsc::channel(1);
+    if let Some(interval) = config.stats_interval {
+        let sources = StatsSources {
+            proc_root: PathBuf::from("/"),
+            image_dir: data_root.clone(),
+            runtime: runtime.clone(),
+            engine: crate::engine_api_get::Endpoint::parse(&config.runtime_socket),
+        };
+        tokio::spawn(stats_reporter::run(
+            sources,
+            interval,
+            stats_tx,
+            tasks.child_token(),
+        ));
+    }
     let effects = EffectExecutor::new(
         &config,
         store.clone(),
@@ -132,8 +152,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
             tasks.child_token(),
         ));
     }
+    let streams = StreamManager::new(
+        config.max_streams,
+        config.stream_idle_timeout,
+        engine,
+        tasks.child_token(),
+    );
     let mut agent = AgentLoop {
         log_tail_tx,
+        streams,
         unsaved: UnsavedDesired::default(),
         config,
         store,
@@ -144,6 +171,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         logs: HashMap::new(),
         tasks,
         heartbeat_sequence: 0,
+        reconcile_errors: 0,
         generation_tx,
         report_tx,
         facts,
@@ -155,7 +183,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         last_list_error: None,
     };
     agent
-        .run_loop(shutdown, session_rx, inputs_rx, probe_rx)
+        .run_loop(shutdown, session_rx, inputs_rx, probe_rx, stats_rx)
         .await;
     agent.tasks.cancel();
     systemd_notify::stopping();
@@ -176,8 +204,12 @@ struct AgentLoop {
     effects: EffectExecutor,
     /// Log streams being served, by request id.
     logs: HashMap<String, CancellationToken>,
+    /// exec, attach and port-forward streams.
+    streams: StreamManager,
     tasks: CancellationToken,
     heartbeat_sequence: u64,
+    /// Reconcile steps that failed (image, volume, create, start, stop, remove, listing).
+    reconcile_errors: u64,
     generation_tx: watch::Sender<u64>,
     report_tx: watch::Sender<edge_protocol::NodeReport>,
     facts: HostFacts,
@@ -196,6 +228,7 @@ impl AgentLoop {
         mut session_rx: mpsc::UnboundedReceiver<SessionEvent>,
         mut inputs_rx: mpsc::UnboundedReceiver<Input>,
         mut probe_rx: mpsc::UnboundedReceiver<ProbeReport>,
+        mut stats_rx: mpsc::Receiver<NodeStats>,
     ) {
         let mut sync = tokio::time::interval(self.config.timings.sync_interval);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,6 +260,7 @@ impl AgentLoop {
                     }
                 }
                 Some(report) = probe_rx.recv() => self.feed(Input::Probe(report)),
+                Some(stats) = stats_rx.recv() => self.publish_stats(stats),
                 _ = sync.tick() => {
                     self.retry_unsaved();
                     self.list().await;
@@ -274,6 +308,7 @@ impl AgentLoop {
                     tracing::warn!(error = %msg, "cannot list containers");
                 }
                 self.last_list_error = Some(msg);
+                self.reconcile_errors += 1;
                 self.feed(Input::Tick { now: now_millis() });
             }
         }
@@ -281,6 +316,9 @@ impl AgentLoop {
     }
 
     fn feed(&mut self, input: Input) {
+        if is_reconcile_error(&input) {
+            self.reconcile_errors += 1;
+        }
         let effects = self.lifecycle.handle(input);
         self.effects.execute(effects, self.lifecycle.generation());
     }
@@ -315,6 +353,18 @@ impl AgentLoop {
         let _ = self.log_tail_tx.try_send(targets);
     }
 
+    /// Publishes a usage sample with the agent's own counters (QoS 0).
+    fn publish_stats(&mut self, mut stats: NodeStats) {
+        stats.agent = AgentCounters {
+            mqtt_reconnects: self.session.reconnects(),
+            uplink_queue_depth: self.store.outbox_len() as u64,
+            reconcile_errors: self.reconcile_errors,
+            open_streams: self.streams.open_streams() as u64,
+        };
+        self.session
+            .publish_best_effort(UpChannel::Stats, stats.into());
+    }
+
     fn refresh_node_report(&mut self) {
         let mut report = self.facts.node_report(
             &self.runtime_version,
@@ -323,6 +373,7 @@ impl AgentLoop {
             &self.config.labels,
         );
         report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(&self.config);
+        report.capabilities.stats_interval_seconds = stats_interval_seconds(&self.config);
         // Boot id and addresses matter; a changed free-space figure does not exist here
         // (capacity only), so any difference is a real change.
         if *self.report_tx.borrow() != report {
@@ -337,4 +388,26 @@ fn log_tail_interval_seconds(config: &AgentConfig) -> Option<u32> {
     config
         .log_tail_interval
         .map(|d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX))
+}
+
+/// The sampling interval the node report declares (`None`: not sampled).
+fn stats_interval_seconds(config: &AgentConfig) -> Option<u32> {
+    config
+        .stats_interval
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+/// A reconcile step that ended in an error.
+fn is_reconcile_error(input: &Input) -> bool {
+    matches!(
+        input,
+        Input::Done(
+            Outcome::ImageFailed { .. }
+                | Outcome::CreateFailed { .. }
+                | Outcome::StartFailed { .. }
+                | Outcome::StopFailed { .. }
+                | Outcome::RemoveFailed { .. }
+                | Outcome::VolumesReady { result: Err(_), .. }
+        )
+    )
 }

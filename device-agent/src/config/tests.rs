@@ -101,3 +101,20 @@ fn log_tail_interval_defaults_to_a_minute_and_zero_turns_it_off() {
     };
     assert!(AgentConfig::from_file(negative).is_err());
 }
+
+#[test]
+fn stats_are_sampled_every_15_seconds_unless_set_and_0_turns_them_off() {
+    let with = |v: Option<u32>| {
+        AgentConfig::from_file(ConfigFile {
+            device_id: Some("a".into()),
+            broker_urls: Some(vec!["mqtt://h".into()]),
+            stats_interval_seconds: v,
+            ..Default::default()
+        })
+        .unwrap()
+        .stats_interval
+    };
+    assert_eq!(with(None), Some(Duration::from_secs(15)));
+    assert_eq!(with(Some(5)), Some(Duration::from_secs(5)));
+    assert_eq!(with(Some(0)), None);
+}

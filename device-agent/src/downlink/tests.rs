@@ -66,3 +66,82 @@ fn frames_for_others_unknown_topics_and_bad_payloads_are_rejected_by_reason() {
         );
     }
 }
+
+#[test]
+fn stream_messages_decode_to_the_stream_variant_with_their_id() {
+    use edge_protocol::{
+        StdioSelection, StreamClose, StreamCredit, StreamData, StreamOpen, StreamPod, StreamResize,
+        StreamTarget, TerminalSize,
+    };
+    let d = device();
+    let open = StreamOpen {
+        version: 1,
+        target: StreamTarget::Exec {
+            pod: StreamPod {
+                pod_uid: "u".into(),
+                namespace: "ns".into(),
+                pod_name: "p".into(),
+            },
+            container: "c".into(),
+            command: vec!["sh".into()],
+            stdio: StdioSelection {
+                stdin: true,
+                stdout: true,
+                ..Default::default()
+            },
+        },
+        terminal_size: None,
+        window_bytes: 1024,
+    };
+    let data = StreamData {
+        sequence: 4,
+        channel: edge_protocol::StreamChannel::Stdin,
+        data: b"ls\n".to_vec().into(),
+        end: true,
+    };
+    let cases: Vec<(Message, StreamDownlink)> = vec![
+        (open.clone().into(), StreamDownlink::Open(open)),
+        (data.clone().into(), StreamDownlink::Data(data)),
+        (
+            StreamCredit { bytes: 7 }.into(),
+            StreamDownlink::Credit(StreamCredit { bytes: 7 }),
+        ),
+        (
+            StreamResize {
+                size: TerminalSize {
+                    width: 80,
+                    height: 24,
+                },
+            }
+            .into(),
+            StreamDownlink::Resize(StreamResize {
+                size: TerminalSize {
+                    width: 80,
+                    height: 24,
+                },
+            }),
+        ),
+        (
+            StreamClose::default().into(),
+            StreamDownlink::Close(StreamClose::default()),
+        ),
+    ];
+    for (message, expected) in cases {
+        let payload = message.encode().unwrap();
+        match decode(&d, "edge/v1/pi-01/down/stream/s-1", &payload).unwrap() {
+            Downlink::Stream { id, message } => {
+                assert_eq!(id.as_str(), "s-1");
+                assert_eq!(message, expected);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A device-side answer sent back to the device is not accepted.
+    let opened = Message::from(edge_protocol::StreamOpened { window_bytes: 1 })
+        .encode()
+        .unwrap();
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-01/down/stream/s-1", &opened),
+        Err(RejectReason::Malformed { .. } | RejectReason::Unexpected { .. })
+    ));
+}

@@ -154,6 +154,35 @@ impl PodLifecycle {
         }
     }
 
+    /// The current instance of each container of a pod the agent runs (`container`
+    /// names one), for exec, attach and port-forward. Only containers the agent manages
+    /// (by its labels) are ever returned.
+    pub fn stream_containers(
+        &self,
+        pod_uid: &str,
+        namespace: &str,
+        pod_name: &str,
+        container: Option<&str>,
+    ) -> Vec<ContainerSnapshot> {
+        let mut current: BTreeMap<&str, &ContainerSnapshot> = BTreeMap::new();
+        for c in &self.containers {
+            let id = &c.identity;
+            let same_pod = if pod_uid.is_empty() {
+                id.pod_namespace == namespace && id.pod_name == pod_name
+            } else {
+                id.pod_uid == pod_uid
+            };
+            if !same_pod || container.is_some_and(|name| id.container_name != name) {
+                continue;
+            }
+            let slot = current.entry(id.container_name.as_str()).or_insert(c);
+            if id.restart_count > slot.identity.restart_count {
+                *slot = c;
+            }
+        }
+        current.into_values().cloned().collect()
+    }
+
     /// Status of every pod the device has (the answer to a resync).
     pub fn full_status(&self) -> Vec<PodStatus> {
         let mut out: Vec<PodStatus> = self.pods.values().map(|p| self.pod_status(p)).collect();

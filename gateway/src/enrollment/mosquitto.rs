@@ -78,7 +78,10 @@ impl MosquittoConfig {
         }
         let _ = write!(
             conf,
-            "\n# TLS only; every client presents a certificate issued by the fleet CA.\n\
+            "\n# Exec keystrokes and stream credit are small messages: no Nagle delay (with\n\
+             # delayed ACKs, up to 40 ms per message otherwise).\n\
+             set_tcp_nodelay true\n\
+             \n# TLS only; every client presents a certificate issued by the fleet CA.\n\
              listener {port} {addr}\n\
              protocol mqtt\n\
              tls_version tlsv1.2\n\

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use edge_protocol::{ContainerLogTail, DeviceId, LogChunk, NodeReport, RequestId};
 
 use super::Outgoing;
+use crate::device_streams::DeviceStreamMessage;
 use crate::device_sync::PersistedDevice;
 use crate::hostile_input::{RejectReason, Rejection};
 use crate::kube_writer::KubeOp;
@@ -70,6 +71,18 @@ pub enum FleetEffect {
     RetainLogTails {
         device: DeviceId,
         present: BTreeSet<String>,
+    },
+    /// Hand a device's stream message to the kubelet API connection of its stream.
+    DeliverStreamMessage {
+        device: DeviceId,
+        id: RequestId,
+        message: DeviceStreamMessage,
+    },
+    /// End every exec, attach and port-forward stream of a device (it went offline, its
+    /// agent restarted, or it was retired); `reason` reaches each stream's client.
+    EndDeviceStreams {
+        device: DeviceId,
+        reason: String,
     },
 }
 

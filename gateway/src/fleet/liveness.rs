@@ -122,6 +122,7 @@ impl FleetState {
                 device: device.clone(),
                 tell_device: true,
             });
+            Self::end_streams(device, format!("node {device} went offline"), out);
         }
         if resync {
             out.push(FleetEffect::Mqtt(Outgoing::StatusResync {

@@ -16,6 +16,7 @@
 //! | `delivery.rs` | desired sets (through [`crate::device_sync`]), refused pods, retries |
 //! | `pod_status.rs` | status reports → pod status patches; device events → Events |
 //! | `log_routing.rs` | log requests, cancels and chunks |
+//! | `stream_routing.rs` | exec/attach/port-forward messages of devices, and ending a device's streams |
 //! | `retirement.rs` | forgetting a revoked device |
 //! | `introductions.rs` | devices that talk before saying hello |
 //!
@@ -51,6 +52,7 @@ mod registration;
 mod retirement;
 mod runner;
 mod state;
+mod stream_routing;
 
 pub use admission::AdmissionError;
 pub use directory::{DeviceDirectory, DeviceFacts};
@@ -59,15 +61,17 @@ pub use input::{FleetInput, Now, Revocation};
 pub use runner::FleetRunner;
 pub use state::FleetState;
 
+use crate::device_streams::{DeviceReadiness, DeviceStreams, PodPlacement};
 use crate::health::Health;
 use crate::hostile_input::{Rejection, Rejections};
 use crate::kube_writer::{KubeFeedback, KubeOps};
 use crate::log_streams::LogStreams;
 use crate::metrics::Metrics;
-use crate::mqtt_link::DeviceFrame;
+use crate::mqtt_link::{DeviceFrame, DeviceMessage};
 use crate::node_object::NodeSettings;
 use crate::store::Store;
 use crate::translation::{NodeContext, Translation, TranslationError};
+use crate::usage_stats::UsageStore;
 use runner::{Command, EffectSinks, FleetQuery};
 
 /// Messages for the MQTT outbox task.
@@ -91,6 +95,12 @@ pub enum Outgoing {
     StatusResync {
         device: DeviceId,
         reason: String,
+    },
+    /// A message of an exec, attach or port-forward stream (`down/stream/{id}`).
+    Stream {
+        device: DeviceId,
+        id: RequestId,
+        message: Box<edge_protocol::Message>,
     },
 }
 
@@ -166,7 +176,9 @@ pub struct Fleet {
     health: Arc<Health>,
     logs: Arc<LogStreams>,
     log_cache: Arc<LogCache>,
+    streams: Arc<DeviceStreams>,
     rejections: Arc<Rejections>,
+    usage: Arc<UsageStore>,
     /// The runner until [`Fleet::run`] (or [`Fleet::take_runner`]) takes it.
     runner: Mutex<Option<FleetRunner>>,
 }
@@ -205,6 +217,7 @@ impl Fleet {
         let directory = Arc::new(DeviceDirectory::default());
         let health = Arc::new(Health::default());
         let logs = Arc::new(LogStreams::default());
+        let streams = Arc::new(DeviceStreams::new(outbox.clone(), metrics.clone()));
         let sinks = EffectSinks {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -214,6 +227,7 @@ impl Fleet {
             pod_watch,
             logs: logs.clone(),
             log_cache: log_cache.clone(),
+            streams: streams.clone(),
             rejections: rejections.clone(),
             revocations,
             directory: directory.clone(),
@@ -228,7 +242,9 @@ impl Fleet {
             health,
             logs,
             log_cache,
+            streams,
             rejections,
+            usage: Arc::new(UsageStore::default()),
             runner: Mutex::new(Some(runner)),
         }
     }
@@ -268,12 +284,22 @@ impl Fleet {
         &self.log_cache
     }
 
+    /// Open exec, attach and port-forward streams.
+    pub fn streams(&self) -> &Arc<DeviceStreams> {
+        &self.streams
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The devices' latest resource usage samples.
+    pub fn usage(&self) -> &Arc<UsageStore> {
+        &self.usage
     }
 
     /// Counts, logs (rate limited per source) and drops a bad message.
@@ -285,6 +311,9 @@ impl Fleet {
 
     /// A decoded message of a device (from the MQTT link).
     pub fn on_device_frame(&self, frame: DeviceFrame) {
+        let Some(frame) = self.file_usage_sample(frame) else {
+            return;
+        };
         self.command(Command::Frame {
             frame,
             _intake: None,
@@ -295,11 +324,34 @@ impl Fleet {
     /// waiting for the runner: the MQTT link awaits this, so a fleet that falls behind
     /// slows the reading of the broker connection instead of queueing without bound.
     pub async fn queue_device_frame(&self, frame: DeviceFrame) {
+        let Some(frame) = self.file_usage_sample(frame) else {
+            return;
+        };
         let intake = self.frame_intake.clone().acquire_owned().await.ok();
         self.command(Command::Frame {
             frame,
             _intake: intake,
         });
+    }
+
+    /// Files a usage sample in the [`UsageStore`] (of a device whose Node is ours) and
+    /// exports the agent's counters; other frames are returned for the runner.
+    fn file_usage_sample(&self, frame: DeviceFrame) -> Option<DeviceFrame> {
+        let DeviceMessage::Stats(stats) = frame.message else {
+            return Some(frame);
+        };
+        let now = std::time::Instant::now();
+        for gone in self.usage.prune(|d| self.is_known(d.as_str()), now) {
+            self.metrics.forget_agent(gone.as_str());
+        }
+        if self.is_known(frame.device.as_str()) {
+            self.metrics
+                .agent_counters(frame.device.as_str(), &stats.agent);
+            if !self.usage.record(&frame.device, *stats, now) {
+                warn!(device = %frame.device, "usage store full; sample dropped");
+            }
+        }
+        None
     }
 
     /// Places free in the bounded intake of device messages (for tests and metrics).
@@ -458,6 +510,20 @@ impl Fleet {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             container: container.to_owned(),
+            reply,
+        };
+        self.ask(query).await.flatten()
+    }
+
+    /// Where pod `namespace/name` runs and what its device can do with streams now.
+    pub async fn stream_placement(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<(PodPlacement, DeviceReadiness)> {
+        let query = |reply| FleetQuery::StreamPlacement {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
             reply,
         };
         self.ask(query).await.flatten()

@@ -66,6 +66,12 @@ impl FleetState {
                 .get_or_insert_with(|| crate::node_object::node_labels(device, &old).0);
         }
         entry.last_seen = Some(now.at);
+        // a hello starts a new agent session: the old session's streams are gone
+        Self::end_streams(
+            device,
+            format!("the edge-agent on node {device} restarted"),
+            out,
+        );
         // a hello starts a new agent session: accept its report sequence afresh
         entry.last_status_sequence = None;
         entry.node_dirty = true;

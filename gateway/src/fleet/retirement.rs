@@ -27,6 +27,7 @@ impl FleetState {
             device: device.clone(),
             tell_device: false,
         });
+        Self::end_streams(device, format!("node {device} was retired: {why}"), out);
         out.push(FleetEffect::ForgetStored {
             device: device.clone(),
             retired: true,

@@ -18,6 +18,7 @@ use super::effect::{Effects, FleetEffect, MetricUpdate};
 use super::input::{FleetInput, Now, Revocation};
 use super::state::FleetState;
 use super::{LogTargetError, Outgoing, PodWatchRequest};
+use crate::device_streams::{self, DeviceReadiness, DeviceStreams, PodPlacement};
 use crate::enrollment::CachedRevocationList;
 use crate::health::Health;
 use crate::hostile_input::{RejectReason, Rejection, Rejections};
@@ -62,6 +63,11 @@ pub(super) enum FleetQuery {
         container: String,
         reply: oneshot::Sender<Option<super::OfflineLogSource>>,
     },
+    StreamPlacement {
+        namespace: String,
+        name: String,
+        reply: oneshot::Sender<Option<(PodPlacement, DeviceReadiness)>>,
+    },
 }
 
 /// Where effects go.
@@ -75,6 +81,7 @@ pub(super) struct EffectSinks {
     pub pod_watch: mpsc::UnboundedSender<PodWatchRequest>,
     pub logs: Arc<LogStreams>,
     pub log_cache: Arc<crate::log_cache::LogCache>,
+    pub streams: Arc<DeviceStreams>,
     pub rejections: Arc<Rejections>,
     pub revocations: CachedRevocationList,
     pub directory: Arc<DeviceDirectory>,
@@ -193,6 +200,17 @@ impl FleetRunner {
                 let source = self.state.offline_log_source(&namespace, &name, &container);
                 let _ = reply.send(source);
             }
+            FleetQuery::StreamPlacement {
+                namespace,
+                name,
+                reply,
+            } => {
+                let answer = self.state.pod_placement(&namespace, &name).map(|p| {
+                    let readiness = self.state.stream_readiness(&p.device);
+                    (p, readiness)
+                });
+                let _ = reply.send(answer);
+            }
         }
     }
 
@@ -281,6 +299,30 @@ impl FleetRunner {
                         reason,
                         format!("log chunk for request {id}"),
                     ));
+                }
+                FleetEffect::DeliverStreamMessage {
+                    device,
+                    id,
+                    message,
+                } => {
+                    let reason = match self.sinks.streams.deliver(&device, &id, message) {
+                        Ok(()) => continue,
+                        Err(device_streams::DeliveryError::UnknownStream) => {
+                            RejectReason::UnknownStream
+                        }
+                        Err(device_streams::DeliveryError::WrongDevice) => RejectReason::Spoofed,
+                        Err(device_streams::DeliveryError::Overflow) => {
+                            RejectReason::StreamOverflow
+                        }
+                    };
+                    self.sinks.rejections.reject(&Rejection::new(
+                        device.as_str(),
+                        reason,
+                        format!("message of stream {id}"),
+                    ));
+                }
+                FleetEffect::EndDeviceStreams { device, reason } => {
+                    self.sinks.streams.close_device(&device, &reason);
                 }
                 FleetEffect::EndLogStreams {
                     device,

@@ -17,6 +17,7 @@ use super::input::{FleetInput, Now, Revocation};
 use super::introductions::Introductions;
 use super::node_claim::NodeClaim;
 use super::{FleetSettings, LogTargetError};
+use crate::device_streams::{DeviceReadiness, PodPlacement};
 use crate::device_sync::{DeviceSync, PersistedDevice, SyncInput};
 use crate::mqtt_link::DeviceMessage;
 use crate::node_object::device_internal_ip;
@@ -281,6 +282,11 @@ impl FleetState {
                 Self::on_log_chunk(device, request, chunk, out)
             }
             DeviceMessage::LogTail(report) => self.on_log_tail(device, report, out),
+            // filed by the `Fleet` handle in `usage_stats` before reaching the runner
+            DeviceMessage::Stats(_) => {}
+            DeviceMessage::Stream { stream, message } => {
+                Self::on_stream_message(device, stream, message, out)
+            }
         }
     }
 
@@ -362,6 +368,37 @@ impl FleetState {
     /// The current desired set of a device (for diagnostics and tests).
     pub fn desired_set(&self, device: &DeviceId) -> Option<DesiredSet> {
         self.devices.get(device).map(|d| d.sync.desired_set())
+    }
+
+    /// Where pod `namespace/name` runs, if it is one of the fleet's.
+    pub fn pod_placement(&self, namespace: &str, name: &str) -> Option<PodPlacement> {
+        let uid = self
+            .pods
+            .by_name
+            .get(&(namespace.to_owned(), name.to_owned()))?;
+        let entry = self.pods.by_uid.get(uid)?;
+        let containers = entry
+            .pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+            .unwrap_or_default();
+        Some(PodPlacement {
+            device: entry.device.clone(),
+            uid: uid.clone(),
+            containers,
+        })
+    }
+
+    /// What the device's last hello says about streams.
+    pub fn stream_readiness(&self, device: &DeviceId) -> DeviceReadiness {
+        let entry = self.devices.get(device);
+        let report = entry.and_then(|e| e.report.as_ref());
+        DeviceReadiness {
+            online: entry.is_some_and(|e| e.online),
+            streams: report.and_then(|r| r.capabilities.streams),
+            agent_version: report.map(|r| r.agent_version.clone()).unwrap_or_default(),
+        }
     }
 
     /// Where to send a log request for a container: the device and the pod's uid.

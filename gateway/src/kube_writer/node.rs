@@ -15,6 +15,7 @@ use super::event_reason::{EventReason, EventType};
 use super::events::node_event;
 use super::node_status::{node_status, patch_node_status};
 use super::{KubeFeedback, Worker, is_status};
+use crate::kubelet_api::usage::{RESOURCE_METRICS_PATH_ANNOTATION, resource_metrics_path};
 use crate::node_object::{NodeSettings, PROVIDER_TAINT_KEY, node_labels};
 use crate::node_ownership::{NodeOwnership, ownership};
 
@@ -44,10 +45,13 @@ pub fn new_node(
         metadata: ObjectMeta {
             name: Some(device.to_string()),
             labels: Some(labels),
-            annotations: Some(BTreeMap::from([(
-                "node.alpha.kubernetes.io/ttl".to_owned(),
-                "0".to_owned(),
-            )])),
+            annotations: Some(BTreeMap::from([
+                ("node.alpha.kubernetes.io/ttl".to_owned(), "0".to_owned()),
+                (
+                    RESOURCE_METRICS_PATH_ANNOTATION.to_owned(),
+                    resource_metrics_path(device.as_str()),
+                ),
+            ])),
             ..Default::default()
         },
         spec: Some(NodeSpec {
@@ -160,7 +164,14 @@ impl Worker {
             if let NodeOwnership::Foreign { why } = ownership(&node, &self.settings) {
                 return Ok(NodeClaimed::Foreign(why));
             }
-            let patch = json!({"metadata": {"labels": label_patch, "uid": node.metadata.uid}});
+            let annotations = json!({
+                RESOURCE_METRICS_PATH_ANNOTATION: resource_metrics_path(device.as_str()),
+            });
+            let patch = json!({"metadata": {
+                "labels": label_patch,
+                "annotations": annotations,
+                "uid": node.metadata.uid,
+            }});
             match nodes
                 .patch(
                     device.as_str(),

@@ -18,6 +18,10 @@ use super::{KubeFeedback, Worker, is_status};
 use crate::node_object::{NodeSettings, is_valid_label_key};
 use crate::quantity::{bytes_quantity, cpu_quantity};
 
+/// Node features the gateway's kubelet API serves, in every Node's
+/// `status.declaredFeatures` (node declared features).
+pub const DECLARED_FEATURES: &[&str] = &["ExtendWebSocketsToKubelet"];
+
 /// The Kubernetes version the gateway's nodes claim to be compatible with.
 pub const KUBELET_VERSION: &str = "v1.32.0";
 
@@ -121,6 +125,10 @@ pub fn node_status(
             type_: "InternalIP".to_owned(),
             address: settings.node_address.clone(),
         }]),
+        // The gateway's kubelet API serves exec, attach and port-forward on WebSocket too
+        // (port-forward as the SPDY tunnel): kube-apiserver with ExtendWebSocketsToKubelet
+        // then passes its clients' WebSockets through instead of translating them to SPDY.
+        declared_features: Some(DECLARED_FEATURES.iter().map(|f| (*f).to_owned()).collect()),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
                 port: i32::from(settings.kubelet_port),

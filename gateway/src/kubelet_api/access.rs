@@ -4,7 +4,8 @@
 //!
 //! Which node a request is for: the gateway is the kubelet of many nodes, so the name
 //! in the SubjectAccessReview is the node that runs the pod in the path
-//! (`/containerLogs/{ns}/{pod}/...`, `/exec/...`, `/portForward/...`). Requests about the
+//! (`/containerLogs/{ns}/{pod}/...`, `/exec/...`, `/portForward/...`), or the node named
+//! in the path (`/stats/summary/{node}`, `/metrics/resource/{node}`). Requests about the
 //! gateway as a whole (`/pods` lists the pods of all its nodes, `/healthz` its health)
 //! and pods it does not know are authorized without a name, which RBAC allows only to
 //! users permitted on every node: a user limited to some nodes (`resourceNames`) cannot
@@ -71,7 +72,7 @@ pub async fn filter(State(access): State<AccessControl>, request: Request, next:
     let path = request.uri().path();
     let node = match pod_of_path(path) {
         Some((ns, pod)) => node_of_pod(&access.fleet, ns, pod).await,
-        None => None,
+        None => super::usage::node_of_path(path).map(str::to_owned),
     };
     let attrs = request_attributes(request.method(), path, node);
     match access.authorizer.authorize(&user, &attrs).await {

@@ -1,7 +1,9 @@
 //! The kubelet API over HTTPS for every node of the gateway: `/healthz`, `/pods`,
-//! `/metrics` (the gateway's own, as a kubelet serves its own) and
+//! `/metrics` (the gateway's own, as a kubelet serves its own),
 //! `/containerLogs/{namespace}/{pod}/{container}` (streamed from the device over MQTT;
-//! while the device is offline, the tail the gateway cached).
+//! while the device is offline, the tail the gateway cached),
+//! and `/exec`, `/attach`, `/portForward` (SPDY/3.1 upgrades relayed to the device as
+//! MQTT streams).
 //! Every request, `/healthz` and unknown paths included, is authenticated and authorized
 //! first, as the kubelet does in webhook mode.
 //!
@@ -14,14 +16,30 @@
 //! | [`review_cache`] | bounded cache of review answers with per-entry expiry |
 //! | [`log_query`] | the `containerLogs` query parameters, validated |
 //! | `offline_logs` | `containerLogs` while the pod's device is offline: the offline log cache's tail |
+//! | [`usage`] | `/stats/summary/{node}` and `/metrics/resource/{node}` from the devices' usage samples |
+//! | [`streaming`] | `/exec`, `/attach`, `/portForward`: checks, then the SPDY upgrade |
+//! | `spdy_io.rs` | the upgraded connection: the pure SPDY session read and written |
+//! | `exec_relay.rs` | exec/attach relayed to the device, whatever the client speaks: flow control, resize, exit status, the ends |
+//! | `spdy_exec.rs` | exec/attach on SPDY: the stream set, stdin/stdout/stderr, resize, the error stream |
+//! | `ws_exec.rs` | exec/attach on WebSocket (`v5`/`v4.channel.k8s.io`): channel messages, the v5 stdin close |
+//! | `spdy_port_forward.rs` | port-forward relayed to the device: one MQTT stream per forwarded connection |
+//! | `ws_tunnel.rs` | a WebSocket as a byte stream: port-forward's `SPDY/3.1+portforward.k8s.io` tunnel |
 
 pub mod access;
 pub mod authn;
 pub mod authz;
+mod exec_relay;
 pub mod log_query;
 mod offline_logs;
 pub mod review_cache;
+mod spdy_exec;
+mod spdy_io;
+mod spdy_port_forward;
+pub mod streaming;
 pub mod tls;
+pub mod usage;
+mod ws_exec;
+mod ws_tunnel;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,12 +62,16 @@ use tracing::{debug, warn};
 use crate::fleet::{Fleet, LogTargetError};
 use crate::metrics::Metrics;
 use access::AccessControl;
+pub use streaming::StreamSettings;
 
 #[derive(Clone, Debug)]
 struct ApiState {
     fleet: Arc<Fleet>,
     metrics: Arc<Metrics>,
     log_timeout: Duration,
+    streaming: StreamSettings,
+    /// Cancelled when the gateway shuts down: streaming connections send GOAWAY.
+    shutdown: CancellationToken,
 }
 
 fn plain(status: StatusCode, message: impl Into<String>) -> Response {
@@ -262,7 +284,7 @@ async fn not_found() -> Response {
 }
 
 /// The router (state included), every route behind the access filter.
-fn router(access: AccessControl, metrics: Arc<Metrics>, log_timeout: Duration) -> Router {
+fn router(access: AccessControl, metrics: Arc<Metrics>, settings: ApiSettings) -> Router {
     let fleet = access.fleet.clone();
     Router::new()
         .route("/healthz", get(healthz))
@@ -272,13 +294,48 @@ fn router(access: AccessControl, metrics: Arc<Metrics>, log_timeout: Duration) -
             "/containerLogs/{namespace}/{pod}/{container}",
             get(container_logs),
         )
+        .merge(usage::routes())
+        .route(
+            "/exec/{namespace}/{pod}/{container}",
+            get(streaming::exec).post(streaming::exec),
+        )
+        .route(
+            "/exec/{namespace}/{pod}/{uid}/{container}",
+            get(streaming::exec).post(streaming::exec),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{container}",
+            get(streaming::attach).post(streaming::attach),
+        )
+        .route(
+            "/attach/{namespace}/{pod}/{uid}/{container}",
+            get(streaming::attach).post(streaming::attach),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(streaming::port_forward).post(streaming::port_forward),
+        )
+        .route(
+            "/portForward/{namespace}/{pod}/{uid}",
+            get(streaming::port_forward).post(streaming::port_forward),
+        )
         .fallback(not_found)
         .with_state(ApiState {
             fleet,
             metrics,
-            log_timeout,
+            log_timeout: settings.log_timeout,
+            streaming: settings.streaming,
+            shutdown: settings.shutdown,
         })
         .layer(axum::middleware::from_fn_with_state(access, access::filter))
+}
+
+/// Timings of the routes.
+#[derive(Debug, Clone)]
+struct ApiSettings {
+    log_timeout: Duration,
+    streaming: StreamSettings,
+    shutdown: CancellationToken,
 }
 
 /// Serves the kubelet API on `listener` until cancelled.
@@ -287,11 +344,16 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     access: AccessControl,
     metrics: Arc<Metrics>,
-    log_timeout: Duration,
+    (log_timeout, streaming): (Duration, StreamSettings),
     token: CancellationToken,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(access, metrics, log_timeout);
+    let settings = ApiSettings {
+        log_timeout,
+        streaming,
+        shutdown: token.clone(),
+    };
+    let app = router(access, metrics, settings);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = token.cancelled() => break,
@@ -304,6 +366,8 @@ pub async fn serve(
                 }
             },
         };
+        // exec keystrokes and port-forward segments are small writes: no Nagle delay
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let token = token.clone();

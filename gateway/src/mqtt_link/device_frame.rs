@@ -4,9 +4,11 @@
 
 use edge_protocol::{
     DecodeError, DeviceId, DeviceState, Heartbeat, LogChunk, LogTailReport, Message, MessageKind,
-    NodeReport, PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
+    NodeReport, NodeStats, PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic,
+    UpChannel,
 };
 
+use crate::device_streams::DeviceStreamMessage;
 use crate::hostile_input::{RejectReason, Rejection};
 
 /// A message from one device, decoded and checked against its topic.
@@ -36,6 +38,14 @@ pub enum DeviceMessage {
     LogChunk { request: RequestId, chunk: LogChunk },
     /// `up/logtail`: new output for the offline log cache.
     LogTail(LogTailReport),
+    /// `up/stats`: a resource usage sample (filed in [`crate::usage_stats`], not handled
+    /// by the fleet's state machine).
+    Stats(Box<NodeStats>),
+    /// `up/stream/{stream}`: the device's side of an exec, attach or port-forward.
+    Stream {
+        stream: RequestId,
+        message: DeviceStreamMessage,
+    },
 }
 
 impl DeviceMessage {
@@ -50,6 +60,13 @@ impl DeviceMessage {
             DeviceMessage::Resync(_) => MessageKind::ResyncRequest,
             DeviceMessage::LogChunk { .. } => MessageKind::LogChunk,
             DeviceMessage::LogTail(_) => MessageKind::LogTailReport,
+            DeviceMessage::Stats(_) => MessageKind::NodeStats,
+            DeviceMessage::Stream { message, .. } => match message {
+                DeviceStreamMessage::Opened(_) => MessageKind::StreamOpened,
+                DeviceStreamMessage::Data(_) => MessageKind::StreamData,
+                DeviceStreamMessage::Credit(_) => MessageKind::StreamCredit,
+                DeviceStreamMessage::Close(_) => MessageKind::StreamClose,
+            },
         }
     }
 }
@@ -85,10 +102,27 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
         (UpChannel::Status, Message::PodStatusReport(r)) => DeviceMessage::Status(r),
         (UpChannel::Events, Message::PodEventReport(r)) => DeviceMessage::Events(r),
         (UpChannel::Resync, Message::ResyncRequest(r)) => DeviceMessage::Resync(r),
+        (UpChannel::Stats, Message::NodeStats(s)) => DeviceMessage::Stats(Box::new(s)),
         (UpChannel::Logs(request), Message::LogChunk(chunk)) => {
             DeviceMessage::LogChunk { request, chunk }
         }
         (UpChannel::LogTail, Message::LogTailReport(r)) => DeviceMessage::LogTail(r),
+        (UpChannel::Stream(stream), message) => {
+            let message = match message {
+                Message::StreamOpened(m) => DeviceStreamMessage::Opened(m),
+                Message::StreamData(m) => DeviceStreamMessage::Data(m),
+                Message::StreamCredit(m) => DeviceStreamMessage::Credit(m),
+                Message::StreamClose(m) => DeviceStreamMessage::Close(m),
+                other => {
+                    return Err(Rejection::new(
+                        device.as_str(),
+                        RejectReason::WrongTopic,
+                        other.kind().as_str(),
+                    ));
+                }
+            };
+            DeviceMessage::Stream { stream, message }
+        }
         // `decode_on` already refuses a kind its topic does not carry
         (_, other) => {
             return Err(Rejection::new(

@@ -67,8 +67,9 @@ pub enum RemoteCommandError {
     ResizeTooLarge(usize),
 }
 
-/// Which standard streams a request asked for (`stdin`, `stdout`, `stderr`, `tty` query
-/// parameters; the kubelet treats only `1` as true).
+/// Which standard streams a request asked for (`input`, `output`, `error`, `tty` query
+/// parameters as kube-apiserver sends them, or `stdin`, `stdout`, `stderr`; the kubelet
+/// treats only `1` as true).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExecOptions {
     pub stdin: bool,
@@ -84,9 +85,12 @@ impl ExecOptions {
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             let on = value == "1";
             match key.as_ref() {
-                "stdin" => options.stdin = on,
-                "stdout" => options.stdout = on,
-                "stderr" => options.stderr = on,
+                // kube-apiserver names them `input`, `output` and `error` on the way to
+                // the kubelet (core/v1 ExecStdinParam...); clients calling a kubelet
+                // directly often use the PodExecOptions names
+                "input" | "stdin" => options.stdin = on,
+                "output" | "stdout" => options.stdout = on,
+                "error" | "stderr" => options.stderr = on,
                 "tty" => options.tty = on,
                 _ => {}
             }

@@ -6,6 +6,9 @@
 // Usage: spdy-client <exec URL> exec|tty|ws   (ws: client-go's WebSocket executor, v5)
 //
 //	spdy-client <portForward URL> portforward
+//
+// With SPDY_CLIENT_CERT and SPDY_CLIENT_KEY set, an https URL is dialled with that client
+// certificate (and without verifying the server's).
 package main
 
 import (
@@ -59,6 +62,15 @@ func main() {
 		os.Exit(2)
 	}
 	config := &rest.Config{Host: target.Scheme + "://" + target.Host}
+	// For an HTTPS kubelet endpoint: a client certificate, the server's not verified
+	// (as kube-apiserver without --kubelet-certificate-authority).
+	if cert := os.Getenv("SPDY_CLIENT_CERT"); cert != "" {
+		config.TLSClientConfig = rest.TLSClientConfig{
+			CertFile: cert,
+			KeyFile:  os.Getenv("SPDY_CLIENT_KEY"),
+			Insecure: true,
+		}
+	}
 	if os.Args[2] == "portforward" {
 		printResult(portForward(config, target))
 		return
@@ -106,7 +118,7 @@ func printResult(result Result) {
 	}
 }
 
-// portForward forwards a local port to remote port 8080, sends a line through it,
+// portForward forwards a local port to remote port 8080 (or SPDY_CLIENT_REMOTE_PORT), sends a line through it,
 // half-closes and returns what came back as Stdout.
 func portForward(config *rest.Config, target *url.URL) Result {
 	fail := func(err error) Result { return Result{ExitCode: -1, Error: err.Error()} }
@@ -117,7 +129,11 @@ func portForward(config *rest.Config, target *url.URL) Result {
 	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, "POST", target)
 	stop, ready := make(chan struct{}), make(chan struct{})
 	var logs bytes.Buffer
-	forwarder, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:8080"}, stop, ready, io.Discard, &logs)
+	remote := "8080"
+	if p := os.Getenv("SPDY_CLIENT_REMOTE_PORT"); p != "" {
+		remote = p
+	}
+	forwarder, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{"0:" + remote}, stop, ready, io.Discard, &logs)
 	if err != nil {
 		return fail(err)
 	}

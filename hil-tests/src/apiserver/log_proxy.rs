@@ -107,6 +107,26 @@ impl KubeletClient {
         })
     }
 
+    /// A TLS connection to the kubelet at `host:port` (for upgrades: exec, attach,
+    /// port-forward).
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        let tcp = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
+        let server_name = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
+        };
+        self.connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake with kubelet {host}:{port}: {e}"))
+    }
+
     /// GETs `path_and_query` from `host:port`, returning the response with a streaming body
     /// and the connection; dropping the [`KubeletConnection`] closes the connection, which
     /// is how the kubelet learns that the client went away.
@@ -116,18 +136,7 @@ impl KubeletClient {
         port: u16,
         path_and_query: &str,
     ) -> Result<(hyper::Response<hyper::body::Incoming>, KubeletConnection), String> {
-        let tcp = tokio::net::TcpStream::connect((host, port))
-            .await
-            .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
-        let server_name = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?,
-        };
-        let tls = self
-            .connector
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake with kubelet {host}:{port}: {e}"))?;
+        let tls = self.connect(host, port).await?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;
@@ -250,6 +259,22 @@ fn reason_for(code: u16) -> &'static str {
     }
 }
 
+/// The Node pod `name` is bound to (400 when it is not bound yet).
+pub fn bound_node(ctx: &Context, pod: &Value, name: &str) -> ApiResult<Arc<Value>> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    ctx.cluster
+        .get_stored("nodes", "", node_name)
+        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))
+}
+
 /// Validates the request like kube-apiserver's LogREST and proxies it.
 pub async fn proxy(
     ctx: &Arc<Context>,
@@ -327,19 +352,7 @@ pub async fn proxy(
             }
         }
     };
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let node = ctx
-        .cluster
-        .get_stored("nodes", "", node_name)
-        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?;
+    let node = bound_node(ctx, &pod, name)?;
     let (host, port, path) = log_location(&pod, &node, &container, q)?;
     let (resp, conn) = ctx
         .kubelet_client

@@ -30,6 +30,7 @@
 //! | [`rbac`] | ClusterRoles, bindings: SubjectAccessReview answers, bootstrap policy |
 //! | [`reviews`] | tokenreviews, subjectaccessreviews, selfsubjectaccessreviews |
 //! | [`log_proxy`] | pods/log proxied to the node's kubelet endpoint with a client cert |
+//! | [`stream_proxy`] | pods/exec, pods/attach, pods/portforward: the SPDY upgrade proxied to the kubelet |
 //! | [`scheduler`] | binds pending pods like kube-scheduler |
 //! | [`controller_ref`] | controller ownerReferences, pod activity/readiness, pods from templates |
 //! | [`label_selector`] | `metav1.LabelSelector` matching and string form |
@@ -77,6 +78,7 @@ pub mod scale;
 pub mod scheduler;
 pub mod selectors;
 pub mod store;
+pub mod stream_proxy;
 pub mod tables;
 pub mod tokens;
 pub mod validation;
@@ -331,7 +333,7 @@ async fn serve(
                 async move { Ok::<_, std::convert::Infallible>(router::handle(ctx, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 r = conn => {

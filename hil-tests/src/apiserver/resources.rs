@@ -196,6 +196,25 @@ pub static RESOURCES: &[ResourceType] = &[
                 kind_group: "",
                 verbs: &["get"],
             },
+            // upgrades proxied to the kubelet (`stream_proxy.rs`)
+            Subresource {
+                name: "exec",
+                kind: "PodExecOptions",
+                kind_group: "",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "attach",
+                kind: "PodAttachOptions",
+                kind_group: "",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "portforward",
+                kind: "PodPortForwardOptions",
+                kind_group: "",
+                verbs: &["create", "get"],
+            },
             status_sub("Pod", ""),
         ],
         has_status: true,

@@ -61,6 +61,13 @@ fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
 }
 
 /// A JSON response.
+/// An empty body (for 101 Switching Protocols).
+pub fn empty_body() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 pub fn json_response(code: u16, v: &Value) -> Response<Body> {
     full(code, "application/json", v.to_string().into_bytes())
 }
@@ -478,6 +485,14 @@ async fn resource(
         }
         (&Method::GET, Some(name), Some("log")) => {
             log_proxy::proxy(ctx, ns.unwrap_or(""), name, &q).await
+        }
+        (
+            &Method::GET | &Method::POST,
+            Some(name),
+            Some(sub @ ("exec" | "attach" | "portforward")),
+        ) if rt.plural == "pods" => {
+            let sub = sub.to_owned();
+            super::stream_proxy::proxy(ctx, ns.unwrap_or(""), name, &sub, &q, req).await
         }
         (&Method::POST, None, None) => {
             let body = read_body(req).await?;

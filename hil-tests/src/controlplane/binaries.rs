@@ -30,10 +30,10 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// What `scripts/build-control-plane.sh --print` names (it knows the pinned version
-/// and honours `CARGO_TARGET_DIR`).
-fn default_dir() -> StackResult<PathBuf> {
-    let script = workspace_root().join("scripts/build-control-plane.sh");
+/// The directory `scripts/<script> --print` names (the build scripts know the pinned
+/// version and honour `CARGO_TARGET_DIR`); `what` names the build in errors.
+pub(super) fn build_script_dir(script: &str, what: &str) -> StackResult<PathBuf> {
+    let script = workspace_root().join("scripts").join(script);
     let out = Command::new("bash")
         .arg(&script)
         .arg("--print")
@@ -44,7 +44,7 @@ fn default_dir() -> StackResult<PathBuf> {
         })?;
     if !out.status.success() {
         return Err(StackError::MissingTool {
-            tool: "the Kubernetes control plane".to_owned(),
+            tool: what.to_owned(),
             hint: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
@@ -57,7 +57,7 @@ impl ControlPlaneBinaries {
     pub fn locate() -> StackResult<Self> {
         let dir = match std::env::var_os(BIN_DIR_ENV) {
             Some(d) => PathBuf::from(d),
-            None => default_dir()?,
+            None => build_script_dir("build-control-plane.sh", "the Kubernetes control plane")?,
         };
         let bins = Self {
             etcd: dir.join("etcd"),

@@ -38,11 +38,20 @@ pub fn etcd_args(data_dir: &Path, client_port: u16, peer_port: u16) -> Vec<Strin
 /// kube-apiserver: client certificates and service account tokens for authentication,
 /// the Node and RBAC authorizers, NodeRestriction on top of the default admission
 /// plugins, and a client certificate for calls to kubelets.
+/// What a test changes of kube-apiserver's defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiServerTweaks {
+    /// `--default-not-ready-toleration-seconds` and `--default-unreachable-toleration-seconds`.
+    pub default_toleration_seconds: Option<u32>,
+    /// `--feature-gates`.
+    pub feature_gates: Option<&'static str>,
+}
+
 pub fn apiserver_args(
     pki: &ControlPlanePki,
     etcd_port: u16,
     port: u16,
-    default_toleration_seconds: Option<u32>,
+    tweaks: ApiServerTweaks,
 ) -> Vec<String> {
     let mut args = vec![
         s("--bind-address=127.0.0.1"),
@@ -69,9 +78,29 @@ pub fn apiserver_args(
         s("--service-cluster-ip-range=10.0.0.0/24"),
         // The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints refuse.
         s("--endpoint-reconciler-type=none"),
+        // The aggregation layer (metrics-server's metrics.k8s.io), as kubeadm sets it up.
+        format!(
+            "--requestheader-client-ca-file={}",
+            p(&pki.front_proxy_ca_crt)
+        ),
+        format!(
+            "--requestheader-allowed-names={}",
+            super::pki::FRONT_PROXY_CLIENT
+        ),
+        s("--requestheader-username-headers=X-Remote-User"),
+        s("--requestheader-group-headers=X-Remote-Group"),
+        s("--requestheader-extra-headers-prefix=X-Remote-Extra-"),
+        format!(
+            "--proxy-client-cert-file={}",
+            p(&pki.front_proxy_client_crt)
+        ),
+        format!("--proxy-client-key-file={}", p(&pki.front_proxy_client_key)),
         s("--v=1"),
     ];
-    if let Some(seconds) = default_toleration_seconds {
+    if let Some(gates) = tweaks.feature_gates {
+        args.push(format!("--feature-gates={gates}"));
+    }
+    if let Some(seconds) = tweaks.default_toleration_seconds {
         args.push(format!("--default-not-ready-toleration-seconds={seconds}"));
         args.push(format!(
             "--default-unreachable-toleration-seconds={seconds}"

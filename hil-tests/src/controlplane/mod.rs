@@ -16,15 +16,18 @@
 //! | `components.rs` | the four command lines |
 //! | `process_guard.rs` | processes killed when the test process ends |
 //! | `gateway_identity.rs` | the gateway's ServiceAccount, RBAC and token |
+//! | `metrics_server.rs` | the upstream metrics-server beside it, registered with the aggregation layer (`kubectl top`) |
 
 mod binaries;
 mod components;
 mod gateway_identity;
+pub mod metrics_server;
 mod pki;
 pub mod process_guard;
 
 pub use binaries::{BIN_DIR_ENV, ControlPlaneBinaries};
 pub use gateway_identity::{GATEWAY_NAMESPACE, GATEWAY_SERVICE_ACCOUNT, identity_documents};
+pub use metrics_server::MetricsServer;
 pub use pki::ControlPlanePki;
 
 use std::path::{Path, PathBuf};
@@ -82,6 +85,8 @@ pub struct ControlPlaneConfig {
     /// kube-apiserver's `--default-not-ready-toleration-seconds` and
     /// `--default-unreachable-toleration-seconds`; `None` keeps the default (300).
     pub default_toleration_seconds: Option<u32>,
+    /// kube-apiserver's `--feature-gates`, e.g. `ExtendWebSocketsToKubelet=false`.
+    pub apiserver_feature_gates: Option<&'static str>,
     /// How long each component may take to become healthy.
     pub startup_timeout: Duration,
 }
@@ -92,20 +97,22 @@ impl ControlPlaneConfig {
             dir: dir.into(),
             node_monitor_grace_period: None,
             default_toleration_seconds: None,
+            apiserver_feature_gates: None,
             startup_timeout: Duration::from_secs(180),
         }
     }
 }
 
-/// The timers of the shared control plane a test binary may shorten, set with
-/// [`ControlPlane::configure_shared`] before its first use.
+/// What a test binary may change of its shared control plane (shorter timers, feature
+/// gates), set with [`ControlPlane::configure_shared`] before its first use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SharedControlPlaneTimers {
+pub struct SharedControlPlaneSettings {
     pub node_monitor_grace_period: Option<Duration>,
     pub default_toleration_seconds: Option<u32>,
+    pub apiserver_feature_gates: Option<&'static str>,
 }
 
-static SHARED_TIMERS: OnceLock<SharedControlPlaneTimers> = OnceLock::new();
+static SHARED_SETTINGS: OnceLock<SharedControlPlaneSettings> = OnceLock::new();
 
 /// A running control plane. Dropping it kills its processes.
 #[derive(Debug)]
@@ -189,10 +196,13 @@ impl ControlPlane {
 
         let apiserver_bin = cp.binaries.kube_apiserver.clone();
         let pki = cp.pki.clone();
-        let tolerations = config.default_toleration_seconds;
+        let tweaks = components::ApiServerTweaks {
+            default_toleration_seconds: config.default_toleration_seconds,
+            feature_gates: config.apiserver_feature_gates,
+        };
         let apiserver = cp.launch(
             Component::new("kube-apiserver", &apiserver_bin, 1, Some("/readyz")),
-            &|p| components::apiserver_args(&pki, etcd[0], p[0], tolerations),
+            &|p| components::apiserver_args(&pki, etcd[0], p[0], tweaks),
             &logs,
             timeout,
         )?;
@@ -314,21 +324,22 @@ impl ControlPlane {
                 let dir =
                     std::env::temp_dir().join(format!("edge-controlplane-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
-                let timers = SHARED_TIMERS.get_or_init(SharedControlPlaneTimers::default);
+                let timers = SHARED_SETTINGS.get_or_init(SharedControlPlaneSettings::default);
                 let mut config = ControlPlaneConfig::new(dir);
                 config.node_monitor_grace_period = timers.node_monitor_grace_period;
                 config.default_toleration_seconds = timers.default_toleration_seconds;
+                config.apiserver_feature_gates = timers.apiserver_feature_gates;
                 ControlPlane::start(config).map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(|e| StackError::Other(format!("the shared control plane failed: {e}")))
     }
 
-    /// Shortens the shared control plane's timers for this test binary. Every test of
-    /// the binary calls it with the same timers before [`ControlPlane::shared`]; different
-    /// timers than the first call's are an error.
-    pub fn configure_shared(timers: SharedControlPlaneTimers) -> StackResult<()> {
-        let set = SHARED_TIMERS.get_or_init(|| timers);
+    /// Changes the shared control plane of this test binary (timers, feature gates).
+    /// Every test of the binary calls it with the same settings before
+    /// [`ControlPlane::shared`]; other settings than the first call's are an error.
+    pub fn configure_shared(timers: SharedControlPlaneSettings) -> StackResult<()> {
+        let set = SHARED_SETTINGS.get_or_init(|| timers);
         if *set == timers {
             Ok(())
         } else {
@@ -445,6 +456,12 @@ impl ControlPlane {
     /// gateway's kubelet API must trust (`--kubelet-client-ca`).
     pub fn kubelet_client_ca(&self) -> &Path {
         &self.pki.kubelet_client_ca_crt
+    }
+
+    /// The client certificate and key kube-apiserver presents to kubelets (for tests that
+    /// call a kubelet endpoint as the API server does).
+    pub fn kubelet_client_cert(&self) -> (&Path, &Path) {
+        (&self.pki.kubelet_client_crt, &self.pki.kubelet_client_key)
     }
 
     /// kube-controller-manager's node monitor grace period in effect.

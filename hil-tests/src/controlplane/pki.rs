@@ -12,6 +12,9 @@ pub use crate::apiserver::rbac::{
     KUBELET_API_ADMIN_ROLE, KUBELET_API_CLIENT_BINDING, KUBELET_API_CLIENT_USER,
 };
 
+/// Common name of kube-apiserver's front proxy client certificate.
+pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
+
 /// Files under the control plane's `pki/` directory.
 #[derive(Debug, Clone)]
 pub struct ControlPlanePki {
@@ -29,6 +32,12 @@ pub struct ControlPlanePki {
     pub kubelet_client_ca_crt: PathBuf,
     pub kubelet_client_crt: PathBuf,
     pub kubelet_client_key: PathBuf,
+    /// The aggregation layer's front proxy: the CA extension API servers (metrics-server)
+    /// trust for requests kube-apiserver proxies, and kube-apiserver's client
+    /// certificate (`front-proxy-client`), as kubeadm makes them.
+    pub front_proxy_ca_crt: PathBuf,
+    pub front_proxy_client_crt: PathBuf,
+    pub front_proxy_client_key: PathBuf,
     /// Service account token signing key (ECDSA P-256, PKCS#8) and its public key.
     pub service_account_key: PathBuf,
     pub service_account_pub: PathBuf,
@@ -78,6 +87,17 @@ impl ControlPlanePki {
             ExtendedKeyUsagePurpose::ClientAuth,
             &kc_ca,
         )?;
+        let front_proxy_ca = CertifiedIssuer::self_signed(
+            ca_params("edge-hil-front-proxy-ca")?,
+            KeyPair::generate()?,
+        )?;
+        let front_proxy_client = leaf(
+            FRONT_PROXY_CLIENT,
+            None,
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &front_proxy_ca,
+        )?;
         let sa_key = KeyPair::generate()?;
 
         let pki = Self {
@@ -92,6 +112,9 @@ impl ControlPlanePki {
             kubelet_client_ca_crt: dir.join("kubelet-client-ca.crt"),
             kubelet_client_crt: dir.join("apiserver-kubelet-client.crt"),
             kubelet_client_key: dir.join("apiserver-kubelet-client.key"),
+            front_proxy_ca_crt: dir.join("front-proxy-ca.crt"),
+            front_proxy_client_crt: dir.join("front-proxy-client.crt"),
+            front_proxy_client_key: dir.join("front-proxy-client.key"),
             service_account_key: dir.join("sa.key"),
             service_account_pub: dir.join("sa.pub"),
         };
@@ -102,6 +125,9 @@ impl ControlPlanePki {
         write(&pki.kubelet_client_ca_crt, &kc_ca.pem())?;
         write(&pki.kubelet_client_crt, &kubelet_client.cert_pem)?;
         write(&pki.kubelet_client_key, &kubelet_client.key_pem)?;
+        write(&pki.front_proxy_ca_crt, &front_proxy_ca.pem())?;
+        write(&pki.front_proxy_client_crt, &front_proxy_client.cert_pem)?;
+        write(&pki.front_proxy_client_key, &front_proxy_client.key_pem)?;
         write(&pki.service_account_key, &sa_key.serialize_pem())?;
         write(&pki.service_account_pub, &sa_key.public_key_pem())?;
         Ok(pki)

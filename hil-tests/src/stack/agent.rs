@@ -101,6 +101,11 @@ impl Agent {
         &self.options.device_id
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::pid)
+    }
+
     pub fn log(&self) -> String {
         self.process.as_ref().map(|p| p.log()).unwrap_or_default()
     }

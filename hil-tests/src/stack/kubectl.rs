@@ -57,6 +57,42 @@ impl Kubectl {
             })
     }
 
+    /// `kubectl exec [-i] -n <namespace> <pod> -c <container> -- <command>`, with `stdin`
+    /// piped in when given (`-i`); the output whatever the exit status (its code is the
+    /// command's, as `kubectl exec` returns it).
+    pub fn exec(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        command: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> StackResult<Output> {
+        use std::io::Write;
+        let mut cmd = self.command();
+        cmd.args(["exec", "-n", namespace, pod, "-c", container]);
+        if stdin.is_some() {
+            cmd.arg("-i");
+        }
+        cmd.arg("--").args(command);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let spawn_error = |e: std::io::Error| StackError::Spawn {
+            program: "kubectl".to_owned(),
+            error: e.to_string(),
+        };
+        let mut child = cmd.spawn().map_err(spawn_error)?;
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(data).map_err(spawn_error)?;
+        }
+        child.wait_with_output().map_err(spawn_error)
+    }
+
     /// Runs kubectl and returns stdout; a non-zero exit is an error carrying stderr.
     pub fn run(&self, args: &[&str]) -> StackResult<String> {
         let out = self.output(args)?;

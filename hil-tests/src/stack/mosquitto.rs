@@ -42,7 +42,7 @@ impl Mosquitto {
         std::fs::create_dir_all(&self.dir).map_err(|e| StackError::io(&self.dir, e))?;
         let conf = self.dir.join("mosquitto.conf");
         let body = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+            "set_tcp_nodelay true\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
              max_packet_size 16777216\nmax_queued_messages 200000\nmax_inflight_messages 1000\n\
              log_dest stdout\nlog_type error\nlog_type warning\n\
              log_type notice\n",

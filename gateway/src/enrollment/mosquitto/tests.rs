@@ -20,6 +20,7 @@ fn acl_has_device_patterns_and_gateway_user() {
     assert!(files.acl.contains("#   pi-9"));
     assert!(files.conf.contains("listener 8883 0.0.0.0\n"));
     assert!(files.conf.contains("require_certificate true\n"));
+    assert!(files.conf.contains("\nset_tcp_nodelay true\n"));
     assert!(files.conf.contains("max_queued_messages 200000\n"));
     assert!(
         files

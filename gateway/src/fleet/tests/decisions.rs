@@ -261,5 +261,55 @@ fn a_device_going_offline_ends_its_log_streams_and_tells_it() {
         )),
         "{effects:?}"
     );
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            FleetEffect::EndDeviceStreams { device, reason }
+                if device.as_str() == "pi-01" && reason == "node pi-01 went offline"
+        )),
+        "{effects:?}"
+    );
     assert!(!s.is_online(&id("pi-01")));
+}
+
+#[test]
+fn a_new_agent_session_ends_the_old_sessions_streams() {
+    let mut s = state();
+    s.handle(hello("pi-01"), Now::current());
+    let effects = s.handle(hello("pi-01"), Now::current());
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            FleetEffect::EndDeviceStreams { device, reason }
+                if device.as_str() == "pi-01" && reason.contains("restarted")
+        )),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn stream_messages_are_routed_to_their_stream_in_order() {
+    use crate::device_streams::DeviceStreamMessage;
+    let mut s = state();
+    s.handle(hello("pi-01"), Now::current());
+    let stream = edge_protocol::RequestId::new("s1").unwrap();
+    let effects = s.handle(
+        message(
+            "pi-01",
+            DeviceMessage::Stream {
+                stream: stream.clone(),
+                message: DeviceStreamMessage::Close(Default::default()),
+            },
+            Revocation::NotRevoked,
+        ),
+        Now::current(),
+    );
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [FleetEffect::DeliverStreamMessage { device, id, message: DeviceStreamMessage::Close(_) }]
+                if device.as_str() == "pi-01" && *id == stream
+        ),
+        "{effects:?}"
+    );
 }

@@ -470,3 +470,31 @@ fn offline_device_gets_no_publish_and_logs_refused() {
     );
     assert_eq!(h.fleet.desired_set(&id).unwrap().pods.len(), 2);
 }
+
+#[test]
+fn usage_samples_of_our_nodes_are_filed_beside_the_fleet_with_the_agent_counters() {
+    let h = harness();
+    let stats = |at: u64| edge_protocol::NodeStats {
+        sampled_at: at,
+        agent: edge_protocol::AgentCounters {
+            mqtt_reconnects: 3,
+            uplink_queue_depth: 7,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // a device the fleet does not know: dropped
+    send(&h.fleet, "pi-01", UpChannel::Stats, stats(1));
+    assert!(h.fleet.fleet.usage().is_empty());
+    send(&h.fleet, "pi-01", UpChannel::Hello, NodeReport::default());
+    registered(&h, "pi-01");
+    send(&h.fleet, "pi-01", UpChannel::Stats, stats(2));
+    let samples = h.fleet.fleet.usage().get(&id("pi-01")).unwrap();
+    assert_eq!(samples.latest.stats.sampled_at, 2);
+    let text = h.fleet.metrics().render();
+    assert!(
+        text.contains("edge_gateway_agent_mqtt_reconnects{device=\"pi-01\"} 3"),
+        "{text}"
+    );
+    assert!(text.contains("edge_gateway_agent_uplink_queue_depth{device=\"pi-01\"} 7"));
+}

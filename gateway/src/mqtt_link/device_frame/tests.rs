@@ -49,3 +49,47 @@ fn bad_frames_are_rejected_with_their_reason() {
     );
     assert_eq!(RejectReason::Malformed.as_str(), "malformed");
 }
+
+#[test]
+fn usage_samples_are_decoded_on_up_stats_only() {
+    let stats = NodeStats {
+        sampled_at: 42,
+        ..Default::default()
+    };
+    let payload = Message::from(stats.clone()).encode().unwrap();
+    let frame = decode("edge/v1/pi-01/up/stats", &payload, false).unwrap();
+    assert_eq!(frame.message, DeviceMessage::Stats(Box::new(stats)));
+    assert_eq!(frame.message.kind(), MessageKind::NodeStats);
+    assert_eq!(
+        reason("edge/v1/pi-01/up/heartbeat", &payload),
+        RejectReason::WrongTopic
+    );
+}
+
+#[test]
+fn stream_messages_are_typed_with_their_stream() {
+    use crate::device_streams::DeviceStreamMessage;
+    let opened = Message::from(edge_protocol::StreamOpened { window_bytes: 5 })
+        .encode()
+        .unwrap();
+    let frame = decode("edge/v1/pi-01/up/stream/abc", &opened, false).unwrap();
+    assert_eq!(frame.message.kind(), MessageKind::StreamOpened);
+    match frame.message {
+        DeviceMessage::Stream { stream, message } => {
+            assert_eq!(stream.as_str(), "abc");
+            assert_eq!(
+                message,
+                DeviceStreamMessage::Opened(edge_protocol::StreamOpened { window_bytes: 5 })
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // a gateway's message on the device's topic is not accepted
+    let resize = Message::from(edge_protocol::StreamResize::default())
+        .encode()
+        .unwrap();
+    assert_eq!(
+        reason("edge/v1/pi-01/up/stream/abc", &resize),
+        RejectReason::WrongTopic
+    );
+}

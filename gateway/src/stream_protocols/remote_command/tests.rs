@@ -166,3 +166,23 @@ fn resize_garbage_and_endless_messages_are_errors() {
         Err(RemoteCommandError::ResizeTooLarge(MAX_RESIZE_BUFFER))
     );
 }
+
+#[test]
+fn the_api_servers_parameter_names_are_understood() {
+    // what kube-apiserver sends a kubelet for `kubectl exec -i` (no tty)
+    let options =
+        ExecOptions::from_query("command=cat&container=app&input=1&output=1&error=1").unwrap();
+    assert_eq!(
+        options,
+        ExecOptions {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            tty: false
+        }
+    );
+    assert_eq!(
+        ExecOptions::from_query("output=true"),
+        Err(RemoteCommandError::NoStreams)
+    );
+}
