@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Longest wait between broker reconnect attempts (starts at 0.5 s, doubles).
     #[arg(long, env = "EDGE_AGENT_RECONNECT_BACKOFF_MAX_SECONDS", value_parser = parse_duration)]
     pub reconnect_backoff_max: Option<Duration>,
+    /// Time between reports of the containers' new output for the gateway's offline log
+    /// cache (60, 1m, 0 = off).
+    #[arg(long, env = "EDGE_AGENT_LOG_TAIL_INTERVAL_SECONDS", value_parser = parse_duration)]
+    pub log_tail_interval: Option<Duration>,
     /// How often containers are listed and reconciled when nothing else happens.
     #[arg(long, env = "EDGE_AGENT_SYNC_INTERVAL_SECONDS", value_parser = parse_duration)]
     pub sync_interval: Option<Duration>,
@@ -159,6 +163,7 @@ impl RunArgs {
             &mut file.reconnect_backoff_max_seconds,
         );
         secs(&self.sync_interval, &mut file.sync_interval_seconds);
+        secs(&self.log_tail_interval, &mut file.log_tail_interval_seconds);
         secs(
             &self.crash_loop_backoff_initial,
             &mut file.crash_loop_backoff_initial_seconds,

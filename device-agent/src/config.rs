@@ -85,6 +85,8 @@ pub struct ConfigFile {
     pub crash_loop_backoff_max_seconds: Option<f64>,
     pub crash_loop_backoff_reset_seconds: Option<f64>,
     pub max_pods: Option<u64>,
+    /// Seconds between log tail reports for the gateway's offline log cache; 0 = off.
+    pub log_tail_interval_seconds: Option<f64>,
     pub stream_idle_timeout_seconds: Option<f64>,
     pub max_streams: Option<u64>,
     pub tls: Option<TlsFiles>,
@@ -204,6 +206,8 @@ pub struct AgentConfig {
     pub reconnect_backoff_max: Duration,
     pub timings: LifecycleTimings,
     pub max_pods: u64,
+    /// Time between log tail reports (`None`: off).
+    pub log_tail_interval: Option<Duration>,
     /// An exec, attach or port-forward stream with no data either way for this long is
     /// closed (the kubelet's `streamingConnectionIdleTimeout`, 4 h).
     pub stream_idle_timeout: Duration,
@@ -304,6 +308,12 @@ impl AgentConfig {
                 Some(n) => n,
                 None => 110,
             },
+            log_tail_interval: match file.log_tail_interval_seconds {
+                None => Some(crate::log_tail::DEFAULT_INTERVAL),
+                Some(0.0) => None,
+                Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+                Some(s) => return Err(ConfigError::BadSeconds { raw: s.to_string() }),
+            },
             stream_idle_timeout: secs(
                 file.stream_idle_timeout_seconds,
                 DEFAULT_STREAM_IDLE_TIMEOUT,
@@ -391,6 +401,11 @@ crash_loop_backoff_reset_seconds = 600
 
 # How many pods this device accepts (reported as the Node's pod capacity).
 max_pods = 110
+
+# Seconds between reports of the containers' new output (at most 16 KiB each) to the
+# gateway, which keeps a tail per container to answer `kubectl logs` while the device is
+# offline. 0 = off. Pods annotated edge-kube.io/log-cache: "off" are never reported.
+log_tail_interval_seconds = 60
 
 # exec / attach / port-forward streams: closed after this many seconds with no data
 # either way (the kubelet's streamingConnectionIdleTimeout, 4 h), and how many may run

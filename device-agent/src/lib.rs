@@ -29,6 +29,7 @@
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
+//! | [`log_tail`] | the containers' new output, cut to a tail, reported every interval for the gateway's offline log cache |
 //! | [`streams`] | `kubectl exec`, `attach`, `port-forward`: stream table and limits, per-stream flow state, the task per stream, Engine API exec/attach, TCP for port-forward |
 //! | [`local_store`] | files: desired set, report sequence, outbox of unacknowledged uplink |
 //! | [`publish_ledger`] | which QoS 1 publish the client wrote was the uplink window's and which a stream's; the stream publisher |
@@ -56,6 +57,7 @@ pub mod host_facts;
 pub mod insecure_tls;
 pub mod local_store;
 pub mod log_stream;
+pub mod log_tail;
 pub mod mqtt_session;
 pub mod pod_lifecycle;
 pub mod pod_volumes;

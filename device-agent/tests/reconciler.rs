@@ -696,6 +696,37 @@ fn log_targets() {
 }
 
 #[test]
+fn only_running_containers_of_pods_that_did_not_opt_out_are_log_cached() {
+    let cached = pod("u30", RestartPolicy::Always);
+    let opted_out = PodSpec {
+        log_cache_opt_out: true,
+        ..pod("u31", RestartPolicy::Always)
+    };
+    let stopped = pod("u32", RestartPolicy::Never);
+    let mut lc = PodLifecycle::new(timings(), None);
+    lc.handle(Input::Desired(DesiredSet {
+        generation: 1,
+        pods: vec![cached.clone(), opted_out.clone(), stopped.clone()],
+    }));
+    let stranger = pod("u33", RestartPolicy::Always);
+    lc.handle(Input::Containers {
+        list: vec![
+            snapshot(&cached, "c30", 0, RunState::Running { started_at: S }),
+            snapshot(&opted_out, "c31", 0, RunState::Running { started_at: S }),
+            snapshot(&stopped, "c32", 0, exited(0, S, 2 * S)),
+            snapshot(&stranger, "c33", 0, RunState::Running { started_at: S }),
+        ],
+        now: 2 * S,
+    });
+    let ids: Vec<&str> = lc
+        .log_cached_containers()
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(ids, ["c30"]);
+}
+
+#[test]
 fn an_image_change_replaces_the_container_an_env_change_does_not() {
     let p = pod("u13", RestartPolicy::Always);
     let mut lc = PodLifecycle::new(timings(), None);

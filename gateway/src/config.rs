@@ -201,6 +201,11 @@ pub struct RunArgs {
     /// Once serving, write {"mqtt_port":N|null,"kubelet_port":N,"metrics_port":N} here.
     #[arg(long, env = "EDGE_GATEWAY_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Bytes of output kept per container for `kubectl logs` while its device is offline
+    /// (from the devices' up/logtail reports, kept in the store); 0 = off. Pods annotated
+    /// edge-kube.io/log-cache: "off" are never cached.
+    #[arg(long, env = "EDGE_GATEWAY_OFFLINE_LOG_CACHE_BYTES", default_value_t = crate::log_cache::DEFAULT_CACHE_BYTES)]
+    pub offline_log_cache_bytes: u64,
     #[command(flatten)]
     pub autonomy: crate::autonomy::AutonomyArgs,
 }
@@ -255,6 +260,8 @@ pub struct GatewayConfig {
     /// `--metrics-insecure-listen`: the user accepts a non-loopback `metrics_listen`.
     pub metrics_insecure_listen: bool,
     pub ready_file: Option<PathBuf>,
+    /// `--offline-log-cache-bytes`: per container, 0 = off.
+    pub offline_log_cache_bytes: u64,
     pub autonomy: crate::autonomy::AutonomySettings,
 }
 
@@ -287,6 +294,7 @@ impl GatewayConfig {
             metrics_listen: any,
             metrics_insecure_listen: false,
             ready_file: None,
+            offline_log_cache_bytes: crate::log_cache::DEFAULT_CACHE_BYTES,
             autonomy: Default::default(),
         }
     }
@@ -392,6 +400,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
             metrics_listen: a.metrics_listen,
             metrics_insecure_listen: a.metrics_insecure_listen,
             ready_file: a.ready_file,
+            offline_log_cache_bytes: a.offline_log_cache_bytes,
             autonomy: a.autonomy.try_into()?,
         })
     }

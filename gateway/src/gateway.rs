@@ -273,6 +273,7 @@ pub async fn start(
                 .collect::<BTreeSet<_>>(),
             store_dir: config.store_dir.clone(),
             rejection_log_window: Duration::from_secs(60),
+            log_cache_bytes: config.offline_log_cache_bytes,
         },
         store,
         metrics.clone(),

@@ -47,6 +47,9 @@ pub enum RejectReason {
     NodeNotOwned,
     /// A message from a device that has not said hello (counted, not logged).
     UnknownDevice,
+    /// A log tail of a pod or container the gateway does not know on that device, or of
+    /// a pod that opted out of the log cache.
+    UnknownPod,
     /// A stream message for a stream that is not open (ended, or never opened).
     UnknownStream,
     /// Stream messages faster than the kubelet API client reads them: the stream broke.
@@ -70,6 +73,7 @@ impl RejectReason {
             RejectReason::BadCapacity => "bad_capacity",
             RejectReason::NodeNotOwned => "node_not_owned",
             RejectReason::UnknownDevice => "unknown_device",
+            RejectReason::UnknownPod => "unknown_pod",
             RejectReason::UnknownStream => "unknown_stream",
             RejectReason::StreamOverflow => "stream_overflow",
         }

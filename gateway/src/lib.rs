@@ -29,6 +29,7 @@
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
+//! | [`log_cache`] | the offline log cache: each container's last output reported on `up/logtail`, kept in the store, served as `kubectl logs` while its device is offline |
 //! | [`usage_stats`] | the devices' latest resource usage samples (`up/stats`), kept beside the fleet; the kubelet's Summary API and resource metrics rendered from them (pure) |
 //! | [`device_streams`] | exec/attach/port-forward streams to devices: the registry routing each device's `up/stream/{id}` to its kubelet API connection, target checks, per-stream flow control (pure) |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
@@ -53,6 +54,7 @@ pub mod hostile_input;
 pub mod kube_writer;
 pub mod kubelet_api;
 pub mod local_endpoints;
+pub mod log_cache;
 pub mod log_streams;
 pub mod metrics;
 pub mod mqtt_link;

@@ -1,6 +1,8 @@
 //! The gateway's sled store: per-device desired sets and acknowledged generations.
 //!
-//! Layout: tree `devices`, key = device id, value = JSON [`PersistedDevice`]. Writes
+//! Layout: tree `devices`, key = device id, value = JSON [`PersistedDevice`]; tree
+//! `log_tails`: the offline log cache ([`crate::log_cache`]), key =
+//! `device/pod uid/container`, value = JSON of its cached tail. Writes
 //! are applied in order by the fleet's runner and flushed (group commit) before anything
 //! that depends on them is sent to a device.
 
@@ -55,6 +57,7 @@ pub struct Store {
     db: sled::Db,
     devices: sled::Tree,
     reports: sled::Tree,
+    log_tails: sled::Tree,
     /// Fault injection for tests of the failure paths: writes and flushes fail while set.
     failing: Arc<AtomicBool>,
 }
@@ -69,10 +72,12 @@ impl Store {
         })?;
         let devices = db.open_tree("devices")?;
         let reports = db.open_tree("node_reports")?;
+        let log_tails = db.open_tree("log_tails")?;
         Ok(Self {
             db,
             devices,
             reports,
+            log_tails,
             failing: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -150,6 +155,29 @@ impl Store {
         })?;
         self.reports.insert(device.as_str().as_bytes(), bytes)?;
         Ok(())
+    }
+
+    /// Writes one entry of the offline log cache (flushed with the next flush, or by
+    /// sled within half a second).
+    pub fn put_log_tail(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.check_fault()?;
+        self.log_tails.insert(key.as_bytes(), value)?;
+        Ok(())
+    }
+
+    pub fn remove_log_tail(&self, key: &str) -> Result<()> {
+        self.check_fault()?;
+        self.log_tails.remove(key.as_bytes())?;
+        Ok(())
+    }
+
+    /// Every entry of the offline log cache (unreadable ones skipped).
+    pub fn load_log_tails(&self) -> Vec<(String, Vec<u8>)> {
+        self.log_tails
+            .iter()
+            .filter_map(|e| e.ok())
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            .collect()
     }
 
     /// Durably writes everything written so far.

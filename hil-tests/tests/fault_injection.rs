@@ -274,6 +274,7 @@ async fn start(mosquitto: bool) -> Result<Run> {
             labels: vec![(LABEL.to_owned(), run.clone())],
             build: AgentBuild::Host,
             heartbeat_interval: Duration::from_secs(1),
+            extra_args: Vec::new(),
         },
         dir.path(),
     )?;

@@ -104,6 +104,7 @@ async fn a_desired_set_that_cannot_be_saved_is_not_acknowledged_until_it_is() ->
             labels: Vec::new(),
             build: AgentBuild::Host,
             heartbeat_interval: Duration::from_secs(1),
+            extra_args: Vec::new(),
         },
         dir.path(),
     )?;

@@ -103,7 +103,7 @@ pub use envelope::{
 };
 pub use logs::{
     ContainerLogTail, LogCancel, LogChunk, LogError, LogErrorCode, LogRequest, LogTailReport,
-    MAX_LOG_CHUNK_BYTES, MAX_LOG_TAIL_BYTES,
+    MAX_LOG_CHUNK_BYTES, MAX_LOG_TAIL_BYTES, cut_to_line_start,
 };
 pub use node_report::{
     DeviceCapabilities, DeviceState, Heartbeat, NodeAddress, NodeAddressKind, NodeReport,

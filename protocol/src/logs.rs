@@ -40,6 +40,25 @@ pub struct ContainerLogTail {
     pub until: UnixMillis,
 }
 
+/// The last `max` bytes of `data`, starting at a line start, and whether older output
+/// was left out (a last line longer than `max` keeps only its end). How a device cuts a
+/// [`ContainerLogTail`] and how the gateway bounds the tail it keeps.
+pub fn cut_to_line_start(data: &[u8], max: usize) -> (&[u8], bool) {
+    if data.len() <= max {
+        return (data, false);
+    }
+    let from = data.len() - max;
+    let start = if from > 0 && data[from - 1] == b'\n' {
+        from
+    } else {
+        match data[from..].iter().position(|b| *b == b'\n') {
+            Some(nl) if from + nl + 1 < data.len() => from + nl + 1,
+            _ => from,
+        }
+    };
+    (&data[start..], true)
+}
+
 /// Asks the device for a container's log, with the kubelet's `containerLogs` options.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]

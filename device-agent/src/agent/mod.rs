@@ -20,6 +20,7 @@ use crate::docker_runtime::DockerRuntime;
 use crate::effect_executor::EffectExecutor;
 use crate::host_facts::HostFacts;
 use crate::local_store::{LocalStore, StoreError};
+use crate::log_tail::{self, TailTarget};
 use crate::mqtt_session::{MqttSession, SessionError, SessionEvent};
 use crate::pod_lifecycle::{Input, Outcome, PodLifecycle, ProbeReport};
 use crate::stats_reporter::{self, StatsSources};
@@ -97,6 +98,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         config.max_pods,
         &config.labels,
     );
+    report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(&config);
     report.capabilities.stats_interval_seconds = stats_interval_seconds(&config);
     let node_ip = report
         .addresses
@@ -139,6 +141,17 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         probe_tx,
         tasks.clone(),
     );
+    let (log_tail_tx, log_tail_rx) = mpsc::channel(1);
+    if config.log_tail_interval.is_some() {
+        tokio::spawn(log_tail::run(
+            runtime.clone(),
+            session.client(),
+            config.device_id.clone(),
+            log_tail_rx,
+            u128::from(now_millis()) * 1_000_000,
+            tasks.child_token(),
+        ));
+    }
     let streams = StreamManager::new(
         config.max_streams,
         config.stream_idle_timeout,
@@ -146,6 +159,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         tasks.child_token(),
     );
     let mut agent = AgentLoop {
+        log_tail_tx,
         streams,
         unsaved: UnsavedDesired::default(),
         config,
@@ -179,6 +193,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
 }
 
 struct AgentLoop {
+    /// Containers to report the new output of, to the [`log_tail::run`] task.
+    log_tail_tx: mpsc::Sender<Vec<TailTarget>>,
     unsaved: UnsavedDesired,
     config: AgentConfig,
     store: LocalStore,
@@ -218,6 +234,13 @@ impl AgentLoop {
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut log_tail = tokio::time::interval(
+            self.config
+                .log_tail_interval
+                .unwrap_or(Duration::from_secs(3600)),
+        );
+        log_tail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        log_tail.tick().await;
         let mut node_report = tokio::time::interval(NODE_REPORT_INTERVAL);
         node_report.tick().await;
         let watchdog_every = systemd_notify::watchdog_interval();
@@ -244,6 +267,7 @@ impl AgentLoop {
                 }
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = node_report.tick() => self.refresh_node_report(),
+                _ = log_tail.tick() => self.log_tail(),
                 _ = watchdog.tick() => {
                     if watchdog_every.is_some() {
                         systemd_notify::watchdog();
@@ -313,6 +337,22 @@ impl AgentLoop {
         );
     }
 
+    /// Asks the log tail task for a report, while connected (a QoS 0 report sent while
+    /// offline is lost; the first one after reconnecting covers the gap). A report
+    /// still being read is not queued behind.
+    fn log_tail(&mut self) {
+        if self.config.log_tail_interval.is_none() || !self.session.is_connected() {
+            return;
+        }
+        let targets = self
+            .lifecycle
+            .log_cached_containers()
+            .into_iter()
+            .map(TailTarget::from)
+            .collect();
+        let _ = self.log_tail_tx.try_send(targets);
+    }
+
     /// Publishes a usage sample with the agent's own counters (QoS 0).
     fn publish_stats(&mut self, mut stats: NodeStats) {
         stats.agent = AgentCounters {
@@ -332,6 +372,7 @@ impl AgentLoop {
             self.config.max_pods,
             &self.config.labels,
         );
+        report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(&self.config);
         report.capabilities.stats_interval_seconds = stats_interval_seconds(&self.config);
         // Boot id and addresses matter; a changed free-space figure does not exist here
         // (capacity only), so any difference is a real change.
@@ -340,6 +381,13 @@ impl AgentLoop {
             self.session.node_report_changed();
         }
     }
+}
+
+/// The report interval declared in the node report's capabilities (none when off).
+fn log_tail_interval_seconds(config: &AgentConfig) -> Option<u32> {
+    config
+        .log_tail_interval
+        .map(|d| u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX))
 }
 
 /// The sampling interval the node report declares (`None`: not sampled).

@@ -74,6 +74,35 @@ fn durations() {
 }
 
 #[test]
+fn log_tail_interval_defaults_to_a_minute_and_zero_turns_it_off() {
+    let base = || ConfigFile::parse(DEFAULT_CONFIG_TOML).unwrap();
+    let cfg = AgentConfig::from_file(ConfigFile {
+        log_tail_interval_seconds: None,
+        ..base()
+    })
+    .unwrap();
+    assert_eq!(cfg.log_tail_interval, Some(Duration::from_secs(60)));
+    let off = ConfigFile {
+        log_tail_interval_seconds: Some(0.0),
+        ..base()
+    };
+    assert_eq!(AgentConfig::from_file(off).unwrap().log_tail_interval, None);
+    let short = ConfigFile {
+        log_tail_interval_seconds: Some(2.0),
+        ..base()
+    };
+    assert_eq!(
+        AgentConfig::from_file(short).unwrap().log_tail_interval,
+        Some(Duration::from_secs(2))
+    );
+    let negative = ConfigFile {
+        log_tail_interval_seconds: Some(-1.0),
+        ..base()
+    };
+    assert!(AgentConfig::from_file(negative).is_err());
+}
+
+#[test]
 fn stats_are_sampled_every_15_seconds_unless_set_and_0_turns_them_off() {
     let with = |v: Option<u32>| {
         AgentConfig::from_file(ConfigFile {

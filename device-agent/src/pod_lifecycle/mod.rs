@@ -108,6 +108,20 @@ impl PodLifecycle {
         u32::try_from(running).unwrap_or(u32::MAX)
     }
 
+    /// The running containers of the desired pods that did not opt out of the gateway's
+    /// offline log cache (whose new output goes out in log tail reports).
+    pub fn log_cached_containers(&self) -> Vec<&ContainerSnapshot> {
+        self.containers
+            .iter()
+            .filter(|c| matches!(c.state, RunState::Running { .. }))
+            .filter(|c| {
+                self.pods
+                    .get(&c.identity.pod_uid)
+                    .is_some_and(|p| !p.spec.log_cache_opt_out)
+            })
+            .collect()
+    }
+
     /// The container a log request is about: the current instance, or with `previous`
     /// the one before it.
     pub fn log_target(

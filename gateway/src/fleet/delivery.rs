@@ -225,6 +225,10 @@ impl FleetState {
             return;
         };
         let resync = std::mem::take(&mut e.reported_before_pods);
+        out.push(FleetEffect::RetainLogTails {
+            device: device.clone(),
+            present: present.clone(),
+        });
         let effects = e.sync.handle(SyncInput::KubernetesSynced { present });
         self.apply_sync(device, effects, false, now, out);
         if resync {

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use edge_protocol::{DeviceId, LogChunk, NodeReport, RequestId};
+use std::collections::BTreeSet;
+
+use edge_protocol::{ContainerLogTail, DeviceId, LogChunk, NodeReport, RequestId};
 
 use super::Outgoing;
 use crate::device_streams::DeviceStreamMessage;
@@ -55,6 +57,20 @@ pub enum FleetEffect {
     EndLogStreams {
         device: DeviceId,
         tell_device: bool,
+    },
+    /// Add a device's new output of one of its containers to the offline log cache.
+    CacheLogTail {
+        device: DeviceId,
+        tail: Box<ContainerLogTail>,
+    },
+    /// Forget the cached output of a pod (gone from the fleet).
+    ForgetLogTails {
+        pod_uid: String,
+    },
+    /// Forget the cached output of a device's pods other than `present`.
+    RetainLogTails {
+        device: DeviceId,
+        present: BTreeSet<String>,
     },
     /// Hand a device's stream message to the kubelet API connection of its stream.
     DeliverStreamMessage {

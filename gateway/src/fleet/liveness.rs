@@ -31,6 +31,7 @@ impl FleetState {
             entry.online = online;
             if online {
                 info!(%device, "device online");
+                entry.offline_since = None;
                 entry.ready_since = Some(now.kube());
                 entry.node_dirty = true;
                 out.push(FleetEffect::Metric(MetricUpdate::DeviceOnline));
@@ -42,6 +43,12 @@ impl FleetState {
                 resync = true;
             } else {
                 info!(%device, "device offline: its lease is no longer renewed");
+                entry.offline_since = entry.last_seen.map(|seen| {
+                    let ago = now.at.saturating_duration_since(seen);
+                    now.wall
+                        .checked_sub(jiff::SignedDuration::try_from(ago).unwrap_or_default())
+                        .unwrap_or(now.wall)
+                });
                 out.push(FleetEffect::Metric(MetricUpdate::DeviceOffline));
                 effects = entry.sync.handle(SyncInput::Offline);
                 went_offline = true;

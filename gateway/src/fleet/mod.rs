@@ -25,6 +25,8 @@
 //! [`Fleet`], the handle that queues inputs, asks the runner questions, and reads the
 //! device directory the runner publishes (`directory.rs`).
 
+use crate::log_cache::LogCache;
+pub use log_tail::OfflineLogSource;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +45,7 @@ mod input;
 mod introductions;
 mod liveness;
 mod log_routing;
+mod log_tail;
 mod node_claim;
 mod pod_status;
 mod registration;
@@ -118,6 +121,8 @@ pub struct FleetSettings {
     pub allow_devices: BTreeSet<String>,
     pub store_dir: std::path::PathBuf,
     pub rejection_log_window: Duration,
+    /// Bytes of output the offline log cache keeps per container (0 = off).
+    pub log_cache_bytes: u64,
 }
 
 impl FleetSettings {
@@ -138,6 +143,7 @@ impl FleetSettings {
             allow_devices: BTreeSet::new(),
             store_dir: store_dir.to_owned(),
             rejection_log_window: Duration::from_secs(60),
+            log_cache_bytes: crate::log_cache::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -169,6 +175,7 @@ pub struct Fleet {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     logs: Arc<LogStreams>,
+    log_cache: Arc<LogCache>,
     streams: Arc<DeviceStreams>,
     rejections: Arc<Rejections>,
     usage: Arc<UsageStore>,
@@ -203,6 +210,7 @@ impl Fleet {
             settings.rejection_log_window,
         ));
         let revocations = crate::enrollment::CachedRevocationList::new(settings.store_dir.clone());
+        let log_cache = Arc::new(LogCache::open(store.clone(), settings.log_cache_bytes));
         let state = FleetState::restore(settings, stored, reports);
         metrics.devices_total.set(state.device_ids().count() as i64);
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -218,6 +226,7 @@ impl Fleet {
             outbox,
             pod_watch,
             logs: logs.clone(),
+            log_cache: log_cache.clone(),
             streams: streams.clone(),
             rejections: rejections.clone(),
             revocations,
@@ -232,6 +241,7 @@ impl Fleet {
             metrics,
             health,
             logs,
+            log_cache,
             streams,
             rejections,
             usage: Arc::new(UsageStore::default()),
@@ -267,6 +277,11 @@ impl Fleet {
 
     pub fn logs(&self) -> &LogStreams {
         &self.logs
+    }
+
+    /// The offline log cache (filled by the runner).
+    pub fn log_cache(&self) -> &LogCache {
+        &self.log_cache
     }
 
     /// Open exec, attach and port-forward streams.
@@ -481,6 +496,23 @@ impl Fleet {
                 name: name.to_owned(),
             })
         })
+    }
+
+    /// The pod a `kubectl logs` is about if its device is offline: what the answer from
+    /// the log cache needs (`None`: unknown pod, or the device is online).
+    pub async fn offline_log_source(
+        &self,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Option<OfflineLogSource> {
+        let query = |reply| FleetQuery::OfflineLogSource {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            container: container.to_owned(),
+            reply,
+        };
+        self.ask(query).await.flatten()
     }
 
     /// Where pod `namespace/name` runs and what its device can do with streams now.

@@ -57,6 +57,12 @@ pub(super) enum FleetQuery {
         device: DeviceId,
         reply: oneshot::Sender<Option<edge_protocol::DesiredSet>>,
     },
+    OfflineLogSource {
+        namespace: String,
+        name: String,
+        container: String,
+        reply: oneshot::Sender<Option<super::OfflineLogSource>>,
+    },
     StreamPlacement {
         namespace: String,
         name: String,
@@ -74,6 +80,7 @@ pub(super) struct EffectSinks {
     pub outbox: mpsc::UnboundedSender<Outgoing>,
     pub pod_watch: mpsc::UnboundedSender<PodWatchRequest>,
     pub logs: Arc<LogStreams>,
+    pub log_cache: Arc<crate::log_cache::LogCache>,
     pub streams: Arc<DeviceStreams>,
     pub rejections: Arc<Rejections>,
     pub revocations: CachedRevocationList,
@@ -184,6 +191,15 @@ impl FleetRunner {
             FleetQuery::DesiredSet { device, reply } => {
                 let _ = reply.send(self.state.desired_set(&device));
             }
+            FleetQuery::OfflineLogSource {
+                namespace,
+                name,
+                container,
+                reply,
+            } => {
+                let source = self.state.offline_log_source(&namespace, &name, &container);
+                let _ = reply.send(source);
+            }
             FleetQuery::StreamPlacement {
                 namespace,
                 name,
@@ -262,6 +278,15 @@ impl FleetRunner {
                 FleetEffect::Reject(rejection) => self.sinks.rejections.reject(&rejection),
                 FleetEffect::CountRejected(reason) => self.sinks.rejections.count(reason),
                 FleetEffect::Metric(update) => self.record(update),
+                FleetEffect::CacheLogTail { device, tail } => {
+                    self.sinks.log_cache.append(&device, &tail);
+                }
+                FleetEffect::ForgetLogTails { pod_uid } => {
+                    self.sinks.log_cache.forget_pod(&pod_uid);
+                }
+                FleetEffect::RetainLogTails { device, present } => {
+                    self.sinks.log_cache.retain_pods(&device, &present);
+                }
                 FleetEffect::DeliverLogChunk { device, id, chunk } => {
                     let reason = match self.sinks.logs.deliver(&device, &id, chunk) {
                         Ok(()) | Err(DeliveryError::UnknownRequest) => continue,

@@ -31,6 +31,9 @@ pub(super) struct DeviceEntry {
     pub state_online: Option<bool>,
     pub last_seen: Option<Instant>,
     pub online: bool,
+    /// When the device was last heard from before it went offline (unknown for a device
+    /// offline since the gateway started).
+    pub offline_since: Option<jiff::Timestamp>,
     pub ready_since: Option<Time>,
     pub node_registered: bool,
     pub node_uid: Option<String>,
@@ -64,6 +67,7 @@ impl DeviceEntry {
             state_online: None,
             last_seen: None,
             online: false,
+            offline_since: None,
             ready_since: None,
             node_registered: false,
             node_uid: None,
@@ -129,6 +133,9 @@ impl PodBook {
     /// Forgets a pod; the pods-by-phase metric no longer counts it.
     pub fn remove(&mut self, uid: &str, out: &mut Effects) -> Option<PodEntry> {
         let entry = self.by_uid.remove(uid)?;
+        out.push(FleetEffect::ForgetLogTails {
+            pod_uid: uid.to_owned(),
+        });
         out.push(FleetEffect::Metric(MetricUpdate::PodPhase {
             from: entry.phase.clone(),
             to: None,
@@ -274,6 +281,7 @@ impl FleetState {
             DeviceMessage::LogChunk { request, chunk } => {
                 Self::on_log_chunk(device, request, chunk, out)
             }
+            DeviceMessage::LogTail(report) => self.on_log_tail(device, report, out),
             // filed by the `Fleet` handle in `usage_stats` before reaching the runner
             DeviceMessage::Stats(_) => {}
             DeviceMessage::Stream { stream, message } => {

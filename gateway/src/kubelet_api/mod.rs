@@ -1,6 +1,7 @@
 //! The kubelet API over HTTPS for every node of the gateway: `/healthz`, `/pods`,
 //! `/metrics` (the gateway's own, as a kubelet serves its own),
-//! `/containerLogs/{namespace}/{pod}/{container}` (streamed from the device over MQTT),
+//! `/containerLogs/{namespace}/{pod}/{container}` (streamed from the device over MQTT;
+//! while the device is offline, the tail the gateway cached),
 //! and `/exec`, `/attach`, `/portForward` (SPDY/3.1 upgrades relayed to the device as
 //! MQTT streams).
 //! Every request, `/healthz` and unknown paths included, is authenticated and authorized
@@ -14,6 +15,7 @@
 //! | [`access`] | the filter in front of every route, and which node a request is for |
 //! | [`review_cache`] | bounded cache of review answers with per-entry expiry |
 //! | [`log_query`] | the `containerLogs` query parameters, validated |
+//! | `offline_logs` | `containerLogs` while the pod's device is offline: the offline log cache's tail |
 //! | [`usage`] | `/stats/summary/{node}` and `/metrics/resource/{node}` from the devices' usage samples |
 //! | [`streaming`] | `/exec`, `/attach`, `/portForward`: checks, then the SPDY upgrade |
 //! | `spdy_io.rs` | the upgraded connection: the pure SPDY session read and written |
@@ -28,6 +30,7 @@ pub mod authn;
 pub mod authz;
 mod exec_relay;
 pub mod log_query;
+mod offline_logs;
 pub mod review_cache;
 mod spdy_exec;
 mod spdy_io;
@@ -205,7 +208,9 @@ async fn container_logs(
     let (device, uid) = match target {
         Ok(t) => t,
         Err(e @ LogTargetError::DeviceOffline(_)) => {
-            return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            let (fleet, offline) = (&state.fleet, e.to_string());
+            return offline_logs::answer(fleet, &namespace, &pod, &container, &params, offline)
+                .await;
         }
         Err(e) => return plain(StatusCode::NOT_FOUND, e.to_string()),
     };

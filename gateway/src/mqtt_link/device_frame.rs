@@ -3,8 +3,9 @@
 //! dropped. Nothing after the MQTT link sees raw bytes.
 
 use edge_protocol::{
-    DecodeError, DeviceId, DeviceState, Heartbeat, LogChunk, Message, MessageKind, NodeReport,
-    NodeStats, PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic, UpChannel,
+    DecodeError, DeviceId, DeviceState, Heartbeat, LogChunk, LogTailReport, Message, MessageKind,
+    NodeReport, NodeStats, PodEventReport, PodStatusReport, RequestId, ResyncRequest, Topic,
+    UpChannel,
 };
 
 use crate::device_streams::DeviceStreamMessage;
@@ -35,6 +36,8 @@ pub enum DeviceMessage {
     Resync(ResyncRequest),
     /// `up/logs/{request}`.
     LogChunk { request: RequestId, chunk: LogChunk },
+    /// `up/logtail`: new output for the offline log cache.
+    LogTail(LogTailReport),
     /// `up/stats`: a resource usage sample (filed in [`crate::usage_stats`], not handled
     /// by the fleet's state machine).
     Stats(Box<NodeStats>),
@@ -56,6 +59,7 @@ impl DeviceMessage {
             DeviceMessage::Events(_) => MessageKind::PodEventReport,
             DeviceMessage::Resync(_) => MessageKind::ResyncRequest,
             DeviceMessage::LogChunk { .. } => MessageKind::LogChunk,
+            DeviceMessage::LogTail(_) => MessageKind::LogTailReport,
             DeviceMessage::Stats(_) => MessageKind::NodeStats,
             DeviceMessage::Stream { message, .. } => match message {
                 DeviceStreamMessage::Opened(_) => MessageKind::StreamOpened,
@@ -102,6 +106,7 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
         (UpChannel::Logs(request), Message::LogChunk(chunk)) => {
             DeviceMessage::LogChunk { request, chunk }
         }
+        (UpChannel::LogTail, Message::LogTailReport(r)) => DeviceMessage::LogTail(r),
         (UpChannel::Stream(stream), message) => {
             let message = match message {
                 Message::StreamOpened(m) => DeviceStreamMessage::Opened(m),

@@ -548,11 +548,7 @@ pub fn translate_pod(
                         .unwrap_or_else(|| meta.name.clone().unwrap_or_default()),
                 )
             },
-            log_cache_opt_out: meta
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(LOG_CACHE_ANNOTATION))
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("off")),
+            log_cache_opt_out: opts_out_of_log_cache(meta),
         },
         warnings,
     })
@@ -560,6 +556,16 @@ pub fn translate_pod(
 
 /// Pod annotation: `off` keeps the pod's output out of the gateway's offline log cache.
 pub const LOG_CACHE_ANNOTATION: &str = "edge-kube.io/log-cache";
+
+/// Whether a pod's [`LOG_CACHE_ANNOTATION`] keeps it out of the offline log cache.
+pub fn opts_out_of_log_cache(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(LOG_CACHE_ANNOTATION))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("off"))
+}
 
 #[cfg(test)]
 mod tests;

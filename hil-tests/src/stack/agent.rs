@@ -24,6 +24,8 @@ pub struct AgentOptions {
     pub labels: Vec<(String, String)>,
     pub build: AgentBuild,
     pub heartbeat_interval: Duration,
+    /// More `edge-agent run` flags.
+    pub extra_args: Vec<String>,
 }
 
 /// A running agent. Its state directory survives restarts, like a device's disk.
@@ -89,6 +91,7 @@ impl Agent {
         for (k, v) in &o.labels {
             cmd.args(["--label", &format!("{k}={v}")]);
         }
+        cmd.args(&o.extra_args);
         let name = format!("agent-{}", o.device_id);
         self.process = Some(ChildProcess::spawn(&name, cmd, &self.log_dir)?);
         Ok(())

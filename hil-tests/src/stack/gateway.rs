@@ -79,14 +79,19 @@ impl Gateway {
             .arg("--store-dir")
             .arg(&o.store_dir)
             // Loopback for the emulator; all interfaces when a real API server must
-            // reach the kubelet API at --node-address.
+            // reach the kubelet API at --node-address. A restart keeps the port: the
+            // Node of an offline device still names it.
             .args([
                 "--kubelet-listen",
-                if o.node_address.starts_with("127.") {
-                    "127.0.0.1:0"
-                } else {
-                    "0.0.0.0:0"
-                },
+                &format!(
+                    "{}:{}",
+                    if o.node_address.starts_with("127.") {
+                        "127.0.0.1"
+                    } else {
+                        "0.0.0.0"
+                    },
+                    self.ready.kubelet_port
+                ),
             ])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .args(["--node-address", &o.node_address])

@@ -37,6 +37,8 @@ pub struct StackOptions {
     pub heartbeat_interval: Duration,
     /// More `edge-gateway run` flags.
     pub gateway_args: Vec<String>,
+    /// More `edge-agent run` flags for every agent of the stack.
+    pub agent_args: Vec<String>,
 }
 
 impl StackOptions {
@@ -50,6 +52,7 @@ impl StackOptions {
             node_lease_renew: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(1),
             gateway_args: Vec::new(),
+            agent_args: Vec::new(),
         }
     }
 }
@@ -233,6 +236,7 @@ impl Stack {
                     .collect(),
                 build,
                 heartbeat_interval: self.options.heartbeat_interval,
+                extra_args: self.options.agent_args.clone(),
             },
             self.dir(),
         )?;

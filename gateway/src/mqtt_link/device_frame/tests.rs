@@ -19,6 +19,13 @@ fn frames_are_typed_by_topic() {
         frame.message,
         DeviceMessage::State { retained: true, .. }
     ));
+    let tail = Message::from(LogTailReport::default()).encode().unwrap();
+    let frame = decode("edge/v1/pi-01/up/logtail", &tail, false).unwrap();
+    assert_eq!(
+        frame.message,
+        DeviceMessage::LogTail(LogTailReport::default())
+    );
+    assert_eq!(frame.message.kind(), MessageKind::LogTailReport);
 }
 
 #[test]
