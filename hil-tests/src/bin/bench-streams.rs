@@ -178,8 +178,13 @@ async fn bench(args: &Args) -> Result<()> {
         BrokerKind::Embedded
     };
     eprintln!("broker: {broker:?}");
-    let mut stack =
-        Stack::start(StackOptions::fast(broker).on(ClusterBackend::ControlPlane)).await?;
+    let mut options = StackOptions::fast(broker).on(ClusterBackend::ControlPlane);
+    // room for the idle sessions beside the agent's default limit of 32 streams
+    options.agent_args = vec![
+        "--max-streams".to_owned(),
+        (args.idle_sessions + 8).to_string(),
+    ];
+    let mut stack = Stack::start(options).await?;
     stack.start_agent("bench-streams", &[], AgentBuild::Host)?;
     wait_node_ready(&stack, "bench-streams", "True", Duration::from_secs(60)).await?;
     let script = format!(
