@@ -139,6 +139,7 @@ impl PodLifecycle {
             pod_ip: if removed { None } else { pod_ip },
             start_time: Some(pod.accepted_at),
             containers,
+            ephemeral_containers: Vec::new(),
             removed,
         }
     }

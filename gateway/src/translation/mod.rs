@@ -553,6 +553,7 @@ pub fn translate_pod(
                 .as_ref()
                 .and_then(|a| a.get(LOG_CACHE_ANNOTATION))
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("off")),
+            ephemeral_containers: Vec::new(),
         },
         warnings,
     })
