@@ -144,17 +144,21 @@ fn create_share(lc: &mut PodLifecycle, fx: &[Effect]) -> Option<NamespaceShare> 
     })
 }
 
-#[test]
-fn debugger_joins_the_targets_pid_and_network_namespaces() {
-    let p = debugged_pod(Some("sidecar"), false);
+/// The share the debugger gets in a pod whose `main` (m1) and `sidecar` (s1) run.
+fn share_for(target: Option<&str>, host_network: bool) -> Option<NamespaceShare> {
+    let p = debugged_pod(target, host_network);
     let list = vec![
         snapshot(&p, "main", "m1", running(90 * S)),
         snapshot(&p, "sidecar", "s1", running(90 * S)),
     ];
     let (mut lc, fx) = adopted(&p, list);
-    let share = create_share(&mut lc, &fx);
+    create_share(&mut lc, &fx)
+}
+
+#[test]
+fn debugger_joins_the_targets_pid_and_network_namespaces() {
     assert_eq!(
-        share,
+        share_for(Some("sidecar"), false),
         Some(NamespaceShare {
             pid_of: Some("s1".into()),
             network_of: Some("s1".into()),
@@ -164,15 +168,8 @@ fn debugger_joins_the_targets_pid_and_network_namespaces() {
 
 #[test]
 fn without_target_it_joins_the_first_containers_network_only() {
-    let p = debugged_pod(None, false);
-    let list = vec![
-        snapshot(&p, "main", "m1", running(90 * S)),
-        snapshot(&p, "sidecar", "s1", running(90 * S)),
-    ];
-    let (mut lc, fx) = adopted(&p, list);
-    let share = create_share(&mut lc, &fx);
     assert_eq!(
-        share,
+        share_for(None, false),
         Some(NamespaceShare {
             pid_of: None,
             network_of: Some("m1".into()),
@@ -182,15 +179,8 @@ fn without_target_it_joins_the_first_containers_network_only() {
 
 #[test]
 fn host_network_pod_keeps_the_debugger_on_the_host_network() {
-    let p = debugged_pod(Some("main"), true);
-    let list = vec![
-        snapshot(&p, "main", "m1", running(90 * S)),
-        snapshot(&p, "sidecar", "s1", running(90 * S)),
-    ];
-    let (mut lc, fx) = adopted(&p, list);
-    let share = create_share(&mut lc, &fx);
     assert_eq!(
-        share,
+        share_for(Some("main"), true),
         Some(NamespaceShare {
             pid_of: Some("m1".into()),
             network_of: None,

@@ -50,24 +50,29 @@ pub async fn debug_with_ephemeral_container(on: StackOn) -> Result<()> {
     )
     .await?;
 
-    let mut debug = kubectl(&stack, protocol);
-    debug.args([
-        "debug",
-        "-n",
-        &ns,
-        "target",
-        "--image=localhost/busybox:test",
-        "--image-pull-policy=Never",
-        "--target=main",
-        "--attach=false",
-        "-c",
-        "debugger",
-        "--",
-        "sh",
-        "-c",
-        DEBUG_SCRIPT,
-    ]);
-    let out = run(debug, None)?;
+    let debug = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut cmd = kubectl(&stack, protocol);
+        cmd.args(["debug", "-n", &ns, "target"])
+            .args([
+                "--image=localhost/busybox:test",
+                "--image-pull-policy=Never",
+            ])
+            .args(["--target=main"])
+            .args(args);
+        run(cmd, stdin)
+    };
+    let out = debug(
+        &[
+            "--attach=false",
+            "-c",
+            "debugger",
+            "--",
+            "sh",
+            "-c",
+            DEBUG_SCRIPT,
+        ],
+        None,
+    )?;
     ensure!(out.status.success(), "kubectl debug: {out:?}");
     wait_pod(
         &stack,
@@ -150,22 +155,10 @@ pub async fn debug_with_ephemeral_container(on: StackOn) -> Result<()> {
     );
 
     // Interactive: stdin piped through `kubectl debug -i` reaches the new container.
-    let mut interactive = kubectl(&stack, protocol);
-    interactive.args([
-        "debug",
-        "-i",
-        "-n",
-        &ns,
-        "target",
-        "--image=localhost/busybox:test",
-        "--image-pull-policy=Never",
-        "--target=main",
-        "-c",
-        "shell-in",
-        "--",
-        "sh",
-    ]);
-    let out = run(interactive, Some(b"echo hi-from-$((40+2)); exit\n"))?;
+    let out = debug(
+        &["-i", "-c", "shell-in", "--", "sh"],
+        Some(b"echo hi-from-$((40+2)); exit\n"),
+    )?;
     ensure!(
         out.status.success() && text(&out.stdout).contains("hi-from-42"),
         "kubectl debug -i: {out:?}\n{}",
