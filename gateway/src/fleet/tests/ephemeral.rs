@@ -76,4 +76,28 @@ fn an_added_ephemeral_container_is_delivered_found_and_reported() {
     let eph = status.ephemeral_container_statuses.as_ref().unwrap();
     assert_eq!(eph[0].name, "debugger");
     assert!(eph[0].state.as_ref().unwrap().running.is_some());
+
+    // The device's events about it name it in the pod's ephemeral containers.
+    send(
+        &h.fleet,
+        "pi-01",
+        UpChannel::Events,
+        PodEventReport {
+            events: vec![edge_protocol::PodEvent {
+                pod_uid: "u1".into(),
+                container: Some("debugger".into()),
+                reason: "Started".into(),
+                message: "Started container debugger".into(),
+                ..Default::default()
+            }],
+        },
+    );
+    let ops = drain(&mut h.ops);
+    let [KubeOp::RecordEvent { event, .. }] = &ops[..] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(
+        event.involved_object.field_path.as_deref(),
+        Some("spec.ephemeralContainers{debugger}")
+    );
 }
