@@ -94,6 +94,16 @@ pub struct CreateContainer {
     pub host_network: bool,
     pub hostname: Option<String>,
     pub privileged: bool,
+    /// `container:<id>`: share that container's PID namespace (ephemeral containers).
+    pub pid_mode: Option<String>,
+    /// `container:<id>`: share that container's network namespace (ephemeral
+    /// containers); takes the place of `host_network`.
+    pub network_mode: Option<String>,
+    /// Keep stdin open for attach.
+    pub stdin: bool,
+    /// Close stdin when the first attach ends.
+    pub stdin_once: bool,
+    pub tty: bool,
 }
 
 /// Options of a log read, as the kubelet's containerLogs takes them.

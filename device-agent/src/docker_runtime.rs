@@ -378,6 +378,8 @@ impl ContainerRuntime for DockerRuntime {
                     );
                 }
             }
+            // On the host's or another container's network: no ports or hostname of its own.
+            let shared_network = spec.host_network || spec.network_mode.is_some();
             let host_config = HostConfig {
                 binds: Some(
                     spec.binds
@@ -407,8 +409,12 @@ impl ContainerRuntime for DockerRuntime {
                         })
                         .collect(),
                 ),
-                network_mode: spec.host_network.then(|| "host".to_owned()),
-                port_bindings: (!port_bindings.is_empty() && !spec.host_network)
+                network_mode: spec
+                    .network_mode
+                    .clone()
+                    .or_else(|| spec.host_network.then(|| "host".to_owned())),
+                pid_mode: spec.pid_mode.clone(),
+                port_bindings: (!port_bindings.is_empty() && !shared_network)
                     .then_some(port_bindings),
                 nano_cpus: spec
                     .cpu_limit_millis
@@ -431,11 +437,16 @@ impl ContainerRuntime for DockerRuntime {
                 working_dir: spec.working_dir.clone(),
                 env: Some(spec.env.clone()),
                 labels: spec.identity.as_ref().map(ContainerIdentity::to_labels),
-                hostname: if spec.host_network {
+                // A container in another's network namespace has that one's hostname.
+                hostname: if shared_network {
                     None
                 } else {
                     spec.hostname.clone()
                 },
+                open_stdin: Some(spec.stdin),
+                attach_stdin: Some(spec.stdin),
+                stdin_once: Some(spec.stdin_once),
+                tty: Some(spec.tty),
                 exposed_ports: (!exposed.is_empty()).then_some(exposed),
                 host_config: Some(host_config),
                 ..Default::default()

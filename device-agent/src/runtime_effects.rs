@@ -47,14 +47,23 @@ pub async fn run_effect(
             pod,
             restart_count,
             spec_hash,
+            share,
         } => {
-            let Some(c) = pod.containers.iter().find(|c| c.name == key.1) else {
-                return Some(Outcome::CreateFailed {
-                    key,
-                    reason: FailureReason::CreateContainerConfigError,
-                    message: "container is not in the pod spec".to_owned(),
-                });
+            let ephemeral = pod.ephemeral_container(&key.1);
+            let c = match pod.containers.iter().find(|c| c.name == key.1) {
+                Some(c) => c.clone(),
+                None => match ephemeral {
+                    Some(e) => e.to_container_spec(),
+                    None => {
+                        return Some(Outcome::CreateFailed {
+                            key,
+                            reason: FailureReason::CreateContainerConfigError,
+                            message: "container is not in the pod spec".to_owned(),
+                        });
+                    }
+                },
             };
+            let c = &c;
             let mounts = match pod_volumes::container_mounts(state_dir, &pod, c) {
                 Ok(m) => m,
                 Err(e) => {
@@ -102,6 +111,17 @@ pub async fn run_effect(
                 host_network: pod.host_network,
                 hostname: pod.hostname.clone().or_else(|| Some(pod.name.clone())),
                 privileged: c.privileged,
+                pid_mode: share
+                    .as_ref()
+                    .and_then(|s| s.pid_of.as_ref())
+                    .map(|id| format!("container:{id}")),
+                network_mode: share
+                    .as_ref()
+                    .and_then(|s| s.network_of.as_ref())
+                    .map(|id| format!("container:{id}")),
+                stdin: ephemeral.is_some_and(|e| e.stdin),
+                stdin_once: ephemeral.is_some_and(|e| e.stdin_once),
+                tty: ephemeral.is_some_and(|e| e.tty),
             };
             Some(match runtime.create(&spec).await {
                 Ok(id) => Outcome::Created { key, id },

@@ -17,7 +17,7 @@
 //! | [`gateway`] | wiring: [`gateway::start`] / [`gateway::run`], ready file, shutdown |
 //! | [`fleet`] | [`fleet::FleetState`]: the pure state machine (inputs → effects) of device registry, liveness, Leases, Node claims, desired sets, pod status, revocation, with one controller per file; [`fleet::FleetRunner`]: the one task that owns it and executes its effects; [`fleet::Fleet`]: the handle other tasks queue inputs and ask questions through |
 //! | [`device_sync`] | per-device desired set / generation state machine (pure), with the set's size kept under one MQTT message |
-//! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes (pure); ConfigMap/Secret lookups in one place ([`translation::PodReferences::object`]); non-fatal problems as [`translation::TranslationWarning`]s with their Event reason |
+//! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes, one container at a time (`translation/container.rs`), ephemeral containers of `kubectl debug` (`translation/ephemeral.rs`) (pure); ConfigMap/Secret lookups in one place ([`translation::PodReferences::object`]); non-fatal problems as [`translation::TranslationWarning`]s with their Event reason |
 //! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure); what a new status keeps of the pod's current one, in one place |
 //! | [`node_object`] | what a device's hello says about its Node (pure): labels (the device's, filtered, and ours), board family, the device's own address; the gateway-wide [`node_object::NodeSettings`] |
 //! | [`node_ownership`] | which Nodes the gateway may touch: only those it created (managed-by label) |

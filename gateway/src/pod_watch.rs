@@ -3,7 +3,8 @@
 //! to the fleet. No watch per node.
 //!
 //! Re-translation happens only when something that feeds the device spec changes
-//! (generation, deletion, labels, annotations), not on our own status patches; pods
+//! (generation, deletion, labels, annotations, containers and ephemeral containers), not
+//! on our own status patches; pods
 //! that failed to translate are retried periodically (like the kubelet's sync loop).
 
 use std::collections::{BTreeSet, HashMap};
@@ -34,6 +35,8 @@ fn spec_key(pod: &Pod) -> String {
         m.labels,
         m.annotations,
         pod.spec.as_ref().map(|s| &s.containers),
+        // `kubectl debug` adds these without changing the generation.
+        pod.spec.as_ref().map(|s| &s.ephemeral_containers),
     ])
     .to_string()
 }

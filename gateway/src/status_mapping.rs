@@ -219,6 +219,29 @@ fn container_statuses(
         .collect()
 }
 
+/// One status per ephemeral container of the pod's spec, as the kubelet writes them:
+/// never ready, never restarted; waiting in `ContainerCreating` until the device reports
+/// it. `None` when the pod has none (the field stays unset).
+fn ephemeral_statuses(pod: &Pod, report: &DevicePodStatus) -> Option<Vec<KubeContainerStatus>> {
+    let statuses: Vec<KubeContainerStatus> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.ephemeral_containers.iter().flatten())
+        .map(|e| {
+            let reported = report
+                .ephemeral_containers
+                .iter()
+                .find(|c| c.name == e.name);
+            let mut status =
+                kube_container_status(e.image.as_deref().unwrap_or_default(), &e.name, reported);
+            status.ready = false;
+            status.restart_count = 0;
+            status
+        })
+        .collect();
+    (!statuses.is_empty()).then_some(statuses)
+}
+
 /// The pod's status as the kubelet would write it from what the device reported.
 pub fn kube_pod_status(
     pod: &Pod,
@@ -281,6 +304,7 @@ pub fn kube_pod_status(
         message: report.message.clone(),
         conditions: Some(conditions),
         container_statuses: Some(containers),
+        ephemeral_container_statuses: ephemeral_statuses(pod, report),
         host_ip: host_ip.map(str::to_owned),
         host_ips: host_ip.map(|ip| vec![HostIP { ip: ip.to_owned() }]),
         pod_ip: pod_ip.clone(),

@@ -406,6 +406,7 @@ fn running_status(spec: &PodSpec, started: u64) -> PodStatus {
                 container_id: Some(format!("fake://{}-{}", &spec.uid, c.name)),
             })
             .collect(),
+        ephemeral_containers: Vec::new(),
         removed: false,
     }
 }

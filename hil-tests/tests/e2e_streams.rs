@@ -1,4 +1,4 @@
-//! `kubectl exec`, `attach`, `cp` and `port-forward` end to end (the scenarios are in
+//! `kubectl exec`, `attach`, `cp`, `port-forward` and `debug` end to end (the scenarios are in
 //! `stream_scenarios/`): kube-apiserver v1.37 with its default feature gates passes its
 //! clients' WebSockets through to the gateway (`ExtendWebSocketsToKubelet`, declared by
 //! the gateway's Nodes), so kubectl on WebSocket reaches the gateway on WebSocket and
@@ -82,6 +82,15 @@ mod control_plane {
     #[tokio::test(flavor = "multi_thread")]
     async fn exec_needs_rights() -> Result<()> {
         exec_forbidden(on(BrokerKind::Embedded, ClusterBackend::ControlPlane)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn debug_with_an_ephemeral_container() -> Result<()> {
+        debug::debug_with_ephemeral_container(on(
+            BrokerKind::Embedded,
+            ClusterBackend::ControlPlane,
+        ))
+        .await
     }
 }
 

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::binary::Base64Bytes;
+use crate::ephemeral_container::EphemeralContainerSpec;
 
 /// The whole set of pods a device should run, with a generation that increases on
 /// every change. The device answers with the generation it applied.
@@ -41,9 +42,16 @@ pub struct PodSpec {
     /// The pod opted out of the gateway's offline log cache (its containers' output is
     /// not sent as [`crate::LogTailReport`]s).
     pub log_cache_opt_out: bool,
+    /// Containers added by `kubectl debug` (protocol 1.1; older agents ignore them).
+    pub ephemeral_containers: Vec<EphemeralContainerSpec>,
 }
 
 impl PodSpec {
+    /// The ephemeral container `name`, if the pod has one.
+    pub fn ephemeral_container(&self, name: &str) -> Option<&EphemeralContainerSpec> {
+        self.ephemeral_containers.iter().find(|e| e.name == name)
+    }
+
     /// Whether the gateway asked for this pod to be stopped and forgotten.
     pub fn is_terminating(&self) -> bool {
         self.deletion_grace_period_seconds.is_some()

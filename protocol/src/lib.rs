@@ -19,6 +19,7 @@
 //! | [`envelope`] | [`Message`] and [`MessageKind`] (generated from one list of the kinds and their `kind` strings), [`Message::encode`], [`Message::decode_on`], size limits, errors |
 //! | [`node_report`] | [`NodeReport`], [`Heartbeat`], [`DeviceState`] |
 //! | [`desired_set`] | [`DesiredSet`] and the device-facing [`PodSpec`] |
+//! | [`ephemeral_container`] | [`EphemeralContainerSpec`]: a container `kubectl debug` adds to a running pod |
 //! | [`pod_status`] | [`PodStatusReport`], [`PodStatus`], [`ContainerStatus`] |
 //! | [`pod_event`] | [`PodEventReport`] (Pulling, Started, BackOff, ...) |
 //! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`]; [`LogTailReport`] for the gateway's offline log cache |
@@ -79,6 +80,7 @@ pub mod broker_tls;
 pub mod desired_set;
 pub mod device_id;
 pub mod envelope;
+pub mod ephemeral_container;
 pub mod logs;
 pub mod node_report;
 pub mod node_stats;
@@ -101,6 +103,7 @@ pub use envelope::{
     DecodeError, EncodeError, MAX_DESIRED_SET_BYTES, MAX_MESSAGE_BYTES, Message, MessageKind,
     allowed_kinds,
 };
+pub use ephemeral_container::EphemeralContainerSpec;
 pub use logs::{
     ContainerLogTail, LogCancel, LogChunk, LogError, LogErrorCode, LogRequest, LogTailReport,
     MAX_LOG_CHUNK_BYTES, MAX_LOG_TAIL_BYTES, cut_to_line_start,

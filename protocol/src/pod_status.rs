@@ -47,6 +47,8 @@ pub struct PodStatus {
     /// When the device accepted the pod.
     pub start_time: Option<UnixMillis>,
     pub containers: Vec<ContainerStatus>,
+    /// Ephemeral containers (`kubectl debug`), never restarted (protocol 1.1).
+    pub ephemeral_containers: Vec<ContainerStatus>,
     /// True once every container of the pod is stopped and removed from the device
     /// after the gateway asked for it to go: the gateway may now delete the pod.
     pub removed: bool,

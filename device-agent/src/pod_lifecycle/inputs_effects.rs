@@ -63,6 +63,17 @@ impl std::fmt::Display for FailureReason {
 /// Pod uid and container name.
 pub type ContainerKey = (String, String);
 
+/// The namespaces an ephemeral container joins: those of running containers of its
+/// pod, by runtime id (`container:<id>` in the Engine API).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceShare {
+    /// The PID namespace of the `targetContainerName` container, when one is named.
+    pub pid_of: Option<String>,
+    /// The network namespace of the target (or else the first) container; `None` for
+    /// a host-network pod, which stays on the host network.
+    pub network_of: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Input {
     /// A new desired set (from the gateway or the local store at start).
@@ -176,6 +187,8 @@ pub enum Effect {
         pod: Arc<PodSpec>,
         restart_count: u32,
         spec_hash: String,
+        /// Set for an ephemeral container: the namespaces it joins.
+        share: Option<NamespaceShare>,
     },
     Start {
         key: ContainerKey,

@@ -14,9 +14,11 @@
 //! | `container_memory.rs` | what is remembered per pod and per container between passes; [`spec_hash`] |
 //! | `outcomes.rs` | results of effects and probe reports turned into memory and events |
 //! | `reconcile.rs` | desired against actual: tear down, bring up, restart with back-off |
+//! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
 mod container_memory;
+mod ephemeral;
 mod inputs_effects;
 mod outcomes;
 mod reconcile;
@@ -35,7 +37,8 @@ use crate::container_runtime::{ContainerSnapshot, RunState};
 pub use container_memory::spec_hash;
 use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_hash_bytes};
 pub use inputs_effects::{
-    ContainerKey, Effect, FailureReason, Input, Outcome, ProbeKind, ProbeReport, VolumeSetupError,
+    ContainerKey, Effect, FailureReason, Input, NamespaceShare, Outcome, ProbeKind, ProbeReport,
+    VolumeSetupError,
 };
 pub use status_report::pod_phase;
 
@@ -328,8 +331,11 @@ impl PodLifecycle {
 
     fn container_spec(&self, key: &ContainerKey) -> Option<(Arc<PodSpec>, ContainerSpec)> {
         let pod = self.pods.get(&key.0)?;
-        let c = pod.spec.containers.iter().find(|c| c.name == key.1)?;
-        Some((pod.spec.clone(), c.clone()))
+        let c = match pod.spec.containers.iter().find(|c| c.name == key.1) {
+            Some(c) => c.clone(),
+            None => pod.spec.ephemeral_container(&key.1)?.to_container_spec(),
+        };
+        Some((pod.spec.clone(), c))
     }
 
     fn memory(&mut self, key: &ContainerKey) -> Option<&mut ContainerMemory> {

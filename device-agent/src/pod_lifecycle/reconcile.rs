@@ -10,7 +10,7 @@ use edge_protocol::{ContainerSpec, EventType, PodSpec, RestartPolicy};
 
 use super::PodLifecycle;
 use super::container_memory::{AWAITING_LIMIT_MS, Failure, Op, ProbeState, VolumeState, spec_hash};
-use super::inputs_effects::{ContainerKey, Effect, FailureReason};
+use super::inputs_effects::{ContainerKey, Effect, FailureReason, NamespaceShare};
 use crate::backoff::Backoff;
 use crate::container_runtime::{ContainerSnapshot, RunState};
 
@@ -129,6 +129,9 @@ impl PodLifecycle {
                         .containers
                         .iter()
                         .any(|s| s.name == c.identity.container_name)
+                    && spec
+                        .ephemeral_container(&c.identity.container_name)
+                        .is_none()
             })
             .cloned()
             .collect();
@@ -144,11 +147,19 @@ impl PodLifecycle {
             if c.name.is_empty() || !seen.insert(c.name.clone()) {
                 continue;
             }
-            self.reconcile_container(&spec, c);
+            self.reconcile_container(&spec, c, None);
         }
+        self.reconcile_ephemeral(&spec);
     }
 
-    fn reconcile_container(&mut self, spec: &Arc<PodSpec>, c: &ContainerSpec) {
+    /// `share` is set for an ephemeral container: it joins those namespaces, is
+    /// started once and never restarted or replaced.
+    pub(super) fn reconcile_container(
+        &mut self,
+        spec: &Arc<PodSpec>,
+        c: &ContainerSpec,
+        share: Option<&NamespaceShare>,
+    ) {
         let key: ContainerKey = (spec.uid.clone(), c.name.clone());
         let instances = self.instances(&spec.uid, &c.name);
         let hash = spec_hash(c);
@@ -178,12 +189,16 @@ impl PodLifecycle {
             return;
         }
         if let Some(restart_count) = pipeline {
-            self.drive(spec, c, &key, restart_count, &hash);
+            self.drive(spec, c, &key, restart_count, &hash, share);
             return;
         }
         let Some(current) = instances.first().cloned() else {
+            if share.is_some() && max_restart.is_some() {
+                // An ephemeral container that ran once is not brought up again.
+                return;
+            }
             let next = max_restart.map_or(0, |m| m + 1);
-            self.drive(spec, c, &key, next, &hash);
+            self.drive(spec, c, &key, next, &hash, share);
             return;
         };
         if let Some(previous) = instances.get(1)
@@ -198,10 +213,15 @@ impl PodLifecycle {
                     .max(current.identity.restart_count),
             );
         }
-        let changed = !current.identity.spec_hash.is_empty() && current.identity.spec_hash != hash;
+        let changed = share.is_none()
+            && !current.identity.spec_hash.is_empty()
+            && current.identity.spec_hash != hash;
         match current.state.clone() {
             RunState::Created => {
                 if let Some(message) = self.start_failed.get(&current.id).cloned() {
+                    if share.is_some() {
+                        return;
+                    }
                     self.on_exited(spec, c, &key, &current, changed, Some(message));
                 } else if let Some(m) = self.memory(&key) {
                     m.op = Some(Op::Start);
@@ -268,6 +288,10 @@ impl PodLifecycle {
                     self.effects.push(Effect::UnwatchProbes {
                         container_id: current.id.clone(),
                     });
+                }
+                if share.is_some() {
+                    // A terminated ephemeral container stays terminated.
+                    return;
                 }
                 self.on_exited(spec, c, &key, &current, changed, error);
             }
@@ -348,7 +372,7 @@ impl PodLifecycle {
         backoff.advance(&timings);
         m.restart_decided_for = Some(current.id.clone());
         let next = m.max_restart.unwrap_or(restarts).max(restarts) + 1;
-        self.drive(spec, c, key, next, &hash);
+        self.drive(spec, c, key, next, &hash, None);
     }
 
     /// Brings up instance `restart_count`: image, then create (start follows `Created`).
@@ -359,6 +383,7 @@ impl PodLifecycle {
         key: &ContainerKey,
         restart_count: u32,
         hash: &str,
+        share: Option<&NamespaceShare>,
     ) {
         let now = self.now;
         let Some(m) = self.memory(key) else {
@@ -406,6 +431,7 @@ impl PodLifecycle {
             pod: spec.clone(),
             restart_count,
             spec_hash: hash.to_owned(),
+            share: share.cloned(),
         });
     }
 }

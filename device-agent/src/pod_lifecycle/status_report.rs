@@ -82,7 +82,7 @@ impl PodLifecycle {
         for c in &spec.containers {
             let instances = self.instances(&spec.uid, &c.name);
             let memory = pod.containers.get(&c.name);
-            let status = self.container_status(spec, pod, c, &instances, memory);
+            let status = self.container_status(spec, pod, c, &instances, memory, false);
             if pod_ip.is_none()
                 && let Some(cur) = instances.first()
                 && matches!(cur.state, RunState::Running { .. })
@@ -95,6 +95,14 @@ impl PodLifecycle {
             }
             containers.push(status);
         }
+        let mut ephemeral_containers = Vec::new();
+        for e in &spec.ephemeral_containers {
+            let c = e.to_container_spec();
+            let instances = self.instances(&spec.uid, &c.name);
+            let memory = pod.containers.get(&c.name);
+            ephemeral_containers
+                .push(self.container_status(spec, pod, &c, &instances, memory, true));
+        }
         let terminating = spec.is_terminating();
         let nothing_left = !self
             .containers
@@ -105,7 +113,7 @@ impl PodLifecycle {
             && !pod.containers.values().any(|m| m.op.is_some())
             && pod.volumes != VolumeState::InFlight;
         if removed {
-            for cs in &mut containers {
+            for cs in containers.iter_mut().chain(ephemeral_containers.iter_mut()) {
                 if !matches!(cs.state, ContainerState::Terminated { .. }) {
                     cs.last_state = Some(cs.state.clone());
                     cs.state = ContainerState::Terminated {
@@ -139,6 +147,7 @@ impl PodLifecycle {
             pod_ip: if removed { None } else { pod_ip },
             start_time: Some(pod.accepted_at),
             containers,
+            ephemeral_containers,
             removed,
         }
     }
@@ -150,6 +159,7 @@ impl PodLifecycle {
         c: &ContainerSpec,
         instances: &[ContainerSnapshot],
         memory: Option<&ContainerMemory>,
+        ephemeral: bool,
     ) -> ContainerStatus {
         let current = instances.first();
         let terminated = |snap: &ContainerSnapshot| -> Option<ContainerState> {
@@ -214,7 +224,8 @@ impl PodLifecycle {
             Some(cur) => match &cur.state {
                 RunState::Running { started_at } => {
                     let probe = self.probes.get(&cur.id);
-                    ready = probe.is_none_or(|p| p.ready && p.started);
+                    // The kubelet never marks an ephemeral container ready.
+                    ready = !ephemeral && probe.is_none_or(|p| p.ready && p.started);
                     started = Some(probe.is_none_or(|p| p.started));
                     ContainerState::Running {
                         started_at: *started_at,
@@ -231,8 +242,9 @@ impl PodLifecycle {
                     };
                     let changed = !cur.identity.spec_hash.is_empty()
                         && cur.identity.spec_hash != spec_hash(c);
-                    let restarting =
-                        changed || Self::should_restart(spec.restart_policy, exit_code);
+                    // An ephemeral container is never restarted: it stays terminated.
+                    let restarting = !ephemeral
+                        && (changed || Self::should_restart(spec.restart_policy, exit_code));
                     if restarting && !spec.is_terminating() {
                         last_state = Some(term);
                         match (memory, failure) {

@@ -11,7 +11,7 @@ use edge_protocol::{DeviceId, STREAM_PROTOCOL_VERSION, StreamPod};
 pub struct PodPlacement {
     pub device: DeviceId,
     pub uid: String,
-    /// The names of the containers of its spec.
+    /// The names of the containers and ephemeral containers of its spec.
     pub containers: Vec<String>,
 }
 

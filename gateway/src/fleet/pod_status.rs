@@ -121,10 +121,9 @@ impl FleetState {
             let Some(spec) = entry.sync.pod(&e.pod_uid) else {
                 continue;
             };
-            let container = e
-                .container
-                .as_deref()
-                .filter(|c| spec.containers.iter().any(|s| s.name == *c));
+            let container = e.container.as_deref();
+            let in_containers = container.filter(|c| spec.containers.iter().any(|s| s.name == *c));
+            let in_ephemeral = container.filter(|c| spec.ephemeral_container(c).is_some());
             let reason = EventReason::Reported(e.reason.chars().take(128).collect());
             let message: String = e.message.chars().take(1024).collect();
             let at = if e.timestamp > 0 {
@@ -132,20 +131,22 @@ impl FleetState {
             } else {
                 now.kube()
             };
+            let event = EventPod {
+                node: device.as_str(),
+                namespace: &spec.namespace,
+                name: &spec.name,
+                uid: &spec.uid,
+            }
+            .event(e.event_type, reason, &message, at)
+            .container(in_containers)
+            .count(i32::try_from(e.count).unwrap_or(i32::MAX));
+            let event = match in_ephemeral {
+                Some(c) => event.ephemeral_container(c),
+                None => event,
+            };
             out.push(FleetEffect::Kube(KubeOp::RecordEvent {
                 device: device.clone(),
-                event: Box::new(
-                    EventPod {
-                        node: device.as_str(),
-                        namespace: &spec.namespace,
-                        name: &spec.name,
-                        uid: &spec.uid,
-                    }
-                    .event(e.event_type, reason, &message, at)
-                    .container(container)
-                    .count(i32::try_from(e.count).unwrap_or(i32::MAX))
-                    .build(),
-                ),
+                event: Box::new(event.build()),
             }));
         }
     }

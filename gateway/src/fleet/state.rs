@@ -381,7 +381,15 @@ impl FleetState {
             .pod
             .spec
             .as_ref()
-            .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+            .map(|s| {
+                let ephemeral = s.ephemeral_containers.iter().flatten().map(|e| &e.name);
+                s.containers
+                    .iter()
+                    .map(|c| &c.name)
+                    .chain(ephemeral)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         Some(PodPlacement {
             device: entry.device.clone(),
@@ -418,11 +426,13 @@ impl FleetState {
             .get(&(namespace.to_owned(), name.to_owned()))
             .ok_or_else(not_found)?;
         let entry = self.pods.by_uid.get(uid).ok_or_else(not_found)?;
-        let has_container = entry
-            .pod
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.containers.iter().any(|c| c.name == container));
+        let has_container = entry.pod.spec.as_ref().is_some_and(|s| {
+            s.containers.iter().any(|c| c.name == container)
+                || s.ephemeral_containers
+                    .iter()
+                    .flatten()
+                    .any(|e| e.name == container)
+        });
         if !has_container {
             return Err(LogTargetError::ContainerNotFound {
                 name: name.to_owned(),

@@ -42,6 +42,7 @@ impl<'a> EventPod<'a> {
         PodEvent {
             pod: self,
             container: None,
+            container_list: "containers",
             event_type,
             reason,
             message,
@@ -62,6 +63,8 @@ impl<'a> EventPod<'a> {
 pub struct PodEvent<'a> {
     pod: EventPod<'a>,
     container: Option<&'a str>,
+    /// The spec list the container is in: `containers` or `ephemeralContainers`.
+    container_list: &'static str,
     event_type: EventType,
     reason: EventReason,
     message: &'a str,
@@ -76,6 +79,13 @@ impl<'a> PodEvent<'a> {
         self
     }
 
+    /// About one ephemeral container of the pod (`spec.ephemeralContainers{name}`).
+    pub fn ephemeral_container(mut self, container: &'a str) -> Self {
+        self.container = Some(container);
+        self.container_list = "ephemeralContainers";
+        self
+    }
+
     /// How many times it happened (at least 1).
     pub fn count(mut self, count: i32) -> Self {
         self.count = count;
@@ -87,6 +97,7 @@ impl<'a> PodEvent<'a> {
         let PodEvent {
             pod,
             container,
+            container_list,
             event_type,
             reason,
             message,
@@ -105,7 +116,7 @@ impl<'a> PodEvent<'a> {
                 name: Some(pod.name.to_owned()),
                 namespace: Some(pod.namespace.to_owned()),
                 uid: Some(pod.uid.to_owned()),
-                field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+                field_path: container.map(|c| format!("spec.{container_list}{{{c}}}")),
                 ..Default::default()
             },
             reason: Some(reason.as_str().to_owned()),

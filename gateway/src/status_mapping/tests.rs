@@ -173,3 +173,56 @@ fn config_errors_look_like_the_kubelet() {
     assert_eq!(w.reason.as_deref(), Some("CreateContainerConfigError"));
     assert_eq!(w.message.as_deref(), Some("secret \"x\" not found"));
 }
+
+fn debugged_pod() -> Pod {
+    let mut p = pod();
+    let spec = p.spec.as_mut().unwrap();
+    spec.ephemeral_containers = Some(vec![
+        serde_json::from_value(json!({
+            "name": "debugger", "image": "busybox:dbg", "targetContainerName": "app"
+        }))
+        .unwrap(),
+        serde_json::from_value(json!({"name": "later", "image": "busybox:later"})).unwrap(),
+    ]);
+    p
+}
+
+#[test]
+fn ephemeral_containers_are_reported_apart_never_ready_nor_restarted() {
+    let mut r = report(
+        PodPhase::Running,
+        vec![running("app", true), running("side", true)],
+    );
+    let mut debugger = running("debugger", true);
+    debugger.image = "busybox:dbg".into();
+    r.ephemeral_containers = vec![debugger];
+    let s = kube_pod_status(&debugged_pod(), &r, Some("10.0.0.5"), &now());
+    let names: Vec<&str> = s
+        .container_statuses
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["app", "side"]);
+    assert_eq!(cond(&s, "Ready").status, "True", "ephemeral do not count");
+    let eph = s.ephemeral_container_statuses.as_ref().unwrap();
+    assert_eq!(eph.len(), 2);
+    assert_eq!(eph[0].name, "debugger");
+    assert!(eph[0].state.as_ref().unwrap().running.is_some());
+    assert!(!eph[0].ready);
+    assert_eq!(eph[0].restart_count, 0);
+    assert_eq!(eph[0].container_id.as_deref(), Some("docker://c1"));
+    // Not reported yet by the device: waiting to be created.
+    assert_eq!(eph[1].name, "later");
+    assert_eq!(eph[1].image, "busybox:later");
+    let waiting = eph[1].state.as_ref().unwrap().waiting.as_ref().unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("ContainerCreating"));
+}
+
+#[test]
+fn a_pod_without_ephemeral_containers_leaves_the_field_unset() {
+    let r = report(PodPhase::Running, vec![running("app", true)]);
+    let s = kube_pod_status(&pod(), &r, None, &now());
+    assert_eq!(s.ephemeral_container_statuses, None);
+}

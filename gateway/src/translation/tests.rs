@@ -1,5 +1,5 @@
 use super::*;
-use edge_protocol::{EnvVar, FileItem};
+use edge_protocol::{EnvVar, FileItem, ProbeHandler, PullPolicy};
 use serde_json::json;
 
 fn pod(spec: serde_json::Value) -> Pod {

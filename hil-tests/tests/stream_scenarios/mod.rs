@@ -4,10 +4,13 @@
 //! containers on Podman. Shared by `e2e_streams.rs` (kube-apiserver passes WebSockets
 //! through to the gateway: its Nodes declare `ExtendWebSocketsToKubelet`) and
 //! `e2e_streams_translated.rs` (that feature gate off: kube-apiserver translates to SPDY).
+//! `debug.rs`: `kubectl debug` with an ephemeral container.
 //!
 //! kubectl speaks WebSocket to the API server by default; with
 //! `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false` and `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`
 //! it speaks SPDY. Each scenario says which upgrade the gateway must have seen.
+
+pub mod debug;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};

@@ -1,6 +1,7 @@
 //! Unit tests of the fleet: device messages in, Kubernetes writes and MQTT messages out.
 
 mod decisions;
+mod ephemeral;
 mod faults_and_hostile_devices;
 mod log_cache;
 mod runner_order;
