@@ -36,6 +36,7 @@
 //! | [`kubelet_api`] | HTTPS `/healthz`, `/pods`, `/metrics`, `/containerLogs/...`, `/exec/...`, `/attach/...`, `/portForward/...` (SPDY or WebSocket upgrades relayed to devices); authn + SubjectAccessReview per request |
 //! | [`local_endpoints`] | plain-HTTP `/metrics` and `/readyz` on loopback; `edge-gateway check-ready` |
 //! | [`metrics`] | Prometheus metrics (prometheus-client) |
+//! | [`https_server`] | the accept loop of the HTTPS endpoints (kubelet API, admission webhook): TLS with a handshake deadline, TCP_NODELAY, HTTP/1.1 with upgrades and HTTP/2 |
 //! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
 //! | [`hostile_input`] | why a message is dropped ([`hostile_input::RejectReason`]), counting and rate-limited logging of dropped messages |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
@@ -51,6 +52,7 @@ pub mod fleet;
 pub mod gateway;
 pub mod health;
 pub mod hostile_input;
+pub mod https_server;
 pub mod kube_writer;
 pub mod kubelet_api;
 pub mod local_endpoints;

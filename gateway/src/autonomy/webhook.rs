@@ -2,17 +2,13 @@
 //! the registration of its CA in the MutatingWebhookConfiguration, so the deployment
 //! needs no certificate manager. Thin: each review is [`super::review::review_pod`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
@@ -108,41 +104,10 @@ pub async fn serve(
             policy: Arc::new(policy),
             metrics,
         });
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer): (_, SocketAddr) = tokio::select! {
-            _ = token.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "admission webhook accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "admission webhook TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let svc = TowerToHyperService::new(app);
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(tls), svc);
-            tokio::select! {
-                r = conn => if let Err(e) = r { debug!(%peer, error = %e, "admission webhook connection ended"); },
-                _ = token.cancelled() => {}
-            }
-        });
-    }
+    crate::https_server::serve(listener, tls, "admission webhook", token, move |_| {
+        app.clone()
+    })
+    .await;
 }
 
 /// Puts `ca_pem` (the webhook's serving CA) into every webhook of the

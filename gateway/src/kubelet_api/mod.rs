@@ -52,8 +52,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use edge_protocol::{DeviceId, LogChunk, LogErrorCode, LogRequest, RequestId};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -347,54 +345,21 @@ pub async fn serve(
     (log_timeout, streaming): (Duration, StreamSettings),
     token: CancellationToken,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let settings = ApiSettings {
         log_timeout,
         streaming,
         shutdown: token.clone(),
     };
     let app = router(access, metrics, settings);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = token.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "kubelet API accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        // exec keystrokes and port-forward segments are small writes: no Nagle delay
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let token = token.clone();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "kubelet API TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let identity = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(tls::subject_identity)
-                .unwrap_or_default();
-            let svc = TowerToHyperService::new(app.layer(Extension(identity)));
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-            tokio::select! {
-                r = conn => if let Err(e) = r { debug!(%peer, error = %e, "kubelet API connection ended"); },
-                _ = token.cancelled() => {}
-            }
-        });
-    }
+    crate::https_server::serve(listener, tls, "kubelet API", token, move |conn| {
+        let identity = conn
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(tls::subject_identity)
+            .unwrap_or_default();
+        app.clone().layer(Extension(identity))
+    })
+    .await;
 }
