@@ -178,7 +178,13 @@ impl PodWatch {
                         by_node.entry(node).or_default().insert(uid);
                     }
                 }
+                // Only devices whose Node is confirmed as ours: the pods of the others were
+                // skipped above, so a synced view of them would be empty and make the
+                // device remove what it runs. They are synced when adopted.
                 for device in self.fleet.known_devices() {
+                    if !self.fleet.is_known(device.as_str()) {
+                        continue;
+                    }
                     let present = by_node.remove(device.as_str()).unwrap_or_default();
                     self.fleet.on_pods_synced(&device, present);
                 }

@@ -458,6 +458,33 @@ async fn offline_within_budget_keeps_pods_and_past_it_they_move() -> Result<()> 
     )
     .await
     .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
+    // An Event on the evicted pod says why the device stopped it.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(stack.client().await?, &stack.namespace);
+    eventually(
+        "an EvictedWhileOffline event",
+        Duration::from_secs(30),
+        || {
+            let events = events.clone();
+            let first_uid = first_uid.clone();
+            async move {
+                let list = events
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(list
+                    .items
+                    .iter()
+                    .find(|e| {
+                        e.reason.as_deref() == Some("EvictedWhileOffline")
+                            && e.involved_object.uid.as_deref() == Some(first_uid.as_str())
+                    })
+                    .map(|_| ()))
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
     // The replacement runs on the device that stayed online.
     eventually(
         "the replacement runs on anchor-1",

@@ -2,7 +2,8 @@
 //! device is online (heard from within `--device-timeout`, not saying it is offline),
 //! when its Lease is renewed and its Node's status written, and the periodic tick.
 
-use edge_protocol::{DeviceId, DeviceState};
+use edge_protocol::{DeviceId, DeviceState, EventType};
+use k8s_openapi::api::core::v1::Pod;
 use tracing::info;
 
 use super::Outgoing;
@@ -10,8 +11,8 @@ use super::effect::{Effects, FleetEffect, MetricUpdate};
 use super::input::{Now, Revocation};
 use super::state::FleetState;
 use crate::device_sync::SyncInput;
-use crate::kube_writer::KubeOp;
 use crate::kube_writer::node_status;
+use crate::kube_writer::{EventPod, EventReason, KubeOp};
 
 impl FleetState {
     /// Re-evaluates one device's liveness and whether its lease or node status is due.
@@ -22,6 +23,7 @@ impl FleetState {
         let settings = &self.settings;
         let mut effects = Vec::new();
         let mut went_offline = false;
+        let mut came_online = false;
         let mut resync = false;
         let fresh = entry
             .last_seen
@@ -41,6 +43,7 @@ impl FleetState {
                 // ready meanwhile) so pod status is current again
                 entry.status_resyncs += 1;
                 resync = true;
+                came_online = true;
             } else {
                 info!(%device, "device offline: its lease is no longer renewed");
                 entry.offline_since = entry.last_seen.map(|seen| {
@@ -115,6 +118,9 @@ impl FleetState {
             }
         }
         self.apply_sync(device, effects, false, now, out);
+        if came_online {
+            self.tell_evicted_while_offline(device, now, out);
+        }
         if went_offline {
             // end the kubelet API's streams (follow included) and tell the device to
             // stop them: it gets the cancels from its session when it is back
@@ -168,6 +174,61 @@ impl FleetState {
         // (evaluating a device retired above finds no entry and does nothing)
         for device in &devices {
             self.evaluate(device, now, out);
+        }
+    }
+}
+
+/// Whether Kubernetes' taint eviction deleted the pod (its NoExecute toleration of an
+/// unreachable or not-ready node ran out).
+fn evicted_by_taint(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions.iter().any(|c| {
+                    c.type_ == "DisruptionTarget"
+                        && c.status == "True"
+                        && c.reason.as_deref() == Some("DeletionByTaintManager")
+                })
+            })
+}
+
+impl FleetState {
+    /// A device back online whose pods Kubernetes evicted meanwhile: an Event on each
+    /// says why the device now stops them (they are no longer in its desired set).
+    fn tell_evicted_while_offline(&self, device: &DeviceId, now: Now, out: &mut Effects) {
+        let at = now.kube();
+        for (uid, entry) in &self.pods.by_uid {
+            if &entry.device != device || !evicted_by_taint(&entry.pod) {
+                continue;
+            }
+            let (namespace, name) = entry.key();
+            let message = format!(
+                "Kubernetes evicted this pod while node {device} was offline longer than the \
+                 pod tolerates (its autonomy budget); the device is back and stops its \
+                 containers now"
+            );
+            let about = EventPod {
+                node: device.as_str(),
+                namespace: &namespace,
+                name: &name,
+                uid,
+            };
+            out.push(FleetEffect::Kube(KubeOp::RecordEvent {
+                device: device.clone(),
+                event: Box::new(
+                    about
+                        .event(
+                            EventType::Normal,
+                            EventReason::EvictedWhileOffline,
+                            &message,
+                            at.clone(),
+                        )
+                        .build(),
+                ),
+            }));
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum EventReason {
     FailedToRetrieveImagePullSecret,
     /// A pod cannot be run as asked, or a non-fatal problem with its spec.
     Failed,
+    /// Kubernetes evicted the pod while its device was offline longer than the pod
+    /// tolerates (its autonomy budget); the device, back, stops its containers.
+    EvictedWhileOffline,
     /// A reason the device reported about its pod, in its own words (`Pulled`,
     /// `Started`, `BackOff`, ...).
     Reported(String),
@@ -32,6 +35,7 @@ impl EventReason {
             EventReason::DesiredSetTooLarge => "DesiredSetTooLarge",
             EventReason::FailedToRetrieveImagePullSecret => "FailedToRetrieveImagePullSecret",
             EventReason::Failed => "Failed",
+            EventReason::EvictedWhileOffline => "EvictedWhileOffline",
             EventReason::Reported(reason) => reason,
         }
     }

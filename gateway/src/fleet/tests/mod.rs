@@ -2,6 +2,7 @@
 
 mod decisions;
 mod ephemeral;
+mod evicted_while_offline;
 mod faults_and_hostile_devices;
 mod log_cache;
 mod runner_order;
