@@ -174,12 +174,28 @@ impl Gateway {
         self.kill9();
         let store = &self.options.store_dir;
         std::fs::remove_dir_all(store).map_err(|e| StackError::io(store, e))?;
-        self.launch()
+        self.relaunch()
     }
 
     /// Starts it again with the same store and ports.
     pub fn restart(&mut self) -> StackResult<()> {
         self.kill9();
-        self.launch()
+        self.relaunch()
+    }
+
+    /// Starts it again on the same kubelet port; if another process of the test run took
+    /// that port while the gateway was down, on a new one (the Node of an online device
+    /// gets the new port with its next status).
+    fn relaunch(&mut self) -> StackResult<()> {
+        match self.launch() {
+            Err(StackError::NotReady { detail, .. })
+                if self.ready.kubelet_port != 0
+                    && detail.contains("for the kubelet API: Address already in use") =>
+            {
+                self.ready.kubelet_port = 0;
+                self.launch()
+            }
+            other => other,
+        }
     }
 }
