@@ -13,7 +13,7 @@ use tracing::warn;
 use super::Outgoing;
 use super::effect::{Effects, FleetEffect};
 use super::input::{Now, Revocation};
-use super::state::{FleetState, PodBook, PodEntry};
+use super::state::{FleetState, PodBook};
 use crate::device_sync::{SyncEffect, SyncInput};
 use crate::kube_writer::{EventPod, EventReason, KubeOp};
 use crate::status_mapping::config_error_status;
@@ -110,23 +110,7 @@ impl FleetState {
             return;
         };
         let host_ip = entry.host_ip();
-        self.pods
-            .by_name
-            .insert((ns.clone(), name.clone()), uid.clone());
-        let pod_entry = self
-            .pods
-            .by_uid
-            .entry(uid.clone())
-            .or_insert_with(|| PodEntry {
-                pod: pod.clone(),
-                device: device.clone(),
-                last_patched: None,
-                phase: None,
-                desired_at: None,
-                failure: None,
-            });
-        pod_entry.pod = pod.clone();
-        pod_entry.device = device.clone();
+        let pod_entry = self.pods.upsert(&uid, &pod, device);
         if pod_entry.phase.is_none() {
             let phase = crate::status_mapping::phase_of(&pod).to_owned();
             pod_entry.set_phase(Some(phase), out);

@@ -200,8 +200,8 @@ impl FleetState {
     /// says why the device now stops them (they are no longer in its desired set).
     fn tell_evicted_while_offline(&self, device: &DeviceId, now: Now, out: &mut Effects) {
         let at = now.kube();
-        for (uid, entry) in &self.pods.by_uid {
-            if &entry.device != device || !evicted_by_taint(&entry.pod) {
+        for (uid, entry) in self.pods.on_device(device) {
+            if !evicted_by_taint(&entry.pod) {
                 continue;
             }
             let (namespace, name) = entry.key();

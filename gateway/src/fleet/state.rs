@@ -3,7 +3,7 @@
 //! decisions live in the controllers beside this file; this one holds the data and
 //! routes each input to its controller.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -122,17 +122,75 @@ impl PodEntry {
     }
 }
 
-/// The fleet's pods, by uid and by namespace/name.
+/// The fleet's pods, by uid, by namespace/name and by device.
 #[derive(Debug, Default)]
 pub(super) struct PodBook {
     pub by_uid: HashMap<String, PodEntry>,
     pub by_name: HashMap<(String, String), String>,
+    /// The uids bound to each device, so work for one device (a device coming back, a
+    /// device removed) does not scan the whole fleet's pods.
+    by_device: HashMap<DeviceId, BTreeSet<String>>,
 }
 
 impl PodBook {
+    /// The entry of pod `uid`, bound to `device`: created from `pod` when new, else
+    /// given the new pod object and device (a pod's node never changes in Kubernetes, but
+    /// a recreated device entry may bring the same uid back).
+    pub fn upsert(&mut self, uid: &str, pod: &Arc<Pod>, device: &DeviceId) -> &mut PodEntry {
+        let (namespace, name) = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        self.by_name.insert((namespace, name), uid.to_owned());
+        let entry = self
+            .by_uid
+            .entry(uid.to_owned())
+            .or_insert_with(|| PodEntry {
+                pod: pod.clone(),
+                device: device.clone(),
+                last_patched: None,
+                phase: None,
+                desired_at: None,
+                failure: None,
+            });
+        if &entry.device != device {
+            if let Some(uids) = self.by_device.get_mut(&entry.device) {
+                uids.remove(uid);
+                if uids.is_empty() {
+                    self.by_device.remove(&entry.device);
+                }
+            }
+        }
+        entry.pod = pod.clone();
+        entry.device = device.clone();
+        self.by_device
+            .entry(device.clone())
+            .or_default()
+            .insert(uid.to_owned());
+        entry
+    }
+
+    /// The pods bound to `device`, by uid.
+    pub fn on_device<'a>(
+        &'a self,
+        device: &DeviceId,
+    ) -> impl Iterator<Item = (&'a String, &'a PodEntry)> + 'a {
+        self.by_device
+            .get(device)
+            .into_iter()
+            .flatten()
+            .filter_map(|uid| self.by_uid.get_key_value(uid))
+    }
+
     /// Forgets a pod; the pods-by-phase metric no longer counts it.
     pub fn remove(&mut self, uid: &str, out: &mut Effects) -> Option<PodEntry> {
         let entry = self.by_uid.remove(uid)?;
+        if let Some(uids) = self.by_device.get_mut(&entry.device) {
+            uids.remove(uid);
+            if uids.is_empty() {
+                self.by_device.remove(&entry.device);
+            }
+        }
         out.push(FleetEffect::ForgetLogTails {
             pod_uid: uid.to_owned(),
         });
@@ -150,11 +208,10 @@ impl PodBook {
     /// Forgets every pod bound to `device`.
     pub fn remove_device(&mut self, device: &DeviceId, out: &mut Effects) {
         let uids: Vec<String> = self
-            .by_uid
-            .iter()
-            .filter(|(_, p)| &p.device == device)
-            .map(|(uid, _)| uid.clone())
-            .collect();
+            .by_device
+            .get(device)
+            .map(|uids| uids.iter().cloned().collect())
+            .unwrap_or_default();
         for uid in uids {
             self.remove(&uid, out);
         }

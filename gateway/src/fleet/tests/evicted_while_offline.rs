@@ -3,10 +3,10 @@
 
 use super::*;
 
-fn state(h: &Harness, online: bool) {
+fn state(h: &Harness, device: &str, online: bool) {
     send(
         &h.fleet,
-        "pi-01",
+        device,
         UpChannel::State,
         DeviceState {
             online,
@@ -17,7 +17,7 @@ fn state(h: &Harness, online: bool) {
 }
 
 /// The pod as the watch sees it after a deletion: evicted by the taint manager or not.
-fn deleted(name: &str, uid: &str, evicted: bool) -> Arc<Pod> {
+fn deleted(node: &str, name: &str, uid: &str, evicted: bool) -> Arc<Pod> {
     let conditions = if evicted {
         serde_json::json!([{"type": "DisruptionTarget", "status": "True",
             "reason": "DeletionByTaintManager", "message": "Taint manager: deleting due to NoExecute taint"}])
@@ -28,7 +28,7 @@ fn deleted(name: &str, uid: &str, evicted: bool) -> Arc<Pod> {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": name, "namespace": "default", "uid": uid,
                 "deletionTimestamp": "2026-12-06T04:00:00Z", "deletionGracePeriodSeconds": 30},
-            "spec": {"nodeName": "pi-01", "containers": [{"name": "app", "image": "busybox"}]},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]},
             "status": {"conditions": conditions}
         }))
         .unwrap(),
@@ -55,10 +55,10 @@ fn a_returning_device_says_why_it_stops_pods_evicted_meanwhile() {
     registered(&h, "pi-01");
     bind(&h, "pi-01", "evicted", "u1");
     bind(&h, "pi-01", "deleted", "u2");
-    state(&h, false);
+    state(&h, "pi-01", false);
     let device = id("pi-01");
     for (name, uid, evicted) in [("evicted", "u1", true), ("deleted", "u2", false)] {
-        let p = deleted(name, uid, evicted);
+        let p = deleted("pi-01", name, uid, evicted);
         let t = translate_pod(
             &p,
             &PodReferences::default(),
@@ -70,6 +70,33 @@ fn a_returning_device_says_why_it_stops_pods_evicted_meanwhile() {
         evicted_events(&drain(&mut h.ops)).is_empty(),
         "nothing while the device is offline"
     );
-    state(&h, true);
+    state(&h, "pi-01", true);
     assert_eq!(evicted_events(&drain(&mut h.ops)), ["u1"]);
+}
+
+#[test]
+fn only_the_returning_devices_own_evicted_pods_get_the_event() {
+    let mut h = harness();
+    for device in ["pi-01", "pi-02"] {
+        send(&h.fleet, device, UpChannel::Hello, NodeReport::default());
+        registered(&h, device);
+        state(&h, device, false);
+    }
+    bind(&h, "pi-01", "on-one", "u1");
+    bind(&h, "pi-02", "on-two", "u2");
+    for (device, name, uid) in [("pi-01", "on-one", "u1"), ("pi-02", "on-two", "u2")] {
+        let device = id(device);
+        let p = deleted(device.as_str(), name, uid, true);
+        let t = translate_pod(
+            &p,
+            &PodReferences::default(),
+            &h.fleet.node_context(&device),
+        );
+        h.fleet.on_pod_translated(&device, p, t);
+    }
+    drain(&mut h.ops);
+    state(&h, "pi-02", true);
+    assert_eq!(evicted_events(&drain(&mut h.ops)), ["u2"], "pi-02 is back");
+    state(&h, "pi-01", true);
+    assert_eq!(evicted_events(&drain(&mut h.ops)), ["u1"], "pi-01 is back");
 }
