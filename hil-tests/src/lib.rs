@@ -14,6 +14,7 @@
 //! | [`fault_proxy`] | an MQTT-aware TCP proxy that cuts, drops, delays and stalls, for fault injection |
 //! | [`fake_device`] | a device that speaks the MQTT protocol with an instant fake runtime |
 //! | [`fleet_bench`] | the fleet benchmark: the real gateway against N simulated devices |
+//! | [`prometheus_text`] | samples of the Prometheus text format (`/metrics`, `/metrics/resource`) parsed |
 //! | [`scenario`] | what end-to-end scenarios share: pod manifests, waiting for pods and nodes, a pod's containers in the runtime |
 //! | [`stack`] | the full stack as real processes for end-to-end scenarios (emulator or real cluster, broker, gateway, agents) |
 
@@ -24,5 +25,6 @@ pub mod differential;
 pub mod fake_device;
 pub mod fault_proxy;
 pub mod fleet_bench;
+pub mod prometheus_text;
 pub mod scenario;
 pub mod stack;

@@ -5,7 +5,8 @@
 //! publishes on `up/stats`; metrics-server scrapes the gateway's
 //! `/metrics/resource/<node>` every 10 s. Also: the Summary API through the API
 //! server's node proxy, and a device that goes away leaves `kubectl top` instead of
-//! showing its last figures.
+//! showing its last figures. The same in the sandbox, where the API emulator serves the
+//! metrics API itself.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -250,6 +251,99 @@ fn http_get(url: &str) -> Result<String> {
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The sandbox (the API emulator, no metrics-server): the emulator serves the metrics API
+/// from the gateway's `/metrics/resource/<node>` as metrics-server would, so `kubectl
+/// top` works there too, and a device that goes away drops out.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_top_works_in_the_sandbox() -> Result<()> {
+    const SANDBOX_DEVICE: &str = "top-metrics-sandbox";
+    let options = StackOptions::fast(BrokerKind::Embedded).on(ClusterBackend::Emulator);
+    let mut stack = Stack::start(options).await?;
+    ensure!(
+        matches!(stack.cluster, Cluster::Emulator(_)),
+        "this test is about the emulator"
+    );
+    stack.start_agent(SANDBOX_DEVICE, &[], AgentBuild::Host)?;
+    let pods: Api<Pod> = Api::namespaced(stack.client().await?, &stack.namespace);
+    pods.create(&PostParams::default(), &busy_pod(&stack))
+        .await?;
+    let node = eventually(
+        "kubectl top node shows the device (emulator)",
+        Duration::from_secs(120),
+        || {
+            let got = top(&stack, &["node", SANDBOX_DEVICE]);
+            async move {
+                let rows = got?;
+                match rows.first() {
+                    Some(r) if r.len() >= 5 && r[0] == SANDBOX_DEVICE => Ok(Some(r.clone())),
+                    _ => Err(format!("rows: {rows:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
+    eprintln!(
+        "kubectl top node {SANDBOX_DEVICE} (emulator): {}",
+        node.join(" ")
+    );
+    ensure!(
+        node[1].ends_with('m') && amount(&node[1]) > 0,
+        "node CPU {node:?}"
+    );
+    let namespace = stack.namespace.clone();
+    let pod = eventually(
+        "kubectl top pod shows the pod (emulator)",
+        Duration::from_secs(120),
+        || {
+            let got = top(&stack, &["pod", "-n", &namespace, "--containers"]);
+            async move {
+                let rows = got?;
+                match rows
+                    .iter()
+                    .find(|r| r.first().map(String::as_str) == Some(POD))
+                {
+                    // POD NAME CPU MEMORY
+                    Some(r) if r.len() >= 4 && r[1] == "spin" && amount(&r[2]) > 0 => {
+                        Ok(Some(r.clone()))
+                    }
+                    _ => Err(format!("rows: {rows:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
+    eprintln!("kubectl top pod {POD} (emulator): {}", pod.join(" "));
+    ensure!(
+        pod[2].ends_with('m') && amount(&pod[2]) <= 260,
+        "pod CPU above its 200m limit: {pod:?}"
+    );
+    ensure!(
+        pod[3].ends_with("Mi") && amount(&pod[3]) >= 4,
+        "pod memory {pod:?}"
+    );
+    stack.agent(SANDBOX_DEVICE)?.kill9();
+    eventually(
+        "kubectl top node no longer shows the dead device (emulator)",
+        Duration::from_secs(90),
+        || {
+            let got = top(&stack, &["node", SANDBOX_DEVICE]);
+            async move {
+                match got {
+                    Err(e) if e.contains("not available") || e.contains("not found") => {
+                        Ok(Some(()))
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
+    Ok(())
 }
 
 #[test]

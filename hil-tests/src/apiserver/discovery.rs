@@ -1,8 +1,10 @@
 //! Discovery documents: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}[/{version}]`,
-//! and aggregated discovery (`apidiscovery.k8s.io/v2` and `v2beta1`) when the client asks.
+//! and aggregated discovery (`apidiscovery.k8s.io/v2` and `v2beta1`) when the client asks;
+//! the metrics API ([`metrics_api`]) is listed as metrics-server's APIService would be.
 
 use serde_json::{Value, json};
 
+use super::metrics_api;
 use super::resources::{self, RESOURCES, ResourceType};
 
 /// The Kubernetes version reported.
@@ -46,12 +48,22 @@ pub fn group_list() -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": resources::groups().iter().map(|g| group_entry(g)).collect::<Vec<_>>()
+        "groups": resources::groups()
+            .iter()
+            .map(|g| group_entry(g))
+            .chain([metrics_api::group_entry()])
+            .collect::<Vec<_>>()
     })
 }
 
 /// `/apis/{group}`.
 pub fn group(group: &str) -> Option<Value> {
+    if group == metrics_api::GROUP {
+        let mut g = metrics_api::group_entry();
+        g["kind"] = json!("APIGroup");
+        g["apiVersion"] = json!("v1");
+        return Some(g);
+    }
     if !resources::groups().contains(&group) {
         return None;
     }
@@ -71,6 +83,9 @@ fn in_gv(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceTy
 
 /// `/api/v1` or `/apis/{group}/{version}`.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (metrics_api::GROUP, metrics_api::VERSION) {
+        return Some(metrics_api::resource_list());
+    }
     let mut out = Vec::new();
     for r in in_gv(group, version) {
         let mut e = json!({
@@ -159,6 +174,7 @@ pub fn aggregated(core: bool, api_version: &str) -> Value {
         resources::groups()
             .iter()
             .map(|g| json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": [aggregated_version(g, "v1")]}))
+            .chain([metrics_api::aggregated_item()])
             .collect()
     };
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items})

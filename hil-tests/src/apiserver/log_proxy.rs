@@ -200,12 +200,34 @@ pub fn log_location(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
+    let (host, port) = kubelet_endpoint(node)?;
+    let mut query: Vec<String> = Vec::new();
+    for p in PASSED_PARAMS {
+        if let Some(v) = q.get(*p) {
+            query.push(format!("{p}={}", pct(v)));
+        }
+    }
+    let mut path = format!(
+        "/containerLogs/{}/{}/{}",
+        pct(ns),
+        pct(name),
+        pct(container)
+    );
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
+    }
+    Ok((host, port, path))
+}
+
+/// Where `node`'s kubelet serves: the first address of the kinds kube-apiserver prefers
+/// and the port of `status.daemonEndpoints.kubeletEndpoint` (10250 when unset).
+pub fn kubelet_endpoint(node: &Value) -> ApiResult<(String, u16)> {
     let addresses = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    // kube-apiserver's default --kubelet-preferred-address-types.
     let host = PREFERRED_ADDRESS_TYPES
         .iter()
         .find_map(|t| {
@@ -227,23 +249,7 @@ pub fn log_location(
         .and_then(Value::as_u64)
         .filter(|p| *p > 0 && *p <= u64::from(u16::MAX))
         .unwrap_or(10250) as u16;
-    let mut query: Vec<String> = Vec::new();
-    for p in PASSED_PARAMS {
-        if let Some(v) = q.get(*p) {
-            query.push(format!("{p}={}", pct(v)));
-        }
-    }
-    let mut path = format!(
-        "/containerLogs/{}/{}/{}",
-        pct(ns),
-        pct(name),
-        pct(container)
-    );
-    if !query.is_empty() {
-        path.push('?');
-        path.push_str(&query.join("&"));
-    }
-    Ok((host.to_string(), port, path))
+    Ok((host.to_string(), port))
 }
 
 fn reason_for(code: u16) -> &'static str {

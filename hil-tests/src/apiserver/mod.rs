@@ -1,5 +1,6 @@
 //! Kubernetes API server emulator: HTTPS with bearer-token authentication, discovery,
-//! OpenAPI, CRUD with kube-apiserver semantics, watch, patch, pods/log proxy, plus the
+//! OpenAPI, CRUD with kube-apiserver semantics, watch, patch, pods/log proxy, the metrics
+//! API that metrics-server would serve, plus the
 //! scheduler and node lifecycle controllers that act on device nodes.
 //!
 //! # Layout
@@ -30,6 +31,8 @@
 //! | [`rbac`] | ClusterRoles, bindings: SubjectAccessReview answers, bootstrap policy |
 //! | [`reviews`] | tokenreviews, subjectaccessreviews, selfsubjectaccessreviews |
 //! | [`log_proxy`] | pods/log proxied to the node's kubelet endpoint with a client cert |
+//! | [`metrics_api`] | `metrics.k8s.io/v1beta1` for `kubectl top`, scraped from the kubelets like metrics-server |
+//! | [`metrics_points`] | the last two resource-metric points per series and the usage computed from them |
 //! | [`stream_proxy`] | pods/exec, pods/attach, pods/portforward: the SPDY upgrade proxied to the kubelet |
 //! | [`scheduler`] | binds pending pods like kube-scheduler |
 //! | [`controller_ref`] | controller ownerReferences, pod activity/readiness, pods from templates |
@@ -62,6 +65,8 @@ pub mod garbage_collector;
 pub mod kubeconfig;
 pub mod label_selector;
 pub mod log_proxy;
+pub mod metrics_api;
+pub mod metrics_points;
 pub mod node_lifecycle;
 pub mod node_registration;
 pub mod object_validation;
@@ -228,9 +233,11 @@ impl ApiServer {
             bookmark_interval: config.bookmark_interval,
             cancel: cancel.clone(),
             kubelet_client: log_proxy::KubeletClient::new(&tls.kubelet_client)?,
+            metrics: Default::default(),
         });
         let server_config = tls.server_config()?;
         let tasks = vec![
+            tokio::spawn(metrics_api::scrape_loop(ctx.clone())),
             tokio::spawn(serve(listener, server_config, ctx, cancel.clone())),
             tokio::spawn(run_controllers(
                 cluster.clone(),

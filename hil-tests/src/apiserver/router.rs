@@ -43,6 +43,15 @@ pub struct Context {
     pub cancel: CancellationToken,
     /// HTTPS client for kubelets.
     pub kubelet_client: KubeletClient,
+    /// What the metrics API serves, scraped from the kubelets.
+    pub metrics: std::sync::Mutex<super::metrics_points::MetricsPoints>,
+}
+
+impl Context {
+    /// The scraped resource metrics.
+    pub fn metrics(&self) -> std::sync::MutexGuard<'_, super::metrics_points::MetricsPoints> {
+        self.metrics.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -266,6 +275,14 @@ async fn route(ctx: &Arc<Context>, req: Request<Incoming>) -> ApiResult<Response
                         "the server could not find the requested resource",
                     )
                 });
+        }
+        [
+            "apis",
+            super::metrics_api::GROUP,
+            super::metrics_api::VERSION,
+            rest @ ..,
+        ] if get && !rest.is_empty() => {
+            return super::metrics_api::serve(ctx, rest, &q);
         }
         ["openapi", ..] if get => {
             let rest: Vec<&str> = segs[1..].to_vec();

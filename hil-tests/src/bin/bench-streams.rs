@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
+use edge_hil_tests::prometheus_text;
 use edge_hil_tests::scenario::{
     create, is_ready, pod_manifest, runtime_containers, uid, wait_node_ready, wait_pod,
 };
@@ -162,14 +163,6 @@ fn container_ip(pod_uid: &str) -> Result<String> {
     Ok(ip)
 }
 
-fn gauge(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn bench(args: &Args) -> Result<()> {
     eprintln!("starting the control plane, gateway and agent ...");
     let broker = if args.mosquitto {
@@ -239,7 +232,10 @@ async fn bench(args: &Args) -> Result<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let open = gauge(&scrape()?, "edge_gateway_streams_open");
+        let open = prometheus_text::sum(
+            &prometheus_text::parse(&scrape()?)?,
+            "edge_gateway_streams_open",
+        );
         if open >= args.idle_sessions as f64 {
             break;
         }
