@@ -119,9 +119,9 @@ pub async fn run_effect(
                     .as_ref()
                     .and_then(|s| s.network_of.as_ref())
                     .map(|id| format!("container:{id}")),
-                stdin: ephemeral.is_some_and(|e| e.stdin),
-                stdin_once: ephemeral.is_some_and(|e| e.stdin_once),
-                tty: ephemeral.is_some_and(|e| e.tty),
+                stdin: c.stdin,
+                stdin_once: c.stdin_once,
+                tty: c.tty,
             };
             Some(match runtime.create(&spec).await {
                 Ok(id) => Outcome::Created { key, id },

@@ -116,6 +116,24 @@ pub struct ContainerSpec {
     pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
     pub privileged: bool,
+    /// Keep the main process's stdin open, for `kubectl attach -i` and `kubectl run -i`
+    /// (Kubernetes `stdin`). Since 1.2; left out of the encoding when false, so a spec
+    /// without it encodes (and hashes) as before.
+    #[serde(skip_serializing_if = "is_false")]
+    pub stdin: bool,
+    /// Close stdin when the first attach ends (Kubernetes `stdinOnce`). Since 1.2.
+    #[serde(skip_serializing_if = "is_false")]
+    pub stdin_once: bool,
+    /// Allocate a terminal (Kubernetes `tty`). Since 1.2.
+    #[serde(skip_serializing_if = "is_false")]
+    pub tty: bool,
+}
+
+/// `skip_serializing_if` for fields added after 1.0: a default value is left out, so
+/// what older peers sent encodes the same.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

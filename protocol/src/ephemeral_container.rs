@@ -46,6 +46,9 @@ impl EphemeralContainerSpec {
             env: self.env.clone(),
             volume_mounts: self.volume_mounts.clone(),
             privileged: self.privileged,
+            stdin: self.stdin,
+            stdin_once: self.stdin_once,
+            tty: self.tty,
             ..ContainerSpec::default()
         }
     }

@@ -110,6 +110,9 @@ fn sample_desired_set() -> DesiredSet {
                     failure_threshold: 30,
                 }),
                 privileged: false,
+                stdin: false,
+                stdin_once: false,
+                tty: false,
             }],
             volumes: vec![
                 Volume {

@@ -101,3 +101,6 @@ pub(super) fn spec_hash_bytes(bytes: &[u8]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests;

@@ -209,5 +209,8 @@ pub(super) fn translate_container(
             .as_ref()
             .and_then(|s| s.privileged)
             .unwrap_or(false),
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
     })
 }

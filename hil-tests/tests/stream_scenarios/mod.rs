@@ -128,7 +128,8 @@ async fn stack_with_shell(on: StackOn, device: &str) -> Result<Stack> {
     Ok(stack)
 }
 
-/// exec: output, stderr, exit codes, stdin and its EOF, a TTY with its size; attach.
+/// exec: output, stderr, exit codes, stdin and its EOF, a TTY with its size; attach,
+/// with stdin to a container that keeps it open.
 pub async fn exec_and_attach(
     on: StackOn,
     protocol: ClientProtocol,
@@ -237,6 +238,56 @@ pub async fn exec_and_attach(
     ensure!(
         matches!((&first, &second), (Ok(a), Ok(b)) if a.starts_with("tick-") && b.starts_with("tick-")),
         "attach showed {first:?} then {second:?}\n{}",
+        stack.logs()
+    );
+
+    // attach -i to a container with `stdin: true` (as `kubectl run -i` makes): what the
+    // client types reaches the main process.
+    let mut reader = pod_manifest(
+        "reader",
+        &[],
+        true,
+        "Always",
+        "while read line; do echo got-$line; done",
+    );
+    if let Some(c) = reader.spec.as_mut().and_then(|s| s.containers.first_mut()) {
+        c.stdin = Some(true);
+    }
+    create(&stack, &reader).await?;
+    wait_pod(
+        &stack,
+        "reader",
+        "reader running",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
+    let mut attach = kubectl(&stack, protocol)
+        .args(["attach", "-i", "-n", &ns, "reader"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = attach.stdin.take().context("attach stdin")?;
+    let stdout = attach.stdout.take().context("attach stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // kubectl attaches before it reads stdin; a line typed early waits in its buffer
+    input.write_all(b"typed-line\n")?;
+    input.flush()?;
+    let echoed = rx.recv_timeout(Duration::from_secs(20));
+    drop(input);
+    let _ = attach.kill();
+    let _ = attach.wait();
+    ensure!(
+        matches!(&echoed, Ok(l) if l == "got-typed-line"),
+        "attach -i: the container's process did not get the typed line: {echoed:?}\n{}",
         stack.logs()
     );
     check_gateway_upgrades(&stack, gateway_sees)
