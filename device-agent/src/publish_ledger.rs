@@ -108,6 +108,8 @@ pub struct StreamPublisher {
     client: AsyncClient,
     ledger: PublishLedger,
     device: DeviceId,
+    /// Send stream data in binary frames (the gateway's stream protocol is 2 or later).
+    binary_data: bool,
 }
 
 impl StreamPublisher {
@@ -116,7 +118,15 @@ impl StreamPublisher {
             client,
             ledger,
             device,
+            binary_data: false,
         }
+    }
+
+    /// This publisher for a stream the gateway opened with stream protocol `version`:
+    /// data goes in binary frames from version 2 on, in JSON envelopes before.
+    pub fn for_stream_version(mut self, version: u32) -> Self {
+        self.binary_data = version >= edge_protocol::BINARY_DATA_FRAMES_SINCE;
+        self
     }
 
     /// Publishes `message` on `up/stream/{stream}`; waits while the client's queue is
@@ -127,7 +137,7 @@ impl StreamPublisher {
         message: Message,
     ) -> Result<(), PublishError> {
         let topic = Topic::up(&self.device, UpChannel::Stream(stream.clone()));
-        let payload = message.encode()?;
+        let payload = message.encode_for_stream(self.binary_data)?;
         self.ledger
             .publish(
                 &self.client,

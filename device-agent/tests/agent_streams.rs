@@ -151,6 +151,27 @@ async fn exec_stdin_tty_cp_attach_and_port_forward() {
     assert_eq!(o.close.as_ref().unwrap().exit_code, Some(3));
     assert_eq!(o.close.as_ref().unwrap().error, None);
     assert!(o.ended.contains(&StreamChannel::Stdout) && o.ended.contains(&StreamChannel::Stderr));
+    assert!(
+        o.binary_data_frames > 0 && o.json_data_frames == 0,
+        "a stream protocol 2 gateway gets binary data frames: {o:?}"
+    );
+
+    // A gateway of stream protocol 1 gets the same in JSON envelopes.
+    let st = GatewayStream::open_as(
+        gw,
+        "exec-v1",
+        exec(pod, "web", "echo hi", OUT),
+        None,
+        WINDOW,
+        1,
+    )
+    .await;
+    let o = st.finish().await;
+    assert_eq!(o.stdout_text(), "hi\n");
+    assert!(
+        o.json_data_frames > 0 && o.binary_data_frames == 0,
+        "a stream protocol 1 gateway gets JSON data frames: {o:?}"
+    );
 
     // Stdin piped to cat; its end is cat's EOF.
     let mut st =

@@ -308,6 +308,7 @@ pub async fn run_outbox(
 }
 
 async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
+    let mut binary_stream_data = false;
     let (device, channel, msg) = match out {
         Outgoing::Desired { device, set } => {
             debug!(%device, generation = set.generation, pods = set.pods.len(), "publishing desired set");
@@ -327,7 +328,11 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
             device,
             id,
             message,
-        } => (device, DownChannel::Stream(id), *message),
+            binary_data,
+        } => {
+            binary_stream_data = binary_data;
+            (device, DownChannel::Stream(id), *message)
+        }
         Outgoing::StatusResync { device, reason } => (
             device,
             DownChannel::Resync,
@@ -338,7 +343,7 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
         ),
     };
     let topic = Topic::down(&device, channel);
-    let payload = match msg.encode() {
+    let payload = match msg.encode_for_stream(binary_stream_data) {
         Ok(p) => p,
         Err(e) => {
             warn!(%device, error = %e, "cannot encode a message for the device");

@@ -164,6 +164,8 @@ pub enum DecodeError {
     InvalidBody { kind: MessageKind, error: String },
     #[error("a {kind} message is not allowed on topic {topic}")]
     WrongTopic { kind: MessageKind, topic: String },
+    #[error(transparent)]
+    DataFrame(#[from] crate::stream::DataFrameError),
 }
 
 /// Why a message could not be encoded.
@@ -202,8 +204,34 @@ impl Message {
         Ok(bytes)
     }
 
+    /// Encodes for a stream peer: [`StreamData`](crate::StreamData) in the binary form
+    /// when `binary_data` (the peer's stream version is 2 or more), everything else as
+    /// [`Message::encode`].
+    pub fn encode_for_stream(&self, binary_data: bool) -> Result<Vec<u8>, EncodeError> {
+        match self {
+            Message::StreamData(d) if binary_data => {
+                let bytes = crate::stream::encode_data_frame(d);
+                let limit = MessageKind::StreamData.max_payload_bytes();
+                if bytes.len() > limit {
+                    return Err(EncodeError::TooLarge {
+                        kind: MessageKind::StreamData,
+                        size: bytes.len(),
+                        limit,
+                    });
+                }
+                Ok(bytes)
+            }
+            _ => self.encode(),
+        }
+    }
+
     /// Decodes any v1 message. Prefer [`Message::decode_on`] when the topic is known.
     pub fn decode(payload: &[u8]) -> Result<Message, DecodeError> {
+        if crate::stream::is_data_frame(payload) {
+            return Ok(Message::StreamData(crate::stream::decode_data_frame(
+                payload,
+            )?));
+        }
         if payload.len() > MAX_DESIRED_SET_BYTES {
             return Err(DecodeError::TooLarge {
                 size: payload.len(),

@@ -121,10 +121,10 @@ pub use pod_status::{ContainerState, ContainerStatus, PodPhase, PodStatus, PodSt
 pub use request_id::{RequestId, RequestIdError};
 pub use resync::ResyncRequest;
 pub use stream::{
-    DEFAULT_STREAM_WINDOW_BYTES, MAX_STREAM_DATA_BYTES, MAX_STREAM_WINDOW_BYTES,
-    STREAM_PROTOCOL_VERSION, StdioSelection, StreamChannel, StreamClose, StreamCredit, StreamData,
-    StreamError, StreamErrorCode, StreamOpen, StreamOpened, StreamPod, StreamResize, StreamTarget,
-    TerminalSize,
+    BINARY_DATA_FRAMES_SINCE, DEFAULT_STREAM_WINDOW_BYTES, MAX_STREAM_DATA_BYTES,
+    MAX_STREAM_WINDOW_BYTES, MIN_STREAM_PROTOCOL_VERSION, STREAM_PROTOCOL_VERSION, StdioSelection,
+    StreamChannel, StreamClose, StreamCredit, StreamData, StreamError, StreamErrorCode, StreamOpen,
+    StreamOpened, StreamPod, StreamResize, StreamTarget, TerminalSize,
 };
 pub use topic::{DownChannel, Qos, Topic, TopicError, UpChannel};
 pub use version::{PROTOCOL_VERSION, ProtocolVersion};

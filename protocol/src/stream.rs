@@ -33,18 +33,28 @@
 //! A device declares the stream protocol it speaks in its node report
 //! ([`crate::DeviceCapabilities::streams`]); the gateway opens streams only to devices that
 //! declare [`STREAM_PROTOCOL_VERSION`] or a later one, and tells the user to upgrade the
-//! agent otherwise. [`StreamOpen::version`] carries the gateway's version.
+//! agent otherwise. [`StreamOpen::version`] carries the gateway's version and
+//! [`StreamOpened::version`] the device's; each side sends [`StreamData`] in the
+//! binary form of [`data_frame`] when the other's version is 2 or more, in a JSON
+//! envelope otherwise, and reads both.
 
 use serde::{Deserialize, Serialize};
 
 use crate::binary::Base64Bytes;
 
+pub mod data_frame;
 pub mod flow;
 
+pub use data_frame::{
+    BINARY_DATA_FRAMES_SINCE, DataFrameError, decode_data_frame, encode_data_frame, is_data_frame,
+};
 pub use flow::{FlowError, ReceiveWindow, Received, SendWindow};
 
-/// Version of the stream sub-protocol described here.
-pub const STREAM_PROTOCOL_VERSION: u32 = 1;
+/// Version of the stream sub-protocol described here. 2 added binary data frames
+/// ([`data_frame`]).
+pub const STREAM_PROTOCOL_VERSION: u32 = 2;
+/// The oldest stream protocol a device may speak for the gateway to open streams to it.
+pub const MIN_STREAM_PROTOCOL_VERSION: u32 = 1;
 /// The most data bytes one [`StreamData`] carries.
 pub const MAX_STREAM_DATA_BYTES: usize = 32 * 1024;
 /// The window each side grants by default: 8 frames of [`MAX_STREAM_DATA_BYTES`].
@@ -127,6 +137,10 @@ pub struct StreamOpen {
 pub struct StreamOpened {
     /// Data bytes the gateway may send before it waits for [`StreamCredit`].
     pub window_bytes: u64,
+    /// The stream protocol version the device speaks (absent before 2: version 1).
+    /// From [`BINARY_DATA_FRAMES_SINCE`] on, the gateway sends data in binary frames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 /// The channel a [`StreamData`] belongs to.

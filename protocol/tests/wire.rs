@@ -408,6 +408,7 @@ fn samples() -> Vec<Message> {
         }),
         Message::StreamOpened(StreamOpened {
             window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+            version: None,
         }),
         Message::StreamData(StreamData {
             sequence: 0,

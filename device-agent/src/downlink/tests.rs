@@ -137,9 +137,12 @@ fn stream_messages_decode_to_the_stream_variant_with_their_id() {
         }
     }
     // A device-side answer sent back to the device is not accepted.
-    let opened = Message::from(edge_protocol::StreamOpened { window_bytes: 1 })
-        .encode()
-        .unwrap();
+    let opened = Message::from(edge_protocol::StreamOpened {
+        window_bytes: 1,
+        version: None,
+    })
+    .encode()
+    .unwrap();
     assert!(matches!(
         decode(&d, "edge/v1/pi-01/down/stream/s-1", &opened),
         Err(RejectReason::Malformed { .. } | RejectReason::Unexpected { .. })

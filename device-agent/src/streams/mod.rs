@@ -279,7 +279,7 @@ impl StreamManager {
         }
         let run = StreamRun {
             id: id.clone(),
-            publisher,
+            publisher: publisher.for_stream_version(open.version),
             send_window: open.window_bytes,
             idle_timeout: self.idle_timeout,
             inputs,

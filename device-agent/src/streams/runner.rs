@@ -115,6 +115,7 @@ impl StreamRun {
         let writer = input.map(|input| tokio::spawn(write_input(input, writes_rx, written_tx)));
         let opened = StreamOpened {
             window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+            version: Some(edge_protocol::STREAM_PROTOCOL_VERSION),
         };
         if !self.send(opened.into()).await {
             return;

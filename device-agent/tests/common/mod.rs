@@ -392,6 +392,8 @@ pub struct Received {
     pub topic: Topic,
     pub message: Message,
     pub retained: bool,
+    /// The payload was a binary stream data frame (not a JSON envelope).
+    pub binary: bool,
 }
 
 /// A stand-in for edge-gateway: publishes desired sets, records uplink messages.
@@ -440,6 +442,7 @@ impl TestGateway {
                                 topic,
                                 message,
                                 retained: p.retain,
+                                binary: edge_protocol::stream::is_data_frame(&p.payload),
                             }),
                             Err(e) => panic!("agent sent an undecodable message on {topic}: {e}"),
                         }

@@ -22,6 +22,9 @@ pub struct Outcome {
     pub data: Vec<u8>,
     pub ended: Vec<StreamChannel>,
     pub close: Option<StreamClose>,
+    /// Data frames that came as binary frames / as JSON envelopes.
+    pub binary_data_frames: usize,
+    pub json_data_frames: usize,
 }
 
 impl Outcome {
@@ -51,9 +54,29 @@ impl<'a> GatewayStream<'a> {
         terminal_size: Option<TerminalSize>,
         window_bytes: u64,
     ) -> Self {
+        Self::open_as(
+            gw,
+            id,
+            target,
+            terminal_size,
+            window_bytes,
+            edge_protocol::STREAM_PROTOCOL_VERSION,
+        )
+        .await
+    }
+
+    /// Opens as a gateway speaking stream protocol `version`.
+    pub async fn open_as(
+        gw: &'a TestGateway,
+        id: &str,
+        target: StreamTarget,
+        terminal_size: Option<TerminalSize>,
+        window_bytes: u64,
+        version: u32,
+    ) -> Self {
         let id = RequestId::new(id).unwrap();
         let open = StreamOpen {
-            version: edge_protocol::STREAM_PROTOCOL_VERSION,
+            version,
             target,
             terminal_size,
             window_bytes,
@@ -94,6 +117,13 @@ impl<'a> GatewayStream<'a> {
                     } = &r.topic
                         && *id == self.id
                     {
+                        if matches!(r.message, Message::StreamData(_)) {
+                            if r.binary {
+                                self.outcome.binary_data_frames += 1;
+                            } else {
+                                self.outcome.json_data_frames += 1;
+                            }
+                        }
                         return Some(r.message.clone());
                     }
                 }

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use edge_protocol::{
-    DeviceId, Message, RequestId, StreamClose, StreamCredit, StreamData, StreamError,
-    StreamErrorCode, StreamOpened,
+    BINARY_DATA_FRAMES_SINCE, DeviceId, Message, RequestId, StreamClose, StreamCredit, StreamData,
+    StreamError, StreamErrorCode, StreamOpened,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -138,6 +138,8 @@ pub enum DeliveryError {
 #[derive(Debug)]
 struct Route {
     device: DeviceId,
+    /// The device said it reads binary data frames ([`StreamOpened::version`]).
+    binary_data: bool,
     tx: mpsc::Sender<StreamEvent>,
     /// Cancelled when the connection must end (its device flooded it).
     broken: CancellationToken,
@@ -187,6 +189,7 @@ impl DeviceStreams {
             id.clone(),
             Route {
                 device: device.clone(),
+                binary_data: false,
                 tx,
                 broken,
             },
@@ -197,10 +200,12 @@ impl DeviceStreams {
 
     /// Publishes `message` on `down/stream/{id}` of `device`.
     pub fn send(&self, device: &DeviceId, id: &RequestId, message: impl Into<Message>) {
+        let binary_data = self.routes().get(id).is_some_and(|r| r.binary_data);
         let _ = self.outbox.send(Outgoing::Stream {
             device: device.clone(),
             id: id.clone(),
             message: Box::new(message.into()),
+            binary_data,
         });
     }
 
@@ -212,9 +217,14 @@ impl DeviceStreams {
         message: DeviceStreamMessage,
     ) -> Result<(), DeliveryError> {
         let mut routes = self.routes();
-        let route = routes.get(id).ok_or(DeliveryError::UnknownStream)?;
+        let route = routes.get_mut(id).ok_or(DeliveryError::UnknownStream)?;
         if &route.device != device {
             return Err(DeliveryError::WrongDevice);
+        }
+        if let DeviceStreamMessage::Opened(opened) = &message {
+            route.binary_data = opened
+                .version
+                .is_some_and(|v| v >= BINARY_DATA_FRAMES_SINCE);
         }
         let event = StreamEvent::Device {
             id: id.clone(),

@@ -4,7 +4,7 @@
 //! container in its spec, the uid (when given) the pod's, the device online and its
 //! agent able to speak the stream protocol.
 
-use edge_protocol::{DeviceId, STREAM_PROTOCOL_VERSION, StreamPod};
+use edge_protocol::{DeviceId, MIN_STREAM_PROTOCOL_VERSION, StreamPod};
 
 /// Where a pod runs, as the fleet knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub enum StreamRefusal {
     )]
     DeviceOffline { device: String, what: String },
     #[error(
-        "edge-agent {agent_version} on node {device} does not support exec, attach or port-forward (stream protocol {STREAM_PROTOCOL_VERSION} needed); upgrade the agent"
+        "edge-agent {agent_version} on node {device} does not support exec, attach or port-forward (stream protocol {MIN_STREAM_PROTOCOL_VERSION} needed); upgrade the agent"
     )]
     AgentTooOld {
         device: String,
@@ -108,7 +108,7 @@ pub fn check_target(
     }
     if readiness
         .streams
-        .is_none_or(|v| v < STREAM_PROTOCOL_VERSION)
+        .is_none_or(|v| v < MIN_STREAM_PROTOCOL_VERSION)
     {
         let agent_version = if readiness.agent_version.is_empty() {
             "(unknown version)".to_owned()

@@ -25,7 +25,36 @@ fn streams() -> (
 }
 
 fn opened() -> DeviceStreamMessage {
-    DeviceStreamMessage::Opened(StreamOpened { window_bytes: 10 })
+    DeviceStreamMessage::Opened(StreamOpened {
+        window_bytes: 10,
+        version: None,
+    })
+}
+
+#[test]
+fn data_goes_in_binary_frames_once_the_device_says_it_reads_them() {
+    for (version, binary) in [(None, false), (Some(1), false), (Some(2), true)] {
+        let (streams, mut out, _) = streams();
+        let (tx, _rx) = mpsc::channel(8);
+        let id = streams.open(
+            &dev("pi-01"),
+            StreamKind::Exec,
+            tx,
+            CancellationToken::new(),
+        );
+        let opened = DeviceStreamMessage::Opened(StreamOpened {
+            window_bytes: 10,
+            version,
+        });
+        streams.deliver(&dev("pi-01"), &id, opened).unwrap();
+        streams.send(&dev("pi-01"), &id, StreamCredit { bytes: 1 });
+        match out.try_recv().unwrap() {
+            Outgoing::Stream { binary_data, .. } => {
+                assert_eq!(binary_data, binary, "device stream version {version:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -151,7 +180,9 @@ fn messages_to_the_device_go_to_the_outbox_and_metrics_count_opens_and_ends() {
             device,
             id: sent,
             message,
+            binary_data,
         } => {
+            assert!(!binary_data, "the device has not answered yet");
             assert_eq!((device.as_str(), &sent), ("pi-01", &id));
             assert_eq!(*message, Message::StreamClose(StreamClose::default()));
         }

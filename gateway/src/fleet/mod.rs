@@ -101,6 +101,8 @@ pub enum Outgoing {
         device: DeviceId,
         id: RequestId,
         message: Box<edge_protocol::Message>,
+        /// The device reads binary data frames (its stream protocol is 2 or later).
+        binary_data: bool,
     },
 }
 

@@ -99,7 +99,7 @@ fn download(host: &str, port: u16, parallel: usize, bytes: u64) -> Result<f64> {
         .map(|_| {
             Command::new("curl")
                 .args([
-                    "-sf",
+                    "-sSf",
                     "-o",
                     "/dev/null",
                     &format!("http://{host}:{port}/blob"),
@@ -108,7 +108,11 @@ fn download(host: &str, port: u16, parallel: usize, bytes: u64) -> Result<f64> {
         })
         .collect::<Result<_, _>>()?;
     for mut c in children {
-        ensure!(c.wait()?.success(), "a download failed");
+        let status = c.wait()?;
+        ensure!(
+            status.success(),
+            "a download from {host}:{port} failed: curl {status} (its error is above)"
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     Ok((bytes * parallel as u64) as f64 / secs / 1e6)
@@ -126,7 +130,9 @@ fn port_forward(stack: &Stack) -> Result<(Child, u16)> {
             &format!(":{PORT}"),
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(
+            std::env::temp_dir().join("bench-streams-port-forward.err"),
+        )?)
         .spawn()?;
     let stdout = child.stdout.take().context("stdout")?;
     let mut lines = BufReader::new(stdout).lines();
@@ -172,10 +178,11 @@ async fn bench(args: &Args) -> Result<()> {
     };
     eprintln!("broker: {broker:?}");
     let mut options = StackOptions::fast(broker).on(ClusterBackend::ControlPlane);
-    // room for the idle sessions beside the agent's default limit of 32 streams
+    // room for the idle sessions and the ten parallel downloads (one stream each), never
+    // below the agent's default limit of 32 streams
     options.agent_args = vec![
         "--max-streams".to_owned(),
-        (args.idle_sessions + 8).to_string(),
+        (args.idle_sessions + 8).max(32).to_string(),
     ];
     let mut stack = Stack::start(options).await?;
     stack.start_agent("bench-streams", &[], AgentBuild::Host)?;
@@ -209,8 +216,20 @@ async fn bench(args: &Args) -> Result<()> {
     let direct_1 = download(&ip, PORT, 1, bytes)?;
     let direct_10 = download(&ip, PORT, 10, bytes)?;
     let (mut forward, local) = port_forward(&stack)?;
-    let pf_1 = download("127.0.0.1", local, 1, bytes)?;
-    let pf_10 = download("127.0.0.1", local, 10, bytes)?;
+    let forwarded = |parallel| {
+        download("127.0.0.1", local, parallel, bytes).with_context(|| {
+            let path = std::env::temp_dir().join("bench-streams-stack.log");
+            match std::fs::write(&path, stack.logs()) {
+                Ok(()) => format!(
+                    "port-forward, {parallel} connection(s); the stack's logs are in {}",
+                    path.display()
+                ),
+                Err(e) => format!("port-forward, {parallel} connection(s) (logs: {e})"),
+            }
+        })
+    };
+    let pf_1 = forwarded(1)?;
+    let pf_10 = forwarded(10)?;
     let _ = forward.kill();
     let _ = forward.wait();
 

@@ -205,8 +205,11 @@ impl FakeStreams {
             }
         }
         out.push(
+            // a stream protocol 1 device (no version): the gateway keeps JSON data
+            // frames for it, so the tests on this fake device cover that path
             StreamOpened {
                 window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+                version: None,
             }
             .into(),
         );

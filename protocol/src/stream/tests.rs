@@ -57,9 +57,12 @@ fn stream_kinds_travel_only_on_their_direction() {
         Message::decode_on(&up, &open).is_err(),
         "a device cannot open streams"
     );
-    let opened = Message::from(StreamOpened { window_bytes: 1 })
-        .encode()
-        .unwrap();
+    let opened = Message::from(StreamOpened {
+        window_bytes: 1,
+        version: None,
+    })
+    .encode()
+    .unwrap();
     assert!(Message::decode_on(&up, &opened).is_ok());
     assert!(Message::decode_on(&down, &opened).is_err());
     let resize = Message::from(StreamResize::default()).encode().unwrap();
@@ -180,4 +183,138 @@ fn oversized_frames_are_refused_on_both_sides() {
         end: false,
     };
     assert!(matches!(recv.accept(&big), Err(FlowError::TooLarge { .. })));
+}
+
+fn frame(sequence: u64, channel: StreamChannel, data: &[u8], end: bool) -> StreamData {
+    StreamData {
+        sequence,
+        channel,
+        data: data.to_vec().into(),
+        end,
+    }
+}
+
+#[test]
+fn binary_data_frames_round_trip_on_every_channel() {
+    for (i, channel) in [
+        StreamChannel::Stdin,
+        StreamChannel::Stdout,
+        StreamChannel::Stderr,
+        StreamChannel::Data,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for end in [false, true] {
+            let d = frame(u64::MAX - i as u64, channel, &[0, 1, 2, 255, b'{'], end);
+            let bytes = encode_data_frame(&d);
+            assert!(is_data_frame(&bytes));
+            assert_eq!(bytes.len(), 14 + 5, "header plus the raw bytes, no base64");
+            assert_eq!(decode_data_frame(&bytes), Ok(d));
+        }
+    }
+    let empty = frame(0, StreamChannel::Stdin, b"", true);
+    assert_eq!(decode_data_frame(&encode_data_frame(&empty)), Ok(empty));
+}
+
+#[test]
+fn a_peer_reads_both_forms_on_stream_topics_only() {
+    let device = DeviceId::new("pi-01").unwrap();
+    let id = RequestId::new("s1").unwrap();
+    let up = Topic::up(&device, UpChannel::Stream(id.clone()));
+    let down = Topic::down(&device, DownChannel::Stream(id));
+    let d = frame(7, StreamChannel::Data, &[9; 1000], false);
+    let binary = Message::StreamData(d.clone())
+        .encode_for_stream(true)
+        .unwrap();
+    let json = Message::StreamData(d.clone())
+        .encode_for_stream(false)
+        .unwrap();
+    assert!(binary.len() < json.len());
+    assert_eq!(json, Message::StreamData(d.clone()).encode().unwrap());
+    for topic in [&up, &down] {
+        for payload in [&binary, &json] {
+            assert_eq!(
+                Message::decode_on(topic, payload),
+                Ok(Message::StreamData(d.clone()))
+            );
+        }
+    }
+    // other kinds stay JSON whatever the peer reads
+    let credit = Message::StreamCredit(StreamCredit { bytes: 5 });
+    assert_eq!(
+        credit.encode_for_stream(true).unwrap(),
+        credit.encode().unwrap()
+    );
+    // a binary frame where no stream data belongs is refused
+    let status = Topic::up(&device, UpChannel::Status);
+    assert!(matches!(
+        Message::decode_on(&status, &binary),
+        Err(crate::DecodeError::WrongTopic { .. })
+    ));
+}
+
+#[test]
+fn damaged_binary_frames_are_typed_errors() {
+    let good = encode_data_frame(&frame(1, StreamChannel::Stdout, b"x", false));
+    assert_eq!(
+        decode_data_frame(&good[..10]),
+        Err(DataFrameError::Truncated(10))
+    );
+    let mut channel = good.clone();
+    channel[12] = 9;
+    assert_eq!(
+        decode_data_frame(&channel),
+        Err(DataFrameError::UnknownChannel(9))
+    );
+    let mut flags = good.clone();
+    flags[13] = 0b10;
+    assert_eq!(
+        decode_data_frame(&flags),
+        Err(DataFrameError::UnknownFlags(0b10))
+    );
+    let mut big = good[..14].to_vec();
+    big.extend(std::iter::repeat_n(0u8, MAX_STREAM_DATA_BYTES + 1));
+    assert_eq!(
+        decode_data_frame(&big),
+        Err(DataFrameError::TooMuchData(MAX_STREAM_DATA_BYTES + 1))
+    );
+    assert!(matches!(
+        Message::decode(&channel),
+        Err(crate::DecodeError::DataFrame(_))
+    ));
+}
+
+#[test]
+fn opened_carries_the_devices_stream_version_and_older_replies_read_as_none() {
+    let opened = StreamOpened {
+        window_bytes: 1024,
+        version: Some(STREAM_PROTOCOL_VERSION),
+    };
+    let bytes = Message::StreamOpened(opened.clone()).encode().unwrap();
+    assert_eq!(Message::decode(&bytes), Ok(Message::StreamOpened(opened)));
+    let old = br#"{"protocol":"1.1","kind":"streamOpened","body":{"windowBytes":1024}}"#;
+    assert_eq!(
+        Message::decode(old),
+        Ok(Message::StreamOpened(StreamOpened {
+            window_bytes: 1024,
+            version: None
+        }))
+    );
+}
+
+#[test]
+fn the_binary_layout_is_magic_sequence_channel_flags_data() {
+    let bytes = encode_data_frame(&frame(
+        0x0102_0304_0506_0708,
+        StreamChannel::Stderr,
+        b"hi",
+        true,
+    ));
+    assert_eq!(
+        bytes,
+        [
+            0, b'E', b'S', b'D', 1, 2, 3, 4, 5, 6, 7, 8, 2, 1, b'h', b'i'
+        ]
+    );
 }

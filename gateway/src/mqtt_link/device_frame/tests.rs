@@ -69,9 +69,12 @@ fn usage_samples_are_decoded_on_up_stats_only() {
 #[test]
 fn stream_messages_are_typed_with_their_stream() {
     use crate::device_streams::DeviceStreamMessage;
-    let opened = Message::from(edge_protocol::StreamOpened { window_bytes: 5 })
-        .encode()
-        .unwrap();
+    let opened = Message::from(edge_protocol::StreamOpened {
+        window_bytes: 5,
+        version: None,
+    })
+    .encode()
+    .unwrap();
     let frame = decode("edge/v1/pi-01/up/stream/abc", &opened, false).unwrap();
     assert_eq!(frame.message.kind(), MessageKind::StreamOpened);
     match frame.message {
@@ -79,7 +82,10 @@ fn stream_messages_are_typed_with_their_stream() {
             assert_eq!(stream.as_str(), "abc");
             assert_eq!(
                 message,
-                DeviceStreamMessage::Opened(edge_protocol::StreamOpened { window_bytes: 5 })
+                DeviceStreamMessage::Opened(edge_protocol::StreamOpened {
+                    window_bytes: 5,
+                    version: None,
+                })
             );
         }
         other => panic!("{other:?}"),
