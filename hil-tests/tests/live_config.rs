@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use edge_hil_tests::scenario::{
-    container_id, create, is_ready, phase, pod_manifest, pods, restart_count, uid,
-    wait_node_ready, wait_pod,
+    container_id, create, is_ready, phase, pod_manifest, pods, restart_count, uid, wait_node_ready,
+    wait_pod,
 };
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions, eventually,
@@ -167,13 +167,17 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
     let pp = PostParams::default();
     cms.create(
         &pp,
-        &serde_json::from_value(json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello-1"}}))?,
+        &serde_json::from_value(
+            json!({"metadata": {"name": "app-config"}, "data": {"greeting": "hello-1"}}),
+        )?,
     )
     .await?;
     secrets
         .create(
             &pp,
-            &serde_json::from_value(json!({"metadata": {"name": "app-secret"}, "stringData": {"password": "pw-1"}}))?,
+            &serde_json::from_value(
+                json!({"metadata": {"name": "app-secret"}, "stringData": {"password": "pw-1"}}),
+            )?,
         )
         .await?;
     cms.create(
@@ -188,7 +192,12 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
             for pod in [reader_pod(), bloated_pod("bloated", 8)] {
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 let exists = pods(stack).await.map_err(|e| e.to_string())?;
-                if exists.get_opt(&name).await.map_err(|e| e.to_string())?.is_none() {
+                if exists
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
                     create(stack, &pod).await.map_err(|e| e.to_string())?;
                 }
             }
@@ -196,22 +205,45 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
         }
     })
     .await?;
-    let started = wait_pod(&stack, "reader", "reader ready", Duration::from_secs(90), is_ready).await?;
-    wait_pod(&stack, "bloated", "bloated ready", Duration::from_secs(90), is_ready).await?;
+    let started = wait_pod(
+        &stack,
+        "reader",
+        "reader ready",
+        Duration::from_secs(90),
+        is_ready,
+    )
+    .await?;
+    wait_pod(
+        &stack,
+        "bloated",
+        "bloated ready",
+        Duration::from_secs(90),
+        is_ready,
+    )
+    .await?;
     let first_container = container_id(&started);
     ensure!(exec(&stack, "reader", &["cat", "/etc/config/greeting"])? == "hello-1");
     // the kubelet's layout: ..data and a timestamped version directory
     let listing = exec(&stack, "reader", &["ls", "-a", "/etc/config"])?;
     ensure!(
-        listing.lines().any(|l| l == "..data") && listing.lines().any(|l| l.starts_with("..2") || l.starts_with("..1")),
+        listing.lines().any(|l| l == "..data")
+            && listing
+                .lines()
+                .any(|l| l.starts_with("..2") || l.starts_with("..1")),
         "the volume holds ..data and a version directory: {listing}"
     );
 
     // a ConfigMap change reaches the file; subPath and env keep the old value
     patch_config_map(&stack, "app-config", json!({"greeting": "hello-2"})).await?;
     file_becomes(&stack, "reader", "/etc/config/greeting", "hello-2").await?;
-    ensure!(exec(&stack, "reader", &["cat", "/etc/greeting-sub"])? == "hello-1", "a subPath mount is not updated");
-    ensure!(exec(&stack, "reader", &["sh", "-c", "echo $GREETING"])?.trim() == "hello-1", "env does not change");
+    ensure!(
+        exec(&stack, "reader", &["cat", "/etc/greeting-sub"])? == "hello-1",
+        "a subPath mount is not updated"
+    );
+    ensure!(
+        exec(&stack, "reader", &["sh", "-c", "echo $GREETING"])?.trim() == "hello-1",
+        "env does not change"
+    );
 
     // a Secret likewise
     secrets
@@ -245,10 +277,16 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
     let ca = exec(&stack, "reader", &["cat", &format!("{SA_DIR}/ca.crt")])?;
     ensure!(ca.contains("BEGIN CERTIFICATE"), "ca.crt: {ca}");
     let mode = exec(&stack, "reader", &["ls", "-lL", &format!("{SA_DIR}/token")])?;
-    ensure!(mode.starts_with("-rw-------"), "the token file is 0600: {mode}");
+    ensure!(
+        mode.starts_with("-rw-------"),
+        "the token file is 0600: {mode}"
+    );
     let reader_uid = uid(&now);
     let (user, extra) = review(&stack, &token, None).await?;
-    ensure!(user == format!("system:serviceaccount:{ns}:default"), "user {user}");
+    ensure!(
+        user == format!("system:serviceaccount:{ns}:default"),
+        "user {user}"
+    );
     ensure!(
         extra.get("authentication.kubernetes.io/pod-name") == Some(&vec!["reader".to_owned()])
             && extra.get("authentication.kubernetes.io/pod-uid") == Some(&vec![reader_uid.clone()]),
@@ -261,7 +299,10 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
             && extra.get("authentication.kubernetes.io/pod-uid") == Some(&vec![reader_uid]),
         "audience token: {user} {extra:?}"
     );
-    ensure!(!stack.gateway.log().contains(token.trim()), "the token is never logged");
+    ensure!(
+        !stack.gateway.log().contains(token.trim()),
+        "the token is never logged"
+    );
 
     // a ConfigMap grown past one device message: the running pod keeps its spec, with an
     // Event; a new pod mounting it is rejected like the kubelet rejects a pod
@@ -279,24 +320,36 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
                 .iter()
                 .any(|e| {
                     e.reason.as_deref() == Some("DesiredSetTooLarge")
-                        && e.message.as_deref().is_some_and(|m| m.contains("not delivered"))
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains("not delivered"))
                 })
                 .then_some(()))
         }
     })
     .await?;
     create(&stack, &bloated_pod("bloated-new", 8)).await?;
-    let rejected = wait_pod(&stack, "bloated-new", "bloated-new rejected", DELIVERY, |p| {
-        phase(p) == "Failed"
-    })
+    let rejected = wait_pod(
+        &stack,
+        "bloated-new",
+        "bloated-new rejected",
+        DELIVERY,
+        |p| phase(p) == "Failed",
+    )
     .await?;
     let reason = rejected.status.as_ref().and_then(|s| s.reason.clone());
-    ensure!(reason.as_deref() == Some("DesiredSetTooLarge"), "reason {reason:?}");
+    ensure!(
+        reason.as_deref() == Some("DesiredSetTooLarge"),
+        "reason {reason:?}"
+    );
     // other pods are unaffected and still get updates
     patch_config_map(&stack, "app-config", json!({"greeting": "hello-3"})).await?;
     file_becomes(&stack, "reader", "/etc/config/greeting", "hello-3").await?;
     let bloated = pods(&stack).await?.get("bloated").await?;
-    ensure!(is_ready(&bloated) && restart_count(&bloated) == 0, "bloated still runs");
+    ensure!(
+        is_ready(&bloated) && restart_count(&bloated) == 0,
+        "bloated still runs"
+    );
     let forbidden = stack.forbidden_calls();
     ensure!(forbidden.is_empty(), "RBAC refused: {forbidden:?}");
     Ok(())
