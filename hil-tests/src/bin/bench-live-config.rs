@@ -2,7 +2,7 @@
 //! (`PATCH` on the real kube-apiserver of the test bed's control plane) to the new content
 //! in the file of the pod's volume on the device (the agent's state directory, what the
 //! container's bind mount shows), through the gateway's watch, its translation, the
-//! broker and the agent's atomic swap. See `--help` and docs/benchmarks.md#live-config.
+//! broker and the agent's atomic swap. See `--help` and docs/benchmarks.md#live-config-benchmark.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
