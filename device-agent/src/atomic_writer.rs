@@ -2,7 +2,10 @@
 //! the kubelet's AtomicWriter does, so a reader never sees half an update: each version
 //! is written whole into a new timestamped directory `..<time>`, the `..data` symlink is
 //! pointed at it by an atomic rename, and the user-visible names are symlinks into
-//! `..data`; the previous version's directory is removed afterwards. A bind mount of the
+//! `..data`. The previous version's directory is kept until the next swap (a reader that
+//! resolved `..data` just before a swap can still finish reading it; the kubelet removes
+//! it at once, leaving a reader in that instant a "no such file"); older ones are
+//! removed. A bind mount of the
 //! volume directory sees every new version at once; a `subPath` mount (bound to a
 //! resolved file) keeps the version it was created with, as in Kubernetes.
 //! Blocking file-system code.
@@ -106,12 +109,16 @@ pub fn write(dir: &Path, files: &[FileItem], sensitive: bool) -> io::Result<()> 
     fs::create_dir_all(dir)?;
     let names = top_level_names(files);
     let current = current_version(dir);
-    let version_name = match &current {
-        Some(v) if holds(v, files, sensitive) => v
-            .file_name()
+    let name_of = |v: &PathBuf| {
+        v.file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+    };
+    let mut previous = None;
+    let version_name = match &current {
+        Some(v) if holds(v, files, sensitive) => name_of(v),
         _ => {
+            previous = current.as_ref().map(name_of);
             let name = new_version_name(dir);
             let version = dir.join(&name);
             fs::create_dir(&version)?;
@@ -142,11 +149,15 @@ pub fn write(dir: &Path, files: &[FileItem], sensitive: bool) -> io::Result<()> 
         }
         symlink(&link, &path)?;
     }
-    // everything else goes: the previous version, names no longer in the volume
+    // everything else goes: older versions, names no longer in the volume
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == DATA_DIR || name == version_name || names.contains(&name) {
+        if name == DATA_DIR
+            || name == version_name
+            || previous.as_ref() == Some(&name)
+            || names.contains(&name)
+        {
             continue;
         }
         remove_any(&entry.path())?;
