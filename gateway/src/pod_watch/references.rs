@@ -3,12 +3,14 @@
 //! tokens (held in the [`TokenBook`]; new ones asked of the TokenRequest API, bound to
 //! the pod).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
+use serde::de::DeserializeOwned;
 
 use crate::reference_index::{ObjectRef, ReferenceIndex, WatchChanges};
 use crate::token_schedule::{IssuedToken, TokenBook, TokenKey};
@@ -61,60 +63,27 @@ pub async fn read(
 ) -> Result<PodReferences, ReferenceError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mut refs = PodReferences::default();
-    let mut note = |kind, name: &str, rv: Option<String>, immutable: bool| {
-        let object = ObjectRef {
-            kind,
-            namespace: ns.clone(),
-            name: name.to_owned(),
-        };
-        let w = index.read(&object, rv.as_deref(), immutable);
-        watches.start.extend(w.start);
-        watches.stop.extend(w.stop);
+    let mut reader = ObjectReader {
+        namespace: &ns,
+        index,
+        watches,
     };
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    for name in &names.config_maps {
-        let found = cms
-            .get_opt(name)
-            .await
-            .map_err(|source| ReferenceError::Object {
-                kind: ObjectKind::ConfigMap,
-                name: name.clone(),
-                source,
-            })?;
-        let immutable = found.as_ref().is_some_and(|c| c.immutable == Some(true));
-        note(
+    refs.config_maps = reader
+        .read_all(
+            Api::<ConfigMap>::namespaced(client.clone(), &ns),
             ObjectKind::ConfigMap,
-            name,
-            found.as_ref().and_then(|c| c.resource_version()),
-            immutable,
-        );
-        if let Some(cm) = found {
-            refs.config_maps
-                .insert(name.clone(), ObjectData::from_config_map(&cm));
-        }
-    }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    for name in &names.secrets {
-        let found = secrets
-            .get_opt(name)
-            .await
-            .map_err(|source| ReferenceError::Object {
-                kind: ObjectKind::Secret,
-                name: name.clone(),
-                source,
-            })?;
-        let immutable = found.as_ref().is_some_and(|s| s.immutable == Some(true));
-        note(
+            &names.config_maps,
+            |c| (c.immutable == Some(true), ObjectData::from_config_map(c)),
+        )
+        .await?;
+    refs.secrets = reader
+        .read_all(
+            Api::<Secret>::namespaced(client.clone(), &ns),
             ObjectKind::Secret,
-            name,
-            found.as_ref().and_then(|s| s.resource_version()),
-            immutable,
-        );
-        if let Some(s) = found {
-            refs.secrets
-                .insert(name.clone(), ObjectData::from_secret(&s));
-        }
-    }
+            &names.secrets,
+            |s| (s.immutable == Some(true), ObjectData::from_secret(s)),
+        )
+        .await?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     tokens.retain_pod(&uid, &names.tokens);
     for spec in &names.tokens {
@@ -135,6 +104,56 @@ pub async fn read(
         refs.tokens.insert(spec.clone(), ServiceAccountToken(token));
     }
     Ok(refs)
+}
+
+/// Reads ConfigMaps or Secrets of one namespace, recording what was read in the index.
+struct ObjectReader<'a> {
+    namespace: &'a str,
+    index: &'a mut ReferenceIndex,
+    watches: &'a mut WatchChanges,
+}
+
+impl ObjectReader<'_> {
+    /// The objects `names` of `kind` that exist, with their data (`facts`: whether an
+    /// object is immutable, and its data).
+    async fn read_all<K>(
+        &mut self,
+        api: Api<K>,
+        kind: ObjectKind,
+        names: &BTreeSet<String>,
+        facts: fn(&K) -> (bool, ObjectData),
+    ) -> Result<BTreeMap<String, ObjectData>, ReferenceError>
+    where
+        K: kube::Resource + Clone + DeserializeOwned + Debug,
+    {
+        let mut out = BTreeMap::new();
+        for name in names {
+            let found = api
+                .get_opt(name)
+                .await
+                .map_err(|source| ReferenceError::Object {
+                    kind,
+                    name: name.clone(),
+                    source,
+                })?;
+            let object = ObjectRef {
+                kind,
+                namespace: self.namespace.to_owned(),
+                name: name.clone(),
+            };
+            let rv = found.as_ref().and_then(|o| o.resource_version());
+            let (immutable, data) = found.as_ref().map(facts).unzip();
+            let w = self
+                .index
+                .read(&object, rv.as_deref(), immutable.unwrap_or(false));
+            self.watches.start.extend(w.start);
+            self.watches.stop.extend(w.stop);
+            if let Some(data) = data {
+                out.insert(name.clone(), data);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Asks the TokenRequest API for a token of the pod's service account, bound to the pod.
