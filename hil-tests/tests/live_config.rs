@@ -5,7 +5,8 @@
 //! file follows `kubectl label pod`; the `kube-api-access` token and a projected token
 //! with its own audience are accepted by a TokenReview on the real API server, bound to
 //! the pod; a ConfigMap grown past what one device message carries ends with the
-//! kubelet-like rejection and a Warning Event, other pods unaffected.
+//! kubelet-like rejection and a Warning Event, other pods unaffected; a removed key a
+//! running pod mounts leaves it running with its files and a `FailedMount` Event.
 
 #![allow(clippy::unwrap_used)]
 
@@ -78,11 +79,13 @@ fn reader_pod() -> Pod {
         {"name": "config", "mountPath": "/etc/greeting-sub", "subPath": "greeting"},
         {"name": "secret", "mountPath": "/etc/secret"},
         {"name": "podinfo", "mountPath": "/etc/podinfo"},
-        {"name": "vault-token", "mountPath": "/var/run/secrets/tokens"}
+        {"name": "vault-token", "mountPath": "/var/run/secrets/tokens"},
+        {"name": "picked", "mountPath": "/etc/picked"}
     ]);
     value["spec"]["volumes"] = json!([
         {"name": "config", "configMap": {"name": "app-config"}},
         {"name": "secret", "secret": {"secretName": "app-secret"}},
+        {"name": "picked", "configMap": {"name": "app-config", "items": [{"key": "greeting", "path": "g"}]}},
         {"name": "podinfo", "downwardAPI": {"items": [
             {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}
         ]}},
@@ -350,6 +353,40 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
         is_ready(&bloated) && restart_count(&bloated) == 0,
         "bloated still runs"
     );
+
+    // a key the running pod mounts is removed: like a kubelet failing a volume update,
+    // the pod keeps running with the files it has, and a FailedMount event says why
+    patch_config_map(
+        &stack,
+        "app-config",
+        json!({"greeting": null, "other": "x"}),
+    )
+    .await?;
+    eventually("a FailedMount event for reader", DELIVERY, || {
+        let events = events.clone();
+        async move {
+            let list = events
+                .list(&ListParams::default().fields("involvedObject.name=reader"))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(list
+                .items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("FailedMount")
+                        && e.message.as_deref().is_some_and(|m| m.contains("greeting"))
+                })
+                .then_some(()))
+        }
+    })
+    .await?;
+    let reader = pods(&stack).await?.get("reader").await?;
+    ensure!(
+        is_ready(&reader) && restart_count(&reader) == 0 && phase(&reader) == "Running",
+        "reader keeps running: {:?}",
+        reader.status
+    );
+    ensure!(exec(&stack, "reader", &["cat", "/etc/picked/g"])? == "hello-3");
     let forbidden = stack.forbidden_calls();
     ensure!(forbidden.is_empty(), "RBAC refused: {forbidden:?}");
     Ok(())
