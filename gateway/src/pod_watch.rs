@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 use crate::fleet::{Fleet, PodWatchRequest};
 use crate::reference_index::{ReferenceIndex, WatchChanges};
 use crate::token_schedule::TokenBook;
-use crate::translation::{referenced_objects, translate_pod};
+use crate::translation::{TranslationError, referenced_objects, translate_pod};
 use object_watches::{ObjectChange, ObjectWatches};
 
 /// How often held service account tokens are checked for being due.
@@ -113,6 +113,17 @@ impl PodWatch {
         self.watches.apply(watches);
         let refs = match read {
             Ok(r) => r,
+            // the kubelet's "failed to fetch token" volume error: shown on the pod (a new
+            // pod's status, a running pod's FailedMount event), retried
+            Err(e @ references::ReferenceError::Token { .. })
+            | Err(e @ references::ReferenceError::EmptyToken(_)) => {
+                self.fleet.metrics().api_error("create_token_request");
+                warn!(pod = ?pod.metadata.name, error = %e, "cannot get the pod's service account token; will retry");
+                self.failed.insert(uid);
+                let error = TranslationError::TokenRequestFailed(e.to_string());
+                self.fleet.on_pod_translated(&device, pod, Err(error));
+                return;
+            }
             Err(e) => {
                 self.fleet.metrics().api_error("get_pod_references");
                 warn!(pod = ?pod.metadata.name, error = %e, "cannot read the pod's ConfigMaps/Secrets/tokens; will retry");

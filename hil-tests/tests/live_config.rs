@@ -6,7 +6,8 @@
 //! with its own audience are accepted by a TokenReview on the real API server, bound to
 //! the pod; a ConfigMap grown past what one device message carries ends with the
 //! kubelet-like rejection and a Warning Event, other pods unaffected; a removed key a
-//! running pod mounts leaves it running with its files and a `FailedMount` Event.
+//! running pod mounts leaves it running with its files and a `FailedMount` Event; a token
+//! that cannot be requested shows on the pod as the kubelet's "failed to fetch token".
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use edge_hil_tests::scenario::{
-    container_id, create, is_ready, phase, pod_manifest, pods, restart_count, uid, wait_node_ready,
-    wait_pod,
+    brief_status, container_id, create, is_ready, phase, pod_manifest, pods, restart_count, uid,
+    wait_node_ready, wait_pod,
 };
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions, eventually,
@@ -27,6 +28,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const DEVICE: &str = "livecfg-pi-01";
+const DEVICE_2: &str = "livecfg-pi-02";
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const AUDIENCE: &str = "livecfg-vault";
 /// Long enough for a device round trip, short enough for a test.
@@ -387,6 +389,38 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
         reader.status
     );
     ensure!(exec(&stack, "reader", &["cat", "/etc/picked/g"])? == "hello-3");
+    // a token that cannot be had (its ServiceAccount deleted before the pod reached a
+    // device): the pod says so, as the kubelet's "failed to fetch token"
+    stack
+        .kubectl
+        .run(&["create", "serviceaccount", "-n", &ns, "short-lived"])?;
+    let mut orphan = pod_manifest(
+        "orphan-token",
+        &[("kubernetes.io/hostname", DEVICE_2)],
+        true,
+        "Always",
+        "sleep 100000",
+    );
+    if let Some(spec) = orphan.spec.as_mut() {
+        spec.service_account_name = Some("short-lived".into());
+    }
+    create(&stack, &orphan).await?;
+    stack
+        .kubectl
+        .run(&["delete", "serviceaccount", "-n", &ns, "short-lived"])?;
+    stack.start_agent(DEVICE_2, &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, DEVICE_2, "True", Duration::from_secs(60)).await?;
+    wait_pod(
+        &stack,
+        "orphan-token",
+        "a token error on the pod",
+        DELIVERY,
+        |p| {
+            brief_status(p).contains("CreateContainerConfigError")
+                && brief_status(p).contains("failed to fetch token")
+        },
+    )
+    .await?;
     let forbidden = stack.forbidden_calls();
     ensure!(forbidden.is_empty(), "RBAC refused: {forbidden:?}");
     Ok(())

@@ -59,6 +59,8 @@ pub enum TranslationError {
     BadPort(i32),
     #[error("no service account token for projected path {0:?} (the token request failed)")]
     TokenMissing(String),
+    #[error("failed to fetch token: {0}")]
+    TokenRequestFailed(String),
 }
 
 /// Contents of a ConfigMap or Secret: every key with its bytes.
