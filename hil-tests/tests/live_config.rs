@@ -159,6 +159,31 @@ async fn review(
     ))
 }
 
+/// Waits for an Event on pod `pod` with `reason` whose message contains `text`.
+async fn event_on(stack: &Stack, pod: &str, reason: &str, text: &str) -> Result<()> {
+    let events: Api<Event> = Api::namespaced(stack.client().await?, &stack.namespace);
+    let selector = format!("involvedObject.name={pod}");
+    eventually(&format!("a {reason} event on {pod}"), DELIVERY, || {
+        let (events, selector) = (events.clone(), selector.clone());
+        async move {
+            let list = events
+                .list(&ListParams::default().fields(&selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(list
+                .items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.message.as_deref().is_some_and(|m| m.contains(text))
+                })
+                .then_some(()))
+        }
+    })
+    .await
+    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Result<()> {
     let options = StackOptions::fast(BrokerKind::Embedded).on(ClusterBackend::ControlPlane);
@@ -313,27 +338,7 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
     // a ConfigMap grown past one device message: the running pod keeps its spec, with an
     // Event; a new pod mounting it is rejected like the kubelet rejects a pod
     patch_config_map(&stack, "big", json!({"blob": "x".repeat(1_000_000)})).await?;
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    eventually("a DesiredSetTooLarge event for bloated", DELIVERY, || {
-        let events = events.clone();
-        async move {
-            let list = events
-                .list(&ListParams::default().fields("involvedObject.name=bloated"))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(list
-                .items
-                .iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some("DesiredSetTooLarge")
-                        && e.message
-                            .as_deref()
-                            .is_some_and(|m| m.contains("not delivered"))
-                })
-                .then_some(()))
-        }
-    })
-    .await?;
+    event_on(&stack, "bloated", "DesiredSetTooLarge", "not delivered").await?;
     create(&stack, &bloated_pod("bloated-new", 8)).await?;
     let rejected = wait_pod(
         &stack,
@@ -365,24 +370,7 @@ async fn configmap_secret_labels_and_tokens_reach_the_running_container() -> Res
         json!({"greeting": null, "other": "x"}),
     )
     .await?;
-    eventually("a FailedMount event for reader", DELIVERY, || {
-        let events = events.clone();
-        async move {
-            let list = events
-                .list(&ListParams::default().fields("involvedObject.name=reader"))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(list
-                .items
-                .iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some("FailedMount")
-                        && e.message.as_deref().is_some_and(|m| m.contains("greeting"))
-                })
-                .then_some(()))
-        }
-    })
-    .await?;
+    event_on(&stack, "reader", "FailedMount", "greeting").await?;
     let reader = pods(&stack).await?.get("reader").await?;
     ensure!(
         is_ready(&reader) && restart_count(&reader) == 0 && phase(&reader) == "Running",
