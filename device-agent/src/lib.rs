@@ -26,6 +26,7 @@
 //! | [`engine_api_get`] | raw Engine API GETs (list, inspect) tolerant of Podman's extra values |
 //! | [`container_labels`] | labels and names of managed containers (adoption after restart) |
 //! | [`pod_volumes`] | Files/emptyDir/hostPath volumes and device paths on the device |
+//! | [`atomic_writer`] | Files volumes swapped as the kubelet's AtomicWriter does: a timestamped directory per version, an atomically renamed `..data` symlink, user-visible names as symlinks into it |
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
@@ -43,6 +44,7 @@
 //! | [`wall_clock`] | Unix milliseconds |
 
 pub mod agent;
+pub mod atomic_writer;
 pub mod backoff;
 pub mod bundle_install;
 pub mod cli;

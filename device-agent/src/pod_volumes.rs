@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use edge_protocol::{ContainerSpec, PodSpec, VolumeSource};
 
+use crate::atomic_writer;
 use crate::container_runtime::BindMount;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,8 +68,9 @@ fn io(volume: &str) -> impl Fn(std::io::Error) -> VolumeError + '_ {
     }
 }
 
-/// Creates or refreshes the pod's volumes. Files are rewritten in place (a running
-/// container's bind mount keeps pointing at the same directory); stale files go.
+/// Creates or refreshes the pod's volumes. Files volumes are swapped atomically
+/// ([`atomic_writer`]): a running container's bind mount of the volume directory sees
+/// each new version whole, and no container is restarted for it.
 pub fn prepare(state_dir: &Path, pod: &PodSpec) -> Result<()> {
     for volume in &pod.volumes {
         let name = &volume.name;
@@ -84,7 +86,8 @@ pub fn prepare(state_dir: &Path, pod: &PodSpec) -> Result<()> {
             VolumeSource::HostPath { path, kind } => check_host_path(name, path, kind.as_deref())?,
             VolumeSource::Files { files, sensitive } => {
                 for f in files {
-                    if !safe_relative(&f.path) {
+                    // `..data` and the version directories are the writer's own names
+                    if !safe_relative(&f.path) || f.path.starts_with("..") {
                         return Err(VolumeError::UnsafePath {
                             volume: name.clone(),
                             path: f.path.clone(),
@@ -96,44 +99,8 @@ pub fn prepare(state_dir: &Path, pod: &PodSpec) -> Result<()> {
                 let dir_mode = if *sensitive { 0o700 } else { 0o755 };
                 fs::set_permissions(&dir, fs::Permissions::from_mode(dir_mode))
                     .map_err(io(name))?;
-                let mut keep = Vec::new();
-                for f in files {
-                    let target = dir.join(&f.path);
-                    if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent).map_err(io(name))?;
-                    }
-                    let tmp = target.with_extension("edge-tmp");
-                    fs::write(&tmp, f.content.as_slice()).map_err(io(name))?;
-                    let mode = if *sensitive {
-                        0o600
-                    } else if f.mode == 0 {
-                        0o644
-                    } else {
-                        f.mode & 0o777
-                    };
-                    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
-                        .map_err(io(name))?;
-                    fs::rename(&tmp, &target).map_err(io(name))?;
-                    keep.push(target);
-                }
-                remove_stale(&dir, &keep).map_err(io(name))?;
+                atomic_writer::write(&dir, files, *sensitive).map_err(io(name))?;
             }
-        }
-    }
-    Ok(())
-}
-
-fn remove_stale(dir: &Path, keep: &[PathBuf]) -> std::io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            if !keep.iter().any(|k| k.starts_with(&path)) {
-                fs::remove_dir_all(&path)?;
-            } else {
-                remove_stale(&path, keep)?;
-            }
-        } else if !keep.contains(&path) {
-            fs::remove_file(&path)?;
         }
     }
     Ok(())
@@ -258,7 +225,13 @@ pub fn container_mounts(
                 if create_sub && !p.exists() {
                     fs::create_dir_all(&p).map_err(io(&m.name))?;
                 }
-                p
+                if matches!(volume.source, VolumeSource::Files { .. }) {
+                    // the file of the current version: later versions do not reach a
+                    // subPath mount, as in Kubernetes
+                    fs::canonicalize(&p).unwrap_or(p)
+                } else {
+                    p
+                }
             }
             None => base,
         };

@@ -23,7 +23,9 @@
 //! | [`node_ownership`] | which Nodes the gateway may touch: only those it created (managed-by label) |
 //! | [`node_resources`] | validation of a device's capacity and extended resources |
 //! | [`quantity`] | Kubernetes quantities (`250m`, `512Mi`) as exact numbers |
-//! | [`pod_watch`] | the one pod watch for all nodes; fetches referenced ConfigMaps/Secrets |
+//! | [`pod_watch`] | the one pod watch for all nodes; fetches referenced ConfigMaps/Secrets and requests service account tokens; translates pods again when those change (`pod_watch/object_watches.rs`: one watch per referenced object) or a token is due |
+//! | [`reference_index`] | which device pods use which ConfigMaps/Secrets: the per-object watches to start and stop, the pods to translate again on a change, immutable objects left unwatched (pure) |
+//! | [`token_schedule`] | the service account tokens held per pod and when each is due (80 % of its lifetime or 24 h, as the kubelet) (pure) |
 //! | [`kube_writer`] | one owner per Kubernetes kind: `node.rs` (the Node object with its taint; create, claim, labels; only ours), `node_status.rs` (capacity, conditions, nodeInfo, addresses), `lease.rs`, `pod.rs` (status, deletion), `events.rs` (typed reasons in `event_reason.rs`, repeats folded by `event_correlator.rs`); sharded workers behind latest-wins queues (`write_queue.rs`) |
 //! | [`mqtt_link`] | the gateway's MQTT client: subscribe, decode each frame into a typed [`mqtt_link::DeviceFrame`] or a rejection (`device_frame.rs`), dispatch, outbox (flush, then publish) |
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
@@ -66,8 +68,10 @@ pub mod node_resources;
 pub mod pod_watch;
 pub mod quantity;
 pub mod rbac;
+pub mod reference_index;
 pub mod status_mapping;
 pub mod store;
 pub mod stream_protocols;
+pub mod token_schedule;
 pub mod translation;
 pub mod usage_stats;

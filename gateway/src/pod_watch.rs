@@ -4,8 +4,13 @@
 //!
 //! Re-translation happens only when something that feeds the device spec changes
 //! (generation, deletion, labels, annotations, containers and ephemeral containers), not
-//! on our own status patches; pods
-//! that failed to translate are retried periodically (like the kubelet's sync loop).
+//! on our own status patches; when a ConfigMap or Secret the pod references changes (one
+//! watch per referenced object, [`object_watches`]); and when one of its service account
+//! tokens is due ([`TokenBook`]). Pods that failed to translate are retried periodically
+//! (like the kubelet's sync loop).
+
+mod object_watches;
+mod references;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -13,7 +18,7 @@ use std::time::Duration;
 
 use edge_protocol::DeviceId;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
@@ -21,7 +26,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::fleet::{Fleet, PodWatchRequest};
-use crate::translation::{ObjectData, PodReferences, referenced_objects, translate_pod};
+use crate::reference_index::{ReferenceIndex, WatchChanges};
+use crate::token_schedule::TokenBook;
+use crate::translation::{TranslationError, referenced_objects, translate_pod};
+use object_watches::{ObjectChange, ObjectWatches};
+
+/// How often held service account tokens are checked for being due.
+pub const TOKEN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often pods that could not be translated are tried again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(10);
@@ -51,6 +62,10 @@ struct PodWatch {
     failed: BTreeSet<String>,
     synced: bool,
     init_buffer: Option<HashMap<String, Arc<Pod>>>,
+    /// Which pods use which ConfigMaps/Secrets.
+    index: ReferenceIndex,
+    watches: ObjectWatches,
+    tokens: TokenBook,
 }
 
 fn node_of(pod: &Pod) -> Option<&str> {
@@ -65,26 +80,6 @@ fn uid_of(pod: &Pod) -> Option<String> {
 }
 
 impl PodWatch {
-    async fn references(&self, pod: &Pod) -> Result<PodReferences, kube::Error> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let names = referenced_objects(pod);
-        let mut refs = PodReferences::default();
-        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
-        for name in names.config_maps {
-            if let Some(cm) = cms.get_opt(&name).await? {
-                refs.config_maps
-                    .insert(name, ObjectData::from_config_map(&cm));
-            }
-        }
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-        for name in names.secrets {
-            if let Some(s) = secrets.get_opt(&name).await? {
-                refs.secrets.insert(name, ObjectData::from_secret(&s));
-            }
-        }
-        Ok(refs)
-    }
-
     /// Translates (if needed) and hands a pod to the fleet.
     async fn process(&mut self, pod: Arc<Pod>, force: bool) {
         let (Some(node), Some(uid)) = (node_of(&pod).map(str::to_owned), uid_of(&pod)) else {
@@ -101,11 +96,37 @@ impl PodWatch {
             self.fleet.on_pod_refreshed(pod);
             return;
         }
-        let refs = match self.references(&pod).await {
+        let names = referenced_objects(&pod);
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let mut watches = self
+            .index
+            .set_pod(&uid, references::object_refs(&ns, &names));
+        let read = references::read(
+            &self.client,
+            &pod,
+            &names,
+            &mut self.index,
+            &mut self.tokens,
+            &mut watches,
+        )
+        .await;
+        self.watches.apply(watches);
+        let refs = match read {
             Ok(r) => r,
+            // the kubelet's "failed to fetch token" volume error: shown on the pod (a new
+            // pod's status, a running pod's FailedMount event), retried
+            Err(e @ references::ReferenceError::Token { .. })
+            | Err(e @ references::ReferenceError::EmptyToken(_)) => {
+                self.fleet.metrics().api_error("create_token_request");
+                warn!(pod = ?pod.metadata.name, error = %e, "cannot get the pod's service account token; will retry");
+                self.failed.insert(uid);
+                let error = TranslationError::TokenRequestFailed(e.to_string());
+                self.fleet.on_pod_translated(&device, pod, Err(error));
+                return;
+            }
             Err(e) => {
                 self.fleet.metrics().api_error("get_pod_references");
-                warn!(pod = ?pod.metadata.name, error = %e, "cannot read the pod's ConfigMaps/Secrets; will retry");
+                warn!(pod = ?pod.metadata.name, error = %e, "cannot read the pod's ConfigMaps/Secrets/tokens; will retry");
                 self.failed.insert(uid);
                 return;
             }
@@ -211,7 +232,40 @@ impl PodWatch {
     fn forget(&mut self, uid: &str) {
         self.translated.remove(uid);
         self.failed.remove(uid);
+        let watches = self.index.remove_pod(uid);
+        self.watches.apply(watches);
+        self.tokens.forget_pod(uid);
         self.fleet.on_pod_deleted(uid);
+    }
+
+    /// A referenced ConfigMap or Secret changed: its pods are translated again.
+    async fn on_object_change(&mut self, change: ObjectChange) {
+        let update = self.index.on_object(
+            &change.object,
+            change.resource_version.as_deref(),
+            change.immutable,
+        );
+        self.watches.apply(update.watches);
+        for uid in update.retranslate {
+            if let Some(pod) = self.pods.get(&uid).cloned() {
+                debug!(pod = ?pod.metadata.name, object = ?change.object, "referenced object changed");
+                self.process(pod, true).await;
+            }
+        }
+    }
+
+    /// Pods holding a token that is due get new ones (failed pods wait for their retry).
+    async fn refresh_tokens(&mut self) {
+        let now = jiff::Timestamp::now().as_second();
+        for uid in self.tokens.due_pods(now) {
+            if self.failed.contains(&uid) {
+                continue;
+            }
+            match self.pods.get(&uid).cloned() {
+                Some(pod) => self.process(pod, true).await,
+                None => self.tokens.forget_pod(&uid),
+            }
+        }
     }
 
     async fn retry_failed(&mut self) {
@@ -237,16 +291,21 @@ pub async fn run(
     // Only bound pods; those of other nodes are skipped below without any API call.
     let config = watcher::Config::default().fields("spec.nodeName!=");
     let mut stream = watcher::watcher(api, config).boxed();
+    let (changes_tx, mut changes) = mpsc::unbounded_channel();
     let mut watch = PodWatch {
-        client,
+        client: client.clone(),
         fleet,
         pods: HashMap::new(),
         translated: HashMap::new(),
         failed: BTreeSet::new(),
         synced: false,
         init_buffer: None,
+        index: ReferenceIndex::default(),
+        watches: ObjectWatches::new(client, changes_tx, token.child_token()),
+        tokens: TokenBook::default(),
     };
     let mut retry = tokio::time::interval(RETRY_INTERVAL);
+    let mut token_check = tokio::time::interval(TOKEN_CHECK_INTERVAL);
     let mut backoff = Duration::from_millis(250);
     loop {
         tokio::select! {
@@ -271,7 +330,13 @@ pub async fn run(
                 Some(PodWatchRequest::AdoptNode(device)) => watch.adopt(&device).await,
                 None => break,
             },
+            Some(change) = changes.recv() => watch.on_object_change(change).await,
             _ = retry.tick() => watch.retry_failed().await,
+            _ = token_check.tick() => watch.refresh_tokens().await,
         }
     }
+    watch.watches.apply(WatchChanges {
+        start: Vec::new(),
+        stop: watch.index.watched().cloned().collect(),
+    });
 }

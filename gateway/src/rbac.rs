@@ -42,17 +42,27 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         verbs: &["patch"],
         resource_names: &[],
     },
-    // Resolving env and volumes.
+    // Resolving env and volumes; one watch per referenced object (a `metadata.name`
+    // field selector in its namespace, as the kubelet does) to deliver changes. RBAC
+    // cannot name objects not known in advance, so list/watch are granted on the kind;
+    // the gateway only ever lists and watches single referenced objects.
     ApiPermission {
         api_group: "",
         resource: "configmaps",
-        verbs: &["get"],
+        verbs: &["get", "list", "watch"],
         resource_names: &[],
     },
     ApiPermission {
         api_group: "",
         resource: "secrets",
-        verbs: &["get"],
+        verbs: &["get", "list", "watch"],
+        resource_names: &[],
+    },
+    // Projected service account tokens, requested bound to the device pod (TokenRequest).
+    ApiPermission {
+        api_group: "",
+        resource: "serviceaccounts/token",
+        verbs: &["create"],
         resource_names: &[],
     },
     // Events as the kubelet records them (repeats update count and lastTimestamp).

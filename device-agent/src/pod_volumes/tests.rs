@@ -140,3 +140,57 @@ fn mounts_for_each_kind() {
         vec![("/run/m".into(), "rw,mode=1777,size=1024".into())]
     );
 }
+
+#[test]
+fn a_sub_path_mount_keeps_its_version_while_the_volume_mount_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = |v: &str| VolumeSource::Files {
+        files: vec![FileItem {
+            path: "app.conf".into(),
+            content: v.as_bytes().to_vec().into(),
+            mode: 0,
+        }],
+        sensitive: false,
+    };
+    let mut p = pod(vec![Volume {
+        name: "cfg".into(),
+        source: files("v1"),
+    }]);
+    prepare(dir.path(), &p).unwrap();
+    let c = ContainerSpec {
+        volume_mounts: vec![
+            VolumeMount {
+                name: "cfg".into(),
+                mount_path: "/etc/cfg".into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "cfg".into(),
+                mount_path: "/etc/app.conf".into(),
+                sub_path: Some("app.conf".into()),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let m = container_mounts(dir.path(), &p, &c).unwrap();
+    let whole = PathBuf::from(&m.binds[0].host_path);
+    let sub = PathBuf::from(&m.binds[1].host_path);
+    assert!(
+        sub.parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| n.to_string_lossy().starts_with("..")),
+        "subPath binds the file of the current version: {sub:?}"
+    );
+    // a bind mount holds what its source was when the container was created
+    let mut mounted = fs::File::open(&sub).unwrap();
+    p.volumes[0].source = files("v2");
+    prepare(dir.path(), &p).unwrap();
+    assert_eq!(fs::read(whole.join("app.conf")).unwrap(), b"v2");
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut mounted, &mut seen).unwrap();
+    assert_eq!(seen, "v1", "the subPath mount is not updated");
+    // a container created now gets the new version
+    let m = container_mounts(dir.path(), &p, &c).unwrap();
+    assert_eq!(fs::read(&m.binds[1].host_path).unwrap(), b"v2");
+}

@@ -159,6 +159,20 @@ impl FleetState {
                     }
                 }
             }
+            // a pod the device already runs (e.g. a ConfigMap key it mounts was removed):
+            // like a kubelet failing a volume update, it keeps running what it has
+            Err(e) if entry.sync.has_pod(&uid) => {
+                let message = e.to_string();
+                if pod_entry.failure.as_deref() != Some(message.as_str()) {
+                    warn!(%device, pod = %format!("{ns}/{name}"), error = %message, "pod update cannot be delivered");
+                    pod_entry.failure = Some(message.clone());
+                    out.push(event(
+                        EventReason::FailedMount,
+                        &format!("Pod update not delivered (the device keeps running the previous spec): {message}"),
+                    ));
+                }
+                Vec::new()
+            }
             Err(e) => {
                 let message = e.to_string();
                 if pod_entry.failure.as_deref() != Some(message.as_str()) {

@@ -18,6 +18,10 @@ pub enum EventReason {
     FailedToRetrieveImagePullSecret,
     /// A pod cannot be run as asked, or a non-fatal problem with its spec.
     Failed,
+    /// A change of a running pod's volumes (a ConfigMap, Secret or token it mounts)
+    /// cannot be delivered; the device keeps the previous files (the kubelet's reason
+    /// for a failed volume set-up).
+    FailedMount,
     /// Kubernetes evicted the pod while its device was offline longer than the pod
     /// tolerates (its autonomy budget); the device, back, stops its containers.
     EvictedWhileOffline,
@@ -35,6 +39,7 @@ impl EventReason {
             EventReason::DesiredSetTooLarge => "DesiredSetTooLarge",
             EventReason::FailedToRetrieveImagePullSecret => "FailedToRetrieveImagePullSecret",
             EventReason::Failed => "Failed",
+            EventReason::FailedMount => "FailedMount",
             EventReason::EvictedWhileOffline => "EvictedWhileOffline",
             EventReason::Reported(reason) => reason,
         }

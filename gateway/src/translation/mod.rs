@@ -57,6 +57,10 @@ pub enum TranslationError {
     UnknownVolume { container: String, mount: String },
     #[error("port {0} is out of range 1-65535")]
     BadPort(i32),
+    #[error("no service account token for projected path {0:?} (the token request failed)")]
+    TokenMissing(String),
+    #[error("failed to fetch token: {0}")]
+    TokenRequestFailed(String),
 }
 
 /// Contents of a ConfigMap or Secret: every key with its bytes.
@@ -106,11 +110,46 @@ impl ObjectData {
     }
 }
 
-/// The ConfigMaps and Secrets a pod's namespace holds that the pod references.
+/// The ConfigMaps and Secrets a pod's namespace holds that the pod references, and the
+/// service account tokens issued for its projected volumes.
 #[derive(Debug, Clone, Default)]
 pub struct PodReferences {
     pub config_maps: BTreeMap<String, ObjectData>,
     pub secrets: BTreeMap<String, ObjectData>,
+    pub tokens: BTreeMap<TokenSpec, ServiceAccountToken>,
+}
+
+/// A projected `serviceAccountToken` source: the audience (empty: the API server's
+/// default audiences) and the requested lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenSpec {
+    pub audience: String,
+    pub expiration_seconds: i64,
+}
+
+/// The default and the smallest `expirationSeconds` of a projected token, as the API
+/// server has them.
+pub const DEFAULT_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+impl TokenSpec {
+    pub fn of(source: &k8s_openapi::api::core::v1::ServiceAccountTokenProjection) -> Self {
+        Self {
+            audience: source.audience.clone().unwrap_or_default(),
+            expiration_seconds: source
+                .expiration_seconds
+                .unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS),
+        }
+    }
+}
+
+/// A service account token's text: secret, so its `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceAccountToken(pub String);
+
+impl std::fmt::Debug for ServiceAccountToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceAccountToken(<redacted>)")
+    }
 }
 
 impl PodReferences {
@@ -142,7 +181,7 @@ impl PodReferences {
 }
 
 /// Which kind of object a pod takes env values or volume files from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ObjectKind {
     ConfigMap,
     Secret,
@@ -172,6 +211,8 @@ impl ObjectKind {
 pub struct ReferencedNames {
     pub config_maps: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
+    /// Projected service account tokens (of the pod's `serviceAccountName`).
+    pub tokens: BTreeSet<TokenSpec>,
 }
 
 /// Facts about the node a pod runs on that the downward API exposes.
@@ -270,12 +311,24 @@ pub fn referenced_objects(pod: &Pod) -> ReferencedNames {
             if let Some(s) = &src.secret {
                 names.secrets.insert(s.name.clone());
             }
+            if let Some(t) = &src.service_account_token {
+                names.tokens.insert(TokenSpec::of(t));
+            }
         }
     }
     for s in spec.image_pull_secrets.iter().flatten() {
         names.secrets.insert(s.name.clone());
     }
     names
+}
+
+/// The pod's service account (`default` when not set, as the API server defaults it).
+pub fn service_account_of(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".to_owned())
 }
 
 /// Translates a pod bound to `node` into what its device runs.
@@ -292,13 +345,7 @@ pub fn translate_pod(
     let mut warnings = Vec::new();
     let mut volumes = Vec::new();
     for v in spec.volumes.iter().flatten() {
-        volumes.push(volumes::translate_volume(
-            pod,
-            v,
-            refs,
-            node,
-            &mut warnings,
-        )?);
+        volumes.push(volumes::translate_volume(pod, v, refs, node)?);
     }
     let device_volumes: BTreeMap<&str, &str> = volumes
         .iter()

@@ -43,6 +43,13 @@ fn refs() -> PodReferences {
             entries: BTreeMap::from([("password".into(), b"hunter2".to_vec())]),
         },
     );
+    r.tokens.insert(
+        TokenSpec {
+            audience: String::new(),
+            expiration_seconds: 3600,
+        },
+        ServiceAccountToken("jwt-default".into()),
+    );
     r
 }
 
@@ -201,12 +208,9 @@ fn volumes_become_files() {
     let (proj, sensitive) = files("proj");
     assert!(sensitive);
     let paths: Vec<_> = proj.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(paths, ["mode", "password", "ns"]);
-    assert!(
-        t.warnings
-            .iter()
-            .any(|w| w.message.contains("service account token"))
-    );
+    assert_eq!(paths, ["mode", "password", "token", "ns"]);
+    assert_eq!(proj[2].content.as_slice(), b"jwt-default");
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
     assert_eq!(
         t.spec
             .volumes
@@ -358,4 +362,69 @@ fn the_log_cache_annotation_opts_a_pod_out() {
         .insert(LOG_CACHE_ANNOTATION.into(), "off".into());
     let t = translate_pod(&p, &refs(), &node()).unwrap();
     assert!(t.spec.log_cache_opt_out);
+}
+
+/// The `kube-api-access-*` volume the ServiceAccount admission adds to every pod.
+fn api_access_pod(audience: Option<&str>) -> Pod {
+    let mut token = serde_json::json!({"expirationSeconds": 3607, "path": "token"});
+    if let Some(a) = audience {
+        token["audience"] = a.into();
+    }
+    pod(serde_json::json!({
+        "serviceAccountName": "sensor",
+        "containers": [{"name": "app", "image": "busybox", "volumeMounts": [
+            {"name": "kube-api-access-x1", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}
+        ]}],
+        "volumes": [{"name": "kube-api-access-x1", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": token},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+        ]}}]
+    }))
+}
+
+#[test]
+fn the_kube_api_access_volume_carries_token_ca_and_namespace() {
+    let p = api_access_pod(Some("vault"));
+    let names = referenced_objects(&p);
+    let spec = TokenSpec {
+        audience: "vault".into(),
+        expiration_seconds: 3607,
+    };
+    assert_eq!(names.tokens, [spec.clone()].into());
+    assert!(names.config_maps.contains("kube-root-ca.crt"));
+    assert_eq!(service_account_of(&p), "sensor");
+    let mut r = PodReferences::default();
+    r.config_maps.insert(
+        "kube-root-ca.crt".into(),
+        ObjectData {
+            entries: BTreeMap::from([("ca.crt".into(), b"PEM".to_vec())]),
+        },
+    );
+    // without the token the pod cannot start (the kubelet fails the mount likewise)
+    assert_eq!(
+        translate_pod(&p, &r, &node()).unwrap_err(),
+        TranslationError::TokenMissing("token".into())
+    );
+    r.tokens
+        .insert(spec, ServiceAccountToken("jwt-vault".into()));
+    let t = translate_pod(&p, &r, &node()).unwrap();
+    let VolumeSource::Files { files, sensitive } = &t.spec.volumes[0].source else {
+        panic!("{:?}", t.spec.volumes[0]);
+    };
+    assert!(sensitive, "a token is Secret-grade data");
+    let got: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.content.as_slice()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("token", &b"jwt-vault"[..]),
+            ("ca.crt", b"PEM"),
+            ("namespace", b"apps")
+        ]
+    );
+    // the secret text does not show in the references' debug output
+    assert!(!format!("{r:?}").contains("jwt-vault"));
 }

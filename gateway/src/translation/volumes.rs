@@ -9,8 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 
 use super::{
-    NodeContext, ObjectData, ObjectKind, PodReferences, TranslationError, TranslationWarning,
-    downward,
+    NodeContext, ObjectData, ObjectKind, PodReferences, TokenSpec, TranslationError, downward,
 };
 use crate::quantity::Quantity;
 
@@ -124,14 +123,13 @@ fn downward_files(
     Ok(())
 }
 
-/// Translates one pod volume. Returns `None` for volumes the device does not need
-/// (projected service account tokens are left out: devices do not call the API server).
+/// Translates one pod volume. A projected volume with a service account token is
+/// sensitive (its files are 0600 on the device, like a Secret's).
 pub fn translate_volume(
     pod: &Pod,
     volume: &KubeVolume,
     refs: &PodReferences,
     node: &NodeContext,
-    warnings: &mut Vec<TranslationWarning>,
 ) -> Result<Volume, TranslationError> {
     let name = volume.name.clone();
     let source = if let Some(cm) = &volume.config_map {
@@ -186,7 +184,6 @@ pub fn translate_volume(
                 refs,
                 node,
                 default_mode,
-                warnings,
             )?;
         }
         VolumeSource::Files { files, sensitive }
@@ -221,7 +218,6 @@ fn projection(
     refs: &PodReferences,
     node: &NodeContext,
     default_mode: u32,
-    warnings: &mut Vec<TranslationWarning>,
 ) -> Result<(), TranslationError> {
     if let Some(cm) = &source.config_map {
         ObjectFiles {
@@ -254,10 +250,12 @@ fn projection(
         )?;
     }
     if let Some(t) = &source.service_account_token {
-        warnings.push(TranslationWarning::failed(format!(
-            "service account token {:?} is not delivered to devices",
-            t.path
-        )));
+        let token = refs
+            .tokens
+            .get(&TokenSpec::of(t))
+            .ok_or_else(|| TranslationError::TokenMissing(t.path.clone()))?;
+        push_file(files, &t.path, token.0.clone().into_bytes(), default_mode)?;
+        *sensitive = true;
     }
     if source.cluster_trust_bundle.is_some() || source.pod_certificate.is_some() {
         return Err(TranslationError::UnsupportedVolume(

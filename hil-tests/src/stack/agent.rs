@@ -101,6 +101,11 @@ impl Agent {
         &self.options.device_id
     }
 
+    /// The agent's state directory (`--state-dir`): pod volumes live under `pods/<uid>`.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ChildProcess::pid)
