@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::spdy_io::{ConnectionError, Step};
-use super::streaming::{RemoteCommand, StreamRequest, StreamSettings};
+use super::streaming::{CheckedTarget, RemoteCommand, StreamSettings};
 use crate::device_streams::{
     CONNECTION_EVENT_BUFFER, DeviceStreamMessage, DeviceStreams, EndReason, StreamEvent,
     StreamFlow, StreamKind, gateway_close,
@@ -60,7 +60,7 @@ pub(super) trait ExecClient: Send {
 /// One exec or attach connection.
 pub(super) struct ExecSession {
     pub streams: std::sync::Arc<DeviceStreams>,
-    pub request: StreamRequest,
+    pub target: CheckedTarget,
     pub container: String,
     pub kind: RemoteCommand,
     pub options: ExecOptions,
@@ -121,7 +121,7 @@ impl ExecSession {
             stderr: self.options.stderr,
             tty: self.options.tty,
         };
-        let pod = self.request.pod.clone();
+        let pod = self.target.pod.clone();
         let container = self.container.clone();
         match &self.kind {
             RemoteCommand::Exec { command } => StreamTarget::Exec {
@@ -141,7 +141,7 @@ impl ExecSession {
     /// Serves the client until the stream ends.
     pub async fn run<C: ExecClient>(self, mut conn: C) {
         let (tx, mut rx) = mpsc::channel(CONNECTION_EVENT_BUFFER);
-        let device = self.request.device.clone();
+        let device = self.target.device.clone();
         let mut st = ExecState {
             relay: None,
             size: None,
@@ -235,7 +235,7 @@ impl ExecSession {
 
     /// Every stream of the client is there: the device is asked to start.
     fn open_device_stream(&self, st: &mut ExecState) {
-        let device = &self.request.device;
+        let device = &self.target.device;
         let id = self
             .streams
             .open(device, self.stream_kind(), st.tx.clone(), st.broken.clone());
@@ -271,7 +271,7 @@ impl ExecSession {
     }
 
     fn timed_out(&self, relay: Option<&Relay>) -> Ending {
-        let device = &self.request.device;
+        let device = &self.target.device;
         if relay.is_some_and(|r| r.opened) {
             return Ending {
                 reason: EndReason::Idle,
@@ -305,7 +305,7 @@ impl ExecSession {
 
     /// One event of the client; an ending if it ends the stream.
     fn on_client(&self, event: ClientEvent, st: &mut ExecState) -> Option<Ending> {
-        let device = &self.request.device;
+        let device = &self.target.device;
         match event {
             ClientEvent::Ready => {
                 if st.relay.is_none() {
@@ -349,7 +349,7 @@ impl ExecSession {
         conn: &mut C,
         st: &mut ExecState,
     ) -> Option<Ending> {
-        let device = &self.request.device;
+        let device = &self.target.device;
         let r = st.relay.as_mut()?;
         let message = match event {
             StreamEvent::DeviceGone { reason, .. } => {

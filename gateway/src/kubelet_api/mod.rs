@@ -2,8 +2,8 @@
 //! `/metrics` (the gateway's own, as a kubelet serves its own),
 //! `/containerLogs/{namespace}/{pod}/{container}` (streamed from the device over MQTT;
 //! while the device is offline, the tail the gateway cached),
-//! and `/exec`, `/attach`, `/portForward` (SPDY/3.1 upgrades relayed to the device as
-//! MQTT streams).
+//! `/exec`, `/attach`, `/portForward` (SPDY/3.1 or WebSocket upgrades relayed to the
+//! device as MQTT streams), and `/run` (a command run to its end, its output answered).
 //! Every request, `/healthz` and unknown paths included, is authenticated and authorized
 //! first, as the kubelet does in webhook mode.
 //!
@@ -23,6 +23,7 @@
 //! | `spdy_exec.rs` | exec/attach on SPDY: the stream set, stdin/stdout/stderr, resize, the error stream |
 //! | `ws_exec.rs` | exec/attach on WebSocket (`v5`/`v4.channel.k8s.io`): channel messages, the v5 stdin close |
 //! | `spdy_port_forward.rs` | port-forward relayed to the device: one MQTT stream per forwarded connection |
+//! | `run_command.rs` | `/run`: an exec relayed to its end, its output collected and answered |
 //! | `ws_tunnel.rs` | a WebSocket as a byte stream: port-forward's `SPDY/3.1+portforward.k8s.io` tunnel |
 
 pub mod access;
@@ -32,6 +33,7 @@ mod exec_relay;
 pub mod log_query;
 mod offline_logs;
 pub mod review_cache;
+mod run_command;
 mod spdy_exec;
 mod spdy_io;
 mod spdy_port_forward;
@@ -49,7 +51,7 @@ use axum::body::Body;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use edge_protocol::{DeviceId, LogChunk, LogErrorCode, LogRequest, RequestId};
 use tokio::net::TcpListener;
@@ -308,6 +310,11 @@ fn router(access: AccessControl, metrics: Arc<Metrics>, settings: ApiSettings) -
         .route(
             "/attach/{namespace}/{pod}/{uid}/{container}",
             get(streaming::attach).post(streaming::attach),
+        )
+        .route("/run/{namespace}/{pod}/{container}", post(run_command::run))
+        .route(
+            "/run/{namespace}/{pod}/{uid}/{container}",
+            post(run_command::run),
         )
         .route(
             "/portForward/{namespace}/{pod}",

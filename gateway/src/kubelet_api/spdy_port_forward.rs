@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::spdy_io::{SpdyConnection, Step};
-use super::streaming::{StreamRequest, StreamSettings};
+use super::streaming::{CheckedTarget, StreamSettings};
 use crate::device_streams::{
     CONNECTION_EVENT_BUFFER, DeviceStreamMessage, DeviceStreams, EndReason, StreamEvent,
     StreamFlow, StreamKind, gateway_close,
@@ -35,7 +35,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// One port-forward connection.
 pub(super) struct PortForwardSession {
     pub streams: std::sync::Arc<DeviceStreams>,
-    pub request: StreamRequest,
+    pub target: CheckedTarget,
     pub settings: StreamSettings,
     pub shutdown: CancellationToken,
 }
@@ -82,7 +82,7 @@ impl PortForwardSession {
             }
             for (id, f) in st.forwards.iter_mut() {
                 if let Some(credit) = f.flow.delivered(std::mem::take(&mut f.unflushed)) {
-                    self.streams.send(&self.request.device, id, credit);
+                    self.streams.send(&self.target.device, id, credit);
                 }
             }
             let may_read = st.forwards.values().all(|f| !f.flow.input_full());
@@ -138,7 +138,7 @@ impl PortForwardSession {
         };
         for (id, f) in st.forwards.drain() {
             self.streams
-                .send(&self.request.device, &id, gateway_close(code, message));
+                .send(&self.target.device, &id, gateway_close(code, message));
             self.streams.finish(&id, StreamKind::PortForward, reason);
             if reason != EndReason::Client {
                 let text = self.error_text(f.pair.port, message);
@@ -148,12 +148,12 @@ impl PortForwardSession {
                 let _ = conn.session.close_stream(f.pair.data_stream);
             }
         }
-        debug!(device = %self.request.device, reason = reason.as_str(), "port-forward connection ended");
+        debug!(device = %self.target.device, reason = reason.as_str(), "port-forward connection ended");
         conn.linger(LINGER).await;
     }
 
     fn error_text(&self, port: u16, error: &str) -> String {
-        let pod = &self.request.pod;
+        let pod = &self.target.pod;
         forward_error_message(port, &pod.pod_name, &pod.pod_uid, error)
     }
 
@@ -163,7 +163,7 @@ impl PortForwardSession {
         conn: &mut SpdyConnection<IO>,
         st: &mut ForwardState,
     ) {
-        let device = &self.request.device;
+        let device = &self.target.device;
         match event {
             SessionEvent::StreamOpened { stream_id, headers } => {
                 if conn
@@ -225,7 +225,7 @@ impl PortForwardSession {
     }
 
     fn open_forward(&self, pair: PortForwardPair, st: &mut ForwardState) {
-        let device = &self.request.device;
+        let device = &self.target.device;
         let id = self.streams.open(
             device,
             StreamKind::PortForward,
@@ -238,7 +238,7 @@ impl PortForwardSession {
             StreamOpen {
                 version: STREAM_PROTOCOL_VERSION,
                 target: StreamTarget::PortForward {
-                    pod: self.request.pod.clone(),
+                    pod: self.target.pod.clone(),
                     port: pair.port,
                 },
                 terminal_size: None,
@@ -295,7 +295,7 @@ impl PortForwardSession {
             .filter(|(_, f)| !f.opened && f.open_deadline <= now)
             .map(|(id, _)| id.clone())
             .collect();
-        let device = &self.request.device;
+        let device = &self.target.device;
         for id in late {
             self.streams.send(
                 device,
@@ -316,7 +316,7 @@ impl PortForwardSession {
         conn: &mut SpdyConnection<IO>,
         st: &mut ForwardState,
     ) {
-        let device = &self.request.device;
+        let device = &self.target.device;
         let (id, message) = match event {
             StreamEvent::DeviceGone { id, reason } => {
                 return self.end_forward(&id, EndReason::DeviceGone, conn, st, Some(&reason));

@@ -65,11 +65,17 @@ pub(super) enum Upgrade {
     },
 }
 
+/// Where a checked request goes: the device and the pod as the device knows it.
+#[derive(Debug, Clone)]
+pub(super) struct CheckedTarget {
+    pub device: DeviceId,
+    pub pod: StreamPod,
+}
+
 /// A checked request, ready to be upgraded.
 #[derive(Debug, Clone)]
 pub(super) struct StreamRequest {
-    pub device: DeviceId,
-    pub pod: StreamPod,
+    pub target: CheckedTarget,
     pub upgrade: Upgrade,
 }
 
@@ -118,14 +124,12 @@ fn websocket_upgrade(
     )
 }
 
-/// Checks the upgrade headers, the protocol and the target; the error response otherwise.
-async fn prepare(
+/// Checks the target (the pod is the gateway's, the container in its spec, the device
+/// online with an agent that speaks streams); the error response otherwise.
+pub(super) async fn check_request(
     state: &ApiState,
-    headers: &HeaderMap,
     target: StreamRequestTarget<'_>,
-    protocols: &[&'static str],
-    ws_protocols: Option<&[&'static str]>,
-) -> Result<StreamRequest, Response> {
+) -> Result<CheckedTarget, Response> {
     let placement = state
         .fleet
         .stream_placement(target.namespace, target.pod)
@@ -138,10 +142,21 @@ async fn prepare(
         let status = StatusCode::from_u16(refusal.http_status()).unwrap_or(StatusCode::NOT_FOUND);
         plain(status, refusal.to_string())
     })?;
+    Ok(CheckedTarget { device, pod })
+}
+
+/// Checks the upgrade headers, the protocol and the target; the error response otherwise.
+async fn prepare(
+    state: &ApiState,
+    headers: &HeaderMap,
+    target: StreamRequestTarget<'_>,
+    protocols: &[&'static str],
+    ws_protocols: Option<&[&'static str]>,
+) -> Result<StreamRequest, Response> {
+    let target = check_request(state, target).await?;
     if let Some(upgrade) = websocket_upgrade(headers, ws_protocols) {
         return Ok(StreamRequest {
-            device,
-            pod,
+            target,
             upgrade: upgrade?,
         });
     }
@@ -165,8 +180,7 @@ async fn prepare(
             response
         })?;
     Ok(StreamRequest {
-        device,
-        pod,
+        target,
         upgrade: Upgrade::Spdy(protocol),
     })
 }
@@ -226,10 +240,10 @@ fn command_of(query: &str) -> Vec<String> {
 /// The path of `/exec` and `/attach` (with or without the pod's uid).
 #[derive(Debug, serde::Deserialize)]
 pub(super) struct RemoteCommandPath {
-    namespace: String,
-    pod: String,
-    uid: Option<String>,
-    container: String,
+    pub namespace: String,
+    pub pod: String,
+    pub uid: Option<String>,
+    pub container: String,
 }
 
 /// The path of `/portForward` (with or without the pod's uid).
@@ -286,7 +300,7 @@ async fn remote_command(
     let upgrade = checked.upgrade.clone();
     let session = super::exec_relay::ExecSession {
         streams: state.fleet.streams().clone(),
-        request: checked,
+        target: checked.target,
         container: path.container,
         kind,
         options,
@@ -358,7 +372,7 @@ pub(super) async fn port_forward(
     let upgrade = checked.upgrade.clone();
     let session = super::spdy_port_forward::PortForwardSession {
         streams: state.fleet.streams().clone(),
-        request: checked,
+        target: checked.target,
         settings: state.streaming,
         shutdown: state.shutdown.clone(),
     };

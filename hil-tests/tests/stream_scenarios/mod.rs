@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 use edge_hil_tests::scenario::{
     StackOn, create, is_ready, pod_manifest, start, wait_node_ready, wait_pod,
 };
-use edge_hil_tests::stack::{AgentBuild, BrokerKind, ClusterBackend, Stack};
+use edge_hil_tests::stack::{AgentBuild, BrokerKind, Cluster, ClusterBackend, Stack};
 use serde_json::json;
 
 /// How kubectl talks to the API server.
@@ -188,6 +188,54 @@ pub async fn exec_and_attach(
         text(&out.stdout).contains("45 123"),
         "exec -it stty size: {out:?}"
     );
+
+    // The kubelet's /run (POST, `cmd` split on spaces), straight on the gateway's kubelet
+    // API with kube-apiserver's kubelet client certificate: the output, or 500 with the
+    // exit code.
+    if let Cluster::ControlPlane(cp) = &stack.cluster {
+        let run = |cmd: &str, container: &str| -> Result<(String, String)> {
+            let url = format!(
+                "https://127.0.0.1:{}/run/{ns}/shell/{container}?cmd={}",
+                stack.gateway.ready().kubelet_port,
+                cmd.replace(' ', "%20")
+            );
+            let out = Command::new("curl")
+                .args([
+                    "-sk",
+                    "--max-time",
+                    "30",
+                    "-X",
+                    "POST",
+                    "-w",
+                    "\n%{http_code}",
+                ])
+                .arg("--cert")
+                .arg(&cp.pki.kubelet_client_crt)
+                .arg("--key")
+                .arg(&cp.pki.kubelet_client_key)
+                .arg(&url)
+                .output()?;
+            let text = text(&out.stdout);
+            let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+            Ok((code.to_owned(), body.to_owned()))
+        };
+        let (code, body) = run("echo run ok", "main")?;
+        ensure!(
+            code == "200" && body == "run ok\n",
+            "/run echo: {code} {body:?}\n{}",
+            stack.logs()
+        );
+        let (code, body) = run("false", "main")?;
+        ensure!(
+            code == "500" && body.contains("exit code 1"),
+            "/run false: {code} {body:?}"
+        );
+        let (code, body) = run("true", "nope")?;
+        ensure!(
+            code == "404" && body.contains("nope"),
+            "/run in an unknown container: {code} {body:?}"
+        );
+    }
 
     // An unknown container is refused with its name in the message.
     let out = exec(&["shell", "-c", "nope", "--", "true"], None)?;
