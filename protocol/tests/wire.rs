@@ -215,6 +215,24 @@ fn samples() -> Vec<Message> {
                 stats_interval_seconds: Some(15),
                 log_tail_interval_seconds: Some(60),
             },
+            conditions: vec![
+                NodePressureCondition {
+                    kind: NodeConditionKind::DiskPressure,
+                    pressure: true,
+                    since: started + 60_000,
+                    message: "nodefs.available 3% < 10%".into(),
+                },
+                NodePressureCondition {
+                    kind: NodeConditionKind::PidPressure,
+                    pressure: false,
+                    since: started,
+                    message: String::new(),
+                },
+            ],
+            images: vec![NodeImage {
+                names: vec!["docker.io/library/busybox:1.36".into()],
+                size_bytes: 4_261_550,
+            }],
         }),
         Message::Heartbeat(Heartbeat {
             sequence: 42,

@@ -84,6 +84,11 @@ pub(super) struct PodEntry {
     pub(super) volumes_hash: String,
     pub(super) containers: BTreeMap<String, ContainerMemory>,
     pub(super) removed_reported: bool,
+    /// Evicted under node pressure: the kubelet's message. Its containers are stopped
+    /// and never started again.
+    pub(super) evicted: Option<String>,
+    /// The evicted pod's directory (its emptyDir volumes) was removed.
+    pub(super) evicted_cleaned: bool,
 }
 
 #[derive(Debug, Clone, Copy)]

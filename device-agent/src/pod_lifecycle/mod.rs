@@ -14,11 +14,13 @@
 //! | `container_memory.rs` | what is remembered per pod and per container between passes; [`spec_hash`] |
 //! | `outcomes.rs` | results of effects and probe reports turned into memory and events |
 //! | `reconcile.rs` | desired against actual: tear down, bring up, restart with back-off |
+//! | `eviction.rs` | pods evicted under node pressure: stopped, never restarted, reported Failed/`Evicted` |
 //! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
 mod container_memory;
 mod ephemeral;
+mod eviction;
 mod inputs_effects;
 mod outcomes;
 mod reconcile;
@@ -247,6 +249,7 @@ impl PodLifecycle {
             Input::Tick { now } => self.now = self.now.max(now),
             Input::Done(outcome) => self.on_outcome(outcome),
             Input::Probe(report) => self.on_probe(report),
+            Input::Evict { pod_uid, message } => self.on_evict(&pod_uid, message),
         }
         // Nothing is decided or reported before the first look at the containers: a
         // restarted agent must adopt what runs instead of reporting it as missing.
@@ -291,6 +294,8 @@ impl PodLifecycle {
                     volumes_hash,
                     containers: BTreeMap::new(),
                     removed_reported: false,
+                    evicted: None,
+                    evicted_cleaned: false,
                 },
             };
             next.insert(uid, entry);

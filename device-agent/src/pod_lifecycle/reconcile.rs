@@ -96,6 +96,10 @@ impl PodLifecycle {
             }
             return;
         }
+        if pod.evicted.is_some() {
+            self.stop_evicted(uid);
+            return;
+        }
         // Volumes first.
         match &pod.volumes.clone() {
             VolumeState::NotPrepared => {

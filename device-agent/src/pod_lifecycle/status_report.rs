@@ -129,8 +129,12 @@ impl PodLifecycle {
                 cs.started = Some(false);
             }
         }
-        let phase = pod_phase(spec.restart_policy, &containers);
+        let mut phase = pod_phase(spec.restart_policy, &containers);
+        if pod.evicted.is_some() && !removed {
+            phase = PodPhase::Failed;
+        }
         let (reason, message) = match &pod.volumes {
+            _ if pod.evicted.is_some() => (Some("Evicted".to_owned()), pod.evicted.clone()),
             VolumeState::Failed { message, .. } => (
                 Some("FailedMount".to_owned()),
                 Some(format!("MountVolume.SetUp failed: {message}")),

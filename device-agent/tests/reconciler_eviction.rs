@@ -1,0 +1,190 @@
+//! Unit tests of the pure reconciler (`PodLifecycle`) with pods evicted under node
+//! pressure: an `Evicted` Event, containers stopped and kept, never restarted, the pod
+//! `Failed` with reason `Evicted`.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use edge_agent::config::LifecycleTimings;
+use edge_agent::container_labels::ContainerIdentity;
+use edge_agent::container_runtime::{ContainerSnapshot, RunState};
+use edge_agent::pod_lifecycle::{Effect, Input, Outcome, PodLifecycle, spec_hash};
+use edge_protocol::{ContainerSpec, DesiredSet, EventType, PodPhase, PodSpec, RestartPolicy};
+
+const S: u64 = 1000;
+const MESSAGE: &str =
+    "The node was low on resource: ephemeral-storage. Threshold quantity: 10, available: 9. ";
+
+fn pod(uid: &str) -> PodSpec {
+    PodSpec {
+        uid: uid.into(),
+        namespace: "default".into(),
+        name: format!("pod-{uid}"),
+        containers: vec![ContainerSpec {
+            name: "main".into(),
+            image: "localhost/busybox:test".into(),
+            ..Default::default()
+        }],
+        restart_policy: RestartPolicy::Always,
+        termination_grace_period_seconds: 30,
+        ..Default::default()
+    }
+}
+
+fn snapshot(p: &PodSpec, id: &str, state: RunState) -> ContainerSnapshot {
+    ContainerSnapshot {
+        id: id.into(),
+        identity: ContainerIdentity {
+            device: "dev".into(),
+            pod_uid: p.uid.clone(),
+            pod_namespace: p.namespace.clone(),
+            pod_name: p.name.clone(),
+            container_name: "main".into(),
+            restart_count: 0,
+            spec_hash: spec_hash(&p.containers[0]),
+            grace_period_seconds: p.termination_grace_period_seconds,
+        },
+        state,
+        image_id: "sha256:abc".into(),
+        ip_address: None,
+    }
+}
+
+fn exited(code: i32) -> RunState {
+    RunState::Exited {
+        exit_code: code,
+        started_at: Some(90 * S),
+        finished_at: Some(101 * S),
+        oom_killed: false,
+        error: None,
+    }
+}
+
+/// Two running pods, volumes ready.
+fn two_running() -> (PodLifecycle, PodSpec, PodSpec) {
+    let timings = LifecycleTimings {
+        sync_interval: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let mut lc = PodLifecycle::new(timings, None);
+    let (a, b) = (pod("a"), pod("b"));
+    lc.handle(Input::Desired(DesiredSet {
+        generation: 1,
+        pods: vec![a.clone(), b.clone()],
+    }));
+    let list = vec![
+        snapshot(&a, "ca", RunState::Running { started_at: 90 * S }),
+        snapshot(&b, "cb", RunState::Running { started_at: 90 * S }),
+    ];
+    lc.handle(Input::Containers { list, now: 100 * S });
+    for uid in ["a", "b"] {
+        lc.handle(Input::Done(Outcome::VolumesReady {
+            pod_uid: uid.into(),
+            result: Ok(()),
+        }));
+    }
+    (lc, a, b)
+}
+
+#[test]
+fn an_evicted_pod_is_stopped_reported_failed_and_never_restarted() {
+    let (mut lc, a, b) = two_running();
+    let fx = lc.handle(Input::Evict {
+        pod_uid: "a".into(),
+        message: MESSAGE.into(),
+    });
+    assert!(lc.is_evicted("a") && !lc.is_evicted("b"));
+    // stopped at once (the hard eviction grace period), the other pod untouched
+    let stops: Vec<(&str, Duration)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Stop { id, grace } => Some((id.as_str(), *grace)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops, [("ca", Duration::from_secs(1))]);
+    let events: Vec<_> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Events(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let evicted = events.iter().find(|e| e.reason == "Evicted").unwrap();
+    assert_eq!(evicted.event_type, EventType::Warning);
+    assert_eq!(evicted.message, MESSAGE);
+    assert_eq!(evicted.pod_uid, "a");
+    // the container stops: neither removed nor restarted, pod Failed/Evicted
+    let list = vec![
+        snapshot(&a, "ca", exited(137)),
+        snapshot(&b, "cb", RunState::Running { started_at: 90 * S }),
+    ];
+    let fx = lc.handle(Input::Containers {
+        list: list.clone(),
+        now: 200 * S,
+    });
+    assert!(
+        !fx.iter().any(|e| matches!(
+            e,
+            Effect::Remove { .. }
+                | Effect::Create { .. }
+                | Effect::EnsureImage { .. }
+                | Effect::Start { .. }
+        )),
+        "{fx:?}"
+    );
+    // its directory (emptyDir volumes) goes once its containers stopped, once
+    let cleanups = |fx: &[Effect]| {
+        fx.iter()
+            .filter(|e| matches!(e, Effect::CleanupPod { pod_uid } if pod_uid == "a"))
+            .count()
+    };
+    assert_eq!(cleanups(&fx), 1, "{fx:?}");
+    let status = lc.full_status().into_iter().find(|s| s.uid == "a").unwrap();
+    assert_eq!(status.phase, PodPhase::Failed);
+    assert_eq!(status.reason.as_deref(), Some("Evicted"));
+    assert_eq!(status.message.as_deref(), Some(MESSAGE));
+    let other = lc.full_status().into_iter().find(|s| s.uid == "b").unwrap();
+    assert_eq!(other.phase, PodPhase::Running);
+    // much later, after any back-off: still not restarted
+    let fx = lc.handle(Input::Containers {
+        list,
+        now: 2000 * S,
+    });
+    assert!(
+        !fx.iter()
+            .any(|e| matches!(e, Effect::Create { .. } | Effect::Start { .. }))
+    );
+    assert_eq!(cleanups(&fx), 0);
+    // evicting again says nothing new; a second pod can still be evicted
+    let fx = lc.handle(Input::Evict {
+        pod_uid: "a".into(),
+        message: MESSAGE.into(),
+    });
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Events(_))));
+    let _ = b;
+}
+
+#[test]
+fn a_deleted_evicted_pod_is_removed_as_usual() {
+    let (mut lc, mut a, b) = two_running();
+    lc.handle(Input::Evict {
+        pod_uid: "a".into(),
+        message: MESSAGE.into(),
+    });
+    a.deletion_grace_period_seconds = Some(0);
+    lc.handle(Input::Desired(DesiredSet {
+        generation: 2,
+        pods: vec![a.clone(), b.clone()],
+    }));
+    let fx = lc.handle(Input::Containers {
+        list: vec![snapshot(&a, "ca", exited(137))],
+        now: 200 * S,
+    });
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Remove { id } if id == "ca")),
+        "{fx:?}"
+    );
+}
