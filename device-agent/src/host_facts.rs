@@ -217,6 +217,7 @@ impl HostFacts {
             },
             conditions: Vec::new(),
             images: Vec::new(),
+            update: false,
         }
     }
 }

@@ -378,6 +378,7 @@ fn hello(config: &FakeDeviceConfig) -> NodeReport {
         },
         conditions: Vec::new(),
         images: Vec::new(),
+        update: false,
     }
 }
 

@@ -44,6 +44,11 @@ pub struct NodeReport {
     /// The container images on the device, largest first, at most [`MAX_NODE_IMAGES`]
     /// (protocol 1.2; the kubelet's `nodeStatusMaxImages`).
     pub images: Vec<NodeImage>,
+    /// `true` when the report changed during the agent's session (sent again without
+    /// a reconnect, protocol 1.2): the gateway updates the Node and keeps the session
+    /// (its streams and report sequence). `false` on every connect.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub update: bool,
 }
 
 /// How many images a node report lists at most (the kubelet's default

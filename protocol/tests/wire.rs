@@ -233,6 +233,7 @@ fn samples() -> Vec<Message> {
                 names: vec!["docker.io/library/busybox:1.36".into()],
                 size_bytes: 4_261_550,
             }],
+            update: true,
         }),
         Message::Heartbeat(Heartbeat {
             sequence: 42,

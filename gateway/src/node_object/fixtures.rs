@@ -44,6 +44,7 @@ pub(crate) fn report() -> NodeReport {
         capabilities: Default::default(),
         conditions: Vec::new(),
         images: Vec::new(),
+        update: false,
     }
 }
 

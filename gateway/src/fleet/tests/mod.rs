@@ -5,6 +5,7 @@ mod ephemeral;
 mod evicted_while_offline;
 mod faults_and_hostile_devices;
 mod log_cache;
+mod node_pressure;
 mod runner_order;
 
 use std::cell::RefCell;
