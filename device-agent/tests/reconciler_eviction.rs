@@ -94,6 +94,10 @@ fn an_evicted_pod_is_stopped_reported_failed_and_never_restarted() {
         message: MESSAGE.into(),
     });
     assert!(lc.is_evicted("a") && !lc.is_evicted("b"));
+    // the next eviction waits until this one is cleaned up
+    assert!(lc.eviction_in_progress());
+    let uids: Vec<&str> = lc.evictable_pods().iter().map(|p| p.uid.as_str()).collect();
+    assert_eq!(uids, ["b"]);
     // stopped at once (the hard eviction grace period), the other pod untouched
     let stops: Vec<(&str, Duration)> = fx
         .iter()
@@ -141,6 +145,7 @@ fn an_evicted_pod_is_stopped_reported_failed_and_never_restarted() {
             .count()
     };
     assert_eq!(cleanups(&fx), 1, "{fx:?}");
+    assert!(!lc.eviction_in_progress());
     let status = lc.full_status().into_iter().find(|s| s.uid == "a").unwrap();
     assert_eq!(status.phase, PodPhase::Failed);
     assert_eq!(status.reason.as_deref(), Some("Evicted"));

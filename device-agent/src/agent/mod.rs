@@ -411,6 +411,9 @@ impl AgentLoop {
         if pass.report_changed {
             self.refresh_node_report();
         }
+        if self.lifecycle.eviction_in_progress() {
+            return;
+        }
         if let Some((pod_uid, message)) = pass.evict {
             tracing::warn!(pod = %pod_uid, %message, "evicting a pod under node pressure");
             self.feed(Input::Evict { pod_uid, message });

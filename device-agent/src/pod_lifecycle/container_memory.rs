@@ -89,6 +89,8 @@ pub(super) struct PodEntry {
     pub(super) evicted: Option<String>,
     /// The evicted pod's directory (its emptyDir volumes) was removed.
     pub(super) evicted_cleaned: bool,
+    /// When it was evicted.
+    pub(super) evicted_at: UnixMillis,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -6,10 +6,14 @@
 
 use std::time::Duration;
 
-use edge_protocol::EventType;
+use edge_protocol::{EventType, UnixMillis};
 
 use super::PodLifecycle;
 use crate::container_runtime::{ContainerSnapshot, RunState};
+
+/// How long the eviction manager waits for an evicted pod's resources to be reclaimed
+/// before it may evict another (the kubelet's `podCleanupTimeout`).
+pub const EVICTION_CLEANUP_TIMEOUT_MS: UnixMillis = 30_000;
 
 /// The grace period of a hard eviction (the kubelet's `immediateEvictionGracePeriodSeconds`).
 pub(super) const EVICTION_GRACE: Duration = Duration::from_secs(1);
@@ -24,6 +28,7 @@ impl PodLifecycle {
             return;
         }
         pod.evicted = Some(message.clone());
+        pod.evicted_at = self.now;
         let spec = pod.spec.clone();
         self.event(&spec, None, EventType::Warning, "Evicted", message);
     }
@@ -78,6 +83,17 @@ impl PodLifecycle {
 }
 
 impl PodLifecycle {
+    /// An evicted pod whose containers have not stopped and whose directory is not
+    /// removed yet (for at most [`EVICTION_CLEANUP_TIMEOUT_MS`]): the eviction manager
+    /// waits for it before evicting another, as the kubelet does.
+    pub fn eviction_in_progress(&self) -> bool {
+        self.pods.values().any(|p| {
+            p.evicted.is_some()
+                && !p.evicted_cleaned
+                && self.now.saturating_sub(p.evicted_at) < EVICTION_CLEANUP_TIMEOUT_MS
+        })
+    }
+
     /// The pods the eviction manager may choose: desired, not terminating, not
     /// evicted, with a running container.
     pub fn evictable_pods(&self) -> Vec<&edge_protocol::PodSpec> {

@@ -296,6 +296,7 @@ impl PodLifecycle {
                     removed_reported: false,
                     evicted: None,
                     evicted_cleaned: false,
+                    evicted_at: 0,
                 },
             };
             next.insert(uid, entry);
