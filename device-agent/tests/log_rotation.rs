@@ -34,24 +34,35 @@ async fn run_chatty(rotation: Option<LogRotation>, name: &str) -> (String, u64, 
     };
     let id = runtime.create(&spec).await.unwrap();
     // name it for cleanup by a later run
-    let _ = runtime.client().rename_container(
-        &id,
-        bollard::query_parameters::RenameContainerOptions { name: name.to_owned() },
-    )
-    .await;
+    let _ = runtime
+        .client()
+        .rename_container(
+            &id,
+            bollard::query_parameters::RenameContainerOptions {
+                name: name.to_owned(),
+            },
+        )
+        .await;
     runtime.start(&id).await.unwrap();
     // `ps` inside: the writer loop is gone once `done` was printed and sleep runs
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (code, out) = runtime
-            .exec(&id, &["/bin/sh".into(), "-c".into(), "ps".into()], Duration::from_secs(10))
+            .exec(
+                &id,
+                &["/bin/sh".into(), "-c".into(), "ps".into()],
+                Duration::from_secs(10),
+            )
             .await
             .unwrap();
         assert_eq!(code, 0, "{out}");
         if out.contains("sleep 600") {
             break;
         }
-        assert!(Instant::now() < deadline, "the chatty container did not finish: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "the chatty container did not finish: {out}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;

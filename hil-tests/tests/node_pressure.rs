@@ -85,7 +85,13 @@ async fn wait_condition(stack: &Stack, kind: &str, want: &str, timeout: Duration
 fn taints(stack: &Stack) -> Result<String> {
     kubectl(
         stack,
-        &["get", "node", DEVICE, "-o", "jsonpath={.spec.taints[*].key}"],
+        &[
+            "get",
+            "node",
+            DEVICE,
+            "-o",
+            "jsonpath={.spec.taints[*].key}",
+        ],
     )
 }
 
@@ -113,7 +119,13 @@ async fn a_filling_disk_turns_disk_pressure_true_and_evicts_the_best_effort_pod(
     let images = eventually("status.images", Duration::from_secs(30), || {
         let out = kubectl(
             &stack,
-            &["get", "node", DEVICE, "-o", "jsonpath={.status.images[*].names}"],
+            &[
+                "get",
+                "node",
+                DEVICE,
+                "-o",
+                "jsonpath={.status.images[*].names}",
+            ],
         )
         .map_err(|e| e.to_string());
         async move {
@@ -131,7 +143,14 @@ async fn a_filling_disk_turns_disk_pressure_true_and_evicts_the_best_effort_pod(
     steady.spec.as_mut().unwrap().containers[0].resources =
         Some(serde_json::from_value(resources)?);
     create(&stack, &steady).await?;
-    wait_pod(&stack, "steady", "steady ready", Duration::from_secs(60), is_ready).await?;
+    wait_pod(
+        &stack,
+        "steady",
+        "steady ready",
+        Duration::from_secs(60),
+        is_ready,
+    )
+    .await?;
 
     // 20 MB in its emptyDir: 12 of 32 MiB left, under the 50 % threshold
     let mut filler = pod_manifest(
@@ -153,9 +172,9 @@ async fn a_filling_disk_turns_disk_pressure_true_and_evicts_the_best_effort_pod(
     wait_condition(&stack, "DiskPressure", "True", Duration::from_secs(60)).await?;
     let describe = kubectl(&stack, &["describe", "node", DEVICE])?;
     ensure!(
-        describe
-            .lines()
-            .any(|l| l.contains("DiskPressure") && l.contains("True") && l.contains("KubeletHasDiskPressure")),
+        describe.lines().any(|l| l.contains("DiskPressure")
+            && l.contains("True")
+            && l.contains("KubeletHasDiskPressure")),
         "kubectl describe node shows the condition:\n{describe}"
     );
     // the node lifecycle controller taints the node from the condition, as for a kubelet
