@@ -429,6 +429,7 @@ impl ContainerRuntime for DockerRuntime {
                 nano_cpus: spec
                     .cpu_limit_millis
                     .and_then(|m| i64::try_from(m.saturating_mul(1_000_000)).ok()),
+                cpu_shares: spec.cpu_shares.and_then(|s| i64::try_from(s).ok()),
                 memory: spec.memory_limit_bytes.and_then(|m| i64::try_from(m).ok()),
                 privileged: Some(spec.privileged),
                 log_config: self.log_rotation.map(|r| r.engine_log_config()),
