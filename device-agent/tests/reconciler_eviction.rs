@@ -1,6 +1,7 @@
-//! Unit tests of the pure reconciler (`PodLifecycle`) with pods evicted under node
-//! pressure: an `Evicted` Event, containers stopped and kept, never restarted, the pod
-//! `Failed` with reason `Evicted`.
+//! Unit tests of the pure reconciler (`PodLifecycle`) with pods the node ends: evicted
+//! under node pressure (an `Evicted` Event, containers stopped and kept, never
+//! restarted, the pod `Failed` with reason `Evicted`) or past `activeDeadlineSeconds`
+//! (`DeadlineExceeded`).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -60,14 +61,17 @@ fn exited(code: i32) -> RunState {
     }
 }
 
-/// Two running pods, volumes ready.
+/// Two running pods (started at 90 s), volumes ready.
 fn two_running() -> (PodLifecycle, PodSpec, PodSpec) {
+    two_running_with(pod("a"), pod("b"))
+}
+
+fn two_running_with(a: PodSpec, b: PodSpec) -> (PodLifecycle, PodSpec, PodSpec) {
     let timings = LifecycleTimings {
         sync_interval: Duration::from_secs(1),
         ..Default::default()
     };
     let mut lc = PodLifecycle::new(timings, None);
-    let (a, b) = (pod("a"), pod("b"));
     lc.handle(Input::Desired(DesiredSet {
         generation: 1,
         pods: vec![a.clone(), b.clone()],
@@ -192,4 +196,68 @@ fn a_deleted_evicted_pod_is_removed_as_usual() {
             .any(|e| matches!(e, Effect::Remove { id } if id == "ca")),
         "{fx:?}"
     );
+}
+
+#[test]
+fn a_pod_past_its_active_deadline_is_ended_with_deadline_exceeded() {
+    let mut a = pod("a");
+    a.active_deadline_seconds = Some(50);
+    let (mut lc, a, b) = two_running_with(a, pod("b"));
+    let running = |a: &PodSpec, b: &PodSpec| {
+        vec![
+            snapshot(a, "ca", RunState::Running { started_at: 90 * S }),
+            snapshot(b, "cb", RunState::Running { started_at: 90 * S }),
+        ]
+    };
+    // 49 s after it started: nothing yet
+    let fx = lc.handle(Input::Containers {
+        list: running(&a, &b),
+        now: 139 * S,
+    });
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::Stop { .. })),
+        "{fx:?}"
+    );
+    let fx = lc.handle(Input::Containers {
+        list: running(&a, &b),
+        now: 141 * S,
+    });
+    let stops: Vec<(&str, Duration)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Stop { id, grace } => Some((id.as_str(), *grace)),
+            _ => None,
+        })
+        .collect();
+    // the pod's own grace period, the other pod untouched
+    assert_eq!(stops, [("ca", Duration::from_secs(30))]);
+    let event = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Events(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .flatten()
+        .find(|e| e.reason == "DeadlineExceeded")
+        .unwrap();
+    assert_eq!(
+        event.message,
+        "Pod was active on the node longer than the specified deadline"
+    );
+    let fx = lc.handle(Input::Containers {
+        list: vec![
+            snapshot(&a, "ca", exited(143)),
+            snapshot(&b, "cb", RunState::Running { started_at: 90 * S }),
+        ],
+        now: 2000 * S,
+    });
+    assert!(
+        !fx.iter()
+            .any(|e| matches!(e, Effect::Create { .. } | Effect::Start { .. }))
+    );
+    let status = lc.full_status().into_iter().find(|s| s.uid == "a").unwrap();
+    assert_eq!(status.phase, PodPhase::Failed);
+    assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
+    // not an eviction: the eviction manager does not wait for it
+    assert!(!lc.is_evicted("a") && !lc.eviction_in_progress());
 }

@@ -113,6 +113,9 @@ pub struct DeviceCapabilities {
     /// The agent publishes [`crate::LogTailReport`]s on `up/logtail` every this many
     /// seconds.
     pub log_tail_interval_seconds: Option<u32>,
+    /// The agent ends pods past their `activeDeadlineSeconds` (protocol 1.2).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub active_deadline: bool,
 }
 
 /// Amounts of the resources a device offers.

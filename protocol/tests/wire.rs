@@ -167,6 +167,7 @@ fn sample_desired_set() -> DesiredSet {
                 target_container_name: Some("reader".into()),
                 privileged: false,
             }],
+            active_deadline_seconds: Some(600),
         }],
     }
 }
@@ -214,6 +215,7 @@ fn samples() -> Vec<Message> {
                 streams: Some(STREAM_PROTOCOL_VERSION),
                 stats_interval_seconds: Some(15),
                 log_tail_interval_seconds: Some(60),
+                active_deadline: true,
             },
             conditions: vec![
                 NodePressureCondition {

@@ -449,6 +449,7 @@ fn node_report(
     let mut report = facts.node_report(runtime_version, data_root, config.max_pods, &config.labels);
     report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(config);
     report.capabilities.stats_interval_seconds = stats_interval_seconds(config);
+    report.capabilities.active_deadline = true;
     if let Some(p) = pressure {
         report.conditions = p.conditions();
         report.images = p.images();

@@ -84,13 +84,22 @@ pub(super) struct PodEntry {
     pub(super) volumes_hash: String,
     pub(super) containers: BTreeMap<String, ContainerMemory>,
     pub(super) removed_reported: bool,
-    /// Evicted under node pressure: the kubelet's message. Its containers are stopped
-    /// and never started again.
-    pub(super) evicted: Option<String>,
-    /// The evicted pod's directory (its emptyDir volumes) was removed.
-    pub(super) evicted_cleaned: bool,
-    /// When it was evicted.
-    pub(super) evicted_at: UnixMillis,
+    /// Ended by the node (evicted, past its active deadline): its containers are
+    /// stopped and never started again.
+    pub(super) ended: Option<NodeEnding>,
+}
+
+/// Why and when the node ended a pod, as the kubelet reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NodeEnding {
+    /// The pod's status reason: `Evicted`, `DeadlineExceeded`.
+    pub(super) reason: &'static str,
+    pub(super) message: String,
+    pub(super) at: UnixMillis,
+    /// SIGTERM to SIGKILL for its containers.
+    pub(super) grace: Duration,
+    /// Its directory (emptyDir volumes) was removed once its containers stopped.
+    pub(super) cleaned: bool,
 }
 
 #[derive(Debug, Clone, Copy)]

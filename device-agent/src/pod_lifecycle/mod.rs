@@ -14,10 +14,12 @@
 //! | `container_memory.rs` | what is remembered per pod and per container between passes; [`spec_hash`] |
 //! | `outcomes.rs` | results of effects and probe reports turned into memory and events |
 //! | `reconcile.rs` | desired against actual: tear down, bring up, restart with back-off |
-//! | `eviction.rs` | pods evicted under node pressure: stopped, never restarted, reported Failed/`Evicted` |
+//! | `eviction.rs` | pods the node ends (evicted under pressure, past their deadline): stopped, never restarted, reported Failed with the reason |
+//! | `active_deadline.rs` | `activeDeadlineSeconds`: a pod active longer is ended with `DeadlineExceeded` |
 //! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
+mod active_deadline;
 mod container_memory;
 mod ephemeral;
 mod eviction;
@@ -294,9 +296,7 @@ impl PodLifecycle {
                     volumes_hash,
                     containers: BTreeMap::new(),
                     removed_reported: false,
-                    evicted: None,
-                    evicted_cleaned: false,
-                    evicted_at: 0,
+                    ended: None,
                 },
             };
             next.insert(uid, entry);

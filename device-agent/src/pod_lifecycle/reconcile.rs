@@ -70,6 +70,7 @@ impl PodLifecycle {
     }
 
     fn reconcile_pod(&mut self, uid: &str) {
+        self.past_active_deadline(uid);
         let Some(pod) = self.pods.get(uid) else {
             return;
         };
@@ -96,8 +97,8 @@ impl PodLifecycle {
             }
             return;
         }
-        if pod.evicted.is_some() {
-            self.stop_evicted(uid);
+        if pod.ended.is_some() {
+            self.stop_ended(uid);
             return;
         }
         // Volumes first.
