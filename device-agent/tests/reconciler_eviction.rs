@@ -90,6 +90,27 @@ fn two_running_with(a: PodSpec, b: PodSpec) -> (PodLifecycle, PodSpec, PodSpec) 
     (lc, a, b)
 }
 
+/// The Stop effects: container id and grace period.
+fn stops(fx: &[Effect]) -> Vec<(&str, Duration)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Stop { id, grace } => Some((id.as_str(), *grace)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The event with this reason, if any.
+fn event(fx: &[Effect], reason: &str) -> Option<edge_protocol::PodEvent> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Events(ev) => Some(ev.clone()),
+            _ => None,
+        })
+        .flatten()
+        .find(|e| e.reason == reason)
+}
+
 #[test]
 fn an_evicted_pod_is_stopped_reported_failed_and_never_restarted() {
     let (mut lc, a, b) = two_running();
@@ -103,23 +124,8 @@ fn an_evicted_pod_is_stopped_reported_failed_and_never_restarted() {
     let uids: Vec<&str> = lc.evictable_pods().iter().map(|p| p.uid.as_str()).collect();
     assert_eq!(uids, ["b"]);
     // stopped at once (the hard eviction grace period), the other pod untouched
-    let stops: Vec<(&str, Duration)> = fx
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Stop { id, grace } => Some((id.as_str(), *grace)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(stops, [("ca", Duration::from_secs(1))]);
-    let events: Vec<_> = fx
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Events(ev) => Some(ev.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let evicted = events.iter().find(|e| e.reason == "Evicted").unwrap();
+    assert_eq!(stops(&fx), [("ca", Duration::from_secs(1))]);
+    let evicted = event(&fx, "Evicted").unwrap();
     assert_eq!(evicted.event_type, EventType::Warning);
     assert_eq!(evicted.message, MESSAGE);
     assert_eq!(evicted.pod_uid, "a");
@@ -222,26 +228,10 @@ fn a_pod_past_its_active_deadline_is_ended_with_deadline_exceeded() {
         list: running(&a, &b),
         now: 141 * S,
     });
-    let stops: Vec<(&str, Duration)> = fx
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Stop { id, grace } => Some((id.as_str(), *grace)),
-            _ => None,
-        })
-        .collect();
     // the pod's own grace period, the other pod untouched
-    assert_eq!(stops, [("ca", Duration::from_secs(30))]);
-    let event = fx
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Events(ev) => Some(ev.clone()),
-            _ => None,
-        })
-        .flatten()
-        .find(|e| e.reason == "DeadlineExceeded")
-        .unwrap();
+    assert_eq!(stops(&fx), [("ca", Duration::from_secs(30))]);
     assert_eq!(
-        event.message,
+        event(&fx, "DeadlineExceeded").unwrap().message,
         "Pod was active on the node longer than the specified deadline"
     );
     let fx = lc.handle(Input::Containers {
