@@ -55,7 +55,9 @@
 //! # Envelope and versions
 //!
 //! Every payload is `{"protocol":"1.2","kind":"<kind>","body":{...}}` in JSON. Version 1.2
-//! added the node report's pressure `conditions` and `images`. Version 1.1
+//! added the node report's pressure `conditions`, `images`, `update` and
+//! `capabilities.activeDeadline`, and the pod's `activeDeadlineSeconds` (sent only to
+//! agents declaring it). Version 1.1
 //! added `up/stats`, `up/logtail`, the stream channels, the pod's `logCacheOptOut` and the
 //! node report's `capabilities`; a 1.0 reader
 //! refuses their kinds as unknown, so the gateway sends streams only to devices whose
