@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::resource_policy::RawResourcePolicy;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{
@@ -106,10 +107,88 @@ pub struct RunArgs {
     /// Extra node label key=value; repeat (or comma-separate in the env var).
     #[arg(long = "label", env = "EDGE_AGENT_LABELS", value_delimiter = ',')]
     pub labels: Vec<String>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Log filter (tracing env-filter syntax), e.g. info or edge_agent=debug
     /// [default: $RUST_LOG, else info].
     #[arg(long, env = "EDGE_AGENT_LOG_FILTER")]
     pub log_filter: Option<String>,
+}
+
+/// Flags of the `[resources]` table.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ResourceArgs {
+    /// Rotate container logs at this size (kubelet: 10Mi; "0": the runtime's settings).
+    #[arg(long, env = "EDGE_AGENT_CONTAINER_LOG_MAX_SIZE")]
+    pub container_log_max_size: Option<String>,
+    /// Rotated log files kept per container (kubelet: 5).
+    #[arg(long, env = "EDGE_AGENT_CONTAINER_LOG_MAX_FILES")]
+    pub container_log_max_files: Option<u32>,
+    /// Hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10%.
+    #[arg(long, env = "EDGE_AGENT_EVICTION_HARD")]
+    pub eviction_hard: Option<String>,
+    /// Seconds between pressure measurements (0 = off).
+    #[arg(long, env = "EDGE_AGENT_EVICTION_MONITORING_INTERVAL_SECONDS")]
+    pub eviction_monitoring_interval_seconds: Option<f64>,
+    /// Seconds a pressure condition stays True after its threshold is no longer crossed.
+    #[arg(long, env = "EDGE_AGENT_EVICTION_PRESSURE_TRANSITION_PERIOD_SECONDS")]
+    pub eviction_pressure_transition_period_seconds: Option<f64>,
+    /// Node filesystem measured for nodefs.* [default: state dir].
+    #[arg(long, env = "EDGE_AGENT_NODEFS_PATH")]
+    pub nodefs_path: Option<PathBuf>,
+    /// Image filesystem measured for imagefs.* and image GC [default: runtime data root].
+    #[arg(long, env = "EDGE_AGENT_IMAGEFS_PATH")]
+    pub imagefs_path: Option<PathBuf>,
+    /// Image GC starts above this usage of the image filesystem (percent).
+    #[arg(long, env = "EDGE_AGENT_IMAGE_GC_HIGH_THRESHOLD_PERCENT")]
+    pub image_gc_high_threshold_percent: Option<u8>,
+    /// Image GC frees space down to this usage (percent).
+    #[arg(long, env = "EDGE_AGENT_IMAGE_GC_LOW_THRESHOLD_PERCENT")]
+    pub image_gc_low_threshold_percent: Option<u8>,
+    /// Images first seen more recently than this many seconds are never removed.
+    #[arg(long, env = "EDGE_AGENT_IMAGE_MINIMUM_GC_AGE_SECONDS")]
+    pub image_minimum_gc_age_seconds: Option<f64>,
+}
+
+impl ResourceArgs {
+    fn apply(&self, raw: &mut RawResourcePolicy) {
+        fn set<T: Clone>(flag: &Option<T>, slot: &mut Option<T>) {
+            if flag.is_some() {
+                slot.clone_from(flag);
+            }
+        }
+        set(
+            &self.container_log_max_size,
+            &mut raw.container_log_max_size,
+        );
+        set(
+            &self.container_log_max_files,
+            &mut raw.container_log_max_files,
+        );
+        set(&self.eviction_hard, &mut raw.eviction_hard);
+        set(
+            &self.eviction_monitoring_interval_seconds,
+            &mut raw.eviction_monitoring_interval_seconds,
+        );
+        set(
+            &self.eviction_pressure_transition_period_seconds,
+            &mut raw.eviction_pressure_transition_period_seconds,
+        );
+        set(&self.nodefs_path, &mut raw.nodefs_path);
+        set(&self.imagefs_path, &mut raw.imagefs_path);
+        set(
+            &self.image_gc_high_threshold_percent,
+            &mut raw.image_gc_high_threshold_percent,
+        );
+        set(
+            &self.image_gc_low_threshold_percent,
+            &mut raw.image_gc_low_threshold_percent,
+        );
+        set(
+            &self.image_minimum_gc_age_seconds,
+            &mut raw.image_minimum_gc_age_seconds,
+        );
+    }
 }
 
 impl RunArgs {
@@ -189,6 +268,8 @@ impl RunArgs {
         if let Some(v) = self.max_streams {
             file.max_streams = Some(v);
         }
+        self.resources
+            .apply(file.resources.get_or_insert_with(Default::default));
         let tls = file.tls.get_or_insert_with(TlsFiles::default);
         if let Some(v) = &self.tls_ca_file {
             tls.ca_file = Some(v.clone());

@@ -8,6 +8,8 @@ use std::time::Duration;
 use edge_protocol::DeviceId;
 use serde::{Deserialize, Serialize};
 
+use crate::resource_policy::{PolicyError, RawResourcePolicy, ResourcePolicy};
+
 /// Where `edge-agent run` looks for its file when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/edge-agent/agent.toml";
 
@@ -43,6 +45,8 @@ pub enum ConfigError {
     BadLabel(String),
     #[error("{what} must be greater than zero")]
     Zero { what: &'static str },
+    #[error(transparent)]
+    Resources(#[from] PolicyError),
     #[error("{raw:?} is not a valid number of seconds")]
     BadSeconds { raw: String },
     #[error("{raw:?} is not a duration like 10s, 500ms or 5m: {source}")]
@@ -91,6 +95,8 @@ pub struct ConfigFile {
     pub max_streams: Option<u64>,
     pub tls: Option<TlsFiles>,
     pub labels: Option<BTreeMap<String, String>>,
+    /// Log rotation, eviction thresholds, image GC.
+    pub resources: Option<RawResourcePolicy>,
 }
 
 impl ConfigFile {
@@ -215,6 +221,8 @@ pub struct AgentConfig {
     pub max_streams: usize,
     pub tls: TlsFiles,
     pub labels: BTreeMap<String, String>,
+    /// Log rotation, eviction thresholds, image GC.
+    pub resources: ResourcePolicy,
 }
 
 /// The kubelet's default `streamingConnectionIdleTimeout`.
@@ -330,6 +338,7 @@ impl AgentConfig {
             },
             tls,
             labels: file.labels.unwrap_or_default(),
+            resources: ResourcePolicy::from_raw(&file.resources.unwrap_or_default())?,
         })
     }
 }
@@ -422,6 +431,29 @@ key_file = "/etc/edge-agent/device.key"
 # Extra node labels the device asks for (the gateway drops reserved kubernetes.io/ ones).
 [labels]
 # site = "lab"
+
+# Disks that never fill up (the kubelet's defaults).
+[resources]
+# Container logs: rotated by the runtime's log driver at this size, this many files
+# (Podman keeps one file and truncates it at the size). "0" = the runtime's settings.
+container_log_max_size = "10Mi"
+container_log_max_files = 5
+# Hard eviction thresholds (--eviction-hard syntax): crossing one sets MemoryPressure,
+# DiskPressure or PIDPressure on the Node and evicts pods, BestEffort first.
+eviction_hard = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%"
+# Seconds between measurements (0 = no measuring, conditions or eviction), and how long
+# a condition stays True after its threshold is no longer crossed.
+eviction_monitoring_interval_seconds = 10
+eviction_pressure_transition_period_seconds = 300
+# The file systems measured: nodefs (default: state_dir) and imagefs (default: the
+# runtime's data root).
+# nodefs_path = "/var/lib/edge-agent"
+# imagefs_path = "/var/lib/docker"
+# Unused images are removed, least recently used first, when the image filesystem is
+# fuller than the high threshold, down to the low one; never images younger than this.
+image_gc_high_threshold_percent = 85
+image_gc_low_threshold_percent = 80
+image_minimum_gc_age_seconds = 120
 "#;
 
 #[cfg(test)]

@@ -90,6 +90,8 @@ pub struct CreateContainer {
     pub devices: Vec<DeviceMapping>,
     pub ports: Vec<PortMapping>,
     pub cpu_limit_millis: Option<u64>,
+    /// CPU weight from the request ([`cpu_shares`]); `None`: the runtime's default.
+    pub cpu_shares: Option<u64>,
     pub memory_limit_bytes: Option<u64>,
     pub host_network: bool,
     pub hostname: Option<String>,
@@ -114,6 +116,14 @@ pub struct LogReadOptions {
     /// Unix seconds.
     pub since: Option<i64>,
     pub timestamps: bool,
+}
+
+/// The kubelet's CPU shares for a CPU request: milliCPU × 1024 / 1000, at least 2 (also
+/// for a container without a request), at most 262144.
+pub fn cpu_shares(request_millis: Option<u64>) -> u64 {
+    const MIN_SHARES: u64 = 2;
+    const MAX_SHARES: u64 = 262_144;
+    (request_millis.unwrap_or(0).saturating_mul(1024) / 1000).clamp(MIN_SHARES, MAX_SHARES)
 }
 
 /// The container runtime as the agent sees it.
@@ -146,3 +156,6 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// The container's log (stdout and stderr interleaved) as byte chunks.
     fn logs(&self, id: &str, options: LogReadOptions) -> BoxStream<'static, Result<Vec<u8>>>;
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,7 @@ use crate::container_runtime::{
     RuntimeError,
 };
 use crate::engine_api_get::{Endpoint, get_json};
+use crate::resource_policy::LogRotation;
 
 /// Docker Engine API client. Inspect results are cached per (container, state) so a
 /// steady device costs one list call per sync.
@@ -36,6 +37,8 @@ pub struct DockerRuntime {
     device: String,
     endpoint: Endpoint,
     inspected: Mutex<HashMap<String, (String, ContainerSnapshot)>>,
+    /// Log rotation set on every container created (`None`: the runtime's default).
+    log_rotation: Option<LogRotation>,
 }
 
 const API_TIMEOUT_SECS: u64 = 120;
@@ -68,7 +71,14 @@ impl DockerRuntime {
             device: device.to_owned(),
             endpoint: Endpoint::parse(socket),
             inspected: Mutex::new(HashMap::new()),
+            log_rotation: None,
         })
+    }
+
+    /// Containers created from now on rotate their logs so.
+    pub fn with_log_rotation(mut self, rotation: Option<LogRotation>) -> Self {
+        self.log_rotation = rotation;
+        self
     }
 
     /// The Engine API client, for exec and attach streams (hijacked connections).
@@ -419,8 +429,10 @@ impl ContainerRuntime for DockerRuntime {
                 nano_cpus: spec
                     .cpu_limit_millis
                     .and_then(|m| i64::try_from(m.saturating_mul(1_000_000)).ok()),
+                cpu_shares: spec.cpu_shares.and_then(|s| i64::try_from(s).ok()),
                 memory: spec.memory_limit_bytes.and_then(|m| i64::try_from(m).ok()),
                 privileged: Some(spec.privileged),
+                log_config: self.log_rotation.map(|r| r.engine_log_config()),
                 ..Default::default()
             };
             let body = ContainerCreateBody {

@@ -215,6 +215,9 @@ impl HostFacts {
                 streams: Some(edge_protocol::STREAM_PROTOCOL_VERSION),
                 ..Default::default()
             },
+            conditions: Vec::new(),
+            images: Vec::new(),
+            update: false,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! |---|---|
 //! | [`cli`] | clap command line: `run`, `install`, `--print-default-config` |
 //! | [`config`] | [`config::AgentConfig`]: TOML file + env + flags, validated; the commented default file |
+//! | [`resource_policy`] | the `[resources]` settings: log rotation, eviction thresholds, measured paths, image GC |
 //! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway |
 //! | [`downlink`] | decoding at the MQTT edge: a frame becomes a typed [`downlink::Downlink`] or a [`downlink::RejectReason`] |
 //! | [`unsaved_desired`] | a desired set not yet saved and the deliveries to acknowledge once it is |
@@ -38,6 +39,10 @@
 //! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
 //! | [`usage_sample`] | resource usage from raw `/proc` text and Engine API stats JSON (pure): the `up/stats` sample |
 //! | [`stats_reporter`] | the task that reads those inputs every `stats_interval_seconds` and hands samples to the agent loop |
+//! | [`node_pressure`] | pure: hard eviction thresholds, pressure conditions, which pod to evict |
+//! | [`image_gc`] | pure: images last used when, which to remove between the GC thresholds; `status.images` |
+//! | [`pressure_monitor`] | measures memory, nodefs, imagefs, PIDs every interval; runs image GC; picks the pod to evict |
+//! | [`runtime_images`] | the runtime's images and the images its containers use (Engine API); removal |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
@@ -56,16 +61,21 @@ pub mod downlink;
 pub mod effect_executor;
 pub mod engine_api_get;
 pub mod host_facts;
+pub mod image_gc;
 pub mod insecure_tls;
 pub mod local_store;
 pub mod log_stream;
 pub mod log_tail;
 pub mod mqtt_session;
+pub mod node_pressure;
 pub mod pod_lifecycle;
 pub mod pod_volumes;
+pub mod pressure_monitor;
 pub mod probe_worker;
 pub mod publish_ledger;
+pub mod resource_policy;
 pub mod runtime_effects;
+pub mod runtime_images;
 pub mod stats_reporter;
 pub mod streams;
 pub mod systemd_notify;

@@ -536,7 +536,8 @@ async fn uplink_loop(mut t: UplinkTask) {
                     }
                 }
                 Some(UplinkInput::NodeReport) => {
-                    let report = t.node_report.borrow().clone();
+                    let mut report = t.node_report.borrow().clone();
+                    report.update = true;
                     if let Some(m) = priority(UpChannel::Hello, report.into()) {
                         window.push_priority(m);
                     }

@@ -9,7 +9,7 @@ use edge_protocol::PullPolicy;
 use tokio::sync::mpsc;
 
 use crate::container_labels::ContainerIdentity;
-use crate::container_runtime::{ContainerRuntime, CreateContainer, PortMapping};
+use crate::container_runtime::{ContainerRuntime, CreateContainer, PortMapping, cpu_shares};
 use crate::docker_runtime::credential_matches;
 use crate::pod_lifecycle::{ContainerKey, Effect, FailureReason, Input, Outcome, VolumeSetupError};
 use crate::pod_volumes;
@@ -107,6 +107,7 @@ pub async fn run_effect(
                     })
                     .collect(),
                 cpu_limit_millis: c.resources.cpu_limit_millis,
+                cpu_shares: Some(cpu_shares(c.resources.cpu_request_millis)),
                 memory_limit_bytes: c.resources.memory_limit_bytes,
                 host_network: pod.host_network,
                 hostname: pod.hostname.clone().or_else(|| Some(pod.name.clone())),

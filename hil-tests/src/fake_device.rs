@@ -376,6 +376,9 @@ fn hello(config: &FakeDeviceConfig) -> NodeReport {
             streams: config.streams,
             ..Default::default()
         },
+        conditions: Vec::new(),
+        images: Vec::new(),
+        update: false,
     }
 }
 

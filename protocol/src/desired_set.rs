@@ -44,6 +44,11 @@ pub struct PodSpec {
     pub log_cache_opt_out: bool,
     /// Containers added by `kubectl debug` (protocol 1.1; older agents ignore them).
     pub ephemeral_containers: Vec<EphemeralContainerSpec>,
+    /// `activeDeadlineSeconds` (protocol 1.2): the device ends the pod this long after
+    /// it took it. Sent only to agents that declare
+    /// [`crate::DeviceCapabilities::active_deadline`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<u64>,
 }
 
 impl PodSpec {

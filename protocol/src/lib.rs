@@ -54,7 +54,10 @@
 //!
 //! # Envelope and versions
 //!
-//! Every payload is `{"protocol":"1.1","kind":"<kind>","body":{...}}` in JSON. Version 1.1
+//! Every payload is `{"protocol":"1.2","kind":"<kind>","body":{...}}` in JSON. Version 1.2
+//! added the node report's pressure `conditions`, `images`, `update` and
+//! `capabilities.activeDeadline`, and the pod's `activeDeadlineSeconds` (sent only to
+//! agents declaring it). Version 1.1
 //! added `up/stats`, `up/logtail`, the stream channels, the pod's `logCacheOptOut` and the
 //! node report's `capabilities`; a 1.0 reader
 //! refuses their kinds as unknown, so the gateway sends streams only to devices whose
@@ -109,8 +112,8 @@ pub use logs::{
     MAX_LOG_CHUNK_BYTES, MAX_LOG_TAIL_BYTES, cut_to_line_start,
 };
 pub use node_report::{
-    DeviceCapabilities, DeviceState, Heartbeat, NodeAddress, NodeAddressKind, NodeReport,
-    NodeResources, UnixMillis,
+    DeviceCapabilities, DeviceState, Heartbeat, MAX_NODE_IMAGES, NodeAddress, NodeAddressKind,
+    NodeConditionKind, NodeImage, NodePressureCondition, NodeReport, NodeResources, UnixMillis,
 };
 pub use node_stats::{
     AgentCounters, ContainerUsage, CpuMemoryUsage, FilesystemUsage, NetworkUsage, NodeStats,

@@ -37,6 +37,67 @@ pub struct NodeReport {
     pub addresses: Vec<NodeAddress>,
     /// What this agent can do beyond protocol 1.0; absent fields mean "no".
     pub capabilities: DeviceCapabilities,
+    /// The node's pressure conditions as the agent's eviction manager sees them
+    /// (protocol 1.2). Empty: the agent does not measure pressure (reported as no
+    /// pressure, as before).
+    pub conditions: Vec<NodePressureCondition>,
+    /// The container images on the device, largest first, at most [`MAX_NODE_IMAGES`]
+    /// (protocol 1.2; the kubelet's `nodeStatusMaxImages`).
+    pub images: Vec<NodeImage>,
+    /// `true` when the report changed during the agent's session (sent again without
+    /// a reconnect, protocol 1.2): the gateway updates the Node and keeps the session
+    /// (its streams and report sequence). `false` on every connect.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub update: bool,
+}
+
+/// How many images a node report lists at most (the kubelet's default
+/// `nodeStatusMaxImages`).
+pub const MAX_NODE_IMAGES: usize = 50;
+
+/// A node condition the agent decides itself (the kubelet's eviction manager's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum NodeConditionKind {
+    MemoryPressure,
+    DiskPressure,
+    #[serde(rename = "PIDPressure")]
+    PidPressure,
+}
+
+impl NodeConditionKind {
+    /// The Node condition's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeConditionKind::MemoryPressure => "MemoryPressure",
+            NodeConditionKind::DiskPressure => "DiskPressure",
+            NodeConditionKind::PidPressure => "PIDPressure",
+        }
+    }
+}
+
+/// One pressure condition: whether a hard eviction threshold of its resource is
+/// crossed, since when, and what was measured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePressureCondition {
+    #[serde(rename = "type")]
+    pub kind: NodeConditionKind,
+    pub pressure: bool,
+    /// When `pressure` last changed (the condition's `lastTransitionTime`).
+    #[serde(default)]
+    pub since: UnixMillis,
+    /// E.g. `nodefs.available 3% < 10%`; empty when there is no pressure.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// An image on the device, as in a Node's `status.images`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NodeImage {
+    /// Tags and digests (`docker.io/library/busybox:1.36`, `...@sha256:...`).
+    pub names: Vec<String>,
+    pub size_bytes: u64,
 }
 
 /// Optional features an agent declares in its node report, so the gateway never sends
@@ -52,6 +113,9 @@ pub struct DeviceCapabilities {
     /// The agent publishes [`crate::LogTailReport`]s on `up/logtail` every this many
     /// seconds.
     pub log_tail_interval_seconds: Option<u32>,
+    /// The agent ends pods past their `activeDeadlineSeconds` (protocol 1.2).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub active_deadline: bool,
 }
 
 /// Amounts of the resources a device offers.

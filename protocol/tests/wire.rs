@@ -170,6 +170,7 @@ fn sample_desired_set() -> DesiredSet {
                 target_container_name: Some("reader".into()),
                 privileged: false,
             }],
+            active_deadline_seconds: Some(600),
         }],
     }
 }
@@ -217,7 +218,27 @@ fn samples() -> Vec<Message> {
                 streams: Some(STREAM_PROTOCOL_VERSION),
                 stats_interval_seconds: Some(15),
                 log_tail_interval_seconds: Some(60),
+                active_deadline: true,
             },
+            conditions: vec![
+                NodePressureCondition {
+                    kind: NodeConditionKind::DiskPressure,
+                    pressure: true,
+                    since: started + 60_000,
+                    message: "nodefs.available 3% < 10%".into(),
+                },
+                NodePressureCondition {
+                    kind: NodeConditionKind::PidPressure,
+                    pressure: false,
+                    since: started,
+                    message: String::new(),
+                },
+            ],
+            images: vec![NodeImage {
+                names: vec!["docker.io/library/busybox:1.36".into()],
+                size_bytes: 4_261_550,
+            }],
+            update: true,
         }),
         Message::Heartbeat(Heartbeat {
             sequence: 42,

@@ -23,6 +23,7 @@ use crate::local_store::{LocalStore, StoreError};
 use crate::log_tail::{self, TailTarget};
 use crate::mqtt_session::{MqttSession, SessionError, SessionEvent};
 use crate::pod_lifecycle::{Input, Outcome, PodLifecycle, ProbeReport};
+use crate::pressure_monitor::{PressureMonitor, PressureSources};
 use crate::stats_reporter::{self, StatsSources};
 use crate::streams::StreamManager;
 use crate::systemd_notify;
@@ -63,7 +64,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         let _ = std::fs::set_permissions(&config.state_dir, std::fs::Permissions::from_mode(0o700));
     }
     let store = LocalStore::open(&config.state_dir.join("store"))?;
-    let docker = DockerRuntime::connect(&config.runtime_socket, config.device_id.as_str())?;
+    let docker = DockerRuntime::connect(&config.runtime_socket, config.device_id.as_str())?
+        .with_log_rotation(config.resources.log_rotation);
     loop {
         match docker.ping().await {
             Ok(()) => break,
@@ -92,14 +94,28 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         .map(PathBuf::from)
         .unwrap_or_else(|| config.state_dir.clone());
     let facts = HostFacts::default();
-    let mut report = facts.node_report(
+    let pressure = config.resources.monitoring_interval.map(|_| {
+        let sources = PressureSources {
+            proc_root: PathBuf::from("/"),
+            nodefs: (config.resources.nodefs_path.clone())
+                .unwrap_or_else(|| config.state_dir.clone()),
+            imagefs: (config.resources.imagefs_path.clone()).unwrap_or_else(|| data_root.clone()),
+        };
+        PressureMonitor::new(
+            config.resources.clone(),
+            sources,
+            crate::engine_api_get::Endpoint::parse(&config.runtime_socket),
+            engine.clone(),
+            now_millis(),
+        )
+    });
+    let report = node_report(
+        &facts,
+        &config,
         &runtime_version,
         &data_root,
-        config.max_pods,
-        &config.labels,
+        pressure.as_ref(),
     );
-    report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(&config);
-    report.capabilities.stats_interval_seconds = stats_interval_seconds(&config);
     let node_ip = report
         .addresses
         .iter()
@@ -177,6 +193,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         facts,
         runtime_version,
         data_root,
+        pressure,
+        last_stats: None,
         ready_sent: false,
         listed_once: false,
         started: Instant::now(),
@@ -215,6 +233,10 @@ struct AgentLoop {
     facts: HostFacts,
     runtime_version: String,
     data_root: PathBuf,
+    /// The eviction manager (`None` when monitoring is off).
+    pressure: Option<PressureMonitor>,
+    /// The last usage sample (memory usage ranks pods for eviction).
+    last_stats: Option<NodeStats>,
     ready_sent: bool,
     listed_once: bool,
     started: Instant,
@@ -243,6 +265,13 @@ impl AgentLoop {
         log_tail.tick().await;
         let mut node_report = tokio::time::interval(NODE_REPORT_INTERVAL);
         node_report.tick().await;
+        let mut pressure = tokio::time::interval(
+            self.config
+                .resources
+                .monitoring_interval
+                .unwrap_or(Duration::from_secs(3600)),
+        );
+        pressure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let watchdog_every = systemd_notify::watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
@@ -267,6 +296,7 @@ impl AgentLoop {
                 }
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = node_report.tick() => self.refresh_node_report(),
+                _ = pressure.tick() => self.check_pressure().await,
                 _ = log_tail.tick() => self.log_tail(),
                 _ = watchdog.tick() => {
                     if watchdog_every.is_some() {
@@ -361,19 +391,43 @@ impl AgentLoop {
             reconcile_errors: self.reconcile_errors,
             open_streams: self.streams.open_streams() as u64,
         };
+        self.last_stats = Some(stats.clone());
         self.session
             .publish_best_effort(UpChannel::Stats, stats.into());
     }
 
+    /// The eviction manager's pass: image GC, measurements, conditions (a changed one
+    /// goes out in a node report at once), and at most one eviction; the next pass
+    /// measures again.
+    async fn check_pressure(&mut self) {
+        let Some(monitor) = self.pressure.as_mut() else {
+            return;
+        };
+        let now = now_millis();
+        let pass = {
+            let running = self.lifecycle.evictable_pods();
+            monitor.pass(&running, self.last_stats.as_ref(), now).await
+        };
+        if pass.report_changed {
+            self.refresh_node_report();
+        }
+        if self.lifecycle.eviction_in_progress() {
+            return;
+        }
+        if let Some((pod_uid, message)) = pass.evict {
+            tracing::warn!(pod = %pod_uid, %message, "evicting a pod under node pressure");
+            self.feed(Input::Evict { pod_uid, message });
+        }
+    }
+
     fn refresh_node_report(&mut self) {
-        let mut report = self.facts.node_report(
+        let report = node_report(
+            &self.facts,
+            &self.config,
             &self.runtime_version,
             &self.data_root,
-            self.config.max_pods,
-            &self.config.labels,
+            self.pressure.as_ref(),
         );
-        report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(&self.config);
-        report.capabilities.stats_interval_seconds = stats_interval_seconds(&self.config);
         // Boot id and addresses matter; a changed free-space figure does not exist here
         // (capacity only), so any difference is a real change.
         if *self.report_tx.borrow() != report {
@@ -381,6 +435,26 @@ impl AgentLoop {
             self.session.node_report_changed();
         }
     }
+}
+
+/// The node report: host facts, capabilities, and the eviction manager's conditions
+/// and image list.
+fn node_report(
+    facts: &HostFacts,
+    config: &AgentConfig,
+    runtime_version: &str,
+    data_root: &std::path::Path,
+    pressure: Option<&PressureMonitor>,
+) -> edge_protocol::NodeReport {
+    let mut report = facts.node_report(runtime_version, data_root, config.max_pods, &config.labels);
+    report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(config);
+    report.capabilities.stats_interval_seconds = stats_interval_seconds(config);
+    report.capabilities.active_deadline = true;
+    if let Some(p) = pressure {
+        report.conditions = p.conditions();
+        report.images = p.images();
+    }
+    report
 }
 
 /// The report interval declared in the node report's capabilities (none when off).

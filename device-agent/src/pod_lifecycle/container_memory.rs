@@ -84,6 +84,22 @@ pub(super) struct PodEntry {
     pub(super) volumes_hash: String,
     pub(super) containers: BTreeMap<String, ContainerMemory>,
     pub(super) removed_reported: bool,
+    /// Ended by the node (evicted, past its active deadline): its containers are
+    /// stopped and never started again.
+    pub(super) ended: Option<NodeEnding>,
+}
+
+/// Why and when the node ended a pod, as the kubelet reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NodeEnding {
+    /// The pod's status reason: `Evicted`, `DeadlineExceeded`.
+    pub(super) reason: &'static str,
+    pub(super) message: String,
+    pub(super) at: UnixMillis,
+    /// SIGTERM to SIGKILL for its containers.
+    pub(super) grace: Duration,
+    /// Its directory (emptyDir volumes) was removed once its containers stopped.
+    pub(super) cleaned: bool,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -89,6 +89,9 @@ pub enum Input {
     Done(Outcome),
     /// A probe worker crossed a threshold.
     Probe(ProbeReport),
+    /// The eviction manager chose this pod under node pressure; `message` is the
+    /// kubelet's (`The node was low on resource: ...`).
+    Evict { pod_uid: String, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,11 +14,15 @@
 //! | `container_memory.rs` | what is remembered per pod and per container between passes; [`spec_hash`] |
 //! | `outcomes.rs` | results of effects and probe reports turned into memory and events |
 //! | `reconcile.rs` | desired against actual: tear down, bring up, restart with back-off |
+//! | `eviction.rs` | pods the node ends (evicted under pressure, past their deadline): stopped, never restarted, reported Failed with the reason |
+//! | `active_deadline.rs` | `activeDeadlineSeconds`: a pod active longer is ended with `DeadlineExceeded` |
 //! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
+mod active_deadline;
 mod container_memory;
 mod ephemeral;
+mod eviction;
 mod inputs_effects;
 mod outcomes;
 mod reconcile;
@@ -247,6 +251,7 @@ impl PodLifecycle {
             Input::Tick { now } => self.now = self.now.max(now),
             Input::Done(outcome) => self.on_outcome(outcome),
             Input::Probe(report) => self.on_probe(report),
+            Input::Evict { pod_uid, message } => self.on_evict(&pod_uid, message),
         }
         // Nothing is decided or reported before the first look at the containers: a
         // restarted agent must adopt what runs instead of reporting it as missing.
@@ -291,6 +296,7 @@ impl PodLifecycle {
                     volumes_hash,
                     containers: BTreeMap::new(),
                     removed_reported: false,
+                    ended: None,
                 },
             };
             next.insert(uid, entry);

@@ -70,6 +70,7 @@ impl PodLifecycle {
     }
 
     fn reconcile_pod(&mut self, uid: &str) {
+        self.past_active_deadline(uid);
         let Some(pod) = self.pods.get(uid) else {
             return;
         };
@@ -94,6 +95,10 @@ impl PodLifecycle {
                     pod_uid: uid.to_owned(),
                 });
             }
+            return;
+        }
+        if pod.ended.is_some() {
+            self.stop_ended(uid);
             return;
         }
         // Volumes first.

@@ -129,8 +129,14 @@ impl PodLifecycle {
                 cs.started = Some(false);
             }
         }
-        let phase = pod_phase(spec.restart_policy, &containers);
+        let mut phase = pod_phase(spec.restart_policy, &containers);
+        if pod.ended.is_some() && !removed {
+            phase = PodPhase::Failed;
+        }
         let (reason, message) = match &pod.volumes {
+            _ if pod.ended.is_some() => pod.ended.as_ref().map_or((None, None), |e| {
+                (Some(e.reason.to_owned()), Some(e.message.clone()))
+            }),
             VolumeState::Failed { message, .. } => (
                 Some("FailedMount".to_owned()),
                 Some(format!("MountVolume.SetUp failed: {message}")),

@@ -321,6 +321,9 @@ impl AgentProcess {
             .args(&self.program[1..])
             .args(&self.args)
             .env_remove("NOTIFY_SOCKET")
+            // the test runtime is shared: no image GC or evictions from a full disk of
+            // the test machine (a test's own env or flags turn them on)
+            .env("EDGE_AGENT_EVICTION_MONITORING_INTERVAL_SECONDS", "0")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -46,6 +46,8 @@ pub struct ReportedPod {
     pub removed: bool,
 }
 
+// A pod spec is moved in once per pod change; boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncInput {
     /// A pod bound to this device was added or changed (already translated).

@@ -60,6 +60,26 @@ impl FleetState {
         if let NodeClaim::Refused { .. } = entry.claim {
             entry.claim = NodeClaim::Unconfirmed;
         }
+        // A report that changed within the agent's session (pressure, images, protocol
+        // 1.2): the Node's status is written again; the session, its streams and its
+        // report sequence go on.
+        if report.update
+            && entry.node_registered
+            && entry
+                .report
+                .as_ref()
+                .is_some_and(|old| old.labels == report.labels)
+        {
+            entry.report = Some(report.clone());
+            entry.last_seen = Some(now.at);
+            entry.node_dirty = true;
+            out.push(FleetEffect::StoreReport {
+                device: device.clone(),
+                report: Box::new(report),
+            });
+            self.evaluate(device, now, out);
+            return;
+        }
         if let Some(old) = entry.report.replace(report.clone()) {
             entry
                 .applied_labels

@@ -414,6 +414,7 @@ impl FleetState {
             allocatable_cpu_millis: alloc.as_ref().map_or(0, |a| a.cpu_millis),
             allocatable_memory_bytes: alloc.as_ref().map_or(0, |a| a.memory_bytes),
             allocatable_storage_bytes: alloc.as_ref().map_or(0, |a| a.ephemeral_storage_bytes),
+            active_deadline: report.is_some_and(|r| r.capabilities.active_deadline),
         }
     }
 

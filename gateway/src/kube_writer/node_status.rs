@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use edge_protocol::{DeviceId, NodeReport, NodeResources};
+use edge_protocol::{
+    DeviceId, MAX_NODE_IMAGES, NodeConditionKind, NodePressureCondition, NodeReport, NodeResources,
+};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
-    NodeSystemInfo,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KubeQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -102,6 +104,56 @@ pub fn ready_conditions(now: Time, ready_since: Time) -> Vec<NodeCondition> {
     ]
 }
 
+/// The kubelet's reason and message of a pressure condition.
+fn pressure_reason(kind: NodeConditionKind, pressure: bool) -> (&'static str, &'static str) {
+    match (kind, pressure) {
+        (NodeConditionKind::MemoryPressure, true) => (
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+        ),
+        (NodeConditionKind::MemoryPressure, false) => (
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+        ),
+        (NodeConditionKind::DiskPressure, true) => {
+            ("KubeletHasDiskPressure", "kubelet has disk pressure")
+        }
+        (NodeConditionKind::DiskPressure, false) => {
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+        }
+        (NodeConditionKind::PidPressure, true) => (
+            "KubeletHasInsufficientPID",
+            "kubelet has insufficient PID available",
+        ),
+        (NodeConditionKind::PidPressure, false) => (
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+        ),
+    }
+}
+
+/// Puts the pressure conditions the device measured (protocol 1.2) in place of the
+/// defaults: status, the kubelet's reason and message (with what was measured), and
+/// the device's transition time.
+pub fn apply_pressure(conditions: &mut [NodeCondition], reported: &[NodePressureCondition]) {
+    for r in reported {
+        let Some(c) = conditions.iter_mut().find(|c| c.type_ == r.kind.as_str()) else {
+            continue;
+        };
+        let (reason, message) = pressure_reason(r.kind, r.pressure);
+        c.status = if r.pressure { "True" } else { "False" }.to_owned();
+        c.reason = Some(reason.to_owned());
+        c.message = Some(if r.message.is_empty() {
+            message.to_owned()
+        } else {
+            format!("{message}: {}", r.message)
+        });
+        if r.since > 0 {
+            c.last_transition_time = Some(crate::status_mapping::time_from_millis(r.since));
+        }
+    }
+}
+
 /// The Node's status for a device that is online.
 pub fn node_status(
     report: &NodeReport,
@@ -114,10 +166,22 @@ pub fn node_status(
     } else {
         &report.allocatable
     };
+    let mut conditions = ready_conditions(now, ready_since);
+    apply_pressure(&mut conditions, &report.conditions);
+    let images: Vec<ContainerImage> = report
+        .images
+        .iter()
+        .take(MAX_NODE_IMAGES)
+        .map(|i| ContainerImage {
+            names: Some(i.names.clone()),
+            size_bytes: i64::try_from(i.size_bytes).ok(),
+        })
+        .collect();
     NodeStatus {
         capacity: Some(resources(&report.capacity)),
         allocatable: Some(resources(allocatable)),
-        conditions: Some(ready_conditions(now, ready_since)),
+        conditions: Some(conditions),
+        images: (!images.is_empty()).then_some(images),
         // Only the gateway's address: kube-apiserver's default
         // --kubelet-preferred-address-types tries Hostname first, and the device id does
         // not resolve to the gateway.

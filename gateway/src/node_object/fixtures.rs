@@ -42,6 +42,9 @@ pub(crate) fn report() -> NodeReport {
             address: "192.168.1.20".into(),
         }],
         capabilities: Default::default(),
+        conditions: Vec::new(),
+        images: Vec::new(),
+        update: false,
     }
 }
 

@@ -61,6 +61,10 @@ pub enum TranslationError {
     TokenMissing(String),
     #[error("failed to fetch token: {0}")]
     TokenRequestFailed(String),
+    #[error(
+        "{0} is not supported by the edge-agent on this device: upgrade the agent (protocol 1.2)"
+    )]
+    AgentTooOld(&'static str),
 }
 
 /// Contents of a ConfigMap or Secret: every key with its bytes.
@@ -224,6 +228,8 @@ pub struct NodeContext {
     pub allocatable_cpu_millis: u64,
     pub allocatable_memory_bytes: u64,
     pub allocatable_storage_bytes: u64,
+    /// The device's agent ends pods past `activeDeadlineSeconds` (its capabilities).
+    pub active_deadline: bool,
 }
 
 /// A translated pod and the non-fatal problems found on the way (sent as events).
@@ -396,6 +402,13 @@ pub fn translate_pod(
             ))),
         }
     }
+    let active_deadline_seconds = spec
+        .active_deadline_seconds
+        .map(|s| u64::try_from(s).unwrap_or(0));
+    if active_deadline_seconds.is_some() && !node.active_deadline {
+        // an older agent would run the pod past its deadline: refused, not ignored
+        return Err(TranslationError::AgentTooOld("activeDeadlineSeconds"));
+    }
     let meta = &pod.metadata;
     let host_network = spec.host_network.unwrap_or(false);
     let grace = spec
@@ -434,6 +447,7 @@ pub fn translate_pod(
             },
             log_cache_opt_out: opts_out_of_log_cache(meta),
             ephemeral_containers,
+            active_deadline_seconds,
         },
         warnings,
     })

@@ -22,6 +22,7 @@ fn node() -> NodeContext {
         allocatable_cpu_millis: 4000,
         allocatable_memory_bytes: 4 << 30,
         allocatable_storage_bytes: 1 << 34,
+        active_deadline: true,
     }
 }
 
@@ -427,4 +428,22 @@ fn the_kube_api_access_volume_carries_token_ca_and_namespace() {
     );
     // the secret text does not show in the references' debug output
     assert!(!format!("{r:?}").contains("jwt-vault"));
+}
+
+#[test]
+fn active_deadline_goes_to_agents_that_end_pods_and_is_refused_for_older_ones() {
+    let mut p = pod(json!({
+        "activeDeadlineSeconds": 30,
+        "containers": [{"name": "app", "image": "busybox"}]
+    }));
+    let t = translate_pod(&p, &refs(), &node()).unwrap();
+    assert_eq!(t.spec.active_deadline_seconds, Some(30));
+    let old = NodeContext {
+        active_deadline: false,
+        ..node()
+    };
+    let e = translate_pod(&p, &refs(), &old).unwrap_err();
+    assert!(e.to_string().contains("activeDeadlineSeconds"), "{e}");
+    p.spec.as_mut().unwrap().active_deadline_seconds = None;
+    assert!(translate_pod(&p, &refs(), &old).is_ok());
 }

@@ -87,7 +87,10 @@ impl Agent {
                 "--heartbeat-interval",
                 &format!("{}ms", o.heartbeat_interval.as_millis()),
             ])
-            .env("RUST_LOG", "info,edge_agent=debug");
+            .env("RUST_LOG", "info,edge_agent=debug")
+            // the test runtime is shared: no image GC or evictions from a full disk of
+            // the test machine (a scenario's flags turn them on)
+            .env("EDGE_AGENT_EVICTION_MONITORING_INTERVAL_SECONDS", "0");
         for (k, v) in &o.labels {
             cmd.args(["--label", &format!("{k}={v}")]);
         }

@@ -6,6 +6,7 @@ mod evicted_while_offline;
 mod faults_and_hostile_devices;
 mod live_updates;
 mod log_cache;
+mod node_pressure;
 mod runner_order;
 
 use std::cell::RefCell;

@@ -58,3 +58,64 @@ fn no_taint_when_disabled() {
             .is_none()
     );
 }
+
+#[test]
+fn reported_pressure_and_images_reach_the_node_status() {
+    use edge_protocol::{NodeConditionKind, NodeImage, NodePressureCondition};
+    let mut r = report();
+    let plain = node_status(&r, &settings(), now(), now());
+    let of = |status: &NodeStatus, kind: &str| {
+        status
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == kind)
+            .cloned()
+            .unwrap()
+    };
+    // an agent that does not measure: no pressure, no images
+    assert_eq!(of(&plain, "DiskPressure").status, "False");
+    assert!(plain.images.is_none());
+    r.conditions = vec![
+        NodePressureCondition {
+            kind: NodeConditionKind::DiskPressure,
+            pressure: true,
+            since: 1_767_225_600_000,
+            message: "nodefs.available 1 < 10".into(),
+        },
+        NodePressureCondition {
+            kind: NodeConditionKind::PidPressure,
+            pressure: false,
+            since: 1_767_225_000_000,
+            message: String::new(),
+        },
+    ];
+    r.images = vec![NodeImage {
+        names: vec!["localhost/busybox:test".into()],
+        size_bytes: 2_010_000,
+    }];
+    let status = node_status(&r, &settings(), now(), now());
+    let disk = of(&status, "DiskPressure");
+    assert_eq!(disk.status, "True");
+    assert_eq!(disk.reason.as_deref(), Some("KubeletHasDiskPressure"));
+    assert_eq!(
+        disk.message.as_deref(),
+        Some("kubelet has disk pressure: nodefs.available 1 < 10")
+    );
+    assert_eq!(
+        disk.last_transition_time,
+        Some(crate::status_mapping::time_from_millis(1_767_225_600_000))
+    );
+    let pid = of(&status, "PIDPressure");
+    assert_eq!(pid.status, "False");
+    assert_eq!(pid.reason.as_deref(), Some("KubeletHasSufficientPID"));
+    assert_eq!(of(&status, "MemoryPressure").status, "False");
+    assert_eq!(of(&status, "Ready").status, "True");
+    let images = status.images.unwrap();
+    assert_eq!(
+        images[0].names.as_deref(),
+        Some(&["localhost/busybox:test".to_owned()][..])
+    );
+    assert_eq!(images[0].size_bytes, Some(2_010_000));
+}
