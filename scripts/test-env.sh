@@ -54,3 +54,7 @@ fi
 
 echo "export EDGE_TEST_DOCKER_HOST=unix://$sock"
 echo "export EDGE_TEST_IMAGE=localhost/busybox:test"
+# The agents' pod infra (sandbox) container: the test image, exiting on SIGTERM like
+# the pause binary (the default registry.k8s.io/pause image is not pulled offline).
+echo "export EDGE_AGENT_SANDBOX_IMAGE=localhost/busybox:test"
+echo "export EDGE_AGENT_SANDBOX_COMMAND='sh,-c,trap \"exit 0\" TERM; while sleep 1; do :; done'"

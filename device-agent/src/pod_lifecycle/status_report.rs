@@ -129,6 +129,10 @@ impl PodLifecycle {
                 cs.started = Some(false);
             }
         }
+        if let Some(sandbox_ip) = self.sandbox_ip(spec) {
+            // The pod's address is its infra container's, as soon as that one runs.
+            pod_ip = sandbox_ip;
+        }
         let phase = pod_phase(spec.restart_policy, &containers);
         let (reason, message) = match &pod.volumes {
             VolumeState::Failed { message, .. } => (
