@@ -69,7 +69,7 @@ pub async fn run_effect(
                 SandboxRole::Own | SandboxRole::Infra(_) => None,
             };
             let ephemeral = pod.ephemeral_container(&key.1);
-            let c = match pod.containers.iter().find(|c| c.name == key.1) {
+            let c = match pod.container(&key.1) {
                 Some(c) => c.clone(),
                 None => match ephemeral {
                     Some(e) => e.to_container_spec(),

@@ -44,12 +44,26 @@ pub struct PodSpec {
     pub log_cache_opt_out: bool,
     /// Containers added by `kubectl debug` (protocol 1.1; older agents ignore them).
     pub ephemeral_containers: Vec<EphemeralContainerSpec>,
+    /// Init containers, in order (protocol 1.2): each runs to completion before the next
+    /// starts, except sidecars (`restart_policy: Always`), which start and keep running.
+    /// Older agents would ignore them: the gateway sends them only to agents that declare
+    /// [`crate::DeviceCapabilities::init_containers`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<ContainerSpec>,
 }
 
 impl PodSpec {
     /// The ephemeral container `name`, if the pod has one.
     pub fn ephemeral_container(&self, name: &str) -> Option<&EphemeralContainerSpec> {
         self.ephemeral_containers.iter().find(|e| e.name == name)
+    }
+
+    /// The container `name` of the pod: one of its containers or init containers.
+    pub fn container(&self, name: &str) -> Option<&ContainerSpec> {
+        self.containers
+            .iter()
+            .chain(self.init_containers.iter())
+            .find(|c| c.name == name)
     }
 
     /// Whether the gateway asked for this pod to be stopped and forgotten.
@@ -116,6 +130,17 @@ pub struct ContainerSpec {
     pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
     pub privileged: bool,
+    /// Init containers only (protocol 1.2): `Always` makes it a sidecar, started before
+    /// the containers, kept running and restarted, stopped after them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+impl ContainerSpec {
+    /// An init container with `restartPolicy: Always`.
+    pub fn is_sidecar(&self) -> bool {
+        self.restart_policy == Some(RestartPolicy::Always)
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

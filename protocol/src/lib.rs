@@ -54,11 +54,14 @@
 //!
 //! # Envelope and versions
 //!
-//! Every payload is `{"protocol":"1.1","kind":"<kind>","body":{...}}` in JSON. Version 1.1
+//! Every payload is `{"protocol":"1.2","kind":"<kind>","body":{...}}` in JSON. Version 1.1
 //! added `up/stats`, `up/logtail`, the stream channels, the pod's `logCacheOptOut` and the
 //! node report's `capabilities`; a 1.0 reader
 //! refuses their kinds as unknown, so the gateway sends streams only to devices whose
-//! node report declares them.
+//! node report declares them. Version 1.2 added the pod's `initContainers` (with a
+//! container's `restartPolicy` for sidecars), the status's `initContainers` and
+//! `capabilities.initContainers`; a 1.1 agent would ignore init containers, so the
+//! gateway refuses such pods for devices that do not declare them.
 //! Readers ignore unknown fields (minor versions only add optional ones) and refuse a
 //! different major version, an unknown kind, a kind that does not belong on the topic,
 //! and payloads over [`MAX_MESSAGE_BYTES`] ([`MAX_DESIRED_SET_BYTES`] for desired sets),

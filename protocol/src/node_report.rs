@@ -52,6 +52,11 @@ pub struct DeviceCapabilities {
     /// The agent publishes [`crate::LogTailReport`]s on `up/logtail` every this many
     /// seconds.
     pub log_tail_interval_seconds: Option<u32>,
+    /// The agent runs init and sidecar containers ([`crate::PodSpec::init_containers`],
+    /// protocol 1.2) in a pod sandbox; the gateway refuses pods with init containers for
+    /// agents without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub init_containers: bool,
 }
 
 /// Amounts of the resources a device offers.

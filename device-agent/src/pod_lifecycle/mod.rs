@@ -14,12 +14,14 @@
 //! | `container_memory.rs` | what is remembered per pod and per container between passes; [`spec_hash`] |
 //! | `outcomes.rs` | results of effects and probe reports turned into memory and events |
 //! | `reconcile.rs` | desired against actual: tear down, bring up, restart with back-off |
+//! | `init_sequence.rs` | init and sidecar containers: order, restart policy, progress, sidecars stopping last |
 //! | `sandbox.rs` | the pod's infra container: its spec, state, the pod IP, joining it, teardown order |
 //! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
 mod container_memory;
 mod ephemeral;
+mod init_sequence;
 mod inputs_effects;
 mod outcomes;
 mod reconcile;
@@ -39,6 +41,7 @@ use crate::container_runtime::{ContainerSnapshot, RunState};
 
 pub use container_memory::spec_hash;
 use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_hash_bytes};
+pub use init_sequence::{InitProgress, is_sidecar, restart_policy_of};
 pub use inputs_effects::{
     ContainerKey, Effect, FailureReason, Input, NamespaceShare, Outcome, ProbeKind, ProbeReport,
     SandboxRole, VolumeSetupError,
@@ -359,7 +362,7 @@ impl PodLifecycle {
         if key.1 == SANDBOX_CONTAINER_NAME {
             return Some((pod.spec.clone(), self.sandbox_spec(&pod.spec)?));
         }
-        let c = match pod.spec.containers.iter().find(|c| c.name == key.1) {
+        let c = match pod.spec.container(&key.1) {
             Some(c) => c.clone(),
             None => pod.spec.ephemeral_container(&key.1)?.to_container_spec(),
         };

@@ -10,6 +10,7 @@ use edge_protocol::{ContainerSpec, EventType, PodSpec, RestartPolicy};
 
 use super::PodLifecycle;
 use super::container_memory::{AWAITING_LIMIT_MS, Failure, Op, ProbeState, VolumeState, spec_hash};
+use super::init_sequence::restart_policy_of;
 use super::inputs_effects::{ContainerKey, Effect, FailureReason, NamespaceShare, SandboxRole};
 use crate::backoff::Backoff;
 use crate::container_labels::SANDBOX_CONTAINER_NAME;
@@ -29,7 +30,7 @@ impl PodLifecycle {
         }
         let orphan_ids: Vec<ContainerSnapshot> = orphan_pods
             .into_values()
-            .flat_map(Self::teardown_order)
+            .flat_map(|mine| Self::teardown_wave(None, mine))
             .collect();
         for c in &orphan_ids {
             self.orphans
@@ -50,7 +51,12 @@ impl PodLifecycle {
     }
 
     /// Stops a running container, removes a stopped one.
-    fn tear_down(&mut self, c: &ContainerSnapshot, grace: Duration, spec: Option<&PodSpec>) {
+    pub(super) fn tear_down(
+        &mut self,
+        c: &ContainerSnapshot,
+        grace: Duration,
+        spec: Option<&PodSpec>,
+    ) {
         if matches!(c.state, RunState::Running { .. }) {
             if self.stopping.insert(c.id.clone()) {
                 if let Some(spec) = spec {
@@ -89,7 +95,7 @@ impl PodLifecycle {
                 .filter(|c| c.identity.pod_uid == uid)
                 .cloned()
                 .collect();
-            for c in &Self::teardown_order(mine.clone()) {
+            for c in &Self::teardown_wave(Some(&spec), mine.clone()) {
                 self.tear_down(c, Duration::from_secs(grace), Some(&spec));
             }
             let Some(pod) = self.pods.get(uid) else {
@@ -134,10 +140,7 @@ impl PodLifecycle {
             .filter(|c| {
                 c.identity.pod_uid == uid
                     && !(c.identity.is_sandbox() && self.uses_sandbox(&spec))
-                    && !spec
-                        .containers
-                        .iter()
-                        .any(|s| s.name == c.identity.container_name)
+                    && spec.container(&c.identity.container_name).is_none()
                     && spec
                         .ephemeral_container(&c.identity.container_name)
                         .is_none()
@@ -152,12 +155,15 @@ impl PodLifecycle {
             );
         }
         self.reconcile_sandbox(&spec);
-        let mut seen = HashSet::new();
-        for c in &spec.containers {
-            if c.name.is_empty() || !seen.insert(c.name.clone()) {
-                continue;
+        // Init containers in order first; the containers once they are done.
+        if self.reconcile_init(&spec) {
+            let mut seen = HashSet::new();
+            for c in &spec.containers {
+                if c.name.is_empty() || !seen.insert(c.name.clone()) {
+                    continue;
+                }
+                self.reconcile_container(&spec, c, None);
             }
-            self.reconcile_container(&spec, c, None);
         }
         self.reconcile_ephemeral(&spec);
     }
@@ -342,7 +348,7 @@ impl PodLifecycle {
         } else {
             exit_code
         };
-        if !changed && !Self::should_restart(spec.restart_policy, exit_code) {
+        if !changed && !Self::should_restart(restart_policy_of(spec, &c.name), exit_code) {
             return;
         }
         let timings = self.timings;

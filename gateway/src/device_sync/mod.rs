@@ -46,6 +46,9 @@ pub struct ReportedPod {
     pub removed: bool,
 }
 
+// The pod spec is the most frequent input and is moved straight into the desired set:
+// boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncInput {
     /// A pod bound to this device was added or changed (already translated).

@@ -209,5 +209,10 @@ pub(super) fn translate_container(
             .as_ref()
             .and_then(|s| s.privileged)
             .unwrap_or(false),
+        // Only init containers carry one (`Always`: a sidecar).
+        restart_policy: match c.restart_policy.as_deref() {
+            Some("Always") => Some(edge_protocol::RestartPolicy::Always),
+            _ => None,
+        },
     })
 }
