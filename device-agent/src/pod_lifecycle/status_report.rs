@@ -8,7 +8,7 @@ use edge_protocol::{
 
 use super::PodLifecycle;
 use super::container_memory::{ContainerMemory, PodEntry, VolumeState, spec_hash};
-use super::init_sequence::{InitProgress, restart_policy_of};
+use super::init_sequence::{InitProgress, is_sidecar, restart_policy_of};
 use super::inputs_effects::Effect;
 use crate::backoff::Backoff;
 use crate::container_runtime::{ContainerSnapshot, RunState};
@@ -281,7 +281,10 @@ impl PodLifecycle {
                     let changed = !cur.identity.spec_hash.is_empty()
                         && cur.identity.spec_hash != spec_hash(c);
                     // An ephemeral container is never restarted: it stays terminated.
+                    // Sidecars stopped once the containers finished stay terminated.
+                    let stopped_sidecar = is_sidecar(spec, &c.name) && self.apps_finished(spec);
                     let restarting = !ephemeral
+                        && !stopped_sidecar
                         && (changed
                             || Self::should_restart(restart_policy_of(spec, &c.name), exit_code));
                     if restarting && !spec.is_terminating() {

@@ -265,3 +265,20 @@ fn at_teardown_sidecars_go_after_the_containers() {
     let (_, fx) = start(&p, vec![snap(&p, "side", 0, running())], 10);
     assert_eq!(stopped(&fx), vec!["side-0"]);
 }
+
+#[test]
+fn a_sidecar_stopped_after_completion_is_reported_terminated() {
+    let p = pod(RestartPolicy::Never, &[("side", true)]);
+    let list = vec![
+        snap(&p, "side", 0, exited(0)),
+        snap(&p, "app", 0, exited(0)),
+    ];
+    let (lc, fx) = start(&p, list, 5_000);
+    assert!(pulled(&fx).is_empty(), "{fx:?}");
+    let s = status(&lc);
+    assert_eq!(s.phase, PodPhase::Succeeded);
+    assert!(matches!(
+        s.init_containers[0].state,
+        ContainerState::Terminated { exit_code: 0, .. }
+    ));
+}
