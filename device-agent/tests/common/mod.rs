@@ -255,6 +255,18 @@ impl AgentProcess {
         dir: &Path,
         extra: &[&str],
     ) -> Self {
+        Self::start_on_runtime(program, device, broker_port, dir, extra, &docker_host())
+    }
+
+    /// Like [`AgentProcess::start_with`] on the container runtime at `runtime_socket`.
+    pub fn start_on_runtime(
+        program: Vec<String>,
+        device: &str,
+        broker_port: u16,
+        dir: &Path,
+        extra: &[&str],
+        runtime_socket: &str,
+    ) -> Self {
         let state_dir = dir.join(format!("state-{device}"));
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -265,7 +277,7 @@ impl AgentProcess {
             "--state-dir".into(),
             state_dir.display().to_string(),
             "--runtime-socket".into(),
-            docker_host(),
+            runtime_socket.into(),
             "--heartbeat-interval".into(),
             "1s".into(),
             "--sync-interval".into(),
