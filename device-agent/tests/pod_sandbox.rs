@@ -83,7 +83,7 @@ async fn containers_share_the_pod_network_and_keep_it_across_restarts() {
     let _cleanup = PodCleanup(vec![uid.clone()]);
     let dir = tempfile::tempdir().unwrap();
     let gw = TestGateway::connect(port, device).await;
-    let _agent = AgentProcess::start(device, port, dir.path());
+    let mut agent = AgentProcess::start(device, port, dir.path());
     gw.wait_agent_online().await;
     let name = "sandbox-pod";
     gw.desire(1, vec![localhost_pod(&uid, name)]).await;
@@ -124,6 +124,25 @@ async fn containers_share_the_pod_network_and_keep_it_across_restarts() {
     assert_eq!(running_id(&uid, "POD").as_deref(), Some(infra.as_str()));
     let client = running_id(&uid, "client").unwrap();
     wait_log(&client, "hello-over-loopback").await;
+
+    // A restarted agent adopts the sandbox and the containers (labels): nothing is
+    // recreated.
+    let ids = |uid: &str| {
+        let mut v: Vec<(String, String)> = podman_containers(uid)
+            .into_iter()
+            .map(|(id, name, _)| (name, id))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = ids(&uid);
+    agent.kill9();
+    agent.spawn();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(ids(&uid), before, "the agent restart recreated containers");
+    let adopted = gw.latest_status(&uid).unwrap();
+    assert!(is_running(&adopted));
+    assert_eq!(adopted.pod_ip.as_deref(), Some(pod_ip.as_str()));
 
     // The infra container dies: a new sandbox, and every container is brought up in it.
     let web_restarts = restart_count(&status, "web");
