@@ -54,15 +54,40 @@ fn manifest() -> Pod {
     .unwrap()
 }
 
+/// A pod whose only init container exits 1 under `policy`.
+fn failing_init(name: &str, policy: &str) -> Pod {
+    let busybox =
+        std::env::var("EDGE_TEST_IMAGE").unwrap_or_else(|_| "localhost/busybox:test".into());
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": DEVICE},
+            "tolerations": [{"key": TOLERATION, "operator": "Exists", "effect": "NoSchedule"}],
+            "terminationGracePeriodSeconds": 2,
+            "restartPolicy": policy,
+            "initContainers": [{"name": "broken", "image": busybox,
+                "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", "exit 1"]}],
+            "containers": [{"name": "app", "image": busybox,
+                "imagePullPolicy": "IfNotPresent", "command": ["sleep", "1000"]}]
+        }
+    }))
+    .unwrap()
+}
+
 /// The STATUS column of `kubectl get pod`.
-fn printed_status(stack: &Stack) -> Result<String> {
+fn printed_status_of(stack: &Stack, pod: &str) -> Result<String> {
     let ns = stack.namespace.clone();
     let out = stack
         .kubectl
-        .run(&["get", "pod", POD, "-n", &ns, "--no-headers"])?;
+        .run(&["get", "pod", pod, "-n", &ns, "--no-headers"])?;
     Ok(out.split_whitespace().nth(2).unwrap_or_default().to_owned())
 }
 
+fn printed_status(stack: &Stack) -> Result<String> {
+    printed_status_of(stack, POD)
+}
 #[tokio::test(flavor = "multi_thread")]
 async fn init_sidecar_and_two_containers_on_localhost_through_kubectl() -> Result<()> {
     let options = StackOptions::fast(BrokerKind::Embedded).on(ClusterBackend::ControlPlane);
@@ -153,5 +178,28 @@ async fn init_sidecar_and_two_containers_on_localhost_through_kubectl() -> Resul
         fetched.contains("written-by-init") && fetched.contains(POD),
         "exec output: {fetched}"
     );
+
+    // Init containers that never succeed: what kubectl prints, by restart policy.
+    for (name, policy, printed) in [
+        ("init-never", "Never", "Init:Error"),
+        ("init-always", "Always", "Init:CrashLoopBackOff"),
+    ] {
+        create(&stack, &failing_init(name, policy)).await?;
+        eventually(printed, Duration::from_secs(60), || {
+            let status = printed_status_of(&stack, name).map_err(|e| e.to_string());
+            async move {
+                let status = status?;
+                if status == printed {
+                    Ok(Some(()))
+                } else {
+                    Err(format!("kubectl prints {status}"))
+                }
+            }
+        })
+        .await
+        .map_err(|e| anyhow!("{name}: {e}\n{}", stack.logs()))?;
+    }
+    // The pod that runs is unaffected.
+    ensure!(printed_status(&stack)? == "Running");
     Ok(())
 }
