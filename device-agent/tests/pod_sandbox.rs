@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use edge_protocol::{ContainerSpec, PodSpec, PodStatus};
+use edge_protocol::PodStatus;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -33,30 +33,6 @@ fn restart_count(s: &PodStatus, container: &str) -> u32 {
         .iter()
         .find(|c| c.name == container)
         .map_or(0, |c| c.restart_count)
-}
-
-/// `web` serves on 127.0.0.1:8080 only; `client` fetches it over loopback and prints
-/// what it got and its hostname, then keeps fetching every 0.3 s.
-fn localhost_pod(uid: &str, name: &str) -> PodSpec {
-    let mut spec = busybox_pod(
-        uid,
-        name,
-        "mkdir -p /www && echo hello-over-loopback > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www",
-    );
-    spec.host_network = false;
-    spec.containers[0].name = "web".into();
-    spec.containers.push(ContainerSpec {
-        name: "client".into(),
-        image: test_image(),
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            "while true; do wget -q -O - http://127.0.0.1:8080/ && echo host=$(hostname); sleep 0.3; done"
-                .into(),
-        ],
-        ..Default::default()
-    });
-    spec
 }
 
 async fn wait_log(container_id: &str, needle: &str) {
@@ -86,7 +62,8 @@ async fn containers_share_the_pod_network_and_keep_it_across_restarts() {
     let mut agent = AgentProcess::start(device, port, dir.path());
     gw.wait_agent_online().await;
     let name = "sandbox-pod";
-    gw.desire(1, vec![localhost_pod(&uid, name)]).await;
+    gw.desire(1, vec![localhost_pod(&uid, name, "hello-over-loopback")])
+        .await;
     let status = gw.wait_status(&uid, "running", T, is_running).await;
 
     // The client reaches the server on loopback, and its hostname is the pod name.
@@ -164,7 +141,7 @@ async fn containers_share_the_pod_network_and_keep_it_across_restarts() {
     );
 
     // Deleted: everything goes, the infra container included.
-    let mut deleting = localhost_pod(&uid, name);
+    let mut deleting = localhost_pod(&uid, name, "hello-over-loopback");
     deleting.deletion_grace_period_seconds = Some(1);
     gw.desire(2, vec![deleting]).await;
     gw.wait_status(&uid, "removed", T, |s| s.removed).await;

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use edge_protocol::{ContainerSpec, PodSpec, PodStatus};
+use edge_protocol::PodStatus;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -82,28 +82,6 @@ fn restarts(s: &PodStatus, container: &str) -> u32 {
         .map_or(0, |c| c.restart_count)
 }
 
-fn localhost_pod(uid: &str, name: &str) -> PodSpec {
-    let mut spec = busybox_pod(
-        uid,
-        name,
-        "mkdir -p /www && echo hello-on-docker > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www",
-    );
-    spec.host_network = false;
-    spec.containers[0].name = "web".into();
-    spec.containers.push(ContainerSpec {
-        name: "client".into(),
-        image: test_image(),
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            "while true; do wget -q -O - http://127.0.0.1:8080/ && echo host=$(hostname); sleep 0.3; done"
-                .into(),
-        ],
-        ..Default::default()
-    });
-    spec
-}
-
 async fn wait_log(id: &str, needle: &str) {
     wait_until(T, &format!("{needle:?} in the log of {id}"), || {
         docker(&["logs", id]).contains(needle)
@@ -130,7 +108,8 @@ async fn containers_share_the_pod_network_on_the_docker_engine() {
     );
     gw.wait_agent_online().await;
     let name = "docker-sandbox-pod";
-    gw.desire(1, vec![localhost_pod(&uid, name)]).await;
+    gw.desire(1, vec![localhost_pod(&uid, name, "hello-on-docker")])
+        .await;
     gw.wait_status(&uid, "running on Docker", T, is_running)
         .await;
 
@@ -160,7 +139,7 @@ async fn containers_share_the_pod_network_on_the_docker_engine() {
     let client = running_id(&uid, "client").unwrap();
     wait_log(&client, "hello-on-docker").await;
 
-    let mut deleting = localhost_pod(&uid, name);
+    let mut deleting = localhost_pod(&uid, name, "hello-on-docker");
     deleting.deletion_grace_period_seconds = Some(1);
     gw.desire(2, vec![deleting]).await;
     gw.wait_status(&uid, "removed", T, |s| s.removed).await;

@@ -260,20 +260,22 @@ fn init_statuses(pod: &Pod, report: &DevicePodStatus) -> Option<Vec<KubeContaine
     (!statuses.is_empty()).then_some(statuses)
 }
 
+/// Whether `name` is an init container of the pod with `restartPolicy: Always`.
+fn is_sidecar(pod: &Pod, name: &str) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
+}
+
 /// The init containers not done yet (the kubelet's "incomplete status"): a regular one
 /// until it terminated with 0, a sidecar until it started.
 fn incomplete_init(pod: &Pod, statuses: &[KubeContainerStatus]) -> Vec<String> {
-    let sidecar = |name: &str| {
-        pod.spec
-            .iter()
-            .flat_map(|s| s.init_containers.iter().flatten())
-            .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
-    };
     statuses
         .iter()
         .filter(|s| {
             let state = s.state.clone().unwrap_or_default();
-            if sidecar(&s.name) {
+            if is_sidecar(pod, &s.name) {
                 !(state.running.is_some() && s.started == Some(true))
             } else {
                 state.terminated.is_none_or(|t| t.exit_code != 0)
@@ -311,14 +313,10 @@ pub fn kube_pod_status(
         Some(statuses) if !apps_started => incomplete_init(pod, statuses),
         _ => Vec::new(),
     };
-    let sidecars_unready = init.iter().flatten().filter(|c| {
-        !c.ready
-            && pod
-                .spec
-                .iter()
-                .flat_map(|s| s.init_containers.iter().flatten())
-                .any(|i| i.name == c.name && i.restart_policy.as_deref() == Some("Always"))
-    });
+    let sidecars_unready = init
+        .iter()
+        .flatten()
+        .filter(|c| !c.ready && is_sidecar(pod, &c.name));
     let unready: Vec<&str> = sidecars_unready
         .chain(containers.iter().filter(|c| !c.ready))
         .map(|c| c.name.as_str())

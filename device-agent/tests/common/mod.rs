@@ -640,6 +640,32 @@ pub fn busybox_pod(uid: &str, name: &str, script: &str) -> PodSpec {
     }
 }
 
+/// A pod on the pod network: `web` serves `greeting` on 127.0.0.1:8080 only; `client`
+/// fetches it over loopback every 0.3 s and prints it and `host=<its hostname>`.
+pub fn localhost_pod(uid: &str, name: &str, greeting: &str) -> PodSpec {
+    let mut spec = busybox_pod(
+        uid,
+        name,
+        &format!(
+            "mkdir -p /www && echo {greeting} > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"
+        ),
+    );
+    spec.host_network = false;
+    spec.containers[0].name = "web".into();
+    spec.containers.push(ContainerSpec {
+        name: "client".into(),
+        image: test_image(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "while true; do wget -q -O - http://127.0.0.1:8080/ && echo host=$(hostname); sleep 0.3; done"
+                .into(),
+        ],
+        ..Default::default()
+    });
+    spec
+}
+
 pub fn is_running(s: &PodStatus) -> bool {
     s.phase == edge_protocol::PodPhase::Running
         && s.containers

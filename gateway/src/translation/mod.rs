@@ -322,30 +322,20 @@ pub fn translate_pod(
             _ => None,
         })
         .collect();
-    let mut init_containers = Vec::new();
-    for c in spec.init_containers.iter().flatten() {
-        init_containers.push(container::translate_container(
-            pod,
-            c,
-            refs,
-            node,
-            &volumes,
-            &device_volumes,
-            &mut warnings,
-        )?);
-    }
-    let mut containers = Vec::new();
-    for c in &spec.containers {
-        containers.push(container::translate_container(
-            pod,
-            c,
-            refs,
-            node,
-            &volumes,
-            &device_volumes,
-            &mut warnings,
-        )?);
-    }
+    let mut translate = |c: &Container| {
+        container::translate_container(pod, c, refs, node, &volumes, &device_volumes, &mut warnings)
+    };
+    let init_containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(&mut translate)
+        .collect::<Result<Vec<_>, _>>()?;
+    let containers = spec
+        .containers
+        .iter()
+        .map(&mut translate)
+        .collect::<Result<Vec<_>, _>>()?;
     let ephemeral_containers = ephemeral::translate_ephemeral_containers(
         pod,
         refs,
