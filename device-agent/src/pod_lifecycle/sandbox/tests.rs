@@ -268,3 +268,33 @@ fn host_network_pods_have_no_infra_container() {
             .any(|e| matches!(e, Effect::EnsureImage { key, .. } if key.1 == "a"))
     );
 }
+
+#[test]
+fn ephemeral_containers_join_the_infra_network() {
+    let mut p = pod(false);
+    p.ephemeral_containers = vec![edge_protocol::EphemeralContainerSpec {
+        name: "debugger".into(),
+        image: "busybox:1".into(),
+        target_container_name: Some("a".into()),
+        ..Default::default()
+    }];
+    let list = vec![
+        snap("POD", "infra1", 0, "", running()),
+        snap("a", "a1", 0, "infra1", running()),
+        snap("b", "b1", 0, "infra1", running()),
+    ];
+    let (mut lc, _) = with_pod(p, list);
+    let fx = lc.handle(Input::Done(Outcome::ImageReady {
+        key: (UID.into(), "debugger".into()),
+        pulled: false,
+    }));
+    let share = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Create { key, share, .. } if key.1 == "debugger" => share.clone(),
+            _ => None,
+        })
+        .expect("the ephemeral container is created");
+    assert_eq!(share.network_of.as_deref(), Some("infra1"));
+    assert_eq!(share.pid_of.as_deref(), Some("a1"));
+}
