@@ -1,8 +1,10 @@
 //! A pod on a device behaves like a pod on a kubelet, through the real control plane
 //! and the real kubectl: an init container, a sidecar and two containers that talk over
-//! 127.0.0.1 in the pod's shared network namespace. `kubectl get pod` shows `Init:0/2`
-//! and then `Running`, `initContainerStatuses` are filled, and `kubectl exec` into one
-//! container reaches the other on localhost.
+//! 127.0.0.1 in the pod's shared network namespace, applied with `kubectl apply`.
+//! `kubectl get pod` shows `Init:0/2` and then `Running`, `initContainerStatuses` are
+//! filled, and `kubectl exec` into one container reaches the other on localhost; init
+//! containers that never succeed print `Init:Error` (Never) and `Init:CrashLoopBackOff`
+//! (Always) while the first pod keeps running.
 
 #![allow(clippy::unwrap_used)]
 
@@ -94,7 +96,19 @@ async fn init_sidecar_and_two_containers_on_localhost_through_kubectl() -> Resul
     let mut stack = Stack::start(options).await?;
     stack.start_agent(DEVICE, &[], AgentBuild::Host)?;
     wait_node_ready(&stack, DEVICE, "True", Duration::from_secs(60)).await?;
-    create(&stack, &manifest()).await?;
+    // `kubectl apply`, as a user would (with the stack's node selector, as `create` adds).
+    let mut pod = manifest();
+    let (key, value) = stack.pod_node_selector();
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.node_selector
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value.to_owned());
+    }
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), serde_json::to_vec(&pod)?)?;
+    let ns = stack.namespace.clone();
+    let path = file.path().display().to_string();
+    stack.kubectl.run(&["apply", "-n", &ns, "-f", &path])?;
 
     // What kubectl prints while the init container runs, then once the pod runs.
     let mut seen: Vec<String> = Vec::new();
