@@ -12,7 +12,10 @@ need_pkgs=(podman runc busybox-static mosquitto mosquitto-clients qemu-user-stat
            gcc-aarch64-linux-gnu libc6-dev-arm64-cross
            # enrollment, flashing and packaging tests: openssl checks certificates;
            # synthetic disk images; dpkg-deb/dpkg-shlibdeps build the agent .deb
-           openssl fdisk dosfstools mtools e2fsprogs xz-utils mount dpkg-dev)
+           openssl fdisk dosfstools mtools e2fsprogs xz-utils mount dpkg-dev
+           # the real Docker Engine (the pod sandbox differs between it and Podman);
+           # scripts/test-env.sh starts its own dockerd
+           docker.io)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,7 +27,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Services that Debian starts on install are not what the tests use: they start their own.
-for svc in mosquitto docker-registry; do
+for svc in mosquitto docker-registry docker docker.socket; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -52,5 +52,33 @@ if [ "$(podman image inspect --format '{{index .Config.Labels "edge-test-image"}
   rm -rf "$root" "$root.tar"
 fi
 
+# The real Docker Engine (Debian's docker.io, scripts/install-test-deps.sh) on its own
+# socket and data root, without iptables or a bridge (containers get loopback only),
+# with the same test image.
+docker_sock="$sock_dir/docker.sock"
+if command -v dockerd >/dev/null; then
+  if ! curl -sf --unix-socket "$docker_sock" http://d/_ping >/dev/null 2>&1; then
+    rm -f "$docker_sock"
+    nohup dockerd --host "unix://$docker_sock" --iptables=false --bridge=none \
+      --exec-opt native.cgroupdriver=cgroupfs --data-root /var/lib/edge-test-docker \
+      --exec-root "$sock_dir/docker-exec" --pidfile "$sock_dir/docker.pid" \
+      >"$sock_dir/docker.log" 2>&1 &
+    for _ in $(seq 1 100); do
+      curl -sf --unix-socket "$docker_sock" http://d/_ping >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    curl -sf --unix-socket "$docker_sock" http://d/_ping >/dev/null || {
+      echo "dockerd did not come up; see $sock_dir/docker.log" >&2; exit 1; }
+  fi
+  if [ "$(docker -H "unix://$docker_sock" image inspect --format '{{index .Config.Labels "edge-test-image"}}' localhost/busybox:test 2>/dev/null)" != "$image_revision" ]; then
+    podman save localhost/busybox:test | docker -H "unix://$docker_sock" load >/dev/null
+  fi
+  echo "export EDGE_TEST_DOCKER_ENGINE_HOST=unix://$docker_sock"
+fi
+
 echo "export EDGE_TEST_DOCKER_HOST=unix://$sock"
 echo "export EDGE_TEST_IMAGE=localhost/busybox:test"
+# The agents' pod infra (sandbox) container: the test image, exiting on SIGTERM like
+# the pause binary (the default registry.k8s.io/pause image is not pulled offline).
+echo "export EDGE_AGENT_SANDBOX_IMAGE=localhost/busybox:test"
+echo "export EDGE_AGENT_SANDBOX_COMMAND='sh,-c,trap \"exit 0\" TERM; while sleep 1; do :; done'"

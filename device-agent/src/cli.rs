@@ -95,6 +95,13 @@ pub struct RunArgs {
     /// Streams served at once.
     #[arg(long, env = "EDGE_AGENT_MAX_STREAMS")]
     pub max_streams: Option<u64>,
+    /// Image of the per-pod infra container [default: registry.k8s.io/pause:3.10].
+    #[arg(long, env = "EDGE_AGENT_SANDBOX_IMAGE")]
+    pub sandbox_image: Option<String>,
+    /// Command of the infra container (repeat, or comma-separate in the env var);
+    /// default: the image's entrypoint.
+    #[arg(long, env = "EDGE_AGENT_SANDBOX_COMMAND", value_delimiter = ',')]
+    pub sandbox_command: Vec<String>,
     /// CA certificate (PEM) of the broker, for mqtts://.
     #[arg(long, env = "EDGE_AGENT_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
@@ -270,6 +277,12 @@ impl RunArgs {
         }
         self.resources
             .apply(file.resources.get_or_insert_with(Default::default));
+        if let Some(v) = &self.sandbox_image {
+            file.sandbox_image = Some(v.clone());
+        }
+        if !self.sandbox_command.is_empty() {
+            file.sandbox_command = Some(self.sandbox_command.clone());
+        }
         let tls = file.tls.get_or_insert_with(TlsFiles::default);
         if let Some(v) = &self.tls_ca_file {
             tls.ca_file = Some(v.clone());

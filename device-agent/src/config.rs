@@ -93,6 +93,11 @@ pub struct ConfigFile {
     pub log_tail_interval_seconds: Option<f64>,
     pub stream_idle_timeout_seconds: Option<f64>,
     pub max_streams: Option<u64>,
+    /// Image of the per-pod infra container holding the pod's network, IPC and UTS
+    /// namespaces.
+    pub sandbox_image: Option<String>,
+    /// Command of the infra container; empty runs the image's entrypoint.
+    pub sandbox_command: Option<Vec<String>>,
     pub tls: Option<TlsFiles>,
     pub labels: Option<BTreeMap<String, String>>,
     /// Log rotation, eviction thresholds, image GC.
@@ -198,6 +203,28 @@ impl Default for LifecycleTimings {
     }
 }
 
+/// The kubelet's default sandbox (pause) image: a static binary of a few hundred KiB
+/// that holds the namespaces and reaps zombies.
+pub const DEFAULT_SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
+/// The per-pod infra container whose network, IPC and UTS namespaces a pod's containers
+/// share (the kubelet's pod sandbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSettings {
+    pub image: String,
+    /// Empty: the image's entrypoint (`/pause`).
+    pub command: Vec<String>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            image: DEFAULT_SANDBOX_IMAGE.to_owned(),
+            command: Vec::new(),
+        }
+    }
+}
+
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -219,6 +246,7 @@ pub struct AgentConfig {
     pub stream_idle_timeout: Duration,
     /// Streams served at once; more are refused with `TooManyStreams`.
     pub max_streams: usize,
+    pub sandbox: SandboxSettings,
     pub tls: TlsFiles,
     pub labels: BTreeMap<String, String>,
     /// Log rotation, eviction thresholds, image GC.
@@ -336,6 +364,13 @@ impl AgentConfig {
                 Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
                 None => DEFAULT_MAX_STREAMS,
             },
+            sandbox: SandboxSettings {
+                image: file
+                    .sandbox_image
+                    .filter(|i| !i.trim().is_empty())
+                    .unwrap_or_else(|| DEFAULT_SANDBOX_IMAGE.to_owned()),
+                command: file.sandbox_command.unwrap_or_default(),
+            },
             tls,
             labels: file.labels.unwrap_or_default(),
             resources: ResourcePolicy::from_raw(&file.resources.unwrap_or_default())?,
@@ -421,6 +456,14 @@ log_tail_interval_seconds = 60
 # at once.
 stream_idle_timeout_seconds = 14400
 max_streams = 32
+
+# Every pod that is not on the host network gets an infra container holding the network,
+# IPC and UTS namespaces (hostname = pod name) its containers share, as the kubelet's
+# pod sandbox. The image must be on the device or pullable (pull policy IfNotPresent);
+# for offline devices load it once (`docker load` / `podman load`). An empty command
+# runs the image's entrypoint (/pause).
+sandbox_image = "registry.k8s.io/pause:3.10"
+sandbox_command = []
 
 # Required for mqtts:// brokers. Relative paths are relative to this file.
 [tls]

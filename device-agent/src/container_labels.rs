@@ -17,6 +17,12 @@ pub const DEVICE: &str = "io.edge-kube.device";
 pub const SPEC_HASH: &str = "io.edge-kube.spec-hash";
 /// Grace period to stop the container with when its pod is no longer known.
 pub const GRACE_PERIOD: &str = "io.edge-kube.termination-grace-period";
+/// Id of the pod's infra (sandbox) container whose namespaces the container joined; a
+/// container of an older sandbox is replaced, as the kubelet does.
+pub const SANDBOX_ID: &str = "io.edge-kube.sandbox-id";
+/// The container name of a pod's infra (sandbox) container. Kubernetes container names
+/// are lowercase DNS labels, so it never collides with one of the pod's containers.
+pub const SANDBOX_CONTAINER_NAME: &str = "POD";
 
 /// Identity of a managed container, read back from its labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +35,13 @@ pub struct ContainerIdentity {
     pub restart_count: u32,
     pub spec_hash: String,
     pub grace_period_seconds: u64,
+    /// The infra container joined (empty: none, e.g. host network or the infra itself).
+    pub sandbox_id: String,
 }
 
 impl ContainerIdentity {
     pub fn to_labels(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut labels = HashMap::from([
             (POD_UID.to_owned(), self.pod_uid.clone()),
             (POD_NAMESPACE.to_owned(), self.pod_namespace.clone()),
             (POD_NAME.to_owned(), self.pod_name.clone()),
@@ -46,7 +54,16 @@ impl ContainerIdentity {
                 GRACE_PERIOD.to_owned(),
                 self.grace_period_seconds.to_string(),
             ),
-        ])
+        ]);
+        if !self.sandbox_id.is_empty() {
+            labels.insert(SANDBOX_ID.to_owned(), self.sandbox_id.clone());
+        }
+        labels
+    }
+
+    /// Whether this is a pod's infra (sandbox) container.
+    pub fn is_sandbox(&self) -> bool {
+        self.container_name == SANDBOX_CONTAINER_NAME
     }
 
     /// `None` when the container is not one of ours (or its labels were tampered with).
@@ -66,6 +83,7 @@ impl ContainerIdentity {
                 .get(GRACE_PERIOD)
                 .and_then(|g| g.parse().ok())
                 .unwrap_or(30),
+            sandbox_id: labels.get(SANDBOX_ID).cloned().unwrap_or_default(),
         })
     }
 

@@ -98,9 +98,13 @@ pub struct CreateContainer {
     pub privileged: bool,
     /// `container:<id>`: share that container's PID namespace (ephemeral containers).
     pub pid_mode: Option<String>,
-    /// `container:<id>`: share that container's network namespace (ephemeral
-    /// containers); takes the place of `host_network`.
+    /// `container:<id>`: share that container's network namespace (the pod's infra
+    /// container, or for ephemeral containers without one the target); takes the place
+    /// of `host_network`.
     pub network_mode: Option<String>,
+    /// `container:<id>` to join the pod's infra container's IPC namespace, `shareable`
+    /// for the infra container itself.
+    pub ipc_mode: Option<String>,
     /// Keep stdin open for attach.
     pub stdin: bool,
     /// Close stdin when the first attach ends.

@@ -39,6 +39,8 @@ pub struct DockerRuntime {
     inspected: Mutex<HashMap<String, (String, ContainerSnapshot)>>,
     /// Log rotation set on every container created (`None`: the runtime's default).
     log_rotation: Option<LogRotation>,
+    /// Whether the engine is Podman (asked once).
+    podman: tokio::sync::OnceCell<bool>,
 }
 
 const API_TIMEOUT_SECS: u64 = 120;
@@ -72,6 +74,7 @@ impl DockerRuntime {
             endpoint: Endpoint::parse(socket),
             inspected: Mutex::new(HashMap::new()),
             log_rotation: None,
+            podman: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -79,6 +82,14 @@ impl DockerRuntime {
     pub fn with_log_rotation(mut self, rotation: Option<LogRotation>) -> Self {
         self.log_rotation = rotation;
         self
+    }
+
+    async fn is_podman(&self) -> bool {
+        if let Some(p) = self.podman.get() {
+            return *p;
+        }
+        let _ = self.version().await;
+        self.podman.get().copied().unwrap_or(false)
     }
 
     /// The Engine API client, for exec and attach streams (hijacked connections).
@@ -238,6 +249,7 @@ impl ContainerRuntime for DockerRuntime {
                 .unwrap_or_default()
                 .iter()
                 .any(|c| c.name.to_lowercase().contains("podman"));
+            let _ = self.podman.set(podman);
             let scheme = if podman { "podman" } else { "docker" };
             Ok(format!("{scheme}://{}", v.version.unwrap_or_default()))
         }
@@ -388,6 +400,16 @@ impl ContainerRuntime for DockerRuntime {
                     );
                 }
             }
+            // Docker gives a container in another's network that one's hostname; Podman
+            // needs the UTS namespace joined explicitly (Docker refuses `container:`).
+            let joined = spec
+                .ipc_mode
+                .as_ref()
+                .filter(|m| m.starts_with("container:"));
+            let uts_mode = match joined {
+                Some(m) if self.is_podman().await => Some(m.clone()),
+                _ => None,
+            };
             // On the host's or another container's network: no ports or hostname of its own.
             let shared_network = spec.host_network || spec.network_mode.is_some();
             let host_config = HostConfig {
@@ -424,6 +446,8 @@ impl ContainerRuntime for DockerRuntime {
                     .clone()
                     .or_else(|| spec.host_network.then(|| "host".to_owned())),
                 pid_mode: spec.pid_mode.clone(),
+                ipc_mode: spec.ipc_mode.clone(),
+                uts_mode,
                 port_bindings: (!port_bindings.is_empty() && !shared_network)
                     .then_some(port_bindings),
                 nano_cpus: spec
@@ -459,7 +483,9 @@ impl ContainerRuntime for DockerRuntime {
                 attach_stdin: Some(spec.stdin),
                 stdin_once: Some(spec.stdin_once),
                 tty: Some(spec.tty),
-                exposed_ports: (!exposed.is_empty()).then_some(exposed),
+                // The Engine refuses exposed ports in another container's network.
+                exposed_ports: (!exposed.is_empty() && spec.network_mode.is_none())
+                    .then_some(exposed),
                 host_config: Some(host_config),
                 ..Default::default()
             };

@@ -213,6 +213,7 @@ impl HostFacts {
             addresses: Self::addresses(&hostname),
             capabilities: edge_protocol::DeviceCapabilities {
                 streams: Some(edge_protocol::STREAM_PROTOCOL_VERSION),
+                init_containers: true,
                 ..Default::default()
             },
             conditions: Vec::new(),

@@ -18,7 +18,7 @@
 //! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway |
 //! | [`downlink`] | decoding at the MQTT edge: a frame becomes a typed [`downlink::Downlink`] or a [`downlink::RejectReason`] |
 //! | [`unsaved_desired`] | a desired set not yet saved and the deliveries to acknowledge once it is |
-//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `ephemeral` (containers of `kubectl debug`), `status_report` |
+//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `sandbox` (the pod's infra container: shared network, IPC, hostname), `ephemeral` (containers of `kubectl debug`), `status_report` |
 //! | [`effect_executor`] | carries out the reconciler's effects: outbox, probe workers, runtime effects |
 //! | [`runtime_effects`] | executes the reconciler's runtime and file-system effects, returns their outcomes |
 //! | [`backoff`] | the kubelet's crash-loop / image-pull back-off |

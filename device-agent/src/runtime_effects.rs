@@ -5,13 +5,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use edge_protocol::PullPolicy;
+use edge_protocol::{ContainerPort, PodSpec, PullPolicy};
 use tokio::sync::mpsc;
 
-use crate::container_labels::ContainerIdentity;
+use crate::config::SandboxSettings;
+use crate::container_labels::{ContainerIdentity, SANDBOX_CONTAINER_NAME};
 use crate::container_runtime::{ContainerRuntime, CreateContainer, PortMapping, cpu_shares};
 use crate::docker_runtime::credential_matches;
-use crate::pod_lifecycle::{ContainerKey, Effect, FailureReason, Input, Outcome, VolumeSetupError};
+use crate::pod_lifecycle::{
+    ContainerKey, Effect, FailureReason, Input, Outcome, SandboxRole, VolumeSetupError,
+};
 use crate::pod_volumes;
 
 /// Executes one runtime/file-system effect; returns its outcome.
@@ -48,9 +51,25 @@ pub async fn run_effect(
             restart_count,
             spec_hash,
             share,
+            sandbox,
         } => {
+            if let SandboxRole::Infra(settings) = &sandbox {
+                let spec = infra_container(device, &pod, restart_count, spec_hash, settings);
+                return Some(match runtime.create(&spec).await {
+                    Ok(id) => Outcome::Created { key, id },
+                    Err(e) => Outcome::CreateFailed {
+                        key,
+                        reason: FailureReason::CreateContainerError,
+                        message: format!("Failed to create pod sandbox: {e}"),
+                    },
+                });
+            }
+            let joined = match &sandbox {
+                SandboxRole::Join(id) => Some(format!("container:{id}")),
+                SandboxRole::Own | SandboxRole::Infra(_) => None,
+            };
             let ephemeral = pod.ephemeral_container(&key.1);
-            let c = match pod.containers.iter().find(|c| c.name == key.1) {
+            let c = match pod.container(&key.1) {
                 Some(c) => c.clone(),
                 None => match ephemeral {
                     Some(e) => e.to_container_spec(),
@@ -84,6 +103,10 @@ pub async fn run_effect(
                     restart_count,
                     spec_hash,
                     grace_period_seconds: pod.termination_grace_period_seconds,
+                    sandbox_id: match &sandbox {
+                        SandboxRole::Join(id) => id.clone(),
+                        SandboxRole::Own | SandboxRole::Infra(_) => String::new(),
+                    },
                 }),
                 image: c.image.clone(),
                 command: c.command.clone(),
@@ -97,15 +120,7 @@ pub async fn run_effect(
                 binds: mounts.binds,
                 tmpfs: mounts.tmpfs,
                 devices: c.devices.clone(),
-                ports: c
-                    .ports
-                    .iter()
-                    .map(|p| PortMapping {
-                        container_port: p.container_port,
-                        host_port: p.host_port,
-                        protocol: format!("{:?}", p.protocol).to_lowercase(),
-                    })
-                    .collect(),
+                ports: port_mappings(&c.ports),
                 cpu_limit_millis: c.resources.cpu_limit_millis,
                 cpu_shares: Some(cpu_shares(c.resources.cpu_request_millis)),
                 memory_limit_bytes: c.resources.memory_limit_bytes,
@@ -119,7 +134,9 @@ pub async fn run_effect(
                 network_mode: share
                     .as_ref()
                     .and_then(|s| s.network_of.as_ref())
-                    .map(|id| format!("container:{id}")),
+                    .map(|id| format!("container:{id}"))
+                    .or_else(|| joined.clone()),
+                ipc_mode: joined,
                 stdin: c.stdin,
                 stdin_once: c.stdin_once,
                 tty: c.tty,
@@ -179,6 +196,52 @@ pub async fn run_effect(
         | Effect::WatchProbes { .. }
         | Effect::UnwatchProbes { .. } => None,
     }
+}
+
+/// The pod's infra container: it holds the network (with every published port), IPC
+/// (shareable) and UTS (the pod's hostname) namespaces its containers join.
+fn infra_container(
+    device: &str,
+    pod: &PodSpec,
+    restart_count: u32,
+    spec_hash: String,
+    settings: &SandboxSettings,
+) -> CreateContainer {
+    let ports: Vec<ContainerPort> = pod
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter().cloned())
+        .collect();
+    CreateContainer {
+        identity: Some(ContainerIdentity {
+            device: device.to_owned(),
+            pod_uid: pod.uid.clone(),
+            pod_namespace: pod.namespace.clone(),
+            pod_name: pod.name.clone(),
+            container_name: SANDBOX_CONTAINER_NAME.to_owned(),
+            restart_count,
+            spec_hash,
+            grace_period_seconds: pod.termination_grace_period_seconds,
+            sandbox_id: String::new(),
+        }),
+        image: settings.image.clone(),
+        command: settings.command.clone(),
+        ports: port_mappings(&ports),
+        hostname: pod.hostname.clone().or_else(|| Some(pod.name.clone())),
+        ipc_mode: Some("shareable".to_owned()),
+        ..Default::default()
+    }
+}
+
+fn port_mappings(ports: &[ContainerPort]) -> Vec<PortMapping> {
+    ports
+        .iter()
+        .map(|p| PortMapping {
+            container_port: p.container_port,
+            host_port: p.host_port,
+            protocol: format!("{:?}", p.protocol).to_lowercase(),
+        })
+        .collect()
 }
 
 async fn ensure_image(

@@ -76,6 +76,11 @@ pub async fn sample(sources: &StatsSources) -> NodeStats {
                 let RunState::Running { started_at } = c.state else {
                     continue;
                 };
+                // A pod's infra container is not one of its containers (the kubelet's
+                // summary leaves the sandbox out too).
+                if c.identity.is_sandbox() {
+                    continue;
+                }
                 let path = format!("/containers/{}/stats?stream=false&one-shot=true", c.id);
                 match get_json(&sources.engine, &path).await {
                     Ok((200, body)) => match container_usage(&body) {

@@ -11,7 +11,7 @@ use common::*;
 use edge_agent::container_runtime::ContainerRuntime;
 use edge_agent::docker_runtime::DockerRuntime;
 use edge_agent::engine_api_get::{Endpoint, get_json};
-use edge_agent::pod_lifecycle::{Effect, Outcome};
+use edge_agent::pod_lifecycle::{Effect, Outcome, SandboxRole};
 use edge_agent::runtime_effects::run_effect;
 use edge_protocol::{ContainerSpec, PodSpec, ResourceRequirements};
 
@@ -47,6 +47,7 @@ async fn cpu_requests_become_the_kubelets_cpu_shares() {
             restart_count: 0,
             spec_hash: "h".into(),
             share: None,
+            sandbox: SandboxRole::Own,
         };
         let outcome = run_effect(&runtime, &device, dir.path(), effect, &tx).await;
         let Some(Outcome::Created { id, .. }) = outcome else {

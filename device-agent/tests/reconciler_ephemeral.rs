@@ -73,6 +73,7 @@ fn snapshot(p: &PodSpec, name: &str, id: &str, state: RunState) -> ContainerSnap
             restart_count: 0,
             spec_hash: spec_hash(&spec),
             grace_period_seconds: p.termination_grace_period_seconds,
+            sandbox_id: String::new(),
         },
         state,
         image_id: "sha256:abc".into(),

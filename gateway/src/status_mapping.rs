@@ -242,6 +242,49 @@ fn ephemeral_statuses(pod: &Pod, report: &DevicePodStatus) -> Option<Vec<KubeCon
     (!statuses.is_empty()).then_some(statuses)
 }
 
+/// One status per init container of the pod's spec, in its order (`None` when the pod
+/// has none): `PodInitializing` until the device reports it, as the kubelet.
+fn init_statuses(pod: &Pod, report: &DevicePodStatus) -> Option<Vec<KubeContainerStatus>> {
+    let statuses: Vec<KubeContainerStatus> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .map(|c| {
+            let image = c.image.as_deref().unwrap_or_default();
+            match report.init_containers.iter().find(|s| s.name == c.name) {
+                Some(reported) => kube_container_status(image, &c.name, Some(reported)),
+                None => waiting_container(image, &c.name, "PodInitializing", None),
+            }
+        })
+        .collect();
+    (!statuses.is_empty()).then_some(statuses)
+}
+
+/// Whether `name` is an init container of the pod with `restartPolicy: Always`.
+fn is_sidecar(pod: &Pod, name: &str) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
+}
+
+/// The init containers not done yet (the kubelet's "incomplete status"): a regular one
+/// until it terminated with 0, a sidecar until it started.
+fn incomplete_init(pod: &Pod, statuses: &[KubeContainerStatus]) -> Vec<String> {
+    statuses
+        .iter()
+        .filter(|s| {
+            let state = s.state.clone().unwrap_or_default();
+            if is_sidecar(pod, &s.name) {
+                !(state.running.is_some() && s.started == Some(true))
+            } else {
+                state.terminated.is_none_or(|t| t.exit_code != 0)
+            }
+        })
+        .map(|s| s.name.clone())
+        .collect()
+}
+
 /// The pod's status as the kubelet would write it from what the device reported.
 pub fn kube_pod_status(
     pod: &Pod,
@@ -258,9 +301,24 @@ pub fn kube_pod_status(
         )
     });
     let terminal = matches!(report.phase, PodPhase::Succeeded | PodPhase::Failed);
-    let unready: Vec<&str> = containers
+    let init = init_statuses(pod, report);
+    // Initialized once every init container is done, or once the containers ran.
+    let apps_started = containers.iter().any(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .is_none_or(|w| w.reason.as_deref() != Some("PodInitializing"))
+    });
+    let incomplete = match &init {
+        Some(statuses) if !apps_started => incomplete_init(pod, statuses),
+        _ => Vec::new(),
+    };
+    let sidecars_unready = init
         .iter()
-        .filter(|c| !c.ready)
+        .flatten()
+        .filter(|c| !c.ready && is_sidecar(pod, &c.name));
+    let unready: Vec<&str> = sidecars_unready
+        .chain(containers.iter().filter(|c| !c.ready))
         .map(|c| c.name.as_str())
         .collect();
     let all_ready = unready.is_empty() && !containers.is_empty() && !terminal;
@@ -277,14 +335,28 @@ pub fn kube_pod_status(
             )),
         )
     };
-    let conditions = vec![
+    let initialized = if incomplete.is_empty() {
         previous.condition(
             "Initialized",
             true,
             terminal.then_some("PodCompleted"),
             None,
             now,
-        ),
+        )
+    } else {
+        previous.condition(
+            "Initialized",
+            false,
+            Some("ContainersNotInitialized"),
+            Some(format!(
+                "containers with incomplete status: [{}]",
+                incomplete.join(" ")
+            )),
+            now,
+        )
+    };
+    let conditions = vec![
+        initialized,
         previous.condition("Ready", all_ready, reason, message.clone(), now),
         previous.condition("ContainersReady", all_ready, reason, message, now),
         previous.scheduled(now),
@@ -304,6 +376,7 @@ pub fn kube_pod_status(
         message: report.message.clone(),
         conditions: Some(conditions),
         container_statuses: Some(containers),
+        init_container_statuses: init,
         ephemeral_container_statuses: ephemeral_statuses(pod, report),
         host_ip: host_ip.map(str::to_owned),
         host_ips: host_ip.map(|ip| vec![HostIP { ip: ip.to_owned() }]),

@@ -410,6 +410,7 @@ fn running_status(spec: &PodSpec, started: u64) -> PodStatus {
             })
             .collect(),
         ephemeral_containers: Vec::new(),
+        init_containers: Vec::new(),
         removed: false,
     }
 }

@@ -49,12 +49,26 @@ pub struct PodSpec {
     /// [`crate::DeviceCapabilities::active_deadline`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<u64>,
+    /// Init containers, in order (protocol 1.2): each runs to completion before the next
+    /// starts, except sidecars (`restart_policy: Always`), which start and keep running.
+    /// Older agents would ignore them: the gateway sends them only to agents that declare
+    /// [`crate::DeviceCapabilities::init_containers`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<ContainerSpec>,
 }
 
 impl PodSpec {
     /// The ephemeral container `name`, if the pod has one.
     pub fn ephemeral_container(&self, name: &str) -> Option<&EphemeralContainerSpec> {
         self.ephemeral_containers.iter().find(|e| e.name == name)
+    }
+
+    /// The container `name` of the pod: one of its containers or init containers.
+    pub fn container(&self, name: &str) -> Option<&ContainerSpec> {
+        self.containers
+            .iter()
+            .chain(self.init_containers.iter())
+            .find(|c| c.name == name)
     }
 
     /// Whether the gateway asked for this pod to be stopped and forgotten.
@@ -132,6 +146,10 @@ pub struct ContainerSpec {
     /// Allocate a terminal (Kubernetes `tty`). Since 1.2.
     #[serde(skip_serializing_if = "is_false")]
     pub tty: bool,
+    /// Init containers only (protocol 1.2): `Always` makes it a sidecar, started before
+    /// the containers, kept running and restarted, stopped after them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
 }
 
 /// `skip_serializing_if` for fields added after 1.0: a default value is left out, so
@@ -139,6 +157,13 @@ pub struct ContainerSpec {
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
 pub(crate) fn is_false(b: &bool) -> bool {
     !*b
+}
+
+impl ContainerSpec {
+    /// An init container with `restartPolicy: Always`.
+    pub fn is_sidecar(&self) -> bool {
+        self.restart_policy == Some(RestartPolicy::Always)
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

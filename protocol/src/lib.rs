@@ -56,12 +56,17 @@
 //!
 //! Every payload is `{"protocol":"1.2","kind":"<kind>","body":{...}}` in JSON. Version 1.2
 //! added the node report's pressure `conditions`, `images`, `update` and
-//! `capabilities.activeDeadline`, and the pod's `activeDeadlineSeconds` (sent only to
-//! agents declaring it). Version 1.1
+//! `capabilities.activeDeadline` and `capabilities.initContainers`, the pod's
+//! `activeDeadlineSeconds` and `initContainers` (each sent only to agents declaring it),
+//! the containers' `stdin`, `stdinOnce`, `tty` and `restartPolicy`, and stream protocol 2
+//! (binary data frames, [`stream::data_frame`]). Version 1.1
 //! added `up/stats`, `up/logtail`, the stream channels, the pod's `logCacheOptOut` and the
 //! node report's `capabilities`; a 1.0 reader
 //! refuses their kinds as unknown, so the gateway sends streams only to devices whose
-//! node report declares them.
+//! node report declares them. Version 1.2 added the pod's `initContainers` (with a
+//! container's `restartPolicy` for sidecars), the status's `initContainers` and
+//! `capabilities.initContainers`; a 1.1 agent would ignore init containers, so the
+//! gateway refuses such pods for devices that do not declare them.
 //! Readers ignore unknown fields (minor versions only add optional ones) and refuse a
 //! different major version, an unknown kind, a kind that does not belong on the topic,
 //! and payloads over [`MAX_MESSAGE_BYTES`] ([`MAX_DESIRED_SET_BYTES`] for desired sets),

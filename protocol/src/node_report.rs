@@ -116,6 +116,11 @@ pub struct DeviceCapabilities {
     /// The agent ends pods past their `activeDeadlineSeconds` (protocol 1.2).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub active_deadline: bool,
+    /// The agent runs init and sidecar containers ([`crate::PodSpec::init_containers`],
+    /// protocol 1.2) in a pod sandbox; the gateway refuses pods with init containers for
+    /// agents without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub init_containers: bool,
 }
 
 /// Amounts of the resources a device offers.

@@ -49,6 +49,9 @@ pub struct PodStatus {
     pub containers: Vec<ContainerStatus>,
     /// Ephemeral containers (`kubectl debug`), never restarted (protocol 1.1).
     pub ephemeral_containers: Vec<ContainerStatus>,
+    /// Init containers, in the spec's order (protocol 1.2).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<ContainerStatus>,
     /// True once every container of the pod is stopped and removed from the device
     /// after the gateway asked for it to go: the gateway may now delete the pod.
     pub removed: bool,

@@ -113,7 +113,23 @@ fn sample_desired_set() -> DesiredSet {
                 stdin: false,
                 stdin_once: false,
                 tty: false,
+                restart_policy: None,
             }],
+            init_containers: vec![
+                ContainerSpec {
+                    name: "log-shipper".into(),
+                    image: "busybox:1.36".into(),
+                    command: vec!["sh".into(), "-c".into(), "tail -F /scratch/log".into()],
+                    restart_policy: Some(RestartPolicy::Always),
+                    ..Default::default()
+                },
+                ContainerSpec {
+                    name: "fetch-config".into(),
+                    image: "busybox:1.36".into(),
+                    command: vec!["sh".into(), "-c".into(), "echo 5 > /scratch/rate".into()],
+                    ..Default::default()
+                },
+            ],
             volumes: vec![
                 Volume {
                     name: "config".into(),
@@ -219,6 +235,7 @@ fn samples() -> Vec<Message> {
                 stats_interval_seconds: Some(15),
                 log_tail_interval_seconds: Some(60),
                 active_deadline: true,
+                init_containers: true,
             },
             conditions: vec![
                 NodePressureCondition {
@@ -283,6 +300,24 @@ fn samples() -> Vec<Message> {
                     image: "127.0.0.1:5000/sensor:1.2".into(),
                     image_id: "sha256:abc".into(),
                     container_id: Some("docker://c0ffee".into()),
+                }],
+                init_containers: vec![ContainerStatus {
+                    name: "fetch-config".into(),
+                    state: ContainerState::Terminated {
+                        exit_code: 0,
+                        signal: None,
+                        reason: "Completed".into(),
+                        message: None,
+                        started_at: Some(started),
+                        finished_at: Some(started + 500),
+                    },
+                    last_state: None,
+                    ready: true,
+                    started: Some(false),
+                    restart_count: 0,
+                    image: "busybox:1.36".into(),
+                    image_id: "sha256:b0b".into(),
+                    container_id: Some("docker://1417".into()),
                 }],
                 ephemeral_containers: vec![ContainerStatus {
                     name: "debugger".into(),

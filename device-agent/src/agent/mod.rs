@@ -126,7 +126,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let (report_tx, report_rx) = watch::channel(report);
     let desired = store.desired()?;
     let (generation_tx, generation_rx) = watch::channel(desired.generation);
-    let mut lifecycle = PodLifecycle::new(config.timings, node_ip);
+    let mut lifecycle =
+        PodLifecycle::new(config.timings, node_ip).with_sandbox(config.sandbox.clone());
     let _ = lifecycle.handle(Input::Desired(desired));
     let (session_tx, session_rx) = mpsc::unbounded_channel();
     let session = MqttSession::start(&config, store.clone(), report_rx, generation_rx, session_tx)?;

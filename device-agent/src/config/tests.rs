@@ -11,6 +11,8 @@ fn default_file_parses_and_validates() {
     assert_eq!(cfg.heartbeat_interval, Duration::from_secs(10));
     assert_eq!(cfg.timings, LifecycleTimings::default());
     assert_eq!(cfg.runtime_socket, DEFAULT_RUNTIME_SOCKET);
+    assert_eq!(cfg.sandbox, SandboxSettings::default());
+    assert_eq!(cfg.sandbox.image, DEFAULT_SANDBOX_IMAGE);
 }
 
 #[test]

@@ -47,6 +47,9 @@ impl PodLifecycle {
         };
         let network_of = if spec.host_network {
             None
+        } else if self.uses_sandbox(spec) {
+            // The pod's network is its infra container's.
+            Some(self.sandbox_running_id(spec)?)
         } else {
             let name = target.or_else(|| spec.containers.first().map(|c| c.name.as_str()))?;
             Some(running(name)?)

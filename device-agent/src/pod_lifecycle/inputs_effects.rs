@@ -10,6 +10,7 @@ use edge_protocol::{
     UnixMillis,
 };
 
+use crate::config::SandboxSettings;
 use crate::container_runtime::ContainerSnapshot;
 use crate::pod_volumes::VolumeError;
 
@@ -72,6 +73,19 @@ pub struct NamespaceShare {
     /// The network namespace of the target (or else the first) container; `None` for
     /// a host-network pod, which stays on the host network.
     pub network_of: Option<String>,
+}
+
+/// How a container to create relates to its pod's infra (sandbox) container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SandboxRole {
+    /// No infra container: a host-network pod (or a reconciler without sandboxes), or
+    /// an ephemeral container (whose namespaces are in [`NamespaceShare`]).
+    #[default]
+    Own,
+    /// This is the pod's infra container.
+    Infra(SandboxSettings),
+    /// Joins the network and IPC namespaces of the infra container with this id.
+    Join(String),
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +206,7 @@ pub enum Effect {
         spec_hash: String,
         /// Set for an ephemeral container: the namespaces it joins.
         share: Option<NamespaceShare>,
+        sandbox: SandboxRole,
     },
     Start {
         key: ContainerKey,

@@ -16,6 +16,8 @@
 //! | `reconcile.rs` | desired against actual: tear down, bring up, restart with back-off |
 //! | `eviction.rs` | pods the node ends (evicted under pressure, past their deadline): stopped, never restarted, reported Failed with the reason |
 //! | `active_deadline.rs` | `activeDeadlineSeconds`: a pod active longer is ended with `DeadlineExceeded` |
+//! | `init_sequence.rs` | init and sidecar containers: order, restart policy, progress, sidecars stopping last |
+//! | `sandbox.rs` | the pod's infra container: its spec, state, the pod IP, joining it, teardown order |
 //! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
@@ -23,9 +25,11 @@ mod active_deadline;
 mod container_memory;
 mod ephemeral;
 mod eviction;
+mod init_sequence;
 mod inputs_effects;
 mod outcomes;
 mod reconcile;
+mod sandbox;
 mod status_report;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,14 +39,16 @@ use edge_protocol::{
     ContainerSpec, DesiredSet, EventType, PodEvent, PodSpec, PodStatus, UnixMillis,
 };
 
-use crate::config::LifecycleTimings;
+use crate::config::{LifecycleTimings, SandboxSettings};
+use crate::container_labels::SANDBOX_CONTAINER_NAME;
 use crate::container_runtime::{ContainerSnapshot, RunState};
 
 pub use container_memory::spec_hash;
 use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_hash_bytes};
+pub use init_sequence::{InitProgress, is_sidecar, restart_policy_of};
 pub use inputs_effects::{
     ContainerKey, Effect, FailureReason, Input, NamespaceShare, Outcome, ProbeKind, ProbeReport,
-    VolumeSetupError,
+    SandboxRole, VolumeSetupError,
 };
 pub use status_report::pod_phase;
 
@@ -60,6 +66,9 @@ pub enum LogTargetError {
 pub struct PodLifecycle {
     timings: LifecycleTimings,
     node_ip: Option<String>,
+    /// The infra container of pods not on the host network (`None`: each container has
+    /// its own network namespace).
+    sandbox: Option<SandboxSettings>,
     generation: u64,
     pods: BTreeMap<String, PodEntry>,
     containers: Vec<ContainerSnapshot>,
@@ -82,6 +91,7 @@ impl PodLifecycle {
         Self {
             timings,
             node_ip,
+            sandbox: None,
             generation: 0,
             pods: BTreeMap::new(),
             containers: Vec::new(),
@@ -98,6 +108,13 @@ impl PodLifecycle {
         }
     }
 
+    /// Gives every pod not on the host network an infra container whose network, IPC
+    /// and UTS namespaces its containers share (the agent always does).
+    pub fn with_sandbox(mut self, sandbox: SandboxSettings) -> Self {
+        self.sandbox = Some(sandbox);
+        self
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -108,7 +125,9 @@ impl PodLifecycle {
             .keys()
             .filter(|uid| {
                 self.containers.iter().any(|c| {
-                    &c.identity.pod_uid == *uid && matches!(c.state, RunState::Running { .. })
+                    &c.identity.pod_uid == *uid
+                        && !c.identity.is_sandbox()
+                        && matches!(c.state, RunState::Running { .. })
                 })
             })
             .count();
@@ -120,7 +139,7 @@ impl PodLifecycle {
     pub fn log_cached_containers(&self) -> Vec<&ContainerSnapshot> {
         self.containers
             .iter()
-            .filter(|c| matches!(c.state, RunState::Running { .. }))
+            .filter(|c| matches!(c.state, RunState::Running { .. }) && !c.identity.is_sandbox())
             .filter(|c| {
                 self.pods
                     .get(&c.identity.pod_uid)
@@ -163,7 +182,8 @@ impl PodLifecycle {
 
     /// The current instance of each container of a pod the agent runs (`container`
     /// names one), for exec, attach and port-forward. Only containers the agent manages
-    /// (by its labels) are ever returned.
+    /// (by its labels) are ever returned; the pod's infra container only when no
+    /// container is named (port-forward enters the pod through it).
     pub fn stream_containers(
         &self,
         pod_uid: &str,
@@ -179,7 +199,9 @@ impl PodLifecycle {
             } else {
                 id.pod_uid == pod_uid
             };
-            if !same_pod || container.is_some_and(|name| id.container_name != name) {
+            if !same_pod
+                || container.is_some_and(|name| id.container_name != name || id.is_sandbox())
+            {
                 continue;
             }
             let slot = current.entry(id.container_name.as_str()).or_insert(c);
@@ -322,6 +344,12 @@ impl PodLifecycle {
         reason: &str,
         message: String,
     ) {
+        // The infra container is not a container of the pod spec: only its failures
+        // are events (the kubelet's FailedCreatePodSandBox).
+        if container == Some(SANDBOX_CONTAINER_NAME) && event_type == EventType::Normal {
+            return;
+        }
+        let container = container.filter(|c| *c != SANDBOX_CONTAINER_NAME);
         self.events.push(PodEvent {
             pod_uid: spec.uid.clone(),
             namespace: spec.namespace.clone(),
@@ -337,7 +365,10 @@ impl PodLifecycle {
 
     fn container_spec(&self, key: &ContainerKey) -> Option<(Arc<PodSpec>, ContainerSpec)> {
         let pod = self.pods.get(&key.0)?;
-        let c = match pod.spec.containers.iter().find(|c| c.name == key.1) {
+        if key.1 == SANDBOX_CONTAINER_NAME {
+            return Some((pod.spec.clone(), self.sandbox_spec(&pod.spec)?));
+        }
+        let c = match pod.spec.container(&key.1) {
             Some(c) => c.clone(),
             None => pod.spec.ephemeral_container(&key.1)?.to_container_spec(),
         };

@@ -2,7 +2,7 @@
 //! what nobody wants, prepares volumes, brings containers up (image, create, start),
 //! watches probes, and restarts per restart policy with the crash-loop back-off.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,18 +10,27 @@ use edge_protocol::{ContainerSpec, EventType, PodSpec, RestartPolicy};
 
 use super::PodLifecycle;
 use super::container_memory::{AWAITING_LIMIT_MS, Failure, Op, ProbeState, VolumeState, spec_hash};
-use super::inputs_effects::{ContainerKey, Effect, FailureReason, NamespaceShare};
+use super::init_sequence::restart_policy_of;
+use super::inputs_effects::{ContainerKey, Effect, FailureReason, NamespaceShare, SandboxRole};
 use crate::backoff::Backoff;
+use crate::container_labels::SANDBOX_CONTAINER_NAME;
 use crate::container_runtime::{ContainerSnapshot, RunState};
 
 impl PodLifecycle {
     pub(super) fn reconcile(&mut self) {
         // Containers of pods nobody wants any more.
-        let orphan_ids: Vec<ContainerSnapshot> = self
-            .containers
-            .iter()
-            .filter(|c| !self.pods.contains_key(&c.identity.pod_uid))
-            .cloned()
+        let mut orphan_pods: BTreeMap<String, Vec<ContainerSnapshot>> = BTreeMap::new();
+        for c in &self.containers {
+            if !self.pods.contains_key(&c.identity.pod_uid) {
+                orphan_pods
+                    .entry(c.identity.pod_uid.clone())
+                    .or_default()
+                    .push(c.clone());
+            }
+        }
+        let orphan_ids: Vec<ContainerSnapshot> = orphan_pods
+            .into_values()
+            .flat_map(|mine| Self::teardown_wave(None, mine))
             .collect();
         for c in &orphan_ids {
             self.orphans
@@ -42,7 +51,12 @@ impl PodLifecycle {
     }
 
     /// Stops a running container, removes a stopped one.
-    fn tear_down(&mut self, c: &ContainerSnapshot, grace: Duration, spec: Option<&PodSpec>) {
+    pub(super) fn tear_down(
+        &mut self,
+        c: &ContainerSnapshot,
+        grace: Duration,
+        spec: Option<&PodSpec>,
+    ) {
         if matches!(c.state, RunState::Running { .. }) {
             if self.stopping.insert(c.id.clone()) {
                 if let Some(spec) = spec {
@@ -82,7 +96,7 @@ impl PodLifecycle {
                 .filter(|c| c.identity.pod_uid == uid)
                 .cloned()
                 .collect();
-            for c in &mine {
+            for c in &Self::teardown_wave(Some(&spec), mine.clone()) {
                 self.tear_down(c, Duration::from_secs(grace), Some(&spec));
             }
             let Some(pod) = self.pods.get(uid) else {
@@ -130,10 +144,8 @@ impl PodLifecycle {
             .iter()
             .filter(|c| {
                 c.identity.pod_uid == uid
-                    && !spec
-                        .containers
-                        .iter()
-                        .any(|s| s.name == c.identity.container_name)
+                    && !(c.identity.is_sandbox() && self.uses_sandbox(&spec))
+                    && spec.container(&c.identity.container_name).is_none()
                     && spec
                         .ephemeral_container(&c.identity.container_name)
                         .is_none()
@@ -147,12 +159,16 @@ impl PodLifecycle {
                 Some(&spec),
             );
         }
-        let mut seen = HashSet::new();
-        for c in &spec.containers {
-            if c.name.is_empty() || !seen.insert(c.name.clone()) {
-                continue;
+        self.reconcile_sandbox(&spec);
+        // Init containers in order first; the containers once they are done.
+        if self.reconcile_init(&spec) {
+            let mut seen = HashSet::new();
+            for c in &spec.containers {
+                if c.name.is_empty() || !seen.insert(c.name.clone()) {
+                    continue;
+                }
+                self.reconcile_container(&spec, c, None);
             }
-            self.reconcile_container(&spec, c, None);
         }
         self.reconcile_ephemeral(&spec);
     }
@@ -172,6 +188,10 @@ impl PodLifecycle {
         // Keep the current and the previous instance (for `logs --previous`).
         for old in instances.iter().skip(2) {
             self.tear_down(old, grace, None);
+        }
+        let joins_sandbox = share.is_none() && c.name != SANDBOX_CONTAINER_NAME;
+        if joins_sandbox && self.wait_for_sandbox(spec, &instances, grace) {
+            return;
         }
         let now = self.now;
         let (op, pipeline, max_restart) = {
@@ -219,8 +239,8 @@ impl PodLifecycle {
             );
         }
         let changed = share.is_none()
-            && !current.identity.spec_hash.is_empty()
-            && current.identity.spec_hash != hash;
+            && ((!current.identity.spec_hash.is_empty() && current.identity.spec_hash != hash)
+                || (joins_sandbox && self.in_old_sandbox(spec, &current)));
         match current.state.clone() {
             RunState::Created => {
                 if let Some(message) = self.start_failed.get(&current.id).cloned() {
@@ -253,9 +273,8 @@ impl PodLifecycle {
                         let target_ip = if spec.host_network {
                             "127.0.0.1".to_owned()
                         } else {
-                            current
-                                .ip_address
-                                .clone()
+                            self.sandbox_ip(spec)
+                                .unwrap_or_else(|| current.ip_address.clone())
                                 .unwrap_or_else(|| "127.0.0.1".to_owned())
                         };
                         self.effects.push(Effect::WatchProbes {
@@ -334,7 +353,7 @@ impl PodLifecycle {
         } else {
             exit_code
         };
-        if !changed && !Self::should_restart(spec.restart_policy, exit_code) {
+        if !changed && !Self::should_restart(restart_policy_of(spec, &c.name), exit_code) {
             return;
         }
         let timings = self.timings;
@@ -431,12 +450,18 @@ impl PodLifecycle {
             m.max_restart
                 .map_or(restart_count, |x| x.max(restart_count)),
         );
+        let sandbox = if share.is_some() {
+            SandboxRole::Own
+        } else {
+            self.sandbox_role(spec, &c.name)
+        };
         self.effects.push(Effect::Create {
             key: key.clone(),
             pod: spec.clone(),
             restart_count,
             spec_hash: hash.to_owned(),
             share: share.cloned(),
+            sandbox,
         });
     }
 }

@@ -8,6 +8,7 @@ use edge_protocol::{
 
 use super::PodLifecycle;
 use super::container_memory::{ContainerMemory, PodEntry, VolumeState, spec_hash};
+use super::init_sequence::{InitProgress, is_sidecar, restart_policy_of};
 use super::inputs_effects::Effect;
 use crate::backoff::Backoff;
 use crate::container_runtime::{ContainerSnapshot, RunState};
@@ -95,6 +96,22 @@ impl PodLifecycle {
             }
             containers.push(status);
         }
+        let mut init_containers = Vec::new();
+        for c in &spec.init_containers {
+            let instances = self.instances(&spec.uid, &c.name);
+            let memory = pod.containers.get(&c.name);
+            let mut status = self.container_status(spec, pod, c, &instances, memory, false);
+            // A completed init container counts as ready, as the kubelet reports it.
+            if !c.is_sidecar()
+                && matches!(
+                    status.state,
+                    ContainerState::Terminated { exit_code: 0, .. }
+                )
+            {
+                status.ready = true;
+            }
+            init_containers.push(status);
+        }
         let mut ephemeral_containers = Vec::new();
         for e in &spec.ephemeral_containers {
             let c = e.to_container_spec();
@@ -113,7 +130,11 @@ impl PodLifecycle {
             && !pod.containers.values().any(|m| m.op.is_some())
             && pod.volumes != VolumeState::InFlight;
         if removed {
-            for cs in containers.iter_mut().chain(ephemeral_containers.iter_mut()) {
+            for cs in containers
+                .iter_mut()
+                .chain(ephemeral_containers.iter_mut())
+                .chain(init_containers.iter_mut())
+            {
                 if !matches!(cs.state, ContainerState::Terminated { .. }) {
                     cs.last_state = Some(cs.state.clone());
                     cs.state = ContainerState::Terminated {
@@ -129,7 +150,23 @@ impl PodLifecycle {
                 cs.started = Some(false);
             }
         }
-        let mut phase = pod_phase(spec.restart_policy, &containers);
+        if let Some(sandbox_ip) = self.sandbox_ip(spec) {
+            // The pod's address is its infra container's, as soon as that one runs.
+            pod_ip = sandbox_ip;
+        }
+        let mut phase = match self.init_progress(spec) {
+            _ if removed => pod_phase(spec.restart_policy, &containers),
+            InitProgress::Failed { .. } => PodPhase::Failed,
+            // Once the containers ran, a restarting (or finally stopped) sidecar does
+            // not make the pod pending again (the kubelet's getPhase).
+            InitProgress::Waiting { .. } if self.apps_started(spec) => {
+                pod_phase(spec.restart_policy, &containers)
+            }
+            InitProgress::Waiting { .. } => PodPhase::Pending,
+            InitProgress::Done => pod_phase(spec.restart_policy, &containers),
+        };
+        // a pod the node ended (evicted, past its deadline) is Failed whatever its
+        // containers did
         if pod.ended.is_some() && !removed {
             phase = PodPhase::Failed;
         }
@@ -154,6 +191,7 @@ impl PodLifecycle {
             start_time: Some(pod.accepted_at),
             containers,
             ephemeral_containers,
+            init_containers,
             removed,
         }
     }
@@ -225,6 +263,8 @@ impl PodLifecycle {
                     waiting("CreateContainerConfigError", Some(message.clone()))
                 }
                 (_, Some(f)) => waiting(f.reason.as_str(), Some(f.message)),
+                // The kubelet's default waiting reason in a pod with init containers.
+                _ if !spec.init_containers.is_empty() => waiting("PodInitializing", None),
                 _ => waiting("ContainerCreating", None),
             },
             Some(cur) => match &cur.state {
@@ -249,8 +289,12 @@ impl PodLifecycle {
                     let changed = !cur.identity.spec_hash.is_empty()
                         && cur.identity.spec_hash != spec_hash(c);
                     // An ephemeral container is never restarted: it stays terminated.
+                    // Sidecars stopped once the containers finished stay terminated.
+                    let stopped_sidecar = is_sidecar(spec, &c.name) && self.apps_finished(spec);
                     let restarting = !ephemeral
-                        && (changed || Self::should_restart(spec.restart_policy, exit_code));
+                        && !stopped_sidecar
+                        && (changed
+                            || Self::should_restart(restart_policy_of(spec, &c.name), exit_code));
                     if restarting && !spec.is_terminating() {
                         last_state = Some(term);
                         match (memory, failure) {

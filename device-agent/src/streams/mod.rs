@@ -155,11 +155,22 @@ fn resolve(open: &StreamOpen, lifecycle: &PodLifecycle) -> Result<Resolved, Stre
                     ),
                 ));
             }
-            let addresses: Vec<_> = all
-                .iter()
-                .filter(|c| running(c))
-                .filter_map(|c| port_forward::address(c.ip_address.as_deref(), *port))
-                .collect();
+            // A pod with an infra container is entered at its address (the pod IP);
+            // without one (host network) each running container is tried.
+            let addresses: Vec<_> = match all.iter().find(|c| c.identity.is_sandbox()) {
+                Some(infra) => infra
+                    .ip_address
+                    .as_deref()
+                    .filter(|_| running(infra))
+                    .and_then(|ip| port_forward::address(Some(ip), *port))
+                    .into_iter()
+                    .collect(),
+                None => all
+                    .iter()
+                    .filter(|c| running(c))
+                    .filter_map(|c| port_forward::address(c.ip_address.as_deref(), *port))
+                    .collect(),
+            };
             if addresses.is_empty() {
                 return Err(close_with(
                     StreamErrorCode::NotRunning,

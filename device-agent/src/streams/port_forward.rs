@@ -1,9 +1,9 @@
 //! The container end of `kubectl port-forward`: a TCP connection to the port in the
-//! pod's network namespace. Every container has its own namespace today, so the port is
-//! tried at each running container's address (from the runtime's inspect:
-//! `NetworkSettings`), or at 127.0.0.1 for a container without one (host network). The
-//! addresses are reachable from the device with rootful Docker and Podman bridge
-//! networks; rootless Podman (slirp4netns, pasta) keeps them inside its own namespace.
+//! pod's network namespace: at the address of the pod's infra container (the pod IP,
+//! from the runtime's inspect: `NetworkSettings`), or for a host-network pod at
+//! 127.0.0.1. The addresses are reachable from the device with rootful Docker and
+//! Podman bridge networks; rootless Podman (slirp4netns, pasta) keeps them inside its
+//! own namespace, and an engine without a bridge gives the pod no address to reach.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

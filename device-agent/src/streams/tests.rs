@@ -26,6 +26,7 @@ fn container(
             restart_count: restarts,
             spec_hash: String::new(),
             grace_period_seconds: 1,
+            sandbox_id: String::new(),
         },
         state: if running {
             RunState::Running { started_at: 1 }
@@ -187,4 +188,43 @@ fn port_forward_tries_each_running_container_host_network_on_loopback() {
     }
     assert_eq!(refused(&forward("u2")), StreamErrorCode::NotRunning);
     assert_eq!(refused(&forward("nobody")), StreamErrorCode::NotFound);
+}
+
+#[test]
+fn port_forward_enters_a_pod_through_its_infra_container_only() {
+    let mut l = PodLifecycle::new(LifecycleTimings::default(), None);
+    let _ = l.handle(Input::Containers {
+        list: vec![
+            container("infra-1", "u3", "POD", 0, true, Some("10.88.0.20")),
+            container("web-3", "u3", "web", 0, true, None),
+            container("infra-4", "u4", "POD", 0, true, None),
+            container("web-4", "u4", "web", 0, true, None),
+        ],
+        now: 10,
+    });
+    let forward = |uid: &str| {
+        open(StreamTarget::PortForward {
+            pod: pod(uid),
+            port: 8080,
+        })
+    };
+    match resolve(&forward("u3"), &l).unwrap() {
+        Resolved::PortForward { addresses } => {
+            let got: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            assert_eq!(got, vec!["10.88.0.20:8080"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // An infra container without an address (an engine without a bridge) is never
+    // taken for the host's loopback.
+    assert_eq!(
+        resolve(&forward("u4"), &l).unwrap_err().error.unwrap().code,
+        StreamErrorCode::NotRunning
+    );
+    // The infra container is not a container of the pod to exec into.
+    let target = exec(pod("u3"), "POD", &["sh"], OUT);
+    assert_eq!(
+        resolve(&target, &l).unwrap_err().error.unwrap().code,
+        StreamErrorCode::NotFound
+    );
 }

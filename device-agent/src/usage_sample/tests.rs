@@ -106,6 +106,7 @@ fn sample(pod: &str, container: &str, cpu: u64) -> ContainerSample {
             restart_count: 0,
             spec_hash: "h".into(),
             grace_period_seconds: 30,
+            sandbox_id: String::new(),
         },
         started_at: 1_000,
         usage: CpuMemoryUsage {

@@ -255,6 +255,18 @@ impl AgentProcess {
         dir: &Path,
         extra: &[&str],
     ) -> Self {
+        Self::start_on_runtime(program, device, broker_port, dir, extra, &docker_host())
+    }
+
+    /// Like [`AgentProcess::start_with`] on the container runtime at `runtime_socket`.
+    pub fn start_on_runtime(
+        program: Vec<String>,
+        device: &str,
+        broker_port: u16,
+        dir: &Path,
+        extra: &[&str],
+        runtime_socket: &str,
+    ) -> Self {
         let state_dir = dir.join(format!("state-{device}"));
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -265,7 +277,7 @@ impl AgentProcess {
             "--state-dir".into(),
             state_dir.display().to_string(),
             "--runtime-socket".into(),
-            docker_host(),
+            runtime_socket.into(),
             "--heartbeat-interval".into(),
             "1s".into(),
             "--sync-interval".into(),
@@ -632,6 +644,32 @@ pub fn busybox_pod(uid: &str, name: &str, script: &str) -> PodSpec {
         host_network: true,
         ..Default::default()
     }
+}
+
+/// A pod on the pod network: `web` serves `greeting` on 127.0.0.1:8080 only; `client`
+/// fetches it over loopback every 0.3 s and prints it and `host=<its hostname>`.
+pub fn localhost_pod(uid: &str, name: &str, greeting: &str) -> PodSpec {
+    let mut spec = busybox_pod(
+        uid,
+        name,
+        &format!(
+            "mkdir -p /www && echo {greeting} > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"
+        ),
+    );
+    spec.host_network = false;
+    spec.containers[0].name = "web".into();
+    spec.containers.push(ContainerSpec {
+        name: "client".into(),
+        image: test_image(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "while true; do wget -q -O - http://127.0.0.1:8080/ && echo host=$(hostname); sleep 0.3; done"
+                .into(),
+        ],
+        ..Default::default()
+    });
+    spec
 }
 
 pub fn is_running(s: &PodStatus) -> bool {

@@ -124,6 +124,7 @@ impl FleetState {
             let container = e.container.as_deref();
             let in_containers = container.filter(|c| spec.containers.iter().any(|s| s.name == *c));
             let in_ephemeral = container.filter(|c| spec.ephemeral_container(c).is_some());
+            let in_init = container.filter(|c| spec.init_containers.iter().any(|s| s.name == *c));
             let reason = EventReason::Reported(e.reason.chars().take(128).collect());
             let message: String = e.message.chars().take(1024).collect();
             let at = if e.timestamp > 0 {
@@ -140,9 +141,10 @@ impl FleetState {
             .event(e.event_type, reason, &message, at)
             .container(in_containers)
             .count(i32::try_from(e.count).unwrap_or(i32::MAX));
-            let event = match in_ephemeral {
-                Some(c) => event.ephemeral_container(c),
-                None => event,
+            let event = match (in_ephemeral, in_init) {
+                (Some(c), _) => event.ephemeral_container(c),
+                (None, Some(c)) => event.init_container(c),
+                (None, None) => event,
             };
             out.push(FleetEffect::Kube(KubeOp::RecordEvent {
                 device: device.clone(),

@@ -63,7 +63,8 @@ impl<'a> EventPod<'a> {
 pub struct PodEvent<'a> {
     pod: EventPod<'a>,
     container: Option<&'a str>,
-    /// The spec list the container is in: `containers` or `ephemeralContainers`.
+    /// The spec list the container is in: `containers`, `initContainers` or
+    /// `ephemeralContainers`.
     container_list: &'static str,
     event_type: EventType,
     reason: EventReason,
@@ -83,6 +84,13 @@ impl<'a> PodEvent<'a> {
     pub fn ephemeral_container(mut self, container: &'a str) -> Self {
         self.container = Some(container);
         self.container_list = "ephemeralContainers";
+        self
+    }
+
+    /// About one init container of the pod (`spec.initContainers{name}`).
+    pub fn init_container(mut self, container: &'a str) -> Self {
+        self.container = Some(container);
+        self.container_list = "initContainers";
         self
     }
 

@@ -226,3 +226,108 @@ fn a_pod_without_ephemeral_containers_leaves_the_field_unset() {
     let s = kube_pod_status(&pod(), &r, None, &now());
     assert_eq!(s.ephemeral_container_statuses, None);
 }
+
+fn pod_with_init() -> Pod {
+    let mut p = pod();
+    let spec = p.spec.as_mut().unwrap();
+    spec.init_containers = Some(
+        serde_json::from_value(json!([
+            {"name": "sidecar", "image": "busybox:3", "restartPolicy": "Always"},
+            {"name": "setup", "image": "busybox:4"}
+        ]))
+        .unwrap(),
+    );
+    p
+}
+
+fn waiting_for_init(name: &str) -> ContainerStatus {
+    ContainerStatus {
+        name: name.into(),
+        state: ContainerState::Waiting {
+            reason: "PodInitializing".into(),
+            message: None,
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn init_containers_are_reported_and_hold_initialized_until_done() {
+    let mut r = report(
+        PodPhase::Pending,
+        vec![waiting_for_init("app"), waiting_for_init("side")],
+    );
+    r.init_containers = vec![running("sidecar", true)];
+    let s = kube_pod_status(&pod_with_init(), &r, Some("192.168.1.20"), &now());
+    let init = s.init_container_statuses.as_ref().unwrap();
+    assert_eq!(init.len(), 2);
+    assert_eq!(init[0].name, "sidecar");
+    assert!(init[0].state.as_ref().unwrap().running.is_some());
+    // Not reported yet: PodInitializing, as the kubelet (kubectl prints Init:1/2).
+    assert_eq!(
+        init[1]
+            .state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
+        Some("PodInitializing")
+    );
+    let initialized = cond(&s, "Initialized");
+    assert_eq!(initialized.status, "False");
+    assert_eq!(
+        initialized.reason.as_deref(),
+        Some("ContainersNotInitialized")
+    );
+    assert_eq!(
+        initialized.message.as_deref(),
+        Some("containers with incomplete status: [setup]")
+    );
+
+    // setup completed, the containers run: initialized.
+    r.init_containers.push(ContainerStatus {
+        name: "setup".into(),
+        state: ContainerState::Terminated {
+            exit_code: 0,
+            signal: None,
+            reason: "Completed".into(),
+            message: None,
+            started_at: None,
+            finished_at: None,
+        },
+        ready: true,
+        ..Default::default()
+    });
+    r.containers = vec![running("app", true), running("side", true)];
+    r.phase = PodPhase::Running;
+    let s = kube_pod_status(&pod_with_init(), &r, Some("192.168.1.20"), &now());
+    assert_eq!(cond(&s, "Initialized").status, "True");
+    assert_eq!(cond(&s, "Ready").status, "True");
+    let terminated = s.init_container_statuses.as_ref().unwrap()[1]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!(terminated.exit_code, 0);
+
+    // An unready sidecar keeps the pod unready.
+    r.init_containers[0].ready = false;
+    let s = kube_pod_status(&pod_with_init(), &r, Some("192.168.1.20"), &now());
+    assert_eq!(cond(&s, "Ready").status, "False");
+}
+
+#[test]
+fn pods_without_init_containers_have_no_init_statuses() {
+    let r = report(
+        PodPhase::Running,
+        vec![running("app", true), running("side", true)],
+    );
+    let s = kube_pod_status(&pod(), &r, None, &now());
+    assert!(s.init_container_statuses.is_none());
+    assert_eq!(cond(&s, "Initialized").status, "True");
+}

@@ -212,5 +212,10 @@ pub(super) fn translate_container(
         stdin: c.stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
+        // Only init containers carry one (`Always`: a sidecar).
+        restart_policy: match c.restart_policy.as_deref() {
+            Some("Always") => Some(edge_protocol::RestartPolicy::Always),
+            _ => None,
+        },
     })
 }

@@ -49,8 +49,10 @@ pub enum TranslationError {
     UnknownProbePort { container: String, port: String },
     #[error("container {container}: {what} is not supported on edge devices")]
     Unsupported { container: String, what: String },
-    #[error("init containers are not supported on edge devices yet (pod has {0})")]
-    InitContainers(usize),
+    #[error(
+        "the agent on this device ({agent_version}) does not run init containers (pod has {count}); upgrade edge-agent to a version that declares them (protocol 1.2)"
+    )]
+    InitContainers { count: usize, agent_version: String },
     #[error("pod has no spec")]
     NoSpec,
     #[error("volume mount {mount:?} of container {container} names no volume of the pod")]
@@ -230,6 +232,11 @@ pub struct NodeContext {
     pub allocatable_storage_bytes: u64,
     /// The device's agent ends pods past `activeDeadlineSeconds` (its capabilities).
     pub active_deadline: bool,
+    /// The device's agent declared init containers in its node report
+    /// ([`edge_protocol::DeviceCapabilities::init_containers`]).
+    pub runs_init_containers: bool,
+    /// The agent's version, for the message when it cannot run what a pod needs.
+    pub agent_version: String,
 }
 
 /// A translated pod and the non-fatal problems found on the way (sent as events).
@@ -345,8 +352,11 @@ pub fn translate_pod(
 ) -> Result<Translation, TranslationError> {
     let spec = pod.spec.as_ref().ok_or(TranslationError::NoSpec)?;
     let init = spec.init_containers.as_ref().map_or(0, Vec::len);
-    if init > 0 {
-        return Err(TranslationError::InitContainers(init));
+    if init > 0 && !node.runs_init_containers {
+        return Err(TranslationError::InitContainers {
+            count: init,
+            agent_version: node.agent_version.clone(),
+        });
     }
     let mut warnings = Vec::new();
     let mut volumes = Vec::new();
@@ -365,18 +375,20 @@ pub fn translate_pod(
             _ => None,
         })
         .collect();
-    let mut containers = Vec::new();
-    for c in &spec.containers {
-        containers.push(container::translate_container(
-            pod,
-            c,
-            refs,
-            node,
-            &volumes,
-            &device_volumes,
-            &mut warnings,
-        )?);
-    }
+    let mut translate = |c: &Container| {
+        container::translate_container(pod, c, refs, node, &volumes, &device_volumes, &mut warnings)
+    };
+    let init_containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(&mut translate)
+        .collect::<Result<Vec<_>, _>>()?;
+    let containers = spec
+        .containers
+        .iter()
+        .map(&mut translate)
+        .collect::<Result<Vec<_>, _>>()?;
     let ephemeral_containers = ephemeral::translate_ephemeral_containers(
         pod,
         refs,
@@ -448,6 +460,7 @@ pub fn translate_pod(
             log_cache_opt_out: opts_out_of_log_cache(meta),
             ephemeral_containers,
             active_deadline_seconds,
+            init_containers,
         },
         warnings,
     })

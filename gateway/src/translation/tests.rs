@@ -23,6 +23,8 @@ fn node() -> NodeContext {
         allocatable_memory_bytes: 4 << 30,
         allocatable_storage_bytes: 1 << 34,
         active_deadline: true,
+        runs_init_containers: false,
+        agent_version: "edge-agent 0.9.0".into(),
     }
 }
 
@@ -349,6 +351,38 @@ fn init_containers_are_refused_clearly() {
         "containers": [{"name": "a", "image": "x"}]}));
     let err = translate_pod(&p, &refs(), &node()).unwrap_err();
     assert!(err.to_string().contains("init containers"), "{err}");
+    assert!(err.to_string().contains("edge-agent 0.9.0"), "{err}");
+}
+
+#[test]
+fn init_containers_and_sidecars_go_to_agents_that_run_them() {
+    let p = pod(json!({
+        "initContainers": [
+            {"name": "side", "image": "busybox:1.36", "restartPolicy": "Always",
+             "env": [{"name": "A", "value": "1"}]},
+            {"name": "setup", "image": "busybox:1.36", "command": ["sh", "-c", "echo hi"]}
+        ],
+        "containers": [{"name": "a", "image": "x:1"}]}));
+    let capable = NodeContext {
+        runs_init_containers: true,
+        ..node()
+    };
+    let t = translate_pod(&p, &refs(), &capable).unwrap();
+    let names: Vec<&str> = t
+        .spec
+        .init_containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["side", "setup"]);
+    assert!(t.spec.init_containers[0].is_sidecar());
+    assert!(!t.spec.init_containers[1].is_sidecar());
+    assert_eq!(t.spec.init_containers[0].env[0].value, "1");
+    assert_eq!(
+        t.spec.init_containers[1].command,
+        vec!["sh", "-c", "echo hi"]
+    );
+    assert!(t.spec.containers[0].restart_policy.is_none());
 }
 
 #[test]
