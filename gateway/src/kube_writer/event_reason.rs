@@ -22,6 +22,9 @@ pub enum EventReason {
     /// cannot be delivered; the device keeps the previous files (the kubelet's reason
     /// for a failed volume set-up).
     FailedMount,
+    /// The pod sets fields the device does not apply (lifecycle hooks, a security
+    /// context, extended resources, ...): it runs without them.
+    FieldsNotApplied,
     /// Kubernetes evicted the pod while its device was offline longer than the pod
     /// tolerates (its autonomy budget); the device, back, stops its containers.
     EvictedWhileOffline,
@@ -41,6 +44,7 @@ impl EventReason {
             EventReason::Failed => "Failed",
             EventReason::FailedMount => "FailedMount",
             EventReason::EvictedWhileOffline => "EvictedWhileOffline",
+            EventReason::FieldsNotApplied => "FieldsNotApplied",
             EventReason::Reported(reason) => reason,
         }
     }

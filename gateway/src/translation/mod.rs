@@ -8,6 +8,7 @@ mod container;
 pub mod downward;
 pub mod env;
 mod ephemeral;
+pub mod not_applied;
 pub mod pull_secrets;
 pub mod volumes;
 
@@ -359,6 +360,13 @@ pub fn translate_pod(
         });
     }
     let mut warnings = Vec::new();
+    let ignored = not_applied::not_applied(pod);
+    if !ignored.is_empty() {
+        warnings.push(TranslationWarning {
+            reason: EventReason::FieldsNotApplied,
+            message: not_applied::message(&ignored),
+        });
+    }
     let mut volumes = Vec::new();
     for v in spec.volumes.iter().flatten() {
         volumes.push(volumes::translate_volume(pod, v, refs, node)?);
