@@ -211,8 +211,27 @@ pub async fn wait_node_ready(
     .map_err(|e| anyhow!("{e}\n{}", stack.logs()))
 }
 
-/// Containers the runtime has for a pod uid: (full id, state such as `running`).
+/// Containers the runtime has for a pod uid, its infra container (the pod sandbox)
+/// included: (full id, state such as `running`).
 pub fn runtime_containers(pod_uid: &str) -> Result<Vec<(String, String)>> {
+    Ok(labelled_containers(pod_uid)?
+        .into_iter()
+        .map(|(_, id, state)| (id, state))
+        .collect())
+}
+
+/// The containers of the pod's own containers on the device (not its infra container,
+/// the pod sandbox named `POD`): (id, state).
+pub fn app_containers(pod_uid: &str) -> Result<Vec<(String, String)>> {
+    Ok(labelled_containers(pod_uid)?
+        .into_iter()
+        .filter(|(name, _, _)| name != "POD")
+        .map(|(_, id, state)| (id, state))
+        .collect())
+}
+
+/// Every container labelled with the pod's uid: (container name label, id, state).
+fn labelled_containers(pod_uid: &str) -> Result<Vec<(String, String, String)>> {
     let host = std::env::var("EDGE_TEST_DOCKER_HOST")
         .context("EDGE_TEST_DOCKER_HOST is not set: run `eval \"$(scripts/test-env.sh)\"`")?;
     let out = Command::new("podman")
@@ -235,7 +254,12 @@ pub fn runtime_containers(pod_uid: &str) -> Result<Vec<(String, String)>> {
                     .unwrap_or_default()
                     .to_owned()
             };
-            (field("Id"), field("State"))
+            let name = c
+                .pointer("/Labels/io.edge-kube.container-name")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            (name, field("Id"), field("State"))
         })
         .collect())
 }

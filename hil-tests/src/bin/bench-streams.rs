@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use edge_hil_tests::prometheus_text;
 use edge_hil_tests::scenario::{
-    create, is_ready, pod_manifest, runtime_containers, uid, wait_node_ready, wait_pod,
+    app_containers, create, is_ready, pod_manifest, uid, wait_node_ready, wait_pod,
 };
 use edge_hil_tests::stack::{AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions};
 
@@ -147,7 +147,7 @@ fn port_forward(stack: &Stack) -> Result<(Child, u16)> {
 }
 
 fn container_ip(pod_uid: &str) -> Result<String> {
-    let (id, _) = runtime_containers(pod_uid)?
+    let (id, _) = app_containers(pod_uid)?
         .into_iter()
         .find(|(_, state)| state == "running")
         .context("no running container")?;
