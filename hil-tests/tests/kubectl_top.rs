@@ -69,6 +69,28 @@ fn top(stack: &Stack, args: &[&str]) -> Result<Vec<Vec<String>>, String> {
         .collect())
 }
 
+/// Waits until `kubectl top node` no longer shows `device` (its agent is gone, so its
+/// figures are stale).
+async fn node_drops_out(stack: &Stack, device: &str) -> Result<(), String> {
+    eventually(
+        "kubectl top node no longer shows the dead device",
+        Duration::from_secs(90),
+        || {
+            let got = top(stack, &["node", device]);
+            async move {
+                match got {
+                    Err(e) if e.contains("not available") || e.contains("not found") => {
+                        Ok(Some(()))
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
 /// The number in `250m`, `12Mi`.
 fn amount(field: &str) -> u64 {
     field
@@ -214,23 +236,9 @@ async fn kubectl_top_shows_the_device_and_its_pod() -> Result<()> {
 
     // The device goes away: its figures are stale, metrics-server drops the node.
     stack.agent(DEVICE)?.kill9();
-    eventually(
-        "kubectl top node no longer shows the dead device",
-        Duration::from_secs(90),
-        || {
-            let got = top(&stack, &["node", DEVICE]);
-            async move {
-                match got {
-                    Err(e) if e.contains("not available") || e.contains("not found") => {
-                        Ok(Some(()))
-                    }
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        },
-    )
-    .await
-    .map_err(|e| anyhow!("{e}\n{}", logs(&stack)))?;
+    node_drops_out(&stack, DEVICE)
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", logs(&stack)))?;
     drop(ms);
     Ok(())
 }
@@ -326,23 +334,9 @@ async fn kubectl_top_works_in_the_sandbox() -> Result<()> {
         "pod memory {pod:?}"
     );
     stack.agent(SANDBOX_DEVICE)?.kill9();
-    eventually(
-        "kubectl top node no longer shows the dead device (emulator)",
-        Duration::from_secs(90),
-        || {
-            let got = top(&stack, &["node", SANDBOX_DEVICE]);
-            async move {
-                match got {
-                    Err(e) if e.contains("not available") || e.contains("not found") => {
-                        Ok(Some(()))
-                    }
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        },
-    )
-    .await
-    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
+    node_drops_out(&stack, SANDBOX_DEVICE)
+        .await
+        .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
     Ok(())
 }
 

@@ -87,6 +87,19 @@ fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Result<Output> {
     Ok(child.wait_with_output()?)
 }
 
+/// The lines a child writes, read on a thread of their own.
+fn lines_of(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
@@ -271,14 +284,7 @@ pub async fn exec_and_attach(
         .stderr(Stdio::piped())
         .spawn()?;
     let stdout = attach.stdout.take().context("attach stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(stdout);
     let first = rx.recv_timeout(Duration::from_secs(20));
     let second = rx.recv_timeout(Duration::from_secs(5));
     let _ = attach.kill();
@@ -318,14 +324,7 @@ pub async fn exec_and_attach(
         .spawn()?;
     let mut input = attach.stdin.take().context("attach stdin")?;
     let stdout = attach.stdout.take().context("attach stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(stdout);
     // kubectl attaches before it reads stdin; a line typed early waits in its buffer
     input.write_all(b"typed-line\n")?;
     input.flush()?;
