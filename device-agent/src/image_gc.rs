@@ -85,6 +85,13 @@ impl ImageTracker {
         self.in_use = used;
     }
 
+    /// Images listed while the containers could not be: the images in use stay those of
+    /// the last listing.
+    pub fn observe_images_only(&mut self, listed: Vec<ListedImage>, now: UnixMillis) {
+        let used = std::mem::take(&mut self.in_use);
+        self.observe(listed, used, now);
+    }
+
     /// The images for the node report, largest first, at most [`MAX_NODE_IMAGES`].
     pub fn node_images(&self) -> Vec<NodeImage> {
         let mut v: Vec<NodeImage> = self

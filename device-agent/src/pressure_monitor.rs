@@ -180,7 +180,14 @@ impl PressureMonitor {
         let used = match used_image_ids(&self.endpoint).await {
             Ok(u) => u,
             Err(e) => {
-                tracing::debug!(error = %e, "cannot list the containers' images");
+                // The node report still lists the images; only the GC needs to know
+                // which are in use, and it waits for a listing that works.
+                tracing::warn!(
+                    error = %e,
+                    "cannot list the containers to tell which images are in use: \
+                     image garbage collection skipped (check the container runtime)"
+                );
+                self.images.observe_images_only(listed, now);
                 return;
             }
         };

@@ -25,6 +25,38 @@ pub async fn run_effect(
     effect: Effect,
     tx: &mpsc::UnboundedSender<Input>,
 ) -> Option<Outcome> {
+    let outcome = run(runtime, device, state_dir, effect, tx).await;
+    match &outcome {
+        Some(Outcome::Created { key, id }) => {
+            tracing::debug!(pod = %key.0, container = %key.1, %id, "container created");
+        }
+        Some(Outcome::CreateFailed { key, message, .. }) => {
+            tracing::warn!(pod = %key.0, container = %key.1, error = %message, "cannot create container");
+        }
+        Some(Outcome::Started { id, .. }) => tracing::debug!(%id, "container started"),
+        Some(Outcome::StartFailed { id, message, .. }) => {
+            tracing::warn!(%id, error = %message, "cannot start container");
+        }
+        Some(Outcome::Stopped { id }) => tracing::debug!(%id, "container stopped"),
+        Some(Outcome::StopFailed { id, message }) => {
+            tracing::warn!(%id, error = %message, "cannot stop container");
+        }
+        Some(Outcome::Removed { id }) => tracing::debug!(%id, "container removed"),
+        Some(Outcome::RemoveFailed { id, message }) => {
+            tracing::warn!(%id, error = %message, "cannot remove container");
+        }
+        _ => {}
+    }
+    outcome
+}
+
+async fn run(
+    runtime: &dyn ContainerRuntime,
+    device: &str,
+    state_dir: &Path,
+    effect: Effect,
+    tx: &mpsc::UnboundedSender<Input>,
+) -> Option<Outcome> {
     match effect {
         Effect::PrepareVolumes { pod } => {
             let dir = state_dir.to_owned();

@@ -30,7 +30,6 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
-const DEVICE: &str = "fault-1";
 const LABEL: &str = "edge-fault/run";
 const PODS: usize = 3;
 
@@ -192,6 +191,7 @@ struct Run {
     gateway_proxy: Option<FaultProxy>,
     namespace: String,
     run: String,
+    device: String,
 }
 
 impl Run {
@@ -267,9 +267,11 @@ async fn start(mosquitto: bool) -> Result<Run> {
             .context("the gateway reports no embedded broker port")?,
     };
     let agent_proxy = FaultProxy::start(([127, 0, 0, 1], broker_port).into()).await?;
+    // Both tests of this file run at once on the one Podman: each its own device.
+    let device = format!("fault-{run}");
     let agent = Agent::start(
         AgentOptions {
-            device_id: DEVICE.to_owned(),
+            device_id: device.clone(),
             broker_url: agent_proxy.url(),
             labels: vec![(LABEL.to_owned(), run.clone())],
             build: AgentBuild::Host,
@@ -286,7 +288,8 @@ async fn start(mosquitto: bool) -> Result<Run> {
     )
     .await?;
     Ok(Run {
-        state_dir: dir.path().join(format!("agent-{DEVICE}")),
+        state_dir: dir.path().join(format!("agent-{device}")),
+        device,
         dir: Some(dir),
         cluster,
         _mosquitto: broker,
@@ -322,7 +325,7 @@ async fn stream_with_cuts(r: &Run) -> Result<()> {
     }
     // The stream runs: several reports already arrived.
     wait_for("the status stream starts", Duration::from_secs(90), || {
-        gateway_received(&r.gateway.log(), DEVICE).len() >= 10
+        gateway_received(&r.gateway.log(), &r.device).len() >= 10
     })
     .await
     .with_context(|| r.logs())?;
@@ -431,7 +434,7 @@ async fn stream_with_cuts(r: &Run) -> Result<()> {
     ensure!(last > 20, "too few reports for a meaningful run: {last}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let received = gateway_received(&r.gateway.log(), DEVICE);
+        let received = gateway_received(&r.gateway.log(), &r.device);
         match check_none_lost_in_order(&received, last) {
             Ok(()) => break,
             Err(e) if Instant::now() > deadline => {

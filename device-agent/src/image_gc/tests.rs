@@ -86,3 +86,14 @@ fn node_images_largest_first_capped() {
     assert_eq!(images[0].size_bytes, 59);
     assert_eq!(images[0].names, ["localhost/i59:1"]);
 }
+
+#[test]
+fn images_listed_without_the_containers_keep_the_last_known_use() {
+    let mut t = ImageTracker::default();
+    t.observe(vec![img("a", 300), img("b", 300)], used(&["a"]), 0);
+    // The containers cannot be listed: the new image is reported, "a" stays in use.
+    t.observe_images_only(vec![img("a", 300), img("b", 300), img("c", 300)], 1_000_000);
+    assert_eq!(t.node_images().len(), 3);
+    let plan = t.plan(1000, 100, POLICY, 1_000_000);
+    assert!(!plan.remove.contains(&"a".to_owned()), "{plan:?}");
+}

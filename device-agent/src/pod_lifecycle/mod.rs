@@ -31,6 +31,7 @@ mod outcomes;
 mod reconcile;
 mod sandbox;
 mod status_report;
+mod unlisted_creates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub use inputs_effects::{
     SandboxRole, VolumeSetupError,
 };
 pub use status_report::pod_phase;
+use unlisted_creates::UnlistedCreates;
 
 /// Why a log request names no container on this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +83,8 @@ pub struct PodLifecycle {
     reported: HashMap<String, PodStatus>,
     /// Pods gone from the desired set whose containers are being removed.
     orphans: BTreeMap<String, (String, String)>,
+    /// Containers asked for and not yet seen in a listing: keep their infra container.
+    unlisted_creates: UnlistedCreates,
     events: Vec<PodEvent>,
     effects: Vec<Effect>,
 }
@@ -103,6 +107,7 @@ impl PodLifecycle {
             probes: HashMap::new(),
             reported: HashMap::new(),
             orphans: BTreeMap::new(),
+            unlisted_creates: UnlistedCreates::default(),
             events: Vec::new(),
             effects: Vec::new(),
         }
@@ -248,6 +253,7 @@ impl PodLifecycle {
                     }
                 }
                 let live: HashSet<&String> = self.containers.iter().map(|c| &c.id).collect();
+                self.unlisted_creates.listed(&live, self.now);
                 self.start_failed.retain(|id, _| live.contains(id));
                 self.removing.retain(|id| live.contains(id));
                 let running: HashSet<&String> = self

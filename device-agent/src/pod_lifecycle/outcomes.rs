@@ -114,6 +114,7 @@ impl PodLifecycle {
                 );
             }
             Outcome::Created { key, id } => {
+                self.unlisted_creates.created(&key, &id, now);
                 let Some((spec, _)) = self.container_spec(&key) else {
                     // The pod went away meanwhile: the next pass removes the container.
                     return;
@@ -143,6 +144,7 @@ impl PodLifecycle {
                 reason,
                 message,
             } => {
+                self.unlisted_creates.failed(&key);
                 let Some((spec, _)) = self.container_spec(&key) else {
                     return;
                 };

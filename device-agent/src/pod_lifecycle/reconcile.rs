@@ -50,13 +50,17 @@ impl PodLifecycle {
         }
     }
 
-    /// Stops a running container, removes a stopped one.
+    /// Stops a running container, removes a stopped one. An infra container still
+    /// joined (see [`PodLifecycle::infra_held`]) waits.
     pub(super) fn tear_down(
         &mut self,
         c: &ContainerSnapshot,
         grace: Duration,
         spec: Option<&PodSpec>,
     ) {
+        if self.infra_held(c) {
+            return;
+        }
         if matches!(c.state, RunState::Running { .. }) {
             if self.stopping.insert(c.id.clone()) {
                 if let Some(spec) = spec {
@@ -455,6 +459,7 @@ impl PodLifecycle {
         } else {
             self.sandbox_role(spec, &c.name)
         };
+        self.unlisted_creates.asked(key.clone(), self.now);
         self.effects.push(Effect::Create {
             key: key.clone(),
             pod: spec.clone(),

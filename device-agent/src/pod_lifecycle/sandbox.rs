@@ -154,6 +154,25 @@ impl PodLifecycle {
         }
     }
 
+    /// Whether `c` is an infra container that must stay for now: a container of its pod
+    /// is on its way (it will join the running one), or a listed container joined it —
+    /// running, for a stop; at all, for a removal. Podman 4.3 asked to remove an infra
+    /// container that others joined leaves it half-removed ("Removing", storage gone),
+    /// and every later `GET /containers/json` that would list it fails, so the agent
+    /// could no longer see its containers.
+    pub(super) fn infra_held(&self, c: &ContainerSnapshot) -> bool {
+        if !c.identity.is_sandbox() {
+            return false;
+        }
+        let running = matches!(c.state, RunState::Running { .. });
+        self.unlisted_creates.pending_for(&c.identity.pod_uid)
+            || self.containers.iter().any(|other| {
+                other.id != c.id
+                    && other.identity.sandbox_id == c.id
+                    && (!running || matches!(other.state, RunState::Running { .. }))
+            })
+    }
+
     /// Containers of a pod to tear down now: all but the infra container, which goes
     /// once nothing else of the pod is left.
     pub(super) fn teardown_order(mine: Vec<ContainerSnapshot>) -> Vec<ContainerSnapshot> {

@@ -35,6 +35,8 @@ pub struct Agent {
     state_dir: PathBuf,
     log_dir: PathBuf,
     process: Option<ChildProcess>,
+    /// Held while the agent lives: its device id, claimed against every test process.
+    _device_claim: std::fs::File,
 }
 
 pub const QEMU_AARCH64: &str = "/usr/bin/qemu-aarch64-static";
@@ -44,6 +46,7 @@ impl Agent {
         let mut agent = Self {
             state_dir: dir.join(format!("agent-{}", options.device_id)),
             log_dir: dir.to_owned(),
+            _device_claim: claim_device_id(&options.device_id)?,
             options,
             process: None,
         };
@@ -142,3 +145,28 @@ impl Agent {
         }
     }
 }
+
+/// Claims `device` for the caller's lifetime (an exclusive lock on a file named after
+/// it): agents share one Podman, and an agent lists its containers by device id, so two
+/// running agents with one id would take each other's containers for orphans.
+fn claim_device_id(device: &str) -> StackResult<std::fs::File> {
+    let dir = std::env::temp_dir().join("edge-test-device-ids");
+    std::fs::create_dir_all(&dir).map_err(|e| StackError::io(&dir, e))?;
+    let path = dir.join(device);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StackError::io(&path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(StackError::DeviceIdInUse {
+            device: device.to_owned(),
+        }),
+        Err(e) => Err(StackError::io(&path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

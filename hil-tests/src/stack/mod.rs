@@ -46,6 +46,12 @@ pub enum StackError {
     },
     #[error("kubernetes: {0}")]
     Kubernetes(String),
+    #[error(
+        "device id {device} is in use by another agent of a running test (this or another \
+         test binary): agents with one id on the one Podman tear down each other's \
+         containers; give each test its own device ids"
+    )]
+    DeviceIdInUse { device: String },
     #[error("{0}")]
     Other(String),
 }

@@ -71,27 +71,38 @@ impl StackOptions {
 pub const STACK_LABEL: &str = "edge-e2e/stack";
 
 /// Removes (best effort) every container the agents made for pods of `namespace`, from
-/// the Podman at `$EDGE_TEST_DOCKER_HOST`.
+/// the Podman at `$EDGE_TEST_DOCKER_HOST`. An infra container cannot go before the
+/// containers joined to it, so this takes rounds; what is still left is printed.
 pub fn remove_pod_containers(namespace: &str) {
     let Ok(host) = std::env::var("EDGE_TEST_DOCKER_HOST") else {
         return;
     };
     let filter = format!("label=io.edge-kube.pod-namespace={namespace}");
-    let Ok(out) = Command::new("podman")
-        .args(["--url", &host, "ps", "-aq", "--filter", &filter])
-        .output()
-    else {
-        return;
+    let list = || -> Vec<String> {
+        Command::new("podman")
+            .args(["--url", &host, "ps", "-aq", "--filter", &filter])
+            .output()
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
-    if !ids.is_empty() {
+    let mut ids = list();
+    for _ in 0..3 {
+        if ids.is_empty() {
+            return;
+        }
         let _ = Command::new("podman")
             .args(["--url", &host, "rm", "-f"])
             .args(&ids)
             .output();
+        ids = list();
+    }
+    if !ids.is_empty() {
+        eprintln!("containers of namespace {namespace} left in Podman: {ids:?}");
     }
 }
 

@@ -255,6 +255,117 @@ fn the_infra_container_is_torn_down_last() {
     assert_eq!(stops(&fx), vec!["infra1".to_owned()]);
 }
 
+/// A container asked for joins the infra container: the pod going away meanwhile (its
+/// create in flight, then created but not listed yet) must not take the infra container
+/// away under it.
+#[test]
+fn the_infra_container_outlives_a_create_on_its_way() {
+    let infra = || snap("POD", "infra1", 0, "", running());
+    let (mut lc, _) = with_pod(pod(false), vec![infra()]);
+    let fx = lc.handle(Input::Done(Outcome::ImageReady {
+        key: (UID.into(), "a".into()),
+        pulled: false,
+    }));
+    assert_eq!(creates(&fx).len(), 1);
+    // The pod leaves the desired set while "a" is being created.
+    lc.handle(Input::Desired(DesiredSet {
+        generation: 2,
+        pods: vec![],
+    }));
+    let fx = lc.handle(Input::Containers {
+        list: vec![infra()],
+        now: 20,
+    });
+    assert!(stops(&fx).is_empty(), "create in flight: {fx:?}");
+    let fx = lc.handle(Input::Done(Outcome::Created {
+        key: (UID.into(), "a".into()),
+        id: "a1".into(),
+    }));
+    assert!(stops(&fx).is_empty(), "created, not listed: {fx:?}");
+    // A listing taken before the create still lacks it.
+    let fx = lc.handle(Input::Containers {
+        list: vec![infra()],
+        now: 21,
+    });
+    assert!(stops(&fx).is_empty(), "created, not listed: {fx:?}");
+    // Listed: the container goes first, then the infra container.
+    let fx = lc.handle(Input::Containers {
+        list: vec![infra(), snap("a", "a1", 0, "infra1", RunState::Created)],
+        now: 22,
+    });
+    assert!(stops(&fx).is_empty(), "{fx:?}");
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Remove { id } if id == "a1"))
+    );
+    let fx = lc.handle(Input::Containers {
+        list: vec![infra()],
+        now: 23,
+    });
+    assert_eq!(stops(&fx), vec!["infra1".to_owned()]);
+}
+
+/// Old infra containers go like old instances of any container, but not one that a
+/// listed container still joins (here the previous instance of "a", kept for
+/// `logs --previous`).
+#[test]
+fn an_old_infra_container_stays_while_a_container_joins_it() {
+    let mut a_previous = snap("a", "a0", 0, "infra1", dead());
+    a_previous.identity.restart_count = 0;
+    let list = vec![
+        snap("POD", "infra3", 2, "", running()),
+        snap("POD", "infra2", 1, "", dead()),
+        snap("POD", "infra1", 0, "", dead()),
+        snap("a", "a1", 1, "infra3", running()),
+        a_previous,
+        snap("b", "b1", 0, "infra3", running()),
+    ];
+    let (mut lc, fx) = with_pod(pod(false), list.clone());
+    let removes = |fx: &[Effect]| -> Vec<String> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Remove { id } => Some(id.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(removes(&fx).is_empty(), "{fx:?}");
+    // The previous instance of "a" is gone: so is the hold.
+    let list: Vec<_> = list.into_iter().filter(|c| c.id != "a0").collect();
+    let fx = lc.handle(Input::Containers { list, now: 40 });
+    assert_eq!(removes(&fx), vec!["infra1".to_owned()]);
+}
+
+/// A created container that never shows up (removed behind the agent's back) holds the
+/// infra container no longer than the agent waits for a created container.
+#[test]
+fn a_created_container_never_listed_stops_holding_the_infra_container() {
+    let infra = || snap("POD", "infra1", 0, "", running());
+    let (mut lc, _) = with_pod(pod(false), vec![infra()]);
+    lc.handle(Input::Done(Outcome::ImageReady {
+        key: (UID.into(), "a".into()),
+        pulled: false,
+    }));
+    lc.handle(Input::Done(Outcome::Created {
+        key: (UID.into(), "a".into()),
+        id: "a1".into(),
+    }));
+    lc.handle(Input::Desired(DesiredSet {
+        generation: 2,
+        pods: vec![],
+    }));
+    let fx = lc.handle(Input::Containers {
+        list: vec![infra()],
+        now: 20,
+    });
+    assert!(stops(&fx).is_empty(), "{fx:?}");
+    let fx = lc.handle(Input::Containers {
+        list: vec![infra()],
+        now: 10 + 30_000,
+    });
+    assert_eq!(stops(&fx), vec!["infra1".to_owned()]);
+}
+
 #[test]
 fn host_network_pods_have_no_infra_container() {
     let (_, fx) = with_pod(pod(true), vec![]);
