@@ -20,7 +20,10 @@ fn port_u16(p: i32) -> Result<u16, TranslationError> {
         .ok_or(TranslationError::BadPort(p))
 }
 
-fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, TranslationError> {
+pub(super) fn resolve_port(
+    container: &Container,
+    port: &IntOrString,
+) -> Result<u16, TranslationError> {
     match port {
         IntOrString::Int(p) => port_u16(*p),
         IntOrString::String(name) => {
@@ -217,5 +220,8 @@ pub(super) fn translate_container(
             Some("Always") => Some(edge_protocol::RestartPolicy::Always),
             _ => None,
         },
+        lifecycle: super::lifecycle_hooks::lifecycle(c)?,
+        termination_message_path: super::lifecycle_hooks::termination_message_path(c),
+        termination_message_policy: super::lifecycle_hooks::termination_message_policy(c),
     })
 }

@@ -38,7 +38,6 @@ fn hooks_and_termination_settings_round_trip() {
     assert_eq!(json["terminationMessagePolicy"], "FallbackToLogsOnError");
     let back: ContainerSpec = serde_json::from_value(json).unwrap();
     assert_eq!(back, c);
-    let sleep: LifecycleHandler =
-        serde_json::from_str(r#"{"type":"sleep","seconds":3}"#).unwrap();
+    let sleep: LifecycleHandler = serde_json::from_str(r#"{"type":"sleep","seconds":3}"#).unwrap();
     assert_eq!(sleep, LifecycleHandler::Sleep { seconds: 3 });
 }
