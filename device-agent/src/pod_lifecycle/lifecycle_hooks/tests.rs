@@ -1,0 +1,341 @@
+#![allow(clippy::unwrap_used)]
+use std::time::Duration;
+
+use edge_protocol::{
+    ContainerSpec, ContainerState, DesiredSet, Lifecycle, LifecycleHandler, PodSpec, Probe,
+    ProbeHandler, RestartPolicy,
+};
+
+use super::super::{Effect, HookError, HookKind, Input, Outcome, PodLifecycle, spec_hash};
+use crate::config::LifecycleTimings;
+use crate::container_labels::ContainerIdentity;
+use crate::container_runtime::{ContainerSnapshot, RunState};
+
+pub(in crate::pod_lifecycle) const UID: &str = "u1";
+
+fn touch() -> LifecycleHandler {
+    LifecycleHandler::Exec {
+        command: vec!["touch".into(), "/tmp/up".into()],
+    }
+}
+
+fn quit() -> LifecycleHandler {
+    LifecycleHandler::HttpGet {
+        host: None,
+        port: 8080,
+        path: "/quit".into(),
+        scheme: "HTTP".into(),
+        headers: vec![],
+    }
+}
+
+pub(in crate::pod_lifecycle) fn pod(
+    post_start: Option<LifecycleHandler>,
+    pre_stop: Option<LifecycleHandler>,
+) -> PodSpec {
+    PodSpec {
+        uid: UID.into(),
+        namespace: "ns".into(),
+        name: "p".into(),
+        containers: vec![ContainerSpec {
+            name: "app".into(),
+            image: "app:1".into(),
+            readiness_probe: Some(Probe {
+                handler: ProbeHandler::Exec {
+                    command: vec!["true".into()],
+                },
+                initial_delay_seconds: 0,
+                period_seconds: 1,
+                timeout_seconds: 1,
+                success_threshold: 1,
+                failure_threshold: 1,
+            }),
+            lifecycle: Some(Lifecycle {
+                post_start,
+                pre_stop,
+            }),
+            ..Default::default()
+        }],
+        restart_policy: RestartPolicy::Never,
+        termination_grace_period_seconds: 30,
+        host_network: true,
+        ..Default::default()
+    }
+}
+
+pub(in crate::pod_lifecycle) fn snap(
+    p: &PodSpec,
+    id: &str,
+    restart: u32,
+    state: RunState,
+) -> ContainerSnapshot {
+    ContainerSnapshot {
+        id: id.into(),
+        identity: ContainerIdentity {
+            device: "d".into(),
+            pod_uid: UID.into(),
+            pod_namespace: "ns".into(),
+            pod_name: "p".into(),
+            container_name: "app".into(),
+            restart_count: restart,
+            spec_hash: spec_hash(&p.containers[0]),
+            grace_period_seconds: 30,
+            sandbox_id: String::new(),
+        },
+        state,
+        image_id: "sha".into(),
+        ip_address: None,
+    }
+}
+
+pub(in crate::pod_lifecycle) fn running() -> RunState {
+    RunState::Running { started_at: 1 }
+}
+
+pub(in crate::pod_lifecycle) fn exited(code: i32) -> RunState {
+    RunState::Exited {
+        exit_code: code,
+        started_at: Some(1),
+        finished_at: Some(2),
+        oom_killed: false,
+        error: None,
+    }
+}
+
+fn desired(lc: &mut PodLifecycle, generation: u64, p: PodSpec) -> Vec<Effect> {
+    lc.handle(Input::Desired(DesiredSet {
+        generation,
+        pods: vec![p],
+    }))
+}
+
+/// Desired, listed, volumes ready, image there, created as `c1`, started.
+pub(in crate::pod_lifecycle) fn started(p: &PodSpec) -> (PodLifecycle, Vec<Effect>) {
+    let mut lc = PodLifecycle::new(LifecycleTimings::default(), Some("192.168.1.9".into()));
+    let key = (UID.to_owned(), "app".to_owned());
+    desired(&mut lc, 1, p.clone());
+    lc.handle(Input::Containers {
+        list: vec![],
+        now: 10,
+    });
+    lc.handle(Input::Done(Outcome::VolumesReady {
+        pod_uid: UID.into(),
+        result: Ok(()),
+    }));
+    lc.handle(Input::Done(Outcome::ImageReady {
+        key: key.clone(),
+        pulled: false,
+    }));
+    lc.handle(Input::Done(Outcome::Created {
+        key: key.clone(),
+        id: "c1".into(),
+    }));
+    let fx = lc.handle(Input::Done(Outcome::Started {
+        key,
+        id: "c1".into(),
+    }));
+    (lc, fx)
+}
+
+fn hooks(fx: &[Effect]) -> Vec<(HookKind, LifecycleHandler, String, Option<Duration>)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::RunHook {
+                kind,
+                handler,
+                target_ip,
+                timeout,
+                ..
+            } => Some((*kind, handler.clone(), target_ip.clone(), *timeout)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stops(fx: &[Effect]) -> Vec<(String, Duration)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Stop { id, grace } => Some((id.clone(), *grace)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn event_reasons(fx: &[Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Events(events) => Some(events.iter().map(|e| e.reason.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+pub(in crate::pod_lifecycle) fn app_state(
+    lc: &PodLifecycle,
+) -> (ContainerState, Option<ContainerState>, bool) {
+    let status = lc.full_status().remove(0);
+    let c = status.containers[0].clone();
+    (c.state, c.last_state, c.ready)
+}
+
+#[test]
+fn post_start_runs_after_the_start_and_the_container_is_not_started_until_it_returns() {
+    let p = pod(Some(touch()), None);
+    let (mut lc, fx) = started(&p);
+    assert_eq!(
+        hooks(&fx),
+        [(HookKind::PostStart, touch(), "127.0.0.1".to_owned(), None)]
+    );
+    let fx = lc.handle(Input::Containers {
+        list: vec![snap(&p, "c1", 0, running())],
+        now: 20,
+    });
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::WatchProbes { .. })),
+        "no probes during postStart: {fx:?}"
+    );
+    let (state, _, ready) = app_state(&lc);
+    assert!(
+        matches!(&state, ContainerState::Waiting { reason, .. } if reason == "ContainerCreating"),
+        "{state:?}"
+    );
+    assert!(!ready);
+    let fx = lc.handle(Input::Done(Outcome::HookDone {
+        container_id: "c1".into(),
+        kind: HookKind::PostStart,
+        elapsed: Duration::from_millis(300),
+        result: Ok(()),
+    }));
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::WatchProbes { .. })),
+        "{fx:?}"
+    );
+    assert!(stops(&fx).is_empty());
+    assert!(matches!(app_state(&lc).0, ContainerState::Running { .. }));
+}
+
+#[test]
+fn a_failed_post_start_is_an_event_and_kills_the_container_through_its_pre_stop() {
+    let p = pod(Some(touch()), Some(quit()));
+    let (mut lc, _) = started(&p);
+    lc.handle(Input::Containers {
+        list: vec![snap(&p, "c1", 0, running())],
+        now: 20,
+    });
+    let fx = lc.handle(Input::Done(Outcome::HookDone {
+        container_id: "c1".into(),
+        kind: HookKind::PostStart,
+        elapsed: Duration::from_millis(10),
+        result: Err(HookError::ExitCode {
+            command: "touch /tmp/up".into(),
+            code: 1,
+            output: "read-only file system".into(),
+        }),
+    }));
+    assert!(
+        event_reasons(&fx).contains(&"FailedPostStartHook".to_owned()),
+        "{fx:?}"
+    );
+    let message = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Events(ev) => ev
+                .iter()
+                .find(|e| e.reason == "FailedPostStartHook")
+                .cloned(),
+            _ => None,
+        })
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("Exec lifecycle hook") && message.contains("read-only file system"),
+        "{message}"
+    );
+    // the kill runs the preStop hook first, within the pod's grace period
+    assert_eq!(
+        hooks(&fx),
+        [(
+            HookKind::PreStop,
+            quit(),
+            "127.0.0.1".to_owned(),
+            Some(Duration::from_secs(30))
+        )]
+    );
+    assert!(stops(&fx).is_empty());
+}
+
+#[test]
+fn pre_stop_runs_before_the_stop_signal_and_leaves_the_rest_of_the_grace_period() {
+    let p = pod(None, Some(quit()));
+    let (mut lc, _) = started(&p);
+    lc.handle(Input::Containers {
+        list: vec![snap(&p, "c1", 0, running())],
+        now: 20,
+    });
+    let mut deleting = p.clone();
+    deleting.deletion_grace_period_seconds = Some(30);
+    let fx = desired(&mut lc, 2, deleting);
+    assert_eq!(
+        hooks(&fx),
+        [(
+            HookKind::PreStop,
+            quit(),
+            "127.0.0.1".to_owned(),
+            Some(Duration::from_secs(30))
+        )]
+    );
+    assert!(stops(&fx).is_empty(), "no signal before preStop: {fx:?}");
+    // a listing meanwhile does not start the hook (or a stop) again
+    let fx = lc.handle(Input::Containers {
+        list: vec![snap(&p, "c1", 0, running())],
+        now: 25,
+    });
+    assert!(hooks(&fx).is_empty() && stops(&fx).is_empty(), "{fx:?}");
+    let fx = lc.handle(Input::Done(Outcome::HookDone {
+        container_id: "c1".into(),
+        kind: HookKind::PreStop,
+        elapsed: Duration::from_secs(10),
+        result: Err(HookError::Http("connection refused".into())),
+    }));
+    assert!(
+        event_reasons(&fx).contains(&"FailedPreStopHook".to_owned()),
+        "{fx:?}"
+    );
+    assert_eq!(stops(&fx), [("c1".to_owned(), Duration::from_secs(20))]);
+}
+
+#[test]
+fn a_pre_stop_that_used_the_grace_period_leaves_the_kubelets_two_seconds() {
+    let p = pod(None, Some(LifecycleHandler::Sleep { seconds: 60 }));
+    let (mut lc, _) = started(&p);
+    lc.handle(Input::Containers {
+        list: vec![snap(&p, "c1", 0, running())],
+        now: 20,
+    });
+    let mut deleting = p.clone();
+    deleting.deletion_grace_period_seconds = Some(30);
+    desired(&mut lc, 2, deleting);
+    let fx = lc.handle(Input::Done(Outcome::HookDone {
+        container_id: "c1".into(),
+        kind: HookKind::PreStop,
+        elapsed: Duration::from_secs(30),
+        result: Err(HookError::TimedOut(Duration::from_secs(30))),
+    }));
+    assert_eq!(stops(&fx), [("c1".to_owned(), Duration::from_secs(2))]);
+}
+
+#[test]
+fn a_container_without_hooks_is_stopped_at_once() {
+    let p = pod(None, None);
+    let (mut lc, fx) = started(&p);
+    assert!(hooks(&fx).is_empty());
+    lc.handle(Input::Containers {
+        list: vec![snap(&p, "c1", 0, running())],
+        now: 20,
+    });
+    let mut deleting = p.clone();
+    deleting.deletion_grace_period_seconds = Some(30);
+    let fx = desired(&mut lc, 2, deleting);
+    assert_eq!(stops(&fx), [("c1".to_owned(), Duration::from_secs(30))]);
+}
