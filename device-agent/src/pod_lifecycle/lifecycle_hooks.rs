@@ -59,7 +59,8 @@ pub(super) struct HooksInFlight {
 }
 
 impl PodLifecycle {
-    /// True while the container's postStart hook runs: not started, not ready, no probes.
+    /// True while the container's postStart hook runs (or after it failed, until the
+    /// container is gone): not started, not ready, no probes.
     pub(super) fn in_post_start(&self, container_id: &str) -> bool {
         self.hooks.post_start.contains_key(container_id)
     }
@@ -145,7 +146,11 @@ impl PodLifecycle {
         }
         match kind {
             HookKind::PostStart => {
-                self.hooks.post_start.remove(&container_id);
+                if result.is_ok() {
+                    self.hooks.post_start.remove(&container_id);
+                }
+                // A failed one stays "in postStart" (never started nor ready) until
+                // the kill below ends it.
                 let Some(c) = snapshot.filter(|c| matches!(c.state, RunState::Running { .. }))
                 else {
                     return;

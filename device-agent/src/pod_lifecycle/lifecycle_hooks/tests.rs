@@ -217,7 +217,9 @@ fn post_start_runs_after_the_start_and_the_container_is_not_started_until_it_ret
 
 #[test]
 fn a_failed_post_start_is_an_event_and_kills_the_container_through_its_pre_stop() {
-    let p = pod(Some(touch()), Some(quit()));
+    let mut p = pod(Some(touch()), Some(quit()));
+    // no readiness probe: it would be ready as soon as it counts as started
+    p.containers[0].readiness_probe = None;
     let (mut lc, _) = started(&p);
     lc.handle(Input::Containers {
         list: vec![snap(&p, "c1", 0, running())],
@@ -263,6 +265,16 @@ fn a_failed_post_start_is_an_event_and_kills_the_container_through_its_pre_stop(
         )]
     );
     assert!(stops(&fx).is_empty());
+    // still running while it is killed, but never started nor ready
+    lc.handle(Input::Containers {
+        list: vec![snap(&p, "c1", 0, running())],
+        now: 30,
+    });
+    let (state, _, ready) = app_state(&lc);
+    assert!(
+        !ready && !matches!(state, ContainerState::Running { .. }),
+        "{state:?}"
+    );
 }
 
 #[test]
