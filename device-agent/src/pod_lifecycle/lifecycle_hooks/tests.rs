@@ -179,6 +179,31 @@ pub(in crate::pod_lifecycle) fn app_state(
     (c.state, c.last_state, c.ready)
 }
 
+/// The preStop hook of [`quit`], bounded by the pod's grace period.
+fn quit_within_grace() -> Vec<(HookKind, LifecycleHandler, String, Option<Duration>)> {
+    vec![(
+        HookKind::PreStop,
+        quit(),
+        "127.0.0.1".to_owned(),
+        Some(Duration::from_secs(30)),
+    )]
+}
+
+/// A listing with `c1` running.
+fn list_running(lc: &mut PodLifecycle, p: &PodSpec, now: u64) -> Vec<Effect> {
+    lc.handle(Input::Containers {
+        list: vec![snap(p, "c1", 0, running())],
+        now,
+    })
+}
+
+/// The gateway asks for the pod to go, with a 30 s grace period.
+fn delete(lc: &mut PodLifecycle, p: &PodSpec) -> Vec<Effect> {
+    let mut deleting = p.clone();
+    deleting.deletion_grace_period_seconds = Some(30);
+    desired(lc, 2, deleting)
+}
+
 #[test]
 fn post_start_runs_after_the_start_and_the_container_is_not_started_until_it_returns() {
     let p = pod(Some(touch()), None);
@@ -221,10 +246,7 @@ fn a_failed_post_start_is_an_event_and_kills_the_container_through_its_pre_stop(
     // no readiness probe: it would be ready as soon as it counts as started
     p.containers[0].readiness_probe = None;
     let (mut lc, _) = started(&p);
-    lc.handle(Input::Containers {
-        list: vec![snap(&p, "c1", 0, running())],
-        now: 20,
-    });
+    list_running(&mut lc, &p, 20);
     let fx = lc.handle(Input::Done(Outcome::HookDone {
         container_id: "c1".into(),
         kind: HookKind::PostStart,
@@ -255,15 +277,7 @@ fn a_failed_post_start_is_an_event_and_kills_the_container_through_its_pre_stop(
         "{message}"
     );
     // the kill runs the preStop hook first, within the pod's grace period
-    assert_eq!(
-        hooks(&fx),
-        [(
-            HookKind::PreStop,
-            quit(),
-            "127.0.0.1".to_owned(),
-            Some(Duration::from_secs(30))
-        )]
-    );
+    assert_eq!(hooks(&fx), quit_within_grace());
     assert!(stops(&fx).is_empty());
     // still running while it is killed, but never started nor ready
     lc.handle(Input::Containers {
@@ -281,22 +295,9 @@ fn a_failed_post_start_is_an_event_and_kills_the_container_through_its_pre_stop(
 fn pre_stop_runs_before_the_stop_signal_and_leaves_the_rest_of_the_grace_period() {
     let p = pod(None, Some(quit()));
     let (mut lc, _) = started(&p);
-    lc.handle(Input::Containers {
-        list: vec![snap(&p, "c1", 0, running())],
-        now: 20,
-    });
-    let mut deleting = p.clone();
-    deleting.deletion_grace_period_seconds = Some(30);
-    let fx = desired(&mut lc, 2, deleting);
-    assert_eq!(
-        hooks(&fx),
-        [(
-            HookKind::PreStop,
-            quit(),
-            "127.0.0.1".to_owned(),
-            Some(Duration::from_secs(30))
-        )]
-    );
+    list_running(&mut lc, &p, 20);
+    let fx = delete(&mut lc, &p);
+    assert_eq!(hooks(&fx), quit_within_grace());
     assert!(stops(&fx).is_empty(), "no signal before preStop: {fx:?}");
     // a listing meanwhile does not start the hook (or a stop) again
     let fx = lc.handle(Input::Containers {
@@ -321,13 +322,8 @@ fn pre_stop_runs_before_the_stop_signal_and_leaves_the_rest_of_the_grace_period(
 fn a_pre_stop_that_used_the_grace_period_leaves_the_kubelets_two_seconds() {
     let p = pod(None, Some(LifecycleHandler::Sleep { seconds: 60 }));
     let (mut lc, _) = started(&p);
-    lc.handle(Input::Containers {
-        list: vec![snap(&p, "c1", 0, running())],
-        now: 20,
-    });
-    let mut deleting = p.clone();
-    deleting.deletion_grace_period_seconds = Some(30);
-    desired(&mut lc, 2, deleting);
+    list_running(&mut lc, &p, 20);
+    delete(&mut lc, &p);
     let fx = lc.handle(Input::Done(Outcome::HookDone {
         container_id: "c1".into(),
         kind: HookKind::PreStop,
@@ -342,12 +338,7 @@ fn a_container_without_hooks_is_stopped_at_once() {
     let p = pod(None, None);
     let (mut lc, fx) = started(&p);
     assert!(hooks(&fx).is_empty());
-    lc.handle(Input::Containers {
-        list: vec![snap(&p, "c1", 0, running())],
-        now: 20,
-    });
-    let mut deleting = p.clone();
-    deleting.deletion_grace_period_seconds = Some(30);
-    let fx = desired(&mut lc, 2, deleting);
+    list_running(&mut lc, &p, 20);
+    let fx = delete(&mut lc, &p);
     assert_eq!(stops(&fx), [("c1".to_owned(), Duration::from_secs(30))]);
 }
