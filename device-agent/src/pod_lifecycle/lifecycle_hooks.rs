@@ -36,7 +36,7 @@ impl HookKind {
 /// Why a hook failed, as the hook runner saw it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HookError {
-    #[error("command {command:?} exited with {code}: {output}")]
+    #[error("command '{command}' exited with {code}: {output}")]
     ExitCode {
         command: String,
         code: i64,
@@ -131,18 +131,34 @@ impl PodLifecycle {
                 c.identity.container_name.clone(),
             ))
         {
-            let handler = spec.lifecycle.as_ref().and_then(|l| match kind {
-                HookKind::PostStart => l.post_start.clone(),
-                HookKind::PreStop => l.pre_stop.clone(),
-            });
-            let message = failure_message(handler.as_ref(), &spec.name, &pod, error);
-            self.event(
-                &pod,
-                Some(&spec.name),
-                EventType::Warning,
-                kind.event_reason(),
-                message,
-            );
+            let message = match (kind, error) {
+                (HookKind::PostStart, _) => {
+                    let handler = spec.lifecycle.as_ref().and_then(|l| l.post_start.clone());
+                    Some(failure_message(handler.as_ref(), &spec.name, &pod, error))
+                }
+                // As the kubelet: past the grace period is only logged, and the event
+                // does not carry the hook's output (it may hold secrets).
+                (HookKind::PreStop, HookError::TimedOut(_)) => None,
+                (HookKind::PreStop, _) => Some("PreStopHook failed".to_owned()),
+            };
+            if let Some(message) = message {
+                self.event(
+                    &pod,
+                    Some(&spec.name),
+                    EventType::Warning,
+                    kind.event_reason(),
+                    message,
+                );
+            }
+            if kind == HookKind::PostStart && matches!(c.state, RunState::Running { .. }) {
+                self.event(
+                    &pod,
+                    Some(&spec.name),
+                    EventType::Normal,
+                    "Killing",
+                    "FailedPostStartHook".to_owned(),
+                );
+            }
         }
         match kind {
             HookKind::PostStart => {
@@ -205,12 +221,17 @@ fn failure_message(
     error: &HookError,
 ) -> String {
     let pod = format!("{}_{}({})", pod.name, pod.namespace, pod.uid);
+    let output = match error {
+        HookError::ExitCode { output, .. } => output.as_str(),
+        _ => "",
+    };
     match handler {
         Some(LifecycleHandler::Exec { command }) => format!(
-            "Exec lifecycle hook ({command:?}) for Container {container:?} in Pod {pod:?} failed - error: {error}"
+            "Exec lifecycle hook ([{}]) for Container {container:?} in Pod {pod:?} failed - error: {error}, message: {output:?}",
+            command.join(" ")
         ),
         Some(LifecycleHandler::HttpGet { path, .. }) => format!(
-            "HTTP lifecycle hook ({path}) for Container {container:?} in Pod {pod:?} failed - error: {error}"
+            "HTTP lifecycle hook ({path}) for Container {container:?} in Pod {pod:?} failed - error: {error}, message: \"\""
         ),
         Some(LifecycleHandler::Sleep { .. }) | None => format!(
             "Lifecycle hook for Container {container:?} in Pod {pod:?} failed - error: {error}"
