@@ -352,3 +352,64 @@ fn a_container_without_hooks_is_stopped_at_once() {
     let fx = delete(&mut lc, &p);
     assert_eq!(stops(&fx), [("c1".to_owned(), Duration::from_secs(30))]);
 }
+
+#[test]
+fn the_next_container_waits_for_a_sidecars_post_start() {
+    let mut p = pod(None, None);
+    let mut sidecar = p.containers[0].clone();
+    sidecar.name = "side".into();
+    sidecar.readiness_probe = None;
+    sidecar.restart_policy = Some(RestartPolicy::Always);
+    sidecar.lifecycle = Some(Lifecycle {
+        post_start: Some(touch()),
+        pre_stop: None,
+    });
+    p.init_containers = vec![sidecar.clone()];
+    let mut lc = PodLifecycle::new(LifecycleTimings::default(), None);
+    let key = (UID.to_owned(), "side".to_owned());
+    desired(&mut lc, 1, p.clone());
+    lc.handle(Input::Containers {
+        list: vec![],
+        now: 10,
+    });
+    lc.handle(Input::Done(Outcome::VolumesReady {
+        pod_uid: UID.into(),
+        result: Ok(()),
+    }));
+    lc.handle(Input::Done(Outcome::ImageReady {
+        key: key.clone(),
+        pulled: false,
+    }));
+    lc.handle(Input::Done(Outcome::Created {
+        key: key.clone(),
+        id: "s1".into(),
+    }));
+    let fx = lc.handle(Input::Done(Outcome::Started {
+        key,
+        id: "s1".into(),
+    }));
+    assert_eq!(hooks(&fx).len(), 1, "{fx:?}");
+    let mut side = snap(&p, "s1", 0, running());
+    side.identity.container_name = "side".into();
+    side.identity.spec_hash = spec_hash(&sidecar);
+    let brings_up_app = |fx: &[Effect]| {
+        fx.iter().any(|e| {
+            matches!(e, Effect::EnsureImage { key, .. } | Effect::Create { key, .. } if key.1 == "app")
+        })
+    };
+    let fx = lc.handle(Input::Containers {
+        list: vec![side.clone()],
+        now: 20,
+    });
+    assert!(
+        !brings_up_app(&fx),
+        "the app waits for the sidecar's postStart: {fx:?}"
+    );
+    let fx = lc.handle(Input::Done(Outcome::HookDone {
+        container_id: "s1".into(),
+        kind: HookKind::PostStart,
+        elapsed: Duration::from_millis(5),
+        result: Ok(()),
+    }));
+    assert!(brings_up_app(&fx), "{fx:?}");
+}
