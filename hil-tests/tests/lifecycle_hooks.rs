@@ -186,6 +186,11 @@ async fn hooks_and_termination_messages_work_as_on_a_kubelet() -> Result<()> {
     )
     .await?;
     ensure!(logs.trim() == "written-by-post-start", "logs: {logs}");
+    // the agent declares lifecycleHooks: the gateway does not call them not applied
+    for pod in ["hooks", "from-logs"] {
+        let not_applied = events(&stack, pod, "FieldsNotApplied")?;
+        ensure!(not_applied.is_empty(), "{pod}: {not_applied}");
+    }
 
     let m = wait_message(&stack, "last-words", "sensor unplugged").await?;
     ensure!(m.trim() == "sensor unplugged", "message: {m:?}");
