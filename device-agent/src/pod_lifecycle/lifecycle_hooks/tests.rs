@@ -109,10 +109,9 @@ fn desired(lc: &mut PodLifecycle, generation: u64, p: PodSpec) -> Vec<Effect> {
     }))
 }
 
-/// Desired, listed, volumes ready, image there, created as `c1`, started.
-pub(in crate::pod_lifecycle) fn started(p: &PodSpec) -> (PodLifecycle, Vec<Effect>) {
+/// The pod desired, nothing listed yet, its volumes ready.
+fn accepted(p: &PodSpec) -> PodLifecycle {
     let mut lc = PodLifecycle::new(LifecycleTimings::default(), Some("192.168.1.9".into()));
-    let key = (UID.to_owned(), "app".to_owned());
     desired(&mut lc, 1, p.clone());
     lc.handle(Input::Containers {
         list: vec![],
@@ -122,19 +121,28 @@ pub(in crate::pod_lifecycle) fn started(p: &PodSpec) -> (PodLifecycle, Vec<Effec
         pod_uid: UID.into(),
         result: Ok(()),
     }));
+    lc
+}
+
+/// [`accepted`], then `app` brought up as `c1`.
+pub(in crate::pod_lifecycle) fn started(p: &PodSpec) -> (PodLifecycle, Vec<Effect>) {
+    let mut lc = accepted(p);
+    let fx = bring_up(&mut lc, "app", "c1");
+    (lc, fx)
+}
+
+/// Container `name` of the pod: image there, created as `id`, started.
+fn bring_up(lc: &mut PodLifecycle, name: &str, id: &str) -> Vec<Effect> {
+    let key = (UID.to_owned(), name.to_owned());
     lc.handle(Input::Done(Outcome::ImageReady {
         key: key.clone(),
         pulled: false,
     }));
     lc.handle(Input::Done(Outcome::Created {
         key: key.clone(),
-        id: "c1".into(),
+        id: id.into(),
     }));
-    let fx = lc.handle(Input::Done(Outcome::Started {
-        key,
-        id: "c1".into(),
-    }));
-    (lc, fx)
+    lc.handle(Input::Done(Outcome::Started { key, id: id.into() }))
 }
 
 fn hooks(fx: &[Effect]) -> Vec<(HookKind, LifecycleHandler, String, Option<Duration>)> {
@@ -365,29 +373,8 @@ fn the_next_container_waits_for_a_sidecars_post_start() {
         pre_stop: None,
     });
     p.init_containers = vec![sidecar.clone()];
-    let mut lc = PodLifecycle::new(LifecycleTimings::default(), None);
-    let key = (UID.to_owned(), "side".to_owned());
-    desired(&mut lc, 1, p.clone());
-    lc.handle(Input::Containers {
-        list: vec![],
-        now: 10,
-    });
-    lc.handle(Input::Done(Outcome::VolumesReady {
-        pod_uid: UID.into(),
-        result: Ok(()),
-    }));
-    lc.handle(Input::Done(Outcome::ImageReady {
-        key: key.clone(),
-        pulled: false,
-    }));
-    lc.handle(Input::Done(Outcome::Created {
-        key: key.clone(),
-        id: "s1".into(),
-    }));
-    let fx = lc.handle(Input::Done(Outcome::Started {
-        key,
-        id: "s1".into(),
-    }));
+    let mut lc = accepted(&p);
+    let fx = bring_up(&mut lc, "side", "s1");
     assert_eq!(hooks(&fx).len(), 1, "{fx:?}");
     let mut side = snap(&p, "s1", 0, running());
     side.identity.container_name = "side".into();
