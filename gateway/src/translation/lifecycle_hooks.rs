@@ -4,13 +4,12 @@
 //! without them encode, and hash on the device, as before.
 
 use edge_protocol::{
-    DEFAULT_TERMINATION_MESSAGE_PATH, HttpHeader, Lifecycle, LifecycleHandler,
-    TerminationMessagePolicy,
+    DEFAULT_TERMINATION_MESSAGE_PATH, Lifecycle, LifecycleHandler, TerminationMessagePolicy,
 };
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler as KubeHandler};
 
 use super::TranslationError;
-use super::container::resolve_port;
+use super::container::{http_headers, resolve_port};
 
 /// `None` for a handler the kubelet does not run (`tcpSocket`, which the gateway names
 /// in its `FieldsNotApplied` event instead).
@@ -25,15 +24,7 @@ fn handler(c: &Container, h: &KubeHandler) -> Result<Option<LifecycleHandler>, T
             port: resolve_port(c, &g.port)?,
             path: g.path.clone().unwrap_or_else(|| "/".to_owned()),
             scheme: g.scheme.clone().unwrap_or_else(|| "HTTP".to_owned()),
-            headers: g
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|h| HttpHeader {
-                    name: h.name.clone(),
-                    value: h.value.clone(),
-                })
-                .collect(),
+            headers: http_headers(g),
         })
     } else {
         h.sleep.as_ref().map(|s| LifecycleHandler::Sleep {

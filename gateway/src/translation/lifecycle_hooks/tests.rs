@@ -1,4 +1,5 @@
 use super::*;
+use edge_protocol::HttpHeader;
 use serde_json::json;
 
 fn container(v: serde_json::Value) -> Container {
