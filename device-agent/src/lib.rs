@@ -18,7 +18,7 @@
 //! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway |
 //! | [`downlink`] | decoding at the MQTT edge: a frame becomes a typed [`downlink::Downlink`] or a [`downlink::RejectReason`] |
 //! | [`unsaved_desired`] | a desired set not yet saved and the deliveries to acknowledge once it is |
-//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `sandbox` (the pod's infra container: shared network, IPC, hostname), `ephemeral` (containers of `kubectl debug`), `status_report` |
+//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `sandbox` (the pod's infra container: shared network, IPC, hostname), `ephemeral` (containers of `kubectl debug`), `lifecycle_hooks` (postStart / preStop), `termination_message`, `status_report` |
 //! | [`effect_executor`] | carries out the reconciler's effects: outbox, probe workers, runtime effects |
 //! | [`runtime_effects`] | executes the reconciler's runtime and file-system effects, returns their outcomes |
 //! | [`backoff`] | the kubelet's crash-loop / image-pull back-off |
@@ -29,6 +29,8 @@
 //! | [`pod_volumes`] | Files/emptyDir/hostPath volumes and device paths on the device |
 //! | [`atomic_writer`] | Files volumes swapped as the kubelet's AtomicWriter does: a timestamped directory per version, an atomically renamed `..data` symlink, user-visible names as symlinks into it |
 //! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
+//! | [`hook_runner`] | runs a container's postStart / preStop hook: exec, httpGet (the probes' HTTP client), sleep |
+//! | [`termination_log`] | the termination message file of each container instance: created, bound, read; the log-tail fallback |
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |
 //! | [`log_stream`] | log requests answered as sequenced chunks |
 //! | [`log_tail`] | the containers' new output, cut to a tail, reported every interval for the gateway's offline log cache |
@@ -60,6 +62,7 @@ pub mod docker_runtime;
 pub mod downlink;
 pub mod effect_executor;
 pub mod engine_api_get;
+pub mod hook_runner;
 pub mod host_facts;
 pub mod image_gc;
 pub mod insecure_tls;
@@ -79,6 +82,7 @@ pub mod runtime_images;
 pub mod stats_reporter;
 pub mod streams;
 pub mod systemd_notify;
+pub mod termination_log;
 pub mod unsaved_desired;
 pub mod uplink_window;
 pub mod usage_sample;

@@ -5,17 +5,21 @@
 use std::path::Path;
 use std::time::Duration;
 
-use edge_protocol::{ContainerPort, PodSpec, PullPolicy};
+use edge_protocol::{
+    ContainerPort, ContainerSpec, DEFAULT_TERMINATION_MESSAGE_PATH, PodSpec, PullPolicy,
+};
 use tokio::sync::mpsc;
 
 use crate::config::SandboxSettings;
 use crate::container_labels::{ContainerIdentity, SANDBOX_CONTAINER_NAME};
-use crate::container_runtime::{ContainerRuntime, CreateContainer, PortMapping, cpu_shares};
+use crate::container_runtime::{
+    BindMount, ContainerRuntime, CreateContainer, PortMapping, cpu_shares,
+};
 use crate::docker_runtime::credential_matches;
 use crate::pod_lifecycle::{
     ContainerKey, Effect, FailureReason, Input, Outcome, SandboxRole, VolumeSetupError,
 };
-use crate::pod_volumes;
+use crate::{hook_runner, pod_volumes, termination_log};
 
 /// Executes one runtime/file-system effect; returns its outcome.
 pub async fn run_effect(
@@ -115,7 +119,7 @@ async fn run(
                 },
             };
             let c = &c;
-            let mounts = match pod_volumes::container_mounts(state_dir, &pod, c) {
+            let mut mounts = match pod_volumes::container_mounts(state_dir, &pod, c) {
                 Ok(m) => m,
                 Err(e) => {
                     return Some(Outcome::CreateFailed {
@@ -125,6 +129,13 @@ async fn run(
                     });
                 }
             };
+            if let Err(e) = bind_termination_log(state_dir, &pod, c, restart_count, &mut mounts) {
+                return Some(Outcome::CreateFailed {
+                    key,
+                    reason: FailureReason::CreateContainerConfigError,
+                    message: format!("cannot create the termination message file: {e}"),
+                });
+            }
             let spec = CreateContainer {
                 identity: Some(ContainerIdentity {
                     device: device.to_owned(),
@@ -223,11 +234,78 @@ async fn run(
             .await;
             None
         }
+        Effect::RunHook {
+            container_id,
+            kind,
+            handler,
+            target_ip,
+            timeout,
+        } => {
+            let (elapsed, result) =
+                hook_runner::run_hook(runtime, &container_id, &handler, &target_ip, timeout).await;
+            Some(Outcome::HookDone {
+                container_id,
+                kind,
+                elapsed,
+                result,
+            })
+        }
+        Effect::ReadTerminationMessage {
+            container_id,
+            pod_uid,
+            container_name,
+            restart_count,
+            fallback_to_logs,
+        } => {
+            let path =
+                termination_log::host_path(state_dir, &pod_uid, &container_name, restart_count);
+            let mut message = tokio::task::spawn_blocking(move || termination_log::read(&path))
+                .await
+                .ok()
+                .flatten();
+            if fallback_to_logs && message.as_deref().is_none_or(str::is_empty) {
+                message = termination_log::log_tail(runtime, &container_id).await;
+            }
+            Some(Outcome::TerminationMessage {
+                container_id,
+                message,
+            })
+        }
         Effect::Report(_)
         | Effect::Events(_)
         | Effect::WatchProbes { .. }
         | Effect::UnwatchProbes { .. } => None,
     }
+}
+
+/// Binds the termination message file of this instance at the container's
+/// `terminationMessagePath` (unless a volume is mounted there).
+fn bind_termination_log(
+    state_dir: &Path,
+    pod: &PodSpec,
+    c: &ContainerSpec,
+    restart_count: u32,
+    mounts: &mut pod_volumes::ContainerMounts,
+) -> std::io::Result<()> {
+    let container_path = c
+        .termination_message_path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.to_owned());
+    if mounts
+        .binds
+        .iter()
+        .any(|b| b.container_path == container_path)
+    {
+        return Ok(());
+    }
+    let host = termination_log::prepare(state_dir, &pod.uid, &c.name, restart_count)?;
+    mounts.binds.push(BindMount {
+        host_path: host.to_string_lossy().into_owned(),
+        container_path,
+        read_only: false,
+    });
+    Ok(())
 }
 
 /// The pod's infra container: it holds the network (with every published port), IPC

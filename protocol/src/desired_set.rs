@@ -150,6 +150,16 @@ pub struct ContainerSpec {
     /// the containers, kept running and restarted, stopped after them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
+    /// postStart / preStop hooks (protocol 1.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::Lifecycle>,
+    /// Where the termination message file is bound in the container; `None` is the
+    /// kubelet's default [`crate::DEFAULT_TERMINATION_MESSAGE_PATH`] (protocol 1.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub termination_message_path: Option<String>,
+    /// Protocol 1.3.
+    #[serde(skip_serializing_if = "crate::TerminationMessagePolicy::is_file")]
+    pub termination_message_policy: crate::TerminationMessagePolicy,
 }
 
 /// `skip_serializing_if` for fields added after 1.0: a default value is left out, so

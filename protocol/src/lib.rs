@@ -20,6 +20,7 @@
 //! | [`node_report`] | [`NodeReport`], [`Heartbeat`], [`DeviceState`] |
 //! | [`desired_set`] | [`DesiredSet`] and the device-facing [`PodSpec`] |
 //! | [`ephemeral_container`] | [`EphemeralContainerSpec`]: a container `kubectl debug` adds to a running pod |
+//! | [`lifecycle_hooks`] | [`Lifecycle`] (`postStart`/`preStop` handlers) and [`TerminationMessagePolicy`] of a container |
 //! | [`pod_status`] | [`PodStatusReport`], [`PodStatus`], [`ContainerStatus`] |
 //! | [`pod_event`] | [`PodEventReport`] (Pulling, Started, BackOff, ...) |
 //! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`]; [`LogTailReport`] for the gateway's offline log cache |
@@ -54,7 +55,10 @@
 //!
 //! # Envelope and versions
 //!
-//! Every payload is `{"protocol":"1.2","kind":"<kind>","body":{...}}` in JSON. Version 1.2
+//! Every payload is `{"protocol":"1.3","kind":"<kind>","body":{...}}` in JSON. Version 1.3
+//! added the containers' `lifecycle` (postStart/preStop hooks), `terminationMessagePath`
+//! and `terminationMessagePolicy` and `capabilities.lifecycleHooks`; older agents ignore
+//! them, so the gateway names them in a `FieldsNotApplied` event for those. Version 1.2
 //! added the node report's pressure `conditions`, `images`, `update` and
 //! `capabilities.activeDeadline` and `capabilities.initContainers`, the pod's
 //! `activeDeadlineSeconds` and `initContainers` (each sent only to agents declaring it),
@@ -89,6 +93,7 @@ pub mod desired_set;
 pub mod device_id;
 pub mod envelope;
 pub mod ephemeral_container;
+pub mod lifecycle_hooks;
 pub mod logs;
 pub mod node_report;
 pub mod node_stats;
@@ -112,6 +117,9 @@ pub use envelope::{
     allowed_kinds,
 };
 pub use ephemeral_container::EphemeralContainerSpec;
+pub use lifecycle_hooks::{
+    DEFAULT_TERMINATION_MESSAGE_PATH, Lifecycle, LifecycleHandler, TerminationMessagePolicy,
+};
 pub use logs::{
     ContainerLogTail, LogCancel, LogChunk, LogError, LogErrorCode, LogRequest, LogTailReport,
     MAX_LOG_CHUNK_BYTES, MAX_LOG_TAIL_BYTES, cut_to_line_start,

@@ -121,6 +121,11 @@ pub struct DeviceCapabilities {
     /// agents without it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub init_containers: bool,
+    /// The agent runs containers' postStart/preStop hooks and reports their termination
+    /// messages (protocol 1.3); for agents without it the gateway names those fields in
+    /// a `FieldsNotApplied` event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lifecycle_hooks: bool,
 }
 
 /// Amounts of the resources a device offers.

@@ -114,6 +114,20 @@ fn sample_desired_set() -> DesiredSet {
                 stdin_once: false,
                 tty: false,
                 restart_policy: None,
+                lifecycle: Some(Lifecycle {
+                    post_start: Some(LifecycleHandler::Exec {
+                        command: vec!["touch".into(), "/tmp/started".into()],
+                    }),
+                    pre_stop: Some(LifecycleHandler::HttpGet {
+                        host: None,
+                        port: 8080,
+                        path: "/quit".into(),
+                        scheme: "HTTP".into(),
+                        headers: vec![],
+                    }),
+                }),
+                termination_message_path: Some("/tmp/last-words".into()),
+                termination_message_policy: TerminationMessagePolicy::FallbackToLogsOnError,
             }],
             init_containers: vec![
                 ContainerSpec {
@@ -236,6 +250,7 @@ fn samples() -> Vec<Message> {
                 log_tail_interval_seconds: Some(60),
                 active_deadline: true,
                 init_containers: true,
+                lifecycle_hooks: true,
             },
             conditions: vec![
                 NodePressureCondition {

@@ -80,10 +80,7 @@ impl PodLifecycle {
                     "Killing",
                     format!("Stopping container {}", c.identity.container_name),
                 );
-                self.effects.push(super::Effect::Stop {
-                    id: c.id.clone(),
-                    grace,
-                });
+                self.stop_container(c, grace);
             }
         }
         let Some(pod) = self.pods.get_mut(uid) else {

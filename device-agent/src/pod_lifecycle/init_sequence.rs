@@ -85,10 +85,12 @@ impl PodLifecycle {
         }
     }
 
-    /// A sidecar is started once it runs and its startup probe (if any) passed.
+    /// A sidecar is started once it runs, its postStart hook returned and its startup
+    /// probe (if any) passed.
     fn sidecar_started(&self, spec: &PodSpec, cur: &ContainerSnapshot) -> bool {
         matches!(cur.state, RunState::Running { .. })
             && !self.in_old_sandbox(spec, cur)
+            && !self.in_post_start(&cur.id)
             && self.probes.get(&cur.id).is_none_or(|p| p.started)
     }
 

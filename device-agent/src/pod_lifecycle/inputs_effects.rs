@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_protocol::{
-    ContainerSpec, DesiredSet, PodEvent, PodSpec, PodStatus, PullPolicy, RegistryCredential,
-    UnixMillis,
+    ContainerSpec, DesiredSet, LifecycleHandler, PodEvent, PodSpec, PodStatus, PullPolicy,
+    RegistryCredential, UnixMillis,
 };
 
+use super::lifecycle_hooks::{HookError, HookKind};
 use crate::config::SandboxSettings;
 use crate::container_runtime::ContainerSnapshot;
 use crate::pod_volumes::VolumeError;
@@ -160,6 +161,18 @@ pub enum Outcome {
         id: String,
         message: String,
     },
+    /// A lifecycle hook ran for `elapsed`.
+    HookDone {
+        container_id: String,
+        kind: HookKind,
+        elapsed: Duration,
+        result: Result<(), HookError>,
+    },
+    /// The termination message of an exited container (`None`: no file).
+    TerminationMessage {
+        container_id: String,
+        message: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -230,6 +243,24 @@ pub enum Effect {
     },
     UnwatchProbes {
         container_id: String,
+    },
+    /// Runs a lifecycle hook of a running container; `target_ip` is where an httpGet
+    /// without `host` goes; no `timeout` for postStart (as the kubelet).
+    RunHook {
+        container_id: String,
+        kind: HookKind,
+        handler: LifecycleHandler,
+        target_ip: String,
+        timeout: Option<Duration>,
+    },
+    /// Reads the termination message file of an exited container (instance
+    /// `restart_count`); `fallback_to_logs`: an empty file gives the log's tail.
+    ReadTerminationMessage {
+        container_id: String,
+        pod_uid: String,
+        container_name: String,
+        restart_count: u32,
+        fallback_to_logs: bool,
     },
     /// Pods whose status changed.
     Report(Vec<PodStatus>),

@@ -18,6 +18,8 @@
 //! | `active_deadline.rs` | `activeDeadlineSeconds`: a pod active longer is ended with `DeadlineExceeded` |
 //! | `init_sequence.rs` | init and sidecar containers: order, restart policy, progress, sidecars stopping last |
 //! | `sandbox.rs` | the pod's infra container: its spec, state, the pod IP, joining it, teardown order |
+//! | `lifecycle_hooks.rs` | postStart and preStop hooks: when they run, what their failure does |
+//! | `termination_message.rs` | termination messages of exited containers, read by effect |
 //! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
@@ -27,10 +29,12 @@ mod ephemeral;
 mod eviction;
 mod init_sequence;
 mod inputs_effects;
+mod lifecycle_hooks;
 mod outcomes;
 mod reconcile;
 mod sandbox;
 mod status_report;
+mod termination_message;
 mod unlisted_creates;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -51,6 +55,7 @@ pub use inputs_effects::{
     ContainerKey, Effect, FailureReason, Input, NamespaceShare, Outcome, ProbeKind, ProbeReport,
     SandboxRole, VolumeSetupError,
 };
+pub use lifecycle_hooks::{HookError, HookKind, MIN_GRACE_AFTER_PRE_STOP};
 pub use status_report::pod_phase;
 use unlisted_creates::UnlistedCreates;
 
@@ -87,6 +92,8 @@ pub struct PodLifecycle {
     unlisted_creates: UnlistedCreates,
     events: Vec<PodEvent>,
     effects: Vec<Effect>,
+    hooks: lifecycle_hooks::HooksInFlight,
+    termination: termination_message::TerminationMessages,
 }
 
 impl PodLifecycle {
@@ -110,6 +117,8 @@ impl PodLifecycle {
             unlisted_creates: UnlistedCreates::default(),
             events: Vec::new(),
             effects: Vec::new(),
+            hooks: Default::default(),
+            termination: Default::default(),
         }
     }
 
@@ -275,6 +284,8 @@ impl PodLifecycle {
                     self.probes.remove(&container_id);
                     self.effects.push(Effect::UnwatchProbes { container_id });
                 }
+                self.forget_hooks_of_gone();
+                self.read_termination_messages();
             }
             Input::Tick { now } => self.now = self.now.max(now),
             Input::Done(outcome) => self.on_outcome(outcome),

@@ -166,7 +166,12 @@ impl PodLifecycle {
                     format!("Error: {message}"),
                 );
             }
-            Outcome::Started { key, id: _ } => self.start_ended(&key, None),
+            Outcome::Started { key, id } => {
+                self.start_ended(&key, None);
+                if let Some((spec, _)) = self.container_spec(&key) {
+                    self.run_post_start(&key, &id, &spec);
+                }
+            }
             Outcome::StartFailed { key, id, message } => {
                 self.start_failed.insert(id, message.clone());
                 self.start_ended(&key, Some(message));
@@ -182,6 +187,16 @@ impl PodLifecycle {
             Outcome::RemoveFailed { id, .. } => {
                 self.removing.remove(&id);
             }
+            Outcome::HookDone {
+                container_id,
+                kind,
+                elapsed,
+                result,
+            } => self.on_hook_done(container_id, kind, elapsed, result),
+            Outcome::TerminationMessage {
+                container_id,
+                message,
+            } => self.on_termination_message(container_id, message),
         }
     }
 

@@ -72,10 +72,7 @@ impl PodLifecycle {
                         format!("Stopping container {}", c.identity.container_name),
                     );
                 }
-                self.effects.push(Effect::Stop {
-                    id: c.id.clone(),
-                    grace,
-                });
+                self.stop_container(c, grace);
             }
         } else if !self.stopping.contains(&c.id) && self.removing.insert(c.id.clone()) {
             if self.probes.remove(&c.id).is_some() {
@@ -261,6 +258,10 @@ impl PodLifecycle {
                 }
             }
             RunState::Running { .. } => {
+                if self.in_post_start(&current.id) {
+                    // Not started until its postStart hook returns: no probes yet.
+                    return;
+                }
                 if !self.probes.contains_key(&current.id) {
                     let has_probes = c.liveness_probe.is_some()
                         || c.readiness_probe.is_some()
@@ -274,13 +275,7 @@ impl PodLifecycle {
                         },
                     );
                     if has_probes {
-                        let target_ip = if spec.host_network {
-                            "127.0.0.1".to_owned()
-                        } else {
-                            self.sandbox_ip(spec)
-                                .unwrap_or_else(|| current.ip_address.clone())
-                                .unwrap_or_else(|| "127.0.0.1".to_owned())
-                        };
+                        let target_ip = self.probe_target_ip(spec, current.ip_address.clone());
                         self.effects.push(Effect::WatchProbes {
                             container_id: current.id.clone(),
                             container: Box::new(c.clone()),
@@ -305,10 +300,7 @@ impl PodLifecycle {
                         "Killing",
                         format!("Container {} {why}, will be restarted", c.name),
                     );
-                    self.effects.push(Effect::Stop {
-                        id: current.id.clone(),
-                        grace,
-                    });
+                    self.stop_container(&current, grace);
                 }
             }
             RunState::Exited { error, .. } => {
@@ -323,6 +315,18 @@ impl PodLifecycle {
                 }
                 self.on_exited(spec, c, &key, &current, changed, error);
             }
+        }
+    }
+
+    /// Where HTTP and TCP probes (and httpGet hooks) without a host connect: the pod IP,
+    /// loopback on the host network; `own_ip` is the container's own address.
+    pub(super) fn probe_target_ip(&self, spec: &PodSpec, own_ip: Option<String>) -> String {
+        if spec.host_network {
+            "127.0.0.1".to_owned()
+        } else {
+            self.sandbox_ip(spec)
+                .unwrap_or(own_ip)
+                .unwrap_or_else(|| "127.0.0.1".to_owned())
         }
     }
 

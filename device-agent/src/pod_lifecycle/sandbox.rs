@@ -9,7 +9,7 @@ use std::time::Duration;
 use edge_protocol::{ContainerSpec, EventType, PodSpec, PullPolicy};
 
 use super::PodLifecycle;
-use super::inputs_effects::{Effect, SandboxRole};
+use super::inputs_effects::SandboxRole;
 use crate::container_labels::SANDBOX_CONTAINER_NAME;
 use crate::container_runtime::{ContainerSnapshot, RunState};
 
@@ -119,10 +119,7 @@ impl PodLifecycle {
                         running.identity.container_name
                     ),
                 );
-                self.effects.push(Effect::Stop {
-                    id: running.id.clone(),
-                    grace,
-                });
+                self.stop_container(running, grace);
             }
         }
         true

@@ -216,6 +216,11 @@ impl PodLifecycle {
                     error,
                 } => {
                     let start_error = self.start_failed.get(&snap.id).or(error.as_ref());
+                    // As the kubelet: the runtime's message, then the termination message.
+                    let message = match (start_error, self.termination_message(&snap.id)) {
+                        (Some(e), Some(m)) => Some(format!("{e}: {m}")),
+                        (e, m) => e.cloned().or_else(|| m.map(str::to_owned)),
+                    };
                     let reason = if *oom_killed {
                         "OOMKilled"
                     } else if start_error.is_some() {
@@ -229,7 +234,7 @@ impl PodLifecycle {
                         exit_code: *exit_code,
                         signal: None,
                         reason: reason.to_owned(),
-                        message: start_error.cloned(),
+                        message,
                         started_at: *started_at,
                         finished_at: *finished_at,
                     })
@@ -268,6 +273,10 @@ impl PodLifecycle {
                 _ => waiting("ContainerCreating", None),
             },
             Some(cur) => match &cur.state {
+                // Not running for Kubernetes until its postStart hook returns.
+                RunState::Running { .. } if self.in_post_start(&cur.id) => {
+                    waiting("ContainerCreating", None)
+                }
                 RunState::Running { started_at } => {
                     let probe = self.probes.get(&cur.id);
                     // The kubelet never marks an ephemeral container ready.

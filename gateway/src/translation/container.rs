@@ -7,7 +7,7 @@ use edge_protocol::{
     ContainerPort, ContainerSpec, DeviceMapping, HttpHeader, PortProtocol, Probe, ProbeHandler,
     PullPolicy, ResourceRequirements, Volume, VolumeMount,
 };
-use k8s_openapi::api::core::v1::{Container, Pod, Probe as KubeProbe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Pod, Probe as KubeProbe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{NodeContext, PodReferences, TranslationError, TranslationWarning, env};
@@ -20,7 +20,10 @@ fn port_u16(p: i32) -> Result<u16, TranslationError> {
         .ok_or(TranslationError::BadPort(p))
 }
 
-fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, TranslationError> {
+pub(super) fn resolve_port(
+    container: &Container,
+    port: &IntOrString,
+) -> Result<u16, TranslationError> {
     match port {
         IntOrString::Int(p) => port_u16(*p),
         IntOrString::String(name) => {
@@ -42,6 +45,18 @@ fn resolve_port(container: &Container, port: &IntOrString) -> Result<u16, Transl
     }
 }
 
+/// The headers of an `httpGet` action (probe or hook).
+pub(super) fn http_headers(h: &HTTPGetAction) -> Vec<HttpHeader> {
+    h.http_headers
+        .iter()
+        .flatten()
+        .map(|h| HttpHeader {
+            name: h.name.clone(),
+            value: h.value.clone(),
+        })
+        .collect()
+}
+
 fn translate_probe(container: &Container, probe: &KubeProbe) -> Result<Probe, TranslationError> {
     let handler = if let Some(e) = &probe.exec {
         ProbeHandler::Exec {
@@ -53,15 +68,7 @@ fn translate_probe(container: &Container, probe: &KubeProbe) -> Result<Probe, Tr
             port: resolve_port(container, &h.port)?,
             path: h.path.clone().unwrap_or_else(|| "/".to_owned()),
             scheme: h.scheme.clone().unwrap_or_else(|| "HTTP".to_owned()),
-            headers: h
-                .http_headers
-                .iter()
-                .flatten()
-                .map(|h| HttpHeader {
-                    name: h.name.clone(),
-                    value: h.value.clone(),
-                })
-                .collect(),
+            headers: http_headers(h),
         }
     } else if let Some(t) = &probe.tcp_socket {
         ProbeHandler::TcpSocket {
@@ -217,5 +224,8 @@ pub(super) fn translate_container(
             Some("Always") => Some(edge_protocol::RestartPolicy::Always),
             _ => None,
         },
+        lifecycle: super::lifecycle_hooks::lifecycle(c)?,
+        termination_message_path: super::lifecycle_hooks::termination_message_path(c),
+        termination_message_policy: super::lifecycle_hooks::termination_message_policy(c),
     })
 }

@@ -8,6 +8,7 @@ mod container;
 pub mod downward;
 pub mod env;
 mod ephemeral;
+mod lifecycle_hooks;
 pub mod not_applied;
 pub mod pull_secrets;
 pub mod volumes;
@@ -236,6 +237,9 @@ pub struct NodeContext {
     /// The device's agent declared init containers in its node report
     /// ([`edge_protocol::DeviceCapabilities::init_containers`]).
     pub runs_init_containers: bool,
+    /// The device's agent runs lifecycle hooks and reports termination messages
+    /// ([`edge_protocol::DeviceCapabilities::lifecycle_hooks`]).
+    pub lifecycle_hooks: bool,
     /// The agent's version, for the message when it cannot run what a pod needs.
     pub agent_version: String,
 }
@@ -360,7 +364,10 @@ pub fn translate_pod(
         });
     }
     let mut warnings = Vec::new();
-    let ignored = not_applied::not_applied(pod);
+    let mut ignored = not_applied::not_applied(pod);
+    if node.lifecycle_hooks {
+        ignored.retain(|f| !not_applied::applied_with_lifecycle_hooks(f));
+    }
     if !ignored.is_empty() {
         warnings.push(TranslationWarning {
             reason: EventReason::FieldsNotApplied,

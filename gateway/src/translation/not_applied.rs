@@ -15,11 +15,13 @@ const APPLIED_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
 fn container_fields(path: &str, c: &Container, out: &mut Vec<String>) {
     let mut note = |field: &str| out.push(format!("{path}.{field}"));
     if let Some(l) = &c.lifecycle {
-        if l.post_start.is_some() {
-            note("lifecycle.postStart");
-        }
-        if l.pre_stop.is_some() {
-            note("lifecycle.preStop");
+        for (name, hook) in [("postStart", &l.post_start), ("preStop", &l.pre_stop)] {
+            match hook {
+                // the kubelet runs no tcpSocket hook: never applied
+                Some(h) if h.tcp_socket.is_some() => note(&format!("lifecycle.{name}.tcpSocket")),
+                Some(_) => note(&format!("lifecycle.{name}")),
+                None => {}
+            }
         }
         if l.stop_signal.is_some() {
             note("lifecycle.stopSignal");
@@ -177,6 +179,19 @@ pub fn not_applied(pod: &Pod) -> Vec<String> {
         container_fields(&format!("spec.initContainers[{}]", c.name), c, &mut out);
     }
     out
+}
+
+/// A field [`not_applied`] names that agents declaring
+/// [`edge_protocol::DeviceCapabilities::lifecycle_hooks`] do apply.
+pub fn applied_with_lifecycle_hooks(field: &str) -> bool {
+    [
+        ".lifecycle.postStart",
+        ".lifecycle.preStop",
+        ".terminationMessagePath",
+        ".terminationMessagePolicy",
+    ]
+    .iter()
+    .any(|suffix| field.ends_with(suffix))
 }
 
 /// The Warning Event's message for `fields`.

@@ -24,6 +24,7 @@ fn node() -> NodeContext {
         allocatable_storage_bytes: 1 << 34,
         active_deadline: true,
         runs_init_containers: false,
+        lifecycle_hooks: false,
         agent_version: "edge-agent 0.9.0".into(),
     }
 }
@@ -480,4 +481,53 @@ fn active_deadline_goes_to_agents_that_end_pods_and_is_refused_for_older_ones() 
     assert!(e.to_string().contains("activeDeadlineSeconds"), "{e}");
     p.spec.as_mut().unwrap().active_deadline_seconds = None;
     assert!(translate_pod(&p, &refs(), &old).is_ok());
+}
+
+#[test]
+fn hooks_and_termination_messages_are_not_applied_only_on_agents_without_them() {
+    let p = pod(json!({"containers": [{
+        "name": "a", "image": "x:1",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "lifecycle": {
+            "postStart": {"exec": {"command": ["touch", "/tmp/up"]}},
+            "preStop": {"tcpSocket": {"port": 80}}
+        }
+    }]}));
+    let not_applied_fields = |t: &Translation| -> Vec<String> {
+        t.warnings
+            .iter()
+            .filter(|w| w.reason == EventReason::FieldsNotApplied)
+            .map(|w| w.message.clone())
+            .collect()
+    };
+    let old = translate_pod(&p, &refs(), &node()).unwrap();
+    let warned = not_applied_fields(&old).join("");
+    assert!(
+        warned.contains("spec.containers[a].lifecycle.postStart")
+            && warned.contains("spec.containers[a].terminationMessagePolicy"),
+        "{warned}"
+    );
+    let capable = NodeContext {
+        lifecycle_hooks: true,
+        ..node()
+    };
+    let new = translate_pod(&p, &refs(), &capable).unwrap();
+    // the tcpSocket hook is still not applied (the kubelet runs none)
+    let warned = not_applied_fields(&new).join("");
+    assert!(
+        warned.contains("lifecycle.preStop.tcpSocket")
+            && !warned.contains("lifecycle.postStart")
+            && !warned.contains("terminationMessagePolicy"),
+        "{warned}"
+    );
+    let c = &new.spec.containers[0];
+    assert!(
+        c.lifecycle
+            .as_ref()
+            .is_some_and(|l| l.post_start.is_some() && l.pre_stop.is_none())
+    );
+    assert_eq!(
+        c.termination_message_policy,
+        edge_protocol::TerminationMessagePolicy::FallbackToLogsOnError
+    );
 }
