@@ -54,7 +54,10 @@
 //!
 //! # Envelope and versions
 //!
-//! Every payload is `{"protocol":"1.2","kind":"<kind>","body":{...}}` in JSON. Version 1.2
+//! Every payload is `{"protocol":"1.3","kind":"<kind>","body":{...}}` in JSON. Version 1.3
+//! added the `grpc` probe handler and `capabilities.grpcProbes`; a 1.2 agent could not
+//! decode a desired set with a gRPC probe, so the gateway refuses such pods for devices
+//! that do not declare it. Version 1.2
 //! added the node report's pressure `conditions`, `images`, `update` and
 //! `capabilities.activeDeadline` and `capabilities.initContainers`, the pod's
 //! `activeDeadlineSeconds` and `initContainers` (each sent only to agents declaring it),

@@ -121,6 +121,17 @@ fn sample_desired_set() -> DesiredSet {
                     image: "busybox:1.36".into(),
                     command: vec!["sh".into(), "-c".into(), "tail -F /scratch/log".into()],
                     restart_policy: Some(RestartPolicy::Always),
+                    startup_probe: Some(Probe {
+                        handler: ProbeHandler::Grpc {
+                            port: 9090,
+                            service: Some("shipper".into()),
+                        },
+                        initial_delay_seconds: 0,
+                        period_seconds: 2,
+                        timeout_seconds: 1,
+                        success_threshold: 1,
+                        failure_threshold: 10,
+                    }),
                     ..Default::default()
                 },
                 ContainerSpec {
@@ -236,6 +247,7 @@ fn samples() -> Vec<Message> {
                 log_tail_interval_seconds: Some(60),
                 active_deadline: true,
                 init_containers: true,
+                grpc_probes: true,
             },
             conditions: vec![
                 NodePressureCondition {
