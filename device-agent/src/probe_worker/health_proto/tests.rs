@@ -11,11 +11,11 @@ fn a_request_names_its_service_in_field_one() {
         check_request("ready"),
         vec![0, 0, 0, 0, 7, 0x0a, 5, b'r', b'e', b'a', b'd', b'y']
     );
-    // a name of 200 bytes takes a two-byte varint length (0xc8 0x01)
-    let long = "s".repeat(200);
+    // a name of 300 bytes takes a two-byte varint length (0xac 0x02)
+    let long = "s".repeat(300);
     let framed = check_request(&long);
-    assert_eq!(&framed[..9], &[0, 0, 0, 0, 203, 0x0a, 0xc8, 0x01, b's']);
-    assert_eq!(framed.len(), 5 + 203);
+    assert_eq!(&framed[..9], &[0, 0, 0, 1, 0x2f, 0x0a, 0xac, 0x02, b's']);
+    assert_eq!(framed.len(), 5 + 303);
 }
 
 #[test]
