@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use edge_hil_tests::scenario::wait_node_ready;
-use edge_hil_tests::scenario::{brief_status, image, is_ready, phase, pods, restart_count};
+use edge_hil_tests::scenario::{
+    brief_status, image, is_ready, phase, pods, restart_count, waiting_reason,
+};
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions, eventually,
 };
@@ -245,15 +247,9 @@ async fn a_liveness_probe_on_a_missing_port_restarts_only_its_container() -> Res
                     ))));
                 }
                 let p = api.get("missing-port").await.map_err(|e| e.to_string())?;
-                let waiting = p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.container_statuses.as_ref())
-                    .and_then(|c| c.first())
-                    .and_then(|c| c.state.as_ref())
-                    .and_then(|s| s.waiting.as_ref())
-                    .and_then(|w| w.reason.clone());
-                if restart_count(&p) >= 2 && waiting.as_deref() == Some("CrashLoopBackOff") {
+                if restart_count(&p) >= 2
+                    && waiting_reason(&p).as_deref() == Some("CrashLoopBackOff")
+                {
                     Ok(Some(Ok(p)))
                 } else {
                     Err(brief_status(&p))
