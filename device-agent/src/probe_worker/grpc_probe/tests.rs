@@ -193,3 +193,26 @@ async fn a_port_nobody_listens_on_is_retried_until_the_timeout() {
     );
     assert!(started.elapsed() >= SECOND);
 }
+
+#[tokio::test]
+async fn a_port_that_does_not_speak_http2_fails_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 256];
+        let _ = tcp.read(&mut buf).await;
+        let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+    });
+    let started = std::time::Instant::now();
+    let (ok, message) = probe("127.0.0.1", port, "", 5 * SECOND).await;
+    assert!(!ok);
+    assert!(
+        message.starts_with(
+            "error: health rpc probe failed: rpc error: code = Unavailable desc = connection error:"
+        ),
+        "{message}"
+    );
+    assert!(started.elapsed() < 4 * SECOND);
+}
