@@ -215,6 +215,7 @@ impl HostFacts {
                 streams: Some(edge_protocol::STREAM_PROTOCOL_VERSION),
                 init_containers: true,
                 lifecycle_hooks: true,
+                grpc_probes: true,
                 ..Default::default()
             },
             conditions: Vec::new(),

@@ -28,7 +28,7 @@
 //! | [`container_labels`] | labels and names of managed containers (adoption after restart) |
 //! | [`pod_volumes`] | Files/emptyDir/hostPath volumes and device paths on the device |
 //! | [`atomic_writer`] | Files volumes swapped as the kubelet's AtomicWriter does: a timestamped directory per version, an atomically renamed `..data` symlink, user-visible names as symlinks into it |
-//! | [`probe_worker`] | exec / HTTP / TCP probes with thresholds |
+//! | [`probe_worker`] | exec / HTTP / TCP / gRPC probes with thresholds |
 //! | [`hook_runner`] | runs a container's postStart / preStop hook: exec, httpGet (the probes' HTTP client), sleep |
 //! | [`termination_log`] | the termination message file of each container instance: created, bound, read; the log-tail fallback |
 //! | [`insecure_tls`] | TLS without CA checks for HTTPS probes (as the kubelet) |

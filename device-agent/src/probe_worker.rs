@@ -1,5 +1,13 @@
 //! Liveness, readiness and startup probes of one running container (exec, HTTP GET,
-//! TCP), with the kubelet's thresholds; results go to the reconciler on transitions.
+//! TCP, gRPC), with the kubelet's thresholds; results go to the reconciler on transitions.
+//!
+//! | Module | Owns |
+//! |---|---|
+//! | `grpc_probe.rs` | one gRPC probe: `grpc.health.v1.Health/Check` over HTTP/2 (`h2`) |
+//! | `health_proto.rs` | the health messages' protobuf and gRPC framing, by hand |
+
+mod grpc_probe;
+mod health_proto;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,7 +158,7 @@ impl ProbeContext {
                     .await
                 {
                     Ok(Ok(_)) => (true, String::new()),
-                    Ok(Err(e)) => (false, format!("dial tcp {host}:{port}: {e}")),
+                    Ok(Err(e)) => (false, dial_error(&host, *port, &e)),
                     Err(_) => (false, format!("dial tcp {host}:{port}: i/o timeout")),
                 }
             }
@@ -172,6 +180,13 @@ impl ProbeContext {
                 match tokio::time::timeout(timeout, get).await {
                     Ok(Ok(code)) if (200..400).contains(&code) => (true, String::new()),
                     Ok(Ok(code)) => (false, format!("HTTP probe failed with statuscode: {code}")),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => (
+                        false,
+                        format!(
+                            "Get \"{url_scheme}://{host}:{port}{path}\": {}",
+                            dial_error(&host, *port, &e)
+                        ),
+                    ),
                     Ok(Err(e)) => (
                         false,
                         format!("Get \"{url_scheme}://{host}:{port}{path}\": {e}"),
@@ -184,7 +199,21 @@ impl ProbeContext {
                     ),
                 }
             }
+            ProbeHandler::Grpc { port, service } => {
+                let service = service.as_deref().unwrap_or_default();
+                grpc_probe::probe(&self.target_ip, *port, service, timeout).await
+            }
         }
+    }
+}
+
+/// A failed connect as Go's dialer words it (`dial tcp 10.0.0.5:80: connect: connection
+/// refused`), as in the kubelet's probe messages.
+fn dial_error(host: &str, port: u16, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::ConnectionRefused {
+        format!("dial tcp {host}:{port}: connect: connection refused")
+    } else {
+        format!("dial tcp {host}:{port}: {e}")
     }
 }
 

@@ -160,6 +160,21 @@ pub fn is_ready(p: &Pod) -> bool {
     phase(p) == "Running" && condition(p, "Ready").is_some_and(|c| c.0 == "True")
 }
 
+/// The reason the pod's first container is waiting (`CrashLoopBackOff`), if it is.
+pub fn waiting_reason(p: &Pod) -> Option<String> {
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
 pub fn restart_count(p: &Pod) -> i32 {
     p.status
         .as_ref()

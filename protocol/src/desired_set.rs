@@ -344,6 +344,15 @@ pub enum ProbeHandler {
         host: Option<String>,
         port: u16,
     },
+    /// `grpc.health.v1.Health/Check` over plaintext HTTP/2 to the pod's address
+    /// (protocol 1.3; sent only to agents declaring
+    /// [`crate::DeviceCapabilities::grpc_probes`]).
+    Grpc {
+        port: u16,
+        /// The request's `service` (empty or absent: the server's overall health).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

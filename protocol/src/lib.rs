@@ -58,7 +58,10 @@
 //! Every payload is `{"protocol":"1.3","kind":"<kind>","body":{...}}` in JSON. Version 1.3
 //! added the containers' `lifecycle` (postStart/preStop hooks), `terminationMessagePath`
 //! and `terminationMessagePolicy` and `capabilities.lifecycleHooks`; older agents ignore
-//! them, so the gateway names them in a `FieldsNotApplied` event for those. Version 1.2
+//! them, so the gateway names them in a `FieldsNotApplied` event for those. It also
+//! added the `grpc` probe handler and `capabilities.grpcProbes`; a 1.2 agent could not
+//! decode a desired set with a gRPC probe, so the gateway refuses such pods for devices
+//! that do not declare it. Version 1.2
 //! added the node report's pressure `conditions`, `images`, `update` and
 //! `capabilities.activeDeadline` and `capabilities.initContainers`, the pod's
 //! `activeDeadlineSeconds` and `initContainers` (each sent only to agents declaring it),

@@ -126,6 +126,10 @@ pub struct DeviceCapabilities {
     /// a `FieldsNotApplied` event.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lifecycle_hooks: bool,
+    /// The agent runs gRPC probes ([`crate::ProbeHandler::Grpc`], protocol 1.3); the
+    /// gateway refuses pods with them for agents without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub grpc_probes: bool,
 }
 
 /// Amounts of the resources a device offers.

@@ -135,6 +135,17 @@ fn sample_desired_set() -> DesiredSet {
                     image: "busybox:1.36".into(),
                     command: vec!["sh".into(), "-c".into(), "tail -F /scratch/log".into()],
                     restart_policy: Some(RestartPolicy::Always),
+                    startup_probe: Some(Probe {
+                        handler: ProbeHandler::Grpc {
+                            port: 9090,
+                            service: Some("shipper".into()),
+                        },
+                        initial_delay_seconds: 0,
+                        period_seconds: 2,
+                        timeout_seconds: 1,
+                        success_threshold: 1,
+                        failure_threshold: 10,
+                    }),
                     ..Default::default()
                 },
                 ContainerSpec {
@@ -251,6 +262,7 @@ fn samples() -> Vec<Message> {
                 active_deadline: true,
                 init_containers: true,
                 lifecycle_hooks: true,
+                grpc_probes: true,
             },
             conditions: vec![
                 NodePressureCondition {

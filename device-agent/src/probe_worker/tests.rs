@@ -81,3 +81,22 @@ async fn https_get_skips_certificate_checks_like_the_kubelet() {
         204
     );
 }
+
+#[tokio::test]
+async fn a_refused_connection_is_worded_as_the_kubelet_words_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let e = http_get("127.0.0.1", port, false, "/", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        dial_error("127.0.0.1", port, &e),
+        format!("dial tcp 127.0.0.1:{port}: connect: connection refused")
+    );
+    let other = std::io::Error::other("malformed HTTP response");
+    assert_eq!(
+        dial_error("10.0.0.5", 80, &other),
+        "dial tcp 10.0.0.5:80: malformed HTTP response"
+    );
+}

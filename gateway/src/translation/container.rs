@@ -57,7 +57,11 @@ pub(super) fn http_headers(h: &HTTPGetAction) -> Vec<HttpHeader> {
         .collect()
 }
 
-fn translate_probe(container: &Container, probe: &KubeProbe) -> Result<Probe, TranslationError> {
+fn translate_probe(
+    container: &Container,
+    probe: &KubeProbe,
+    node: &NodeContext,
+) -> Result<Probe, TranslationError> {
     let handler = if let Some(e) = &probe.exec {
         ProbeHandler::Exec {
             command: e.command.clone().unwrap_or_default(),
@@ -75,10 +79,22 @@ fn translate_probe(container: &Container, probe: &KubeProbe) -> Result<Probe, Tr
             host: t.host.clone().filter(|h| !h.is_empty()),
             port: resolve_port(container, &t.port)?,
         }
+    } else if let Some(g) = &probe.grpc {
+        // an older agent could not decode the desired set: refused, not sent
+        if !node.grpc_probes {
+            return Err(TranslationError::GrpcProbe {
+                container: container.name.clone(),
+                agent_version: node.agent_version.clone(),
+            });
+        }
+        ProbeHandler::Grpc {
+            port: port_u16(g.port)?,
+            service: g.service.clone().filter(|s| !s.is_empty()),
+        }
     } else {
         return Err(TranslationError::Unsupported {
             container: container.name.clone(),
-            what: "a probe without exec, httpGet or tcpSocket (grpc)".to_owned(),
+            what: "a probe without exec, httpGet, tcpSocket or grpc".to_owned(),
         });
     };
     let nonneg = |v: Option<i32>, d: u32| v.and_then(|v| u32::try_from(v).ok()).unwrap_or(d);
@@ -178,7 +194,7 @@ pub(super) fn translate_container(
             },
         });
     }
-    let probe = |p: &Option<KubeProbe>| p.as_ref().map(|p| translate_probe(c, p)).transpose();
+    let probe = |p: &Option<KubeProbe>| p.as_ref().map(|p| translate_probe(c, p, node)).transpose();
     let image = c.image.clone().unwrap_or_default();
     let pull_policy = match c.image_pull_policy.as_deref() {
         Some("Always") => PullPolicy::Always,

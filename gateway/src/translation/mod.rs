@@ -55,6 +55,13 @@ pub enum TranslationError {
         "the agent on this device ({agent_version}) does not run init containers (pod has {count}); upgrade edge-agent to a version that declares them (protocol 1.2)"
     )]
     InitContainers { count: usize, agent_version: String },
+    #[error(
+        "container {container}: the agent on this device ({agent_version}) does not run gRPC probes; upgrade edge-agent to a version that declares them (protocol 1.3)"
+    )]
+    GrpcProbe {
+        container: String,
+        agent_version: String,
+    },
     #[error("pod has no spec")]
     NoSpec,
     #[error("volume mount {mount:?} of container {container} names no volume of the pod")]
@@ -240,6 +247,9 @@ pub struct NodeContext {
     /// The device's agent runs lifecycle hooks and reports termination messages
     /// ([`edge_protocol::DeviceCapabilities::lifecycle_hooks`]).
     pub lifecycle_hooks: bool,
+    /// The device's agent runs gRPC probes
+    /// ([`edge_protocol::DeviceCapabilities::grpc_probes`]).
+    pub grpc_probes: bool,
     /// The agent's version, for the message when it cannot run what a pod needs.
     pub agent_version: String,
 }

@@ -25,6 +25,7 @@ fn node() -> NodeContext {
         active_deadline: true,
         runs_init_containers: false,
         lifecycle_hooks: false,
+        grpc_probes: false,
         agent_version: "edge-agent 0.9.0".into(),
     }
 }
@@ -529,5 +530,46 @@ fn hooks_and_termination_messages_are_not_applied_only_on_agents_without_them() 
     assert_eq!(
         c.termination_message_policy,
         edge_protocol::TerminationMessagePolicy::FallbackToLogsOnError
+    );
+}
+
+#[test]
+fn grpc_probes_go_to_agents_that_run_them_and_are_refused_for_older_ones() {
+    let p = pod(json!({"containers": [{"name": "api", "image": "x:1",
+        "readinessProbe": {"grpc": {"port": 9090, "service": "ready"}, "timeoutSeconds": 2},
+        "livenessProbe": {"grpc": {"port": 9090, "service": ""}}
+    }]}));
+    let e = translate_pod(&p, &refs(), &node()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "container api: the agent on this device (edge-agent 0.9.0) does not run gRPC probes; upgrade edge-agent to a version that declares them (protocol 1.3)"
+    );
+    let capable = NodeContext {
+        grpc_probes: true,
+        ..node()
+    };
+    let t = translate_pod(&p, &refs(), &capable).unwrap();
+    let c = &t.spec.containers[0];
+    let readiness = c.readiness_probe.as_ref().unwrap();
+    assert_eq!(
+        readiness.handler,
+        ProbeHandler::Grpc {
+            port: 9090,
+            service: Some("ready".into())
+        }
+    );
+    assert_eq!(readiness.timeout_seconds, 2);
+    assert_eq!(
+        c.liveness_probe.as_ref().unwrap().handler,
+        ProbeHandler::Grpc {
+            port: 9090,
+            service: None
+        }
+    );
+    let bad = pod(json!({"containers": [{"name": "api", "image": "x:1",
+        "livenessProbe": {"grpc": {"port": 0}}}]}));
+    assert_eq!(
+        translate_pod(&bad, &refs(), &capable).unwrap_err(),
+        TranslationError::BadPort(0)
     );
 }

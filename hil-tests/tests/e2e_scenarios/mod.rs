@@ -304,17 +304,7 @@ pub async fn restart_policies(on: StackOn) -> Result<()> {
         "crasher",
         "CrashLoopBackOff with restarts",
         Duration::from_secs(90),
-        |p| {
-            let waiting = p
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|c| c.first())
-                .and_then(|c| c.state.as_ref())
-                .and_then(|s| s.waiting.as_ref())
-                .and_then(|w| w.reason.clone());
-            restart_count(p) >= 2 && waiting.as_deref() == Some("CrashLoopBackOff")
-        },
+        |p| restart_count(p) >= 2 && waiting_reason(p).as_deref() == Some("CrashLoopBackOff"),
     )
     .await?;
     let last = p.status.unwrap().container_statuses.unwrap()[0]
