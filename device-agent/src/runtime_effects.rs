@@ -52,6 +52,7 @@ pub async fn run_effect(
             spec_hash,
             share,
             sandbox,
+            gpus,
         } => {
             if let SandboxRole::Infra(settings) = &sandbox {
                 let spec = infra_container(device, &pod, restart_count, spec_hash, settings);
@@ -107,6 +108,7 @@ pub async fn run_effect(
                         SandboxRole::Join(id) => id.clone(),
                         SandboxRole::Own | SandboxRole::Infra(_) => String::new(),
                     },
+                    gpu_devices: gpus.clone(),
                 }),
                 image: c.image.clone(),
                 command: c.command.clone(),
@@ -140,6 +142,7 @@ pub async fn run_effect(
                 stdin: c.stdin,
                 stdin_once: c.stdin_once,
                 tty: c.tty,
+                gpus,
             };
             Some(match runtime.create(&spec).await {
                 Ok(id) => Outcome::Created { key, id },
@@ -223,6 +226,7 @@ fn infra_container(
             spec_hash,
             grace_period_seconds: pod.termination_grace_period_seconds,
             sandbox_id: String::new(),
+            gpu_devices: Vec::new(),
         }),
         image: settings.image.clone(),
         command: settings.command.clone(),

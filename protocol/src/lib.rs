@@ -54,7 +54,10 @@
 //!
 //! # Envelope and versions
 //!
-//! Every payload is `{"protocol":"1.2","kind":"<kind>","body":{...}}` in JSON. Version 1.2
+//! Every payload is `{"protocol":"1.3","kind":"<kind>","body":{...}}` in JSON. Version 1.3
+//! added a container's `resources.extended` (whole counts of extended resources such as
+//! `nvidia.com/gpu`) and `capabilities.gpuAssignment`; the gateway keeps warning that the
+//! resource is not applied for agents without it. Version 1.2
 //! added the node report's pressure `conditions`, `images`, `update` and
 //! `capabilities.activeDeadline` and `capabilities.initContainers`, the pod's
 //! `activeDeadlineSeconds` and `initContainers` (each sent only to agents declaring it),

@@ -51,6 +51,7 @@ fn sample_desired_set() -> DesiredSet {
                     cpu_limit_millis: Some(500),
                     memory_request_bytes: Some(16 << 20),
                     memory_limit_bytes: Some(64 << 20),
+                    extended: BTreeMap::from([("nvidia.com/gpu".to_owned(), 1)]),
                 },
                 volume_mounts: vec![
                     VolumeMount {
@@ -236,6 +237,7 @@ fn samples() -> Vec<Message> {
                 log_tail_interval_seconds: Some(60),
                 active_deadline: true,
                 init_containers: true,
+                gpu_assignment: true,
             },
             conditions: vec![
                 NodePressureCondition {

@@ -19,12 +19,14 @@
 //! | `init_sequence.rs` | init and sidecar containers: order, restart policy, progress, sidecars stopping last |
 //! | `sandbox.rs` | the pod's infra container: its spec, state, the pod IP, joining it, teardown order |
 //! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
+//! | `gpu_assignment.rs` | `nvidia.com/gpu` devices per container: admission (`UnexpectedAdmissionError`), assignment kept in container labels, release |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
 mod active_deadline;
 mod container_memory;
 mod ephemeral;
 mod eviction;
+mod gpu_assignment;
 mod init_sequence;
 mod inputs_effects;
 mod outcomes;
@@ -45,6 +47,10 @@ use crate::container_runtime::{ContainerSnapshot, RunState};
 
 pub use container_memory::spec_hash;
 use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_hash_bytes};
+use gpu_assignment::GpuPool;
+pub use gpu_assignment::{
+    ADMISSION_ERROR_REASON, GPU_RESOURCE, GpuAllocationError, GpuRequest, gpu_requests,
+};
 pub use init_sequence::{InitProgress, is_sidecar, restart_policy_of};
 pub use inputs_effects::{
     ContainerKey, Effect, FailureReason, Input, NamespaceShare, Outcome, ProbeKind, ProbeReport,
@@ -83,6 +89,8 @@ pub struct PodLifecycle {
     orphans: BTreeMap<String, (String, String)>,
     events: Vec<PodEvent>,
     effects: Vec<Effect>,
+    /// The node's `nvidia.com/gpu` devices and the containers holding them.
+    gpus: GpuPool,
 }
 
 impl PodLifecycle {
@@ -105,6 +113,7 @@ impl PodLifecycle {
             orphans: BTreeMap::new(),
             events: Vec::new(),
             effects: Vec::new(),
+            gpus: GpuPool::default(),
         }
     }
 
@@ -228,6 +237,7 @@ impl PodLifecycle {
                 self.now = self.now.max(now);
                 self.containers = list;
                 self.listed = true;
+                self.adopt_gpus();
                 // Pods known before the first listing (from the store, after an agent
                 // restart) started no later than their oldest container.
                 for (uid, pod) in self.pods.iter_mut() {

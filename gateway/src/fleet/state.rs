@@ -416,6 +416,7 @@ impl FleetState {
             allocatable_storage_bytes: alloc.as_ref().map_or(0, |a| a.ephemeral_storage_bytes),
             active_deadline: report.is_some_and(|r| r.capabilities.active_deadline),
             runs_init_containers: report.is_some_and(|r| r.capabilities.init_containers),
+            assigns_gpus: report.is_some_and(|r| r.capabilities.gpu_assignment),
             agent_version: report
                 .map(|r| format!("edge-agent {}", r.agent_version))
                 .unwrap_or_else(|| "not connected yet".to_owned()),

@@ -236,6 +236,9 @@ pub struct NodeContext {
     /// The device's agent declared init containers in its node report
     /// ([`edge_protocol::DeviceCapabilities::init_containers`]).
     pub runs_init_containers: bool,
+    /// The device's agent assigns `nvidia.com/gpu` devices per container
+    /// ([`edge_protocol::DeviceCapabilities::gpu_assignment`]).
+    pub assigns_gpus: bool,
     /// The agent's version, for the message when it cannot run what a pod needs.
     pub agent_version: String,
 }
@@ -360,7 +363,10 @@ pub fn translate_pod(
         });
     }
     let mut warnings = Vec::new();
-    let ignored = not_applied::not_applied(pod);
+    let mut ignored = not_applied::not_applied(pod);
+    if node.assigns_gpus {
+        ignored.retain(|field| !not_applied::is_gpu_resource(field));
+    }
     if !ignored.is_empty() {
         warnings.push(TranslationWarning {
             reason: EventReason::FieldsNotApplied,
