@@ -5,7 +5,8 @@
 //! (`HostConfig.DeviceRequests`, driver `nvidia`, the ids, `[["gpu"]]`); on Podman,
 //! whose Docker API drops device requests, `NVIDIA_VISIBLE_DEVICES`. A pod asking for
 //! more GPUs than are free is refused as the kubelet does (`UnexpectedAdmissionError`)
-//! while the other pods are unaffected. Without an NVIDIA driver the Docker Engine
+//! while the other pods are unaffected; a restarted agent takes the assignment back
+//! from the containers' labels. Without an NVIDIA driver the Docker Engine
 //! cannot start such a container: its error is what the user sees.
 
 #![allow(clippy::unwrap_used)]
@@ -16,11 +17,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use edge_hil_tests::scenario::{
-    brief_status, create, nodes, phase, pod_manifest, uid, wait_node_ready, wait_pod,
+    brief_status, create, nodes, phase, pod_manifest, pods, uid, wait_node_ready, wait_pod,
 };
 use edge_hil_tests::stack::{AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions};
 use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::DeleteParams;
 use serde_json::Value;
 
 /// The runtime a scenario's agent uses, inspected with its own CLI.
@@ -162,8 +164,9 @@ fn events(stack: &Stack, pod: &str, reason: &str) -> Result<String> {
     ])?)
 }
 
-/// Node capacity, one pod per GPU with distinct ids, the refused pod; returns the
-/// first pod's inspect output and the stack for runtime-specific checks.
+/// Node capacity, one pod per GPU with distinct ids, the refused pod, an agent
+/// restart; returns the stack (with `gpu-second` still there) and both pods' first
+/// inspect output for the runtime-specific checks.
 async fn scenario(
     runtime: Runtime,
     device: &'static str,
@@ -257,6 +260,45 @@ async fn scenario(
         assigned(&first_now) == a,
         "the first pod keeps its device: {first_now}"
     );
+
+    // A restarted agent takes the assignment back from the containers' labels instead
+    // of handing devices out again: with `gpu-first` gone (its device free) and
+    // `gpu-second` still holding the other, a pod created after the restart gets the
+    // free one.
+    let api = pods(&stack).await?;
+    api.delete("gpu-first", &DeleteParams::default()).await?;
+    for _ in 0..120 {
+        if api.get_opt("gpu-first").await?.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ensure!(
+        api.get_opt("gpu-first").await?.is_none(),
+        "gpu-first was not deleted\n{}",
+        stack.logs()
+    );
+    stack.agent(device)?.restart()?;
+    // The restarted agent lists its containers before the new pod reaches it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fourth = create(&stack, &gpu_pod("gpu-fourth", device, "1")).await?;
+    let fourth_inspect = wait_inspect(runtime, &uid(&fourth), &stack).await?;
+    let second_now = runtime
+        .inspect_main(&uid(&second))?
+        .context("second pod's container")?;
+    ensure!(
+        assigned(&fourth_inspect) == a && assigned(&second_now) == b,
+        "after the agent restarted: gpu-fourth got {:?}, gpu-second holds {:?}",
+        assigned(&fourth_inspect),
+        assigned(&second_now)
+    );
+    // (On the Docker Engine the container cannot start and the crash-loop back-off
+    // recreates it, with the same device.)
+    ensure!(
+        matches!(runtime, Runtime::DockerEngine)
+            || second_now.get("Id") == second_inspect.get("Id"),
+        "a running container is kept across the agent restart"
+    );
     Ok((stack, first_inspect, second_inspect))
 }
 
@@ -291,13 +333,13 @@ async fn docker_engine_gets_the_nvidia_device_request_with_the_assigned_ids() ->
     let why_plain = "could not select device driver \"nvidia\" with capabilities: [[gpu]]";
     let seen = wait_pod(
         &stack,
-        "gpu-first",
+        "gpu-second",
         "the start error in the status",
         Duration::from_secs(60),
         |p| format!("{:?}", p.status).contains(why),
     )
     .await?;
-    let failed = events(&stack, "gpu-first", "Failed")?;
+    let failed = events(&stack, "gpu-second", "Failed")?;
     ensure!(
         failed.contains(why_plain),
         "events: {failed}; status: {}",
@@ -323,7 +365,7 @@ async fn podman_gets_the_visible_devices_variable_and_no_device_request() -> Res
     // (without a GPU).
     wait_pod(
         &stack,
-        "gpu-first",
+        "gpu-second",
         "Running",
         Duration::from_secs(60),
         |p| phase(p) == "Running",
