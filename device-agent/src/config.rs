@@ -47,7 +47,7 @@ pub enum ConfigError {
     Zero { what: &'static str },
     #[error(transparent)]
     Resources(#[from] PolicyError),
-    #[error("gpu_request: {0}")]
+    #[error(transparent)]
     GpuRequest(#[from] crate::gpu_request::UnknownGpuRequestMode),
     #[error("{raw:?} is not a valid number of seconds")]
     BadSeconds { raw: String },
