@@ -171,8 +171,10 @@ async fn scenario(
     runtime: Runtime,
     device: &'static str,
     ids: [&str; 2],
+    extra_args: &[&str],
 ) -> Result<(Stack, Value, Value)> {
     let mut args = vec!["--gpu-devices".to_owned(), ids.join(",")];
+    args.extend(extra_args.iter().map(|a| (*a).to_owned()));
     if let Runtime::DockerEngine = runtime {
         args.extend(["--runtime-socket".to_owned(), runtime.host()?]);
     }
@@ -206,11 +208,6 @@ async fn scenario(
     ensure!(
         ids.contains(&a.as_str()) && ids.contains(&b.as_str()) && a != b,
         "distinct devices: {a:?} {b:?}"
-    );
-    ensure!(
-        env_of(&first_inspect).contains(&format!("NVIDIA_VISIBLE_DEVICES={a}")),
-        "env: {:?}",
-        env_of(&first_inspect)
     );
     // The device's agent assigns GPUs: no FieldsNotApplied warning for them.
     ensure!(
@@ -307,7 +304,7 @@ async fn docker_engine_gets_the_nvidia_device_request_with_the_assigned_ids() ->
     const DEVICE: &str = "gpus-docker-pi-01";
     let _cleanup = Cleanup(Runtime::DockerEngine, DEVICE);
     let ids = ["gpus-docker-gpu-a", "gpus-docker-gpu-b"];
-    let (stack, first, _) = scenario(Runtime::DockerEngine, DEVICE, ids).await?;
+    let (stack, first, _) = scenario(Runtime::DockerEngine, DEVICE, ids, &[]).await?;
     let assigned = first
         .pointer("/Config/Labels/io.edge-kube.gpu-devices")
         .and_then(Value::as_str)
@@ -327,6 +324,12 @@ async fn docker_engine_gets_the_nvidia_device_request_with_the_assigned_ids() ->
                 "Options": null
             }]),
         "DeviceRequests: {requests}"
+    );
+    let visible = format!("NVIDIA_VISIBLE_DEVICES={assigned}");
+    ensure!(
+        env_of(&first).contains(&visible),
+        "env: {:?}",
+        env_of(&first)
     );
     // No NVIDIA runtime here: the Engine refuses to start it, and says why.
     let why = "could not select device driver \\\"nvidia\\\" with capabilities: [[gpu]]";
@@ -353,12 +356,22 @@ async fn podman_gets_the_visible_devices_variable_and_no_device_request() -> Res
     const DEVICE: &str = "gpus-podman-pi-01";
     let _cleanup = Cleanup(Runtime::Podman, DEVICE);
     let ids = ["gpus-podman-gpu-a", "gpus-podman-gpu-b"];
-    let (stack, first, second) = scenario(Runtime::Podman, DEVICE, ids).await?;
+    let (stack, first, second) = scenario(Runtime::Podman, DEVICE, ids, &[]).await?;
     for inspect in [&first, &second] {
         let requests = inspect.pointer("/HostConfig/DeviceRequests");
         ensure!(
             requests.is_none_or(|r| r.is_null() || r.as_array().is_some_and(Vec::is_empty)),
             "Podman 4.3 keeps no device request: {requests:?}"
+        );
+        let label = inspect
+            .pointer("/Config/Labels/io.edge-kube.gpu-devices")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let visible = format!("NVIDIA_VISIBLE_DEVICES={label}");
+        ensure!(
+            env_of(inspect).contains(&visible),
+            "env: {:?}",
+            env_of(inspect)
         );
     }
     // Without the NVIDIA OCI hook nothing acts on the variable: the container runs
@@ -369,6 +382,53 @@ async fn podman_gets_the_visible_devices_variable_and_no_device_request() -> Res
         "Running",
         Duration::from_secs(60),
         |p| phase(p) == "Running",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_engine_in_cdi_mode_gets_cdi_device_names() -> Result<()> {
+    const DEVICE: &str = "gpus-cdi-pi-01";
+    let _cleanup = Cleanup(Runtime::DockerEngine, DEVICE);
+    let ids = ["gpus-cdi-gpu-a", "gpus-cdi-gpu-b"];
+    let extra = ["--gpu-request", "cdi"];
+    let (stack, first, _) = scenario(Runtime::DockerEngine, DEVICE, ids, &extra).await?;
+    let assigned = first
+        .pointer("/Config/Labels/io.edge-kube.gpu-devices")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let requests = first
+        .pointer("/HostConfig/DeviceRequests")
+        .cloned()
+        .unwrap_or(Value::Null);
+    ensure!(
+        requests
+            == serde_json::json!([{
+                "Driver": "cdi",
+                "Count": 0,
+                "DeviceIDs": [format!("nvidia.com/gpu={assigned}")],
+                "Capabilities": null,
+                "Options": null
+            }]),
+        "DeviceRequests: {requests}"
+    );
+    ensure!(
+        !env_of(&first)
+            .iter()
+            .any(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES=")),
+        "no variable in cdi mode: {:?}",
+        env_of(&first)
+    );
+    // Docker 20.10 has no CDI: it says so when starting the container.
+    let why = "could not select device driver \\\"cdi\\\"";
+    wait_pod(
+        &stack,
+        "gpu-second",
+        "the start error in the status",
+        Duration::from_secs(60),
+        |p| format!("{:?}", p.status).contains(why),
     )
     .await?;
     Ok(())
