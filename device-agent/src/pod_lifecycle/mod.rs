@@ -47,10 +47,8 @@ use crate::container_runtime::{ContainerSnapshot, RunState};
 
 pub use container_memory::spec_hash;
 use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_hash_bytes};
+pub use gpu_assignment::GPU_RESOURCE;
 use gpu_assignment::GpuPool;
-pub use gpu_assignment::{
-    ADMISSION_ERROR_REASON, GPU_RESOURCE, GpuAllocationError, GpuRequest, gpu_requests,
-};
 pub use init_sequence::{InitProgress, is_sidecar, restart_policy_of};
 pub use inputs_effects::{
     ContainerKey, Effect, FailureReason, Input, NamespaceShare, Outcome, ProbeKind, ProbeReport,
