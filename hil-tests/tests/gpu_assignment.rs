@@ -73,21 +73,33 @@ impl Runtime {
     }
 
     /// `inspect` of the pod's container `main` (its newest instance), once created.
+    /// The crash-loop back-off replaces instances, so one listed may be gone when it is
+    /// inspected: then it lists again.
     fn inspect_main(self, pod_uid: &str) -> Result<Option<Value>> {
-        let ids = self.run(&[
-            "ps",
-            "-a",
-            "-q",
-            "--filter",
-            &format!("label=io.edge-kube.pod-uid={pod_uid}"),
-            "--filter",
-            "label=io.edge-kube.container-name=main",
-        ])?;
-        let Some(id) = ids.split_whitespace().next() else {
-            return Ok(None);
-        };
-        let inspected: Vec<Value> = serde_json::from_str(&self.run(&["inspect", id])?)?;
-        Ok(inspected.into_iter().next())
+        let mut last_error = None;
+        for _ in 0..5 {
+            let ids = self.run(&[
+                "ps",
+                "-a",
+                "-q",
+                "--filter",
+                &format!("label=io.edge-kube.pod-uid={pod_uid}"),
+                "--filter",
+                "label=io.edge-kube.container-name=main",
+            ])?;
+            let Some(id) = ids.split_whitespace().next() else {
+                return Ok(None);
+            };
+            match self.run(&["inspect", id]) {
+                Ok(out) => {
+                    let inspected: Vec<Value> = serde_json::from_str(&out)?;
+                    return Ok(inspected.into_iter().next());
+                }
+                Err(e) => last_error = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("inspect of {pod_uid} failed")))
     }
 
     /// Removes every container the agent of `device` made (best effort).
@@ -138,6 +150,22 @@ async fn wait_inspect(runtime: Runtime, pod_uid: &str, stack: &Stack) -> Result<
     anyhow::bail!("no container for pod {pod_uid}\n{}", stack.logs())
 }
 
+/// The devices the agent's label on the container records.
+fn assigned_devices(inspect: &Value) -> String {
+    inspect
+        .pointer("/Config/Labels/io.edge-kube.gpu-devices")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn device_requests(inspect: &Value) -> Value {
+    inspect
+        .pointer("/HostConfig/DeviceRequests")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 fn env_of(inspect: &Value) -> Vec<String> {
     inspect
         .pointer("/Config/Env")
@@ -148,6 +176,19 @@ fn env_of(inspect: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Waits until `gpu-second`'s status carries the runtime's start error `why` (as the
+/// status prints, quotes escaped).
+async fn wait_start_error(stack: &Stack, why: &str) -> Result<Pod> {
+    wait_pod(
+        stack,
+        "gpu-second",
+        "the start error in the status",
+        Duration::from_secs(60),
+        |p| format!("{:?}", p.status).contains(why),
+    )
+    .await
 }
 
 fn events(stack: &Stack, pod: &str, reason: &str) -> Result<String> {
@@ -198,12 +239,7 @@ async fn scenario(
     let first_inspect = wait_inspect(runtime, &uid(&first), &stack).await?;
     let second = create(&stack, &gpu_pod("gpu-second", device, "1")).await?;
     let second_inspect = wait_inspect(runtime, &uid(&second), &stack).await?;
-    let assigned = |v: &Value| {
-        v.pointer("/Config/Labels/io.edge-kube.gpu-devices")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let assigned = assigned_devices;
     let (a, b) = (assigned(&first_inspect), assigned(&second_inspect));
     ensure!(
         ids.contains(&a.as_str()) && ids.contains(&b.as_str()) && a != b,
@@ -305,15 +341,7 @@ async fn docker_engine_gets_the_nvidia_device_request_with_the_assigned_ids() ->
     let _cleanup = Cleanup(Runtime::DockerEngine, DEVICE);
     let ids = ["gpus-docker-gpu-a", "gpus-docker-gpu-b"];
     let (stack, first, _) = scenario(Runtime::DockerEngine, DEVICE, ids, &[]).await?;
-    let assigned = first
-        .pointer("/Config/Labels/io.edge-kube.gpu-devices")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let requests = first
-        .pointer("/HostConfig/DeviceRequests")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let (assigned, requests) = (assigned_devices(&first), device_requests(&first));
     ensure!(
         requests
             == serde_json::json!([{
@@ -334,14 +362,7 @@ async fn docker_engine_gets_the_nvidia_device_request_with_the_assigned_ids() ->
     // No NVIDIA runtime here: the Engine refuses to start it, and says why.
     let why = "could not select device driver \\\"nvidia\\\" with capabilities: [[gpu]]";
     let why_plain = "could not select device driver \"nvidia\" with capabilities: [[gpu]]";
-    let seen = wait_pod(
-        &stack,
-        "gpu-second",
-        "the start error in the status",
-        Duration::from_secs(60),
-        |p| format!("{:?}", p.status).contains(why),
-    )
-    .await?;
+    let seen = wait_start_error(&stack, why).await?;
     let failed = events(&stack, "gpu-second", "Failed")?;
     ensure!(
         failed.contains(why_plain),
@@ -363,11 +384,7 @@ async fn podman_gets_the_visible_devices_variable_and_no_device_request() -> Res
             requests.is_none_or(|r| r.is_null() || r.as_array().is_some_and(Vec::is_empty)),
             "Podman 4.3 keeps no device request: {requests:?}"
         );
-        let label = inspect
-            .pointer("/Config/Labels/io.edge-kube.gpu-devices")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let visible = format!("NVIDIA_VISIBLE_DEVICES={label}");
+        let visible = format!("NVIDIA_VISIBLE_DEVICES={}", assigned_devices(inspect));
         ensure!(
             env_of(inspect).contains(&visible),
             "env: {:?}",
@@ -394,15 +411,7 @@ async fn docker_engine_in_cdi_mode_gets_cdi_device_names() -> Result<()> {
     let ids = ["gpus-cdi-gpu-a", "gpus-cdi-gpu-b"];
     let extra = ["--gpu-request", "cdi"];
     let (stack, first, _) = scenario(Runtime::DockerEngine, DEVICE, ids, &extra).await?;
-    let assigned = first
-        .pointer("/Config/Labels/io.edge-kube.gpu-devices")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let requests = first
-        .pointer("/HostConfig/DeviceRequests")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let (assigned, requests) = (assigned_devices(&first), device_requests(&first));
     ensure!(
         requests
             == serde_json::json!([{
@@ -423,13 +432,6 @@ async fn docker_engine_in_cdi_mode_gets_cdi_device_names() -> Result<()> {
     );
     // Docker 20.10 has no CDI: it says so when starting the container.
     let why = "could not select device driver \\\"cdi\\\"";
-    wait_pod(
-        &stack,
-        "gpu-second",
-        "the start error in the status",
-        Duration::from_secs(60),
-        |p| format!("{:?}", p.status).contains(why),
-    )
-    .await?;
+    wait_start_error(&stack, why).await?;
     Ok(())
 }
