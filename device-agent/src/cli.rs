@@ -102,6 +102,18 @@ pub struct RunArgs {
     /// default: the image's entrypoint.
     #[arg(long, env = "EDGE_AGENT_SANDBOX_COMMAND", value_delimiter = ',')]
     pub sandbox_command: Vec<String>,
+    /// The nvidia.com/gpu device ids (indices or UUIDs, comma-separated) reported as the
+    /// Node's capacity and assigned to containers, instead of the detected GPUs (0..n-1).
+    /// Tests also use it to give a device without GPUs fake ones.
+    #[arg(long, env = "EDGE_AGENT_GPU_DEVICES", value_delimiter = ',')]
+    pub gpu_devices: Vec<String>,
+    /// How assigned GPUs are passed: nvidia (Engine API DeviceRequests, driver "nvidia",
+    /// as `docker run --gpus`), cdi (DeviceRequests with CDI names nvidia.com/gpu=<id>,
+    /// Docker >= 25 with CDI), env (NVIDIA_VISIBLE_DEVICES only: the NVIDIA runtime or
+    /// OCI hook; Podman 4's Docker API drops device requests), auto (nvidia on Docker,
+    /// env on Podman) [default: auto].
+    #[arg(long, env = "EDGE_AGENT_GPU_REQUEST")]
+    pub gpu_request: Option<String>,
     /// CA certificate (PEM) of the broker, for mqtts://.
     #[arg(long, env = "EDGE_AGENT_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
@@ -282,6 +294,12 @@ impl RunArgs {
         }
         if !self.sandbox_command.is_empty() {
             file.sandbox_command = Some(self.sandbox_command.clone());
+        }
+        if !self.gpu_devices.is_empty() {
+            file.gpu_devices = Some(self.gpu_devices.clone());
+        }
+        if let Some(v) = &self.gpu_request {
+            file.gpu_request = Some(v.clone());
         }
         let tls = file.tls.get_or_insert_with(TlsFiles::default);
         if let Some(v) = &self.tls_ca_file {

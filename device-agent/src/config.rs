@@ -47,6 +47,8 @@ pub enum ConfigError {
     Zero { what: &'static str },
     #[error(transparent)]
     Resources(#[from] PolicyError),
+    #[error(transparent)]
+    GpuRequest(#[from] crate::gpu_request::UnknownGpuRequestMode),
     #[error("{raw:?} is not a valid number of seconds")]
     BadSeconds { raw: String },
     #[error("{raw:?} is not a duration like 10s, 500ms or 5m: {source}")]
@@ -98,6 +100,11 @@ pub struct ConfigFile {
     pub sandbox_image: Option<String>,
     /// Command of the infra container; empty runs the image's entrypoint.
     pub sandbox_command: Option<Vec<String>>,
+    /// The `nvidia.com/gpu` device ids (indices or UUIDs) to report and assign instead
+    /// of the detected GPUs (`0`..`n-1`); an empty list: no GPUs.
+    pub gpu_devices: Option<Vec<String>>,
+    /// How assigned GPUs are passed to the runtime: auto, nvidia, cdi or env.
+    pub gpu_request: Option<String>,
     pub tls: Option<TlsFiles>,
     pub labels: Option<BTreeMap<String, String>>,
     /// Log rotation, eviction thresholds, image GC.
@@ -247,6 +254,9 @@ pub struct AgentConfig {
     /// Streams served at once; more are refused with `TooManyStreams`.
     pub max_streams: usize,
     pub sandbox: SandboxSettings,
+    /// Configured `nvidia.com/gpu` device ids (`None`: the detected GPUs).
+    pub gpu_devices: Option<Vec<String>>,
+    pub gpu_request: crate::gpu_request::GpuRequestMode,
     pub tls: TlsFiles,
     pub labels: BTreeMap<String, String>,
     /// Log rotation, eviction thresholds, image GC.
@@ -371,6 +381,18 @@ impl AgentConfig {
                     .unwrap_or_else(|| DEFAULT_SANDBOX_IMAGE.to_owned()),
                 command: file.sandbox_command.unwrap_or_default(),
             },
+            gpu_devices: file.gpu_devices.map(|ids| {
+                ids.into_iter()
+                    .map(|id| id.trim().to_owned())
+                    .filter(|id| !id.is_empty())
+                    .collect()
+            }),
+            gpu_request: file
+                .gpu_request
+                .as_deref()
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
             tls,
             labels: file.labels.unwrap_or_default(),
             resources: ResourcePolicy::from_raw(&file.resources.unwrap_or_default())?,
@@ -464,6 +486,16 @@ max_streams = 32
 # runs the image's entrypoint (/pause).
 sandbox_image = "registry.k8s.io/pause:3.10"
 sandbox_command = []
+
+# NVIDIA GPUs are reported as nvidia.com/gpu and assigned to the containers whose limits
+# ask for them, distinct devices per container. The ids default to the detected GPUs
+# (0..n-1); set them to UUIDs or a subset here. How they reach a container:
+# "nvidia" (Docker Engine device request, as `docker run --gpus`), "cdi" (CDI names
+# nvidia.com/gpu=<id>, Docker >= 25 with CDI), "env" (NVIDIA_VISIBLE_DEVICES only, for
+# the NVIDIA runtime or OCI hook; Podman 4's Docker API takes neither of the others),
+# "auto" = nvidia on Docker, env on Podman.
+# gpu_devices = ["0"]
+gpu_request = "auto"
 
 # Required for mqtts:// brokers. Relative paths are relative to this file.
 [tls]

@@ -23,6 +23,9 @@ pub const SANDBOX_ID: &str = "io.edge-kube.sandbox-id";
 /// The container name of a pod's infra (sandbox) container. Kubernetes container names
 /// are lowercase DNS labels, so it never collides with one of the pod's containers.
 pub const SANDBOX_CONTAINER_NAME: &str = "POD";
+/// The GPUs (`nvidia.com/gpu` device ids, comma-separated) assigned to the container;
+/// a restarted agent takes its GPU assignments back from it.
+pub const GPU_DEVICES: &str = "io.edge-kube.gpu-devices";
 
 /// Identity of a managed container, read back from its labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +40,8 @@ pub struct ContainerIdentity {
     pub grace_period_seconds: u64,
     /// The infra container joined (empty: none, e.g. host network or the infra itself).
     pub sandbox_id: String,
+    /// The `nvidia.com/gpu` devices assigned to it (empty: none).
+    pub gpu_devices: Vec<String>,
 }
 
 impl ContainerIdentity {
@@ -57,6 +62,9 @@ impl ContainerIdentity {
         ]);
         if !self.sandbox_id.is_empty() {
             labels.insert(SANDBOX_ID.to_owned(), self.sandbox_id.clone());
+        }
+        if !self.gpu_devices.is_empty() {
+            labels.insert(GPU_DEVICES.to_owned(), self.gpu_devices.join(","));
         }
         labels
     }
@@ -84,6 +92,15 @@ impl ContainerIdentity {
                 .and_then(|g| g.parse().ok())
                 .unwrap_or(30),
             sandbox_id: labels.get(SANDBOX_ID).cloned().unwrap_or_default(),
+            gpu_devices: labels
+                .get(GPU_DEVICES)
+                .map(|ids| {
+                    ids.split(',')
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 

@@ -110,6 +110,9 @@ pub struct CreateContainer {
     /// Close stdin when the first attach ends.
     pub stdin_once: bool,
     pub tty: bool,
+    /// `nvidia.com/gpu` device ids assigned to the container, passed as the runtime's
+    /// GPU request mode says ([`crate::gpu_request`]).
+    pub gpus: Vec<String>,
 }
 
 /// Options of a log read, as the kubelet's containerLogs takes them.

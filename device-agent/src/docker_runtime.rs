@@ -25,6 +25,7 @@ use crate::container_runtime::{
     RuntimeError,
 };
 use crate::engine_api_get::{Endpoint, get_json};
+use crate::gpu_request::{self, GpuCreateParts, GpuRequestMode};
 use crate::resource_policy::LogRotation;
 
 /// Docker Engine API client. Inspect results are cached per (container, state) so a
@@ -41,6 +42,8 @@ pub struct DockerRuntime {
     log_rotation: Option<LogRotation>,
     /// Whether the engine is Podman (asked once).
     podman: tokio::sync::OnceCell<bool>,
+    /// How assigned GPUs are passed (`Auto`: by runtime).
+    gpu_request: GpuRequestMode,
 }
 
 const API_TIMEOUT_SECS: u64 = 120;
@@ -75,12 +78,19 @@ impl DockerRuntime {
             inspected: Mutex::new(HashMap::new()),
             log_rotation: None,
             podman: tokio::sync::OnceCell::new(),
+            gpu_request: GpuRequestMode::Auto,
         })
     }
 
     /// Containers created from now on rotate their logs so.
     pub fn with_log_rotation(mut self, rotation: Option<LogRotation>) -> Self {
         self.log_rotation = rotation;
+        self
+    }
+
+    /// Assigned GPUs are passed so from now on.
+    pub fn with_gpu_request(mut self, mode: GpuRequestMode) -> Self {
+        self.gpu_request = mode;
         self
     }
 
@@ -412,6 +422,12 @@ impl ContainerRuntime for DockerRuntime {
             };
             // On the host's or another container's network: no ports or hostname of its own.
             let shared_network = spec.host_network || spec.network_mode.is_some();
+            let gpus = if spec.gpus.is_empty() {
+                GpuCreateParts::default()
+            } else {
+                let mode = self.gpu_request.resolve(self.is_podman().await);
+                gpu_request::create_parts(mode, &spec.gpus)
+            };
             let host_config = HostConfig {
                 binds: Some(
                     spec.binds
@@ -457,6 +473,8 @@ impl ContainerRuntime for DockerRuntime {
                 memory: spec.memory_limit_bytes.and_then(|m| i64::try_from(m).ok()),
                 privileged: Some(spec.privileged),
                 log_config: self.log_rotation.map(|r| r.engine_log_config()),
+                device_requests: (!gpus.device_requests.is_empty())
+                    .then(|| gpus.device_requests.clone()),
                 ..Default::default()
             };
             let body = ContainerCreateBody {
@@ -471,7 +489,7 @@ impl ContainerRuntime for DockerRuntime {
                     None
                 },
                 working_dir: spec.working_dir.clone(),
-                env: Some(spec.env.clone()),
+                env: Some(spec.env.iter().chain(&gpus.env).cloned().collect()),
                 labels: spec.identity.as_ref().map(ContainerIdentity::to_labels),
                 // A container in another's network namespace has that one's hostname.
                 hostname: if shared_network {

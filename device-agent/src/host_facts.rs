@@ -103,6 +103,12 @@ impl HostFacts {
         }
     }
 
+    /// The detected GPUs' `nvidia.com/gpu` device ids: their indices `0`..`n-1` (what
+    /// `NVIDIA_VISIBLE_DEVICES`, the NVIDIA device request and CDI's generated names take).
+    pub fn nvidia_gpu_ids(&self) -> Vec<String> {
+        (0..self.nvidia_gpus()).map(|i| i.to_string()).collect()
+    }
+
     fn machine_id(&self) -> Option<String> {
         self.read("/etc/machine-id")
             .map(|s| s.trim().to_owned())

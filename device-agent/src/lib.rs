@@ -18,7 +18,7 @@
 //! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway |
 //! | [`downlink`] | decoding at the MQTT edge: a frame becomes a typed [`downlink::Downlink`] or a [`downlink::RejectReason`] |
 //! | [`unsaved_desired`] | a desired set not yet saved and the deliveries to acknowledge once it is |
-//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `sandbox` (the pod's infra container: shared network, IPC, hostname), `ephemeral` (containers of `kubectl debug`), `lifecycle_hooks` (postStart / preStop), `termination_message`, `status_report` |
+//! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `sandbox` (the pod's infra container: shared network, IPC, hostname), `unlisted_creates` (containers on their way, which hold their infra container), `gpu_assignment` (`nvidia.com/gpu` devices per container, admission), `ephemeral` (containers of `kubectl debug`), `lifecycle_hooks` (postStart / preStop), `termination_message`, `status_report` |
 //! | [`effect_executor`] | carries out the reconciler's effects: outbox, probe workers, runtime effects |
 //! | [`runtime_effects`] | executes the reconciler's runtime and file-system effects, returns their outcomes |
 //! | [`backoff`] | the kubelet's crash-loop / image-pull back-off |
@@ -45,6 +45,7 @@
 //! | [`image_gc`] | pure: images last used when, which to remove between the GC thresholds; `status.images` |
 //! | [`pressure_monitor`] | measures memory, nodefs, imagefs, PIDs every interval; runs image GC; picks the pod to evict |
 //! | [`runtime_images`] | the runtime's images and the images its containers use (Engine API); removal |
+//! | [`gpu_request`] | how assigned GPUs reach a container: NVIDIA device request, CDI device request, or `NVIDIA_VISIBLE_DEVICES` |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
@@ -62,6 +63,7 @@ pub mod docker_runtime;
 pub mod downlink;
 pub mod effect_executor;
 pub mod engine_api_get;
+pub mod gpu_request;
 pub mod hook_runner;
 pub mod host_facts;
 pub mod image_gc;

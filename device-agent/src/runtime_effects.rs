@@ -88,6 +88,7 @@ async fn run(
             spec_hash,
             share,
             sandbox,
+            gpus,
         } => {
             if let SandboxRole::Infra(settings) = &sandbox {
                 let spec = infra_container(device, &pod, restart_count, spec_hash, settings);
@@ -150,6 +151,7 @@ async fn run(
                         SandboxRole::Join(id) => id.clone(),
                         SandboxRole::Own | SandboxRole::Infra(_) => String::new(),
                     },
+                    gpu_devices: gpus.clone(),
                 }),
                 image: c.image.clone(),
                 command: c.command.clone(),
@@ -183,6 +185,7 @@ async fn run(
                 stdin: c.stdin,
                 stdin_once: c.stdin_once,
                 tty: c.tty,
+                gpus,
             };
             Some(match runtime.create(&spec).await {
                 Ok(id) => Outcome::Created { key, id },
@@ -333,6 +336,7 @@ fn infra_container(
             spec_hash,
             grace_period_seconds: pod.termination_grace_period_seconds,
             sandbox_id: String::new(),
+            gpu_devices: Vec::new(),
         }),
         image: settings.image.clone(),
         command: settings.command.clone(),

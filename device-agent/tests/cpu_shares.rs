@@ -48,6 +48,7 @@ async fn cpu_requests_become_the_kubelets_cpu_shares() {
             spec_hash: "h".into(),
             share: None,
             sandbox: SandboxRole::Own,
+            gpus: Vec::new(),
         };
         let outcome = run_effect(&runtime, &device, dir.path(), effect, &tx).await;
         let Some(Outcome::Created { id, .. }) = outcome else {

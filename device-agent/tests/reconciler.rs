@@ -62,6 +62,7 @@ fn snapshot(p: &PodSpec, id: &str, restart: u32, state: RunState) -> ContainerSn
             spec_hash: spec_hash(&p.containers[0]),
             grace_period_seconds: p.termination_grace_period_seconds,
             sandbox_id: String::new(),
+            gpu_devices: Vec::new(),
         },
         state,
         image_id: "sha256:abc".into(),

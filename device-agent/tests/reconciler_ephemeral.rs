@@ -74,6 +74,7 @@ fn snapshot(p: &PodSpec, name: &str, id: &str, state: RunState) -> ContainerSnap
             spec_hash: spec_hash(&spec),
             grace_period_seconds: p.termination_grace_period_seconds,
             sandbox_id: String::new(),
+            gpu_devices: Vec::new(),
         },
         state,
         image_id: "sha256:abc".into(),

@@ -4,6 +4,8 @@
 //! ConfigMap/Secret/downwardAPI/projected volumes, named ports and image pull secrets
 //! before sending, so the device needs nothing but this message to run a pod.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::binary::Base64Bytes;
@@ -216,6 +218,12 @@ pub struct ResourceRequirements {
     pub cpu_limit_millis: Option<u64>,
     pub memory_request_bytes: Option<u64>,
     pub memory_limit_bytes: Option<u64>,
+    /// Extended resources of the container's limits as whole counts, e.g.
+    /// `nvidia.com/gpu: 1` (protocol 1.3; agents declaring
+    /// [`crate::DeviceCapabilities::gpu_assignment`] assign that many GPUs). Left out of
+    /// the encoding when empty, so a spec without it encodes (and hashes) as before.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extended: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

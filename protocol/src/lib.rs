@@ -61,7 +61,9 @@
 //! them, so the gateway names them in a `FieldsNotApplied` event for those. It also
 //! added the `grpc` probe handler and `capabilities.grpcProbes`; a 1.2 agent could not
 //! decode a desired set with a gRPC probe, so the gateway refuses such pods for devices
-//! that do not declare it. Version 1.2
+//! that do not declare it. And it added a container's `resources.extended` (whole counts
+//! of extended resources such as `nvidia.com/gpu`) and `capabilities.gpuAssignment`; the
+//! gateway keeps warning that the resource is not applied for agents without it. Version 1.2
 //! added the node report's pressure `conditions`, `images`, `update` and
 //! `capabilities.activeDeadline` and `capabilities.initContainers`, the pod's
 //! `activeDeadlineSeconds` and `initContainers` (each sent only to agents declaring it),

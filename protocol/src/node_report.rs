@@ -130,6 +130,12 @@ pub struct DeviceCapabilities {
     /// gateway refuses pods with them for agents without it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub grpc_probes: bool,
+    /// The agent assigns distinct `nvidia.com/gpu` devices to the containers whose
+    /// limits name them ([`crate::ResourceRequirements::extended`], protocol 1.3) and
+    /// refuses pods asking for more than are free; the gateway warns that the resource
+    /// is not applied for agents without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gpu_assignment: bool,
 }
 
 /// Amounts of the resources a device offers.

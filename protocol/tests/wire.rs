@@ -51,6 +51,7 @@ fn sample_desired_set() -> DesiredSet {
                     cpu_limit_millis: Some(500),
                     memory_request_bytes: Some(16 << 20),
                     memory_limit_bytes: Some(64 << 20),
+                    extended: BTreeMap::from([("nvidia.com/gpu".to_owned(), 1)]),
                 },
                 volume_mounts: vec![
                     VolumeMount {
@@ -263,6 +264,7 @@ fn samples() -> Vec<Message> {
                 init_containers: true,
                 lifecycle_hooks: true,
                 grpc_probes: true,
+                gpu_assignment: true,
             },
             conditions: vec![
                 NodePressureCondition {

@@ -22,7 +22,7 @@ use crate::host_facts::HostFacts;
 use crate::local_store::{LocalStore, StoreError};
 use crate::log_tail::{self, TailTarget};
 use crate::mqtt_session::{MqttSession, SessionError, SessionEvent};
-use crate::pod_lifecycle::{Input, Outcome, PodLifecycle, ProbeReport};
+use crate::pod_lifecycle::{GPU_RESOURCE, Input, Outcome, PodLifecycle, ProbeReport};
 use crate::pressure_monitor::{PressureMonitor, PressureSources};
 use crate::stats_reporter::{self, StatsSources};
 use crate::streams::StreamManager;
@@ -65,7 +65,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     }
     let store = LocalStore::open(&config.state_dir.join("store"))?;
     let docker = DockerRuntime::connect(&config.runtime_socket, config.device_id.as_str())?
-        .with_log_rotation(config.resources.log_rotation);
+        .with_log_rotation(config.resources.log_rotation)
+        .with_gpu_request(config.gpu_request);
     loop {
         match docker.ping().await {
             Ok(()) => break,
@@ -126,8 +127,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
     let (report_tx, report_rx) = watch::channel(report);
     let desired = store.desired()?;
     let (generation_tx, generation_rx) = watch::channel(desired.generation);
-    let mut lifecycle =
-        PodLifecycle::new(config.timings, node_ip).with_sandbox(config.sandbox.clone());
+    let mut lifecycle = PodLifecycle::new(config.timings, node_ip)
+        .with_sandbox(config.sandbox.clone())
+        .with_gpus(gpu_ids(&facts, &config));
     let _ = lifecycle.handle(Input::Desired(desired));
     let (session_tx, session_rx) = mpsc::unbounded_channel();
     let session = MqttSession::start(&config, store.clone(), report_rx, generation_rx, session_tx)?;
@@ -451,11 +453,28 @@ fn node_report(
     report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(config);
     report.capabilities.stats_interval_seconds = stats_interval_seconds(config);
     report.capabilities.active_deadline = true;
+    report.capabilities.gpu_assignment = true;
+    let gpus = gpu_ids(facts, config).len() as u64;
+    for resources in [&mut report.capacity, &mut report.allocatable] {
+        if gpus > 0 {
+            resources.extended.insert(GPU_RESOURCE.to_owned(), gpus);
+        } else {
+            resources.extended.remove(GPU_RESOURCE);
+        }
+    }
     if let Some(p) = pressure {
         report.conditions = p.conditions();
         report.images = p.images();
     }
     report
+}
+
+/// The `nvidia.com/gpu` device ids: configured, else the detected GPUs.
+fn gpu_ids(facts: &HostFacts, config: &AgentConfig) -> Vec<String> {
+    config
+        .gpu_devices
+        .clone()
+        .unwrap_or_else(|| facts.nvidia_gpu_ids())
 }
 
 /// The report interval declared in the node report's capabilities (none when off).

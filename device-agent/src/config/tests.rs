@@ -120,3 +120,26 @@ fn stats_are_sampled_every_15_seconds_unless_set_and_0_turns_them_off() {
     assert_eq!(with(Some(5)), Some(Duration::from_secs(5)));
     assert_eq!(with(Some(0)), None);
 }
+
+#[test]
+fn gpu_devices_and_request_mode() {
+    use crate::gpu_request::GpuRequestMode;
+    let base = || ConfigFile::parse(DEFAULT_CONFIG_TOML).unwrap();
+    let cfg = AgentConfig::from_file(base()).unwrap();
+    assert_eq!(cfg.gpu_devices, None, "detected unless configured");
+    assert_eq!(cfg.gpu_request, GpuRequestMode::Auto);
+    let set = AgentConfig::from_file(ConfigFile {
+        gpu_devices: Some(vec![" GPU-1 ".into(), String::new(), "2".into()]),
+        gpu_request: Some("cdi".into()),
+        ..base()
+    })
+    .unwrap();
+    assert_eq!(set.gpu_devices, Some(vec!["GPU-1".into(), "2".into()]));
+    assert_eq!(set.gpu_request, GpuRequestMode::Cdi);
+    let bad = AgentConfig::from_file(ConfigFile {
+        gpu_request: Some("gpus".into()),
+        ..base()
+    })
+    .unwrap_err();
+    assert!(bad.to_string().contains("not a GPU request mode"), "{bad}");
+}

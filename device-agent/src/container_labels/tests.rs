@@ -13,6 +13,7 @@ fn round_trips_and_names() {
         spec_hash: "h".into(),
         grace_period_seconds: 5,
         sandbox_id: String::new(),
+        gpu_devices: Vec::new(),
     };
     assert_eq!(id.container_name(), "edge_web_default_nginx_1234abcd_3");
     assert_eq!(ContainerIdentity::from_labels(&id.to_labels()), Some(id));

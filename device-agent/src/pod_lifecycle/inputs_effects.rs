@@ -220,6 +220,8 @@ pub enum Effect {
         /// Set for an ephemeral container: the namespaces it joins.
         share: Option<NamespaceShare>,
         sandbox: SandboxRole,
+        /// The `nvidia.com/gpu` device ids assigned to the container (empty: none).
+        gpus: Vec<String>,
     },
     Start {
         key: ContainerKey,

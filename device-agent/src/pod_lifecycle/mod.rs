@@ -21,12 +21,14 @@
 //! | `lifecycle_hooks.rs` | postStart and preStop hooks: when they run, what their failure does |
 //! | `termination_message.rs` | termination messages of exited containers, read by effect |
 //! | `ephemeral.rs` | ephemeral containers (`kubectl debug`): the namespaces they join, started once |
+//! | `gpu_assignment.rs` | `nvidia.com/gpu` devices per container: admission (`UnexpectedAdmissionError`), assignment kept in container labels, release |
 //! | `status_report.rs` | pod and container status as the kubelet reports it; [`pod_phase`] |
 
 mod active_deadline;
 mod container_memory;
 mod ephemeral;
 mod eviction;
+mod gpu_assignment;
 mod init_sequence;
 mod inputs_effects;
 mod lifecycle_hooks;
@@ -50,6 +52,8 @@ use crate::container_runtime::{ContainerSnapshot, RunState};
 
 pub use container_memory::spec_hash;
 use container_memory::{ContainerMemory, PodEntry, ProbeState, VolumeState, spec_hash_bytes};
+pub use gpu_assignment::GPU_RESOURCE;
+use gpu_assignment::GpuPool;
 pub use init_sequence::{InitProgress, is_sidecar, restart_policy_of};
 pub use inputs_effects::{
     ContainerKey, Effect, FailureReason, Input, NamespaceShare, Outcome, ProbeKind, ProbeReport,
@@ -94,6 +98,8 @@ pub struct PodLifecycle {
     effects: Vec<Effect>,
     hooks: lifecycle_hooks::HooksInFlight,
     termination: termination_message::TerminationMessages,
+    /// The node's `nvidia.com/gpu` devices and the containers holding them.
+    gpus: GpuPool,
 }
 
 impl PodLifecycle {
@@ -119,6 +125,7 @@ impl PodLifecycle {
             effects: Vec::new(),
             hooks: Default::default(),
             termination: Default::default(),
+            gpus: GpuPool::default(),
         }
     }
 
@@ -242,6 +249,7 @@ impl PodLifecycle {
                 self.now = self.now.max(now);
                 self.containers = list;
                 self.listed = true;
+                self.adopt_gpus();
                 // Pods known before the first listing (from the store, after an agent
                 // restart) started no later than their oldest container.
                 for (uid, pod) in self.pods.iter_mut() {

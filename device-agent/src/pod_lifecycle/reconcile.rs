@@ -18,6 +18,7 @@ use crate::container_runtime::{ContainerSnapshot, RunState};
 
 impl PodLifecycle {
     pub(super) fn reconcile(&mut self) {
+        self.release_gpus();
         // Containers of pods nobody wants any more.
         let mut orphan_pods: BTreeMap<String, Vec<ContainerSnapshot>> = BTreeMap::new();
         for c in &self.containers {
@@ -116,6 +117,12 @@ impl PodLifecycle {
             self.stop_ended(uid);
             return;
         }
+        if !self.admit_gpus(uid) {
+            return;
+        }
+        let Some(pod) = self.pods.get(uid) else {
+            return;
+        };
         // Volumes first.
         match &pod.volumes.clone() {
             VolumeState::NotPrepared => {
@@ -471,6 +478,7 @@ impl PodLifecycle {
             spec_hash: hash.to_owned(),
             share: share.cloned(),
             sandbox,
+            gpus: self.gpus_of(key),
         });
     }
 }

@@ -27,6 +27,7 @@ fn container(
             spec_hash: String::new(),
             grace_period_seconds: 1,
             sandbox_id: String::new(),
+            gpu_devices: Vec::new(),
         },
         state: if running {
             RunState::Running { started_at: 1 }

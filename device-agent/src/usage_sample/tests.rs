@@ -107,6 +107,7 @@ fn sample(pod: &str, container: &str, cpu: u64) -> ContainerSample {
             spec_hash: "h".into(),
             grace_period_seconds: 30,
             sandbox_id: String::new(),
+            gpu_devices: Vec::new(),
         },
         started_at: 1_000,
         usage: CpuMemoryUsage {

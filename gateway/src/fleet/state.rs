@@ -418,6 +418,7 @@ impl FleetState {
             runs_init_containers: report.is_some_and(|r| r.capabilities.init_containers),
             lifecycle_hooks: report.is_some_and(|r| r.capabilities.lifecycle_hooks),
             grpc_probes: report.is_some_and(|r| r.capabilities.grpc_probes),
+            assigns_gpus: report.is_some_and(|r| r.capabilities.gpu_assignment),
             agent_version: report
                 .map(|r| format!("edge-agent {}", r.agent_version))
                 .unwrap_or_else(|| "not connected yet".to_owned()),

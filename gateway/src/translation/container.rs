@@ -125,7 +125,25 @@ fn resources(container: &Container) -> Result<ResourceRequirements, TranslationE
         cpu_limit_millis: get(true, "cpu")?.map(Quantity::millis_u64),
         memory_request_bytes: get(false, "memory")?.map(Quantity::units_u64),
         memory_limit_bytes: get(true, "memory")?.map(Quantity::units_u64),
+        extended: extended_limits(r.and_then(|r| r.limits.as_ref()))?,
     })
+}
+
+/// Extended resources (domain-qualified names such as `nvidia.com/gpu`; the API server
+/// allows only whole numbers for them) of a container's limits.
+fn extended_limits(
+    limits: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> Result<BTreeMap<String, u64>, TranslationError> {
+    let mut out = BTreeMap::new();
+    for (name, q) in limits.into_iter().flatten() {
+        if name.contains('/') && !name.starts_with("kubernetes.io/") {
+            let count = Quantity::parse(&q.0)?.units_u64();
+            if count > 0 {
+                out.insert(name.clone(), count);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One container of `pod`, its env resolved and its mounts checked against the pod's

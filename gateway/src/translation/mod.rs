@@ -250,6 +250,9 @@ pub struct NodeContext {
     /// The device's agent runs gRPC probes
     /// ([`edge_protocol::DeviceCapabilities::grpc_probes`]).
     pub grpc_probes: bool,
+    /// The device's agent assigns `nvidia.com/gpu` devices per container
+    /// ([`edge_protocol::DeviceCapabilities::gpu_assignment`]).
+    pub assigns_gpus: bool,
     /// The agent's version, for the message when it cannot run what a pod needs.
     pub agent_version: String,
 }
@@ -377,6 +380,9 @@ pub fn translate_pod(
     let mut ignored = not_applied::not_applied(pod);
     if node.lifecycle_hooks {
         ignored.retain(|f| !not_applied::applied_with_lifecycle_hooks(f));
+    }
+    if node.assigns_gpus {
+        ignored.retain(|field| !not_applied::is_gpu_resource(field));
     }
     if !ignored.is_empty() {
         warnings.push(TranslationWarning {

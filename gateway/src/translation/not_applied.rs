@@ -12,6 +12,12 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, SecurityCon
 /// scheduler but not given to the container.
 const APPLIED_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage"];
 
+/// The resource agents with [`edge_protocol::DeviceCapabilities::gpu_assignment`]
+/// apply (a field path `...resources[nvidia.com/gpu]` of [`not_applied`]).
+pub fn is_gpu_resource(field: &str) -> bool {
+    field.ends_with(".resources[nvidia.com/gpu]")
+}
+
 fn container_fields(path: &str, c: &Container, out: &mut Vec<String>) {
     let mut note = |field: &str| out.push(format!("{path}.{field}"));
     if let Some(l) = &c.lifecycle {

@@ -26,6 +26,7 @@ fn node() -> NodeContext {
         runs_init_containers: false,
         lifecycle_hooks: false,
         grpc_probes: false,
+        assigns_gpus: false,
         agent_version: "edge-agent 0.9.0".into(),
     }
 }
@@ -572,4 +573,36 @@ fn grpc_probes_go_to_agents_that_run_them_and_are_refused_for_older_ones() {
         translate_pod(&bad, &refs(), &capable).unwrap_err(),
         TranslationError::BadPort(0)
     );
+}
+
+#[test]
+fn gpu_limits_are_sent_and_warned_about_only_for_agents_without_gpu_assignment() {
+    let p = pod(json!({
+        "containers": [{"name": "infer", "image": "x:1",
+            "resources": {"limits": {"nvidia.com/gpu": "2", "memory": "1Gi"},
+                          "requests": {"nvidia.com/gpu": "2"}}}]
+    }));
+    let not_applied = |t: &Translation| {
+        t.warnings
+            .iter()
+            .filter(|w| w.reason == EventReason::FieldsNotApplied)
+            .map(|w| w.message.clone())
+            .collect::<Vec<_>>()
+    };
+    let old = translate_pod(&p, &refs(), &node()).unwrap();
+    let warned = not_applied(&old);
+    assert!(
+        warned.len() == 1 && warned[0].contains("resources[nvidia.com/gpu]"),
+        "{warned:?}"
+    );
+    let capable = NodeContext {
+        assigns_gpus: true,
+        ..node()
+    };
+    let t = translate_pod(&p, &refs(), &capable).unwrap();
+    assert!(not_applied(&t).is_empty(), "{:?}", t.warnings);
+    let r = &t.spec.containers[0].resources;
+    assert_eq!(r.extended.get("nvidia.com/gpu"), Some(&2));
+    assert_eq!(r.extended.len(), 1, "cpu/memory are not extended: {r:?}");
+    assert_eq!(r.memory_limit_bytes, Some(1 << 30));
 }

@@ -85,7 +85,6 @@ impl Agent {
             .args(["--broker-url", &o.broker_url])
             .arg("--state-dir")
             .arg(&self.state_dir)
-            .args(["--runtime-socket", &docker_host])
             .args([
                 "--heartbeat-interval",
                 &format!("{}ms", o.heartbeat_interval.as_millis()),
@@ -96,6 +95,10 @@ impl Agent {
             .env("EDGE_AGENT_EVICTION_MONITORING_INTERVAL_SECONDS", "0");
         for (k, v) in &o.labels {
             cmd.args(["--label", &format!("{k}={v}")]);
+        }
+        // The shared Podman unless a scenario names another runtime.
+        if !o.extra_args.iter().any(|a| a == "--runtime-socket") {
+            cmd.args(["--runtime-socket", &docker_host]);
         }
         cmd.args(&o.extra_args);
         let name = format!("agent-{}", o.device_id);

@@ -47,6 +47,7 @@ fn snap(p: &PodSpec, name: &str, restart: u32, state: RunState) -> ContainerSnap
             spec_hash: p.container(name).map(spec_hash).unwrap_or_default(),
             grace_period_seconds: 5,
             sandbox_id: String::new(),
+            gpu_devices: Vec::new(),
         },
         state,
         image_id: "sha".into(),

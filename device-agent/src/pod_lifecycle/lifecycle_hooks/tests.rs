@@ -81,6 +81,7 @@ pub(in crate::pod_lifecycle) fn snap(
             spec_hash: spec_hash(&p.containers[0]),
             grace_period_seconds: 30,
             sandbox_id: String::new(),
+            gpu_devices: Vec::new(),
         },
         state,
         image_id: "sha".into(),

@@ -52,6 +52,7 @@ fn snap(name: &str, id: &str, restart: u32, sandbox: &str, state: RunState) -> C
             spec_hash: hash,
             grace_period_seconds: 5,
             sandbox_id: sandbox.into(),
+            gpu_devices: Vec::new(),
         },
         state,
         image_id: "sha".into(),
