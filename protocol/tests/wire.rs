@@ -357,6 +357,9 @@ fn samples() -> Vec<Message> {
             known_generation: 6,
             reason: "agent start".into(),
         }),
+        Message::RetireOrder(RetireOrder {
+            reason: "retired by edge-gateway retire".into(),
+        }),
         Message::LogChunk(LogChunk {
             sequence: 3,
             data: "line one\nline two\n".into(),
@@ -498,6 +501,7 @@ fn topic_for(kind: MessageKind) -> Topic {
         MessageKind::ResyncRequest => Topic::up(&d, UpChannel::Resync),
         MessageKind::LogChunk => Topic::up(&d, UpChannel::Logs(r)),
         MessageKind::DesiredSet => Topic::down(&d, DownChannel::Desired),
+        MessageKind::RetireOrder => Topic::down(&d, DownChannel::Retire),
         MessageKind::LogRequest | MessageKind::LogCancel => Topic::down(&d, DownChannel::Logs(r)),
         MessageKind::NodeStats => Topic::up(&d, UpChannel::Stats),
         MessageKind::LogTailReport => Topic::up(&d, UpChannel::LogTail),
@@ -582,6 +586,11 @@ fn round_trip_stream_messages() {
     ] {
         round_trip(kind);
     }
+}
+
+#[test]
+fn round_trip_retire_order() {
+    round_trip(MessageKind::RetireOrder);
 }
 
 #[test]
