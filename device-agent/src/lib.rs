@@ -44,6 +44,7 @@
 //! | [`pressure_monitor`] | measures memory, nodefs, imagefs, PIDs every interval; runs image GC; picks the pod to evict |
 //! | [`runtime_images`] | the runtime's images and the images its containers use (Engine API); removal |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
+//! | [`retirement`] | the wipe a retired device does on the gateway's `down/retire`: containers stopped and removed, state directory, key and certificate deleted; [`retirement::RETIRED_EXIT_CODE`] |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
 //! | [`wall_clock`] | Unix milliseconds |
@@ -74,6 +75,7 @@ pub mod pressure_monitor;
 pub mod probe_worker;
 pub mod publish_ledger;
 pub mod resource_policy;
+pub mod retirement;
 pub mod runtime_effects;
 pub mod runtime_images;
 pub mod stats_reporter;

@@ -95,6 +95,10 @@ impl FleetState {
             device: device.clone(),
             retired: true,
         });
+        out.push(FleetEffect::RetainLogTails {
+            device: device.clone(),
+            present: Default::default(),
+        });
         let message = format!("edge-gateway no longer serves device {device}: {RETIRED_WHY}");
         out.push(FleetEffect::Kube(KubeOp::RecordEvent {
             device: device.clone(),

@@ -81,6 +81,13 @@ fn an_online_device_retired_loses_node_lease_pods_and_store_and_is_told_at_once(
             .any(|e| matches!(e, FleetEffect::ForgetStored { device, retired: true } if device.as_str() == "ret-1")),
         "{effects:?}"
     );
+    assert!(
+        effects.iter().any(
+            |e| matches!(e, FleetEffect::RetainLogTails { device, present }
+            if device.as_str() == "ret-1" && present.is_empty())
+        ),
+        "its cached log tails are purged too: {effects:?}"
+    );
     assert!(metric(&effects, "retired") && metric(&effects, "order_sent"));
     assert!(!s.knows(&id("ret-1")));
     // the next tick does nothing more about it
