@@ -14,9 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, ensure};
 use edge_gateway::enrollment::RevocationList;
 use edge_gateway::store::Store;
-use edge_hil_tests::scenario::{
-    phase, pod_manifest, pods, runtime_containers, uid, wait_node_ready,
-};
+use edge_hil_tests::scenario::{deployment, phase, pods, runtime_containers, uid, wait_node_ready};
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions, binary, eventually,
 };
@@ -26,7 +24,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use serde_json::json;
 
 const RETIRED_EXIT_CODE: i32 = 78;
 
@@ -39,24 +36,8 @@ async fn stack() -> Result<Stack> {
 
 /// A Deployment of one pod on this stack's devices.
 async fn deploy(stack: &Stack, name: &str) -> Result<()> {
-    let (key, value) = stack.pod_node_selector();
-    let mut template = serde_json::to_value(pod_manifest(
-        name,
-        &[],
-        true,
-        "Always",
-        "echo up; sleep 3600",
-    ))?;
-    template["spec"]["nodeSelector"] = json!({key: value});
-    template["metadata"] = json!({"labels": {"app": name}});
-    let deployment: Deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}
-    }))?;
     Api::<Deployment>::namespaced(stack.client().await?, &stack.namespace)
-        .create(&PostParams::default(), &deployment)
+        .create(&PostParams::default(), &deployment(stack, name)?)
         .await?;
     Ok(())
 }

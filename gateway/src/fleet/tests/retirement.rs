@@ -35,6 +35,16 @@ fn hello(device: &str, revocation: Revocation) -> FleetInput {
     from(device, DeviceMessage::Hello(Box::default()), revocation)
 }
 
+/// A tick with no device newly revoked.
+fn idle_tick(s: &mut FleetState, at: Now) -> Effects {
+    s.handle(
+        FleetInput::Tick {
+            revoked: Vec::new(),
+        },
+        at,
+    )
+}
+
 fn later(now: Now, by: Duration) -> Now {
     Now {
         at: now.at + by,
@@ -91,12 +101,7 @@ fn an_online_device_retired_loses_node_lease_pods_and_store_and_is_told_at_once(
     assert!(metric(&effects, "retired") && metric(&effects, "order_sent"));
     assert!(!s.knows(&id("ret-1")));
     // the next tick does nothing more about it
-    let again = s.handle(
-        FleetInput::Tick {
-            revoked: Vec::new(),
-        },
-        now,
-    );
+    let again = idle_tick(&mut s, now);
     assert_eq!(node_deletions(&again, "ret-1") + orders(&again, "ret-1"), 0);
 }
 
@@ -176,12 +181,7 @@ fn a_failed_deletion_of_the_node_lease_or_pods_is_tried_again() {
         now,
     );
     // under way: not sent again
-    let waiting = s.handle(
-        FleetInput::Tick {
-            revoked: Vec::new(),
-        },
-        later(now, RETIRE_CLEANUP_RETRY * 2),
-    );
+    let waiting = idle_tick(&mut s, later(now, RETIRE_CLEANUP_RETRY * 2));
     assert_eq!(node_deletions(&waiting, "ret-4"), 0);
 
     s.handle(
@@ -190,19 +190,9 @@ fn a_failed_deletion_of_the_node_lease_or_pods_is_tried_again() {
         }),
         now,
     );
-    let early = s.handle(
-        FleetInput::Tick {
-            revoked: Vec::new(),
-        },
-        later(now, Duration::from_secs(1)),
-    );
+    let early = idle_tick(&mut s, later(now, Duration::from_secs(1)));
     assert_eq!(node_deletions(&early, "ret-4"), 0, "{early:?}");
-    let due = s.handle(
-        FleetInput::Tick {
-            revoked: Vec::new(),
-        },
-        later(now, RETIRE_CLEANUP_RETRY),
-    );
+    let due = idle_tick(&mut s, later(now, RETIRE_CLEANUP_RETRY));
     assert_eq!(node_deletions(&due, "ret-4"), 1, "{due:?}");
 
     s.handle(
@@ -211,11 +201,6 @@ fn a_failed_deletion_of_the_node_lease_or_pods_is_tried_again() {
         }),
         now,
     );
-    let done = s.handle(
-        FleetInput::Tick {
-            revoked: Vec::new(),
-        },
-        later(now, RETIRE_CLEANUP_RETRY * 3),
-    );
+    let done = idle_tick(&mut s, later(now, RETIRE_CLEANUP_RETRY * 3));
     assert_eq!(node_deletions(&done, "ret-4"), 0, "{done:?}");
 }
