@@ -288,13 +288,14 @@ async fn deleting_a_node_labelled_retire_retires_its_device_and_without_the_labe
     let plain_node = wait_node_ready(&stack, PLAIN, "True", Duration::from_secs(60)).await?;
     let state_dir = stack.agent(LABELLED)?.state_dir().to_owned();
 
-    // without the label: the Node comes back (a new object), the device keeps running
+    // without the label: the Node comes back (a new object) at the next node status
+    // write (every --node-status-interval, 60 s), the device keeps running
     stack.kubectl.run(&["delete", "node", PLAIN])?;
     let nodes: Api<Node> = Api::all(stack.client().await?);
     let old_uid = plain_node.metadata.uid.clone();
     eventually(
         "the unlabelled Node to come back",
-        Duration::from_secs(60),
+        Duration::from_secs(150),
         || {
             let (nodes, old_uid) = (nodes.clone(), old_uid.clone());
             async move {
