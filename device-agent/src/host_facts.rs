@@ -214,6 +214,7 @@ impl HostFacts {
             capabilities: edge_protocol::DeviceCapabilities {
                 streams: Some(edge_protocol::STREAM_PROTOCOL_VERSION),
                 init_containers: true,
+                retire: true,
                 ..Default::default()
             },
             conditions: Vec::new(),

@@ -57,8 +57,9 @@
 //! # Envelope and versions
 //!
 //! Every payload is `{"protocol":"1.3","kind":"<kind>","body":{...}}` in JSON. Version 1.3
-//! added `down/retire` with [`RetireOrder`] (a 1.2 agent refuses its kind as unknown and
-//! keeps running; the gateway has retired it anyway). Version 1.2
+//! added `down/retire` with [`RetireOrder`] and `capabilities.retire` (a 1.2 agent refuses
+//! the kind as unknown and keeps running; the gateway retires it anyway and its Event says
+//! the device must be wiped by hand). Version 1.2
 //! added the node report's pressure `conditions`, `images`, `update` and
 //! `capabilities.activeDeadline` and `capabilities.initContainers`, the pod's
 //! `activeDeadlineSeconds` and `initContainers` (each sent only to agents declaring it),

@@ -236,6 +236,7 @@ fn samples() -> Vec<Message> {
                 log_tail_interval_seconds: Some(60),
                 active_deadline: true,
                 init_containers: true,
+                retire: true,
             },
             conditions: vec![
                 NodePressureCondition {

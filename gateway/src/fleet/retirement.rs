@@ -99,7 +99,18 @@ impl FleetState {
             device: device.clone(),
             present: Default::default(),
         });
-        let message = format!("edge-gateway no longer serves device {device}: {RETIRED_WHY}");
+        let told = match &entry.report {
+            Some(report) if !report.capabilities.retire => format!(
+                "; its agent ({}) does not obey retire orders (protocol 1.3): remove its containers, state, key and certificate by hand",
+                if report.agent_version.is_empty() {
+                    "version unknown"
+                } else {
+                    report.agent_version.as_str()
+                }
+            ),
+            _ => String::new(),
+        };
+        let message = format!("edge-gateway no longer serves device {device}: {RETIRED_WHY}{told}");
         out.push(FleetEffect::Kube(KubeOp::RecordEvent {
             device: device.clone(),
             event: Box::new(node_event(

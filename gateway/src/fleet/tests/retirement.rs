@@ -204,3 +204,70 @@ fn a_failed_deletion_of_the_node_lease_or_pods_is_tried_again() {
     let done = idle_tick(&mut s, later(now, RETIRE_CLEANUP_RETRY * 3));
     assert_eq!(node_deletions(&done, "ret-4"), 0, "{done:?}");
 }
+
+/// The Node's `DeviceRetired` Event message of a retirement.
+fn node_event_message(effects: &Effects) -> String {
+    effects
+        .iter()
+        .find_map(|e| match e {
+            FleetEffect::Kube(KubeOp::RecordEvent { event, .. })
+                if event.reason.as_deref() == Some("DeviceRetired") =>
+            {
+                event.message.clone()
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_agent_that_cannot_obey_the_order_is_named_in_the_event() {
+    let mut s = state_with(&[]);
+    let now = Now::current();
+    let old_agent = NodeReport {
+        agent_version: "0.9.0".into(),
+        ..Default::default()
+    };
+    s.handle(
+        from(
+            "ret-5",
+            DeviceMessage::Hello(Box::new(old_agent)),
+            Revocation::NotRevoked,
+        ),
+        now,
+    );
+    let effects = s.handle(
+        FleetInput::Tick {
+            revoked: vec![id("ret-5")],
+        },
+        now,
+    );
+    let message = node_event_message(&effects);
+    assert!(
+        message.contains("its agent (0.9.0) does not obey retire orders"),
+        "{message:?}"
+    );
+
+    let mut current = NodeReport::default();
+    current.capabilities.retire = true;
+    s.handle(
+        from(
+            "ret-6",
+            DeviceMessage::Hello(Box::new(current)),
+            Revocation::NotRevoked,
+        ),
+        now,
+    );
+    let effects = s.handle(
+        FleetInput::Tick {
+            revoked: vec![id("ret-6")],
+        },
+        now,
+    );
+    let message = node_event_message(&effects);
+    assert!(
+        message.contains("no longer serves device ret-6"),
+        "{message:?}"
+    );
+    assert!(!message.contains("by hand"), "{message:?}");
+}
