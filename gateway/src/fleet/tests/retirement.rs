@@ -220,29 +220,25 @@ fn node_event_message(effects: &Effects) -> String {
         .unwrap_or_default()
 }
 
-#[test]
-fn an_agent_that_cannot_obey_the_order_is_named_in_the_event() {
+/// The Node Event of a device that said hello with `report` and was then retired.
+fn retired_event(report: NodeReport, device: &str) -> String {
     let mut s = state_with(&[]);
     let now = Now::current();
+    let hello = DeviceMessage::Hello(Box::new(report));
+    s.handle(from(device, hello, Revocation::NotRevoked), now);
+    let tick = FleetInput::Tick {
+        revoked: vec![id(device)],
+    };
+    node_event_message(&s.handle(tick, now))
+}
+
+#[test]
+fn an_agent_that_cannot_obey_the_order_is_named_in_the_event() {
     let old_agent = NodeReport {
         agent_version: "0.9.0".into(),
         ..Default::default()
     };
-    s.handle(
-        from(
-            "ret-5",
-            DeviceMessage::Hello(Box::new(old_agent)),
-            Revocation::NotRevoked,
-        ),
-        now,
-    );
-    let effects = s.handle(
-        FleetInput::Tick {
-            revoked: vec![id("ret-5")],
-        },
-        now,
-    );
-    let message = node_event_message(&effects);
+    let message = retired_event(old_agent, "ret-5");
     assert!(
         message.contains("its agent (0.9.0) does not obey retire orders"),
         "{message:?}"
@@ -250,21 +246,7 @@ fn an_agent_that_cannot_obey_the_order_is_named_in_the_event() {
 
     let mut current = NodeReport::default();
     current.capabilities.retire = true;
-    s.handle(
-        from(
-            "ret-6",
-            DeviceMessage::Hello(Box::new(current)),
-            Revocation::NotRevoked,
-        ),
-        now,
-    );
-    let effects = s.handle(
-        FleetInput::Tick {
-            revoked: vec![id("ret-6")],
-        },
-        now,
-    );
-    let message = node_event_message(&effects);
+    let message = retired_event(current, "ret-6");
     assert!(
         message.contains("no longer serves device ret-6"),
         "{message:?}"
