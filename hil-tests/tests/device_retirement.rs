@@ -1,4 +1,5 @@
-//! Retiring a device on the real control plane, with real agents on Podman:
+//! Retiring a device on the real control plane, with real agents on Podman (the command on
+//! the embedded broker and on Mosquitto):
 //! - `edge-gateway retire <id>`: the Deployment's pod on the device is deleted (a Warning
 //!   `DeviceRetired` Event) and its replacement runs on another device; the Node and its
 //!   Lease are gone; the gateway's store holds nothing of the device; the agent removed
@@ -27,11 +28,8 @@ use kube::api::{ListParams, PostParams};
 
 const RETIRED_EXIT_CODE: i32 = 78;
 
-async fn stack() -> Result<Stack> {
-    Ok(
-        Stack::start(StackOptions::fast(BrokerKind::Embedded).on(ClusterBackend::ControlPlane))
-            .await?,
-    )
+async fn stack(broker: BrokerKind) -> Result<Stack> {
+    Ok(Stack::start(StackOptions::fast(broker).on(ClusterBackend::ControlPlane)).await?)
 }
 
 /// A Deployment of one pod on this stack's devices.
@@ -143,21 +141,29 @@ fn http_get(url: &str) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -> Result<()> {
-    const OLD: &str = "retire-cmd-old";
-    const NEW: &str = "retire-cmd-new";
-    let mut stack = stack().await?;
-    stack.start_agent(OLD, &[], AgentBuild::Host)?;
-    wait_node_ready(&stack, OLD, "True", Duration::from_secs(60)).await?;
+    retire_scenario(BrokerKind::Embedded, "retire-cmd-old", "retire-cmd-new").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retire_on_mosquitto() -> Result<()> {
+    retire_scenario(BrokerKind::Mosquitto, "retire-mq-old", "retire-mq-new").await
+}
+
+/// `edge-gateway retire` of the device running a Deployment's pod, with `new` beside it.
+async fn retire_scenario(broker: BrokerKind, old: &str, new: &str) -> Result<()> {
+    let mut stack = stack(broker).await?;
+    stack.start_agent(old, &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, old, "True", Duration::from_secs(60)).await?;
     deploy(&stack, "moved").await?;
-    let before = running_on(&stack, "moved", OLD, Duration::from_secs(90)).await?;
+    let before = running_on(&stack, "moved", old, Duration::from_secs(90)).await?;
     let before_uid = uid(&before);
     ensure!(
         !runtime_containers(&before_uid)?.is_empty(),
         "no containers of the pod"
     );
-    stack.start_agent(NEW, &[], AgentBuild::Host)?;
-    wait_node_ready(&stack, NEW, "True", Duration::from_secs(60)).await?;
-    let state_dir = stack.agent(OLD)?.state_dir().to_owned();
+    stack.start_agent(new, &[], AgentBuild::Host)?;
+    wait_node_ready(&stack, new, "True", Duration::from_secs(60)).await?;
+    let state_dir = stack.agent(old)?.state_dir().to_owned();
     ensure!(
         state_dir.join("store").exists(),
         "the agent keeps no store in {state_dir:?}"
@@ -165,7 +171,7 @@ async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -
 
     let store_dir = stack.dir().join("gateway-store");
     let out = std::process::Command::new(binary("edge-gateway")?)
-        .args(["retire", OLD, "--store-dir"])
+        .args(["retire", old, "--store-dir"])
         .arg(&store_dir)
         .output()
         .context("running edge-gateway retire")?;
@@ -176,7 +182,7 @@ async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -
     );
 
     // the device wiped itself and exited for good
-    let code = agent_exit(&mut stack, OLD, Duration::from_secs(60)).await?;
+    let code = agent_exit(&mut stack, old, Duration::from_secs(60)).await?;
     ensure!(
         code == RETIRED_EXIT_CODE,
         "exit status {code}\n{}",
@@ -184,7 +190,7 @@ async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -
     );
     ensure!(
         stack
-            .agent(OLD)?
+            .agent(old)?
             .log()
             .contains("this device was retired by its gateway"),
         "{}",
@@ -201,7 +207,7 @@ async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -
     );
 
     // the pod moved; the old one got a Warning Event
-    let after = running_on(&stack, "moved", NEW, Duration::from_secs(90)).await?;
+    let after = running_on(&stack, "moved", new, Duration::from_secs(90)).await?;
     ensure!(uid(&after) != before_uid, "the same pod");
     let name = before.metadata.name.clone().unwrap();
     let events = stack.kubectl.run(&[
@@ -215,23 +221,23 @@ async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -
         "jsonpath={.items[*].message}",
     ])?;
     ensure!(
-        events.contains(&format!("its node {OLD} was retired")),
+        events.contains(&format!("its node {old} was retired")),
         "events: {events:?}"
     );
     ensure!(
         pods(&stack).await?.get_opt(&name).await?.is_none(),
         "the old pod is still there"
     );
-    node_and_lease_gone(&stack, OLD, Duration::from_secs(3)).await?;
+    node_and_lease_gone(&stack, old, Duration::from_secs(3)).await?;
 
     // started again, it is refused: told again, exits again, no Node
-    stack.agent(OLD)?.restart()?;
-    let code = agent_exit(&mut stack, OLD, Duration::from_secs(60)).await?;
+    stack.agent(old)?.restart()?;
+    let code = agent_exit(&mut stack, old, Duration::from_secs(60)).await?;
     ensure!(
         code == RETIRED_EXIT_CODE,
         "exit status {code} on its return"
     );
-    node_and_lease_gone(&stack, OLD, Duration::from_secs(2)).await?;
+    node_and_lease_gone(&stack, old, Duration::from_secs(2)).await?;
     let metrics = http_get(&stack.gateway.metrics_url())?;
     ensure!(retirements(&metrics, "retired") >= 1.0, "{metrics}");
     ensure!(retirements(&metrics, "order_sent") >= 2.0, "{metrics}");
@@ -245,7 +251,7 @@ async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -
     // the store holds nothing of it (read once the gateway is down)
     stack.gateway.kill9();
     let store = Store::open(&store_dir)?;
-    let old = DeviceId::new(OLD)?;
+    let old = DeviceId::new(old)?;
     ensure!(
         !store
             .load_devices()
@@ -262,7 +268,7 @@ async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -
         !store
             .load_log_tails()
             .iter()
-            .any(|(k, _)| k.starts_with(&format!("{OLD}/"))),
+            .any(|(k, _)| k.starts_with(&format!("{old}/"))),
         "its log tails are still stored"
     );
     ensure!(
@@ -270,7 +276,7 @@ async fn retire_moves_pods_deletes_node_lease_and_store_and_wipes_the_device() -
             .load_devices()
             .into_iter()
             .flatten()
-            .any(|(d, _)| d.as_str() == NEW),
+            .any(|(d, _)| d.as_str() == new),
         "the other device is not stored (the check reads the wrong store)"
     );
     Ok(())
@@ -281,7 +287,7 @@ async fn deleting_a_node_labelled_retire_retires_its_device_and_without_the_labe
 -> Result<()> {
     const LABELLED: &str = "retire-label-dev";
     const PLAIN: &str = "retire-label-plain";
-    let mut stack = stack().await?;
+    let mut stack = stack(BrokerKind::Embedded).await?;
     stack.start_agent(LABELLED, &[], AgentBuild::Host)?;
     stack.start_agent(PLAIN, &[], AgentBuild::Host)?;
     wait_node_ready(&stack, LABELLED, "True", Duration::from_secs(60)).await?;
