@@ -5,8 +5,8 @@
 
 use edge_protocol::{
     DecodeError, DesiredSet, DeviceId, DownChannel, LogRequest, Message, MessageKind, RequestId,
-    ResyncRequest, StreamClose, StreamCredit, StreamData, StreamOpen, StreamResize, Topic,
-    TopicError,
+    ResyncRequest, RetireOrder, StreamClose, StreamCredit, StreamData, StreamOpen, StreamResize,
+    Topic, TopicError,
 };
 use rumqttc::Publish;
 
@@ -26,6 +26,8 @@ pub enum Downlink {
         id: RequestId,
         message: StreamDownlink,
     },
+    /// `down/retire`: the device was retired; wipe and exit.
+    Retire(RetireOrder),
 }
 
 /// What the gateway sends on one stream.
@@ -116,6 +118,7 @@ pub fn decode(device: &DeviceId, topic: &str, payload: &[u8]) -> Result<Downlink
     match (message, channel) {
         (Message::DesiredSet(set), DownChannel::Desired) => Ok(Downlink::Desired(set)),
         (Message::ResyncRequest(r), DownChannel::Resync) => Ok(Downlink::Resync(r)),
+        (Message::RetireOrder(order), DownChannel::Retire) => Ok(Downlink::Retire(order)),
         (Message::LogRequest(request), DownChannel::Logs(id)) => Ok(Downlink::LogRequest {
             id: id.clone(),
             request,

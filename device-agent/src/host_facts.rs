@@ -222,6 +222,7 @@ impl HostFacts {
                 init_containers: true,
                 lifecycle_hooks: true,
                 grpc_probes: true,
+                retire: true,
                 ..Default::default()
             },
             conditions: Vec::new(),

@@ -47,6 +47,7 @@
 //! | [`runtime_images`] | the runtime's images and the images its containers use (Engine API); removal |
 //! | [`gpu_request`] | how assigned GPUs reach a container: NVIDIA device request, CDI device request, or `NVIDIA_VISIBLE_DEVICES` |
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
+//! | [`retirement`] | the wipe a retired device does on the gateway's `down/retire`: containers stopped and removed, state directory, key and certificate deleted; [`retirement::RETIRED_EXIT_CODE`] |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
 //! | [`wall_clock`] | Unix milliseconds |
@@ -79,6 +80,7 @@ pub mod pressure_monitor;
 pub mod probe_worker;
 pub mod publish_ledger;
 pub mod resource_policy;
+pub mod retirement;
 pub mod runtime_effects;
 pub mod runtime_images;
 pub mod stats_reporter;

@@ -2,8 +2,10 @@
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use edge_agent::agent::Stopped;
 use edge_agent::cli::{Cli, Command};
 use edge_agent::config::DEFAULT_CONFIG_TOML;
+use edge_agent::retirement::RETIRED_EXIT_CODE;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
@@ -38,7 +40,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(async {
+            let stopped = runtime.block_on(async {
                 let shutdown = CancellationToken::new();
                 let signal = shutdown.clone();
                 tokio::spawn(async move {
@@ -47,6 +49,18 @@ fn main() -> anyhow::Result<()> {
                 });
                 edge_agent::agent::run(config, shutdown).await
             })?;
+            if let Stopped::Retired { reason, failures } = stopped {
+                for failure in &failures {
+                    tracing::error!("retired device wipe incomplete: {failure}");
+                }
+                tracing::error!(
+                    reason,
+                    "this device was retired by its gateway: its pods, pod volumes, local state, key and certificate are removed; \
+                     exiting with status {RETIRED_EXIT_CODE} (systemd does not restart it). Enroll the board under a new id to use it again"
+                );
+                drop(runtime);
+                std::process::exit(RETIRED_EXIT_CODE);
+            }
             Ok(())
         }
     }

@@ -346,6 +346,11 @@ pub async fn start(
             }
         }));
     }
+    tasks.push(tokio::spawn(crate::retire_trigger::run(
+        client.clone(),
+        config.store_dir.clone(),
+        token.clone(),
+    )));
     tasks.push(tokio::spawn(pod_watch::run(
         client.clone(),
         fleet.clone(),

@@ -15,7 +15,7 @@
 //! | [`autonomy`] | offline autonomy budgets and the mutating admission webhook that turns them into device pods' not-ready/unreachable tolerations |
 //! | [`config`] | `edge-gateway run` flags and the validated [`config::GatewayConfig`] |
 //! | [`gateway`] | wiring: [`gateway::start`] / [`gateway::run`], ready file, shutdown |
-//! | [`fleet`] | [`fleet::FleetState`]: the pure state machine (inputs → effects) of device registry, liveness, Leases, Node claims, desired sets, pod status, revocation, with one controller per file; [`fleet::FleetRunner`]: the one task that owns it and executes its effects; [`fleet::Fleet`]: the handle other tasks queue inputs and ask questions through |
+//! | [`fleet`] | [`fleet::FleetState`]: the pure state machine (inputs → effects) of device registry, liveness, Leases, Node claims, desired sets, pod status, revocation and retirement (Node, Lease and pods deleted, the device told to wipe itself), with one controller per file; [`fleet::FleetRunner`]: the one task that owns it and executes its effects; [`fleet::Fleet`]: the handle other tasks queue inputs and ask questions through |
 //! | [`device_sync`] | per-device desired set / generation state machine (pure), with the set's size kept under one MQTT message |
 //! | [`translation`] | Kubernetes pod → device [`edge_protocol::PodSpec`]: env, volumes, pull secrets, probes, one container at a time (`translation/container.rs`), its lifecycle hooks and termination message settings (`translation/lifecycle_hooks.rs`), ephemeral containers of `kubectl debug` (`translation/ephemeral.rs`) (pure); ConfigMap/Secret lookups in one place ([`translation::PodReferences::object`]); non-fatal problems as [`translation::TranslationWarning`]s with their Event reason |
 //! | [`status_mapping`] | device pod status → Kubernetes `PodStatus`: phase, conditions, containers (pure); what a new status keeps of the pod's current one, in one place |
@@ -42,6 +42,7 @@
 //! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
 //! | [`hostile_input`] | why a message is dropped ([`hostile_input::RejectReason`]), counting and rate-limited logging of dropped messages |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
+//! | [`retire_trigger`] | a device Node deleted with `edge-kube.io/retire=true` (label or annotation) puts its device on the revocation list, which retires it |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration; the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 
 pub mod autonomy;
@@ -69,6 +70,7 @@ pub mod pod_watch;
 pub mod quantity;
 pub mod rbac;
 pub mod reference_index;
+pub mod retire_trigger;
 pub mod status_mapping;
 pub mod store;
 pub mod stream_protocols;

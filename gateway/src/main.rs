@@ -21,8 +21,13 @@ enum Command {
     Run(Box<RunArgs>),
     /// Enroll a device: issue its certificate and write its bundle directory.
     Enroll(EnrollArgs),
-    /// Revoke a device: it is refused at hello and listed in the broker's CRL.
-    Revoke(RevokeArgs),
+    /// Retire a device for good (`revoke` is the same command): it is refused from now
+    /// on and listed in the broker's CRL; the running gateway deletes its Node, Lease
+    /// and pods (their controllers reschedule them elsewhere), purges its store entries
+    /// and tells the device to remove its containers, volumes, state and key and stop
+    /// (at once if it is online, else when it next connects).
+    #[command(visible_alias = "revoke")]
+    Retire(RevokeArgs),
     /// Write a production broker configuration (e.g. `broker-config mosquitto`).
     BrokerConfig(BrokerConfigArgs),
     /// Exit 0 if the gateway on this host is ready (its `/readyz` on --metrics-listen),
@@ -35,7 +40,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Enroll(a) => Ok(edge_gateway::enrollment::cli::run_enroll(a)?),
-        Command::Revoke(a) => Ok(edge_gateway::enrollment::cli::run_revoke(a)?),
+        Command::Retire(a) => Ok(edge_gateway::enrollment::cli::run_revoke(a)?),
         Command::BrokerConfig(a) => Ok(edge_gateway::enrollment::cli::run_broker_config(a)?),
         Command::CheckReady(a) => {
             let runtime = tokio::runtime::Builder::new_current_thread()

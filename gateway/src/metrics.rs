@@ -33,6 +33,9 @@ pub struct Metrics {
     pub agent_open_streams: Family<Labels, Gauge>,
     pub streams_open: Family<Labels, Gauge>,
     pub streams_ended: Family<Labels, Counter>,
+    /// Retired devices: `retired` (forgotten, Node/Lease/pods deleted), `order_sent`
+    /// (told to wipe itself), `refused` (a retired device came back).
+    pub retirements: Family<Labels, Counter>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -58,6 +61,12 @@ impl Metrics {
         let mqtt_messages_out = Family::<Labels, Counter>::default();
         let rejected_messages = Family::<Labels, Counter>::default();
         let api_errors = Family::<Labels, Counter>::default();
+        let retirements = Family::<Labels, Counter>::default();
+        registry.register(
+            "retirements",
+            "Retirement steps by event: retired (forgotten; Node, Lease and pods deleted), order_sent (told to wipe itself and stop), refused (a retired device came back)",
+            retirements.clone(),
+        );
         let desired_to_running_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 14));
         let kubernetes_writes_queued = Gauge::default();
         let kubernetes_writes_skipped = Family::<Labels, Counter>::default();
@@ -186,6 +195,7 @@ impl Metrics {
             agent_open_streams,
             streams_open,
             streams_ended,
+            retirements,
         }
     }
 
@@ -254,6 +264,12 @@ impl Metrics {
             .get_or_create(&labels(&[("kind", kind)]))
             .inc();
     }
+    pub fn retirement(&self, event: &str) {
+        self.retirements
+            .get_or_create(&labels(&[("event", event)]))
+            .inc();
+    }
+
     pub fn rejected(&self, reason: &str) {
         self.rejected_messages
             .get_or_create(&labels(&[("reason", reason)]))

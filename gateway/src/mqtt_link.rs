@@ -333,6 +333,11 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
             binary_stream_data = binary_data;
             (device, DownChannel::Stream(id), *message)
         }
+        Outgoing::Retire { device, reason } => (
+            device,
+            DownChannel::Retire,
+            Message::RetireOrder(edge_protocol::RetireOrder { reason }),
+        ),
         Outgoing::StatusResync { device, reason } => (
             device,
             DownChannel::Resync,

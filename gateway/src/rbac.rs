@@ -15,12 +15,13 @@ pub struct ApiPermission {
 /// The gateway's API calls.
 pub const API_PERMISSIONS: &[ApiPermission] = &[
     // Node per device: read on hello (and watched, for the autonomy budgets in their
-    // annotations) (only Nodes the gateway created are touched), created
-    // when absent, labels patched; status patched.
+    // annotations and for deletions with the retire label) (only Nodes the gateway
+    // created are touched), created when absent, labels patched; status patched;
+    // deleted when its device is retired.
     ApiPermission {
         api_group: "",
         resource: "nodes",
-        verbs: &["get", "list", "watch", "create", "patch"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
         resource_names: &[],
     },
     ApiPermission {
@@ -72,11 +73,12 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         verbs: &["create", "patch"],
         resource_names: &[],
     },
-    // Node heartbeats in kube-node-lease: patched (created when absent).
+    // Node heartbeats in kube-node-lease: patched (created when absent); deleted when
+    // the device is retired.
     ApiPermission {
         api_group: "coordination.k8s.io",
         resource: "leases",
-        verbs: &["create", "patch"],
+        verbs: &["create", "patch", "delete"],
         resource_names: &[],
     },
     // Kubelet API in webhook mode: TokenReview for bearer tokens, SubjectAccessReview

@@ -1,10 +1,11 @@
-//! What the end-to-end scenarios share: pod manifests, creating pods in a stack's
+//! What the end-to-end scenarios share: pod and Deployment manifests, creating pods in a stack's
 //! namespace, waiting for pods and nodes, and the runtime's view of a pod's containers.
 
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::PostParams;
@@ -54,6 +55,31 @@ pub fn pod_manifest(
         }
     }))
     .expect("a literal pod manifest is a valid Pod")
+}
+
+/// A Deployment of one pod (label `app=<name>`, running `echo up; sleep 3600`) on this
+/// stack's devices.
+pub fn deployment(stack: &Stack, name: &str) -> Result<Deployment> {
+    let (key, value) = stack.pod_node_selector();
+    let mut template = serde_json::to_value(pod_manifest(
+        name,
+        &[],
+        true,
+        "Always",
+        "echo up; sleep 3600",
+    ))?;
+    template["spec"]["nodeSelector"] = json!({key: value});
+    template["metadata"] = json!({"labels": {"app": name}});
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": template,
+        }
+    }))?)
 }
 
 pub async fn pods(stack: &Stack) -> Result<Api<Pod>> {

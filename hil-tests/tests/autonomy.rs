@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, ensure};
 use edge_hil_tests::controlplane::{ControlPlane, SharedControlPlaneSettings};
 use edge_hil_tests::scenario::{
-    create, pod_manifest, pods, runtime_containers, uid, wait_node_ready, wait_pod,
+    create, deployment, pod_manifest, pods, runtime_containers, uid, wait_node_ready, wait_pod,
 };
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions, eventually,
@@ -243,29 +243,6 @@ async fn webhook_gives_device_pods_their_budget_and_blocks_nothing() -> Result<(
     );
     ensure!(toleration_seconds(&pod, UNREACHABLE) == Some(i64::from(CLUSTER_DEFAULT_TOLERATION)));
     Ok(())
-}
-
-fn deployment(stack: &Stack, name: &str) -> Result<Deployment> {
-    let (key, value) = stack.pod_node_selector();
-    let mut template = serde_json::to_value(pod_manifest(
-        name,
-        &[],
-        true,
-        "Always",
-        "echo up; sleep 3600",
-    ))?;
-    template["spec"]["nodeSelector"] = json!({key: value});
-    template["metadata"] = json!({"labels": {"app": name}});
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": template,
-        }
-    }))?)
 }
 
 async fn deployment_pods(stack: &Stack, app: &str) -> Result<Vec<Pod>> {

@@ -18,6 +18,7 @@ use crate::node_stats::NodeStats;
 use crate::pod_event::PodEventReport;
 use crate::pod_status::PodStatusReport;
 use crate::resync::ResyncRequest;
+use crate::retirement::RetireOrder;
 use crate::stream::{
     StreamClose, StreamCredit, StreamData, StreamOpen, StreamOpened, StreamResize,
 };
@@ -114,6 +115,7 @@ messages! {
     StreamCredit => "streamCredit",
     StreamResize => "streamResize",
     StreamClose => "streamClose",
+    RetireOrder => "retireOrder",
 }
 
 impl MessageKind {
@@ -326,6 +328,7 @@ pub fn allowed_kinds(topic: &Topic) -> &'static [MessageKind] {
         Topic::Down { channel, .. } => match channel {
             DownChannel::Desired => &[MessageKind::DesiredSet],
             DownChannel::Resync => &[MessageKind::ResyncRequest],
+            DownChannel::Retire => &[MessageKind::RetireOrder],
             DownChannel::Logs(_) => &[MessageKind::LogRequest, MessageKind::LogCancel],
             DownChannel::Stream(_) => &[
                 MessageKind::StreamOpen,

@@ -25,6 +25,7 @@
 //! | [`pod_event`] | [`PodEventReport`] (Pulling, Started, BackOff, ...) |
 //! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`]; [`LogTailReport`] for the gateway's offline log cache |
 //! | [`resync`] | [`ResyncRequest`] (both directions) |
+//! | [`retirement`] | [`RetireOrder`]: the gateway tells a retired device to wipe itself and stop |
 //! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
 //! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
 //! | [`binary`] | [`Base64Bytes`] for file contents and log data |
@@ -52,6 +53,7 @@
 //! | `edge/v1/{device}/down/resync` | gateway → device (answered with `up/hello` + a full `up/status`) | 1 | no | [`ResyncRequest`] |
 //! | `edge/v1/{device}/down/logs/{request}` | gateway → device | 1 | no | [`LogRequest`], [`LogCancel`] |
 //! | `edge/v1/{device}/down/stream/{stream}` | gateway → device | 1 | no | [`StreamOpen`], [`StreamData`], [`StreamCredit`], [`StreamResize`], [`StreamClose`] |
+//! | `edge/v1/{device}/down/retire` | gateway → device (the device wipes itself and exits) | 1 | no | [`RetireOrder`] |
 //!
 //! # Envelope and versions
 //!
@@ -61,9 +63,12 @@
 //! them, so the gateway names them in a `FieldsNotApplied` event for those. It also
 //! added the `grpc` probe handler and `capabilities.grpcProbes`; a 1.2 agent could not
 //! decode a desired set with a gRPC probe, so the gateway refuses such pods for devices
-//! that do not declare it. And it added a container's `resources.extended` (whole counts
-//! of extended resources such as `nvidia.com/gpu`) and `capabilities.gpuAssignment`; the
-//! gateway keeps warning that the resource is not applied for agents without it. Version 1.2
+//! that do not declare it. It added a container's `resources.extended` (whole counts of
+//! extended resources such as `nvidia.com/gpu`) and `capabilities.gpuAssignment`; the
+//! gateway keeps warning that the resource is not applied for agents without it. And it
+//! added `down/retire` with [`RetireOrder`] and `capabilities.retire` (a 1.2 agent refuses
+//! the kind as unknown and keeps running; the gateway retires it anyway and its Event says
+//! the device must be wiped by hand). Version 1.2
 //! added the node report's pressure `conditions`, `images`, `update` and
 //! `capabilities.activeDeadline` and `capabilities.initContainers`, the pod's
 //! `activeDeadlineSeconds` and `initContainers` (each sent only to agents declaring it),
@@ -106,6 +111,7 @@ pub mod pod_event;
 pub mod pod_status;
 pub mod request_id;
 pub mod resync;
+pub mod retirement;
 pub mod stream;
 pub mod topic;
 pub mod version;
@@ -141,6 +147,7 @@ pub use pod_event::{EventType, PodEvent, PodEventReport};
 pub use pod_status::{ContainerState, ContainerStatus, PodPhase, PodStatus, PodStatusReport};
 pub use request_id::{RequestId, RequestIdError};
 pub use resync::ResyncRequest;
+pub use retirement::RetireOrder;
 pub use stream::{
     BINARY_DATA_FRAMES_SINCE, DEFAULT_STREAM_WINDOW_BYTES, MAX_STREAM_DATA_BYTES,
     MAX_STREAM_WINDOW_BYTES, MIN_STREAM_PROTOCOL_VERSION, STREAM_PROTOCOL_VERSION, StdioSelection,

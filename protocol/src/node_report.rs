@@ -136,6 +136,12 @@ pub struct DeviceCapabilities {
     /// is not applied for agents without it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gpu_assignment: bool,
+    /// The agent obeys a [`crate::RetireOrder`] on `down/retire` (protocol 1.3): it
+    /// removes its containers, state, key and certificate and stops. The gateway retires
+    /// a device without it all the same, and says in its Event that the device must be
+    /// wiped by hand.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retire: bool,
 }
 
 /// Amounts of the resources a device offers.

@@ -84,6 +84,8 @@ pub enum DownChannel {
     Logs(RequestId),
     /// `down/stream/{stream}`: the gateway's side of an exec, attach or port-forward.
     Stream(RequestId),
+    /// `down/retire`: the device was retired; it wipes itself and stops (protocol 1.3).
+    Retire,
 }
 
 impl UpChannel {
@@ -246,6 +248,10 @@ impl Topic {
                 device,
                 channel: DownChannel::Resync,
             },
+            (Some("down"), Some("retire"), None) => Topic::Down {
+                device,
+                channel: DownChannel::Retire,
+            },
             (Some("down"), Some("logs"), Some(id)) => Topic::Down {
                 device,
                 channel: DownChannel::Logs(request(id)?),
@@ -281,6 +287,7 @@ impl fmt::Display for Topic {
                 DownChannel::Resync => f.write_str("down/resync"),
                 DownChannel::Logs(id) => write!(f, "down/logs/{id}"),
                 DownChannel::Stream(id) => write!(f, "down/stream/{id}"),
+                DownChannel::Retire => f.write_str("down/retire"),
             },
         }
     }

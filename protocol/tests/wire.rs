@@ -265,6 +265,7 @@ fn samples() -> Vec<Message> {
                 lifecycle_hooks: true,
                 grpc_probes: true,
                 gpu_assignment: true,
+                retire: true,
             },
             conditions: vec![
                 NodePressureCondition {
@@ -385,6 +386,9 @@ fn samples() -> Vec<Message> {
         Message::ResyncRequest(ResyncRequest {
             known_generation: 6,
             reason: "agent start".into(),
+        }),
+        Message::RetireOrder(RetireOrder {
+            reason: "retired by edge-gateway retire".into(),
         }),
         Message::LogChunk(LogChunk {
             sequence: 3,
@@ -527,6 +531,7 @@ fn topic_for(kind: MessageKind) -> Topic {
         MessageKind::ResyncRequest => Topic::up(&d, UpChannel::Resync),
         MessageKind::LogChunk => Topic::up(&d, UpChannel::Logs(r)),
         MessageKind::DesiredSet => Topic::down(&d, DownChannel::Desired),
+        MessageKind::RetireOrder => Topic::down(&d, DownChannel::Retire),
         MessageKind::LogRequest | MessageKind::LogCancel => Topic::down(&d, DownChannel::Logs(r)),
         MessageKind::NodeStats => Topic::up(&d, UpChannel::Stats),
         MessageKind::LogTailReport => Topic::up(&d, UpChannel::LogTail),
@@ -611,6 +616,11 @@ fn round_trip_stream_messages() {
     ] {
         round_trip(kind);
     }
+}
+
+#[test]
+fn round_trip_retire_order() {
+    round_trip(MessageKind::RetireOrder);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! desired sets saved, then applied and acknowledged ([`UnsavedDesired`] holds them
 //! until saved); resync requests answered with the node report and a full status report;
 //! log requests served by [`log_stream`] tasks and cancelled on request; exec, attach and
-//! port-forward streams handed to [`crate::streams::StreamManager`].
+//! port-forward streams handed to [`crate::streams::StreamManager`]; a retire order ends
+//! the loop, and [`super::run`] wipes the device ([`crate::retirement`]).
 
 use edge_protocol::{DesiredSet, LogErrorCode, LogRequest, RequestId, ResyncRequest};
 use rumqttc::Publish;
@@ -48,6 +49,10 @@ impl AgentLoop {
                 if let Some(t) = self.logs.remove(id.as_str()) {
                     t.cancel();
                 }
+            }
+            Ok(Downlink::Retire(order)) => {
+                tracing::error!(reason = %order.reason, "the gateway retired this device: wiping it and stopping");
+                self.retired = Some(order.reason.clone());
             }
             Ok(Downlink::Stream { id, message }) => self.streams.on_message(
                 id,

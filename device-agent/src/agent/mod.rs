@@ -53,8 +53,23 @@ pub type Result<T, E = AgentError> = std::result::Result<T, E>;
 const OFFLINE_READY_AFTER: Duration = Duration::from_secs(30);
 const NODE_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Runs the agent until `shutdown` is cancelled. Containers keep running afterwards.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+/// Why [`run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// `shutdown` was cancelled; containers keep running.
+    Shutdown,
+    /// The gateway retired the device (why): its containers, state, key and certificate
+    /// are gone (`failures`: the steps that did not work). Exit with
+    /// [`crate::retirement::RETIRED_EXIT_CODE`].
+    Retired {
+        reason: String,
+        failures: Vec<String>,
+    },
+}
+
+/// Runs the agent until `shutdown` is cancelled or the gateway retires the device.
+/// Containers keep running after a shutdown.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Stopped> {
     std::fs::create_dir_all(&config.state_dir).map_err(|source| AgentError::StateDir {
         path: config.state_dir.clone(),
         source,
@@ -74,7 +89,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
                 tracing::warn!(error = %e, "waiting for the container runtime");
                 systemd_notify::status("waiting for the container runtime");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => return Ok(Stopped::Shutdown),
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
             }
@@ -202,15 +217,32 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()>
         listed_once: false,
         started: Instant::now(),
         last_list_error: None,
+        retired: None,
     };
     agent
         .run_loop(shutdown, session_rx, inputs_rx, probe_rx, stats_rx)
         .await;
     agent.tasks.cancel();
     systemd_notify::stopping();
+    let Some(reason) = agent.retired.take() else {
+        agent.session.shutdown().await;
+        tracing::info!("edge-agent stopped; containers keep running");
+        return Ok(Stopped::Shutdown);
+    };
+    let mut wipe = crate::retirement::WipeReport::default();
+    crate::retirement::remove_containers(agent.runtime.as_ref(), &mut wipe).await;
     agent.session.shutdown().await;
-    tracing::info!("edge-agent stopped; containers keep running");
-    Ok(())
+    drop(agent.store);
+    crate::retirement::remove_paths(&crate::retirement::paths_to_wipe(&agent.config), &mut wipe);
+    tracing::info!(
+        containers = wipe.containers_removed,
+        paths = ?wipe.paths_removed,
+        "retired device wiped"
+    );
+    Ok(Stopped::Retired {
+        reason,
+        failures: wipe.failures,
+    })
 }
 
 struct AgentLoop {
@@ -244,6 +276,8 @@ struct AgentLoop {
     listed_once: bool,
     started: Instant,
     last_list_error: Option<String>,
+    /// The gateway retired the device (why): the loop ends and the device is wiped.
+    retired: Option<String>,
 }
 
 impl AgentLoop {
@@ -278,7 +312,7 @@ impl AgentLoop {
         let watchdog_every = systemd_notify::watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
-        loop {
+        while self.retired.is_none() {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(event) = session_rx.recv() => self.on_session(event),

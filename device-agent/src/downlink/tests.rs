@@ -148,3 +148,22 @@ fn stream_messages_decode_to_the_stream_variant_with_their_id() {
         Err(RejectReason::Malformed { .. } | RejectReason::Unexpected { .. })
     ));
 }
+
+#[test]
+fn a_retire_order_decodes_only_on_down_retire() {
+    let d = device();
+    let order = br#"{"protocol":"1.3","kind":"retireOrder","body":{"reason":"retired"}}"#;
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-01/down/retire", order).unwrap(),
+        Downlink::Retire(o) if o.reason == "retired"
+    ));
+    // on another channel, or for another device, it is not an order
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-01/down/resync", order),
+        Err(RejectReason::Malformed { .. } | RejectReason::Unexpected { .. })
+    ));
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-02/down/retire", order),
+        Err(RejectReason::NotForThisDevice { .. })
+    ));
+}

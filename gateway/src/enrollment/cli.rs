@@ -80,13 +80,19 @@ pub struct EnrollArgs {
     pub agent_heartbeat_interval_seconds: u64,
 }
 
-/// `edge-gateway revoke`: stop accepting a device (gateway and broker).
+/// `edge-gateway retire` (alias `revoke`): retire a device for good (gateway and broker).
 #[derive(Debug, Clone, Args)]
 pub struct RevokeArgs {
-    /// Device id to revoke. A running gateway forgets the device at its next message or
-    /// within a second (its pods and desired set are dropped, nothing more is sent to it)
-    /// and refuses its hellos; the next `broker-config mosquitto` puts its certificates on
-    /// the broker's CRL.
+    /// Device id to retire. A running gateway retires the device within a second: its
+    /// pods and desired set are dropped and its store entries purged; its Node, its
+    /// Lease and the pods bound to it are deleted (a Warning Event on each pod; their
+    /// controllers reschedule them elsewhere); the device is told to remove its
+    /// containers, volumes, local state, key and certificate and to exit (at once if it
+    /// is online, else when it next connects). Its hellos are refused from then on. The
+    /// next `broker-config mosquitto` puts its certificates on the broker's CRL, after
+    /// which it cannot connect at all (so it no longer gets the order): regenerate the
+    /// broker configuration once the device has wiped itself, or when it never will.
+    /// Deleting its Node labelled `edge-kube.io/retire=true` does the same.
     pub device_id: String,
 
     #[command(flatten)]
@@ -249,7 +255,10 @@ pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> Result<(), CliError> {
     }
     writeln!(
         out,
-        "the gateway refuses {id} from its next hello; to keep it off the broker too, run\n  \
+        "a running gateway retires {id} within a second: its Node, Lease and pods are deleted,\n\
+         its store entries purged, and the device is told to wipe itself and stop (now if it\n\
+         is online, else when it next connects); it is refused from its next hello.\n\
+         Once it has wiped itself, keep it off the broker too: run\n  \
          edge-gateway broker-config mosquitto --store-dir {} ...\nand restart Mosquitto",
         args.store.store_dir.display()
     )?;

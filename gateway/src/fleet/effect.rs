@@ -98,6 +98,8 @@ pub enum MetricUpdate {
         to: Option<String>,
     },
     DesiredToRunning(Duration),
+    /// A step of a retirement: `retired`, `order_sent` or `refused`.
+    Retirement(&'static str),
 }
 
 /// The effects of one input, in order.

@@ -69,7 +69,9 @@ impl FleetInput {
                 KubeFeedback::NodeRegistered { device, .. }
                 | KubeFeedback::NodeFailed { device }
                 | KubeFeedback::NodeRefused { device, .. }
-                | KubeFeedback::DeleteFailed { device, .. } => device,
+                | KubeFeedback::DeleteFailed { device, .. }
+                | KubeFeedback::NodeRetired { device }
+                | KubeFeedback::RetireFailed { device } => device,
             }),
             _ => None,
         }

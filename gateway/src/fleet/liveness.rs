@@ -168,8 +168,9 @@ impl FleetState {
     pub(super) fn tick(&mut self, revoked: &[DeviceId], now: Now, out: &mut Effects) {
         let devices: Vec<DeviceId> = self.devices.keys().cloned().collect();
         for device in revoked {
-            self.retire(device, "its certificate was revoked", now, out);
+            self.retire(device, now, out);
         }
+        self.retry_retirements(now, out);
         self.retry_held_back_sets(now, out);
         // (evaluating a device retired above finds no entry and does nothing)
         for device in &devices {

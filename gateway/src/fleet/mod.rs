@@ -17,7 +17,7 @@
 //! | `pod_status.rs` | status reports → pod status patches; device events → Events |
 //! | `log_routing.rs` | log requests, cancels and chunks |
 //! | `stream_routing.rs` | exec/attach/port-forward messages of devices, and ending a device's streams |
-//! | `retirement.rs` | forgetting a revoked device |
+//! | `retirement.rs` | a retired (revoked) device: forgotten, its Node, Lease and pods deleted, told to wipe itself; refused when it comes back |
 //! | `introductions.rs` | devices that talk before saying hello |
 //!
 //! One task owns the state: the [`FleetRunner`] (`runner.rs`) takes inputs from one
@@ -93,6 +93,11 @@ pub enum Outgoing {
     },
     /// Ask the device for a full status report.
     StatusResync {
+        device: DeviceId,
+        reason: String,
+    },
+    /// Tell a retired device to wipe itself and stop (`down/retire`).
+    Retire {
         device: DeviceId,
         reason: String,
     },

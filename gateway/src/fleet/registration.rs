@@ -157,6 +157,8 @@ impl FleetState {
                     e.node_pending = false;
                 }
             }
+            KubeFeedback::NodeRetired { device } => self.on_retire_result(device, true, now),
+            KubeFeedback::RetireFailed { device } => self.on_retire_result(device, false, now),
             KubeFeedback::DeleteFailed { device, uid } => {
                 if let Some(e) = self.devices.get_mut(&device) {
                     let effects = e.sync.handle(SyncInput::DeleteFailed { uid });

@@ -347,6 +347,7 @@ impl FleetRunner {
             MetricUpdate::DevicesTotal(n) => {
                 metrics.devices_total.set(n as i64);
             }
+            MetricUpdate::Retirement(event) => metrics.retirement(event),
             MetricUpdate::DeviceOnline => {
                 metrics.devices_online.inc();
             }

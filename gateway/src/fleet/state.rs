@@ -16,6 +16,7 @@ use super::effect::{Effects, FleetEffect, MetricUpdate};
 use super::input::{FleetInput, Now, Revocation};
 use super::introductions::Introductions;
 use super::node_claim::NodeClaim;
+use super::retirement::Retirements;
 use super::{FleetSettings, LogTargetError};
 use crate::device_streams::{DeviceReadiness, PodPlacement};
 use crate::device_sync::{DeviceSync, PersistedDevice, SyncInput};
@@ -225,6 +226,7 @@ pub struct FleetState {
     pub(super) devices: HashMap<DeviceId, DeviceEntry>,
     pub(super) pods: PodBook,
     pub(super) introductions: Introductions,
+    pub(super) retirements: Retirements,
 }
 
 impl FleetState {
@@ -250,6 +252,7 @@ impl FleetState {
             devices,
             pods: PodBook::default(),
             introductions: Introductions::default(),
+            retirements: Retirements::default(),
         }
     }
 
@@ -308,13 +311,22 @@ impl FleetState {
         // revocation holds for every message, not only hellos (refused at admission): a
         // revoked device that is still connected (an external broker without a fresh
         // CRL, the embedded broker) is forgotten and gets nothing more
-        if !matches!(message, DeviceMessage::Hello(_)) && *revocation == Revocation::Revoked {
+        if *revocation == Revocation::Revoked {
+            let hello = matches!(message, DeviceMessage::Hello(_));
             out.push(FleetEffect::Reject(crate::hostile_input::Rejection::new(
                 device.as_str(),
-                crate::hostile_input::RejectReason::Revoked,
-                "message from a revoked device",
+                if hello {
+                    crate::hostile_input::RejectReason::NotAdmitted
+                } else {
+                    crate::hostile_input::RejectReason::Revoked
+                },
+                if hello {
+                    "device is revoked"
+                } else {
+                    "message from a revoked device"
+                },
             )));
-            return self.retire(device, "its certificate was revoked", now, out);
+            return self.refuse_retired(device, hello, now, out);
         }
         match message {
             DeviceMessage::Hello(report) => self.on_hello(device, *report, revocation, now, out),

@@ -1,7 +1,8 @@
 //! Kubernetes writes, one file per kind of object: the Node (`node.rs`), its status
 //! (`node_status.rs`), its Lease (`lease.rs`), pod status and deletion (`pod.rs`),
 //! Events (`events.rs`, with typed reasons in `event_reason.rs` and repeats folded by
-//! `event_correlator.rs`).
+//! `event_correlator.rs`), and a retired device's Node, Lease and pods removed
+//! (`node_retirement.rs`).
 //!
 //! Operations are queued per device shard (`write_queue.rs`: latest wins for Leases and
 //! statuses) and executed in order by a few worker tasks, so writes about one node never
@@ -24,6 +25,7 @@ mod event_reason;
 mod events;
 mod lease;
 mod node;
+mod node_retirement;
 mod node_status;
 mod pod;
 mod write_queue;
@@ -79,6 +81,12 @@ pub enum KubeOp {
         device: DeviceId,
         event: Box<Event>,
     },
+    /// The device was retired: delete its Node (if ours), its Lease and every pod bound
+    /// to it (a Warning Event on each); `why` goes into the pods' Events.
+    RetireNode {
+        device: DeviceId,
+        why: String,
+    },
 }
 
 impl KubeOp {
@@ -89,7 +97,8 @@ impl KubeOp {
             | KubeOp::RenewLease { device, .. }
             | KubeOp::PatchPodStatus { device, .. }
             | KubeOp::DeletePod { device, .. }
-            | KubeOp::RecordEvent { device, .. } => device,
+            | KubeOp::RecordEvent { device, .. }
+            | KubeOp::RetireNode { device, .. } => device,
         }
     }
 }
@@ -113,6 +122,14 @@ pub enum KubeFeedback {
     DeleteFailed {
         device: DeviceId,
         uid: String,
+    },
+    /// A retired device's Node, Lease and pods are gone.
+    NodeRetired {
+        device: DeviceId,
+    },
+    /// Some of a retired device's objects could not be deleted (the fleet tries again).
+    RetireFailed {
+        device: DeviceId,
     },
 }
 
@@ -225,6 +242,7 @@ impl Worker {
                 self.delete_pod(device, pod).await
             }
             KubeOp::RecordEvent { event, .. } => self.record_event(event).await,
+            KubeOp::RetireNode { device, why } => self.retire_node(device, why).await,
         }
     }
 }

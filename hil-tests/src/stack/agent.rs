@@ -135,6 +135,11 @@ impl Agent {
         self.process.as_mut().is_some_and(|p| p.is_running())
     }
 
+    /// The agent's exit status once it exited by itself (`None` while it runs).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.process.as_mut().and_then(ChildProcess::exit_code)
+    }
+
     /// Starts the agent again with the same state directory.
     pub fn restart(&mut self) -> StackResult<()> {
         self.kill9();

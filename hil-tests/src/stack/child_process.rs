@@ -60,6 +60,12 @@ impl ChildProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The exit status once the process has exited by itself (`None` while it runs, or
+    /// when a signal ended it).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten().and_then(|s| s.code())
+    }
+
     /// SIGKILL, as a crash or power loss would.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -165,10 +165,11 @@ fn a_message_from_a_revoked_device_retires_it() {
         assert!(effects.iter().any(expected), "{effects:?}");
     }
     assert!(!s.knows(&id("pi-01")));
-    // a hello of a revoked device is not admitted
+    // a hello of a revoked device is not admitted (and counted as a retired device
+    // that came back; its order went out with the retirement above, moments ago)
     let effects = s.handle(hello_from("pi-01", Revocation::Revoked), Now::current());
     assert!(
-        matches!(&effects[..], [FleetEffect::Reject(r)]
+        matches!(&effects[..], [FleetEffect::Reject(r), FleetEffect::Metric(MetricUpdate::Retirement("refused"))]
             if r.reason == RejectReason::NotAdmitted && r.detail == "device is revoked"),
         "{effects:?}"
     );

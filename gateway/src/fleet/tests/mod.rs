@@ -7,6 +7,7 @@ mod faults_and_hostile_devices;
 mod live_updates;
 mod log_cache;
 mod node_pressure;
+mod retirement;
 mod runner_order;
 
 use std::cell::RefCell;
