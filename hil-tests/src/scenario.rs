@@ -57,6 +57,21 @@ pub fn pod_manifest(
     .expect("a literal pod manifest is a valid Pod")
 }
 
+/// The Events of object `name` (a pod, mostly) in the stack's namespace with `reason`,
+/// one `<type> <message>` line each, through `kubectl get events` ("" when none).
+pub fn events_of(stack: &Stack, name: &str, reason: &str) -> Result<String> {
+    Ok(stack.kubectl.run(&[
+        "get",
+        "events",
+        "-n",
+        &stack.namespace,
+        "--field-selector",
+        &format!("involvedObject.name={name},reason={reason}"),
+        "-o",
+        "jsonpath={range .items[*]}{.type} {.message}{\"\\n\"}{end}",
+    ])?)
+}
+
 /// A Deployment of one pod (label `app=<name>`, running `echo up; sleep 3600`) on this
 /// stack's devices.
 pub fn deployment(stack: &Stack, name: &str) -> Result<Deployment> {

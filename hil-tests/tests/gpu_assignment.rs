@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use edge_hil_tests::scenario::{
-    brief_status, create, nodes, phase, pod_manifest, pods, uid, wait_node_ready, wait_pod,
+    brief_status, create, events_of, nodes, phase, pod_manifest, pods, uid, wait_node_ready,
+    wait_pod,
 };
 use edge_hil_tests::stack::{AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions};
 use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
@@ -191,20 +192,6 @@ async fn wait_start_error(stack: &Stack, why: &str) -> Result<Pod> {
     .await
 }
 
-fn events(stack: &Stack, pod: &str, reason: &str) -> Result<String> {
-    let ns = stack.namespace.clone();
-    Ok(stack.kubectl.run(&[
-        "get",
-        "events",
-        "-n",
-        &ns,
-        "--field-selector",
-        &format!("involvedObject.name={pod},reason={reason}"),
-        "-o",
-        "jsonpath={.items[*].message}",
-    ])?)
-}
-
 /// Node capacity, one pod per GPU with distinct ids, the refused pod, an agent
 /// restart; returns the stack (with `gpu-second` still there) and both pods' first
 /// inspect output for the runtime-specific checks.
@@ -247,7 +234,7 @@ async fn scenario(
     );
     // The device's agent assigns GPUs: no FieldsNotApplied warning for them.
     ensure!(
-        events(&stack, "gpu-first", "FieldsNotApplied")?.is_empty(),
+        events_of(&stack, "gpu-first", "FieldsNotApplied")?.is_empty(),
         "FieldsNotApplied for an applied GPU request"
     );
 
@@ -277,7 +264,7 @@ async fn scenario(
             ),
         "{message:?}"
     );
-    let warned = events(&stack, "gpu-third", "UnexpectedAdmissionError")?;
+    let warned = events_of(&stack, "gpu-third", "UnexpectedAdmissionError")?;
     ensure!(
         warned.contains("Requested: 2, Available: 0"),
         "events: {warned}"
@@ -363,7 +350,7 @@ async fn docker_engine_gets_the_nvidia_device_request_with_the_assigned_ids() ->
     let why = "could not select device driver \\\"nvidia\\\" with capabilities: [[gpu]]";
     let why_plain = "could not select device driver \"nvidia\" with capabilities: [[gpu]]";
     let seen = wait_start_error(&stack, why).await?;
-    let failed = events(&stack, "gpu-second", "Failed")?;
+    let failed = events_of(&stack, "gpu-second", "Failed")?;
     ensure!(
         failed.contains(why_plain),
         "events: {failed}; status: {}",

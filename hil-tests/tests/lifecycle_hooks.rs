@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use edge_hil_tests::scenario::{
-    create, is_ready, phase, pod_manifest, restart_count, wait_node_ready, wait_pod,
+    create, events_of, is_ready, phase, pod_manifest, restart_count, wait_node_ready, wait_pod,
 };
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions, eventually,
@@ -92,20 +92,6 @@ async fn wait_message(stack: &Stack, pod: &str, want: &str) -> Result<String> {
         },
     )
     .await?)
-}
-
-fn events(stack: &Stack, pod: &str, reason: &str) -> Result<String> {
-    let ns = stack.namespace.clone();
-    Ok(stack.kubectl.run(&[
-        "get",
-        "events",
-        "-n",
-        &ns,
-        "--field-selector",
-        &format!("involvedObject.name={pod},reason={reason}"),
-        "-o",
-        "jsonpath={.items[*].message}",
-    ])?)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -188,7 +174,7 @@ async fn hooks_and_termination_messages_work_as_on_a_kubelet() -> Result<()> {
     ensure!(logs.trim() == "written-by-post-start", "logs: {logs}");
     // the agent declares lifecycleHooks: the gateway does not call them not applied
     for pod in ["hooks", "from-logs"] {
-        let not_applied = events(&stack, pod, "FieldsNotApplied")?;
+        let not_applied = events_of(&stack, pod, "FieldsNotApplied")?;
         ensure!(not_applied.is_empty(), "{pod}: {not_applied}");
     }
 
@@ -212,7 +198,7 @@ async fn hooks_and_termination_messages_work_as_on_a_kubelet() -> Result<()> {
         "FailedPostStartHook event",
         Duration::from_secs(60),
         || async {
-            match events(&stack, "post-start-fails", "FailedPostStartHook") {
+            match events_of(&stack, "post-start-fails", "FailedPostStartHook") {
                 Ok(m) if !m.is_empty() => Ok(Some(m)),
                 Ok(_) => Err("no event yet".to_owned()),
                 Err(e) => Err(e.to_string()),
@@ -267,7 +253,7 @@ async fn hooks_and_termination_messages_work_as_on_a_kubelet() -> Result<()> {
     })
     .await?;
     ensure!(
-        events(&stack, "hooks", "FailedPreStopHook")?.is_empty(),
+        events_of(&stack, "hooks", "FailedPreStopHook")?.is_empty(),
         "preStop succeeded"
     );
     Ok(())

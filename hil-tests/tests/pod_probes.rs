@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, ensure};
 use edge_hil_tests::scenario::wait_node_ready;
 use edge_hil_tests::scenario::{
-    brief_status, image, is_ready, phase, pods, restart_count, waiting_reason,
+    brief_status, events_of, image, is_ready, phase, pods, restart_count, waiting_reason,
 };
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions, eventually,
@@ -136,18 +136,6 @@ async fn ready_becomes(stack: &Stack, name: &str, expected: &str) -> Result<()> 
 }
 
 /// Messages of the pod's Events with `reason`, through `kubectl get events`.
-fn event_messages(stack: &Stack, pod: &str, reason: &str) -> Result<String> {
-    Ok(stack.kubectl.run(&[
-        "get",
-        "events",
-        "-n",
-        &stack.namespace,
-        "--field-selector",
-        &format!("involvedObject.name={pod},reason={reason}"),
-        "-o",
-        "jsonpath={range .items[*]}{.type} {.message}{\"\\n\"}{end}",
-    ])?)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_grpc_readiness_probe_follows_the_health_servers_status() -> Result<()> {
@@ -182,7 +170,7 @@ async fn a_grpc_readiness_probe_follows_the_health_servers_status() -> Result<()
         .kubectl
         .run(&["get", "pod", "-n", &stack.namespace, "grpc-ready"])?;
     ensure!(get.contains("0/1") && get.contains("Running"), "{get}");
-    let events = event_messages(&stack, "grpc-ready", "Unhealthy")?;
+    let events = events_of(&stack, "grpc-ready", "Unhealthy")?;
     ensure!(
         events.contains(
             "Warning Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")"
@@ -240,7 +228,7 @@ async fn a_liveness_probe_on_a_missing_port_restarts_only_its_container() -> Res
             async move {
                 let by = api.get("bystander").await.map_err(|e| e.to_string())?;
                 if phase(&by) != "Running" || !is_ready(&by) || restart_count(&by) != 0 {
-                    let events = event_messages(stack, "bystander", "Unhealthy");
+                    let events = events_of(stack, "bystander", "Unhealthy");
                     return Ok(Some(Err(anyhow!(
                         "bystander disturbed: {} {events:?}",
                         brief_status(&by)
@@ -268,19 +256,19 @@ async fn a_liveness_probe_on_a_missing_port_restarts_only_its_container() -> Res
         .kubectl
         .run(&["get", "pod", "-n", &stack.namespace, "missing-port"])?;
     ensure!(get.contains("CrashLoopBackOff"), "kubectl get pod: {get}");
-    let unhealthy = event_messages(stack, "missing-port", "Unhealthy")?;
+    let unhealthy = events_of(stack, "missing-port", "Unhealthy")?;
     ensure!(
         unhealthy.contains(&format!(
             "Warning Liveness probe failed: Get \"http://127.0.0.1:{port}/healthz\": dial tcp 127.0.0.1:{port}: connect: connection refused"
         )),
         "Unhealthy events: {unhealthy}"
     );
-    let killing = event_messages(stack, "missing-port", "Killing")?;
+    let killing = events_of(stack, "missing-port", "Killing")?;
     ensure!(
         killing.contains("Container main failed liveness probe, will be restarted"),
         "Killing events: {killing}"
     );
-    let back_off = event_messages(stack, "missing-port", "BackOff")?;
+    let back_off = events_of(stack, "missing-port", "BackOff")?;
     ensure!(
         back_off.contains("restarting failed container=main pod=missing-port_"),
         "BackOff events: {back_off}"
@@ -291,7 +279,7 @@ async fn a_liveness_probe_on_a_missing_port_restarts_only_its_container() -> Res
         "bystander: {}",
         brief_status(&by)
     );
-    let by_events = event_messages(stack, "bystander", "Unhealthy")?;
+    let by_events = events_of(stack, "bystander", "Unhealthy")?;
     ensure!(by_events.trim().is_empty(), "bystander events: {by_events}");
     Ok(())
 }
