@@ -256,6 +256,14 @@ fn the_infra_container_is_torn_down_last() {
     assert_eq!(stops(&fx), vec!["infra1".to_owned()]);
 }
 
+/// The pod leaves the desired set (a second, empty one).
+fn leave_desired_set(lc: &mut PodLifecycle) {
+    lc.handle(Input::Desired(DesiredSet {
+        generation: 2,
+        pods: vec![],
+    }));
+}
+
 /// A container asked for joins the infra container: the pod going away meanwhile (its
 /// create in flight, then created but not listed yet) must not take the infra container
 /// away under it.
@@ -269,10 +277,7 @@ fn the_infra_container_outlives_a_create_on_its_way() {
     }));
     assert_eq!(creates(&fx).len(), 1);
     // The pod leaves the desired set while "a" is being created.
-    lc.handle(Input::Desired(DesiredSet {
-        generation: 2,
-        pods: vec![],
-    }));
+    leave_desired_set(&mut lc);
     let fx = lc.handle(Input::Containers {
         list: vec![infra()],
         now: 20,
@@ -351,10 +356,7 @@ fn a_created_container_never_listed_stops_holding_the_infra_container() {
         key: (UID.into(), "a".into()),
         id: "a1".into(),
     }));
-    lc.handle(Input::Desired(DesiredSet {
-        generation: 2,
-        pods: vec![],
-    }));
+    leave_desired_set(&mut lc);
     let fx = lc.handle(Input::Containers {
         list: vec![infra()],
         now: 20,
