@@ -19,6 +19,8 @@ use crate::kubelet_api::authn::Authenticator;
 use crate::kubelet_api::authz::Authorizer;
 use crate::metrics::Metrics;
 use crate::node_object::NodeSettings;
+use crate::sharding::ShardGate;
+use crate::sharding::runner::ShardRunner;
 use crate::store::Store;
 use crate::{
     autonomy, embedded_broker, kube_writer, kubelet_api, local_endpoints, mqtt_link, pod_watch,
@@ -248,10 +250,18 @@ pub async fn start(
         node_address: config.node_address.clone(),
         kubelet_port,
     };
+    let (shard_gate, heard) = match &config.shard {
+        Some(_) => {
+            let (gate, heard) = ShardGate::sharded();
+            (gate, Some(heard))
+        }
+        None => (ShardGate::unsharded(), None),
+    };
     let (feedback_tx, mut feedback_rx) = mpsc::unbounded_channel();
     // Writes of one device stay in order on its shard; shards run concurrently.
     let ops = kube_writer::spawn_workers(
         32,
+        shard_gate.clone(),
         client.clone(),
         metrics.clone(),
         node_settings.clone(),
@@ -282,6 +292,7 @@ pub async fn start(
         watch_tx,
     ));
 
+    fleet.set_shard_gate(shard_gate.clone());
     let mut tasks = Vec::new();
     {
         // the one owner of the fleet's state
@@ -289,8 +300,24 @@ pub async fn start(
         let token = token.clone();
         tasks.push(tokio::spawn(async move { fleet.run(token).await }));
     }
-    let opts = mqtt_link::options(&config.broker, &config.mqtt_client_id, mqtt_port)?;
+    let client_id = match &config.shard {
+        Some(shard) => shard.mqtt_client_id(&config.mqtt_client_id),
+        None => config.mqtt_client_id.clone(),
+    };
+    let opts = mqtt_link::options(&config.broker, &client_id, mqtt_port)?;
     let (mqtt, eventloop) = mqtt_link::client(opts);
+    if let (Some(settings), Some(heard)) = (config.shard.clone(), heard) {
+        let runner = ShardRunner {
+            settings,
+            client: client.clone(),
+            gate: shard_gate,
+            heard,
+            fleet: fleet.clone(),
+            mqtt: mqtt.clone(),
+            metrics: metrics.clone(),
+        };
+        tasks.push(tokio::spawn(runner.run(token.clone())));
+    }
     let (connected_tx, mut connected_rx) = watch::channel(false);
     tasks.push(tokio::spawn(mqtt_link::run_event_loop(
         eventloop,

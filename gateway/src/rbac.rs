@@ -74,11 +74,12 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         resource_names: &[],
     },
     // Node heartbeats in kube-node-lease: patched (created when absent); deleted when
-    // the device is retired.
+    // the device is retired. Sharded gateways: each replica's own Lease applied
+    // (server-side apply: patch, create), the replicas' Leases listed.
     ApiPermission {
         api_group: "coordination.k8s.io",
         resource: "leases",
-        verbs: &["create", "patch", "delete"],
+        verbs: &["list", "create", "patch", "delete"],
         resource_names: &[],
     },
     // Kubelet API in webhook mode: TokenReview for bearer tokens, SubjectAccessReview
