@@ -121,6 +121,15 @@ impl Gateway {
 
 /// Loads the Kubernetes client from a kubeconfig (file, context) or the cluster.
 pub async fn kube_client(source: &KubeConfigSource) -> Result<kube::Client> {
+    kube_client_as(source, None).await
+}
+
+/// [`kube_client`] sending `user_agent` with every request: the API server names the
+/// field manager of the gateway's writes after it (each sharded replica its own).
+pub async fn kube_client_as(
+    source: &KubeConfigSource,
+    user_agent: Option<&str>,
+) -> Result<kube::Client> {
     let options = kube::config::KubeConfigOptions {
         context: source.context.clone(),
         ..Default::default()
@@ -140,6 +149,12 @@ pub async fn kube_client(source: &KubeConfigSource) -> Result<kube::Client> {
             .await
             .map_err(|e| GatewayError::KubeConfig(e.to_string()))?,
     };
+    let mut config = config;
+    if let Some(agent) = user_agent {
+        let value = axum::http::HeaderValue::from_str(agent)
+            .map_err(|e| GatewayError::KubeConfig(format!("user agent {agent:?}: {e}")))?;
+        config.headers.push((axum::http::header::USER_AGENT, value));
+    }
     kube::Client::try_from(config).map_err(|e| GatewayError::KubeConfig(e.to_string()))
 }
 
@@ -485,7 +500,11 @@ pub async fn start(
 /// Runs until `token` is cancelled (the binary cancels it on Ctrl-C / SIGTERM).
 pub async fn run(config: GatewayConfig, token: CancellationToken) -> Result<()> {
     install_crypto_provider();
-    let client = kube_client(&config.kube).await?;
+    let agent = config
+        .shard
+        .as_ref()
+        .map(|s| format!("{}/{}", s.field_manager(), env!("CARGO_PKG_VERSION")));
+    let client = kube_client_as(&config.kube, agent.as_deref()).await?;
     let gateway = start(config, client, token.clone()).await?;
     tokio::select! {
         _ = token.cancelled() => {

@@ -55,6 +55,12 @@ impl ShardSettings {
         }
     }
 
+    /// The field manager of this replica's Kubernetes writes (its User-Agent), so that
+    /// `managedFields` tell the replicas apart: `edge-gateway-<replica>`.
+    pub fn field_manager(&self) -> String {
+        super::lease_name(&self.replica)
+    }
+
     /// The MQTT client id of this replica: the configured one with the replica id
     /// appended (every replica needs its own session on the broker).
     pub fn mqtt_client_id(&self, configured: &str) -> String {
