@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use edge_hil_tests::fake_device::{FakeDevice, FakeDeviceConfig};
 use edge_hil_tests::prometheus_text;
-use edge_hil_tests::scenario::{container_id, is_ready, pod_manifest};
+use edge_hil_tests::scenario::{container_id, is_ready, node_ready, pod_manifest};
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, Gateway, GatewayOptions, STACK_LABEL, Stack,
     StackOptions, eventually,
@@ -28,7 +28,16 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
+/// Fake devices of the test command; `EDGE_SHARD_DEVICES=N` for the failover benchmark
+/// (docs/benchmarks.md).
 const FAKE_DEVICES: usize = 12;
+
+fn fake_devices() -> usize {
+    std::env::var("EDGE_SHARD_DEVICES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(FAKE_DEVICES)
+}
 /// The replicas' Lease timings: short, so that the scenario takes seconds.
 const LEASE: Duration = Duration::from_secs(4);
 const SHARD_ARGS: &[&str] = &[
@@ -67,16 +76,6 @@ fn renew_time_owner(lease: &Lease) -> Option<String> {
         [one] => Some(one.to_owned()),
         _ => None,
     }
-}
-
-fn node_ready(node: &Node) -> Option<String> {
-    node.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status.clone())
 }
 
 /// Records node Lease writers and Node readiness of `devices` until the task is dropped.
@@ -240,7 +239,7 @@ async fn failover(backend: ClusterBackend, tag: &str) -> Result<()> {
     // the fleet: fake devices and one real agent, each with a pod
     let mut devices = Vec::new();
     let mut names = BTreeSet::new();
-    for i in 0..FAKE_DEVICES {
+    for i in 0..fake_devices() {
         let id = format!("shard-{run}-{i}");
         names.insert(id.clone());
         let mut config = FakeDeviceConfig::new(DeviceId::new(&id)?, "127.0.0.1", broker_port);

@@ -278,3 +278,6 @@ impl Loop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
