@@ -31,6 +31,8 @@ pub struct LeaseSeen {
     pub renew_time: Option<String>,
     /// `spec.leaseDurationSeconds`.
     pub duration: Duration,
+    /// `metadata.resourceVersion`: the precondition of a claim.
+    pub resource_version: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +40,7 @@ struct Seen {
     holder: Option<String>,
     renew_time: Option<String>,
     duration: Duration,
+    resource_version: Option<String>,
     /// When we saw holder or renewTime change (or the Lease first).
     changed_at: Instant,
 }
@@ -131,13 +134,29 @@ impl Membership {
         &self.me
     }
 
-    /// The Leases as just listed (at `now`).
+    /// The Leases as just listed (at `now`): all of them (a Lease missing from the list
+    /// was deleted).
     pub fn observe(&mut self, leases: impl IntoIterator<Item = LeaseSeen>, now: Instant) {
+        let mut listed = BTreeSet::new();
         for lease in leases {
+            listed.insert(lease.member.clone());
+            self.sighting(lease, now);
+        }
+        // a deleted Lease is forgotten long after it expired (until then it still holds
+        // its replica's devices); a listed one is kept however old
+        self.seen.retain(|m, s| {
+            listed.contains(m) || now.saturating_duration_since(s.changed_at) < s.duration * 4
+        });
+    }
+
+    /// One Lease as written or read back (a claim's result), the others unchanged.
+    pub fn sighting(&mut self, lease: LeaseSeen, now: Instant) {
+        {
             let holder = lease.holder.filter(|h| !h.is_empty());
             match self.seen.get_mut(&lease.member) {
                 Some(s) if s.holder == holder && s.renew_time == lease.renew_time => {
                     s.duration = lease.duration;
+                    s.resource_version = lease.resource_version;
                 }
                 _ => {
                     self.seen.insert(
@@ -146,15 +165,13 @@ impl Membership {
                             holder,
                             renew_time: lease.renew_time,
                             duration: lease.duration,
+                            resource_version: lease.resource_version,
                             changed_at: now,
                         },
                     );
                 }
             }
         }
-        // forget what expired long ago (a vanished Lease counts until it expires)
-        self.seen
-            .retain(|_, s| now.saturating_duration_since(s.changed_at) < s.duration * 4);
     }
 
     /// A cycle that renewed our Lease and listed the others: started at `started`, our
@@ -170,7 +187,9 @@ impl Membership {
         }
     }
 
-    /// We released our Lease (shutting down): no more writes.
+    /// We released our Lease (shutting down), or found it claimed or gone when renewing
+    /// (another replica counted it expired and may own our devices): no more writes, and
+    /// a warm-up after the next renewal.
     pub fn released(&mut self) {
         self.fence_until = None;
         self.joined_at = None;
@@ -195,6 +214,32 @@ impl Membership {
             .map(|s| s.duration)
             .fold(self.timings.lease_duration, Duration::max);
         self.may_write(now) && self.joined_at.is_some_and(|j| now >= j + warm_up)
+    }
+
+    /// Replicas that hold devices: every Lease with a holder, expired or not. The devices
+    /// of a replica whose Lease expired move only once a claim emptied its holder
+    /// ([`Membership::claimable`]).
+    pub fn holding(&self) -> BTreeSet<String> {
+        self.seen
+            .iter()
+            .filter(|(_, s)| s.holder.is_some())
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
+    /// Other replicas whose Lease expired by `now` and still has a holder, with the
+    /// resourceVersion we saw: a claim empties the holder on that precondition. If the
+    /// replica renewed meanwhile the claim conflicts and nothing moves; if the claim
+    /// lands first, the replica's own renewal conflicts and it stops (it had stopped
+    /// writing at its renew deadline already).
+    pub fn claimable(&self, now: Instant) -> Vec<(String, Option<String>)> {
+        self.seen
+            .iter()
+            .filter(|(m, s)| {
+                *m != &self.me && s.holder.is_some() && now >= s.changed_at + s.duration
+            })
+            .map(|(m, s)| (m.clone(), s.resource_version.clone()))
+            .collect()
     }
 
     /// Replicas whose Lease has a holder and has not expired by `now`.

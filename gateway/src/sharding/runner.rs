@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use edge_protocol::DeviceId;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams, PostParams};
 use rumqttc::{AsyncClient, QoS, SubscribeFilter};
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::assignment::{Assignment, Handover};
 use super::gate::device_filters;
@@ -24,9 +25,6 @@ use super::membership::{LeaseSeen, Membership};
 use super::{REPLICA_LABEL, ShardGate, ShardSettings, lease_name};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-
-/// The field manager of replica Lease writes.
-const FIELD_MANAGER: &str = "edge-gateway-shard";
 
 /// What a replica runs with.
 pub struct ShardRunner {
@@ -74,13 +72,49 @@ fn lease_seen(lease: &Lease) -> Option<LeaseSeen> {
                 .and_then(|s| u64::try_from(s).ok())
                 .unwrap_or(0),
         ),
+        resource_version: lease.metadata.resource_version.clone(),
     })
+}
+
+/// A replica Lease to write: `holder` (empty: released), our timings, renewed now, on
+/// the precondition `resource_version` when given.
+fn replica_lease(
+    member: &str,
+    holder: &str,
+    duration: Duration,
+    resource_version: Option<String>,
+) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(lease_name(member)),
+            labels: Some([(REPLICA_LABEL.to_owned(), member.to_owned())].into()),
+            resource_version,
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.to_owned()),
+            lease_duration_seconds: Some(i32::try_from(duration.as_secs()).unwrap_or(i32::MAX)),
+            renew_time: Some(MicroTime(jiff::Timestamp::now())),
+            ..Default::default()
+        }),
+    }
+}
+
+/// What a renewal found.
+enum Renewal {
+    Renewed,
+    /// Our Lease was claimed or deleted since we last wrote it: another replica may own
+    /// our devices.
+    Lost,
+    Failed,
 }
 
 struct Loop {
     r: ShardRunner,
     leases: Api<Lease>,
     holder: String,
+    /// The resourceVersion of our Lease as we last wrote it (`None`: read it first).
+    own_version: Option<String>,
     membership: Membership,
     assignment: Assignment,
 }
@@ -95,6 +129,7 @@ impl ShardRunner {
             r: self,
             leases,
             holder,
+            own_version: None,
             membership,
             assignment: Assignment::default(),
         };
@@ -132,18 +167,27 @@ impl ShardRunner {
 }
 
 impl Loop {
-    /// Renews our Lease, lists the others, decides again.
+    /// Renews our Lease, lists the others, claims expired ones, decides again.
     async fn cycle(&mut self) {
         let started = Instant::now();
-        // a call that outlives the interval is abandoned: the next cycle tries again
-        let limit = self.r.settings.timings.renew_interval;
-        let renewed = tokio::time::timeout(limit, self.renew()).await;
-        let renewed = matches!(renewed, Ok(Ok(())));
-        if !renewed {
-            self.r.metrics.shard.renewal(false);
+        let timings = self.r.settings.timings;
+        // a renewal confirmed after the renew deadline is of no use
+        let renewal = tokio::time::timeout(timings.renew_deadline / 2, self.renew())
+            .await
+            .unwrap_or(Renewal::Failed);
+        match renewal {
+            Renewal::Renewed => {}
+            Renewal::Lost => {
+                warn!(
+                    "this replica's Lease was claimed by another replica: stopping every write, owning nothing until it has rejoined"
+                );
+                self.membership.released();
+                self.r.metrics.shard.renewal(false);
+            }
+            Renewal::Failed => self.r.metrics.shard.renewal(false),
         }
         let listed = tokio::time::timeout(
-            limit,
+            timings.renew_interval,
             self.leases
                 .list(&ListParams::default().labels(REPLICA_LABEL)),
         )
@@ -153,50 +197,141 @@ impl Loop {
             Ok(Ok(list)) => {
                 self.membership
                     .observe(list.items.iter().filter_map(lease_seen), now);
-                if renewed {
+                if matches!(renewal, Renewal::Renewed) {
                     self.r.metrics.shard.renewal(true);
                     self.membership.renewed(started, now);
+                }
+                if self.membership.may_write(now) {
+                    self.claim_expired(now).await;
                 }
             }
             Ok(Err(e)) => warn!(error = %e, "cannot list the gateway replicas' Leases"),
             Err(_) => warn!("listing the gateway replicas' Leases timed out"),
         }
-        self.decide(now);
+        self.decide(Instant::now());
     }
 
-    async fn renew(&self) -> Result<(), kube::Error> {
+    /// Writes our Lease on the precondition of its last resourceVersion (read first when
+    /// unknown: at start and after losing it).
+    async fn renew(&mut self) -> Renewal {
         let name = lease_name(&self.r.settings.replica);
-        let lease = json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": name,
-                "labels": { REPLICA_LABEL: self.r.settings.replica },
+        let duration = self.r.settings.timings.lease_duration;
+        let version = match self.own_version.clone() {
+            Some(v) => v,
+            None => match self.leases.get_opt(&name).await {
+                Ok(Some(existing)) => existing.metadata.resource_version.unwrap_or_default(),
+                Ok(None) => {
+                    let lease =
+                        replica_lease(&self.r.settings.replica, &self.holder, duration, None);
+                    return match self.leases.create(&PostParams::default(), &lease).await {
+                        Ok(created) => {
+                            self.own_version = created.metadata.resource_version;
+                            Renewal::Renewed
+                        }
+                        Err(e) => {
+                            warn!(error = %e, lease = %name, "cannot create this replica's Lease");
+                            Renewal::Failed
+                        }
+                    };
+                }
+                Err(e) => {
+                    warn!(error = %e, lease = %name, "cannot read this replica's Lease");
+                    return Renewal::Failed;
+                }
             },
-            "spec": {
-                "holderIdentity": self.holder,
-                "leaseDurationSeconds": self.r.settings.timings.lease_duration.as_secs(),
-                "renewTime": MicroTime(jiff::Timestamp::now()),
-            },
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let result = self
+        };
+        let lease = replica_lease(
+            &self.r.settings.replica,
+            &self.holder,
+            duration,
+            Some(version),
+        );
+        match self
             .leases
-            .patch(&name, &params, &Patch::Apply(&lease))
-            .await;
-        if let Err(e) = &result {
-            warn!(error = %e, lease = %name, "cannot renew this replica's Lease");
+            .replace(&name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(written) => {
+                self.own_version = written.metadata.resource_version;
+                Renewal::Renewed
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // our own earlier renewal, abandoned here but made there, or a claim: a
+                // claim empties the holder, and once it is made no renewal of ours on an
+                // older version can be
+                self.own_version = None;
+                match self.leases.get_opt(&name).await {
+                    Ok(Some(now))
+                        if now.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+                            == Some(self.holder.as_str()) =>
+                    {
+                        self.own_version = now.metadata.resource_version;
+                        Renewal::Failed
+                    }
+                    Ok(_) => Renewal::Lost,
+                    Err(e) => {
+                        warn!(error = %e, lease = %name, "cannot read this replica's Lease");
+                        Renewal::Failed
+                    }
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.own_version = None;
+                Renewal::Lost
+            }
+            Err(e) => {
+                warn!(error = %e, lease = %name, "cannot renew this replica's Lease");
+                Renewal::Failed
+            }
         }
-        result.map(|_| ())
+    }
+
+    /// Empties the holder of every expired replica Lease, each on the resourceVersion we
+    /// saw: only then do its devices move.
+    async fn claim_expired(&mut self, now: Instant) {
+        for (member, version) in self.membership.claimable(now) {
+            let name = lease_name(&member);
+            let duration = self.r.settings.timings.lease_duration;
+            let claim = replica_lease(&member, "", duration, version);
+            match self
+                .leases
+                .replace(&name, &PostParams::default(), &claim)
+                .await
+            {
+                Ok(written) => {
+                    info!(replica = %member, "claimed the expired Lease of a gateway replica: its devices move");
+                    if let Some(seen) = lease_seen(&written) {
+                        self.membership.sighting(seen, Instant::now());
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    // deleted: nobody can renew it on its old version either
+                    self.membership.sighting(
+                        LeaseSeen {
+                            member,
+                            holder: None,
+                            renew_time: None,
+                            duration,
+                            resource_version: None,
+                        },
+                        Instant::now(),
+                    );
+                }
+                // renewed meanwhile (409) or unreachable: the next list tells
+                Err(e) => {
+                    debug!(replica = %member, error = %e, "claim of an expired replica Lease not made")
+                }
+            }
+        }
     }
 
     /// Assigns again and carries out the hand-overs.
     fn decide(&mut self, now: Instant) {
         let live = self.membership.live(now);
         let may_own = self.membership.may_own(now);
-        let handover = self
-            .assignment
-            .reassign(self.membership.me(), &live, may_own);
+        let handover =
+            self.assignment
+                .reassign(self.membership.me(), &self.membership.holding(), may_own);
         // the gate first: writes about lost devices stop before anything else happens
         self.r
             .gate
@@ -258,16 +393,18 @@ impl Loop {
         self.membership.released();
         self.decide(Instant::now());
         let name = lease_name(&self.r.settings.replica);
-        let release = json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": { "name": name, "labels": { REPLICA_LABEL: self.r.settings.replica } },
-            "spec": { "holderIdentity": "", "leaseDurationSeconds": self.r.settings.timings.lease_duration.as_secs() },
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let Some(version) = self.own_version.take() else {
+            return;
+        };
+        let release = replica_lease(
+            &self.r.settings.replica,
+            "",
+            self.r.settings.timings.lease_duration,
+            Some(version),
+        );
         match tokio::time::timeout(
             Duration::from_secs(2),
-            self.leases.patch(&name, &params, &Patch::Apply(&release)),
+            self.leases.replace(&name, &PostParams::default(), &release),
         )
         .await
         {

@@ -27,6 +27,8 @@ struct Replica {
     assignment: Assignment,
     next_cycle: Instant,
     fate: Fate,
+    /// The resourceVersion of its Lease as it last wrote it.
+    own_version: Option<String>,
 }
 
 struct World {
@@ -71,6 +73,7 @@ impl World {
                 assignment,
                 next_cycle: first_cycle,
                 fate: Fate::Up,
+                own_version: None,
             },
         );
     }
@@ -89,27 +92,60 @@ impl World {
             if fate == Fate::Dead || self.replicas[&name].next_cycle > now {
                 continue;
             }
+            let mut renewed = false;
             if fate == Fate::Up {
-                self.renewals += 1;
-                self.api.insert(
-                    lease_name(&name),
-                    LeaseSeen {
-                        member: name.clone(),
-                        holder: Some(format!("{name}_1")),
-                        renew_time: Some(self.renewals.to_string()),
-                        duration: LeaseTimings::DEFAULT.lease_duration,
-                    },
-                );
+                // a renewal on the version it last wrote (read first when it has none)
+                let key = lease_name(&name);
+                let current = self.api.get(&key).and_then(|l| l.resource_version.clone());
+                let r = self.replicas.get_mut(&name).expect("replica");
+                let expected = r.own_version.clone().or(current.clone());
+                if expected == current {
+                    self.renewals += 1;
+                    let v = Some(self.renewals.to_string());
+                    self.api.insert(
+                        key,
+                        LeaseSeen {
+                            member: name.clone(),
+                            holder: Some(format!("{name}_1")),
+                            renew_time: v.clone(),
+                            duration: LeaseTimings::DEFAULT.lease_duration,
+                            resource_version: v.clone(),
+                        },
+                    );
+                    r.own_version = v;
+                    renewed = true;
+                } else {
+                    // claimed by another replica
+                    r.own_version = None;
+                    r.membership.released();
+                }
             }
             let listed: Vec<LeaseSeen> = self.api.values().cloned().collect();
             let r = self.replicas.get_mut(&name).expect("replica");
             if fate == Fate::Up {
                 r.membership.observe(listed, now);
-                r.membership.renewed(now, now);
+                if renewed {
+                    r.membership.renewed(now, now);
+                }
+                if r.membership.may_write(now) {
+                    for (member, version) in r.membership.claimable(now) {
+                        let key = lease_name(&member);
+                        let Some(lease) = self.api.get_mut(&key) else {
+                            continue;
+                        };
+                        if lease.resource_version == version {
+                            self.renewals += 1;
+                            lease.holder = None;
+                            lease.renew_time = Some(self.renewals.to_string());
+                            lease.resource_version = Some(self.renewals.to_string());
+                            r.membership.sighting(lease.clone(), now);
+                        }
+                    }
+                }
             }
-            let live = r.membership.live(now);
+            let holding = r.membership.holding();
             let may_own = r.membership.may_own(now);
-            r.assignment.reassign(&name, &live, may_own);
+            r.assignment.reassign(&name, &holding, may_own);
             r.next_cycle = now + LeaseTimings::DEFAULT.renew_interval;
         }
     }
@@ -207,6 +243,36 @@ fn a_replica_cut_off_from_the_api_server_stops_writing_before_another_takes_over
     assert!(w.owned_by("r1").is_empty(), "warming up");
     w.run_until(75.0);
     assert_eq!(w.owned_by("r1"), r1);
+    assert_eq!(w.unowned(), 0);
+}
+
+#[test]
+fn a_dead_replicas_devices_stay_with_the_survivors_long_after() {
+    let mut w = World::new(&["r0", "r1", "r2"], 300);
+    w.run_until(30.0);
+    w.replicas.get_mut("r1").expect("r1").fate = Fate::Dead;
+    w.run_until(50.0);
+    let (r0, r2) = (w.owned_by("r0"), w.owned_by("r2"));
+    // minutes later its Lease (still listed, emptied by the claim) moves nothing back
+    w.run_until(200.0);
+    assert_eq!(w.owned_by("r0"), r0);
+    assert_eq!(w.owned_by("r2"), r2);
+    assert_eq!(w.unowned(), 0);
+}
+
+#[test]
+fn a_replica_whose_lease_was_claimed_stops_and_rejoins() {
+    let mut w = World::new(&["r0", "r1"], 100);
+    w.run_until(30.0);
+    let r1 = w.owned_by("r1");
+    w.replicas.get_mut("r1").expect("r1").fate = Fate::CutOff;
+    // r0 claims r1's Lease after it expired
+    w.run_until(50.0);
+    let lease = &w.api[&lease_name("r1")];
+    assert_eq!(lease.holder, None, "claimed");
+    w.replicas.get_mut("r1").expect("r1").fate = Fate::Up;
+    w.run_until(80.0);
+    assert_eq!(w.owned_by("r1"), r1, "back after a warm-up");
     assert_eq!(w.unowned(), 0);
 }
 

@@ -10,6 +10,7 @@ fn lease(member: &str, renew: u32) -> LeaseSeen {
         holder: Some(format!("{member}_1")),
         renew_time: Some(format!("2026-12-06T12:00:{renew:02}.000000Z")),
         duration: Duration::from_secs(15),
+        resource_version: Some(format!("{renew}")),
     }
 }
 
@@ -160,4 +161,47 @@ fn released_stops_writes_at_once() {
     m.released();
     assert!(!m.may_write(t0));
     assert_eq!(m.fence_deadline(), None);
+}
+
+#[test]
+fn an_expired_replica_holds_its_devices_until_its_lease_is_claimed() {
+    let t0 = Instant::now();
+    let mut m = Membership::new("a", T);
+    m.observe([lease("a", 1), lease("b", 1)], t0);
+    assert!(m.claimable(secs(t0, 14.9)).is_empty());
+    let later = secs(t0, 15.0);
+    assert_eq!(
+        m.claimable(later),
+        vec![("b".to_owned(), Some("1".to_owned()))],
+        "b, on the version seen; never ourselves"
+    );
+    assert!(!m.live(later).contains("b"));
+    assert!(m.holding().contains("b"), "until claimed");
+    // the claim made: holder emptied
+    m.sighting(
+        LeaseSeen {
+            holder: None,
+            ..lease("b", 2)
+        },
+        later,
+    );
+    assert!(!m.holding().contains("b"));
+    assert!(m.claimable(later).is_empty());
+}
+
+#[test]
+fn a_listed_lease_is_never_forgotten_and_a_deleted_one_is_after_four_durations() {
+    let t0 = Instant::now();
+    let mut m = Membership::new("a", T);
+    m.observe([lease("b", 1), lease("c", 1)], t0);
+    // b keeps being listed unchanged, c is gone
+    m.observe([lease("b", 1)], secs(t0, 59.0));
+    assert!(m.holding().contains("c"));
+    m.observe([lease("b", 1)], secs(t0, 61.0));
+    assert!(
+        m.holding().contains("b"),
+        "still listed: still expired, not new"
+    );
+    assert!(!m.live(secs(t0, 61.0)).contains("b"));
+    assert!(!m.holding().contains("c"), "deleted long ago");
 }
