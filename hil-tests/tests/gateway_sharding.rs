@@ -38,16 +38,29 @@ fn fake_devices() -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or(FAKE_DEVICES)
 }
-/// The replicas' Lease timings: short, so that the scenario takes seconds.
-const LEASE: Duration = Duration::from_secs(4);
-const SHARD_ARGS: &[&str] = &[
-    "--shard-lease-duration",
-    "4s",
-    "--shard-renew-deadline",
-    "2500ms",
-    "--shard-renew-interval",
-    "1s",
-];
+/// The replicas' Lease duration: short, so that the scenario takes seconds;
+/// `EDGE_SHARD_LEASE_SECONDS=N` for the benchmark. The renew deadline is 5/8 of it, the
+/// renew interval 1 s.
+fn lease_duration() -> Duration {
+    Duration::from_secs(
+        std::env::var("EDGE_SHARD_LEASE_SECONDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(4),
+    )
+}
+
+fn shard_timing_args() -> Vec<String> {
+    let lease = lease_duration();
+    vec![
+        "--shard-lease-duration".to_owned(),
+        format!("{}s", lease.as_secs()),
+        "--shard-renew-deadline".to_owned(),
+        format!("{}ms", lease.as_millis() * 5 / 8),
+        "--shard-renew-interval".to_owned(),
+        "1s".to_owned(),
+    ]
+}
 
 /// Who wrote each node Lease, in the order the API server says.
 #[derive(Debug, Default)]
@@ -158,6 +171,21 @@ fn duplicate_writers(w: &Writers, window: Duration) -> Vec<String> {
     found
 }
 
+/// What the extra replicas logged about sharding and failures.
+fn shard_log(replicas: &[Gateway]) -> String {
+    let mut out = String::new();
+    for (i, r) in replicas.iter().enumerate() {
+        out.push_str(&format!("--- replica {} (sharding, warnings) ---\n", i + 1));
+        for line in r.log().lines().filter(|l| {
+            l.contains("WARN") || l.contains("replica's devices changed") || l.contains("claimed")
+        }) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 async fn metric(gw: &Gateway, name: &str) -> Result<f64> {
     let out = tokio::process::Command::new("curl")
         .args(["-sf", &gw.metrics_url()])
@@ -199,7 +227,7 @@ async fn failover(backend: ClusterBackend, tag: &str) -> Result<()> {
         ["--replica-id", &replica(i), "--shard-namespace", &namespace]
             .iter()
             .map(|s| (*s).to_owned())
-            .chain(SHARD_ARGS.iter().map(|s| (*s).to_owned()))
+            .chain(shard_timing_args())
             .collect()
     };
     let mut options = StackOptions::fast(BrokerKind::Mosquitto).on(backend);
@@ -273,7 +301,7 @@ async fn failover(backend: ClusterBackend, tag: &str) -> Result<()> {
         }
     })
     .await
-    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
+    .map_err(|e| anyhow!("{e}\n{}{}", stack.logs(), shard_log(&replicas)))?;
     println!(
         "all {} Nodes Ready after {:?}",
         names.len(),
@@ -312,7 +340,7 @@ async fn failover(backend: ClusterBackend, tag: &str) -> Result<()> {
         },
     )
     .await
-    .map_err(|e| anyhow!("{e}\n{}", stack.logs()))?;
+    .map_err(|e| anyhow!("{e}\n{}{}", stack.logs(), shard_log(&replicas)))?;
 
     // every device owned by exactly one replica; the replicas visible as Leases
     let all: Vec<&Gateway> = std::iter::once(&stack.gateway)
@@ -369,21 +397,21 @@ async fn failover(backend: ClusterBackend, tag: &str) -> Result<()> {
     println!("SIGKILL of a replica with {killed} devices: all owned again after {failover:?}");
     // one lease duration, one renew interval, and a resync
     assert!(
-        failover < LEASE + Duration::from_secs(4),
+        failover < lease_duration() + Duration::from_secs(4),
         "failover took {failover:?}"
     );
 
     // freeze a survivor past its lease: what it had queued must never land
     let frozen = survivors.len() - 1;
     sigstop(survivors[frozen], true)?;
-    tokio::time::sleep(LEASE * 3).await;
+    tokio::time::sleep(lease_duration() * 3).await;
     sigstop(survivors[frozen], false)?;
     // it rejoins, warms up, takes its share back
-    tokio::time::sleep(LEASE * 3).await;
+    tokio::time::sleep(lease_duration() * 3).await;
 
     {
         let w = writers.lock().unwrap();
-        let duplicates = duplicate_writers(&w, LEASE);
+        let duplicates = duplicate_writers(&w, lease_duration());
         assert!(
             duplicates.is_empty(),
             "two writers of one node Lease: {duplicates:#?}"
