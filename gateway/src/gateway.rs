@@ -444,6 +444,7 @@ pub async fn start(
         device_nodes.clone(),
         config.autonomy.default_budget,
         metrics.clone(),
+        fleet.shard_gate(),
         token.clone(),
     )));
     let webhook_port = match &config.autonomy.webhook {
