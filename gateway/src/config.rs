@@ -208,6 +208,8 @@ pub struct RunArgs {
     pub offline_log_cache_bytes: u64,
     #[command(flatten)]
     pub autonomy: crate::autonomy::AutonomyArgs,
+    #[command(flatten)]
+    pub shard: crate::sharding::ShardArgs,
 }
 
 /// Where the gateway's MQTT client connects.
@@ -263,6 +265,8 @@ pub struct GatewayConfig {
     /// `--offline-log-cache-bytes`: per container, 0 = off.
     pub offline_log_cache_bytes: u64,
     pub autonomy: crate::autonomy::AutonomySettings,
+    /// `--replica-id`: one of several replicas sharing the fleet; `None`: the only one.
+    pub shard: Option<crate::sharding::ShardSettings>,
 }
 
 impl GatewayConfig {
@@ -296,6 +300,7 @@ impl GatewayConfig {
             ready_file: None,
             offline_log_cache_bytes: crate::log_cache::DEFAULT_CACHE_BYTES,
             autonomy: Default::default(),
+            shard: None,
         }
     }
 }
@@ -364,6 +369,14 @@ impl TryFrom<RunArgs> for GatewayConfig {
             ));
         }
         crate::local_endpoints::check_listen(a.metrics_listen, a.metrics_insecure_listen)?;
+        let shard: Option<crate::sharding::ShardSettings> = a.shard.clone().try_into()?;
+        if shard.is_some() && matches!(broker, BrokerConfig::Embedded { .. }) {
+            return Err(ConfigError::Invalid(
+                "--replica-id needs --broker-url: replicas share the fleet through one external broker \
+                 (each embedded broker only reaches the devices connected to it)"
+                    .to_owned(),
+            ));
+        }
         for id in &a.allow_devices {
             edge_protocol::DeviceId::new(id.clone())
                 .map_err(|e| ConfigError::Invalid(format!("--allow-device {id:?}: {e}")))?;
@@ -402,6 +415,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
             ready_file: a.ready_file,
             offline_log_cache_bytes: a.offline_log_cache_bytes,
             autonomy: a.autonomy.try_into()?,
+            shard,
         })
     }
 }

@@ -19,6 +19,8 @@ use crate::kubelet_api::authn::Authenticator;
 use crate::kubelet_api::authz::Authorizer;
 use crate::metrics::Metrics;
 use crate::node_object::NodeSettings;
+use crate::sharding::ShardGate;
+use crate::sharding::runner::ShardRunner;
 use crate::store::Store;
 use crate::{
     autonomy, embedded_broker, kube_writer, kubelet_api, local_endpoints, mqtt_link, pod_watch,
@@ -119,6 +121,15 @@ impl Gateway {
 
 /// Loads the Kubernetes client from a kubeconfig (file, context) or the cluster.
 pub async fn kube_client(source: &KubeConfigSource) -> Result<kube::Client> {
+    kube_client_as(source, None).await
+}
+
+/// [`kube_client`] sending `user_agent` with every request: the API server names the
+/// field manager of the gateway's writes after it (each sharded replica its own).
+pub async fn kube_client_as(
+    source: &KubeConfigSource,
+    user_agent: Option<&str>,
+) -> Result<kube::Client> {
     let options = kube::config::KubeConfigOptions {
         context: source.context.clone(),
         ..Default::default()
@@ -138,6 +149,12 @@ pub async fn kube_client(source: &KubeConfigSource) -> Result<kube::Client> {
             .await
             .map_err(|e| GatewayError::KubeConfig(e.to_string()))?,
     };
+    let mut config = config;
+    if let Some(agent) = user_agent {
+        let value = axum::http::HeaderValue::from_str(agent)
+            .map_err(|e| GatewayError::KubeConfig(format!("user agent {agent:?}: {e}")))?;
+        config.headers.push((axum::http::header::USER_AGENT, value));
+    }
     kube::Client::try_from(config).map_err(|e| GatewayError::KubeConfig(e.to_string()))
 }
 
@@ -248,10 +265,18 @@ pub async fn start(
         node_address: config.node_address.clone(),
         kubelet_port,
     };
+    let (shard_gate, heard) = match &config.shard {
+        Some(_) => {
+            let (gate, heard) = ShardGate::sharded();
+            (gate, Some(heard))
+        }
+        None => (ShardGate::unsharded(), None),
+    };
     let (feedback_tx, mut feedback_rx) = mpsc::unbounded_channel();
     // Writes of one device stay in order on its shard; shards run concurrently.
     let ops = kube_writer::spawn_workers(
         32,
+        shard_gate.clone(),
         client.clone(),
         metrics.clone(),
         node_settings.clone(),
@@ -282,6 +307,7 @@ pub async fn start(
         watch_tx,
     ));
 
+    fleet.set_shard_gate(shard_gate.clone());
     let mut tasks = Vec::new();
     {
         // the one owner of the fleet's state
@@ -289,8 +315,24 @@ pub async fn start(
         let token = token.clone();
         tasks.push(tokio::spawn(async move { fleet.run(token).await }));
     }
-    let opts = mqtt_link::options(&config.broker, &config.mqtt_client_id, mqtt_port)?;
+    let client_id = match &config.shard {
+        Some(shard) => shard.mqtt_client_id(&config.mqtt_client_id),
+        None => config.mqtt_client_id.clone(),
+    };
+    let opts = mqtt_link::options(&config.broker, &client_id, mqtt_port)?;
     let (mqtt, eventloop) = mqtt_link::client(opts);
+    if let (Some(settings), Some(heard)) = (config.shard.clone(), heard) {
+        let runner = ShardRunner {
+            settings,
+            client: client.clone(),
+            gate: shard_gate,
+            heard,
+            fleet: fleet.clone(),
+            mqtt: mqtt.clone(),
+            metrics: metrics.clone(),
+        };
+        tasks.push(tokio::spawn(runner.run(token.clone())));
+    }
     let (connected_tx, mut connected_rx) = watch::channel(false);
     tasks.push(tokio::spawn(mqtt_link::run_event_loop(
         eventloop,
@@ -402,6 +444,7 @@ pub async fn start(
         device_nodes.clone(),
         config.autonomy.default_budget,
         metrics.clone(),
+        fleet.shard_gate(),
         token.clone(),
     )));
     let webhook_port = match &config.autonomy.webhook {
@@ -458,7 +501,11 @@ pub async fn start(
 /// Runs until `token` is cancelled (the binary cancels it on Ctrl-C / SIGTERM).
 pub async fn run(config: GatewayConfig, token: CancellationToken) -> Result<()> {
     install_crypto_provider();
-    let client = kube_client(&config.kube).await?;
+    let agent = config
+        .shard
+        .as_ref()
+        .map(|s| format!("{}/{}", s.field_manager(), env!("CARGO_PKG_VERSION")));
+    let client = kube_client_as(&config.kube, agent.as_deref()).await?;
     let gateway = start(config, client, token.clone()).await?;
     tokio::select! {
         _ = token.cancelled() => {

@@ -41,6 +41,7 @@
 //! | [`https_server`] | the accept loop of the HTTPS endpoints (kubelet API, admission webhook): TLS with a handshake deadline, TCP_NODELAY, HTTP/1.1 with upgrades and HTTP/2 |
 //! | [`health`] | readiness (`/readyz`): store writes and flushes, MQTT connection |
 //! | [`hostile_input`] | why a message is dropped ([`hostile_input::RejectReason`]), counting and rate-limited logging of dropped messages |
+//! | [`sharding`] | several gateway replicas sharing the fleet: replica Leases, rendezvous assignment of devices, fencing of writes ([`sharding::ShardGate`]), hand-overs (pure parts and the renew loop) |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
 //! | [`retire_trigger`] | a device Node deleted with `edge-kube.io/retire=true` (label or annotation) puts its device on the revocation list, which retires it |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration; the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
@@ -71,6 +72,7 @@ pub mod quantity;
 pub mod rbac;
 pub mod reference_index;
 pub mod retire_trigger;
+pub mod sharding;
 pub mod status_mapping;
 pub mod store;
 pub mod stream_protocols;

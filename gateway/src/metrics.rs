@@ -36,6 +36,8 @@ pub struct Metrics {
     /// Retired devices: `retired` (forgotten, Node/Lease/pods deleted), `order_sent`
     /// (told to wipe itself), `refused` (a retired device came back).
     pub retirements: Family<Labels, Counter>,
+    /// Sharded gateways: membership, owned devices, fencing.
+    pub shard: crate::sharding::shard_metrics::ShardMetrics,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -131,7 +133,7 @@ impl Metrics {
         );
         registry.register(
             "kubernetes_writes_skipped",
-            "Kubernetes writes not made: superseded (a newer lease, node or pod status replaced a queued one) or event_queue_full",
+            "Kubernetes writes not made: superseded (a newer lease, node or pod status replaced a queued one), event_queue_full, or not_owned_or_fenced (a sharded replica's device handed over, or its Lease too old)",
             kubernetes_writes_skipped.clone(),
         );
         registry.register(
@@ -174,8 +176,11 @@ impl Metrics {
             "Time from a pod entering a device's desired set to the device reporting it Running",
             desired_to_running_seconds.clone(),
         );
+        let shard = crate::sharding::shard_metrics::ShardMetrics::default();
+        shard.register(&mut registry);
         Self {
             registry,
+            shard,
             devices_total,
             devices_online,
             pods_by_phase,

@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_protocol::{
-    DownChannel, MAX_DESIRED_SET_BYTES, Message, Topic, topic::gateway_subscription,
-};
+use edge_protocol::{DownChannel, MAX_DESIRED_SET_BYTES, Message, Topic};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
 };
@@ -141,10 +139,18 @@ pub async fn run_event_loop(
                 }
                 connected_before = true;
                 let c = client.clone();
+                // every device's topics, or (a sharded replica) hello and state of all and
+                // the rest of its own devices'
+                let filters = fleet.shard_gate().subscriptions();
                 // subscribe from another task: the request channel is drained by poll()
                 tokio::spawn(async move {
-                    if let Err(e) = c.subscribe(gateway_subscription(), QoS::AtLeastOnce).await {
-                        warn!(error = %e, "cannot subscribe to device topics");
+                    for chunk in filters.chunks(64) {
+                        let chunk = chunk
+                            .iter()
+                            .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                        if let Err(e) = c.subscribe_many(chunk).await {
+                            warn!(error = %e, "cannot subscribe to device topics");
+                        }
                     }
                 });
                 let _ = connected.send(true);
@@ -187,6 +193,17 @@ pub fn dispatch(fleet: &Fleet, topic: &str, payload: &[u8], retained: bool) {
 fn accepted(fleet: &Fleet, topic: &str, payload: &[u8], retained: bool) -> Option<DeviceFrame> {
     match decode(topic, payload, retained) {
         Ok(frame) => {
+            let gate = fleet.shard_gate();
+            if matches!(
+                frame.message,
+                DeviceMessage::Hello(_) | DeviceMessage::State { .. }
+            ) {
+                gate.heard(&frame.device);
+            }
+            // a sharded replica hears every device's hello and state, and handles its own
+            if !gate.owns(&frame.device) {
+                return None;
+            }
             fleet.metrics().message_in(frame.message.kind().as_str());
             Some(frame)
         }

@@ -74,11 +74,13 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         resource_names: &[],
     },
     // Node heartbeats in kube-node-lease: patched (created when absent); deleted when
-    // the device is retired.
+    // the device is retired. Sharded gateways: each replica's own Lease read, created and
+    // replaced on its resourceVersion, the replicas' Leases listed, an expired one's
+    // holder emptied (replaced on the resourceVersion seen).
     ApiPermission {
         api_group: "coordination.k8s.io",
         resource: "leases",
-        verbs: &["create", "patch", "delete"],
+        verbs: &["get", "list", "create", "update", "patch", "delete"],
         resource_names: &[],
     },
     // Kubelet API in webhook mode: TokenReview for bearer tokens, SubjectAccessReview

@@ -16,7 +16,8 @@ use yaml_rust2::{Yaml, YamlLoader};
 const BASE: &str = "deploy/kustomize/base";
 const EXTERNAL_BROKER: &str = "deploy/kustomize/overlays/external-broker";
 const LAB: &str = "deploy/kustomize/overlays/lab-embedded-broker";
-const ALL: [&str; 3] = [BASE, EXTERNAL_BROKER, LAB];
+const SHARDED: &str = "deploy/kustomize/overlays/sharded";
+const ALL: [&str; 4] = [BASE, EXTERNAL_BROKER, LAB, SHARDED];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -614,5 +615,51 @@ fn manifest_settings_are_real_gateway_flags() {
             help.contains(&format!("env: {name}=")),
             "{name} is not a flag of edge-gateway run:\n{help}"
         );
+    }
+}
+
+fn env_value<'a>(container: &'a Yaml, name: &str) -> &'a Yaml {
+    container["env"]
+        .as_vec()
+        .and_then(|v| v.iter().find(|e| e["name"].as_str() == Some(name)))
+        .unwrap_or_else(|| panic!("no env {name}"))
+}
+
+#[test]
+fn the_sharded_overlay_runs_three_replicas_each_with_its_own_identity() {
+    let docs = render(SHARDED);
+    let sts = find(&docs, "StatefulSet", "edge-gateway");
+    assert_eq!(sts["spec"]["replicas"].as_i64(), Some(3));
+    let container = &sts["spec"]["template"]["spec"]["containers"][0];
+    let names = env_names(container);
+    let id = "EDGE_GATEWAY_REPLICA_ID";
+    assert_eq!(
+        env_value(container, id)["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.name"),
+        "the replica id is the pod name"
+    );
+    assert_eq!(
+        env_value(container, "EDGE_GATEWAY_SHARD_NAMESPACE")["valueFrom"]["fieldRef"]["fieldPath"]
+            .as_str(),
+        Some("metadata.namespace")
+    );
+    assert!(
+        env_value(container, "EDGE_GATEWAY_BROKER_URL")["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("mqtts://"),
+        "sharding needs the external broker"
+    );
+    // each replica its own client certificate, chosen by the replica id defined before it
+    let position = |n: &str| names.iter().position(|x| x == n).unwrap();
+    for var in ["EDGE_GATEWAY_BROKER_CERT", "EDGE_GATEWAY_BROKER_KEY"] {
+        assert!(
+            env_value(container, var)["value"]
+                .as_str()
+                .unwrap()
+                .contains("$(EDGE_GATEWAY_REPLICA_ID)"),
+            "{var}"
+        );
+        assert!(position(id) < position(var), "{id} must come before {var}");
     }
 }

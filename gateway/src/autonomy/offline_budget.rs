@@ -85,6 +85,7 @@ pub async fn run(
     nodes: DeviceNodes,
     default: Duration,
     metrics: Arc<Metrics>,
+    gate: crate::sharding::ShardGate,
     token: CancellationToken,
 ) {
     let api: Api<Node> = Api::all(client);
@@ -116,6 +117,12 @@ pub async fn run(
             let Some(name) = node.metadata.name.as_deref() else {
                 continue;
             };
+            // sharded gateways: only the replica that owns the device annotates its Node
+            if gate.is_sharded()
+                && !edge_protocol::DeviceId::new(name).is_ok_and(|d| gate.may_write(&d))
+            {
+                continue;
+            }
             let patch =
                 serde_json::json!({"metadata": {"annotations": {AUTONOMY_EXPIRES_KEY: want}}});
             match api

@@ -57,6 +57,8 @@ pub enum FleetInput {
     /// A `StoreDesired` effect failed: nothing more is sent to the device until its set
     /// is stored again.
     DesiredSetNotStored { device: DeviceId },
+    /// Sharded gateways: the device was handed to this replica (`true`) or away from it.
+    HandedOver { device: DeviceId, to_us: bool },
 }
 
 impl FleetInput {
@@ -73,6 +75,7 @@ impl FleetInput {
                 | KubeFeedback::NodeRetired { device }
                 | KubeFeedback::RetireFailed { device } => device,
             }),
+            FleetInput::HandedOver { device, .. } => Some(device),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@
 //! | `stream_routing.rs` | exec/attach/port-forward messages of devices, and ending a device's streams |
 //! | `retirement.rs` | a retired (revoked) device: forgotten, its Node, Lease and pods deleted, told to wipe itself; refused when it comes back |
 //! | `introductions.rs` | devices that talk before saying hello |
+//! | `handover.rs` | sharded gateways: a device handed to another replica forgotten, one handed to this replica asked for its report |
 //!
 //! One task owns the state: the [`FleetRunner`] (`runner.rs`) takes inputs from one
 //! channel, calls `handle` and executes the effects in order. Other tasks hold a
@@ -41,6 +42,7 @@ mod admission;
 mod delivery;
 mod directory;
 mod effect;
+mod handover;
 mod input;
 mod introductions;
 mod liveness;
@@ -188,6 +190,8 @@ pub struct Fleet {
     usage: Arc<UsageStore>,
     /// The runner until [`Fleet::run`] (or [`Fleet::take_runner`]) takes it.
     runner: Mutex<Option<FleetRunner>>,
+    /// Which devices are this replica's (sharded gateways); unsharded when never set.
+    shard_gate: Arc<std::sync::OnceLock<crate::sharding::ShardGate>>,
 }
 
 impl Fleet {
@@ -225,7 +229,9 @@ impl Fleet {
         let health = Arc::new(Health::default());
         let logs = Arc::new(LogStreams::default());
         let streams = Arc::new(DeviceStreams::new(outbox.clone(), metrics.clone()));
+        let shard_gate = Arc::new(std::sync::OnceLock::new());
         let sinks = EffectSinks {
+            shard_gate: shard_gate.clone(),
             store: store.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
@@ -253,6 +259,7 @@ impl Fleet {
             rejections,
             usage: Arc::new(UsageStore::default()),
             runner: Mutex::new(Some(runner)),
+            shard_gate,
         }
     }
 
@@ -403,6 +410,24 @@ impl Fleet {
             device: device.clone(),
             present,
         });
+    }
+
+    /// Sharded gateways: `device` was handed to this replica (`to_us`) or away from it.
+    pub fn on_handover(&self, device: &DeviceId, to_us: bool) {
+        self.input(FleetInput::HandedOver {
+            device: device.clone(),
+            to_us,
+        });
+    }
+
+    /// Makes this fleet one replica's share (before any device message).
+    pub fn set_shard_gate(&self, gate: crate::sharding::ShardGate) {
+        let _ = self.shard_gate.set(gate);
+    }
+
+    /// Which devices are this replica's (every device, unsharded).
+    pub fn shard_gate(&self) -> crate::sharding::ShardGate {
+        self.shard_gate.get().cloned().unwrap_or_default()
     }
 
     /// Periodic pass over every device: liveness, leases, node status; devices revoked

@@ -85,6 +85,8 @@ pub(super) struct EffectSinks {
     pub rejections: Arc<Rejections>,
     pub revocations: CachedRevocationList,
     pub directory: Arc<DeviceDirectory>,
+    /// Sharded gateways: which devices are this replica's (unsharded when unset).
+    pub shard_gate: Arc<std::sync::OnceLock<crate::sharding::ShardGate>>,
 }
 
 /// The fleet state and everything its effects are executed on.
@@ -136,6 +138,12 @@ impl FleetRunner {
     pub(super) fn step(&mut self, command: Command) {
         match command {
             Command::Frame { frame, .. } => {
+                // queued before its device was handed to another replica: not ours now
+                if let Some(gate) = self.sinks.shard_gate.get()
+                    && !gate.owns(&frame.device)
+                {
+                    return;
+                }
                 let revocation = match self.sinks.revocations.contains(&frame.device) {
                     Ok(true) => Revocation::Revoked,
                     Ok(false) => Revocation::NotRevoked,

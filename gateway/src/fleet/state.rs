@@ -296,6 +296,10 @@ impl FleetState {
                     entry.persist_failed = true;
                 }
             }
+            FleetInput::HandedOver { device, to_us } => match to_us {
+                true => self.adopt(&device, &mut out),
+                false => self.release(&device, &mut out),
+            },
         }
         out
     }

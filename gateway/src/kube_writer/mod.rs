@@ -189,6 +189,33 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 }
 
 impl Worker {
+    /// Makes the write if this replica may write about its device now (sharded
+    /// gateways), abandoning it at the renew deadline; else counts it as skipped.
+    async fn run_gated(&mut self, op: KubeOp, gate: &crate::sharding::ShardGate) {
+        if !gate.may_write(op.device()) {
+            self.metrics
+                .kubernetes_writes_skipped
+                .get_or_create(&vec![(
+                    "reason".to_owned(),
+                    "not_owned_or_fenced".to_owned(),
+                )])
+                .inc();
+            return;
+        }
+        match gate.write_deadline() {
+            None => self.run(op).await,
+            Some(deadline) => {
+                let device = op.device().clone();
+                if tokio::time::timeout_at(deadline.into(), self.run(op))
+                    .await
+                    .is_err()
+                {
+                    warn!(%device, "Kubernetes write abandoned at this replica's renew deadline");
+                }
+            }
+        }
+    }
+
     fn failed(&self, operation: &str, target: &str, e: &kube::Error) {
         self.metrics.api_error(operation);
         warn!(operation, target, error = %e, "Kubernetes API call failed");
@@ -250,6 +277,7 @@ impl Worker {
 /// Starts `shards` workers; returns the queue handle.
 pub fn spawn_workers(
     shards: usize,
+    gate: crate::sharding::ShardGate,
     client: kube::Client,
     metrics: Arc<Metrics>,
     settings: NodeSettings,
@@ -269,11 +297,12 @@ pub fn spawn_workers(
         };
         let mut worker = worker;
         let token = token.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    op = queue.pop() => worker.run(op).await,
+                    op = queue.pop() => worker.run_gated(op, &gate).await,
                 }
             }
         });

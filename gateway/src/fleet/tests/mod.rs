@@ -4,6 +4,7 @@ mod decisions;
 mod ephemeral;
 mod evicted_while_offline;
 mod faults_and_hostile_devices;
+mod handover;
 mod live_updates;
 mod log_cache;
 mod node_pressure;
