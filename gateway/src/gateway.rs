@@ -289,11 +289,13 @@ pub async fn start(
         let token = token.clone();
         tasks.push(tokio::spawn(async move { fleet.run(token).await }));
     }
-    let opts = mqtt_link::options(&config.broker, &config.mqtt_client_id, mqtt_port)?;
-    let (mqtt, eventloop) = mqtt_link::client(opts);
+    let nodes = mqtt_link::failover_options(&config.broker, &config.mqtt_client_id, mqtt_port)?;
+    let first = mqtt_link::options(&config.broker, &config.mqtt_client_id, mqtt_port)?;
+    let (mqtt, eventloop) = mqtt_link::client(first);
     let (connected_tx, mut connected_rx) = watch::channel(false);
     tasks.push(tokio::spawn(mqtt_link::run_event_loop(
         eventloop,
+        nodes,
         mqtt.clone(),
         fleet.clone(),
         connected_tx,
