@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs (idempotently) everything the test suite needs on a Debian machine that has
 # only the Rust toolchain: Podman (Docker Engine API for the agent), Mosquitto (real
-# broker), qemu-user-static (runs the aarch64 agent), a registry for pull tests,
-# busybox-static (the test image), and the Rust targets for static agent builds.
+# broker), nats-server (clustered broker), qemu-user-static (runs the aarch64 agent),
+# a registry for pull tests, busybox-static (the test image), and the Rust targets for
+# static agent builds.
 set -euo pipefail
 
 need_pkgs=(podman runc busybox-static mosquitto mosquitto-clients qemu-user-static
@@ -13,6 +14,8 @@ need_pkgs=(podman runc busybox-static mosquitto mosquitto-clients qemu-user-stat
            # enrollment, flashing and packaging tests: openssl checks certificates;
            # synthetic disk images; dpkg-deb/dpkg-shlibdeps build the agent .deb
            openssl fdisk dosfstools mtools e2fsprogs xz-utils mount dpkg-dev
+           # the clustered broker tests: a three-node NATS cluster (MQTT over JetStream)
+           nats-server
            # the real Docker Engine (the pod sandbox differs between it and Podman);
            # scripts/test-env.sh starts its own dockerd
            docker.io)
@@ -27,7 +30,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Services that Debian starts on install are not what the tests use: they start their own.
-for svc in mosquitto docker-registry docker docker.socket; do
+for svc in mosquitto nats-server docker-registry docker docker.socket; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

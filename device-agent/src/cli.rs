@@ -67,7 +67,9 @@ pub struct RunArgs {
     /// MQTT keepalive (at least 5 s).
     #[arg(long, env = "EDGE_AGENT_KEEPALIVE_SECONDS", value_parser = parse_duration)]
     pub keepalive: Option<Duration>,
-    /// Longest wait between broker reconnect attempts (starts at 0.5 s, doubles).
+    /// Longest wait between broker reconnect attempts (starts at 0.5 s, doubles; each
+    /// wait is jittered between half and all of it; with several --broker-url, each
+    /// attempt goes to the next).
     #[arg(long, env = "EDGE_AGENT_RECONNECT_BACKOFF_MAX_SECONDS", value_parser = parse_duration)]
     pub reconnect_backoff_max: Option<Duration>,
     /// Time between reports of the containers' new output for the gateway's offline log

@@ -1,7 +1,8 @@
 //! The MQTT session: one task polls the rumqttc event loop (and only polls, so
-//! publishing can never deadlock it), reconnecting with back-off across the configured
-//! brokers; a second task publishes reliable messages one at a time from the outbox
-//! ([`UplinkWindow`]) and re-subscribes after every connect without a session.
+//! publishing can never deadlock it), reconnecting with jittered back-off to the next of
+//! the configured brokers (the nodes of a cluster); a second task publishes reliable messages one at a time from the outbox
+//! ([`UplinkWindow`]) and re-subscribes after every connect without a session and after
+//! a refused subscription.
 //!
 //! The poll task numbers connections (epochs) and tells the uplink task, in event order,
 //! which packet id each QoS 1 publish was written with and which packet ids the broker
@@ -16,13 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use edge_protocol::broker_failover::{BrokerFailover, jitter_seed};
 use edge_protocol::{
     DeviceId, DeviceState, Message, NodeReport, ResyncRequest, Topic, UpChannel,
     topic::device_subscription,
 };
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, Publish, QoS, Request,
-    TlsConfiguration, Transport,
+    SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -62,6 +64,9 @@ enum UplinkInput {
     Connected {
         session_present: bool,
     },
+    /// The broker refused the subscription to the device's topics a second ago (a
+    /// broker cluster failing over, say): subscribe again and ask for a resync.
+    SubscriptionRefused,
     /// The connection broke; `unsent` publish requests were dropped unwritten.
     Disconnected {
         unsent: usize,
@@ -350,9 +355,7 @@ async fn poll_loop(
     events: mpsc::UnboundedSender<SessionEvent>,
     stop: CancellationToken,
 ) {
-    let initial = Duration::from_millis(500).min(backoff_max);
-    let mut backoff = initial;
-    let mut broker = 0usize;
+    let mut failover = BrokerFailover::new(options.len(), Duration::from_millis(500), backoff_max);
     let mut epoch = 0u64;
     loop {
         let event = tokio::select! {
@@ -361,13 +364,13 @@ async fn poll_loop(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = initial;
+                failover.connected();
                 epoch += 1;
                 if epoch > 1 {
                     reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 connected.store(true, Ordering::Relaxed);
-                tracing::info!(broker = %brokers.get(broker).map(ToString::to_string).unwrap_or_default(),
+                tracing::info!(broker = %brokers.get(failover.current()).map(ToString::to_string).unwrap_or_default(),
                     session_present = ack.session_present, "connected to broker");
                 let _ = uplink.send(UplinkInput::Connected {
                     session_present: ack.session_present,
@@ -381,6 +384,18 @@ async fn poll_loop(
                 let _ = uplink.send(UplinkInput::Acked {
                     epoch,
                     pkid: ack.pkid,
+                });
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack)))
+                if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
+            {
+                tracing::warn!(
+                    "the broker refused the subscription to this device's topics; retrying in 1 s"
+                );
+                let uplink = uplink.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = uplink.send(UplinkInput::SubscriptionRefused);
                 });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -413,6 +428,7 @@ async fn poll_loop(
                         other => tracing::debug!(?other, "dropped an event of the lost connection"),
                     }
                 }
+                let (next, wait) = failover.failed(jitter_seed());
                 let (unsent, dropped) = discard_unacknowledged(&mut eventloop);
                 ledger.dropped(dropped);
                 if connected.swap(false, Ordering::Relaxed) {
@@ -423,19 +439,17 @@ async fn poll_loop(
                     if unsent > 0 {
                         let _ = uplink.send(UplinkInput::Disconnected { unsent });
                     }
-                    tracing::debug!(error = %e, retry_in = ?backoff, "broker unreachable");
+                    tracing::debug!(error = %e, retry_in = ?wait, "broker unreachable");
                 }
-                if options.len() > 1 {
-                    broker = (broker + 1) % options.len();
-                    if let Some(next) = options.get(broker) {
-                        eventloop.mqtt_options = next.clone();
-                    }
+                // The next node of a cluster (the agent's sessions are clean: the uplink
+                // window sends again what the lost connection did not get acknowledged).
+                if let Some(opts) = options.get(next).filter(|_| options.len() > 1) {
+                    eventloop.mqtt_options = opts.clone();
                 }
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(backoff_max);
             }
         }
     }
@@ -518,6 +532,21 @@ async fn uplink_loop(mut t: UplinkTask) {
                         priority(UpChannel::Hello, report.into()),
                         priority(UpChannel::Resync, resync.into()),
                     ].into_iter().flatten() {
+                        window.push_priority(m);
+                    }
+                }
+                Some(UplinkInput::SubscriptionRefused) => {
+                    // Subscribe again, then ask for the desired set: what the gateway
+                    // sent while nothing was subscribed is gone.
+                    let filter = device_subscription(&t.device);
+                    if let Err(e) = t.client.subscribe(filter, QoS::AtLeastOnce).await {
+                        tracing::error!(error = %e, "subscribe failed");
+                    }
+                    let resync = ResyncRequest {
+                        known_generation: *t.generation.borrow(),
+                        reason: "subscription refused".to_owned(),
+                    };
+                    if let Some(m) = priority(UpChannel::Resync, resync.into()) {
                         window.push_priority(m);
                     }
                 }

@@ -76,6 +76,8 @@ pub struct RunArgs {
     pub embedded_broker_insecure_listen: bool,
     /// Use an external broker instead of the embedded one: mqtt://host:port or
     /// mqtts://host:port (Mosquitto with the ACL from `broker-config mosquitto`, EMQX, ...).
+    /// For a cluster, every node comma-separated (one scheme for all): the gateway
+    /// starts with the first and moves to the next when a connection fails.
     #[arg(long, env = "EDGE_GATEWAY_BROKER_URL")]
     pub broker_url: Option<String>,
     /// PEM CA that signed the external broker's certificate (mqtts://).
@@ -224,6 +226,9 @@ pub enum BrokerConfig {
     External {
         host: String,
         port: u16,
+        /// More nodes of the same broker cluster (`host`, `port`), tried in turn after
+        /// `host:port` when a connection fails.
+        failover: Vec<(String, u16)>,
         tls: bool,
         ca: Option<PathBuf>,
         client_cert: Option<(PathBuf, PathBuf)>,
@@ -341,8 +346,26 @@ impl TryFrom<RunArgs> for GatewayConfig {
                     insecure_listen: a.embedded_broker_insecure_listen,
                 }
             }
-            Some(url) => {
-                let (host, port, tls) = parse_broker_url(url)?;
+            Some(urls) => {
+                let mut nodes = Vec::new();
+                for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                    nodes.push(parse_broker_url(url)?);
+                }
+                let mut nodes = nodes.into_iter();
+                let (host, port, tls) = nodes
+                    .next()
+                    .ok_or_else(|| ConfigError::BrokerUrl(urls.clone()))?;
+                let failover = nodes
+                    .map(|(host, port, node_tls)| {
+                        if node_tls == tls {
+                            Ok((host, port))
+                        } else {
+                            Err(ConfigError::Invalid(format!(
+                                "--broker-url {urls:?}: every node of a cluster uses the same scheme"
+                            )))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 if !tls && (a.broker_ca.is_some() || a.broker_cert.is_some()) {
                     return Err(ConfigError::Invalid(
                         "--broker-ca/--broker-cert need an mqtts:// --broker-url".to_owned(),
@@ -351,6 +374,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
                 BrokerConfig::External {
                     host,
                     port,
+                    failover,
                     tls,
                     ca: a.broker_ca.clone(),
                     client_cert: a.broker_cert.clone().zip(a.broker_key.clone()),

@@ -319,8 +319,9 @@ pub async fn start(
         Some(shard) => shard.mqtt_client_id(&config.mqtt_client_id),
         None => config.mqtt_client_id.clone(),
     };
-    let opts = mqtt_link::options(&config.broker, &client_id, mqtt_port)?;
-    let (mqtt, eventloop) = mqtt_link::client(opts);
+    let nodes = mqtt_link::failover_options(&config.broker, &client_id, mqtt_port)?;
+    let first = mqtt_link::options(&config.broker, &client_id, mqtt_port)?;
+    let (mqtt, eventloop) = mqtt_link::client(first);
     if let (Some(settings), Some(heard)) = (config.shard.clone(), heard) {
         let runner = ShardRunner {
             settings,
@@ -336,6 +337,7 @@ pub async fn start(
     let (connected_tx, mut connected_rx) = watch::channel(false);
     tasks.push(tokio::spawn(mqtt_link::run_event_loop(
         eventloop,
+        nodes,
         mqtt.clone(),
         fleet.clone(),
         connected_tx,

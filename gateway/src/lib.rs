@@ -27,7 +27,7 @@
 //! | [`reference_index`] | which device pods use which ConfigMaps/Secrets: the per-object watches to start and stop, the pods to translate again on a change, immutable objects left unwatched (pure) |
 //! | [`token_schedule`] | the service account tokens held per pod and when each is due (80 % of its lifetime or 24 h, as the kubelet) (pure) |
 //! | [`kube_writer`] | one owner per Kubernetes kind: `node.rs` (the Node object with its taint; create, claim, labels; only ours), `node_status.rs` (capacity, conditions, nodeInfo, addresses), `lease.rs`, `pod.rs` (status, deletion), `events.rs` (typed reasons in `event_reason.rs`, repeats folded by `event_correlator.rs`); sharded workers behind latest-wins queues (`write_queue.rs`) |
-//! | [`mqtt_link`] | the gateway's MQTT client: subscribe, decode each frame into a typed [`mqtt_link::DeviceFrame`] or a rejection (`device_frame.rs`), dispatch, outbox (flush, then publish) |
+//! | [`mqtt_link`] | the gateway's MQTT client: reconnect across a cluster's nodes with jittered back-off, subscribe, decode each frame into a typed [`mqtt_link::DeviceFrame`] or a rejection (`device_frame.rs`), dispatch, outbox (flush, then publish) |
 //! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
@@ -44,7 +44,7 @@
 //! | [`sharding`] | several gateway replicas sharing the fleet: replica Leases, rendezvous assignment of devices, fencing of writes ([`sharding::ShardGate`]), hand-overs (pure parts and the renew loop) |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
 //! | [`retire_trigger`] | a device Node deleted with `edge-kube.io/retire=true` (label or annotation) puts its device on the revocation list, which retires it |
-//! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration; the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
+//! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration (Mosquitto, a NATS cluster); the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 
 pub mod autonomy;
 pub mod config;

@@ -1,5 +1,5 @@
 //! The gateway's MQTT connection: one client for the whole fleet, subscribed to every
-//! device's `up/#`. The event loop task only polls, decodes (`device_frame.rs`: a frame
+//! device's `up/#`, moving to the next node of a broker cluster when its node fails. The event loop task only polls, decodes (`device_frame.rs`: a frame
 //! becomes a typed [`DeviceFrame`] or a counted rejection) and hands frames to the fleet;
 //! publishing happens in the outbox task (publishing from the polling task can deadlock
 //! rumqttc).
@@ -7,9 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_protocol::{DownChannel, MAX_DESIRED_SET_BYTES, Message, Topic};
+use edge_protocol::broker_failover::{BrokerFailover, jitter_seed};
+use edge_protocol::{
+    DownChannel, MAX_DESIRED_SET_BYTES, Message, Topic,
+};
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeReasonCode, TlsConfiguration,
+    Transport,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +35,8 @@ pub enum MqttError {
     Tls(#[from] edge_protocol::broker_tls::BrokerTlsError),
     #[error("mqtts:// needs --broker-ca (the CA that signed the broker's certificate)")]
     MissingCa,
+    #[error("no broker address configured")]
+    NoBroker,
 }
 
 fn tls_config(
@@ -66,30 +72,63 @@ pub fn options(
     client_id: &str,
     embedded_port: Option<u16>,
 ) -> Result<MqttOptions, MqttError> {
-    let mut opts = match broker {
+    failover_options(broker, client_id, embedded_port)?
+        .into_iter()
+        .next()
+        .ok_or(MqttError::NoBroker)
+}
+
+/// Client options for every node of the configured broker, in the order they are
+/// tried: the first node, then the `failover` ones (one entry when embedded).
+pub fn failover_options(
+    broker: &BrokerConfig,
+    client_id: &str,
+    embedded_port: Option<u16>,
+) -> Result<Vec<MqttOptions>, MqttError> {
+    let nodes = match broker {
         BrokerConfig::Embedded { listen, .. } => {
             let host = if listen.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
             } else {
                 listen.ip().to_string()
             };
-            MqttOptions::new(client_id, host, embedded_port.unwrap_or(listen.port()))
+            vec![with_limits(MqttOptions::new(
+                client_id,
+                host,
+                embedded_port.unwrap_or(listen.port()),
+            ))]
         }
         BrokerConfig::External {
             host,
             port,
+            failover,
             tls,
             ca,
             client_cert,
         } => {
-            let mut o = MqttOptions::new(client_id, host.clone(), *port);
-            if *tls {
+            let transport = if *tls {
                 let cfg = tls_config(ca.as_deref(), client_cert.as_ref())?;
-                o.set_transport(Transport::Tls(TlsConfiguration::Rustls(Arc::new(cfg))));
-            }
-            o
+                Some(Transport::Tls(TlsConfiguration::Rustls(Arc::new(cfg))))
+            } else {
+                None
+            };
+            std::iter::once((host, port))
+                .chain(failover.iter().map(|(h, p)| (h, p)))
+                .map(|(host, port)| {
+                    let mut o = MqttOptions::new(client_id, host.clone(), *port);
+                    if let Some(t) = &transport {
+                        o.set_transport(t.clone());
+                    }
+                    with_limits(o)
+                })
+                .collect()
         }
     };
+    Ok(nodes)
+}
+
+/// The settings every connection of the gateway shares.
+fn with_limits(mut opts: MqttOptions) -> MqttOptions {
     opts.set_keep_alive(Duration::from_secs(15));
     opts.set_clean_session(false);
     // Incoming limit above every protocol limit and above what the brokers accept, so an
@@ -98,7 +137,7 @@ pub fn options(
     opts.set_max_packet_size(MAX_INCOMING_PACKET_BYTES, BROKER_MAX_PAYLOAD_BYTES);
     opts.set_inflight(200);
     opts.set_request_channel_capacity(1000);
-    Ok(opts)
+    opts
 }
 
 fn qos(q: edge_protocol::Qos) -> QoS {
@@ -109,15 +148,22 @@ fn qos(q: edge_protocol::Qos) -> QoS {
 }
 
 /// Polls the event loop until cancelled: subscribes on every ConnAck, dispatches
-/// publishes to the fleet, reconnects with back-off. `connected` turns true on ConnAck.
+/// publishes to the fleet, reconnects with jittered back-off, to the next of `nodes`
+/// (the options of every broker node, [`failover_options`]) when there are several.
+/// `connected` turns true on ConnAck.
 pub async fn run_event_loop(
     mut eventloop: EventLoop,
+    nodes: Vec<MqttOptions>,
     client: AsyncClient,
     fleet: Arc<Fleet>,
     connected: watch::Sender<bool>,
     token: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(200);
+    let mut failover = BrokerFailover::new(
+        nodes.len(),
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+    );
     let mut connected_before = false;
     loop {
         let event = tokio::select! {
@@ -126,11 +172,13 @@ pub async fn run_event_loop(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                let (host, port) = eventloop.mqtt_options.broker_address();
                 info!(
+                    broker = %format!("{host}:{port}"),
                     session_present = ack.session_present,
                     "connected to the MQTT broker"
                 );
-                backoff = Duration::from_millis(200);
+                failover.connected();
                 if connected_before && !ack.session_present {
                     warn!(
                         "the broker lost the gateway's session: sending again every desired set not yet acknowledged"
@@ -138,22 +186,16 @@ pub async fn run_event_loop(
                     fleet.on_broker_session_lost();
                 }
                 connected_before = true;
-                let c = client.clone();
-                // every device's topics, or (a sharded replica) hello and state of all and
-                // the rest of its own devices'
-                let filters = fleet.shard_gate().subscriptions();
-                // subscribe from another task: the request channel is drained by poll()
-                tokio::spawn(async move {
-                    for chunk in filters.chunks(64) {
-                        let chunk = chunk
-                            .iter()
-                            .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                        if let Err(e) = c.subscribe_many(chunk).await {
-                            warn!(error = %e, "cannot subscribe to device topics");
-                        }
-                    }
-                });
+                subscribe_device_topics(&client, &fleet, Duration::ZERO);
                 let _ = connected.send(true);
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack)))
+                if ack.return_codes.contains(&SubscribeReasonCode::Failure) =>
+            {
+                // A broker cluster refuses while a node fails over: without the
+                // subscription no device message would arrive, so ask again.
+                warn!("the broker refused the subscription to the device topics; retrying in 1 s");
+                subscribe_device_topics(&client, &fleet, Duration::from_secs(1));
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if let Some(frame) = accepted(&fleet, &p.topic, &p.payload, p.retain) {
@@ -167,16 +209,41 @@ pub async fn run_event_loop(
             Ok(_) => {}
             Err(e) => {
                 let _ = connected.send(false);
-                warn!(error = %e, retry_in = ?backoff, "MQTT connection lost; reconnecting");
+                let (next, wait) = failover.failed(jitter_seed());
+                if let Some(opts) = nodes.get(next).filter(|_| nodes.len() > 1) {
+                    // rumqttc keeps the unacknowledged publishes and resends them on the
+                    // next connection; the session (clean_session false) is the cluster's
+                    eventloop.mqtt_options = opts.clone();
+                }
+                let (host, port) = eventloop.mqtt_options.broker_address();
+                warn!(error = %e, retry_in = ?wait, next = %format!("{host}:{port}"), "MQTT connection lost; reconnecting");
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
     let _ = client.try_disconnect();
+}
+
+/// Subscribes, after `delay`, to every device's topics, or (a sharded replica) to hello
+/// and state of all devices and the rest of its own devices' topics. From another task:
+/// the request channel is drained by the event loop's poll().
+fn subscribe_device_topics(client: &AsyncClient, fleet: &Fleet, delay: Duration) {
+    let client = client.clone();
+    let filters = fleet.shard_gate().subscriptions();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        for chunk in filters.chunks(64) {
+            let chunk = chunk
+                .iter()
+                .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+            if let Err(e) = client.subscribe_many(chunk).await {
+                warn!(error = %e, "cannot subscribe to device topics");
+            }
+        }
+    });
 }
 
 /// Decodes one publish from the broker and hands it to the fleet, or counts and drops it
@@ -397,3 +464,6 @@ pub fn client(opts: MqttOptions) -> (AsyncClient, EventLoop) {
     eventloop.set_network_options(network);
     (client, eventloop)
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,6 +33,8 @@ pub struct FakeDeviceConfig {
     pub id: DeviceId,
     pub broker_host: String,
     pub broker_port: u16,
+    /// More nodes of a broker cluster (host, port), tried in turn when a connection fails.
+    pub failover: Vec<(String, u16)>,
     pub heartbeat_interval: Duration,
     /// Labels the device asks for.
     pub labels: BTreeMap<String, String>,
@@ -64,6 +66,7 @@ impl FakeDeviceConfig {
             id,
             broker_host: broker_host.into(),
             broker_port,
+            failover: Vec::new(),
             heartbeat_interval: Duration::from_millis(500),
             labels: BTreeMap::new(),
             address: "127.0.0.1".to_owned(),
@@ -111,6 +114,8 @@ pub struct FakeDeviceView {
     /// Full status reports the gateway asked for.
     pub status_resyncs: usize,
     pub connected: bool,
+    /// Connections the broker accepted (CONNACK) so far.
+    pub connects: u64,
 }
 
 #[derive(Debug, Default)]
@@ -167,34 +172,45 @@ fn encode(msg: impl Into<Message>) -> Vec<u8> {
     msg.into().encode().unwrap_or_default()
 }
 
+/// The client options for one broker node: keep-alive, TLS identity, last will.
+fn device_options(config: &FakeDeviceConfig, host: String, port: u16) -> MqttOptions {
+    let id = &config.id;
+    let mut opts = MqttOptions::new(id.as_str(), host, port);
+    opts.set_keep_alive(config.keep_alive);
+    opts.set_clean_session(true);
+    opts.set_max_packet_size(16 << 20, 16 << 20);
+    if let Some(tls) = &config.tls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca: tls.ca_pem.clone(),
+            alpn: None,
+            client_auth: Some((tls.cert_pem.clone(), tls.key_pem.clone())),
+        }));
+    }
+    let will = DeviceState {
+        online: false,
+        reason: Some("connection lost".to_owned()),
+        since: now_ms(),
+    };
+    opts.set_last_will(LastWill::new(
+        Topic::up(id, UpChannel::State).to_string(),
+        encode(will),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    opts
+}
+
 impl FakeDevice {
     /// Connects, says hello and starts heartbeating; returns once connected.
     pub async fn start(config: FakeDeviceConfig) -> Result<Self, FakeDeviceError> {
         let id = config.id.clone();
-        let mut opts =
-            MqttOptions::new(id.as_str(), config.broker_host.clone(), config.broker_port);
-        opts.set_keep_alive(config.keep_alive);
-        opts.set_clean_session(true);
-        opts.set_max_packet_size(16 << 20, 16 << 20);
-        if let Some(tls) = &config.tls {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            opts.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
-                ca: tls.ca_pem.clone(),
-                alpn: None,
-                client_auth: Some((tls.cert_pem.clone(), tls.key_pem.clone())),
-            }));
-        }
-        let will = DeviceState {
-            online: false,
-            reason: Some("connection lost".to_owned()),
-            since: now_ms(),
-        };
-        opts.set_last_will(LastWill::new(
-            Topic::up(&id, UpChannel::State).to_string(),
-            encode(will),
-            QoS::AtLeastOnce,
-            true,
-        ));
+        let nodes: Vec<MqttOptions> =
+            std::iter::once((config.broker_host.clone(), config.broker_port))
+                .chain(config.failover.iter().cloned())
+                .map(|(host, port)| device_options(&config, host, port))
+                .collect();
+        let opts = device_options(&config, config.broker_host.clone(), config.broker_port);
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
         let shared = Arc::new(Shared::default());
         let token = CancellationToken::new();
@@ -205,6 +221,7 @@ impl FakeDevice {
             let token = token.clone();
             let shared = shared.clone();
             tokio::spawn(async move {
+                let mut node = 0usize;
                 loop {
                     let ev = tokio::select! {
                         _ = token.cancelled() => break,
@@ -212,16 +229,33 @@ impl FakeDevice {
                     };
                     match ev {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            shared.lock().view.connected = true;
+                            {
+                                let mut inner = shared.lock();
+                                inner.view.connected = true;
+                                inner.view.connects += 1;
+                            }
                             shared.changed.notify_waiters();
                             let _ = in_tx.send(Incoming::Connected);
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             let _ = in_tx.send(Incoming::Publish(p.topic, p.payload.to_vec()));
                         }
+                        Ok(Event::Incoming(Packet::SubAck(ack)))
+                            if ack
+                                .return_codes
+                                .contains(&rumqttc::SubscribeReasonCode::Failure) =>
+                        {
+                            let _ = in_tx.send(Incoming::SubscriptionRefused);
+                        }
                         Ok(_) => {}
                         Err(_) => {
                             shared.lock().view.connected = false;
+                            if nodes.len() > 1 {
+                                node = (node + 1) % nodes.len();
+                                if let Some(next) = nodes.get(node) {
+                                    eventloop.mqtt_options = next.clone();
+                                }
+                            }
                             tokio::select! {
                                 _ = token.cancelled() => break,
                                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -341,6 +375,8 @@ impl FakeDevice {
 #[derive(Debug)]
 enum Incoming {
     Connected,
+    /// The broker refused the subscription (as the agent does: subscribe again, resync).
+    SubscriptionRefused,
     Publish(String, Vec<u8>),
 }
 
@@ -477,6 +513,13 @@ async fn logic(
                     publish(&client, Topic::up(&id, UpChannel::Hello), hello(&config)).await;
                     let known = shared.lock().view.applied_generation;
                     let resync = ResyncRequest { known_generation: known, reason: "agent start".to_owned() };
+                    publish(&client, Topic::up(&id, UpChannel::Resync), resync).await;
+                }
+                Some(Incoming::SubscriptionRefused) => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let _ = client.subscribe(device_subscription(&id), QoS::AtLeastOnce).await;
+                    let known = shared.lock().view.applied_generation;
+                    let resync = ResyncRequest { known_generation: known, reason: "subscription refused".to_owned() };
                     publish(&client, Topic::up(&id, UpChannel::Resync), resync).await;
                 }
                 Some(Incoming::Publish(topic, payload)) => {

@@ -14,8 +14,10 @@
 //! | [`fault_proxy`] | an MQTT-aware TCP proxy that cuts, drops, delays and stalls, for fault injection |
 //! | [`fake_device`] | a device that speaks the MQTT protocol with an instant fake runtime |
 //! | [`fleet_bench`] | the fleet benchmark: the real gateway against N simulated devices |
+//! | [`mqtt_cli`] | `mosquitto_sub`/`mosquitto_pub` with TLS client certificates, for broker isolation checks |
 //! | [`prometheus_text`] | samples of the Prometheus text format (`/metrics`, `/metrics/resource`) parsed |
 //! | [`scenario`] | what end-to-end scenarios share: pod manifests, waiting for pods and nodes, a pod's containers in the runtime |
+//! | [`status_sequence`] | an agent's status report sequence numbers as the gateway logged them: none lost, in order |
 //! | [`stack`] | the full stack as real processes for end-to-end scenarios (emulator or real cluster, broker, gateway, agents) |
 
 pub mod apiserver;
@@ -25,6 +27,8 @@ pub mod differential;
 pub mod fake_device;
 pub mod fault_proxy;
 pub mod fleet_bench;
+pub mod mqtt_cli;
 pub mod prometheus_text;
 pub mod scenario;
 pub mod stack;
+pub mod status_sequence;

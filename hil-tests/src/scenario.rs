@@ -57,6 +57,51 @@ pub fn pod_manifest(
     .expect("a literal pod manifest is a valid Pod")
 }
 
+/// A pod whose readiness flips every second, placed by `selector` (tolerating the
+/// virtual kubelet taint): a steady stream of status changes.
+pub fn flapping_pod(name: &str, selector: &[(&str, &str)]) -> Pod {
+    let node_selector: serde_json::Map<_, _> = selector
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": node_selector,
+            "tolerations": [{"key": TOLERATION, "operator": "Exists", "effect": "NoSchedule"}],
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": image(),
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c",
+                    "while true; do touch /tmp/ready; sleep 1; rm -f /tmp/ready; sleep 1; done"],
+                "readinessProbe": {
+                    "exec": {"command": ["cat", "/tmp/ready"]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 1,
+                    "successThreshold": 1,
+                },
+            }],
+        }
+    }))
+    .expect("a literal pod manifest is a valid Pod")
+}
+
+/// Polls `f` every 100 ms until it holds; fails after `timeout` naming `what`.
+pub async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !f() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("{what}: not within {} s", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// The Events of object `name` (a pod, mostly) in the stack's namespace with `reason`,
 /// one `<type> <message>` line each, through `kubectl get events` ("" when none).
 pub fn events_of(stack: &Stack, name: &str, reason: &str) -> Result<String> {

@@ -7,11 +7,9 @@
 //! message that arrives is the control" proves the forbidden one was dropped.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -19,9 +17,9 @@ use edge_gateway::enrollment::EnrollmentLayout;
 use edge_gateway::enrollment::cli::{
     BrokerConfigArgs, EnrollArgs, RevokeArgs, broker_config, enroll, revoke,
 };
+use edge_hil_tests::mqtt_cli::{Identity, Subscriber, WAIT, need, publish, publish_ok};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-const WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Parser)]
 struct Enroll {
@@ -37,14 +35,6 @@ struct Revoke {
 struct BrokerConfig {
     #[command(flatten)]
     args: BrokerConfigArgs,
-}
-
-/// Client credentials: CA, certificate, key.
-#[derive(Clone)]
-struct Identity {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
 }
 
 struct Broker {
@@ -69,22 +59,6 @@ impl Broker {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-fn need(tool: &str) {
-    assert!(
-        Path::new(tool).exists() || which(tool),
-        "{tool} is missing: install the Debian packages mosquitto and mosquitto-clients \
-         (scripts/install-test-deps.sh)"
-    );
-}
-
-fn which(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 fn start_broker(conf: &Path, port: u16, dir: &Path) -> Broker {
@@ -116,140 +90,6 @@ fn start_broker(conf: &Path, port: u16, dir: &Path) -> Broker {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn tls_args(cmd: &mut Command, port: u16, id: &Identity, client_id: &str) {
-    cmd.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-V",
-        "mqttv311",
-        "-q",
-        "1",
-        "-i",
-        client_id,
-    ])
-    .arg("--cafile")
-    .arg(&id.ca)
-    .arg("--cert")
-    .arg(&id.cert)
-    .arg("--key")
-    .arg(&id.key);
-}
-
-/// A running `mosquitto_sub` whose received messages ("topic payload") arrive on a channel.
-struct Subscriber {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    name: String,
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Subscriber {
-    /// Starts a subscriber and waits for its SUBACK.
-    fn start(port: u16, id: &Identity, client_id: &str, filters: &[&str]) -> Subscriber {
-        need("mosquitto_sub");
-        // Line-buffered: mosquitto_sub block-buffers its output into a pipe.
-        let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "mosquitto_sub"]);
-        tls_args(&mut cmd, port, id, client_id);
-        for f in filters {
-            cmd.args(["-t", f]);
-        }
-        cmd.args(["-v", "-d"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let tx2 = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx2.send(format!("stderr: {line}")).is_err() {
-                    break;
-                }
-            }
-        });
-        let sub = Subscriber {
-            child,
-            lines,
-            name: client_id.to_string(),
-        };
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match sub.lines.recv_timeout(left) {
-                Ok(line) if line.contains("received SUBACK") => return sub,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("{client_id}: no SUBACK; output: {seen:#?}"),
-            }
-        }
-    }
-
-    /// The next application message as "topic payload".
-    fn next_message(&mut self) -> String {
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with("edge/") => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("{}: no message arrived; output: {seen:#?}", self.name),
-            }
-        }
-    }
-
-    fn still_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-/// Publishes one message with QoS 1; returns (success, output).
-fn publish(
-    port: u16,
-    id: &Identity,
-    client_id: &str,
-    topic: &str,
-    payload: &str,
-) -> (bool, String) {
-    need("mosquitto_pub");
-    let mut cmd = Command::new("mosquitto_pub");
-    tls_args(&mut cmd, port, id, client_id);
-    let out = cmd
-        .args(["-t", topic, "-m", payload, "-d"])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn publish_ok(port: u16, id: &Identity, client_id: &str, topic: &str, payload: &str) {
-    let (ok, out) = publish(port, id, client_id, topic, payload);
-    assert!(ok, "{client_id} could not publish on {topic}: {out}");
 }
 
 struct Fleet {

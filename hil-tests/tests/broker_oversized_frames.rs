@@ -219,6 +219,7 @@ async fn oversized_frames_through_generated_mosquitto_config_do_not_cut_off_the_
     config.broker = BrokerConfig::External {
         host: "127.0.0.1".to_owned(),
         port,
+        failover: Vec::new(),
         tls: true,
         ca: Some(layout.ca_cert()),
         client_cert: Some((layout.gateway_cert(), layout.gateway_key())),

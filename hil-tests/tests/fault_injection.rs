@@ -17,13 +17,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use edge_hil_tests::fault_proxy::{Direction, FaultProxy};
+use edge_hil_tests::scenario::{flapping_pod, wait_for};
 use edge_hil_tests::stack::{
     Agent, AgentBuild, AgentOptions, Cluster, ClusterBackend, Gateway, GatewayOptions, Mosquitto,
+};
+use edge_hil_tests::status_sequence::{
+    agent_sequence, check_none_lost_in_order, gateway_received, outbox_len,
 };
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
@@ -67,108 +71,6 @@ fn cuts() -> usize {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(12)
-}
-
-fn image() -> String {
-    std::env::var("EDGE_TEST_IMAGE").unwrap_or_else(|_| "localhost/busybox:test".to_owned())
-}
-
-/// A pod whose readiness flips every second: a steady stream of status changes.
-fn flapping_pod(name: &str, run: &str) -> Pod {
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeSelector": {LABEL: run},
-            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists",
-                             "effect": "NoSchedule"}],
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main",
-                "image": image(),
-                "imagePullPolicy": "Never",
-                "command": ["/bin/sh", "-c",
-                    "while true; do touch /tmp/ready; sleep 1; rm -f /tmp/ready; sleep 1; done"],
-                "readinessProbe": {
-                    "exec": {"command": ["cat", "/tmp/ready"]},
-                    "periodSeconds": 1,
-                    "failureThreshold": 1,
-                    "successThreshold": 1,
-                },
-            }],
-        }
-    }))
-    .unwrap()
-}
-
-/// The sequence numbers of the status reports the gateway received from `device`, in
-/// arrival order (from its debug log).
-fn gateway_received(log: &str, device: &str) -> Vec<u64> {
-    let device_field = format!("device={device} ");
-    log.lines()
-        .map(strip_ansi)
-        .filter(|l| l.contains("status report received") && l.contains(&device_field))
-        .filter_map(|l| {
-            let rest = &l[l.find("sequence=")? + "sequence=".len()..];
-            rest.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Every report `1..=last` arrived, first arrivals in order.
-fn check_none_lost_in_order(received: &[u64], last: u64) -> Result<(), String> {
-    let mut next = 1;
-    for &s in received {
-        if s < next {
-            continue; // a duplicate
-        }
-        if s != next {
-            return Err(format!(
-                "report {next} missing: {s} arrived next (arrivals {received:?})"
-            ));
-        }
-        next += 1;
-    }
-    if next <= last {
-        return Err(format!(
-            "reports {next}..={last} never arrived (arrivals {received:?})"
-        ));
-    }
-    Ok(())
-}
-
-fn outbox_len(state_dir: &Path) -> usize {
-    std::fs::read_dir(state_dir.join("store/outbox"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn agent_sequence(state_dir: &Path) -> u64 {
-    std::fs::read_to_string(state_dir.join("store/sequence"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Removes the run's containers from Podman, whatever happens.
@@ -302,24 +204,13 @@ async fn start(mosquitto: bool) -> Result<Run> {
     })
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        if Instant::now() > deadline {
-            bail!("{what}: not within {} s", timeout.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
 async fn stream_with_cuts(r: &Run) -> Result<()> {
     let _cleanup = ContainerCleanup(r.namespace.clone());
     let pods: Api<Pod> = Api::namespaced(r.cluster.client().await?, &r.namespace);
     for i in 0..PODS {
         pods.create(
             &PostParams::default(),
-            &flapping_pod(&format!("flap-{i}"), &r.run),
+            &flapping_pod(&format!("flap-{i}"), &[(LABEL, &r.run)]),
         )
         .await?;
     }
@@ -466,24 +357,4 @@ async fn mosquitto_cuts_on_agent_and_gateway_sides_lose_no_report() -> Result<()
 async fn embedded_broker_cuts_on_the_agent_side_lose_no_report() -> Result<()> {
     let run = start(false).await?;
     stream_with_cuts(&run).await
-}
-
-#[test]
-fn the_order_check_allows_duplicates_and_finds_gaps() {
-    assert!(check_none_lost_in_order(&[1, 2, 2, 1, 3, 4], 4).is_ok());
-    assert!(
-        check_none_lost_in_order(&[1, 2, 4, 3], 4).is_err(),
-        "out of order"
-    );
-    assert!(
-        check_none_lost_in_order(&[1, 2, 3], 4).is_err(),
-        "tail missing"
-    );
-    assert!(
-        check_none_lost_in_order(&[2, 3], 3).is_err(),
-        "head missing"
-    );
-    let log = "2026 DEBUG edge_gateway::fleet: status report received device=fault-1 sequence=12 full=false\n\
-               2026 DEBUG edge_gateway::fleet: status report received device=fault-10 sequence=3 full=false";
-    assert_eq!(gateway_received(log, "fault-1"), [12]);
 }

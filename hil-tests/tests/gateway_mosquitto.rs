@@ -20,6 +20,7 @@ fn config(dir: &std::path::Path, api: &ApiServer, mosquitto: &Mosquitto) -> Gate
     c.broker = BrokerConfig::External {
         host: "127.0.0.1".to_owned(),
         port: mosquitto.port(),
+        failover: Vec::new(),
         tls: false,
         ca: None,
         client_cert: None,

@@ -150,6 +150,7 @@ async fn mqtts_with_client_certificates_and_acl_isolates_devices() {
     config.broker = BrokerConfig::External {
         host: "127.0.0.1".to_owned(),
         port: broker.port,
+        failover: Vec::new(),
         tls: true,
         ca: Some(gw_dir.join("ca.pem")),
         client_cert: Some((gw_dir.join("client.pem"), gw_dir.join("client.key"))),

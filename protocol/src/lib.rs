@@ -29,6 +29,7 @@
 //! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
 //! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
 //! | [`binary`] | [`Base64Bytes`] for file contents and log data |
+//! | [`broker_failover`] | [`BrokerFailover`]: the next broker node to try and the jittered back-off before it |
 //! | `broker_tls` | (feature `broker-tls`) the rustls client configuration of a broker connection, from PEM files |
 //!
 //! # Topics
@@ -97,6 +98,7 @@
 //! ```
 
 pub mod binary;
+pub mod broker_failover;
 #[cfg(feature = "broker-tls")]
 pub mod broker_tls;
 pub mod desired_set;
@@ -117,6 +119,7 @@ pub mod topic;
 pub mod version;
 
 pub use binary::Base64Bytes;
+pub use broker_failover::BrokerFailover;
 pub use desired_set::{
     ContainerPort, ContainerSpec, DesiredSet, DeviceMapping, EnvVar, FileItem, HttpHeader, PodSpec,
     PortProtocol, Probe, ProbeHandler, PullPolicy, RegistryCredential, ResourceRequirements,

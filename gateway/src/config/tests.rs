@@ -94,3 +94,33 @@ fn broker_urls() {
     assert!(parse_broker_url("http://x:1").is_err());
     assert!(parse_broker_url("mqtt://:1").is_err());
 }
+
+#[test]
+fn a_broker_cluster_is_every_node_comma_separated() {
+    let config = parse(&["--broker-url", "mqtt://n1:1883, mqtt://n2:1884,mqtt://n3"]).unwrap();
+    let BrokerConfig::External {
+        host,
+        port,
+        failover,
+        tls,
+        ..
+    } = config.broker
+    else {
+        panic!("not external: {:?}", config.broker);
+    };
+    assert_eq!((host.as_str(), port, tls), ("n1", 1883, false));
+    assert_eq!(failover, [("n2".to_owned(), 1884), ("n3".to_owned(), 1883)]);
+    // one scheme for every node: a cluster is either TLS or not
+    assert!(matches!(
+        parse(&["--broker-url", "mqtts://n1,mqtt://n2"]),
+        Err(ConfigError::Invalid(_))
+    ));
+    assert!(matches!(
+        parse(&["--broker-url", "mqtt://n1,http://n2"]),
+        Err(ConfigError::BrokerUrl(_))
+    ));
+    assert!(matches!(
+        parse(&["--broker-url", ","]),
+        Err(ConfigError::BrokerUrl(_))
+    ));
+}

@@ -104,9 +104,12 @@ pub struct RevokeArgs {
 pub enum BrokerKind {
     /// Eclipse Mosquitto 2.x: TLS client certificates, identity from the CN, ACL, CRL.
     Mosquitto,
+    /// A NATS cluster (nats-server 2.9+, MQTT with JetStream): one config per
+    /// `--nats-node`, TLS client certificates mapped to users, per-device permissions.
+    Nats,
 }
 
-/// `edge-gateway broker-config mosquitto`: write a production broker configuration.
+/// `edge-gateway broker-config mosquitto|nats`: write a production broker configuration.
 #[derive(Debug, Clone, Args)]
 pub struct BrokerConfigArgs {
     /// Broker to configure.
@@ -146,6 +149,16 @@ pub struct BrokerConfigArgs {
     /// Account Mosquitto switches to when started as root (its `user` option).
     #[arg(long, value_name = "USER")]
     pub run_as_user: Option<String>,
+
+    /// nats: one cluster node, HOST:MQTT_PORT:ROUTE_PORT (repeat for each node; HOST is
+    /// where the other nodes reach its route port). Default: three nodes on 127.0.0.1.
+    #[arg(long = "nats-node", value_name = "HOST:MQTT_PORT:ROUTE_PORT")]
+    pub nats_nodes: Vec<super::nats::NatsNode>,
+
+    /// nats: directory of the nodes' JetStream stores (`node-<n>` below it); defaults to
+    /// `jetstream` in the output directory.
+    #[arg(long, value_name = "DIR")]
+    pub jetstream_dir: Option<PathBuf>,
 
     /// Validity of the broker's server certificate, in days.
     #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u64).range(1..=36500))]
@@ -267,34 +280,20 @@ pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> Result<(), CliError> {
 
 /// Writes the broker configuration; returns the path of the main config file.
 pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<PathBuf, CliError> {
-    let BrokerKind::Mosquitto = args.kind;
-    if args.broker_hosts.is_empty() {
-        return Err(CliError::NoBrokerHost);
+    if args.kind == BrokerKind::Nats {
+        return super::nats_command::broker_config_nats(args, out);
     }
-    let layout = EnrollmentLayout::new(&args.store.store_dir);
-    let (ca, created) = FleetCa::load_or_create(&layout)?;
-    if created {
-        writeln!(out, "created the fleet CA: {}", layout.ca_cert().display())?;
-    }
-    let gateway_created = ensure_gateway_identity(&ca, &layout)?;
-
-    let revoked = RevocationList::load(&args.store.store_dir)?;
+    let BrokerSetup {
+        layout,
+        ca,
+        gateway_created,
+        revoked,
+        server,
+        out_dir,
+        files_dir,
+    } = BrokerSetup::prepare(args, out, |layout| layout.mosquitto_dir())?;
     let to_revoke = IssuedCertificates::new(&layout).to_revoke(&revoked)?;
     let crl = ca.crl(&to_revoke)?;
-    let server = ca.issue_server(
-        &args.broker_hosts,
-        Duration::from_secs(args.server_cert_valid_days * DAY),
-    )?;
-
-    let out_dir = args
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| layout.mosquitto_dir());
-    create_dir(&out_dir, 0o755)?;
-    let files_dir = match &args.files_dir {
-        Some(dir) => dir.clone(),
-        None => absolute(&out_dir)?,
-    };
     let config = MosquittoConfig {
         listen_address: args.listen_address.clone(),
         port: args.port,
@@ -339,6 +338,60 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         layout.gateway_key().display(),
     )?;
     Ok(conf)
+}
+
+/// What every `broker-config` needs: the fleet CA (created if missing), the gateway's
+/// identity, the revoked ids, a server certificate for `--broker-host`, and the output
+/// directory (created) with the directory the broker reads it from.
+pub(super) struct BrokerSetup {
+    pub layout: EnrollmentLayout,
+    pub ca: FleetCa,
+    pub gateway_created: bool,
+    pub revoked: RevocationList,
+    pub server: super::fleet_ca::IssuedIdentity,
+    pub out_dir: PathBuf,
+    pub files_dir: PathBuf,
+}
+
+impl BrokerSetup {
+    pub(super) fn prepare(
+        args: &BrokerConfigArgs,
+        out: &mut impl Write,
+        default_out_dir: impl Fn(&EnrollmentLayout) -> PathBuf,
+    ) -> Result<Self, CliError> {
+        if args.broker_hosts.is_empty() {
+            return Err(CliError::NoBrokerHost);
+        }
+        let layout = EnrollmentLayout::new(&args.store.store_dir);
+        let (ca, created) = FleetCa::load_or_create(&layout)?;
+        if created {
+            writeln!(out, "created the fleet CA: {}", layout.ca_cert().display())?;
+        }
+        let gateway_created = ensure_gateway_identity(&ca, &layout)?;
+        let revoked = RevocationList::load(&args.store.store_dir)?;
+        let server = ca.issue_server(
+            &args.broker_hosts,
+            Duration::from_secs(args.server_cert_valid_days * DAY),
+        )?;
+        let out_dir = args
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| default_out_dir(&layout));
+        create_dir(&out_dir, 0o755)?;
+        let files_dir = match &args.files_dir {
+            Some(dir) => dir.clone(),
+            None => absolute(&out_dir)?,
+        };
+        Ok(Self {
+            layout,
+            ca,
+            gateway_created,
+            revoked,
+            server,
+            out_dir,
+            files_dir,
+        })
+    }
 }
 
 /// Creates the gateway's client certificate if it does not exist yet; true if created.

@@ -49,6 +49,25 @@ impl IssuedCertificates {
         write_public(&self.layout.issued_cert(id), cert_pem.as_bytes())
     }
 
+    /// Every enrolled device with its current certificate, sorted by id (files whose name
+    /// is not a device id are skipped).
+    pub fn devices(&self) -> Result<Vec<(DeviceId, PathBuf)>> {
+        let dir = self.layout.issued_dir();
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<(DeviceId, PathBuf)> = fs::read_dir(&dir)
+            .map_err(EnrollmentError::io("list", &dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| {
+                let id = p.file_name()?.to_str()?.strip_suffix(".pem")?;
+                Some((DeviceId::new(id).ok()?, p.clone()))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// Every certificate the broker must refuse: the current certificates of revoked
     /// devices and all superseded certificates.
     pub fn to_revoke(&self, revoked: &RevocationList) -> Result<Vec<RevokedSerial>> {

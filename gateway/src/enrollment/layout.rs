@@ -62,4 +62,9 @@ impl EnrollmentLayout {
     pub fn mosquitto_dir(&self) -> PathBuf {
         self.root.join("mosquitto")
     }
+
+    /// Default output directory of `broker-config nats`.
+    pub fn nats_dir(&self) -> PathBuf {
+        self.root.join("nats")
+    }
 }

@@ -12,6 +12,7 @@
 //! | `revoked.txt` | revoked device ids, one per line ([`RevocationList`]) |
 //! | `gateway/client.pem`, `gateway/client.key` | the gateway's own MQTT client identity |
 //! | `mosquitto/` | default output of `broker-config mosquitto` |
+//! | `nats/` | default output of `broker-config nats` |
 //!
 //! # Layout
 //!
@@ -25,6 +26,8 @@
 //! | [`revocation`] | [`RevocationList`]: the revoked device ids the gateway checks at hello |
 //! | [`bundle`] | [`DeviceBundle`]: the directory a device needs (`agent.toml`, certs, key) |
 //! | [`mosquitto`] | [`MosquittoConfig`]: `mosquitto.conf`, ACL file, CRL, server certificate |
+//! | [`nats`] | [`NatsConfig`]: a NATS cluster's node files, users and permissions, pinned certificates |
+//! | `nats_command` | `broker-config nats`: gathers identities and nodes, writes the files |
 //! | [`cli`] | clap arguments and `run_*` entry points for `edge-gateway enroll/revoke/broker-config` |
 
 pub mod bundle;
@@ -34,6 +37,8 @@ pub mod fleet_ca;
 pub mod issued;
 pub mod layout;
 pub mod mosquitto;
+pub mod nats;
+mod nats_command;
 pub mod private_file;
 pub mod revocation;
 
@@ -43,6 +48,7 @@ pub use fleet_ca::{FleetCa, IssuedIdentity};
 pub use issued::IssuedCertificates;
 pub use layout::EnrollmentLayout;
 pub use mosquitto::MosquittoConfig;
+pub use nats::NatsConfig;
 pub use revocation::{CachedRevocationList, RevocationList};
 
 /// The CN (and so the Mosquitto user name) of the gateway's own client certificate.

@@ -1,7 +1,7 @@
 //! The full stack for end-to-end scenarios: a Kubernetes API (the emulator, the real
 //! control plane of [`crate::controlplane`], or a user's cluster through
-//! `EDGE_E2E_KUBECONFIG`), a broker (the gateway's embedded one or a
-//! real Mosquitto), the `edge-gateway` binary and real `edge-agent` processes (host
+//! `EDGE_E2E_KUBECONFIG`), a broker (the gateway's embedded one, a
+//! real Mosquitto, or a NATS cluster), the `edge-gateway` binary and real `edge-agent` processes (host
 //! build, or the static aarch64 build under qemu-aarch64) running pods on Podman.
 //!
 //! Every part is a real process; the scenarios talk to them only through their public
@@ -13,6 +13,7 @@ mod cluster;
 mod gateway;
 mod kubectl;
 mod mosquitto;
+mod nats_cluster;
 mod stack_env;
 
 pub use agent::{Agent, AgentBuild, AgentOptions};
@@ -21,6 +22,7 @@ pub use cluster::{Cluster, ClusterBackend};
 pub use gateway::{Gateway, GatewayOptions, GatewayReady};
 pub use kubectl::Kubectl;
 pub use mosquitto::{MOSQUITTO_BIN, Mosquitto};
+pub use nats_cluster::{NATS_SERVER_BIN, NatsCluster, NatsNodePorts};
 pub use stack_env::{
     BrokerKind, STACK_LABEL, Stack, StackOptions, binary, rbac_refusals, remove_pod_containers,
 };
