@@ -16,6 +16,7 @@
 //! | [`fleet_bench`] | the fleet benchmark: the real gateway against N simulated devices |
 //! | [`mqtt_cli`] | `mosquitto_sub`/`mosquitto_pub` with TLS client certificates, for broker isolation checks |
 //! | [`prometheus_text`] | samples of the Prometheus text format (`/metrics`, `/metrics/resource`) parsed |
+//! | [`reference_kubelet`] | the streams benchmark's reference kubelet (port-forward straight to the container, no MQTT) as a process, and its Node and Pod |
 //! | [`scenario`] | what end-to-end scenarios share: pod manifests, waiting for pods and nodes, a pod's containers in the runtime |
 //! | [`status_sequence`] | an agent's status report sequence numbers as the gateway logged them: none lost, in order |
 //! | [`stack`] | the full stack as real processes for end-to-end scenarios (emulator or real cluster, broker, gateway, agents) |
@@ -29,6 +30,7 @@ pub mod fault_proxy;
 pub mod fleet_bench;
 pub mod mqtt_cli;
 pub mod prometheus_text;
+pub mod reference_kubelet;
 pub mod scenario;
 pub mod stack;
 pub mod status_sequence;

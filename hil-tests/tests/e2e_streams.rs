@@ -2,7 +2,8 @@
 //! `stream_scenarios/`): kube-apiserver v1.37 with its default feature gates passes its
 //! clients' WebSockets through to the gateway (`ExtendWebSocketsToKubelet`, declared by
 //! the gateway's Nodes), so kubectl on WebSocket reaches the gateway on WebSocket and
-//! kubectl on SPDY reaches it on SPDY. The emulator speaks SPDY to the gateway.
+//! kubectl on SPDY reaches it on SPDY. The emulator passes WebSockets through the same
+//! way (`e2e_streams_emulator_websocket.rs`); here it is tested on SPDY.
 
 #![allow(clippy::unwrap_used)]
 

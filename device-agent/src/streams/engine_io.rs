@@ -141,7 +141,8 @@ pub async fn exec(
                 attach_stderr: Some(stdio.stderr),
                 tty: Some(stdio.tty),
                 // The size from the start: a command that asks at once (`stty size`)
-                // must not see 0x0 before the first resize.
+                // must not see 0x0 before the first resize (Docker; Podman takes it
+                // from the start request, `exec_start_size.rs`).
                 console_size: size
                     .filter(|_| stdio.tty)
                     .map(|s| vec![usize::from(s.height), usize::from(s.width)]),
@@ -150,7 +151,12 @@ pub async fn exec(
         )
         .await
         .map_err(|e| engine_error(e, container))?;
-    let started = docker
+    // Podman applies the size only from the start request (before the process runs)
+    let starter = match size.filter(|_| stdio.tty) {
+        Some(size) => super::exec_start_size::engine_for_start(docker, &created.id, size),
+        None => docker.clone(),
+    };
+    let started = starter
         .start_exec(
             &created.id,
             Some(StartExecOptions {

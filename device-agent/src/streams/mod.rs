@@ -10,9 +10,11 @@
 //! | `stream_state.rs` | pure: one stream's windows, order, half-close and idle deadline |
 //! | `runner.rs` | the async task of one stream |
 //! | `engine_io.rs` | exec and attach through the Docker Engine API (hijacked connections) |
+//! | `exec_start_size.rs` | the start request of a TTY exec with the terminal's initial size (Podman) |
 //! | `port_forward.rs` | the TCP connection of a port-forward |
 
 pub mod engine_io;
+pub mod exec_start_size;
 pub mod port_forward;
 pub mod runner;
 pub mod stream_state;

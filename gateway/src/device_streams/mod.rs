@@ -27,7 +27,7 @@ use edge_protocol::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use flow::{InputFrames, StreamFlow};
+pub use flow::{InputFrames, MAX_INPUT_BACKLOG, StreamFlow};
 pub use target::{DeviceReadiness, PodPlacement, StreamRefusal, StreamRequestTarget, check_target};
 
 use crate::fleet::Outgoing;

@@ -1,7 +1,9 @@
 //! Exec and attach relayed to the device, whatever the client speaks ([`ExecClient`]:
 //! SPDY in `spdy_exec.rs`, WebSocket in `ws_exec.rs`): a thin loop that waits until the
-//! client is ready (its SPDY stream set is complete), opens one MQTT stream to the
-//! device, and then moves bytes both ways under the stream's flow control
+//! client is ready (its SPDY stream set is complete) and, for a TTY, has sent its
+//! terminal size (at most [`TTY_SIZE_WAIT`]: the size then goes with the open, so the
+//! process starts with it), opens one MQTT stream to the device, and then moves bytes
+//! both ways under the stream's flow control
 //! ([`StreamFlow`]): stdin is read from the client only while the device has credit to
 //! take it, and the device's output is credited once written to the client. The device's
 //! [`StreamClose`] becomes the error stream's Status (the exit code `kubectl exec`
@@ -24,6 +26,10 @@ use crate::device_streams::{
     StreamFlow, StreamKind, gateway_close,
 };
 use crate::stream_protocols::remote_command::{ExecOptions, ExitStatus};
+
+/// How long the device stream of a TTY waits for the client's first terminal size
+/// (kubectl sends it at once); stdin that arrives meanwhile is held.
+pub(super) const TTY_SIZE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What an exec client did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +107,11 @@ struct ExecState {
     relay: Option<Relay>,
     /// A terminal size not yet sent to the device.
     size: Option<TerminalSize>,
+    /// The client is ready but the TTY's size has not come yet: open at the latest then.
+    open_after: Option<Instant>,
+    /// Stdin that came while waiting for the size, and whether it ended.
+    early_input: Vec<u8>,
+    early_end: bool,
     tx: mpsc::Sender<StreamEvent>,
     broken: CancellationToken,
     deadline: Instant,
@@ -145,6 +156,9 @@ impl ExecSession {
         let mut st = ExecState {
             relay: None,
             size: None,
+            open_after: None,
+            early_input: Vec::new(),
+            early_end: false,
             tx,
             broken: CancellationToken::new(),
             deadline: Instant::now() + self.settings.open_timeout,
@@ -159,12 +173,16 @@ impl ExecSession {
                     self.streams.send(&device, &r.id, credit);
                 }
             }
-            let may_read = st.relay.as_ref().is_none_or(|r| !r.flow.input_full());
+            let may_read = match st.relay.as_ref() {
+                Some(r) => !r.flow.input_full(),
+                None => st.early_input.len() < crate::device_streams::MAX_INPUT_BACKLOG,
+            };
             let broken = st.broken.clone();
+            let wake = st.open_after.map_or(st.deadline, |t| t.min(st.deadline));
             let step = tokio::select! {
                 r = conn.read(), if may_read => Step::Client(r),
                 e = rx.recv() => Step::Device(e),
-                _ = tokio::time::sleep_until(st.deadline) => Step::Timer,
+                _ = tokio::time::sleep_until(wake) => Step::Timer,
                 _ = broken.cancelled() => Step::Broken,
                 _ = self.shutdown.cancelled() => Step::Shutdown,
             };
@@ -189,6 +207,10 @@ impl ExecSession {
                         st.deadline = Instant::now() + self.settings.idle_timeout;
                     }
                     out
+                }
+                Step::Timer if st.open_after.is_some_and(|t| t <= Instant::now()) => {
+                    self.open_device_stream(&mut st);
+                    None
                 }
                 Step::Timer => Some(self.timed_out(st.relay.as_ref())),
                 Step::Broken => Some(Ending {
@@ -233,8 +255,10 @@ impl ExecSession {
         conn.linger().await;
     }
 
-    /// Every stream of the client is there: the device is asked to start.
+    /// Every stream of the client is there (and a TTY's size, or its wait is over): the
+    /// device is asked to start.
     fn open_device_stream(&self, st: &mut ExecState) {
+        st.open_after = None;
         let device = &self.target.device;
         let id = self
             .streams
@@ -249,9 +273,15 @@ impl ExecSession {
                 window_bytes: StreamFlow::granted_window(),
             },
         );
+        let mut flow = StreamFlow::new(StreamChannel::Stdin);
+        // held until the device answers the open: no frames yet
+        let _ = flow.push_input(&std::mem::take(&mut st.early_input));
+        if std::mem::take(&mut st.early_end) {
+            let _ = flow.end_input();
+        }
         st.relay = Some(Relay {
             id,
-            flow: StreamFlow::new(StreamChannel::Stdin),
+            flow,
             unflushed: 0,
             opened: false,
         });
@@ -308,27 +338,39 @@ impl ExecSession {
         let device = &self.target.device;
         match event {
             ClientEvent::Ready => {
-                if st.relay.is_none() {
-                    self.open_device_stream(st);
+                if st.relay.is_none() && st.open_after.is_none() {
+                    if self.options.tty && st.size.is_none() {
+                        st.open_after = Some(Instant::now() + TTY_SIZE_WAIT);
+                    } else {
+                        self.open_device_stream(st);
+                    }
                 }
             }
-            ClientEvent::Stdin(data) => {
-                if let Some(r) = st.relay.as_mut() {
+            ClientEvent::Stdin(data) => match st.relay.as_mut() {
+                Some(r) => {
                     for frame in r.flow.push_input(&data) {
                         self.streams.send(device, &r.id, frame);
                     }
                 }
-            }
-            ClientEvent::StdinEnd => {
-                if let Some(r) = st.relay.as_mut() {
+                None if st.open_after.is_some() => st.early_input.extend_from_slice(&data),
+                None => {}
+            },
+            ClientEvent::StdinEnd => match st.relay.as_mut() {
+                Some(r) => {
                     for frame in r.flow.end_input() {
                         self.streams.send(device, &r.id, frame);
                     }
                 }
-            }
+                None => st.early_end = st.open_after.is_some(),
+            },
             ClientEvent::Resize(size) => match st.relay.as_ref().filter(|r| r.opened) {
                 Some(r) => self.streams.send(device, &r.id, StreamResize { size }),
-                None => st.size = Some(size),
+                None => {
+                    st.size = Some(size);
+                    if st.open_after.is_some() {
+                        self.open_device_stream(st);
+                    }
+                }
             },
             ClientEvent::Gone(why) => {
                 debug!(why, "exec client broke the protocol");

@@ -33,7 +33,7 @@
 //! | [`log_proxy`] | pods/log proxied to the node's kubelet endpoint with a client cert |
 //! | [`metrics_api`] | `metrics.k8s.io/v1beta1` for `kubectl top`, scraped from the kubelets like metrics-server |
 //! | [`metrics_points`] | the last two resource-metric points per series and the usage computed from them |
-//! | [`stream_proxy`] | pods/exec, pods/attach, pods/portforward: the SPDY upgrade proxied to the kubelet |
+//! | [`stream_proxy`] | pods/exec, pods/attach, pods/portforward: the SPDY upgrade (and WebSocket, for Nodes declaring `ExtendWebSocketsToKubelet`) proxied to the kubelet |
 //! | [`scheduler`] | binds pending pods like kube-scheduler |
 //! | [`controller_ref`] | controller ownerReferences, pod activity/readiness, pods from templates |
 //! | [`label_selector`] | `metav1.LabelSelector` matching and string form |

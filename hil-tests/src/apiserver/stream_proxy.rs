@@ -1,9 +1,14 @@
 //! pods/exec, pods/attach and pods/portforward: the SPDY upgrade proxied to the node's
 //! kubelet endpoint (the address `pods/log` uses, with the emulator's kubelet client
 //! certificate), as kube-apiserver's upgrade-aware proxy does. The exec options travel
-//! on as the kubelet names them (`input`, `output`, `error`, `tty`, `command`). A
-//! WebSocket request is refused with 400, so that kubectl falls back to SPDY (the
-//! emulator does not translate WebSocket to SPDY as kube-apiserver does).
+//! on as the kubelet names them (`input`, `output`, `error`, `tty`, `command`).
+//!
+//! A WebSocket request goes through to the kubelet as it came (its `Sec-WebSocket-*`
+//! headers, and the kubelet's `Sec-WebSocket-Accept` and chosen sub-protocol back) when
+//! the pod's Node declares `ExtendWebSocketsToKubelet` in `status.declaredFeatures`, as
+//! kube-apiserver v1.36+ does with that feature gate on. For other Nodes it is refused
+//! with 400, so that kubectl falls back to SPDY (the emulator does not translate
+//! WebSocket to SPDY as kube-apiserver does).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +25,56 @@ use super::router::{Body, Context};
 
 /// Largest kubelet response head read.
 const MAX_HEAD: usize = 16 * 1024;
+
+/// The Node feature under which WebSockets go through to the kubelet.
+pub const WEBSOCKETS_TO_KUBELET: &str = "ExtendWebSocketsToKubelet";
+
+/// Request headers of a WebSocket upgrade passed on to the kubelet.
+const WEBSOCKET_REQUEST_HEADERS: &[&str] = &[
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+];
+
+/// Response headers of the kubelet's 101 passed back to the client.
+const UPGRADE_RESPONSE_HEADERS: &[&str] = &[
+    "x-stream-protocol-version",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+];
+
+/// Whether `node` declares that its kubelet serves WebSockets itself.
+pub fn declares_websockets(node: &Value) -> bool {
+    node.pointer("/status/declaredFeatures")
+        .and_then(Value::as_array)
+        .is_some_and(|features| {
+            features
+                .iter()
+                .any(|f| f.as_str() == Some(WEBSOCKETS_TO_KUBELET))
+        })
+}
+
+/// The upgrade a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    Spdy,
+    WebSocket,
+}
+
+/// Which upgrade to make to the kubelet of `node` for a request with this `Upgrade`
+/// header, or the 400 that makes kubectl fall back to SPDY.
+pub fn choose_upgrade(upgrade_header: &str, node: &Value) -> ApiResult<Upgrade> {
+    let upgrade = upgrade_header.to_ascii_lowercase();
+    if upgrade.contains("spdy/3.1") {
+        return Ok(Upgrade::Spdy);
+    }
+    if upgrade.contains("websocket") && declares_websockets(node) {
+        return Ok(Upgrade::WebSocket);
+    }
+    Err(ApiError::bad_request(format!(
+        "upgrade {upgrade:?} is not supported by this API server for this node; use SPDY/3.1"
+    )))
+}
 
 fn pct(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -79,21 +134,22 @@ pub async fn proxy(
         .cluster
         .get_stored("pods", ns, name)
         .ok_or_else(|| ApiError::not_found("", "pods", name))?;
-    let upgrade = req
-        .headers()
-        .get(hyper::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if !upgrade.contains("spdy/3.1") {
-        return Err(ApiError::bad_request(format!(
-            "upgrade {upgrade:?} is not supported by this API server; use SPDY/3.1"
-        )));
-    }
     let node = bound_node(ctx, &pod, name)?;
+    let upgrade = choose_upgrade(
+        req.headers()
+            .get(hyper::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        &node,
+    )?;
     let query = req.uri().query().unwrap_or("").to_owned();
     let path = if subresource == "portforward" {
-        format!("/portForward/{}/{}", pct(ns), pct(name))
+        let path = format!("/portForward/{}/{}", pct(ns), pct(name));
+        match upgrade {
+            // the WebSocket port-forward takes its ports from the query
+            Upgrade::WebSocket if !query.is_empty() => format!("{path}?{query}"),
+            _ => path,
+        }
     } else {
         let names = containers(&pod);
         let container = match q.get("container").filter(|c| !c.is_empty()) {
@@ -114,22 +170,34 @@ pub async fn proxy(
         remote_command_path(subresource, ns, name, &container, &query)
     };
     let (host, port, _) = log_location(&pod, &node, "", &HashMap::new())?;
-    let protocols: Vec<String> = req
-        .headers()
-        .get_all("x-stream-protocol-version")
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
+    let passed_on: Vec<(&str, String)> = match upgrade {
+        Upgrade::Spdy => &["x-stream-protocol-version"][..],
+        Upgrade::WebSocket => WEBSOCKET_REQUEST_HEADERS,
+    }
+    .iter()
+    .flat_map(|name| {
+        req.headers()
+            .get_all(*name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| (*name, v.to_owned()))
+            .collect::<Vec<_>>()
+    })
+    .collect();
     let mut kubelet = ctx
         .kubelet_client
         .connect(&host, port)
         .await
         .map_err(|e| ApiError::internal(format!("error dialing backend: {e}")))?;
+    let (method, upgrade_token) = match upgrade {
+        Upgrade::Spdy => ("POST", "SPDY/3.1"),
+        Upgrade::WebSocket => ("GET", "websocket"),
+    };
     let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\nUpgrade: {upgrade_token}\r\nContent-Length: 0\r\n"
     );
-    for p in &protocols {
-        head.push_str(&format!("X-Stream-Protocol-Version: {p}\r\n"));
+    for (name, value) in &passed_on {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     kubelet
@@ -180,7 +248,10 @@ pub async fn proxy(
         let message = String::from_utf8_lossy(&body).trim().to_owned();
         return Err(ApiError::new(status, "InternalError", message));
     }
-    let protocol = header("x-stream-protocol-version").unwrap_or_default();
+    let answered: Vec<(&str, String)> = UPGRADE_RESPONSE_HEADERS
+        .iter()
+        .filter_map(|name| header(name).map(|v| (*name, v)))
+        .collect();
     let on_upgrade = hyper::upgrade::on(req);
     let cancel = ctx.cancel.clone();
     tokio::spawn(async move {
@@ -199,10 +270,13 @@ pub async fn proxy(
     let mut resp = Response::builder()
         .status(101)
         .header(hyper::header::CONNECTION, "Upgrade")
-        .header(hyper::header::UPGRADE, "SPDY/3.1");
-    if !protocol.is_empty() {
-        resp = resp.header("X-Stream-Protocol-Version", protocol);
+        .header(hyper::header::UPGRADE, upgrade_token);
+    for (name, value) in answered {
+        resp = resp.header(name, value);
     }
     resp.body(super::router::empty_body())
         .map_err(|e| ApiError::internal(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,20 +10,26 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use edge_hil_tests::prometheus_text;
+use edge_hil_tests::reference_kubelet::ReferenceKubelet;
 use edge_hil_tests::scenario::{
     app_containers, create, is_ready, pod_manifest, uid, wait_node_ready, wait_pod,
 };
-use edge_hil_tests::stack::{AgentBuild, BrokerKind, ClusterBackend, Stack, StackOptions};
+use edge_hil_tests::stack::{
+    AgentBuild, BrokerKind, Cluster, ClusterBackend, Stack, StackOptions, binary,
+};
 
 /// Measures, on one machine, what a user of `kubectl exec` and `kubectl port-forward` to
 /// a device pod gets: the time from a keystroke to its echo (exec -i, `cat` in the
 /// container), port-forward download throughput with one and with ten parallel
-/// connections next to a direct connection to the same container, and the gateway's and
-/// agent's resident memory with idle exec sessions open. Prints a Markdown table.
+/// connections next to a direct connection to the same container and to the same
+/// port-forward through a reference kubelet (kube-apiserver and kubectl as for a device
+/// pod, but the kubelet connects straight to the container: the ceiling no node-side
+/// code can beat), the CPU each process spends per MB, and the gateway's and agent's
+/// resident memory with idle exec sessions open. Prints a Markdown table.
 ///
-/// Needs: `eval "$(scripts/test-env.sh)"`, `cargo build --workspace --bins`, and the
-/// control plane (`scripts/build-control-plane.sh`, found through
-/// EDGE_CONTROL_PLANE_BIN_DIR).
+/// Needs: `eval "$(scripts/test-env.sh)"`, `cargo build --workspace --bins`,
+/// `cargo build -p edge-gateway --example reference_kubelet`, and the control plane
+/// (`scripts/build-control-plane.sh`, found through EDGE_CONTROL_PLANE_BIN_DIR).
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
@@ -39,9 +45,26 @@ struct Args {
     /// Run over Mosquitto instead of the gateway's embedded broker.
     #[arg(long)]
     mosquitto: bool,
+    /// The reference kubelet (`cargo build -p edge-gateway --example reference_kubelet`);
+    /// default: `examples/reference_kubelet` in EDGE_TEST_BIN_DIR (or target/debug).
+    #[arg(long)]
+    reference_kubelet: Option<std::path::PathBuf>,
 }
 
 const PORT: u16 = 18080;
+/// The Node and Pod served by the reference kubelet.
+const REFERENCE_NODE: &str = "bench-streams-reference";
+const REFERENCE_POD: &str = "bench-reference";
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
 
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -118,7 +141,65 @@ fn download(host: &str, port: u16, parallel: usize, bytes: u64) -> Result<f64> {
     Ok((bytes * parallel as u64) as f64 / secs / 1e6)
 }
 
-fn port_forward(stack: &Stack) -> Result<(Child, u16)> {
+/// CPU time (user + system) of a process so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // after the command name in parentheses: state is field 3, utime 14, stime 15
+    let rest = stat.rsplit_once(')').context("no command name")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick =
+        |i: usize| -> Result<u64> { Ok(fields.get(i).context("short stat")?.parse::<u64>()?) };
+    Ok(tick(11)? + tick(12)?)
+}
+
+/// The processes whose CPU a download costs, by name.
+struct CpuMeter {
+    pids: Vec<(String, u32)>,
+    ticks_per_second: f64,
+}
+
+impl CpuMeter {
+    fn sample(&self) -> Vec<u64> {
+        self.pids
+            .iter()
+            .map(|(_, pid)| cpu_ticks(*pid).unwrap_or(0))
+            .collect()
+    }
+
+    /// CPU milliseconds per MB moved, per process, between two samples.
+    fn per_mb(&self, before: &[u64], after: &[u64], megabytes: f64) -> Vec<(String, f64)> {
+        self.pids
+            .iter()
+            .zip(before.iter().zip(after))
+            .map(|((name, _), (b, a))| {
+                let ms = a.saturating_sub(*b) as f64 / self.ticks_per_second * 1000.0;
+                (name.clone(), ms / megabytes)
+            })
+            .collect()
+    }
+}
+
+/// A download's figures: MB/s, and CPU ms per MB by process.
+struct Measured {
+    mb_per_s: f64,
+    cpu: Vec<(String, f64)>,
+}
+
+fn measured(
+    meter: &CpuMeter,
+    megabytes: f64,
+    run: impl FnOnce() -> Result<f64>,
+) -> Result<Measured> {
+    let before = meter.sample();
+    let mb_per_s = run()?;
+    let after = meter.sample();
+    Ok(Measured {
+        mb_per_s,
+        cpu: meter.per_mb(&before, &after, megabytes),
+    })
+}
+
+fn port_forward(stack: &Stack, pod: &str) -> Result<(Child, u16)> {
     let mut child = stack
         .kubectl
         .command()
@@ -126,7 +207,7 @@ fn port_forward(stack: &Stack) -> Result<(Child, u16)> {
             "port-forward",
             "-n",
             &stack.namespace,
-            "pod/bench",
+            &format!("pod/{pod}"),
             &format!(":{PORT}"),
         ])
         .stdout(Stdio::piped())
@@ -204,6 +285,10 @@ async fn bench(args: &Args) -> Result<()> {
     let bytes = u64::from(args.file_mib) << 20;
     let gateway_pid = stack.gateway.pid().context("gateway not running")?;
     let gw_start = rss_kib(gateway_pid)?;
+    let agent_pid = stack
+        .agent("bench-streams")?
+        .pid()
+        .context("agent not running")?;
 
     eprintln!("exec round trips ({} keystrokes) ...", args.keystrokes);
     let rt = exec_round_trips(&stack, args.keystrokes)?;
@@ -213,31 +298,85 @@ async fn bench(args: &Args) -> Result<()> {
         args.file_mib
     );
     let ip = container_ip(&uid(&pod))?;
-    let direct_1 = download(&ip, PORT, 1, bytes)?;
-    let direct_10 = download(&ip, PORT, 10, bytes)?;
-    let (mut forward, local) = port_forward(&stack)?;
-    let forwarded = |parallel| {
-        download("127.0.0.1", local, parallel, bytes).with_context(|| {
+    let megabytes = bytes as f64 / 1e6;
+    let reference_pid = std::sync::OnceLock::new();
+    let meter = |kubectl: Option<u32>| -> Result<CpuMeter> {
+        let mut pids: Vec<(String, u32)> = match &stack.cluster {
+            Cluster::ControlPlane(cp) => cp
+                .pids()
+                .into_iter()
+                .filter(|(name, _)| name.contains("apiserver"))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if let Some(pid) = kubectl {
+            pids.push(("kubectl".to_owned(), pid));
+        }
+        pids.push(("gateway".to_owned(), gateway_pid));
+        pids.push(("agent".to_owned(), agent_pid));
+        if let Some(pid) = stack.mosquitto.as_ref().and_then(|m| m.pid()) {
+            pids.push(("mosquitto".to_owned(), pid));
+        }
+        if let Some(pid) = reference_pid.get() {
+            pids.push(("reference kubelet".to_owned(), *pid));
+        }
+        Ok(CpuMeter {
+            pids,
+            ticks_per_second: clock_ticks(),
+        })
+    };
+    let direct = meter(None)?;
+    let direct_1 = measured(&direct, megabytes, || download(&ip, PORT, 1, bytes))?;
+    let direct_10 = measured(&direct, megabytes * 10.0, || download(&ip, PORT, 10, bytes))?;
+
+    let forwarded = |pod: &str, parallel: usize| -> Result<Measured> {
+        let (mut forward, local) = port_forward(&stack, pod)?;
+        let meter = meter(Some(forward.id()))?;
+        let result = measured(&meter, megabytes * parallel as f64, || {
+            download("127.0.0.1", local, parallel, bytes)
+        })
+        .with_context(|| {
             let path = std::env::temp_dir().join("bench-streams-stack.log");
             match std::fs::write(&path, stack.logs()) {
                 Ok(()) => format!(
-                    "port-forward, {parallel} connection(s); the stack's logs are in {}",
+                    "port-forward to {pod}, {parallel} connection(s); the stack's logs are in {}",
                     path.display()
                 ),
-                Err(e) => format!("port-forward, {parallel} connection(s) (logs: {e})"),
+                Err(e) => format!("port-forward to {pod}, {parallel} connection(s) (logs: {e})"),
             }
-        })
+        });
+        let _ = forward.kill();
+        let _ = forward.wait();
+        result
     };
-    let pf_1 = forwarded(1)?;
-    let pf_10 = forwarded(10)?;
-    let _ = forward.kill();
-    let _ = forward.wait();
+    let reference_bin = match &args.reference_kubelet {
+        Some(path) => path.clone(),
+        None => binary("examples/reference_kubelet")?,
+    };
+    let reference = ReferenceKubelet::start(
+        &reference_bin,
+        stack
+            .cluster
+            .kubelet_client_ca()
+            .context("the cluster has no kubelet client CA")?,
+        ip.parse()?,
+    )?;
+    let _ = reference_pid.set(reference.pid());
+    reference
+        .register(
+            &stack.client().await?,
+            REFERENCE_NODE,
+            &stack.namespace,
+            REFERENCE_POD,
+            ip.parse()?,
+        )
+        .await?;
+    let reference_1 = forwarded(REFERENCE_POD, 1)?;
+    let reference_10 = forwarded(REFERENCE_POD, 10)?;
+    let pf_1 = forwarded("bench", 1)?;
+    let pf_10 = forwarded("bench", 10)?;
 
     eprintln!("memory with {} idle exec sessions ...", args.idle_sessions);
-    let agent_pid = stack
-        .agent("bench-streams")?
-        .pid()
-        .context("agent not running")?;
     let metrics_url = stack.gateway.metrics_url();
     let scrape = || -> Result<String> {
         let out = Command::new("curl").args(["-sf", &metrics_url]).output()?;
@@ -279,14 +418,32 @@ async fn bench(args: &Args) -> Result<()> {
         ms(percentile(&rt, 0.99)),
         ms(rt[rt.len() - 1])
     );
-    println!(
-        "| download, 1 connection: port-forward / direct | {pf_1:.1} MB/s / {direct_1:.1} MB/s ({:.0} %) |",
-        pf_1 / direct_1 * 100.0
-    );
-    println!(
-        "| download, 10 connections: port-forward / direct | {pf_10:.1} MB/s / {direct_10:.1} MB/s ({:.0} %) |",
-        pf_10 / direct_10 * 100.0
-    );
+    for (label, d, r, o) in [
+        ("1 connection", &direct_1, &reference_1, &pf_1),
+        ("10 connections", &direct_10, &reference_10, &pf_10),
+    ] {
+        let (d, r, o) = (d.mb_per_s, r.mb_per_s, o.mb_per_s);
+        println!(
+            "| download, {label}: direct / reference kubelet / ours | {d:.0} / {r:.0} / {o:.0} MB/s (reference {:.0} % of direct; ours {:.0} % of direct, {:.0} % of the reference) |",
+            r / d * 100.0,
+            o / d * 100.0,
+            o / r * 100.0
+        );
+    }
+    for (label, m) in [
+        ("direct, 10 connections", &direct_10),
+        ("reference kubelet, 10 connections", &reference_10),
+        ("ours, 10 connections", &pf_10),
+        ("ours, 1 connection", &pf_1),
+    ] {
+        let parts: Vec<String> = m
+            .cpu
+            .iter()
+            .filter(|(_, ms)| *ms >= 0.1)
+            .map(|(name, ms)| format!("{name} {ms:.2}"))
+            .collect();
+        println!("| CPU ms per MB, {label} | {} |", parts.join(", "));
+    }
     println!(
         "| gateway RSS before any stream | {:.1} MiB |",
         gw_start as f64 / 1024.0

@@ -6,7 +6,7 @@
 //!   containing `exit N` (else 0);
 //! - exec of `flood N`: N bytes of `x` on stdout, sent only as the gateway grants credit,
 //!   then exit 0;
-//! - a TTY resize writes `resized to WxH` to stdout;
+//! - a TTY's size, from the open or a resize, writes `resized to WxH` to stdout;
 //! - port-forward to 8080-8089 echoes the connection (and closes it after the client's
 //!   FIN); any other port is refused like a closed port;
 //! - attach writes `attached`, then echoes stdin; it ends at stdin EOF (at once without
@@ -165,6 +165,12 @@ impl FakeStreams {
                     return out.push(close_with(StreamErrorCode::NotFound, message).into());
                 }
                 stream.awaiting_size = stdio.tty && open.terminal_size.is_none();
+                // a terminal that starts with its size (the gateway waits for the
+                // client's first one) reports it as a resize would
+                if let (true, Some(size)) = (stdio.tty, open.terminal_size) {
+                    let line = format!("resized to {}x{}\n", size.width, size.height);
+                    stream.output.extend(line.as_bytes());
+                }
                 if command.first().map(String::as_str) == Some("flood") {
                     let n: usize = command.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
                     stream.output.extend(std::iter::repeat_n(b'x', n));

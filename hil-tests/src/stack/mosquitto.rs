@@ -55,6 +55,11 @@ impl Mosquitto {
         wait_for_tcp(self.port, Duration::from_secs(10), "mosquitto")
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ChildProcess::pid)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -182,7 +182,7 @@ pub async fn exec_and_attach(
         stack.logs()
     );
 
-    // A TTY: kubectl sends the terminal's size, the process reads it.
+    // A TTY: kubectl sends the terminal's size, the process reads it at once.
     let kubeconfig = stack.cluster.kubeconfig_path().display().to_string();
     let websockets = if protocol == ClientProtocol::WebSocket {
         "true"
@@ -190,7 +190,7 @@ pub async fn exec_and_attach(
         "false"
     };
     let inner = format!(
-        "stty cols 123 rows 45; KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets} {} --kubeconfig {kubeconfig} exec -it -n {ns} shell -- sh -c 'sleep 1; stty size'",
+        "stty cols 123 rows 45; KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets} {} --kubeconfig {kubeconfig} exec -it -n {ns} shell -- stty size",
         stack.cluster.kubectl_binary().display()
     );
     let out = Command::new("script")
