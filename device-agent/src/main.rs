@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            let config = args.resolve()?;
+            let mut args = args;
             let _ = rustls::crypto::ring::default_provider().install_default();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -47,7 +47,16 @@ fn main() -> anyhow::Result<()> {
                     wait_for_signal().await;
                     signal.cancel();
                 });
-                edge_agent::agent::run(config, shutdown).await
+                if let Some(settings) = args.bootstrap.settings() {
+                    let identity = edge_agent::bootstrap::ensure_identity(&settings, &shutdown)
+                        .await
+                        .context("zero-touch enrollment")?;
+                    args.use_identity(&identity);
+                }
+                let config = args.resolve()?;
+                edge_agent::agent::run(config, shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
             })?;
             if let Stopped::Retired { reason, failures } = stopped {
                 for failure in &failures {

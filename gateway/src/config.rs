@@ -208,6 +208,8 @@ pub struct RunArgs {
     pub offline_log_cache_bytes: u64,
     #[command(flatten)]
     pub autonomy: crate::autonomy::AutonomyArgs,
+    #[command(flatten)]
+    pub enrollment: crate::device_enrollment::EnrollmentArgs,
 }
 
 /// Where the gateway's MQTT client connects.
@@ -263,6 +265,8 @@ pub struct GatewayConfig {
     /// `--offline-log-cache-bytes`: per container, 0 = off.
     pub offline_log_cache_bytes: u64,
     pub autonomy: crate::autonomy::AutonomySettings,
+    /// Zero-touch enrollment (`--enrollment`), when on.
+    pub enrollment: Option<crate::device_enrollment::EnrollmentSettings>,
 }
 
 impl GatewayConfig {
@@ -296,6 +300,7 @@ impl GatewayConfig {
             ready_file: None,
             offline_log_cache_bytes: crate::log_cache::DEFAULT_CACHE_BYTES,
             autonomy: Default::default(),
+            enrollment: None,
         }
     }
 }
@@ -368,7 +373,9 @@ impl TryFrom<RunArgs> for GatewayConfig {
             edge_protocol::DeviceId::new(id.clone())
                 .map_err(|e| ConfigError::Invalid(format!("--allow-device {id:?}: {e}")))?;
         }
+        let enrollment = a.enrollment.settings(&a.store.store_dir);
         Ok(Self {
+            enrollment,
             kube: KubeConfigSource {
                 kubeconfig: a.kubeconfig,
                 context: a.context,

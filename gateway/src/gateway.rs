@@ -292,11 +292,26 @@ pub async fn start(
     let opts = mqtt_link::options(&config.broker, &config.mqtt_client_id, mqtt_port)?;
     let (mqtt, eventloop) = mqtt_link::client(opts);
     let (connected_tx, mut connected_rx) = watch::channel(false);
+    let bootstrap_tx = match &config.enrollment {
+        Some(settings) => {
+            let (tx, rx) = mpsc::channel(1024);
+            tasks.push(tokio::spawn(crate::device_enrollment::service::run(
+                settings.clone(),
+                client.clone(),
+                mqtt.clone(),
+                rx,
+                token.clone(),
+            )));
+            Some(tx)
+        }
+        None => None,
+    };
     tasks.push(tokio::spawn(mqtt_link::run_event_loop(
         eventloop,
         mqtt.clone(),
         fleet.clone(),
         connected_tx,
+        bootstrap_tx,
         token.clone(),
     )));
     tasks.push(tokio::spawn(mqtt_link::run_outbox(

@@ -43,10 +43,12 @@
 //! | [`hostile_input`] | why a message is dropped ([`hostile_input::RejectReason`]), counting and rate-limited logging of dropped messages |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
 //! | [`retire_trigger`] | a device Node deleted with `edge-kube.io/retire=true` (label or annotation) puts its device on the revocation list, which retires it |
+//! | [`device_enrollment`] | zero-touch enrollment: bootstrap tokens (Secrets), device CSRs as Kubernetes CertificateSigningRequests (signer `edge-kube.io/device-client`), auto-approval rules, signing with the fleet CA |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration; the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 
 pub mod autonomy;
 pub mod config;
+pub mod device_enrollment;
 pub mod device_streams;
 pub mod device_sync;
 pub mod embedded_broker;

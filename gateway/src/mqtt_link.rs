@@ -117,6 +117,7 @@ pub async fn run_event_loop(
     client: AsyncClient,
     fleet: Arc<Fleet>,
     connected: watch::Sender<bool>,
+    bootstrap: Option<mpsc::Sender<crate::device_enrollment::BootstrapPublish>>,
     token: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
@@ -141,13 +142,35 @@ pub async fn run_event_loop(
                 }
                 connected_before = true;
                 let c = client.clone();
+                let enroll = bootstrap.is_some();
                 // subscribe from another task: the request channel is drained by poll()
                 tokio::spawn(async move {
                     if let Err(e) = c.subscribe(gateway_subscription(), QoS::AtLeastOnce).await {
                         warn!(error = %e, "cannot subscribe to device topics");
                     }
+                    if enroll {
+                        let filter = edge_protocol::enrollment::bootstrap_subscription();
+                        if let Err(e) = c.subscribe(filter, QoS::AtLeastOnce).await {
+                            warn!(error = %e, "cannot subscribe to bootstrap topics");
+                        }
+                    }
                 });
                 let _ = connected.send(true);
+            }
+            Ok(Event::Incoming(Packet::Publish(p)))
+                if p.topic
+                    .starts_with(edge_protocol::enrollment::BOOTSTRAP_TOPIC_ROOT) =>
+            {
+                if let Some(tx) = &bootstrap {
+                    let publish = crate::device_enrollment::BootstrapPublish {
+                        topic: p.topic.clone(),
+                        payload: p.payload.clone(),
+                    };
+                    // full: the enrollment task is behind; the device sends again
+                    if tx.try_send(publish).is_err() {
+                        warn!(topic = %p.topic, "enrollment is busy: dropping a bootstrap request");
+                    }
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if let Some(frame) = accepted(&fleet, &p.topic, &p.payload, p.retain) {

@@ -25,6 +25,7 @@
 //! | [`pod_event`] | [`PodEventReport`] (Pulling, Started, BackOff, ...) |
 //! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`]; [`LogTailReport`] for the gateway's offline log cache |
 //! | [`resync`] | [`ResyncRequest`] (both directions) |
+//! | [`enrollment`] | zero-touch enrollment: bootstrap topics and ACL patterns, [`enrollment::CertificateRequest`] (CSR + bootstrap token), [`enrollment::CertificateReply`] |
 //! | [`retirement`] | [`RetireOrder`]: the gateway tells a retired device to wipe itself and stop |
 //! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
 //! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
@@ -101,6 +102,7 @@ pub mod binary;
 pub mod broker_tls;
 pub mod desired_set;
 pub mod device_id;
+pub mod enrollment;
 pub mod envelope;
 pub mod ephemeral_container;
 pub mod lifecycle_hooks;

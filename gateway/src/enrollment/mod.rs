@@ -12,6 +12,7 @@
 //! | `revoked.txt` | revoked device ids, one per line ([`RevocationList`]) |
 //! | `gateway/client.pem`, `gateway/client.key` | the gateway's own MQTT client identity |
 //! | `mosquitto/` | default output of `broker-config mosquitto` |
+//! | `bootstrap-ca/ca.pem`, `bootstrap-ca/ca.key` | the CA of the shared bootstrap client certificate (zero-touch enrollment) |
 //!
 //! # Layout
 //!
@@ -25,8 +26,11 @@
 //! | [`revocation`] | [`RevocationList`]: the revoked device ids the gateway checks at hello |
 //! | [`bundle`] | [`DeviceBundle`]: the directory a device needs (`agent.toml`, certs, key) |
 //! | [`mosquitto`] | [`MosquittoConfig`]: `mosquitto.conf`, ACL file, CRL, server certificate |
+//! | [`mosquitto_bootstrap`] | the enrollment listener (`--bootstrap-port`): bootstrap CA only, ACL confining bootstrap clients to their own topics |
+//! | [`bootstrap_cli`] | `edge-gateway bootstrap-token` (a token Secret manifest) and `bootstrap-file` (the one file for every board) |
 //! | [`cli`] | clap arguments and `run_*` entry points for `edge-gateway enroll/revoke/broker-config` |
 
+pub mod bootstrap_cli;
 pub mod bundle;
 pub mod cli;
 pub mod error;
@@ -34,6 +38,7 @@ pub mod fleet_ca;
 pub mod issued;
 pub mod layout;
 pub mod mosquitto;
+pub mod mosquitto_bootstrap;
 pub mod private_file;
 pub mod revocation;
 
