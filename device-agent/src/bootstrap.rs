@@ -8,12 +8,14 @@
 //! | [`bootstrap_file`] | [`BootstrapFile`]: broker, CA, bootstrap client certificate, token, id template |
 //! | [`hardware_id`] | the device id from the device tree serial, machine id or MAC through a template (pure rendering) |
 //! | [`device_key`] | the identity directory: key generated on the device (0600), the CSR, the issued certificate checked against id and key |
-//! | [`exchange`] | the MQTT exchange as a bootstrap client: request, pending, issued or refused |
+//! | [`exchange`] | the MQTT exchange of a certificate request: request, pending, issued or refused |
+//! | [`renewal`] | rotation: when (70-90 % of the lifetime, jitter, pure), and the renewal with a new key over the device's own identity |
 
 pub mod bootstrap_file;
 pub mod device_key;
 pub mod exchange;
 pub mod hardware_id;
+pub mod renewal;
 
 use std::path::PathBuf;
 
@@ -26,6 +28,14 @@ pub use bootstrap_file::BootstrapFile;
 pub use device_key::IdentityDir;
 pub use exchange::ExchangeTimings;
 pub use hardware_id::{HardwareSources, IdSource};
+
+/// The identity directory `settings` use.
+pub fn identity_dir(settings: &BootstrapSettings) -> Result<IdentityDir, BootstrapError> {
+    let file = BootstrapFile::load(&settings.file)?;
+    Ok(IdentityDir::new(
+        settings.identity_dir.clone().unwrap_or(file.identity_dir),
+    ))
+}
 
 /// Why the device has no identity.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +55,12 @@ pub enum BootstrapError {
     },
     #[error("enrollment was interrupted")]
     Cancelled,
+    #[error("no answer from the gateway within {0:?}")]
+    TimedOut(std::time::Duration),
+    #[error("the bootstrap file names no broker to renew the certificate through")]
+    NoBroker,
+    #[error(transparent)]
+    BrokerUrl(#[from] crate::config::ConfigError),
 }
 
 /// Where to find the bootstrap file, the hardware and the identity.
@@ -67,6 +83,7 @@ pub struct DeviceIdentity {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
     /// Unix seconds.
+    pub not_before: i64,
     pub not_after: i64,
 }
 
@@ -90,18 +107,19 @@ pub async fn ensure_identity(
             .clone()
             .unwrap_or_else(|| file.identity_dir.clone()),
     );
-    let of = |device_id: DeviceId, not_after: i64| DeviceIdentity {
+    let of = |device_id: DeviceId, facts: &device_key::CertificateFacts| DeviceIdentity {
         device_id,
         broker_urls: file.broker_urls.clone(),
         ca_file: identity.ca(),
         cert_file: identity.cert(),
         key_file: identity.key(),
-        not_after,
+        not_before: facts.not_before,
+        not_after: facts.not_after,
     };
     if let Some((id, facts)) = identity.current() {
         if facts.not_after > now_unix() {
             info!(device = %id, "using the enrolled identity in {}", identity.dir().display());
-            return Ok(of(id, facts.not_after));
+            return Ok(of(id, &facts));
         }
         info!(device = %id, "the device certificate expired while offline: enrolling again with the bootstrap token");
     }
@@ -116,8 +134,15 @@ pub async fn ensure_identity(
         id_source: Some(source.as_str().to_owned()),
     };
     info!(device = %id, id_source = source.as_str(), "no identity yet: enrolling with the bootstrap token");
-    let issued = exchange::exchange(&file, &request, settings.timings, shutdown).await?;
+    let issued = exchange::exchange(
+        exchange::bootstrap_options(&file, &id)?,
+        exchange::ExchangeTopics::bootstrap(&id),
+        &request,
+        settings.timings,
+        shutdown,
+    )
+    .await?;
     let facts = identity.store_issued(&id, &key, &issued.certificate_pem, &issued.ca_pem)?;
     info!(device = %id, csr = %issued.request_name, "enrolled: certificate stored in {}", identity.dir().display());
-    Ok(of(id, facts.not_after))
+    Ok(of(id, &facts))
 }

@@ -159,7 +159,10 @@ pub async fn run_event_loop(
             }
             Ok(Event::Incoming(Packet::Publish(p)))
                 if p.topic
-                    .starts_with(edge_protocol::enrollment::BOOTSTRAP_TOPIC_ROOT) =>
+                    .starts_with(edge_protocol::enrollment::BOOTSTRAP_TOPIC_ROOT)
+                    || (bootstrap.is_some()
+                        && edge_protocol::enrollment::parse_renewal_request_topic(&p.topic)
+                            .is_some()) =>
             {
                 if let Some(tx) = &bootstrap {
                     let publish = crate::device_enrollment::BootstrapPublish {

@@ -70,6 +70,13 @@ fn board_root(dir: &Path, name: &str, serial: &str) -> PathBuf {
     root
 }
 
+fn backend_letter(backend: ClusterBackend) -> char {
+    match backend {
+        ClusterBackend::ControlPlane => 'c',
+        _ => 'e',
+    }
+}
+
 struct Agents {
     bin: PathBuf,
     docker_host: String,
@@ -91,7 +98,9 @@ impl Agents {
             .arg(self.dir.join("state").join(name))
             .args(["--runtime-socket", &self.docker_host])
             .args(["--heartbeat-interval", "1s", "--bootstrap-resend", "2s"])
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            // the test runtime is shared: no evictions from a full disk of the test machine
+            .env("EDGE_AGENT_EVICTION_MONITORING_INTERVAL_SECONDS", "0");
         let log_dir = self.dir.join("logs").join(name);
         std::fs::create_dir_all(&log_dir).unwrap();
         ChildProcess::spawn(name, cmd, &log_dir).unwrap()
@@ -195,7 +204,7 @@ async fn boards_enroll_from_one_bootstrap_file(backend: ClusterBackend) {
             .expect("EDGE_TEST_DOCKER_HOST is not set: run `eval \"$(bash scripts/test-env.sh)\"`"),
         dir: dir.to_owned(),
     };
-    let tag = format!("zt{}", std::process::id());
+    let tag = format!("zt{}{}", std::process::id(), backend_letter(backend));
 
     // Bootstrap tokens, as an operator creates them.
     let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
@@ -434,4 +443,376 @@ async fn boards_enroll_from_one_bootstrap_file(backend: ClusterBackend) {
         "the API server refused gateway calls (403):\n{}",
         forbidden.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_board_renews_its_certificate_while_its_pod_keeps_running_on_the_control_plane() {
+    a_board_renews_its_certificate_while_its_pod_keeps_running(ClusterBackend::ControlPlane).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_board_renews_its_certificate_while_its_pod_keeps_running_on_the_emulator() {
+    a_board_renews_its_certificate_while_its_pod_keeps_running(ClusterBackend::Emulator).await;
+}
+
+/// Certificates of 60 s: the agent renews at 70-90 % of the lifetime over its own
+/// identity (a new key, a CSR on `edge/v1/<id>/up/csr`, approved as a renewal without a
+/// rule), swaps key and certificate, and its pod's container is never restarted.
+async fn a_board_renews_its_certificate_while_its_pod_keeps_running(backend: ClusterBackend) {
+    use edge_hil_tests::scenario::{container_id, pod_manifest, restart_count};
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::PostParams;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cluster = Cluster::start(backend, dir, Duration::from_secs(4))
+        .await
+        .unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubectl =
+        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
+    let agents = Agents {
+        bin: PathBuf::from(std::env::var_os("EDGE_TEST_BIN_DIR").unwrap()).join("edge-agent"),
+        docker_host: std::env::var("EDGE_TEST_DOCKER_HOST").unwrap(),
+        dir: dir.to_owned(),
+    };
+    // Unique per test: both backends run at once in this process, on the one Podman.
+    let tag = format!("ztr{}{}", std::process::id(), backend_letter(backend));
+    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
+    let tokens_file = dir.join("tokens.yaml");
+    std::fs::write(
+        &tokens_file,
+        token_secret(AUTO_TOKEN, "2099-01-01T00:00:00Z"),
+    )
+    .unwrap();
+    kubectl
+        .run(&["apply", "-f", &tokens_file.display().to_string()])
+        .unwrap();
+    let store = dir.join("store");
+    let gateway = Gateway::start(
+        GatewayOptions {
+            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
+            store_dir: store.clone(),
+            broker_url: None,
+            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
+            node_address: "127.0.0.1".to_owned(),
+            device_timeout: Duration::from_secs(5),
+            node_lease_renew: Duration::from_secs(1),
+            extra_args: vec![
+                "--enrollment".into(),
+                "--enrollment-auto-approve".into(),
+                format!("ztauto={tag}-*"),
+                "--enrollment-certificate-validity".into(),
+                "60s".into(),
+            ],
+        },
+        dir,
+    )
+    .unwrap();
+    let file = write_bootstrap(
+        &store,
+        &dir.join("bootstrap"),
+        AUTO_TOKEN,
+        &gateway.broker_url(),
+        &format!("{tag}-{{serial}}"),
+    );
+    let id = format!("{tag}-50000000000000aa");
+    let agent = agents.spawn(
+        "rotating",
+        &file,
+        &board_root(dir, "rotating", "50000000000000aa"),
+    );
+    let nodes: Api<Node> = Api::all(client.clone());
+    let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let logs = || format!("agent:\n{}\ngateway:\n{}", agent.log(), gateway.log());
+    wait_ready(&nodes, &id, logs).await;
+    let cert_path = dir.join("identity/rotating/device.pem");
+    let first_cert = std::fs::read_to_string(&cert_path).unwrap();
+
+    // A pod on the board.
+    let namespace = tag.clone();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let pod = pod_manifest(
+        "keeps-running",
+        &[("kubernetes.io/hostname", id.as_str())],
+        true,
+        "Always",
+        "sleep 3600",
+    );
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let running = |pods: Api<Pod>| async move {
+        match pods.get_opt("keeps-running").await {
+            Ok(Some(p)) if container_id(&p).is_some() => Ok(Some(p)),
+            Ok(other) => Err(format!("{:?}", other.map(|p| p.status))),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let before = eventually(
+        "the pod running on the board",
+        Duration::from_secs(90),
+        || running(pods.clone()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let container = container_id(&before).unwrap();
+
+    // The renewal: at 42-54 s of the 60 s lifetime.
+    eventually(
+        "the board's certificate renewed",
+        Duration::from_secs(90),
+        || {
+            let renewed = agent.log().contains("device certificate renewed");
+            async move { Ok(renewed.then_some(())) }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let renewed_cert = std::fs::read_to_string(&cert_path).unwrap();
+    assert_ne!(first_cert, renewed_cert, "a new certificate on disk");
+    let found = csr_of(&csrs, &id).await;
+    let reasons: Vec<String> = found
+        .iter()
+        .filter_map(|c| {
+            c.status
+                .as_ref()?
+                .conditions
+                .as_ref()?
+                .first()?
+                .reason
+                .clone()
+        })
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "EdgeRenewalApproved"),
+        "{reasons:?}"
+    );
+    assert!(found.len() >= 2, "{found:?}");
+
+    // The board is back under the new certificate, the first one has expired, and the pod's
+    // container was never restarted.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    wait_ready(&nodes, &id, logs).await;
+    let after = running(pods.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        container_id(&after).as_deref(),
+        Some(container.as_str()),
+        "{}",
+        logs()
+    );
+    assert_eq!(restart_count(&after), 0, "{}", logs());
+    let (_, pem) = x509_parser::pem::parse_x509_pem(first_cert.as_bytes()).unwrap();
+    let first_not_after = pem.parse_x509().unwrap().validity().not_after.timestamp();
+    assert!(
+        first_not_after < jiff::Timestamp::now().as_second(),
+        "the test outlived the first certificate"
+    );
+    let mut agent = agent;
+    agent.terminate(Duration::from_secs(10));
+    edge_hil_tests::stack::remove_pod_containers(&namespace);
+    let forbidden = edge_hil_tests::stack::rbac_refusals(&gateway.log());
+    assert!(forbidden.is_empty(), "{}", forbidden.join("\n"));
+}
+
+#[derive(Parser)]
+struct BrokerConfigCli {
+    #[command(flatten)]
+    args: edge_gateway::enrollment::cli::BrokerConfigArgs,
+}
+
+fn start_mosquitto(conf: &Path, ports: &[u16], dir: &Path) -> ChildProcess {
+    let mut cmd = Command::new(edge_hil_tests::stack::MOSQUITTO_BIN);
+    cmd.arg("-v").arg("-c").arg(conf);
+    std::fs::create_dir_all(dir).unwrap();
+    let broker = ChildProcess::spawn("mosquitto", cmd, dir).unwrap();
+    for port in ports {
+        edge_hil_tests::stack::wait_for_tcp(*port, Duration::from_secs(10), "mosquitto").unwrap();
+    }
+    broker
+}
+
+/// The production path: Mosquitto with the generated configuration (device listener with
+/// the fleet CA, enrollment listener with the bootstrap CA), boards enrolling over the
+/// enrollment listener and connecting to the device listener under their own
+/// certificates; then a renewal of 60 s certificates, and once the first certificate
+/// has expired a broker restart: the board reconnects, so it presents the renewed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn boards_enroll_and_renew_over_mosquitto_with_the_generated_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cluster = Cluster::start(ClusterBackend::Emulator, dir, Duration::from_secs(4))
+        .await
+        .unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubectl =
+        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
+    let agents = Agents {
+        bin: PathBuf::from(std::env::var_os("EDGE_TEST_BIN_DIR").unwrap()).join("edge-agent"),
+        docker_host: std::env::var("EDGE_TEST_DOCKER_HOST").unwrap(),
+        dir: dir.to_owned(),
+    };
+    let tag = format!("ztm{}", std::process::id());
+    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
+    let tokens_file = dir.join("tokens.yaml");
+    std::fs::write(
+        &tokens_file,
+        token_secret(AUTO_TOKEN, "2099-01-01T00:00:00Z"),
+    )
+    .unwrap();
+    kubectl
+        .run(&["apply", "-f", &tokens_file.display().to_string()])
+        .unwrap();
+
+    let store = dir.join("store");
+    let s = |p: &Path| p.display().to_string();
+    let port = edge_hil_tests::stack::free_loopback_port().unwrap();
+    let bootstrap_port = edge_hil_tests::stack::free_loopback_port().unwrap();
+    let conf_dir = dir.join("mosquitto");
+    let broker_args = BrokerConfigCli::try_parse_from([
+        "broker-config",
+        "mosquitto",
+        "--store-dir",
+        &s(&store),
+        "--out-dir",
+        &s(&conf_dir),
+        "--listen-address",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--bootstrap-port",
+        &bootstrap_port.to_string(),
+        "--run-as-user",
+        "root",
+    ])
+    .unwrap()
+    .args;
+    let conf = edge_gateway::enrollment::cli::broker_config(&broker_args, &mut Vec::new()).unwrap();
+    let mut broker = start_mosquitto(&conf, &[port, bootstrap_port], &dir.join("broker-1"));
+
+    let layout = edge_gateway::enrollment::EnrollmentLayout::new(&store);
+    let url = format!("mqtts://127.0.0.1:{port}");
+    let gateway = Gateway::start(
+        GatewayOptions {
+            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
+            store_dir: store.clone(),
+            broker_url: Some(url.clone()),
+            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
+            node_address: "127.0.0.1".to_owned(),
+            device_timeout: Duration::from_secs(5),
+            node_lease_renew: Duration::from_secs(1),
+            extra_args: vec![
+                "--broker-ca".into(),
+                s(&layout.ca_cert()),
+                "--broker-cert".into(),
+                s(&layout.gateway_cert()),
+                "--broker-key".into(),
+                s(&layout.gateway_key()),
+                "--mqtt-client-id".into(),
+                edge_gateway::enrollment::GATEWAY_IDENTITY.into(),
+                "--enrollment".into(),
+                "--enrollment-auto-approve".into(),
+                format!("ztauto={tag}-*"),
+                "--enrollment-certificate-validity".into(),
+                "60s".into(),
+            ],
+        },
+        dir,
+    )
+    .unwrap();
+    let args = BootstrapFileCli::try_parse_from([
+        "bootstrap-file",
+        "--store-dir",
+        &s(&store),
+        "--out-dir",
+        &s(&dir.join("bootstrap")),
+        "--token",
+        AUTO_TOKEN,
+        "--bootstrap-broker-url",
+        &format!("mqtts://127.0.0.1:{bootstrap_port}"),
+        "--broker-url",
+        &url,
+        "--device-id-template",
+        &format!("{tag}-{{serial}}"),
+    ])
+    .unwrap()
+    .args;
+    let file = bootstrap_file(&args, &mut Vec::new()).unwrap();
+
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut boards = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let serial = format!("6000000000000{i:03x}");
+        ids.push(format!("{tag}-{serial}"));
+        boards.push(agents.spawn(
+            &format!("mq-{i}"),
+            &file,
+            &board_root(dir, &format!("mq-{i}"), &serial),
+        ));
+    }
+    let logs = |boards: &[ChildProcess], broker: &ChildProcess| {
+        let mut s = format!(
+            "gateway:\n{}\nmosquitto:\n{}\n",
+            gateway.log(),
+            broker.log()
+        );
+        for b in boards {
+            s.push_str(&format!("{}:\n{}\n", b.name(), b.log()));
+        }
+        s
+    };
+    for id in &ids {
+        wait_ready(&nodes, id, || logs(&boards, &broker)).await;
+        let log = broker.log();
+        assert!(
+            log.contains(&format!("as bootstrap_{id} ")),
+            "enrolled over the enrollment listener:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("u'{id}'")),
+            "connected under its own certificate:\n{log}"
+        );
+    }
+    let first_cert = std::fs::read_to_string(dir.join("identity/mq-0/device.pem")).unwrap();
+
+    // Renewal, then the first certificate expires, then the broker restarts.
+    eventually("both boards renewed", Duration::from_secs(90), || {
+        let renewed = boards
+            .iter()
+            .all(|b| b.log().contains("device certificate renewed"));
+        async move { Ok(renewed.then_some(())) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&boards, &broker)));
+    let (_, pem) = x509_parser::pem::parse_x509_pem(first_cert.as_bytes()).unwrap();
+    let first_not_after = pem.parse_x509().unwrap().validity().not_after.timestamp();
+    let wait = first_not_after + 2 - jiff::Timestamp::now().as_second();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_secs(wait as u64)).await;
+    }
+    broker.kill9();
+    let broker = start_mosquitto(&conf, &[port, bootstrap_port], &dir.join("broker-2"));
+    for id in &ids {
+        eventually(
+            "the board back on the restarted broker",
+            Duration::from_secs(60),
+            || {
+                let back = broker.log().contains(&format!("u'{id}'"));
+                async move { Ok(back.then_some(())) }
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&boards, &broker)));
+        wait_ready(&nodes, id, || logs(&boards, &broker)).await;
+    }
+    for mut b in boards {
+        b.terminate(Duration::from_secs(10));
+    }
 }

@@ -13,6 +13,14 @@
 //! | `edge/bootstrap/v1/bootstrap_{device}/response` | gateway → device | 1 | [`CertificateReply`] |
 //!
 //! Payloads are `{"protocol":"1.4","kind":"certificateRequest"|"certificateReply","body":{...}}`.
+//!
+//! Renewal goes over the device's own identity, with the same payloads (the bootstrap
+//! token is then empty and ignored):
+//!
+//! | topic | direction | QoS | payload |
+//! |---|---|---|---|
+//! | `edge/v1/{device}/up/csr` | device → gateway | 1 | [`CertificateRequest`] |
+//! | `edge/v1/{device}/down/certificate` | gateway → device | 1 | [`CertificateReply`] |
 
 use std::fmt;
 
@@ -61,6 +69,26 @@ pub fn bootstrap_acl_patterns() -> [String; 2] {
         format!("pattern write {BOOTSTRAP_TOPIC_ROOT}/%c/request"),
         format!("pattern read {BOOTSTRAP_TOPIC_ROOT}/%c/response"),
     ]
+}
+
+/// `edge/v1/{device}/up/csr`: an enrolled device asks to renew its certificate over its
+/// own identity (the broker's ACL lets only the device itself write there).
+pub fn renewal_request_topic(device: &DeviceId) -> String {
+    format!("edge/v1/{device}/up/csr")
+}
+
+/// `edge/v1/{device}/down/certificate`: the answer to a renewal.
+pub fn renewal_response_topic(device: &DeviceId) -> String {
+    format!("edge/v1/{device}/down/certificate")
+}
+
+/// The device of `edge/v1/{device}/up/csr`, or `None` for any other topic.
+pub fn parse_renewal_request_topic(topic: &str) -> Option<DeviceId> {
+    let device = topic.strip_prefix("edge/v1/")?.strip_suffix("/up/csr")?;
+    if device.contains('/') {
+        return None;
+    }
+    DeviceId::new(device).ok()
 }
 
 /// Why a topic is not a bootstrap request topic.

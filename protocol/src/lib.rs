@@ -55,6 +55,10 @@
 //! | `edge/v1/{device}/down/logs/{request}` | gateway → device | 1 | no | [`LogRequest`], [`LogCancel`] |
 //! | `edge/v1/{device}/down/stream/{stream}` | gateway → device | 1 | no | [`StreamOpen`], [`StreamData`], [`StreamCredit`], [`StreamResize`], [`StreamClose`] |
 //! | `edge/v1/{device}/down/retire` | gateway → device (the device wipes itself and exits) | 1 | no | [`RetireOrder`] |
+//! | `edge/v1/{device}/up/csr` | device → gateway (certificate renewal) | 1 | no | [`enrollment::CertificateRequest`] |
+//! | `edge/v1/{device}/down/certificate` | gateway → device | 1 | no | [`enrollment::CertificateReply`] |
+//! | `edge/bootstrap/v1/bootstrap_{device}/request` | bootstrap client → gateway (zero-touch enrollment) | 1 | no | [`enrollment::CertificateRequest`] |
+//! | `edge/bootstrap/v1/bootstrap_{device}/response` | gateway → bootstrap client | 1 | no | [`enrollment::CertificateReply`] |
 //!
 //! # Envelope and versions
 //!

@@ -157,6 +157,32 @@ impl IdentityDir {
     }
 }
 
+impl IdentityDir {
+    /// Stores a renewed certificate and the new key it was issued for: key and
+    /// certificate are written beside the old ones first, then renamed over them (key
+    /// first). A crash between the two renames leaves a pair that does not match, which
+    /// [`IdentityDir::current`] treats as no identity: the agent enrolls again.
+    pub fn store_renewed(
+        &self,
+        id: &DeviceId,
+        key: &KeyPair,
+        cert_pem: &str,
+        ca_pem: &str,
+    ) -> Result<CertificateFacts, DeviceKeyError> {
+        let facts = check_issued(id, key, cert_pem)?;
+        let (new_key, new_cert) = (
+            self.dir.join("device.key.new"),
+            self.dir.join("device.pem.new"),
+        );
+        write_file(&new_key, key.serialize_pem().as_bytes(), 0o600)?;
+        write_file(&new_cert, cert_pem.as_bytes(), 0o644)?;
+        write_file(&self.ca(), ca_pem.as_bytes(), 0o644)?;
+        std::fs::rename(&new_key, self.key()).map_err(io("rename into place", &self.key()))?;
+        std::fs::rename(&new_cert, self.cert()).map_err(io("rename into place", &self.cert()))?;
+        Ok(facts)
+    }
+}
+
 /// The certificate must name `id` and carry `key`'s public key.
 pub fn check_issued(
     id: &DeviceId,

@@ -3,6 +3,7 @@
 //! the certificate (an operator may have to approve first), resend now and then (the
 //! gateway answers a repeated request with the same CSR's state).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tracing::{info, warn};
 
 use super::BootstrapError;
 use super::bootstrap_file::BootstrapFile;
+use crate::config::BrokerUrl;
 
 /// What the gateway sent: the certificate and CA bundle (PEM), and the name of the
 /// Kubernetes CertificateSigningRequest.
@@ -45,20 +47,21 @@ impl Default for ExchangeTimings {
     }
 }
 
-fn options(file: &BootstrapFile, id: &DeviceId) -> Result<MqttOptions, BootstrapError> {
-    let broker = &file.bootstrap_broker;
-    let mut o = MqttOptions::new(bootstrap_client_id(id), &broker.host, broker.port);
+/// Connection options: client id, broker, TLS from the CA and client certificate files.
+pub fn options(
+    client_id: String,
+    broker: &BrokerUrl,
+    ca: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<MqttOptions, BootstrapError> {
+    let mut o = MqttOptions::new(client_id, &broker.host, broker.port);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_clean_session(true);
     o.set_max_packet_size(256 * 1024, 256 * 1024);
     if broker.tls {
-        let client = file
-            .bootstrap_client
-            .as_ref()
-            .map(|(c, k)| (c.as_path(), k.as_path()));
         let tls =
             edge_protocol::broker_tls::client_config(&edge_protocol::broker_tls::BrokerTlsFiles {
-                ca: file.ca_file.as_deref(),
+                ca,
                 client,
             })?;
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
@@ -68,17 +71,62 @@ fn options(file: &BootstrapFile, id: &DeviceId) -> Result<MqttOptions, Bootstrap
     Ok(o)
 }
 
+/// The bootstrap client's options: client id `bootstrap_<id>`, the bootstrap broker,
+/// the bootstrap certificate.
+pub fn bootstrap_options(
+    file: &BootstrapFile,
+    id: &DeviceId,
+) -> Result<MqttOptions, BootstrapError> {
+    options(
+        bootstrap_client_id(id),
+        &file.bootstrap_broker,
+        file.ca_file.as_deref(),
+        file.bootstrap_client
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+}
+
+/// Where a request goes and its answer comes from.
+#[derive(Debug, Clone)]
+pub struct ExchangeTopics {
+    pub request: String,
+    pub response: String,
+}
+
+impl ExchangeTopics {
+    pub fn bootstrap(id: &DeviceId) -> Self {
+        Self {
+            request: bootstrap_request_topic(id),
+            response: bootstrap_response_topic(id),
+        }
+    }
+
+    pub fn renewal(id: &DeviceId) -> Self {
+        Self {
+            request: edge_protocol::enrollment::renewal_request_topic(id),
+            response: edge_protocol::enrollment::renewal_response_topic(id),
+        }
+    }
+}
+
 /// Sends `request` until the gateway issues a certificate or refuses for good.
 pub async fn exchange(
-    file: &BootstrapFile,
+    options: MqttOptions,
+    topics: ExchangeTopics,
     request: &CertificateRequest,
     timings: ExchangeTimings,
     shutdown: &CancellationToken,
 ) -> Result<Issued, BootstrapError> {
-    let id = &request.device_id;
-    let (client, mut eventloop) = AsyncClient::new(options(file, id)?, 16);
-    let request_topic = bootstrap_request_topic(id);
-    let response_topic = bootstrap_response_topic(id);
+    let broker = format!(
+        "{}:{}",
+        options.broker_address().0,
+        options.broker_address().1
+    );
+    let client_id = options.client_id();
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let request_topic = topics.request;
+    let response_topic = topics.response;
     let payload = request.encode();
     let send = |client: &AsyncClient| {
         if let Err(e) = client.try_publish(
@@ -103,7 +151,7 @@ pub async fn exchange(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                info!(broker = %file.bootstrap_broker, client_id = %bootstrap_client_id(id), "connected for enrollment");
+                info!(%broker, %client_id, "connected to ask for a certificate");
                 connected = true;
                 backoff = Duration::from_millis(500);
                 if let Err(e) = client.try_subscribe(response_topic.clone(), QoS::AtLeastOnce) {
@@ -157,7 +205,7 @@ pub async fn exchange(
             Ok(_) => {}
             Err(e) => {
                 connected = false;
-                warn!(error = %e, retry_in = ?backoff, broker = %file.bootstrap_broker, "enrollment connection failed");
+                warn!(error = %e, retry_in = ?backoff, %broker, "certificate request connection failed");
                 tokio::select! {
                     _ = shutdown.cancelled() => break Err(BootstrapError::Cancelled),
                     _ = tokio::time::sleep(backoff) => {}

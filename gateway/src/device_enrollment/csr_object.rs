@@ -19,6 +19,10 @@ pub const TOKEN_ID_ANNOTATION: &str = "edge-kube.io/bootstrap-token-id";
 pub const ID_SOURCE_ANNOTATION: &str = "edge-kube.io/device-id-source";
 /// The reason of the gateway's own approvals (as csrapproving's `AutoApproved`).
 pub const AUTO_APPROVE_REASON: &str = "EdgeAutoApproved";
+/// The shortest `spec.expirationSeconds` the API server accepts.
+pub const MIN_EXPIRATION_SECONDS: i32 = 600;
+/// The reason of approved renewals over a device's own valid identity.
+pub const RENEWAL_REASON: &str = "EdgeRenewalApproved";
 
 /// `edge-<device id>-<first 10 hex digits of the key's SHA-256 identifier>`, cut so the
 /// name stays a valid object name.
@@ -127,7 +131,11 @@ pub fn state(csr: &CertificateSigningRequest) -> CsrState {
 
 /// The object to PUT on the `approval` subresource to approve `csr` (its conditions plus
 /// `Approved`).
-pub fn approved(mut csr: CertificateSigningRequest, message: &str) -> CertificateSigningRequest {
+pub fn approved(
+    mut csr: CertificateSigningRequest,
+    reason: &str,
+    message: &str,
+) -> CertificateSigningRequest {
     let status = csr.status.get_or_insert_with(Default::default);
     status
         .conditions
@@ -135,7 +143,7 @@ pub fn approved(mut csr: CertificateSigningRequest, message: &str) -> Certificat
         .push(CertificateSigningRequestCondition {
             type_: "Approved".to_owned(),
             status: "True".to_owned(),
-            reason: Some(AUTO_APPROVE_REASON.to_owned()),
+            reason: Some(reason.to_owned()),
             message: Some(message.to_owned()),
             ..Default::default()
         });

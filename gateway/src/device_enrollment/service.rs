@@ -12,7 +12,7 @@ use bytes::Bytes;
 use edge_protocol::DeviceId;
 use edge_protocol::enrollment::{
     CertificateReply, CertificateRequest, RefusalReason, bootstrap_response_topic,
-    parse_bootstrap_request_topic,
+    parse_bootstrap_request_topic, parse_renewal_request_topic, renewal_response_topic,
 };
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Event, ObjectReference, Secret};
@@ -40,17 +40,21 @@ pub struct BootstrapPublish {
     pub payload: Bytes,
 }
 
-/// A request waiting for approval.
+/// A request on its way through approval and signing.
 #[derive(Debug, Clone)]
 struct Pending {
     csr_name: String,
     token_id: String,
+    /// A renewal over the device's own identity (approved without a rule).
+    renewal: bool,
+    reply_topic: String,
 }
 
 /// What a request comes to: the reply and whether it stays pending.
+#[derive(Debug)]
 enum Outcome {
     Reply(CertificateReply),
-    Pending(CertificateReply, Pending),
+    Pending(CertificateReply, Box<Pending>),
 }
 
 fn refused(reason: RefusalReason, message: impl Into<String>) -> Outcome {
@@ -81,16 +85,17 @@ pub async fn run(
             _ = token.cancelled() => break,
             publish = requests.recv() => {
                 let Some(publish) = publish else { break };
-                let Some((id, outcome)) = service.on_publish(&publish).await else { continue };
-                service.settle(&mqtt, &mut pending, id, outcome).await;
+                let Some((id, reply_topic, outcome)) = service.on_publish(&publish).await else { continue };
+                service.settle(&mqtt, &mut pending, id, &reply_topic, outcome).await;
             }
             _ = poll.tick(), if !pending.is_empty() => {
                 let waiting: Vec<(DeviceId, Pending)> =
                     pending.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 for (id, p) in waiting {
+                    let reply_topic = p.reply_topic.clone();
                     let outcome = service.advance(&id, p).await;
                     if !matches!(outcome, Outcome::Pending(..)) {
-                        service.settle(&mqtt, &mut pending, id, outcome).await;
+                        service.settle(&mqtt, &mut pending, id, &reply_topic, outcome).await;
                     }
                 }
             }
@@ -111,11 +116,12 @@ impl Service {
         mqtt: &AsyncClient,
         pending: &mut BTreeMap<DeviceId, Pending>,
         id: DeviceId,
+        reply_topic: &str,
         outcome: Outcome,
     ) {
         let reply = match outcome {
             Outcome::Pending(reply, p) => {
-                pending.insert(id.clone(), p);
+                pending.insert(id.clone(), *p);
                 reply
             }
             Outcome::Reply(reply) => {
@@ -127,58 +133,71 @@ impl Service {
             warn!(device = %id, ?reason, "enrollment refused: {message}");
         }
         if let Err(e) = mqtt
-            .publish(
-                bootstrap_response_topic(&id),
-                QoS::AtLeastOnce,
-                false,
-                reply.encode(),
-            )
+            .publish(reply_topic, QoS::AtLeastOnce, false, reply.encode())
             .await
         {
             warn!(device = %id, error = %e, "cannot send the enrollment reply");
         }
     }
 
-    async fn on_publish(&self, publish: &BootstrapPublish) -> Option<(DeviceId, Outcome)> {
-        let id = match parse_bootstrap_request_topic(&publish.topic) {
-            Ok(id) => id,
-            Err(e) => {
-                warn!(error = %e, "ignoring a publish on a bootstrap topic");
-                return None;
-            }
+    async fn on_publish(&self, publish: &BootstrapPublish) -> Option<(DeviceId, String, Outcome)> {
+        let (id, renewal) = match parse_renewal_request_topic(&publish.topic) {
+            Some(id) => (id, true),
+            None => match parse_bootstrap_request_topic(&publish.topic) {
+                Ok(id) => (id, false),
+                Err(e) => {
+                    warn!(error = %e, "ignoring a publish on a bootstrap topic");
+                    return None;
+                }
+            },
+        };
+        let reply_topic = if renewal {
+            renewal_response_topic(&id)
+        } else {
+            bootstrap_response_topic(&id)
         };
         let request = match CertificateRequest::decode(&publish.payload) {
             Ok(r) if r.device_id == id => r,
             Ok(r) => {
                 let message = format!("the request names {} on the topic of {id}", r.device_id);
-                return Some((id, refused(RefusalReason::InvalidRequest, message)));
+                let outcome = refused(RefusalReason::InvalidRequest, message);
+                return Some((id, reply_topic, outcome));
             }
             Err(e) => {
-                return Some((id, refused(RefusalReason::InvalidRequest, e.to_string())));
+                let outcome = refused(RefusalReason::InvalidRequest, e.to_string());
+                return Some((id, reply_topic, outcome));
             }
         };
-        let outcome = self.on_request(&request).await;
-        Some((id, outcome))
+        let outcome = if renewal {
+            self.on_renewal(&request, reply_topic.clone()).await
+        } else {
+            self.on_request(&request, reply_topic.clone()).await
+        };
+        Some((id, reply_topic, outcome))
     }
 
-    async fn on_request(&self, request: &CertificateRequest) -> Outcome {
-        let id = &request.device_id;
-        let checked = match csr_check::check(id, &request.csr_pem) {
-            Ok(c) => c,
-            Err(e) => return refused(RefusalReason::InvalidRequest, e.to_string()),
-        };
+    /// The CSR checked for `id`, unless the id is revoked.
+    fn checked(&self, id: &DeviceId, csr_pem: &str) -> Result<csr_check::CheckedCsr, Outcome> {
+        let checked = csr_check::check(id, csr_pem)
+            .map_err(|e| refused(RefusalReason::InvalidRequest, e.to_string()))?;
         match RevocationList::load(&self.settings.store_dir) {
-            Ok(revoked) if revoked.contains(id) => {
-                return refused(
-                    RefusalReason::Revoked,
-                    format!(
-                        "{id} was revoked or retired; flash the board with another id template or serial"
-                    ),
-                );
-            }
-            Ok(_) => {}
-            Err(e) => return refused(RefusalReason::Unavailable, e.to_string()),
+            Ok(revoked) if revoked.contains(id) => Err(refused(
+                RefusalReason::Revoked,
+                format!(
+                    "{id} was revoked or retired; flash the board with another id template or serial"
+                ),
+            )),
+            Ok(_) => Ok(checked),
+            Err(e) => Err(refused(RefusalReason::Unavailable, e.to_string())),
         }
+    }
+
+    async fn on_request(&self, request: &CertificateRequest, reply_topic: String) -> Outcome {
+        let id = &request.device_id;
+        let checked = match self.checked(id, &request.csr_pem) {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
+        };
         let Some(presented) = PresentedToken::parse(&request.bootstrap_token) else {
             return refused(
                 RefusalReason::TokenInvalid,
@@ -212,39 +231,71 @@ impl Service {
             self.duplicate_event(id, &message).await;
             return refused(RefusalReason::DuplicateId, message);
         }
+        self.submit(request, &checked, presented.id, false, reply_topic)
+            .await
+    }
+
+    /// Creates the request's CertificateSigningRequest (unless it exists) and takes it
+    /// as far as it goes.
+    async fn submit(
+        &self,
+        request: &CertificateRequest,
+        checked: &csr_check::CheckedCsr,
+        token_id: String,
+        renewal: bool,
+        reply_topic: String,
+    ) -> Outcome {
+        let csr_name = match self.create_csr(request, checked, &token_id).await {
+            Ok(name) => name,
+            Err(outcome) => return outcome,
+        };
+        let pending = Pending {
+            csr_name,
+            token_id,
+            renewal,
+            reply_topic,
+        };
+        self.advance(&request.device_id, pending).await
+    }
+
+    /// Creates the CertificateSigningRequest of `request` unless it exists; its name.
+    async fn create_csr(
+        &self,
+        request: &CertificateRequest,
+        checked: &csr_check::CheckedCsr,
+        token_id: &str,
+    ) -> Result<String, Outcome> {
+        let id = &request.device_id;
         let key_id = key_id_of(&checked.request.public_key);
         let name = csr_object::csr_name(id, &key_id);
-        let existing = match self.csrs.get_opt(&name).await {
-            Ok(found) => found,
-            Err(e) => return refused(RefusalReason::Unavailable, e.to_string()),
-        };
+        let existing = self
+            .csrs
+            .get_opt(&name)
+            .await
+            .map_err(|e| refused(RefusalReason::Unavailable, e.to_string()))?;
         if existing.is_none() {
-            let expiration =
-                i32::try_from(self.settings.certificate_validity.as_secs()).unwrap_or(i32::MAX);
+            // The API server refuses less than 600 s; a shorter --enrollment-certificate-validity
+            // still wins when signing (the shorter of the two).
+            let expiration = i32::try_from(self.settings.certificate_validity.as_secs())
+                .unwrap_or(i32::MAX)
+                .max(csr_object::MIN_EXPIRATION_SECONDS);
             let object = csr_object::build(
                 &name,
                 id,
-                &presented.id,
+                token_id,
                 request.id_source.as_deref(),
                 &request.csr_pem,
                 expiration,
             );
             match self.csrs.create(&PostParams::default(), &object).await {
                 Ok(_) => {
-                    info!(device = %id, csr = %name, token_id = %presented.id, "CertificateSigningRequest created")
+                    info!(device = %id, csr = %name, %token_id, "CertificateSigningRequest created")
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return refused(RefusalReason::Unavailable, e.to_string()),
+                Err(e) => return Err(refused(RefusalReason::Unavailable, e.to_string())),
             }
         }
-        self.advance(
-            id,
-            Pending {
-                csr_name: name,
-                token_id: presented.id,
-            },
-        )
-        .await
+        Ok(name)
     }
 
     async fn check_token(&self, presented: &PresentedToken) -> Result<TokenCheck, kube::Error> {
@@ -336,16 +387,31 @@ impl Service {
         };
         match csr_object::state(&csr) {
             CsrState::Pending => {
-                if let Some(rule) = approval_rule::auto_approved(
-                    &self.settings.auto_approve,
-                    &p.token_id,
-                    id.as_str(),
-                ) {
-                    let message = format!(
-                        "edge-gateway auto-approved: token {} and id pattern {}",
-                        rule.token_id, rule.id_pattern
-                    );
-                    let body = csr_object::approved(csr, &message);
+                let approval = if p.renewal {
+                    Some((
+                        csr_object::RENEWAL_REASON,
+                        format!(
+                            "edge-gateway auto-approved: renewal of the valid certificate of {id} over its own identity"
+                        ),
+                    ))
+                } else {
+                    approval_rule::auto_approved(
+                        &self.settings.auto_approve,
+                        &p.token_id,
+                        id.as_str(),
+                    )
+                    .map(|rule| {
+                        (
+                            csr_object::AUTO_APPROVE_REASON,
+                            format!(
+                                "edge-gateway auto-approved: token {} and id pattern {}",
+                                rule.token_id, rule.id_pattern
+                            ),
+                        )
+                    })
+                };
+                if let Some((reason, message)) = approval {
+                    let body = csr_object::approved(csr, reason, &message);
                     if let Err(e) = self
                         .csrs
                         .replace_subresource("approval", &p.csr_name, &PostParams::default(), &body)
@@ -363,7 +429,7 @@ impl Service {
                         p.csr_name
                     ),
                 };
-                Outcome::Pending(reply, p)
+                Outcome::Pending(reply, Box::new(p))
             }
             CsrState::Approved => match self.sign(id, &csr, &p.csr_name).await {
                 Ok(cert_pem) => self.issued(p.csr_name, cert_pem),
@@ -433,3 +499,5 @@ impl Service {
         Ok(cert_pem)
     }
 }
+
+mod renewal;

@@ -114,3 +114,26 @@ fn wrong_kind_version_and_size_are_refused() {
         Err(EnrollmentDecodeError::TooLarge(_))
     ));
 }
+
+#[test]
+fn renewal_topics_are_the_device_s_own() {
+    let device = id("pi-1");
+    assert_eq!(renewal_request_topic(&device), "edge/v1/pi-1/up/csr");
+    assert_eq!(
+        renewal_response_topic(&device),
+        "edge/v1/pi-1/down/certificate"
+    );
+    assert_eq!(
+        parse_renewal_request_topic("edge/v1/pi-1/up/csr"),
+        Some(device)
+    );
+    for other in [
+        "edge/v1/pi-1/up/hello",
+        "edge/v1/pi-1/down/certificate",
+        "edge/v1/a/b/up/csr",
+        "edge/v1/Pi_1/up/csr",
+        "edge/bootstrap/v1/bootstrap_pi-1/request",
+    ] {
+        assert_eq!(parse_renewal_request_topic(other), None, "{other}");
+    }
+}

@@ -85,6 +85,7 @@ fn state_follows_conditions_and_certificate() {
     ));
     let approved = approved(
         build("n", &id("pi-1"), "t", None, "P", 60),
+        AUTO_APPROVE_REASON,
         "rule abcdef=pi-*",
     );
     assert_eq!(state(&approved), CsrState::Approved);
