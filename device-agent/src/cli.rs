@@ -130,10 +130,61 @@ pub struct RunArgs {
     pub labels: Vec<String>,
     #[command(flatten)]
     pub resources: ResourceArgs,
+    #[command(flatten)]
+    pub bootstrap: BootstrapArgs,
     /// Log filter (tracing env-filter syntax), e.g. info or edge_agent=debug
     /// [default: $RUST_LOG, else info].
     #[arg(long, env = "EDGE_AGENT_LOG_FILTER")]
     pub log_filter: Option<String>,
+}
+
+/// Zero-touch enrollment (docs/deploy.md "Flash 100 Pis with one image").
+#[derive(Debug, Clone, Args, Default)]
+pub struct BootstrapArgs {
+    /// The fleet's bootstrap file: without an identity of its own (or once its
+    /// certificate expired), the agent enrolls with it first and then runs under the
+    /// issued certificate; its device id, broker URLs and TLS files replace the config's.
+    #[arg(long, env = "EDGE_AGENT_BOOTSTRAP_FILE")]
+    pub bootstrap_file: Option<PathBuf>,
+    /// Where the device key, certificate and CA are kept [default: the bootstrap file's
+    /// identity_dir].
+    #[arg(long, env = "EDGE_AGENT_IDENTITY_DIR")]
+    pub identity_dir: Option<PathBuf>,
+    /// Root under which the hardware ids are read (proc/device-tree/serial-number,
+    /// etc/machine-id, sys/class/net); for tests and chroots.
+    #[arg(long, env = "EDGE_AGENT_HARDWARE_ROOT", default_value = "/")]
+    pub hardware_root: PathBuf,
+    /// How often the certificate request is sent again while it waits.
+    #[arg(long, env = "EDGE_AGENT_BOOTSTRAP_RESEND_SECONDS", default_value = "30", value_parser = parse_duration)]
+    pub bootstrap_resend: Duration,
+}
+
+impl BootstrapArgs {
+    /// The settings of [`crate::bootstrap::ensure_identity`], when a bootstrap file is given.
+    pub fn settings(&self) -> Option<crate::bootstrap::BootstrapSettings> {
+        let file = self.bootstrap_file.clone()?;
+        Some(crate::bootstrap::BootstrapSettings {
+            file,
+            hardware_root: self.hardware_root.clone(),
+            identity_dir: self.identity_dir.clone(),
+            timings: crate::bootstrap::ExchangeTimings {
+                resend: self.bootstrap_resend.max(Duration::from_secs(1)),
+                ..Default::default()
+            },
+        })
+    }
+}
+
+impl RunArgs {
+    /// Runs with `identity` (from enrollment) instead of the configured id, brokers and
+    /// TLS files.
+    pub fn use_identity(&mut self, identity: &crate::bootstrap::DeviceIdentity) {
+        self.device_id = Some(identity.device_id.to_string());
+        self.broker_urls = identity.broker_urls.clone();
+        self.tls_ca_file = Some(identity.ca_file.clone());
+        self.tls_cert_file = Some(identity.cert_file.clone());
+        self.tls_key_file = Some(identity.key_file.clone());
+    }
 }
 
 /// Flags of the `[resources]` table.

@@ -49,12 +49,14 @@
 //! | [`host_facts`] | the node report read from /proc, /etc/os-release, uname, statvfs, GPUs |
 //! | [`retirement`] | the wipe a retired device does on the gateway's `down/retire`: containers stopped and removed, state directory, key and certificate deleted; [`retirement::RETIRED_EXIT_CODE`] |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
+//! | [`bootstrap`] | zero-touch enrollment: the device id from the hardware, the key generated on the device, the CSR with the bootstrap token, the issued certificate stored |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
 //! | [`wall_clock`] | Unix milliseconds |
 
 pub mod agent;
 pub mod atomic_writer;
 pub mod backoff;
+pub mod bootstrap;
 pub mod bundle_install;
 pub mod cli;
 pub mod config;

@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            let config = args.resolve()?;
+            let mut args = args;
             let _ = rustls::crypto::ring::default_provider().install_default();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -47,7 +47,15 @@ fn main() -> anyhow::Result<()> {
                     wait_for_signal().await;
                     signal.cancel();
                 });
-                edge_agent::agent::run(config, shutdown).await
+                match args.bootstrap.settings() {
+                    Some(settings) => run_enrolled(&mut args, &settings, &shutdown).await,
+                    None => {
+                        let config = args.resolve()?;
+                        edge_agent::agent::run(config, shutdown)
+                            .await
+                            .map_err(anyhow::Error::from)
+                    }
+                }
             })?;
             if let Stopped::Retired { reason, failures } = stopped {
                 for failure in &failures {
@@ -64,6 +72,88 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Enrolls if needed, then runs the agent under the device's own certificate; when the
+/// renewal is due, stops the agent (containers keep running), renews over the current
+/// identity and runs it again with the new certificate.
+async fn run_enrolled(
+    args: &mut edge_agent::cli::RunArgs,
+    settings: &edge_agent::bootstrap::BootstrapSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Stopped> {
+    use edge_agent::bootstrap::{self, renewal};
+    let mut identity = bootstrap::ensure_identity(settings, shutdown)
+        .await
+        .context("zero-touch enrollment")?;
+    let dir = bootstrap::identity_dir(settings)?;
+    let mut renew_at =
+        renewal::renewal_at(identity.not_before, identity.not_after, renewal::jitter());
+    loop {
+        args.use_identity(&identity);
+        let config = args.resolve()?;
+        let run = shutdown.child_token();
+        let now = now_unix();
+        let wait = std::time::Duration::from_secs(renew_at.saturating_sub(now).max(0) as u64);
+        tracing::info!(device = %identity.device_id, renew_in = ?wait, "certificate renewal scheduled");
+        let timer = {
+            let run = run.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                run.cancel();
+            })
+        };
+        let stopped = edge_agent::agent::run(config, run).await;
+        timer.abort();
+        let stopped = stopped?;
+        if shutdown.is_cancelled() || !matches!(stopped, Stopped::Shutdown) {
+            return Ok(stopped);
+        }
+        // Bounded: the agent is off the broker meanwhile (a gateway without enrollment
+        // never answers).
+        let renewed = tokio::time::timeout(
+            renewal::RENEWAL_TIMEOUT,
+            renewal::renew(&identity, &dir, settings.timings, shutdown),
+        )
+        .await
+        .unwrap_or(Err(bootstrap::BootstrapError::TimedOut(
+            renewal::RENEWAL_TIMEOUT,
+        )));
+        match renewed {
+            Ok(facts) => {
+                identity.not_before = facts.not_before;
+                identity.not_after = facts.not_after;
+                renew_at =
+                    renewal::renewal_at(facts.not_before, facts.not_after, renewal::jitter());
+            }
+            Err(bootstrap::BootstrapError::Cancelled) => return Ok(Stopped::Shutdown),
+            Err(e) => {
+                let retry = renewal::retry_after(now_unix(), identity.not_after);
+                tracing::warn!(error = %e, retry_in = ?retry, "certificate renewal failed; running on with the current certificate");
+                renew_at = now_unix() + retry.as_secs() as i64;
+                if identity.not_after <= now_unix() {
+                    tracing::warn!(
+                        "the device certificate expired: enrolling again with the bootstrap file"
+                    );
+                    identity = bootstrap::ensure_identity(settings, shutdown)
+                        .await
+                        .context("zero-touch enrollment")?;
+                    renew_at = renewal::renewal_at(
+                        identity.not_before,
+                        identity.not_after,
+                        renewal::jitter(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 async fn wait_for_signal() {

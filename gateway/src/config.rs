@@ -212,6 +212,8 @@ pub struct RunArgs {
     pub autonomy: crate::autonomy::AutonomyArgs,
     #[command(flatten)]
     pub shard: crate::sharding::ShardArgs,
+    #[command(flatten)]
+    pub enrollment: crate::device_enrollment::EnrollmentArgs,
 }
 
 /// Where the gateway's MQTT client connects.
@@ -272,6 +274,8 @@ pub struct GatewayConfig {
     pub autonomy: crate::autonomy::AutonomySettings,
     /// `--replica-id`: one of several replicas sharing the fleet; `None`: the only one.
     pub shard: Option<crate::sharding::ShardSettings>,
+    /// Zero-touch enrollment (`--enrollment`), when on.
+    pub enrollment: Option<crate::device_enrollment::EnrollmentSettings>,
 }
 
 impl GatewayConfig {
@@ -306,6 +310,7 @@ impl GatewayConfig {
             offline_log_cache_bytes: crate::log_cache::DEFAULT_CACHE_BYTES,
             autonomy: Default::default(),
             shard: None,
+            enrollment: None,
         }
     }
 }
@@ -405,7 +410,18 @@ impl TryFrom<RunArgs> for GatewayConfig {
             edge_protocol::DeviceId::new(id.clone())
                 .map_err(|e| ConfigError::Invalid(format!("--allow-device {id:?}: {e}")))?;
         }
+        let enrollment = a.enrollment.settings(&a.store.store_dir);
+        if shard.is_some() && enrollment.is_some() {
+            // every replica hears every bootstrap request, and no replica owns a device
+            // before it has enrolled: each would create its own CSR for the one board
+            return Err(ConfigError::Invalid(
+                "--enrollment cannot be combined with --replica-id yet: run zero-touch enrollment \
+                 on one unsharded gateway beside the replicas (docs/gateway.md, \"Sharded replicas\")"
+                    .to_owned(),
+            ));
+        }
         Ok(Self {
+            enrollment,
             kube: KubeConfigSource {
                 kubeconfig: a.kubeconfig,
                 context: a.context,

@@ -335,12 +335,27 @@ pub async fn start(
         tasks.push(tokio::spawn(runner.run(token.clone())));
     }
     let (connected_tx, mut connected_rx) = watch::channel(false);
+    let bootstrap_tx = match &config.enrollment {
+        Some(settings) => {
+            let (tx, rx) = mpsc::channel(1024);
+            tasks.push(tokio::spawn(crate::device_enrollment::service::run(
+                settings.clone(),
+                client.clone(),
+                mqtt.clone(),
+                rx,
+                token.clone(),
+            )));
+            Some(tx)
+        }
+        None => None,
+    };
     tasks.push(tokio::spawn(mqtt_link::run_event_loop(
         eventloop,
         nodes,
         mqtt.clone(),
         fleet.clone(),
         connected_tx,
+        bootstrap_tx,
         token.clone(),
     )));
     tasks.push(tokio::spawn(mqtt_link::run_outbox(

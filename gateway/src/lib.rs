@@ -44,10 +44,12 @@
 //! | [`sharding`] | several gateway replicas sharing the fleet: replica Leases, rendezvous assignment of devices, fencing of writes ([`sharding::ShardGate`]), hand-overs (pure parts and the renew loop) |
 //! | [`rbac`] | [`rbac::API_PERMISSIONS`]: every Kubernetes API call the gateway makes |
 //! | [`retire_trigger`] | a device Node deleted with `edge-kube.io/retire=true` (label or annotation) puts its device on the revocation list, which retires it |
+//! | [`device_enrollment`] | zero-touch enrollment: bootstrap tokens (Secrets), device CSRs as Kubernetes CertificateSigningRequests (signer `edge-kube.io/device-client`), auto-approval rules, signing with the fleet CA |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration (Mosquitto, a NATS cluster); the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 
 pub mod autonomy;
 pub mod config;
+pub mod device_enrollment;
 pub mod device_streams;
 pub mod device_sync;
 pub mod embedded_broker;

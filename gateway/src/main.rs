@@ -30,6 +30,10 @@ enum Command {
     Retire(RevokeArgs),
     /// Write a production broker configuration (e.g. `broker-config mosquitto`).
     BrokerConfig(BrokerConfigArgs),
+    /// Print a new bootstrap token as a Secret manifest (`| kubectl apply -f -`).
+    BootstrapToken(edge_gateway::enrollment::bootstrap_cli::BootstrapTokenArgs),
+    /// Write the bootstrap directory every board of a fleet gets (zero-touch enrollment).
+    BootstrapFile(edge_gateway::enrollment::bootstrap_cli::BootstrapFileArgs),
     /// Exit 0 if the gateway on this host is ready (its `/readyz` on --metrics-listen),
     /// 1 with the reason otherwise: the container's readiness probe.
     CheckReady(CheckReadyArgs),
@@ -42,6 +46,12 @@ fn main() -> anyhow::Result<()> {
         Command::Enroll(a) => Ok(edge_gateway::enrollment::cli::run_enroll(a)?),
         Command::Retire(a) => Ok(edge_gateway::enrollment::cli::run_revoke(a)?),
         Command::BrokerConfig(a) => Ok(edge_gateway::enrollment::cli::run_broker_config(a)?),
+        Command::BootstrapToken(a) => {
+            Ok(edge_gateway::enrollment::bootstrap_cli::run_bootstrap_token(a)?)
+        }
+        Command::BootstrapFile(a) => Ok(
+            edge_gateway::enrollment::bootstrap_cli::run_bootstrap_file(a)?,
+        ),
         Command::CheckReady(a) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

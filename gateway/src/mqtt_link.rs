@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_protocol::broker_failover::{BrokerFailover, jitter_seed};
-use edge_protocol::{
-    DownChannel, MAX_DESIRED_SET_BYTES, Message, Topic,
-};
+use edge_protocol::{DownChannel, MAX_DESIRED_SET_BYTES, Message, Topic};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeReasonCode, TlsConfiguration,
     Transport,
@@ -157,6 +155,7 @@ pub async fn run_event_loop(
     client: AsyncClient,
     fleet: Arc<Fleet>,
     connected: watch::Sender<bool>,
+    bootstrap: Option<mpsc::Sender<crate::device_enrollment::BootstrapPublish>>,
     token: CancellationToken,
 ) {
     let mut failover = BrokerFailover::new(
@@ -186,7 +185,7 @@ pub async fn run_event_loop(
                     fleet.on_broker_session_lost();
                 }
                 connected_before = true;
-                subscribe_device_topics(&client, &fleet, Duration::ZERO);
+                subscribe_device_topics(&client, &fleet, bootstrap.is_some(), Duration::ZERO);
                 let _ = connected.send(true);
             }
             Ok(Event::Incoming(Packet::SubAck(ack)))
@@ -195,7 +194,26 @@ pub async fn run_event_loop(
                 // A broker cluster refuses while a node fails over: without the
                 // subscription no device message would arrive, so ask again.
                 warn!("the broker refused the subscription to the device topics; retrying in 1 s");
-                subscribe_device_topics(&client, &fleet, Duration::from_secs(1));
+                let enroll = bootstrap.is_some();
+                subscribe_device_topics(&client, &fleet, enroll, Duration::from_secs(1));
+            }
+            Ok(Event::Incoming(Packet::Publish(p)))
+                if p.topic
+                    .starts_with(edge_protocol::enrollment::BOOTSTRAP_TOPIC_ROOT)
+                    || (bootstrap.is_some()
+                        && edge_protocol::enrollment::parse_renewal_request_topic(&p.topic)
+                            .is_some()) =>
+            {
+                if let Some(tx) = &bootstrap {
+                    let publish = crate::device_enrollment::BootstrapPublish {
+                        topic: p.topic.clone(),
+                        payload: p.payload.clone(),
+                    };
+                    // full: the enrollment task is behind; the device sends again
+                    if tx.try_send(publish).is_err() {
+                        warn!(topic = %p.topic, "enrollment is busy: dropping a bootstrap request");
+                    }
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if let Some(frame) = accepted(&fleet, &p.topic, &p.payload, p.retain) {
@@ -230,9 +248,13 @@ pub async fn run_event_loop(
 /// Subscribes, after `delay`, to every device's topics, or (a sharded replica) to hello
 /// and state of all devices and the rest of its own devices' topics. From another task:
 /// the request channel is drained by the event loop's poll().
-fn subscribe_device_topics(client: &AsyncClient, fleet: &Fleet, delay: Duration) {
+/// With zero-touch enrollment on (`enroll`), also to the bootstrap request topics.
+fn subscribe_device_topics(client: &AsyncClient, fleet: &Fleet, enroll: bool, delay: Duration) {
     let client = client.clone();
-    let filters = fleet.shard_gate().subscriptions();
+    let mut filters = fleet.shard_gate().subscriptions();
+    if enroll {
+        filters.push(edge_protocol::enrollment::bootstrap_subscription());
+    }
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         for chunk in filters.chunks(64) {

@@ -97,6 +97,35 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         verbs: &["create"],
         resource_names: &[],
     },
+    // Zero-touch enrollment (`--enrollment`): each device's CSR becomes a
+    // CertificateSigningRequest with the gateway's own signer; approved by rule (the
+    // approval subresource plus `approve` on the signer, as kube-controller-manager's
+    // csrapproving), signed (`status.certificate` plus `sign` on the signer). Bootstrap
+    // tokens are Secrets read with the `get` above.
+    ApiPermission {
+        api_group: "certificates.k8s.io",
+        resource: "certificatesigningrequests",
+        verbs: &["get", "create"],
+        resource_names: &[],
+    },
+    ApiPermission {
+        api_group: "certificates.k8s.io",
+        resource: "certificatesigningrequests/approval",
+        verbs: &["update"],
+        resource_names: &[],
+    },
+    ApiPermission {
+        api_group: "certificates.k8s.io",
+        resource: "certificatesigningrequests/status",
+        verbs: &["patch"],
+        resource_names: &[],
+    },
+    ApiPermission {
+        api_group: "certificates.k8s.io",
+        resource: "signers",
+        verbs: &["approve", "sign"],
+        resource_names: &[crate::device_enrollment::csr_object::SIGNER_NAME],
+    },
     // The autonomy webhook fills in its own CA (only in its own configuration).
     ApiPermission {
         api_group: "admissionregistration.k8s.io",

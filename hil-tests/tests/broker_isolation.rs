@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use edge_gateway::enrollment::EnrollmentLayout;
+use edge_gateway::enrollment::bootstrap_cli::{BootstrapFileArgs, bootstrap_file};
 use edge_gateway::enrollment::cli::{
     BrokerConfigArgs, EnrollArgs, RevokeArgs, broker_config, enroll, revoke,
 };
@@ -35,6 +36,11 @@ struct Revoke {
 struct BrokerConfig {
     #[command(flatten)]
     args: BrokerConfigArgs,
+}
+#[derive(Parser)]
+struct BootstrapFile {
+    #[command(flatten)]
+    args: BootstrapFileArgs,
 }
 
 struct Broker {
@@ -99,6 +105,9 @@ struct Fleet {
     a: Identity,
     b: Identity,
     revoked: Identity,
+    /// The shared bootstrap certificate of zero-touch enrollment.
+    bootstrap: Identity,
+    bootstrap_port: u16,
 }
 
 fn fleet() -> Fleet {
@@ -136,6 +145,7 @@ fn fleet() -> Fleet {
     revoke(&args, &mut out).unwrap();
 
     let port = free_port();
+    let bootstrap_port = free_port();
     let conf_dir = tmp.path().join("mosquitto");
     let args = BrokerConfig::try_parse_from([
         "broker-config",
@@ -150,10 +160,32 @@ fn fleet() -> Fleet {
         &port.to_string(),
         "--run-as-user",
         "root",
+        "--bootstrap-port",
+        &bootstrap_port.to_string(),
     ])
     .unwrap()
     .args;
     let conf = broker_config(&args, &mut out).unwrap();
+    let bootstrap_dir = tmp.path().join("bootstrap");
+    let args = BootstrapFile::try_parse_from([
+        "bootstrap-file",
+        "--store-dir",
+        &s(&store),
+        "--out-dir",
+        &s(&bootstrap_dir),
+        "--token",
+        "abcdef.0123456789abcdef",
+        "--bootstrap-broker-url",
+        &format!("mqtts://127.0.0.1:{bootstrap_port}"),
+    ])
+    .unwrap()
+    .args;
+    bootstrap_file(&args, &mut out).unwrap();
+    let bootstrap = Identity {
+        ca: bootstrap_dir.join("ca.pem"),
+        cert: bootstrap_dir.join("bootstrap.pem"),
+        key: bootstrap_dir.join("bootstrap.key"),
+    };
     let layout = EnrollmentLayout::new(&store);
     let gateway = Identity {
         ca: layout.ca_cert(),
@@ -168,6 +200,8 @@ fn fleet() -> Fleet {
         a,
         b,
         revoked,
+        bootstrap,
+        bootstrap_port,
     }
 }
 
@@ -318,6 +352,91 @@ fn devices_are_isolated_and_the_gateway_sees_everything() {
         "edge/v1/dev-a/up/status a-under-b-id"
     );
     assert!(b_sub.still_running());
+}
+
+#[test]
+fn bootstrap_clients_can_only_enroll() {
+    let f = fleet();
+    let (port, bootstrap_port) = (f.broker.port, f.bootstrap_port);
+
+    // 1. A bootstrap client writes only its own request: not device topics, not another
+    //    board's request, not its own response. The gateway reads everything; the first
+    //    message it gets is the client's own request.
+    let mut gateway = Subscriber::start(port, &f.gateway, "gw-sub", &["edge/#"]);
+    let board = "bootstrap_pi-1";
+    for (topic, payload) in [
+        ("edge/v1/dev-a/up/status", "forged-device-traffic"),
+        ("edge/v1/pi-1/up/hello", "forged-hello"),
+        (
+            "edge/bootstrap/v1/bootstrap_pi-2/request",
+            "for-another-board",
+        ),
+        ("edge/bootstrap/v1/bootstrap_pi-1/response", "forged-reply"),
+    ] {
+        publish_ok(bootstrap_port, &f.bootstrap, board, topic, payload);
+    }
+    publish_ok(
+        bootstrap_port,
+        &f.bootstrap,
+        board,
+        "edge/bootstrap/v1/bootstrap_pi-1/request",
+        "own-request",
+    );
+    assert_eq!(
+        gateway.next_message(),
+        "edge/bootstrap/v1/bootstrap_pi-1/request own-request"
+    );
+    drop(gateway);
+
+    // 2. It reads only its own response: no desired set, no device traffic, no other
+    //    board's certificate, not even through wildcards.
+    let mut spy = Subscriber::start(
+        bootstrap_port,
+        &f.bootstrap,
+        board,
+        &["#", "edge/v1/#", "edge/bootstrap/v1/+/response"],
+    );
+    for (topic, payload) in [
+        ("edge/v1/dev-a/down/desired", "secret-for-a"),
+        ("edge/v1/dev-a/up/status", "a-up"),
+        ("edge/bootstrap/v1/bootstrap_pi-2/response", "for-pi-2"),
+        ("edge/bootstrap/v1/bootstrap_pi-1/response", "for-pi-1"),
+    ] {
+        publish_ok(port, &f.gateway, "gw", topic, payload);
+    }
+    assert_eq!(
+        spy.next_message(),
+        "edge/bootstrap/v1/bootstrap_pi-1/response for-pi-1"
+    );
+    drop(spy);
+
+    // 3. Each credential only on its listener: a device certificate is refused on the
+    //    enrollment listener (where it could choose its client id), the bootstrap
+    //    certificate on the device listener.
+    let (ok, out) = publish(
+        bootstrap_port,
+        &f.a,
+        "dev-b",
+        "edge/v1/dev-a/up/status",
+        "device-on-bootstrap-listener",
+    );
+    assert!(
+        !ok,
+        "a device certificate was accepted on the enrollment listener: {out}"
+    );
+    let (ok, out) = publish(
+        port,
+        &f.bootstrap,
+        board,
+        "edge/bootstrap/v1/bootstrap_pi-1/request",
+        "bootstrap-on-device-listener",
+    );
+    assert!(
+        !ok,
+        "the bootstrap certificate was accepted on the device listener: {out}"
+    );
+    let (ok, out) = publish(port, &f.a, "dev-a", "edge/v1/dev-a/up/status", "control");
+    assert!(ok, "the device listener still serves devices: {out}");
 }
 
 #[test]

@@ -25,6 +25,7 @@
 //! | [`pod_event`] | [`PodEventReport`] (Pulling, Started, BackOff, ...) |
 //! | [`logs`] | [`LogRequest`], [`LogCancel`], [`LogChunk`]; [`LogTailReport`] for the gateway's offline log cache |
 //! | [`resync`] | [`ResyncRequest`] (both directions) |
+//! | [`enrollment`] | zero-touch enrollment: bootstrap topics and ACL patterns, [`enrollment::CertificateRequest`] (CSR + bootstrap token), [`enrollment::CertificateReply`] |
 //! | [`retirement`] | [`RetireOrder`]: the gateway tells a retired device to wipe itself and stop |
 //! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
 //! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
@@ -55,6 +56,10 @@
 //! | `edge/v1/{device}/down/logs/{request}` | gateway → device | 1 | no | [`LogRequest`], [`LogCancel`] |
 //! | `edge/v1/{device}/down/stream/{stream}` | gateway → device | 1 | no | [`StreamOpen`], [`StreamData`], [`StreamCredit`], [`StreamResize`], [`StreamClose`] |
 //! | `edge/v1/{device}/down/retire` | gateway → device (the device wipes itself and exits) | 1 | no | [`RetireOrder`] |
+//! | `edge/v1/{device}/up/csr` | device → gateway (certificate renewal) | 1 | no | [`enrollment::CertificateRequest`] |
+//! | `edge/v1/{device}/down/certificate` | gateway → device | 1 | no | [`enrollment::CertificateReply`] |
+//! | `edge/bootstrap/v1/bootstrap_{device}/request` | bootstrap client → gateway (zero-touch enrollment) | 1 | no | [`enrollment::CertificateRequest`] |
+//! | `edge/bootstrap/v1/bootstrap_{device}/response` | gateway → bootstrap client | 1 | no | [`enrollment::CertificateReply`] |
 //!
 //! # Envelope and versions
 //!
@@ -103,6 +108,7 @@ pub mod broker_failover;
 pub mod broker_tls;
 pub mod desired_set;
 pub mod device_id;
+pub mod enrollment;
 pub mod envelope;
 pub mod ephemeral_container;
 pub mod lifecycle_hooks;

@@ -163,6 +163,11 @@ pub struct BrokerConfigArgs {
     /// Validity of the broker's server certificate, in days.
     #[arg(long, value_name = "DAYS", default_value_t = 825, value_parser = clap::value_parser!(u64).range(1..=36500))]
     pub server_cert_valid_days: u64,
+
+    /// Also open the zero-touch enrollment listener on this port (e.g. 8884): boards with
+    /// the bootstrap file (`edge-gateway bootstrap-file`) enroll there and can do nothing else.
+    #[arg(long, value_name = "PORT")]
+    pub bootstrap_port: Option<u16>,
 }
 
 /// Runs `edge-gateway enroll`, reporting to stdout.
@@ -300,7 +305,22 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         files_dir,
         run_as_user: args.run_as_user.clone(),
     };
-    let files = config.render(&revoked);
+    let mut files = config.render(&revoked);
+    if let Some(port) = args.bootstrap_port {
+        let (bootstrap_ca, _) = FleetCa::load_or_create(&layout.bootstrap_ca_layout())?;
+        write_public(
+            &out_dir.join(super::mosquitto_bootstrap::BOOTSTRAP_CA_FILE),
+            bootstrap_ca.cert_pem().as_bytes(),
+        )?;
+        files
+            .conf
+            .push_str(&super::mosquitto_bootstrap::listener_conf(
+                &args.listen_address,
+                port,
+                &config.files_dir,
+            ));
+        files.acl.push_str(&super::mosquitto_bootstrap::acl_lines());
+    }
     let conf = mosquitto::write_files(
         &out_dir,
         &files,

@@ -182,6 +182,40 @@ impl FleetCa {
         self.issue(params, validity)
     }
 
+    /// Signs a device client certificate (CN = the device id, client auth only) for a
+    /// public key the device generated itself (from its CSR); returns the PEM and serial.
+    pub fn sign_device_key(
+        &self,
+        id: &DeviceId,
+        public_key: &impl rcgen::PublicKeyData,
+        validity: Duration,
+    ) -> Result<(String, Vec<u8>)> {
+        let mut params = CertificateParams::default();
+        let mut name = DistinguishedName::new();
+        name.push(DnType::OrganizationName, "edge-kube");
+        name.push(DnType::CommonName, id.as_str());
+        params.distinguished_name = name;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - BACKDATE.min(validity / 4);
+        params.not_after = now + validity;
+        let mut serial = key_id_of(public_key);
+        let nanos = now.unix_timestamp_nanos().to_be_bytes();
+        for (b, n) in serial.iter_mut().zip(nanos.iter().rev()) {
+            *b ^= n;
+        }
+        serial.truncate(16);
+        serial[0] &= 0x7f;
+        if serial[0] == 0 {
+            serial[0] = 1;
+        }
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        let cert = params.signed_by(public_key, &self.issuer)?;
+        Ok((cert.pem(), serial))
+    }
+
     fn issue(&self, mut params: CertificateParams, validity: Duration) -> Result<IssuedIdentity> {
         let key = KeyPair::generate()?;
         let now = OffsetDateTime::now_utc();
@@ -252,6 +286,13 @@ fn random_bytes(key: &KeyPair) -> Vec<u8> {
         *b ^= n;
     }
     bytes
+}
+
+/// The SHA-256 key identifier of a public key (as in a certificate's subject key id).
+pub fn key_id_of(public_key: &impl rcgen::PublicKeyData) -> Vec<u8> {
+    let mut params = CertificateParams::default();
+    params.key_identifier_method = KeyIdMethod::Sha256;
+    params.key_identifier(public_key)
 }
 
 /// Lower-case hex of bytes.

@@ -58,6 +58,14 @@ impl EnrollmentLayout {
         self.gateway_dir().join("client.key")
     }
 
+    /// The bootstrap CA's own layout (`bootstrap-ca/ca.pem`, `bootstrap-ca/ca.key`): it
+    /// issues only the shared bootstrap client certificate of zero-touch enrollment.
+    pub fn bootstrap_ca_layout(&self) -> EnrollmentLayout {
+        Self {
+            root: self.root.join("bootstrap-ca"),
+        }
+    }
+
     /// Default output directory of `broker-config mosquitto`.
     pub fn mosquitto_dir(&self) -> PathBuf {
         self.root.join("mosquitto")

@@ -13,6 +13,7 @@
 //! | `gateway/client.pem`, `gateway/client.key` | the gateway's own MQTT client identity |
 //! | `mosquitto/` | default output of `broker-config mosquitto` |
 //! | `nats/` | default output of `broker-config nats` |
+//! | `bootstrap-ca/ca.pem`, `bootstrap-ca/ca.key` | the CA of the shared bootstrap client certificate (zero-touch enrollment) |
 //!
 //! # Layout
 //!
@@ -28,8 +29,11 @@
 //! | [`mosquitto`] | [`MosquittoConfig`]: `mosquitto.conf`, ACL file, CRL, server certificate |
 //! | [`nats`] | [`NatsConfig`]: a NATS cluster's node files, users and permissions, pinned certificates |
 //! | `nats_command` | `broker-config nats`: gathers identities and nodes, writes the files |
+//! | [`mosquitto_bootstrap`] | the enrollment listener (`--bootstrap-port`): bootstrap CA only, ACL confining bootstrap clients to their own topics |
+//! | [`bootstrap_cli`] | `edge-gateway bootstrap-token` (a token Secret manifest) and `bootstrap-file` (the one file for every board) |
 //! | [`cli`] | clap arguments and `run_*` entry points for `edge-gateway enroll/revoke/broker-config` |
 
+pub mod bootstrap_cli;
 pub mod bundle;
 pub mod cli;
 pub mod error;
@@ -37,6 +41,7 @@ pub mod fleet_ca;
 pub mod issued;
 pub mod layout;
 pub mod mosquitto;
+pub mod mosquitto_bootstrap;
 pub mod nats;
 mod nats_command;
 pub mod private_file;

@@ -92,3 +92,11 @@ fn lease_names_do_not_repeat_the_prefix() {
     assert_eq!(lease_name("edge-gateway-0"), "edge-gateway-0");
     assert_eq!(lease_name("a"), "edge-gateway-a");
 }
+
+#[test]
+fn a_replica_does_not_enroll_devices() {
+    let err = parse(&with(&["--replica-id", "a", "--enrollment"]))
+        .expect_err("enrollment on a replica refused");
+    assert!(err.to_string().contains("--enrollment"), "{err}");
+    assert!(parse(&with(&["--enrollment"])).is_ok());
+}
