@@ -10,9 +10,13 @@
 #   - the static edge-agent binary matching the image's architecture (aarch64 or armv7,
 #     detected from the ELF header of /bin/sh in the image), at the path the systemd
 #     unit's ExecStart names
-#   - the device bundle (agent.toml, ca.pem, device.pem, device.key 0600) to /etc/edge-agent/
+#   - the device bundle (agent.toml, ca.pem, device.pem, device.key 0600) to /etc/edge-agent/,
+#     or (--bootstrap, one image for many boards) the bootstrap directory to
+#     /etc/edge-agent/bootstrap/, an agent.toml without identity and a unit drop-in that
+#     makes the agent enroll first (zero-touch enrollment)
 #   - the systemd unit, enabled (symlink in multi-user.target.wants)
-#   - /etc/hostname (and the 127.0.1.1 line of /etc/hosts) set to the device id
+#   - /etc/hostname (and the 127.0.1.1 line of /etc/hosts) set to the device id (with
+#     --bootstrap only when --hostname is given: the id comes from the board at first boot)
 set -euo pipefail
 # sfdisk, debugfs and e2fsck live in /usr/sbin, which is not on a normal user's PATH.
 PATH="$PATH:/usr/sbin:/sbin"
@@ -25,13 +29,19 @@ usage() {
   cat <<EOF
 Usage: $prog --image IMAGE --bundle DIR --output FILE [options]
        $prog --image IMAGE --bundle DIR --write-to /dev/sdX [options]
+       $prog --image IMAGE --bootstrap DIR --output FILE [options]
 
-Put edge-agent and a device bundle into a Raspberry Pi OS or Ubuntu disk image.
+Put edge-agent and a device bundle into a Raspberry Pi OS or Ubuntu disk image, or (with
+--bootstrap) the one bootstrap directory every board of a fleet gets: each board then
+names itself from its hardware, makes its key and enrolls at first boot.
 
 Required:
   --image FILE        Input disk image: .img, or compressed .img.xz / .img.gz. Never modified.
   --bundle DIR        Device bundle written by 'edge-gateway enroll' (agent.toml, ca.pem,
                       device.pem, device.key).
+  --bootstrap DIR     Instead of --bundle: the directory written by 'edge-gateway
+                      bootstrap-file' (bootstrap.toml, ca.pem, bootstrap.pem, bootstrap.key),
+                      for zero-touch enrollment (docs/deploy.md, "Flash 100 Pis with one image").
   --output FILE       Where to write the prepared image (uncompressed .img). Optional
                       with --write-to (a temporary file is used and removed afterwards).
 
@@ -47,7 +57,8 @@ Agent binaries (static builds; the one matching the image's architecture is used
 Other options:
   --unit FILE         systemd unit to install and enable. Default:
                       $repo/deploy/systemd/edge-agent.service
-  --hostname NAME     Host name to set. Default: device_id from the bundle's agent.toml.
+  --hostname NAME     Host name to set. Default: device_id from the bundle's agent.toml;
+                      with --bootstrap the image's host name is kept unless this is given.
   --write-to DEVICE   After preparing, write the image to this block device (SD card),
                       with a progress bar and fsync. Asks for confirmation.
   --yes               Do not ask for confirmation before --write-to (for scripts).
@@ -61,6 +72,13 @@ Example:
   edge-gateway enroll pi-01 --broker-url mqtts://gw.example.com:8883 --out-dir pi-01-bundle
   $prog --image 2024-11-19-raspios-bookworm-arm64-lite.img.xz --bundle pi-01-bundle \\
         --output pi-01.img --write-to /dev/sdb
+
+  One image for a hundred boards:
+  edge-gateway bootstrap-file --token abcdef.0123456789abcdef \\
+        --bootstrap-broker-url mqtts://gw.example.com:8884 --broker-url mqtts://gw.example.com:8883 \\
+        --device-id-template 'pi-{serial}' --out-dir fleet-bootstrap
+  $prog --image 2024-11-19-raspios-bookworm-arm64-lite.img.xz --bootstrap fleet-bootstrap \\
+        --output fleet.img
 EOF
 }
 
@@ -68,7 +86,7 @@ die() { echo "$prog: error: $*" >&2; exit 1; }
 trap 'echo "$prog: error: unexpected failure at line $LINENO: $BASH_COMMAND" >&2' ERR
 info() { echo "$prog: $*" >&2; }
 
-image="" bundle="" output="" write_to="" unit="$repo/deploy/systemd/edge-agent.service"
+image="" bundle="" bootstrap="" output="" write_to="" unit="$repo/deploy/systemd/edge-agent.service"
 hostname_opt="" assume_yes=0 force=0
 agent_aarch64="${EDGE_AGENT_AARCH64:-$repo/target/aarch64-unknown-linux-musl/release/edge-agent}"
 agent_armv7="${EDGE_AGENT_ARMV7:-$repo/target/armv7-unknown-linux-musleabihf/release/edge-agent}"
@@ -79,6 +97,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --image) need_value "$@"; image="$2"; shift 2 ;;
     --bundle) need_value "$@"; bundle="$2"; shift 2 ;;
+    --bootstrap) need_value "$@"; bootstrap="$2"; shift 2 ;;
     --output) need_value "$@"; output="$2"; shift 2 ;;
     --agent-aarch64) need_value "$@"; agent_aarch64="$2"; shift 2 ;;
     --agent-armv7) need_value "$@"; agent_armv7="$2"; shift 2 ;;
@@ -94,7 +113,8 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$image" ] || die "--image is required (see --help)"
-[ -n "$bundle" ] || die "--bundle is required (see --help)"
+[ -n "$bundle" ] || [ -n "$bootstrap" ] || die "--bundle (or --bootstrap) is required (see --help)"
+[ -z "$bundle" ] || [ -z "$bootstrap" ] || die "give --bundle (one device) or --bootstrap (many boards), not both"
 [ -n "$output" ] || [ -n "$write_to" ] || die "--output is required (or --write-to)"
 
 for tool in sfdisk debugfs e2fsck dd od sha256sum; do
@@ -103,16 +123,24 @@ done
 
 # ---- inputs -----------------------------------------------------------------------------
 [ -f "$image" ] || die "image '$image' does not exist or is not a regular file"
-[ -d "$bundle" ] || die "bundle directory '$bundle' does not exist"
-for f in agent.toml ca.pem device.pem device.key; do
-  [ -f "$bundle/$f" ] || die "bundle '$bundle' has no $f (write one with: edge-gateway enroll <device-id> --out-dir $bundle)"
-done
+if [ -n "$bundle" ]; then
+  [ -d "$bundle" ] || die "bundle directory '$bundle' does not exist"
+  for f in agent.toml ca.pem device.pem device.key; do
+    [ -f "$bundle/$f" ] || die "bundle '$bundle' has no $f (write one with: edge-gateway enroll <device-id> --out-dir $bundle)"
+  done
+  device_id="$(sed -n 's/^[[:space:]]*device_id[[:space:]]*=[[:space:]]*"\([^"]*\)".*$/\1/p' "$bundle/agent.toml" | head -n1)"
+  [ -n "$device_id" ] || die "$bundle/agent.toml has no device_id = \"...\" line"
+else
+  [ -d "$bootstrap" ] || die "bootstrap directory '$bootstrap' does not exist"
+  for f in bootstrap.toml ca.pem bootstrap.pem bootstrap.key; do
+    [ -f "$bootstrap/$f" ] || die "bootstrap directory '$bootstrap' has no $f (write one with: edge-gateway bootstrap-file --token <token> ... --out-dir $bootstrap)"
+  done
+  device_id=""
+fi
 [ -f "$unit" ] || die "systemd unit '$unit' not found (give --unit FILE)"
 
-device_id="$(sed -n 's/^[[:space:]]*device_id[[:space:]]*=[[:space:]]*"\([^"]*\)".*$/\1/p' "$bundle/agent.toml" | head -n1)"
-[ -n "$device_id" ] || die "$bundle/agent.toml has no device_id = \"...\" line"
 new_hostname="${hostname_opt:-$device_id}"
-[[ "$new_hostname" =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] \
+[ -z "$new_hostname" ] || [[ "$new_hostname" =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] \
   || die "host name '$new_hostname' is not a valid DNS name (lower-case letters, digits, '-', '.')"
 
 # Where the unit runs the agent from: the first word of ExecStart (prefixes like '-' dropped).
@@ -259,31 +287,57 @@ stage="$tmp/stage"
 mkdir -p "$stage"
 cp -- "$agent" "$stage/edge-agent"
 cp -- "$unit" "$stage/unit"
-for f in agent.toml ca.pem device.pem device.key; do cp -- "$bundle/$f" "$stage/$f"; done
-printf '%s\n' "$new_hostname" > "$stage/hostname"
-if [ "$(fs_type /etc/hosts)" = "regular" ]; then
-  dfs -R "cat /etc/hosts" > "$stage/hosts.orig"
-else
-  printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$stage/hosts.orig"
-fi
-if grep -q '^127\.0\.1\.1[[:space:]]' "$stage/hosts.orig"; then
-  sed "s/^127\.0\.1\.1[[:space:]].*/127.0.1.1\t$new_hostname/" "$stage/hosts.orig" > "$stage/hosts"
-else
-  cp "$stage/hosts.orig" "$stage/hosts"
-  printf '127.0.1.1\t%s\n' "$new_hostname" >> "$stage/hosts"
-fi
-
 # dest | staged file | mode
 files=(
   "$agent_dest|$stage/edge-agent|0755"
   "/etc/systemd/system/$unit_name|$stage/unit|0644"
-  "/etc/edge-agent/agent.toml|$stage/agent.toml|0644"
-  "/etc/edge-agent/ca.pem|$stage/ca.pem|0644"
-  "/etc/edge-agent/device.pem|$stage/device.pem|0644"
-  "/etc/edge-agent/device.key|$stage/device.key|0600"
-  "/etc/hostname|$stage/hostname|0644"
-  "/etc/hosts|$stage/hosts|0644"
 )
+dirs=("$(dirname "$agent_dest")" /etc/edge-agent /etc/systemd/system/multi-user.target.wants)
+if [ -n "$bundle" ]; then
+  for f in agent.toml ca.pem device.pem device.key; do cp -- "$bundle/$f" "$stage/$f"; done
+  files+=(
+    "/etc/edge-agent/agent.toml|$stage/agent.toml|0644"
+    "/etc/edge-agent/ca.pem|$stage/ca.pem|0644"
+    "/etc/edge-agent/device.pem|$stage/device.pem|0644"
+    "/etc/edge-agent/device.key|$stage/device.key|0600"
+  )
+  wrote="/etc/edge-agent/{agent.toml,ca.pem,device.pem,device.key}"
+else
+  mkdir -p "$stage/bootstrap"
+  for f in bootstrap.toml ca.pem bootstrap.pem bootstrap.key; do cp -- "$bootstrap/$f" "$stage/bootstrap/$f"; done
+  # no identity in the image: the agent takes device id, broker and certificates from
+  # its enrollment (EDGE_AGENT_IDENTITY_DIR, /var/lib/edge-agent/identity by default)
+  printf '%s\n' "# edge-agent: identity, broker and certificates come from zero-touch enrollment" \
+    "# (/etc/edge-agent/bootstrap/bootstrap.toml); other settings: edge-agent --print-default-config" \
+    > "$stage/agent.toml"
+  printf '%s\n' "[Service]" "Environment=EDGE_AGENT_BOOTSTRAP_FILE=/etc/edge-agent/bootstrap/bootstrap.toml" \
+    > "$stage/bootstrap.conf"
+  files+=(
+    "/etc/edge-agent/agent.toml|$stage/agent.toml|0644"
+    "/etc/edge-agent/bootstrap/bootstrap.toml|$stage/bootstrap/bootstrap.toml|0600"
+    "/etc/edge-agent/bootstrap/ca.pem|$stage/bootstrap/ca.pem|0644"
+    "/etc/edge-agent/bootstrap/bootstrap.pem|$stage/bootstrap/bootstrap.pem|0644"
+    "/etc/edge-agent/bootstrap/bootstrap.key|$stage/bootstrap/bootstrap.key|0600"
+    "/etc/systemd/system/$unit_name.d/bootstrap.conf|$stage/bootstrap.conf|0644"
+  )
+  dirs+=(/etc/edge-agent/bootstrap "/etc/systemd/system/$unit_name.d")
+  wrote="/etc/edge-agent/{agent.toml,bootstrap/}, the unit drop-in $unit_name.d/bootstrap.conf"
+fi
+if [ -n "$new_hostname" ]; then
+  printf '%s\n' "$new_hostname" > "$stage/hostname"
+  if [ "$(fs_type /etc/hosts)" = "regular" ]; then
+    dfs -R "cat /etc/hosts" > "$stage/hosts.orig"
+  else
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$stage/hosts.orig"
+  fi
+  if grep -q '^127\.0\.1\.1[[:space:]]' "$stage/hosts.orig"; then
+    sed "s/^127\.0\.1\.1[[:space:]].*/127.0.1.1\t$new_hostname/" "$stage/hosts.orig" > "$stage/hosts"
+  else
+    cp "$stage/hosts.orig" "$stage/hosts"
+    printf '127.0.1.1\t%s\n' "$new_hostname" >> "$stage/hosts"
+  fi
+  files+=("/etc/hostname|$stage/hostname|0644" "/etc/hosts|$stage/hosts|0644")
+fi
 link="/etc/systemd/system/multi-user.target.wants/$unit_name"
 
 cmds="$tmp/debugfs.cmds"
@@ -303,9 +357,7 @@ ensure_dir() {
     esac
   done
 }
-ensure_dir "$(dirname "$agent_dest")"
-ensure_dir /etc/edge-agent
-ensure_dir /etc/systemd/system/multi-user.target.wants
+for d in "${dirs[@]}"; do ensure_dir "$d"; done
 
 for entry in "${files[@]}"; do
   IFS='|' read -r dest src mode <<<"$entry"
@@ -338,7 +390,7 @@ done
   || die "could not enable $unit_name (symlink $link): $(cat "$tmp/debugfs.log")"
 e2fsck -fn "$fs" >"$tmp/e2fsck.log" 2>&1 || die "the edited root filesystem does not check clean: $(cat "$tmp/e2fsck.log")"
 
-info "wrote $agent_dest ($image_arch), /etc/edge-agent/{agent.toml,ca.pem,device.pem,device.key}, enabled $unit_name, hostname $new_hostname"
+info "wrote $agent_dest ($image_arch), $wrote, enabled $unit_name, hostname ${new_hostname:-kept}"
 
 if [ -n "$output" ]; then
   mv -f -- "$work" "$output"

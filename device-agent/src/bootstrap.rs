@@ -63,6 +63,20 @@ pub enum BootstrapError {
     BrokerUrl(#[from] crate::config::ConfigError),
 }
 
+impl BootstrapError {
+    /// The gateway refused the enrollment because the device id is retired: no retry can
+    /// succeed, so the agent stops for good (as after a retirement).
+    pub fn is_retired(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused {
+                reason: RefusalReason::Revoked,
+                ..
+            }
+        )
+    }
+}
+
 /// Where to find the bootstrap file, the hardware and the identity.
 #[derive(Debug, Clone)]
 pub struct BootstrapSettings {
@@ -146,3 +160,6 @@ pub async fn ensure_identity(
     info!(device = %id, csr = %issued.request_name, "enrolled: certificate stored in {}", identity.dir().display());
     Ok(of(id, &facts))
 }
+
+#[cfg(test)]
+mod tests;

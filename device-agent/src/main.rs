@@ -57,6 +57,16 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             })?;
+            if let Stopped::RefusedAsRetired { reason } = stopped {
+                tracing::error!(
+                    reason,
+                    "this device id is retired: the gateway will not enroll it again; exiting with status \
+                     {RETIRED_EXIT_CODE} (systemd does not restart it). To use the board again, give it another id \
+                     (--device-id-template) or ask the operator to enroll it anew"
+                );
+                drop(runtime);
+                std::process::exit(RETIRED_EXIT_CODE);
+            }
             if let Stopped::Retired { reason, failures } = stopped {
                 for failure in &failures {
                     tracing::error!("retired device wipe incomplete: {failure}");
@@ -83,9 +93,10 @@ async fn run_enrolled(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Stopped> {
     use edge_agent::bootstrap::{self, renewal};
-    let mut identity = bootstrap::ensure_identity(settings, shutdown)
-        .await
-        .context("zero-touch enrollment")?;
+    let mut identity = match enroll(settings, shutdown).await? {
+        Ok(identity) => identity,
+        Err(stopped) => return Ok(stopped),
+    };
     let dir = bootstrap::identity_dir(settings)?;
     let mut renew_at =
         renewal::renewal_at(identity.not_before, identity.not_after, renewal::jitter());
@@ -135,9 +146,10 @@ async fn run_enrolled(
                     tracing::warn!(
                         "the device certificate expired: enrolling again with the bootstrap file"
                     );
-                    identity = bootstrap::ensure_identity(settings, shutdown)
-                        .await
-                        .context("zero-touch enrollment")?;
+                    identity = match enroll(settings, shutdown).await? {
+                        Ok(identity) => identity,
+                        Err(stopped) => return Ok(stopped),
+                    };
                     renew_at = renewal::renewal_at(
                         identity.not_before,
                         identity.not_after,
@@ -146,6 +158,21 @@ async fn run_enrolled(
                 }
             }
         }
+    }
+}
+
+/// Zero-touch enrollment: the identity, or how the agent stops when the gateway refuses
+/// this device for good (a retired id).
+async fn enroll(
+    settings: &edge_agent::bootstrap::BootstrapSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Result<edge_agent::bootstrap::DeviceIdentity, Stopped>> {
+    match edge_agent::bootstrap::ensure_identity(settings, shutdown).await {
+        Ok(identity) => Ok(Ok(identity)),
+        Err(e) if e.is_retired() => Ok(Err(Stopped::RefusedAsRetired {
+            reason: e.to_string(),
+        })),
+        Err(e) => Err(anyhow::Error::from(e).context("zero-touch enrollment")),
     }
 }
 

@@ -57,7 +57,7 @@ fn agent_sequence(agent: &AgentProcess) -> u64 {
 /// Waits until the gateway received every report the agent numbered, `1..=` its
 /// current sequence, first arrivals in order. A deleted outbox file proves nothing:
 /// only what the gateway received counts.
-async fn wait_none_lost_in_order(gw: &TestGateway, agent: &AgentProcess) {
+async fn wait_none_lost_in_order(gw: &TestGateway, agent: &AgentProcess, broker: &Mosquitto) {
     let deadline = std::time::Instant::now() + T;
     loop {
         let last = agent_sequence(agent);
@@ -74,7 +74,9 @@ async fn wait_none_lost_in_order(gw: &TestGateway, agent: &AgentProcess) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "status reports lost: the agent numbered 1..={last}, the gateway received {seqs:?}"
+            "status reports lost: the agent numbered 1..={last}, the gateway received {seqs:?}\n\
+             ---- mosquitto log ----\n{}",
+            broker.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -135,7 +137,7 @@ async fn broker_restart_mid_run_delivers_offline_changes_in_order() {
         })
         .await;
     assert!(s.containers[0].restart_count >= offline_max);
-    wait_none_lost_in_order(&gw, &agent).await;
+    wait_none_lost_in_order(&gw, &agent, &broker).await;
     // Every restart count in between was reported (none lost).
     let mut counts: Vec<u32> = gw
         .statuses()
@@ -238,7 +240,7 @@ async fn kill9_restart_adopts_containers_and_runs_pods_without_broker() {
         Some(steady_id.as_str())
     );
     assert_eq!(s.containers[0].restart_count, 0);
-    wait_none_lost_in_order(&gw, &agent).await;
+    wait_none_lost_in_order(&gw, &agent, &broker).await;
     gw.desire(2, vec![]).await;
     wait_until(T, "containers removed", || {
         podman_containers(&steady.uid).is_empty() && podman_containers(&flaky.uid).is_empty()

@@ -65,6 +65,10 @@ pub enum Stopped {
         reason: String,
         failures: Vec<String>,
     },
+    /// The gateway refused to enroll this device because its id is retired (zero-touch
+    /// enrollment after a wipe). Exit with [`crate::retirement::RETIRED_EXIT_CODE`] too:
+    /// retrying cannot succeed.
+    RefusedAsRetired { reason: String },
 }
 
 /// Runs the agent until `shutdown` is cancelled or the gateway retires the device.

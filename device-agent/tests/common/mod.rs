@@ -185,7 +185,12 @@ impl Mosquitto {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).unwrap();
+        // appended across restarts: whether the stopped broker saved its sessions shows
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("mosquitto.log"))
+            .unwrap();
         let child = Command::new("/usr/sbin/mosquitto")
             .arg("-c")
             .arg(&conf)
@@ -210,6 +215,9 @@ impl Mosquitto {
                     break;
                 }
                 if Instant::now() > deadline {
+                    eprintln!(
+                        "mosquitto did not exit within 10 s of SIGTERM: killed, its sessions unsaved"
+                    );
                     let _ = c.kill();
                     let _ = c.wait();
                     break;
@@ -218,6 +226,13 @@ impl Mosquitto {
             }
             self.placeholder = Some(hold_port(self.port));
         }
+    }
+}
+
+impl Mosquitto {
+    /// Everything the broker logged, over all its restarts.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 }
 
@@ -442,7 +457,10 @@ impl TestGateway {
         tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        // shown with a failing test: a restarted broker that lost this
+                        // session drops what the agent sent before the subscription
+                        eprintln!("test gateway connected: session_present={}", ack.session_present);
                         let _ = sub_client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {

@@ -14,6 +14,10 @@
 //! - A terminating pod that was never sent to the device is deleted at once; one that was
 //!   sent (even if the device has not confirmed it yet: it may be running) is sent again
 //!   with its grace period and deleted once the device reports it `removed`.
+//! - A published set the device's heartbeats still do not show after
+//!   [`UNANSWERED_HEARTBEATS`] of them is published again: a broker can acknowledge a
+//!   set and still not deliver it (a cluster node failing over while the device
+//!   re-subscribes), and nothing else would send it before the device reconnects.
 //! - A pod that would make the set too large for one MQTT message is refused
 //!   ([`SyncEffect::Refused`]) and the rest of the set keeps flowing.
 
@@ -131,8 +135,15 @@ pub struct DeviceSync {
     sent: BTreeSet<String>,
     deleting: BTreeSet<String>,
     stray_republished_at: Option<u64>,
+    /// Heartbeats since the last publish that showed an older generation than it.
+    unanswered_heartbeats: u32,
     size: SetSize,
 }
+
+/// Heartbeats showing an older generation than the one published, after which it is
+/// published again (the agent counts a set as observed when it receives it, before any
+/// image pull; at the default 10 s heartbeat, about 30 s).
+pub const UNANSWERED_HEARTBEATS: u32 = 3;
 
 impl DeviceSync {
     /// A device seen for the first time.
@@ -170,6 +181,7 @@ impl DeviceSync {
             sent: BTreeSet::new(),
             deleting: BTreeSet::new(),
             stray_republished_at: None,
+            unanswered_heartbeats: 0,
             size,
         }
     }
@@ -225,6 +237,7 @@ impl DeviceSync {
 
     fn publish(&mut self, effects: &mut Vec<SyncEffect>) {
         self.published_generation = self.generation;
+        self.unanswered_heartbeats = 0;
         self.sent.extend(self.pods.keys().cloned());
         effects.push(SyncEffect::Publish(self.desired_set()));
     }
@@ -283,6 +296,23 @@ impl DeviceSync {
                 .collect();
             self.reached.extend(reached);
             effects.push(SyncEffect::Persist(self.persisted()));
+        }
+    }
+
+    /// A heartbeat: publishes the set again when the device keeps showing an older
+    /// generation than the one published (the broker lost it on the way).
+    fn unanswered(&mut self, observed: u64, effects: &mut Vec<SyncEffect>) {
+        let waiting = self.online
+            && self.synced
+            && self.published_generation == self.generation
+            && observed < self.published_generation;
+        if !waiting {
+            self.unanswered_heartbeats = 0;
+            return;
+        }
+        self.unanswered_heartbeats += 1;
+        if self.unanswered_heartbeats >= UNANSWERED_HEARTBEATS {
+            self.publish(effects);
         }
     }
 
@@ -349,7 +379,10 @@ impl DeviceSync {
             SyncInput::Offline => self.online = false,
             SyncInput::Heartbeat {
                 observed_generation,
-            } => self.acknowledge(observed_generation, &mut effects),
+            } => {
+                self.acknowledge(observed_generation, &mut effects);
+                self.unanswered(observed_generation, &mut effects);
+            }
             SyncInput::StatusReport {
                 observed_generation,
                 full,

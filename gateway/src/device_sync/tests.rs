@@ -398,3 +398,36 @@ fn a_device_cannot_make_the_generation_wrap() {
     });
     assert_eq!(publishes(&e), vec![MAX_GENERATION + 1]);
 }
+
+#[test]
+fn a_set_the_heartbeats_never_show_is_published_again() {
+    let mut s = online_synced();
+    assert_eq!(publishes(&s.handle(SyncInput::PodUpserted(spec("a")))), vec![1]);
+    // the broker acknowledged generation 1 and lost it: the device still shows 0
+    for _ in 1..UNANSWERED_HEARTBEATS {
+        let e = s.handle(SyncInput::Heartbeat {
+            observed_generation: 0,
+        });
+        assert!(publishes(&e).is_empty(), "too early: {e:?}");
+    }
+    let e = s.handle(SyncInput::Heartbeat {
+        observed_generation: 0,
+    });
+    assert_eq!(publishes(&e), vec![1]);
+    // once the device shows it, heartbeats send nothing
+    for _ in 0..UNANSWERED_HEARTBEATS * 2 {
+        let e = s.handle(SyncInput::Heartbeat {
+            observed_generation: 1,
+        });
+        assert!(publishes(&e).is_empty(), "{e:?}");
+    }
+    // nor to an offline device (it gets the set when it is back)
+    s.handle(SyncInput::Offline);
+    s.handle(SyncInput::PodUpserted(spec("b")));
+    for _ in 0..UNANSWERED_HEARTBEATS * 2 {
+        let e = s.handle(SyncInput::Heartbeat {
+            observed_generation: 1,
+        });
+        assert!(publishes(&e).is_empty(), "{e:?}");
+    }
+}
