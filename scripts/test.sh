@@ -69,7 +69,8 @@ else
   # first, e2e_streams and e2e_streams_translated in the second).
   second_lane=(autonomy fault_injection enrollment_secure_e2e kubectl_top crash_cycles
     device_retirement node_pressure
-    e2e_streams e2e_streams_translated hostile_devices)
+    e2e_streams e2e_streams_translated hostile_devices
+    clustered_broker zero_touch_enrollment gateway_sharding)
   # Every cargo call selects the whole workspace, and lanes pick test targets by name:
   # a narrower package selection (-p, --exclude) unifies features differently and
   # rebuilds dependencies while the other lane runs.
