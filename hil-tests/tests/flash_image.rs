@@ -7,6 +7,7 @@
 
 mod flash_support;
 
+use std::path::Path;
 use std::process::Command;
 
 use flash_support::*;
@@ -383,8 +384,16 @@ fn bootstrap_dir(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .unwrap();
     std::fs::write(b.join("ca.pem"), "-----BEGIN CERTIFICATE-----\nca\n").unwrap();
-    std::fs::write(b.join("bootstrap.pem"), "-----BEGIN CERTIFICATE-----\nboot\n").unwrap();
-    std::fs::write(b.join("bootstrap.key"), "-----BEGIN PRIVATE KEY-----\nkey\n").unwrap();
+    std::fs::write(
+        b.join("bootstrap.pem"),
+        "-----BEGIN CERTIFICATE-----\nboot\n",
+    )
+    .unwrap();
+    std::fs::write(
+        b.join("bootstrap.key"),
+        "-----BEGIN PRIVATE KEY-----\nkey\n",
+    )
+    .unwrap();
     b
 }
 
@@ -445,7 +454,10 @@ fn one_image_for_many_boards_carries_the_bootstrap_directory_and_no_identity() {
     assert!(!config.contains("device_id ="), "{config}");
     for f in ["device.pem", "device.key"] {
         let stat = debugfs_text(&output, &format!("stat /etc/edge-agent/{f}"));
-        assert!(!stat.contains("Inode:"), "/etc/edge-agent/{f} is in the image: {stat}");
+        assert!(
+            !stat.contains("Inode:"),
+            "/etc/edge-agent/{f} is in the image: {stat}"
+        );
     }
     assert_eq!(
         debugfs_text(&output, "cat /etc/hostname"),

@@ -460,7 +460,10 @@ impl TestGateway {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         // shown with a failing test: a restarted broker that lost this
                         // session drops what the agent sent before the subscription
-                        eprintln!("test gateway connected: session_present={}", ack.session_present);
+                        eprintln!(
+                            "test gateway connected: session_present={}",
+                            ack.session_present
+                        );
                         let _ = sub_client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {

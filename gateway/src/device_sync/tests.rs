@@ -402,7 +402,10 @@ fn a_device_cannot_make_the_generation_wrap() {
 #[test]
 fn a_set_the_heartbeats_never_show_is_published_again() {
     let mut s = online_synced();
-    assert_eq!(publishes(&s.handle(SyncInput::PodUpserted(spec("a")))), vec![1]);
+    assert_eq!(
+        publishes(&s.handle(SyncInput::PodUpserted(spec("a")))),
+        vec![1]
+    );
     // the broker acknowledged generation 1 and lost it: the device still shows 0
     for _ in 1..UNANSWERED_HEARTBEATS {
         let e = s.handle(SyncInput::Heartbeat {
