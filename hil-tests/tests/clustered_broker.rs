@@ -77,6 +77,12 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
+        // The agents go first: one still running recreates containers while they are
+        // removed, and an infra container removed under a joining one is left
+        // half-removed by Podman 4.3, failing every later listing.
+        for (_, agent) in &mut self.agents {
+            agent.kill9();
+        }
         remove_pod_containers(&self.namespace);
         if std::env::var_os("EDGE_E2E_KEEP").is_some()
             && let Some(dir) = self.dir.take()
