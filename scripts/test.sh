@@ -23,15 +23,25 @@ step "removing pod containers that earlier runs left behind"
 # one at a time, because one that cannot be removed makes a `rm` of several fail for
 # all. Podman 4.3 leaves an infra container removed under a joining one "Removing" with
 # its storage gone: the API then answers "container not known", the local CLI removes it.
+# That removal frees the container's lock behind the API service's back, after which
+# the service fails to start containers ("write child: broken pipe"): it is restarted.
+removed_locally=0
 for engine in "podman --url $EDGE_TEST_DOCKER_HOST" "docker -H $EDGE_TEST_DOCKER_ENGINE_HOST"; do
   for _ in 1 2 3; do
     ids=$($engine ps -aq --filter label=io.edge-kube.managed=true)
     [ -z "$ids" ] && break
     for id in $ids; do
       $engine rm -f "$id" >/dev/null 2>&1 \
-        || { [ "${engine%% *}" = podman ] && podman rm -f "$id" >/dev/null 2>&1; } || true
+        || { [ "${engine%% *}" = podman ] && podman rm -f "$id" >/dev/null 2>&1 \
+             && removed_locally=1; } || true
     done
   done
+  if [ "${engine%% *}" = podman ] && [ "$removed_locally" = 1 ]; then
+    echo "restarting the Podman API service after a local removal"
+    pkill -f "podman system service --time=0 ${EDGE_TEST_DOCKER_HOST}" || true
+    sleep 1
+    eval "$(bash scripts/test-env.sh)"
+  fi
   left=$($engine ps -aq --filter label=io.edge-kube.managed=true | wc -l)
   echo "${engine%% *}: $left left"
   [ "$left" -eq 0 ] || { echo "cannot remove them; see '${engine} ps -a'" >&2; exit 1; }
