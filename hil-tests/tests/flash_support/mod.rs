@@ -155,27 +155,7 @@ pub fn build_image(dir: &Path, name: &str, arch: Arch, usrmerge: bool, with_root
             "start={ROOT_START}, size={ROOT_SECTORS}, type=83\n"
         ));
     }
-    let mut sfdisk = Command::new(tool("sfdisk", "fdisk"))
-        .arg("-q")
-        .arg(&image)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    sfdisk
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(table.as_bytes())
-        .unwrap();
-    let out = sfdisk.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sfdisk: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    write_partition_table(&image, &["-q"], &table);
     let dd = |src: &Path, start: u64| {
         run(Command::new("dd")
             .arg(format!("if={}", src.display()))
@@ -279,15 +259,29 @@ start={BOOT_START}, size={BOOT_SECTORS}, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699
          start={ROOT_START}, size={ROOT_SECTORS}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
 "
     );
+    write_partition_table(image, &["-q", "--wipe", "never"], &table);
+    let dump = run(Command::new(tool("sfdisk", "fdisk"))
+        .arg("--dump")
+        .arg(image));
+    assert!(String::from_utf8_lossy(&dump.stdout).contains("label: gpt"));
+}
+
+pub fn boot_partition(image: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(image).unwrap();
+    bytes[(BOOT_START * SECTOR) as usize..((BOOT_START + BOOT_SECTORS) * SECTOR) as usize].to_vec()
+}
+
+/// Writes `table` (sfdisk's script format) into `image` with sfdisk and `args`.
+pub fn write_partition_table(image: &Path, args: &[&str], table: &str) {
+    use std::io::Write;
     let mut sfdisk = Command::new(tool("sfdisk", "fdisk"))
-        .args(["-q", "--wipe", "never"])
+        .args(args)
         .arg(image)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
     sfdisk
         .stdin
         .take()
@@ -300,13 +294,4 @@ start={BOOT_START}, size={BOOT_SECTORS}, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699
         "sfdisk: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dump = run(Command::new(tool("sfdisk", "fdisk"))
-        .arg("--dump")
-        .arg(image));
-    assert!(String::from_utf8_lossy(&dump.stdout).contains("label: gpt"));
-}
-
-pub fn boot_partition(image: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(image).unwrap();
-    bytes[(BOOT_START * SECTOR) as usize..((BOOT_START + BOOT_SECTORS) * SECTOR) as usize].to_vec()
 }
