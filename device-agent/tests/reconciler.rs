@@ -587,6 +587,43 @@ fn readiness_gates_ready() {
     assert!(reports(&fx)[0].containers[0].ready);
 }
 
+/// A listing can show a container running before the start's own outcome arrives (a
+/// loaded machine): its readiness probe has not run, so it is not ready yet.
+#[test]
+fn a_container_seen_running_before_its_start_returned_is_not_ready() {
+    let mut p = pod("u9b", RestartPolicy::Always);
+    p.containers[0].readiness_probe = Some(edge_protocol::Probe {
+        handler: edge_protocol::ProbeHandler::Exec {
+            command: vec!["true".into()],
+        },
+        initial_delay_seconds: 0,
+        period_seconds: 1,
+        timeout_seconds: 1,
+        success_threshold: 1,
+        failure_threshold: 3,
+    });
+    let mut lc = up_to_create(&p, 100 * S);
+    lc.handle(Input::Done(Outcome::Created {
+        key: key("u9b"),
+        id: "c0".into(),
+    }));
+    let running = RunState::Running {
+        started_at: 101 * S,
+    };
+    let fx = lc.handle(Input::Containers {
+        list: vec![snapshot(&p, "c0", 0, running)],
+        now: 102 * S,
+    });
+    let st = reports(&fx);
+    assert_eq!(st[0].phase, PodPhase::Running, "{st:?}");
+    assert!(!st[0].containers[0].ready, "not probed yet: {st:?}");
+    lc.handle(Input::Done(Outcome::Started {
+        key: key("u9b"),
+        id: "c0".into(),
+    }));
+    assert!(!lc.full_status()[0].containers[0].ready);
+}
+
 #[test]
 fn volume_failure_is_create_container_config_error_and_retried() {
     let p = pod("u10", RestartPolicy::Always);

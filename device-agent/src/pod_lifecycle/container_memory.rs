@@ -109,6 +109,18 @@ pub(super) struct ProbeState {
     pub(super) liveness_failed: bool,
 }
 
+impl ProbeState {
+    /// A running container's state before any probe result, as on the kubelet: not ready
+    /// while it has a readiness probe, not started while it has a startup probe.
+    pub(super) fn initial(c: &ContainerSpec) -> Self {
+        Self {
+            ready: c.readiness_probe.is_none(),
+            started: c.startup_probe.is_none(),
+            liveness_failed: false,
+        }
+    }
+}
+
 pub(super) fn spec_hash_bytes(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use edge_protocol::{PodSpec, RestartPolicy};
+use edge_protocol::{ContainerSpec, PodSpec, RestartPolicy};
 
 use super::PodLifecycle;
 use crate::container_runtime::{ContainerSnapshot, RunState};
@@ -51,7 +51,7 @@ impl PodLifecycle {
         for (index, c) in spec.init_containers.iter().enumerate() {
             let current = self.instances(&spec.uid, &c.name).into_iter().next();
             if c.is_sidecar() {
-                if !current.is_some_and(|cur| self.sidecar_started(spec, &cur)) {
+                if !current.is_some_and(|cur| self.sidecar_started(spec, c, &cur)) {
                     return InitProgress::Waiting { index };
                 }
                 continue;
@@ -87,11 +87,11 @@ impl PodLifecycle {
 
     /// A sidecar is started once it runs, its postStart hook returned and its startup
     /// probe (if any) passed.
-    fn sidecar_started(&self, spec: &PodSpec, cur: &ContainerSnapshot) -> bool {
+    fn sidecar_started(&self, spec: &PodSpec, c: &ContainerSpec, cur: &ContainerSnapshot) -> bool {
         matches!(cur.state, RunState::Running { .. })
             && !self.in_old_sandbox(spec, cur)
             && !self.in_post_start(&cur.id)
-            && self.probes.get(&cur.id).is_none_or(|p| p.started)
+            && self.probe_state(&cur.id, c).started
     }
 
     /// Drives the init sequence one step; returns whether the pod's containers may run.

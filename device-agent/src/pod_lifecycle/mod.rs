@@ -410,6 +410,15 @@ impl PodLifecycle {
         )
     }
 
+    /// The probe state of a running container instance; before its probe workers are
+    /// set up, the state a kubelet starts from (see [`ProbeState::initial`]).
+    fn probe_state(&self, container_id: &str, c: &ContainerSpec) -> ProbeState {
+        self.probes
+            .get(container_id)
+            .copied()
+            .unwrap_or_else(|| ProbeState::initial(c))
+    }
+
     /// Instances of one container, newest (highest restart count) first.
     fn instances(&self, uid: &str, name: &str) -> Vec<ContainerSnapshot> {
         let mut v: Vec<ContainerSnapshot> = self

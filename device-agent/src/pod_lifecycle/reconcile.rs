@@ -273,14 +273,8 @@ impl PodLifecycle {
                     let has_probes = c.liveness_probe.is_some()
                         || c.readiness_probe.is_some()
                         || c.startup_probe.is_some();
-                    self.probes.insert(
-                        current.id.clone(),
-                        ProbeState {
-                            ready: c.readiness_probe.is_none(),
-                            started: c.startup_probe.is_none(),
-                            liveness_failed: false,
-                        },
-                    );
+                    self.probes
+                        .insert(current.id.clone(), ProbeState::initial(c));
                     if has_probes {
                         let target_ip = self.probe_target_ip(spec, current.ip_address.clone());
                         self.effects.push(Effect::WatchProbes {

@@ -278,10 +278,10 @@ impl PodLifecycle {
                     waiting("ContainerCreating", None)
                 }
                 RunState::Running { started_at } => {
-                    let probe = self.probes.get(&cur.id);
+                    let probe = self.probe_state(&cur.id, c);
                     // The kubelet never marks an ephemeral container ready.
-                    ready = !ephemeral && probe.is_none_or(|p| p.ready && p.started);
-                    started = Some(probe.is_none_or(|p| p.started));
+                    ready = !ephemeral && probe.ready && probe.started;
+                    started = Some(probe.started);
                     ContainerState::Running {
                         started_at: *started_at,
                     }
