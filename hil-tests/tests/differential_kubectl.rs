@@ -23,7 +23,7 @@ use edge_hil_tests::differential::{
 use serde_json::Value;
 
 use fixtures::{
-    APP, BAD, LEASE, SAR_KUBELET_CLIENT, SAR_STRANGER, WATCHED, fake_kubelet, node_json,
+    APP, BAD, LEASE, SAR_KUBELET_CLIENT, SAR_STRANGER, WATCHED, fake_kubelet, node_json, short_csr,
 };
 use session::{Session, Watch};
 
@@ -250,6 +250,7 @@ async fn script(s: &mut Session, files: &Path) -> Result<()> {
     s.fails(&["get", "deployment", "nope"]).await?;
     s.fails(&["create", "token", "sensor", "--duration=1m"])
         .await?;
+    s.fails(&["create", "-f", &f("short-csr.yaml")]).await?;
 
     // Scale.
     s.text(&["scale", "deployment", "web", "--replicas=3"])
@@ -408,6 +409,7 @@ async fn kubectl_session_matches_the_real_apiserver() -> Result<()> {
         ("lease.yaml", LEASE),
         ("app.yaml", APP),
         ("bad.yaml", BAD),
+        ("short-csr.yaml", &short_csr()?),
         ("watched-2.yaml", WATCHED),
         ("sar-kubelet-client.json", SAR_KUBELET_CLIENT),
         ("sar-stranger.json", SAR_STRANGER),

@@ -1,7 +1,7 @@
 //! The CSR signing controller (kube-controller-manager's `csrsigning`): approved
 //! CertificateSigningRequests for the built-in signers get `status.certificate`, signed by
-//! the cluster CA, valid for `spec.expirationSeconds` (at least 600 s) or one year, backdated
-//! 5 minutes. A request that cannot be signed gets a `Failed` condition.
+//! the cluster CA, valid for `spec.expirationSeconds` (at least 600 s, checked on create)
+//! or one year, backdated 5 minutes. A request that cannot be signed gets a `Failed` condition.
 
 use base64::Engine;
 use rcgen::{
@@ -98,7 +98,6 @@ impl ClusterSigner {
         let secs = csr
             .pointer("/spec/expirationSeconds")
             .and_then(Value::as_i64)
-            .map(|s| s.max(600))
             .unwrap_or(365 * 24 * 3600);
         let now = time::OffsetDateTime::now_utc();
         p.not_before = now - time::Duration::minutes(5);

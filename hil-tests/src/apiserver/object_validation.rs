@@ -111,6 +111,21 @@ pub fn validate(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
     if matches!(rt.storage, "deployments" | "replicasets" | "daemonsets") {
         validate_workload(rt, obj, name)?;
     }
+    // certificates validation: shorter than twice the signer's 5-minute backdating, a
+    // certificate could be born expired.
+    if rt.storage == "certificatesigningrequests"
+        && let Some(secs) = obj
+            .pointer("/spec/expirationSeconds")
+            .and_then(Value::as_i64)
+            .filter(|s| *s < 600)
+    {
+        return invalid(
+            "spec.expirationSeconds",
+            format!(
+                "Invalid value: {secs}: may not specify a duration less than 600 seconds (10 minutes)"
+            ),
+        );
+    }
     if rt.storage == "pods" {
         let containers = obj.pointer("/spec/containers").and_then(Value::as_array);
         if containers.is_none_or(Vec::is_empty) {

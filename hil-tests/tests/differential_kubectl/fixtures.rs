@@ -113,6 +113,24 @@ pub const SAR_STRANGER: &str = r#"{"apiVersion": "authorization.k8s.io/v1", "kin
  "spec": {"user": "mallory", "groups": ["system:authenticated"],
   "resourceAttributes": {"verb": "get", "version": "v1", "resource": "nodes", "subresource": "proxy", "name": "diff-node-1"}}}"#;
 
+/// A CertificateSigningRequest for a custom signer asking for 60 s, which both servers
+/// refuse: `spec.expirationSeconds` must be at least 600.
+pub fn short_csr() -> anyhow::Result<String> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "diff-device");
+    let pem = params.serialize_request(&key)?.pem()?;
+    use base64::Engine as _;
+    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    Ok(format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  \
+         name: short-lived\nspec:\n  signerName: example.com/devices\n  expirationSeconds: 60\n  \
+         usages: [\"client auth\"]\n  request: {request}\n"
+    ))
+}
+
 pub const BAD: &str =
     "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\nbogus: 1\ndata:\n  a: \"1\"\n";
 
