@@ -145,8 +145,10 @@ fn watch_writers(
     vec![lease_task, node_task]
 }
 
-/// Two replicas wrote one node Lease at once: its writer changed twice within `window`
-/// (a hand-over changes it once; a hand-back comes at least a warm-up later).
+/// Two replicas wrote one node Lease at once: its writer went from A to B and back to A
+/// within `window`. A hand-over changes it once, replicas joining one after the other
+/// may pass it on (A to B to C), and a hand-back to a replica comes only after it
+/// rejoined, more than a lease duration after it lost the device.
 fn duplicate_writers(w: &Writers, window: Duration) -> Vec<String> {
     let mut found = Vec::new();
     for (lease, writes) in &w.writes {
@@ -156,7 +158,7 @@ fn duplicate_writers(w: &Writers, window: Duration) -> Vec<String> {
             .map(|p| (p[1].0, p[0].1.as_str(), p[1].1.as_str()))
             .collect();
         for s in switches.windows(2) {
-            if s[1].0.duration_since(s[0].0) < window {
+            if s[0].1 == s[1].2 && s[1].0.duration_since(s[0].0) < window {
                 found.push(format!(
                     "{lease}: {} -> {} then {} -> {} {:?} apart",
                     s[0].1,

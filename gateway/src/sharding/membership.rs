@@ -16,6 +16,14 @@
 //! being fenced, and when it starts, a replica owns nothing for one lease duration after
 //! its renewal was confirmed (*warm-up*): by then every replica that is not fenced itself
 //! has listed the Leases since, seen it, and let go of the devices it takes.
+//!
+//! *Acknowledged hand-over* shortens the warm-up: each replica's Lease names the holder
+//! identities it assigned devices over (`acks`), written at the renewal after the
+//! decision that let go of their devices. A replica whose current holder identity every
+//! other live replica names (at least one) may own at once: its devices are without
+//! writer for one or two renew intervals instead of a lease duration. A replica that took its Lease over
+//! from an unreleased holder (a previous life that may still be writing until its own
+//! renew deadline) waits the whole warm-up, as do replicas whose peers do not write acks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -33,6 +41,9 @@ pub struct LeaseSeen {
     pub duration: Duration,
     /// `metadata.resourceVersion`: the precondition of a claim.
     pub resource_version: Option<String>,
+    /// The holder identities this replica assigned devices over when it wrote the Lease
+    /// (it had let go of their devices by then).
+    pub acks: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +52,7 @@ struct Seen {
     renew_time: Option<String>,
     duration: Duration,
     resource_version: Option<String>,
+    acks: BTreeSet<String>,
     /// When we saw holder or renewTime change (or the Lease first).
     changed_at: Instant,
 }
@@ -111,6 +123,11 @@ impl LeaseTimings {
 #[derive(Debug, Clone)]
 pub struct Membership {
     me: String,
+    /// Our holder identity as our Lease carries it now.
+    holder: String,
+    /// Before this instant the others' acknowledgements do not end our warm-up: we took
+    /// our Lease over from an unreleased holder.
+    acks_trusted_from: Option<Instant>,
     timings: LeaseTimings,
     seen: BTreeMap<String, Seen>,
     /// Writes allowed before this instant (start of the last good cycle + renew deadline).
@@ -123,6 +140,8 @@ impl Membership {
     pub fn new(me: impl Into<String>, timings: LeaseTimings) -> Self {
         Self {
             me: me.into(),
+            holder: String::new(),
+            acks_trusted_from: None,
             timings,
             seen: BTreeMap::new(),
             fence_until: None,
@@ -132,6 +151,18 @@ impl Membership {
 
     pub fn me(&self) -> &str {
         &self.me
+    }
+
+    /// The holder identity our Lease carries from now on (a new one at every rejoin, so
+    /// that acknowledgements of an earlier life do not count).
+    pub fn set_holder(&mut self, holder: impl Into<String>) {
+        self.holder = holder.into();
+    }
+
+    /// We took our Lease over from a holder that had not released it (at `now`): that
+    /// previous life may write until its own renew deadline, so the whole warm-up applies.
+    pub fn inherited_unreleased(&mut self, now: Instant) {
+        self.acks_trusted_from = Some(now + self.warm_up());
     }
 
     /// The Leases as just listed (at `now`): all of them (a Lease missing from the list
@@ -157,6 +188,7 @@ impl Membership {
                 Some(s) if s.holder == holder && s.renew_time == lease.renew_time => {
                     s.duration = lease.duration;
                     s.resource_version = lease.resource_version;
+                    s.acks = lease.acks;
                 }
                 _ => {
                     self.seen.insert(
@@ -166,6 +198,7 @@ impl Membership {
                             renew_time: lease.renew_time,
                             duration: lease.duration,
                             resource_version: lease.resource_version,
+                            acks: lease.acks,
                             changed_at: now,
                         },
                     );
@@ -206,14 +239,50 @@ impl Membership {
     }
 
     /// Whether this replica may own devices now: not fenced, and warmed up (one lease
-    /// duration, the longest any replica uses, since it joined).
+    /// duration, the longest any replica uses, since it joined) or acknowledged by every
+    /// other live replica.
     pub fn may_own(&self, now: Instant) -> bool {
-        let warm_up = self
-            .seen
+        let Some(joined) = self.joined_at else {
+            return false;
+        };
+        self.may_write(now)
+            && (now >= joined + self.warm_up()
+                || (self.acks_trusted_from.is_none_or(|t| now >= t) && self.acknowledged(now)))
+    }
+
+    /// One lease duration, the longest any replica uses.
+    fn warm_up(&self) -> Duration {
+        self.seen
             .values()
             .map(|s| s.duration)
-            .fold(self.timings.lease_duration, Duration::max);
-        self.may_write(now) && self.joined_at.is_some_and(|j| now >= j + warm_up)
+            .fold(self.timings.lease_duration, Duration::max)
+    }
+
+    /// Whether every other live replica's Lease names our current holder identity, and
+    /// there is at least one: alone (the first of a fleet's replicas to start, or the last
+    /// one standing) a replica waits its warm-up, so that replicas starting together
+    /// see each other before any owns, and no device changes hands twice.
+    fn acknowledged(&self, now: Instant) -> bool {
+        let mut others = self.seen.iter().filter(|(m, s)| {
+            *m != &self.me && s.holder.is_some() && now < s.changed_at + s.duration
+        });
+        let mut any = false;
+        !self.holder.is_empty()
+            && others.all(|(_, s)| {
+                any = true;
+                s.acks.contains(&self.holder)
+            })
+            && any
+    }
+
+    /// The holder identities of the other replicas that hold devices: what a decision
+    /// made now assigns over, and what our next renewal acknowledges.
+    pub fn holding_holders(&self) -> BTreeSet<String> {
+        self.seen
+            .iter()
+            .filter(|(m, _)| *m != &self.me)
+            .filter_map(|(_, s)| s.holder.clone())
+            .collect()
     }
 
     /// Replicas that hold devices: every Lease with a holder, expired or not. The devices

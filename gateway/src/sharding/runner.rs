@@ -5,6 +5,7 @@
 //! link hears of are assigned as they come. On shutdown it stops writing, then releases
 //! its Lease (empty holder) so that the others take its devices at once.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,10 +56,26 @@ fn holder_identity(replica: &str) -> String {
     format!("{replica}_{:08x}", nanos ^ std::process::id())
 }
 
+/// Annotation of a replica Lease: the holder identities (comma-separated) the replica
+/// assigned devices over when it wrote the Lease (see [`Membership`]).
+pub const ACKS_ANNOTATION: &str = "edge-kube.io/assigned-over";
+
 /// A listed Lease as the membership reads it (`None`: not a replica Lease).
 fn lease_seen(lease: &Lease) -> Option<LeaseSeen> {
     let member = lease.metadata.labels.as_ref()?.get(REPLICA_LABEL)?.clone();
     let spec = lease.spec.as_ref()?;
+    let acks = lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ACKS_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     Some(LeaseSeen {
         member,
         holder: spec.holder_identity.clone(),
@@ -73,21 +90,29 @@ fn lease_seen(lease: &Lease) -> Option<LeaseSeen> {
                 .unwrap_or(0),
         ),
         resource_version: lease.metadata.resource_version.clone(),
+        acks,
     })
 }
 
 /// A replica Lease to write: `holder` (empty: released), our timings, renewed now, on
-/// the precondition `resource_version` when given.
+/// the precondition `resource_version` when given, acknowledging `acks`.
 fn replica_lease(
     member: &str,
     holder: &str,
     duration: Duration,
     resource_version: Option<String>,
+    acks: &BTreeSet<String>,
 ) -> Lease {
+    let joined = acks
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
     Lease {
         metadata: ObjectMeta {
             name: Some(lease_name(member)),
             labels: Some([(REPLICA_LABEL.to_owned(), member.to_owned())].into()),
+            annotations: Some([(ACKS_ANNOTATION.to_owned(), joined)].into()),
             resource_version,
             ..Default::default()
         },
@@ -112,7 +137,12 @@ enum Renewal {
 struct Loop {
     r: ShardRunner,
     leases: Api<Lease>,
+    /// This process's holder identity; `holder` adds `.<n>` after the n-th rejoin.
+    holder_base: String,
+    rejoins: u32,
     holder: String,
+    /// The other replicas' holder identities our last decision assigned over.
+    acks: BTreeSet<String>,
     /// The resourceVersion of our Lease as we last wrote it (`None`: read it first).
     own_version: Option<String>,
     membership: Membership,
@@ -124,11 +154,15 @@ impl ShardRunner {
     pub async fn run(self, token: CancellationToken) {
         let leases = Api::namespaced(self.client.clone(), &self.settings.namespace);
         let holder = holder_identity(&self.settings.replica);
-        let membership = Membership::new(self.settings.replica.clone(), self.settings.timings);
+        let mut membership = Membership::new(self.settings.replica.clone(), self.settings.timings);
+        membership.set_holder(holder.clone());
         let mut l = Loop {
             r: self,
             leases,
+            holder_base: holder.clone(),
+            rejoins: 0,
             holder,
+            acks: BTreeSet::new(),
             own_version: None,
             membership,
             assignment: Assignment::default(),
@@ -143,7 +177,7 @@ impl ShardRunner {
             replica = %l.r.settings.replica,
             lease = %lease_name(&l.r.settings.replica),
             namespace = %l.r.settings.namespace,
-            "gateway replica starting: owns no device until its Lease is one lease duration old"
+            "gateway replica starting: owns no device until the other replicas acknowledge it, or its Lease is one lease duration old"
         );
         let mut interval = tokio::time::interval(l.r.settings.timings.renew_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -182,6 +216,10 @@ impl Loop {
                     "this replica's Lease was claimed by another replica: stopping every write, owning nothing until it has rejoined"
                 );
                 self.membership.released();
+                // a new holder identity: acknowledgements of the life before do not count
+                self.rejoins += 1;
+                self.holder = format!("{}.{}", self.holder_base, self.rejoins);
+                self.membership.set_holder(self.holder.clone());
                 self.r.metrics.shard.renewal(false);
             }
             Renewal::Failed => self.r.metrics.shard.renewal(false),
@@ -219,10 +257,26 @@ impl Loop {
         let version = match self.own_version.clone() {
             Some(v) => v,
             None => match self.leases.get_opt(&name).await {
-                Ok(Some(existing)) => existing.metadata.resource_version.unwrap_or_default(),
+                Ok(Some(existing)) => {
+                    let held_by = existing
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.holder_identity.as_deref())
+                        .unwrap_or_default();
+                    if !held_by.is_empty() && !held_by.starts_with(&self.holder_base) {
+                        // a previous life that did not release it may still be writing
+                        self.membership.inherited_unreleased(Instant::now());
+                    }
+                    existing.metadata.resource_version.unwrap_or_default()
+                }
                 Ok(None) => {
-                    let lease =
-                        replica_lease(&self.r.settings.replica, &self.holder, duration, None);
+                    let lease = replica_lease(
+                        &self.r.settings.replica,
+                        &self.holder,
+                        duration,
+                        None,
+                        &self.acks,
+                    );
                     return match self.leases.create(&PostParams::default(), &lease).await {
                         Ok(created) => {
                             self.own_version = created.metadata.resource_version;
@@ -245,6 +299,7 @@ impl Loop {
             &self.holder,
             duration,
             Some(version),
+            &self.acks,
         );
         match self
             .leases
@@ -292,7 +347,7 @@ impl Loop {
         for (member, version) in self.membership.claimable(now) {
             let name = lease_name(&member);
             let duration = self.r.settings.timings.lease_duration;
-            let claim = replica_lease(&member, "", duration, version);
+            let claim = replica_lease(&member, "", duration, version, &BTreeSet::new());
             match self
                 .leases
                 .replace(&name, &PostParams::default(), &claim)
@@ -313,6 +368,7 @@ impl Loop {
                             renew_time: None,
                             duration,
                             resource_version: None,
+                            acks: BTreeSet::new(),
                         },
                         Instant::now(),
                     );
@@ -336,6 +392,8 @@ impl Loop {
         self.r
             .gate
             .publish(self.membership.fence_deadline(), self.assignment.owned());
+        // we let go of what the replicas holding now win: the next renewal says so
+        self.acks = self.membership.holding_holders();
         let m = &self.r.metrics.shard;
         m.owned_devices.set(self.assignment.owned().len() as i64);
         m.known_devices.set(self.assignment.known() as i64);
@@ -401,6 +459,7 @@ impl Loop {
             "",
             self.r.settings.timings.lease_duration,
             Some(version),
+            &BTreeSet::new(),
         );
         match tokio::time::timeout(
             Duration::from_secs(2),

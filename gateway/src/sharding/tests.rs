@@ -1,6 +1,7 @@
 //! The pure parts together, on a simulated clock: replicas renewing their Leases on a
 //! shared "API server", some cut off or killed, checked at every step that no device
-//! has two writers and that the survivors take over in time.
+//! has two writers, that a device changing writer is left alone for at least a renew
+//! interval (writes under way land first), and that the survivors take over in time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -29,6 +30,12 @@ struct Replica {
     fate: Fate,
     /// The resourceVersion of its Lease as it last wrote it.
     own_version: Option<String>,
+    holder: String,
+    rejoins: u32,
+    /// What its next renewal acknowledges.
+    acks: BTreeSet<String>,
+    /// False: an older build that writes no acknowledgements.
+    writes_acks: bool,
 }
 
 struct World {
@@ -38,6 +45,10 @@ struct World {
     renewals: u64,
     replicas: BTreeMap<String, Replica>,
     devices: Vec<DeviceId>,
+    /// Each device's last writer and the last step it was written.
+    last_write: BTreeMap<DeviceId, (String, Instant)>,
+    /// Devices that got a writer after having none: when, and how long they had none.
+    unwritten: Vec<(Instant, Duration)>,
 }
 
 impl World {
@@ -53,6 +64,8 @@ impl World {
             renewals: 0,
             replicas: BTreeMap::new(),
             devices,
+            last_write: BTreeMap::new(),
+            unwritten: Vec::new(),
         };
         for (i, n) in names.iter().enumerate() {
             // replicas start a little apart, as pods do
@@ -66,14 +79,21 @@ impl World {
         for d in &self.devices {
             assignment.learn(d.clone());
         }
+        let holder = format!("{name}_1");
+        let mut membership = Membership::new(name, LeaseTimings::DEFAULT);
+        membership.set_holder(holder.clone());
         self.replicas.insert(
             name.to_owned(),
             Replica {
-                membership: Membership::new(name, LeaseTimings::DEFAULT),
+                membership,
                 assignment,
                 next_cycle: first_cycle,
                 fate: Fate::Up,
                 own_version: None,
+                holder,
+                rejoins: 0,
+                acks: BTreeSet::new(),
+                writes_acks: true,
             },
         );
     }
@@ -106,18 +126,26 @@ impl World {
                         key,
                         LeaseSeen {
                             member: name.clone(),
-                            holder: Some(format!("{name}_1")),
+                            holder: Some(r.holder.clone()),
                             renew_time: v.clone(),
                             duration: LeaseTimings::DEFAULT.lease_duration,
                             resource_version: v.clone(),
+                            acks: if r.writes_acks {
+                                r.acks.clone()
+                            } else {
+                                BTreeSet::new()
+                            },
                         },
                     );
                     r.own_version = v;
                     renewed = true;
                 } else {
-                    // claimed by another replica
+                    // claimed by another replica: rejoins under a new holder identity
                     r.own_version = None;
                     r.membership.released();
+                    r.rejoins += 1;
+                    r.holder = format!("{name}_1.{}", r.rejoins);
+                    r.membership.set_holder(r.holder.clone());
                 }
             }
             let listed: Vec<LeaseSeen> = self.api.values().cloned().collect();
@@ -136,6 +164,7 @@ impl World {
                         if lease.resource_version == version {
                             self.renewals += 1;
                             lease.holder = None;
+                            lease.acks.clear();
                             lease.renew_time = Some(self.renewals.to_string());
                             lease.resource_version = Some(self.renewals.to_string());
                             r.membership.sighting(lease.clone(), now);
@@ -146,6 +175,7 @@ impl World {
             let holding = r.membership.holding();
             let may_own = r.membership.may_own(now);
             r.assignment.reassign(&name, &holding, may_own);
+            r.acks = r.membership.holding_holders();
             r.next_cycle = now + LeaseTimings::DEFAULT.renew_interval;
         }
     }
@@ -174,12 +204,54 @@ impl World {
         }
     }
 
+    /// Records who writes each device now; a device changing writer must have been left
+    /// alone for a renew interval.
+    fn track_writes(&mut self) {
+        let now = self.now;
+        let writers: Vec<(DeviceId, String)> = self
+            .writers()
+            .into_iter()
+            .filter_map(|(d, w)| Some((d.clone(), (*w.first()?).to_owned())))
+            .collect();
+        for (d, w) in writers {
+            if let Some((before, at)) = self.last_write.get(&d).cloned() {
+                let idle = now - at;
+                if idle > STEP {
+                    self.unwritten.push((now, idle - STEP));
+                }
+                assert!(
+                    before == w || idle > LeaseTimings::DEFAULT.renew_interval,
+                    "{d} went from {before} to {w} after {idle:?} at {:?}",
+                    now - self.t0
+                );
+            }
+            self.last_write.insert(d, (w, now));
+        }
+    }
+
     fn run_until(&mut self, secs: f64) {
         let end = self.at(secs);
         while self.now < end {
             self.step();
             self.assert_single_writers();
+            self.track_writes();
         }
+    }
+
+    /// The longest time without writer of a device that got one again after `since`, or
+    /// still has none.
+    fn longest_unwritten(&self, since: Instant) -> Duration {
+        let done = self
+            .unwritten
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, idle)| *idle);
+        let open = self
+            .last_write
+            .values()
+            .filter(|(_, at)| *at < self.now)
+            .map(|(_, at)| self.now - *at);
+        done.chain(open).max().unwrap_or_default()
     }
 
     fn owned_by(&self, name: &str) -> BTreeSet<DeviceId> {
@@ -193,12 +265,15 @@ impl World {
 }
 
 #[test]
-fn three_replicas_share_every_device_once_warmed_up() {
+fn three_replicas_share_every_device_once_they_acknowledged_each_other() {
     let mut w = World::new(&["r0", "r1", "r2"], 300);
-    w.run_until(10.0);
-    assert_eq!(w.unowned(), 300, "nobody owns anything during the warm-up");
-    w.run_until(20.0);
-    assert_eq!(w.unowned(), 0);
+    // nobody owns alone: the first to start waits for the others to acknowledge it
+    w.run_until(1.0);
+    assert_eq!(w.unowned(), 300);
+    w.run_until(3.0);
+    assert_eq!(w.unowned(), 300);
+    w.run_until(8.0);
+    assert_eq!(w.unowned(), 0, "well before the 15 s warm-up");
     for r in ["r0", "r1", "r2"] {
         let n = w.owned_by(r).len();
         assert!((60..=140).contains(&n), "{r} owns {n}");
@@ -237,13 +312,38 @@ fn a_replica_cut_off_from_the_api_server_stops_writing_before_another_takes_over
     w.run_until(50.0);
     assert!(!w.replicas["r1"].membership.may_write(w.now), "fenced");
     assert_eq!(w.unowned(), 0, "its devices went to the others");
-    // back: it rejoins, warms up, and takes its share again without overlap
+    // back: it rejoins and takes its share again without overlap, once the others
+    // acknowledged its new holder identity (not after a whole warm-up)
     w.replicas.get_mut("r1").expect("r1").fate = Fate::Up;
-    w.run_until(60.0);
-    assert!(w.owned_by("r1").is_empty(), "warming up");
-    w.run_until(75.0);
+    let back = w.now;
+    w.run_until(58.0);
     assert_eq!(w.owned_by("r1"), r1);
     assert_eq!(w.unowned(), 0);
+    // handed back within two renew intervals and a step: no NotReady Node for it
+    let gap = w.longest_unwritten(back);
+    assert!(gap <= Duration::from_millis(4_100), "{gap:?}");
+}
+
+#[test]
+fn without_acknowledgements_a_rejoining_replica_waits_a_lease_duration() {
+    let mut w = World::new(&["r0", "r1", "r2"], 300);
+    w.run_until(30.0);
+    let r1 = w.owned_by("r1");
+    // r0 is an older build that writes no acknowledgements
+    w.replicas.get_mut("r0").expect("r0").writes_acks = false;
+    w.replicas.get_mut("r1").expect("r1").fate = Fate::CutOff;
+    w.run_until(50.0);
+    w.replicas.get_mut("r1").expect("r1").fate = Fate::Up;
+    let mut owned_at = None;
+    while w.now < w.at(80.0) {
+        w.step();
+        w.assert_single_writers();
+        if owned_at.is_none() && w.owned_by("r1") == r1 {
+            owned_at = Some(w.now);
+        }
+    }
+    let took = owned_at.expect("r1 took its share back") - w.at(50.0);
+    assert!(took >= Duration::from_secs(15), "{took:?}");
 }
 
 #[test]

@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::{LeaseSeen, LeaseTimings, Membership, TimingsError};
@@ -11,6 +12,14 @@ fn lease(member: &str, renew: u32) -> LeaseSeen {
         renew_time: Some(format!("2026-12-06T12:00:{renew:02}.000000Z")),
         duration: Duration::from_secs(15),
         resource_version: Some(format!("{renew}")),
+        acks: BTreeSet::new(),
+    }
+}
+
+fn acking(member: &str, renew: u32, holders: &[&str]) -> LeaseSeen {
+    LeaseSeen {
+        acks: holders.iter().map(|h| (*h).to_owned()).collect(),
+        ..lease(member, renew)
     }
 }
 
@@ -96,6 +105,8 @@ fn a_released_lease_is_gone_at_once_and_a_vanished_one_when_it_expires() {
 fn a_new_replica_owns_nothing_for_one_lease_duration() {
     let t0 = Instant::now();
     let mut m = Membership::new("a", T);
+    // alone: nobody to acknowledge it
+    m.set_holder("a_1");
     m.renewed(t0, secs(t0, 0.5));
     m.observe([lease("a", 1)], secs(t0, 0.5));
     assert!(m.may_write(secs(t0, 1.0)));
@@ -204,4 +215,64 @@ fn a_listed_lease_is_never_forgotten_and_a_deleted_one_is_after_four_durations()
     );
     assert!(!m.live(secs(t0, 61.0)).contains("b"));
     assert!(!m.holding().contains("c"), "deleted long ago");
+}
+
+#[test]
+fn a_replica_acknowledged_by_every_live_one_owns_before_its_warm_up() {
+    let t0 = Instant::now();
+    let mut m = Membership::new("a", T);
+    m.set_holder("a_2");
+    m.renewed(t0, t0);
+    m.observe([acking("b", 1, &["a_2"]), lease("c", 1)], t0);
+    assert!(!m.may_own(secs(t0, 1.0)), "c has not acknowledged a_2");
+    m.observe(
+        [acking("b", 2, &["a_2", "c_1"]), acking("c", 2, &["a_1"])],
+        secs(t0, 2.0),
+    );
+    assert!(
+        !m.may_own(secs(t0, 2.0)),
+        "c acknowledged an earlier life of a only"
+    );
+    m.observe(
+        [acking("b", 3, &["a_2"]), acking("c", 3, &["a_2"])],
+        secs(t0, 4.0),
+    );
+    assert!(m.may_own(secs(t0, 4.0)));
+    assert_eq!(
+        m.holding_holders(),
+        ["b_1".to_owned(), "c_1".to_owned()].into(),
+        "what our next renewal acknowledges: never ourselves"
+    );
+}
+
+#[test]
+fn after_taking_over_an_unreleased_lease_the_whole_warm_up_applies() {
+    let t0 = Instant::now();
+    let mut m = Membership::new("a", T);
+    m.set_holder("a_2");
+    m.inherited_unreleased(t0);
+    m.renewed(t0, t0);
+    for i in 1..=8 {
+        let s = secs(t0, 2.0 * f64::from(i));
+        m.observe([acking("b", i, &["a_2"])], s);
+        m.renewed(s, s);
+    }
+    assert!(
+        !m.may_own(secs(t0, 14.9)),
+        "the previous life may still write"
+    );
+    assert!(m.may_own(secs(t0, 15.0)));
+}
+
+#[test]
+fn an_expired_replica_is_not_asked_for_its_acknowledgement() {
+    let t0 = Instant::now();
+    let mut m = Membership::new("a", T);
+    m.set_holder("a_2");
+    // b was last seen renewing at 0 s, without acknowledging us
+    m.observe([lease("b", 1), acking("c", 1, &[])], t0);
+    // we (re)join at 20 s: b expired at 15 s, c acknowledges us
+    m.renewed(secs(t0, 20.0), secs(t0, 20.0));
+    m.observe([lease("b", 1), acking("c", 2, &["a_2"])], secs(t0, 20.0));
+    assert!(m.may_own(secs(t0, 20.0)), "b expired: not asked");
 }
