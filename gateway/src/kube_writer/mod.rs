@@ -190,9 +190,21 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 
 impl Worker {
     /// Makes the write if this replica may write about its device now (sharded
-    /// gateways), abandoning it at the renew deadline; else counts it as skipped.
+    /// gateways), abandoning it at the renew deadline (which moves on while the replica
+    /// renews); else counts it as skipped. A Node registration skipped or abandoned is
+    /// reported as failed, so that the fleet registers the Node again.
     async fn run_gated(&mut self, op: KubeOp, gate: &crate::sharding::ShardGate) {
-        if !gate.may_write(op.device()) {
+        let device = op.device().clone();
+        let registration = matches!(op, KubeOp::UpsertNode { .. });
+        let feedback = self.feedback.clone();
+        let not_made = || {
+            if registration {
+                let _ = feedback.send(KubeFeedback::NodeFailed {
+                    device: device.clone(),
+                });
+            }
+        };
+        if !gate.may_write(&device) {
             self.metrics
                 .kubernetes_writes_skipped
                 .get_or_create(&vec![(
@@ -200,17 +212,25 @@ impl Worker {
                     "not_owned_or_fenced".to_owned(),
                 )])
                 .inc();
+            not_made();
             return;
         }
-        match gate.write_deadline() {
-            None => self.run(op).await,
-            Some(deadline) => {
-                let device = op.device().clone();
-                if tokio::time::timeout_at(deadline.into(), self.run(op))
-                    .await
-                    .is_err()
-                {
+        let write = self.run(op);
+        tokio::pin!(write);
+        loop {
+            let Some(deadline) = gate.write_deadline() else {
+                return write.await;
+            };
+            tokio::select! {
+                () = &mut write => return,
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    if gate.may_write(&device) {
+                        // renewed meanwhile: the deadline moved on
+                        continue;
+                    }
                     warn!(%device, "Kubernetes write abandoned at this replica's renew deadline");
+                    not_made();
+                    return;
                 }
             }
         }
@@ -311,3 +331,6 @@ pub fn spawn_workers(
         target: Target::Shards(queues),
     }
 }
+
+#[cfg(test)]
+mod tests;
