@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use edge_hil_tests::fake_device::{FakeDevice, FakeDeviceConfig};
-use edge_hil_tests::scenario::wait_for;
+use edge_hil_tests::scenario::{run_dir, wait_for};
 use edge_hil_tests::stack::{Cluster, ClusterBackend, Gateway, GatewayOptions};
 use edge_protocol::DeviceId;
 
@@ -32,15 +32,7 @@ fn metric(gateway: &Gateway, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_warns_past_the_embedded_brokers_limit() -> Result<()> {
-    let dir = tempfile::Builder::new().prefix("edge-eblimit-").tempdir()?;
-    let run = dir
-        .path()
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("x")
-        .trim_start_matches("edge-eblimit-")
-        .to_ascii_lowercase()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    let (dir, run) = run_dir("edge-eblimit-")?;
     let cluster = Cluster::start(
         ClusterBackend::Emulator,
         dir.path(),
