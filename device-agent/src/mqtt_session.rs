@@ -193,6 +193,8 @@ impl MqttSession {
         // Exec keystrokes and stream credit are small messages: no Nagle delay.
         let mut network = eventloop.network_options();
         network.set_tcp_nodelay(true);
+        // never give a CONNECT up while a cluster node may still be processing it
+        network.set_connection_timeout(edge_protocol::broker_failover::CONNACK_TIMEOUT.as_secs());
         eventloop.set_network_options(network);
         let connected = Arc::new(AtomicBool::new(false));
         let reconnects = Arc::new(AtomicU64::new(0));

@@ -74,6 +74,15 @@ pub struct RunArgs {
     /// for a lab network you trust; logged as a warning at startup.
     #[arg(long, env = "EDGE_GATEWAY_EMBEDDED_BROKER_INSECURE_LISTEN")]
     pub embedded_broker_insecure_listen: bool,
+    /// Warn (and set edge_gateway_embedded_broker_over_limit) when more devices than this
+    /// are online on the embedded broker: past it, a gateway restart may not get them all
+    /// back (docs/benchmarks.md). 0 turns the warning off. Ignored with --broker-url.
+    #[arg(
+        long,
+        env = "EDGE_GATEWAY_EMBEDDED_BROKER_DEVICE_LIMIT",
+        default_value_t = crate::embedded_broker::capacity::MEASURED_DEVICE_LIMIT
+    )]
+    pub embedded_broker_device_limit: u64,
     /// Use an external broker instead of the embedded one: mqtt://host:port or
     /// mqtts://host:port (Mosquitto with the ACL from `broker-config mosquitto`, EMQX, ...).
     /// For a cluster, every node comma-separated (one scheme for all): the gateway
@@ -250,6 +259,8 @@ pub struct GatewayConfig {
     pub kube: KubeConfigSource,
     pub store_dir: PathBuf,
     pub broker: BrokerConfig,
+    /// Devices online above which the embedded broker warns (0: never).
+    pub embedded_broker_device_limit: u64,
     pub mqtt_client_id: String,
     pub kubelet_listen: SocketAddr,
     pub kubelet_tls: Option<(PathBuf, PathBuf)>,
@@ -289,6 +300,7 @@ impl GatewayConfig {
                 listen: any,
                 insecure_listen: false,
             },
+            embedded_broker_device_limit: crate::embedded_broker::capacity::MEASURED_DEVICE_LIMIT,
             mqtt_client_id: "edge-gateway".to_owned(),
             kubelet_listen: any,
             kubelet_tls: None,
@@ -428,6 +440,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
             },
             store_dir: a.store.store_dir,
             broker,
+            embedded_broker_device_limit: a.embedded_broker_device_limit,
             mqtt_client_id: a.mqtt_client_id,
             kubelet_listen: a.kubelet_listen,
             kubelet_tls: a.kubelet_tls_cert.zip(a.kubelet_tls_key),

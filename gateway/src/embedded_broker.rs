@@ -31,6 +31,8 @@ use tokio::sync::watch;
 
 use crate::mqtt_link::BROKER_MAX_PAYLOAD_BYTES;
 
+pub mod capacity;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot reserve a port on {addr} for the embedded broker: {source}")]

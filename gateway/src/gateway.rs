@@ -405,6 +405,13 @@ pub async fn start(
             }
         }));
     }
+    if broker.is_some() {
+        tasks.push(tokio::spawn(embedded_broker::capacity::watch(
+            metrics.clone(),
+            config.embedded_broker_device_limit,
+            token.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(crate::retire_trigger::run(
         client.clone(),
         config.store_dir.clone(),

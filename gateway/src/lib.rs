@@ -28,7 +28,7 @@
 //! | [`token_schedule`] | the service account tokens held per pod and when each is due (80 % of its lifetime or 24 h, as the kubelet) (pure) |
 //! | [`kube_writer`] | one owner per Kubernetes kind: `node.rs` (the Node object with its taint; create, claim, labels; only ours), `node_status.rs` (capacity, conditions, nodeInfo, addresses), `lease.rs`, `pod.rs` (status, deletion), `events.rs` (typed reasons in `event_reason.rs`, repeats folded by `event_correlator.rs`); sharded workers behind latest-wins queues (`write_queue.rs`) |
 //! | [`mqtt_link`] | the gateway's MQTT client: reconnect across a cluster's nodes with jittered back-off, subscribe, decode each frame into a typed [`mqtt_link::DeviceFrame`] or a rejection (`device_frame.rs`), dispatch, outbox (flush, then publish) |
-//! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker |
+//! | [`embedded_broker`] | rumqttd in-process, the zero-setup default broker; `capacity.rs`: the warning past its measured device limit |
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
 //! | [`log_cache`] | the offline log cache: each container's last output reported on `up/logtail`, kept in the store, served as `kubectl logs` while its device is offline |

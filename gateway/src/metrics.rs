@@ -38,6 +38,8 @@ pub struct Metrics {
     pub retirements: Family<Labels, Counter>,
     /// Sharded gateways: membership, owned devices, fencing.
     pub shard: crate::sharding::shard_metrics::ShardMetrics,
+    /// The embedded broker's measured limit and whether the fleet is past it.
+    pub embedded_broker: crate::embedded_broker::capacity::CapacityMetrics,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -178,9 +180,12 @@ impl Metrics {
         );
         let shard = crate::sharding::shard_metrics::ShardMetrics::default();
         shard.register(&mut registry);
+        let embedded_broker = crate::embedded_broker::capacity::CapacityMetrics::default();
+        embedded_broker.register(&mut registry);
         Self {
             registry,
             shard,
+            embedded_broker,
             devices_total,
             devices_online,
             pods_by_phase,

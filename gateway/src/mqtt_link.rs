@@ -478,11 +478,14 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
 
 /// Creates the client and event loop. TCP_NODELAY: exec keystrokes and stream credit are
 /// small messages that must not wait for Nagle's algorithm (with delayed ACKs, up to
-/// 40 ms per hop).
+/// 40 ms per hop). A connection attempt waits up to
+/// [`CONNACK_TIMEOUT`](edge_protocol::broker_failover::CONNACK_TIMEOUT).
 pub fn client(opts: MqttOptions) -> (AsyncClient, EventLoop) {
     let (client, mut eventloop) = AsyncClient::new(opts, 1000);
     let mut network = eventloop.network_options();
     network.set_tcp_nodelay(true);
+    // never give a CONNECT up while a cluster node may still be processing it
+    network.set_connection_timeout(edge_protocol::broker_failover::CONNACK_TIMEOUT.as_secs());
     eventloop.set_network_options(network);
     (client, eventloop)
 }

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use edge_protocol::broker_failover::{BrokerFailover, jitter_seed};
 use edge_protocol::{
     ContainerState, ContainerStatus, DesiredSet, DeviceId, DeviceState, DownChannel, EventType,
     Heartbeat, LogChunk, LogError, LogErrorCode, LogRequest, Message, NodeAddress, NodeAddressKind,
@@ -50,6 +51,10 @@ pub struct FakeDeviceConfig {
     /// The stream protocol version declared in the hello (None: an agent without exec,
     /// attach and port-forward). Streams are answered by a script (`streams.rs`).
     pub streams: Option<u32>,
+    /// Longest wait between reconnection attempts; the waits start at 0.5 s, double and
+    /// are jittered as the agent's (`BrokerFailover`), so a fleet that lost its broker
+    /// does not come back all at once.
+    pub reconnect_backoff_max: Duration,
 }
 
 /// PEM material for a TLS connection with a client certificate.
@@ -82,6 +87,8 @@ impl FakeDeviceConfig {
             keep_alive: Duration::from_secs(5),
             tls: None,
             streams: None,
+            // short for tests; the fleet benchmark uses the agent's default, 30 s
+            reconnect_backoff_max: Duration::from_secs(2),
         }
     }
 }
@@ -212,6 +219,10 @@ impl FakeDevice {
                 .collect();
         let opts = device_options(&config, config.broker_host.clone(), config.broker_port);
         let (client, mut eventloop) = AsyncClient::new(opts, 100);
+        // as the agent: never give a CONNECT up while a cluster node may still process it
+        let mut network = eventloop.network_options();
+        network.set_connection_timeout(edge_protocol::broker_failover::CONNACK_TIMEOUT.as_secs());
+        eventloop.set_network_options(network);
         let shared = Arc::new(Shared::default());
         let token = CancellationToken::new();
         let (in_tx, in_rx) = mpsc::unbounded_channel::<Incoming>();
@@ -220,8 +231,12 @@ impl FakeDevice {
         {
             let token = token.clone();
             let shared = shared.clone();
+            let mut failover = BrokerFailover::new(
+                nodes.len(),
+                Duration::from_millis(500),
+                config.reconnect_backoff_max,
+            );
             tokio::spawn(async move {
-                let mut node = 0usize;
                 loop {
                     let ev = tokio::select! {
                         _ = token.cancelled() => break,
@@ -229,6 +244,7 @@ impl FakeDevice {
                     };
                     match ev {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            failover.connected();
                             {
                                 let mut inner = shared.lock();
                                 inner.view.connected = true;
@@ -250,15 +266,13 @@ impl FakeDevice {
                         Ok(_) => {}
                         Err(_) => {
                             shared.lock().view.connected = false;
-                            if nodes.len() > 1 {
-                                node = (node + 1) % nodes.len();
-                                if let Some(next) = nodes.get(node) {
-                                    eventloop.mqtt_options = next.clone();
-                                }
+                            let (next, wait) = failover.failed(jitter_seed());
+                            if let Some(next) = nodes.get(next).filter(|_| nodes.len() > 1) {
+                                eventloop.mqtt_options = next.clone();
                             }
                             tokio::select! {
                                 _ = token.cancelled() => break,
-                                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                                _ = tokio::time::sleep(wait) => {}
                             }
                         }
                     }

@@ -91,6 +91,21 @@ pub fn flapping_pod(name: &str, selector: &[(&str, &str)]) -> Pod {
 }
 
 /// Polls `f` every 100 ms until it holds; fails after `timeout` naming `what`.
+/// A temporary directory `<prefix><random>` and its random part, lowercase alphanumeric:
+/// a tag for the run's device ids, namespaces and container names.
+pub fn run_dir(prefix: &str) -> Result<(tempfile::TempDir, String)> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let tag = dir
+        .path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("x")
+        .trim_start_matches(prefix)
+        .to_ascii_lowercase()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    Ok((dir, tag))
+}
+
 pub async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     while !f() {

@@ -267,9 +267,10 @@ async fn kill_node_of(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "does not converge reliably yet on nats-server 2.9 (2 of the last 3 runs: pods \
-            created during the kills stayed Pending, or deleted pods were not gone after 120 s); \
-            run it with `cargo test --test clustered_broker -- --ignored`"]
+#[ignore = "nats-server 2.9.10 sometimes leaves a JetStream consumer without quorum after \
+            consecutive node kills (\"has NO quorum, stalled\"), and its device then gets no \
+            desired set (5 of 6 runs passed after the CONNACK and back-off fixes); run it with \
+            `cargo test --test clustered_broker -- --ignored`"]
 async fn killing_broker_nodes_loses_no_report_and_no_pod() -> Result<()> {
     let mut r = start().await?;
     let pods: Api<Pod> = Api::namespaced(r.cluster.client().await?, &r.namespace);

@@ -8,6 +8,17 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+/// How long a client waits for its CONNACK (TCP connect included) before it gives the
+/// attempt up and tries the next node. Longer than a clustered broker may spend on one
+/// CONNECT while it fails over: NATS 2.9 gives each JetStream request of a CONNECT 4 s
+/// (session stream, session record, deleting the old session's consumers) and took 12 s
+/// here. A client that gives up sooner leaves that CONNECT running on the node while it
+/// connects to another one; when the late CONNECT (clean session) completes, the node
+/// deletes the consumers of the session record, which by then are the newer
+/// connection's: that connection keeps its subscriptions but never receives a message
+/// again. (rumqttc's own default is 5 s.)
+pub const CONNACK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where the next connection attempt goes, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerFailover {

@@ -30,7 +30,7 @@
 //! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
 //! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
 //! | [`binary`] | [`Base64Bytes`] for file contents and log data |
-//! | [`broker_failover`] | [`BrokerFailover`]: the next broker node to try and the jittered back-off before it |
+//! | [`broker_failover`] | [`BrokerFailover`]: the next broker node to try and the jittered back-off before it; `CONNACK_TIMEOUT`, how long a connection attempt waits |
 //! | `broker_tls` | (feature `broker-tls`) the rustls client configuration of a broker connection, from PEM files |
 //!
 //! # Topics

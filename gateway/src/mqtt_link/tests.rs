@@ -61,3 +61,31 @@ fn tls_without_a_ca_is_refused() {
         Err(MqttError::MissingCa)
     ));
 }
+
+/// A broker node that takes longer than rumqttc's default 5 s to answer a CONNECT (NATS
+/// while its JetStream leaders move) is waited for: giving the attempt up would leave
+/// the CONNECT running there while the gateway connects to another node.
+#[tokio::test]
+async fn a_slow_connack_is_waited_for() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut connect = [0u8; 512];
+        let _ = socket.read(&mut connect).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        // CONNACK: no session present, accepted
+        socket.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+        let _ = socket.read(&mut connect).await;
+    });
+    let (_client, mut eventloop) = client(MqttOptions::new("edge-gateway", "127.0.0.1", port));
+    assert_eq!(
+        eventloop.network_options().connection_timeout(),
+        edge_protocol::broker_failover::CONNACK_TIMEOUT.as_secs()
+    );
+    match eventloop.poll().await {
+        Ok(Event::Incoming(Packet::ConnAck(_))) => {}
+        other => panic!("expected the late CONNACK, got {other:?}"),
+    }
+}

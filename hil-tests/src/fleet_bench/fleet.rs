@@ -35,6 +35,8 @@ impl Fleet {
                 let mut config = FakeDeviceConfig::new(id, "127.0.0.1", port);
                 config.heartbeat_interval = heartbeat_interval;
                 config.keep_alive = Duration::from_secs(30);
+                // as the agent by default (--reconnect-backoff-max 30s)
+                config.reconnect_backoff_max = Duration::from_secs(30);
                 config
                     .labels
                     .insert("fleet".to_owned(), format!("group-{}", i % 10));
