@@ -57,19 +57,32 @@ fi
 # with the same test image.
 docker_sock="$sock_dir/docker.sock"
 if command -v dockerd >/dev/null; then
+  # one caller at a time starts it (two dockerds on one data root block each other on
+  # containerd's database), and a loaded machine may take a minute
+  exec 9>"$sock_dir/docker.lock"
+  flock 9
   if ! curl -sf --unix-socket "$docker_sock" http://d/_ping >/dev/null 2>&1; then
+    if [ -f "$sock_dir/docker.pid" ] && kill -0 "$(cat "$sock_dir/docker.pid")" 2>/dev/null; then
+      # a dockerd that never came up holds the data root: stop it first
+      kill "$(cat "$sock_dir/docker.pid")" 2>/dev/null || true
+      for _ in $(seq 1 100); do
+        kill -0 "$(cat "$sock_dir/docker.pid")" 2>/dev/null || break
+        sleep 0.1
+      done
+    fi
     rm -f "$docker_sock"
     nohup dockerd --host "unix://$docker_sock" --iptables=false --bridge=none \
       --exec-opt native.cgroupdriver=cgroupfs --data-root /var/lib/edge-test-docker \
       --exec-root "$sock_dir/docker-exec" --pidfile "$sock_dir/docker.pid" \
-      >"$sock_dir/docker.log" 2>&1 &
-    for _ in $(seq 1 100); do
+      >"$sock_dir/docker.log" 2>&1 9>&- &
+    for _ in $(seq 1 600); do
       curl -sf --unix-socket "$docker_sock" http://d/_ping >/dev/null 2>&1 && break
       sleep 0.1
     done
     curl -sf --unix-socket "$docker_sock" http://d/_ping >/dev/null || {
-      echo "dockerd did not come up; see $sock_dir/docker.log" >&2; exit 1; }
+      echo "dockerd did not come up within 60 s; see $sock_dir/docker.log" >&2; exit 1; }
   fi
+  flock -u 9
   if [ "$(docker -H "unix://$docker_sock" image inspect --format '{{index .Config.Labels "edge-test-image"}}' localhost/busybox:test 2>/dev/null)" != "$image_revision" ]; then
     podman save localhost/busybox:test | docker -H "unix://$docker_sock" load >/dev/null
   fi
