@@ -27,6 +27,38 @@ pub mod supervisor_loop;
 /// supervisor for its child.
 pub const HEALTH_FILE_ENV: &str = "EDGE_AGENT_OTA_HEALTH_FILE";
 
+/// The environment variable with the supervisor's process id; set for its child.
+pub const SUPERVISOR_PID_ENV: &str = "EDGE_AGENT_SUPERVISOR_PID";
+
+/// The supervisor of this agent died before the agent could bind to it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the supervisor (pid {0}) is gone: this agent must not run without it (a new supervisor starts its own)"
+)]
+pub struct SupervisorGone(i32);
+
+/// Under a supervisor, the agent is terminated (SIGTERM: it stops, its containers keep
+/// running) when the supervisor dies, so a killed supervisor never leaves an agent
+/// behind to run beside the one its successor starts. No-op without a supervisor.
+pub fn bind_to_supervisor() -> Result<(), SupervisorGone> {
+    let Some(supervisor) = std::env::var(SUPERVISOR_PID_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
+        return Ok(());
+    };
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+    {
+        tracing::warn!(error = %e, "cannot tie this agent's life to its supervisor's");
+    }
+    // the supervisor may have died before the line above
+    if rustix::process::Pid::as_raw(rustix::process::getppid()) != supervisor {
+        return Err(SupervisorGone(supervisor));
+    }
+    Ok(())
+}
+
 /// Marks the agent healthy for its supervisor (no-op without one). Errors are logged:
 /// an agent that cannot write the file is rolled back, which is what a broken device
 /// deserves.

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::HEALTH_FILE_ENV;
 use super::cli_args::SuperviseArgs;
 use super::slots::{SlotDir, SlotError};
 use super::supervisor::{Action, Supervisor};
+use super::{HEALTH_FILE_ENV, SUPERVISOR_PID_ENV};
 use crate::wall_clock::now_millis;
 
 /// How often the health file, the deadline and the state file are looked at.
@@ -185,6 +185,10 @@ fn spawn(path: &Path, args: &[String], health: &PathBuf) -> Result<Child, Superv
     Command::new(path)
         .args(args)
         .env(HEALTH_FILE_ENV, health)
+        .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
+        // systemd's WATCHDOG_PID names the supervisor; without it the agent pets the
+        // watchdog itself (`NotifyAccess=all` lets its notifications through)
+        .env_remove("WATCHDOG_PID")
         .spawn()
         .map_err(|source| SuperviseError::Spawn {
             path: path.display().to_string(),
