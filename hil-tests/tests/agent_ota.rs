@@ -154,6 +154,32 @@ async fn healthy_agent_exe(stack: &Stack, ota_dir: &Path) -> Result<PathBuf> {
     .map_err(|e| anyhow!("{e}\n{}", stack.logs()))
 }
 
+fn staged_ok(out: &std::process::Output) -> Result<()> {
+    ensure!(
+        out.status.success(),
+        "edge-agent ota stage: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// The pod's app container is the one of `before` (not recreated, not restarted).
+fn same_container(
+    stack: &Stack,
+    pod_uid: &str,
+    before: &(String, String),
+    after_what: &str,
+) -> Result<()> {
+    let after = container_identity(pod_uid)
+        .map_err(|e| anyhow!("after the {after_what}: {e}\n{}", stack.logs()))?;
+    ensure!(
+        &after == before,
+        "the container changed through the {after_what}: {before:?} then {after:?}\n{}",
+        stack.logs()
+    );
+    Ok(())
+}
+
 /// The pod's app container: (id, start time as the runtime has it).
 fn container_identity(pod_uid: &str) -> Result<(String, String)> {
     let containers = app_containers(pod_uid)?;
@@ -246,11 +272,7 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
 
     // a good build: committed
     let out = stage(&ota_dir, &public, &good, &good_sig, "0.2.0-good", "60s")?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    staged_ok(&out)?;
     let state = outcome(&stack, &ota_dir, "committed", "0.2.0-good").await?;
     ensure!(state["current"] == "a", "{state}");
     ensure!(
@@ -258,13 +280,7 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
         "the committed agent does not run from slot a"
     );
     wait_node_ready(&stack, device, "True", Duration::from_secs(30)).await?;
-    let after = container_identity(&pod_uid)
-        .map_err(|e| anyhow!("after the update: {e}\n{}", stack.logs()))?;
-    ensure!(
-        after == before,
-        "the container changed through the update: {before:?} then {after:?}\n{}",
-        stack.logs()
-    );
+    same_container(&stack, &pod_uid, &before, "update")?;
 
     // a bad build: starts, never reports healthy, rolled back by the supervisor alone
     let bad = work.join("edge-agent-bad");
@@ -275,11 +291,7 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
     std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let bad_sig = sign(&key, &bad, "0.3.0-bad")?;
     let out = stage(&ota_dir, &public, &bad, &bad_sig, "0.3.0-bad", "8s")?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    staged_ok(&out)?;
     let state = outcome(&stack, &ota_dir, "rolledBack", "0.3.0-bad").await?;
     ensure!(state["current"] == "a", "{state}");
     ensure!(
@@ -307,13 +319,7 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
     )
     .await?;
     ensure!(restart_count(&pod) == 0, "the container restarted");
-    let after = container_identity(&pod_uid)
-        .map_err(|e| anyhow!("after the rollback: {e}\n{}", stack.logs()))?;
-    ensure!(
-        after == before,
-        "the container changed through the rollback: {before:?} then {after:?}\n{}",
-        stack.logs()
-    );
+    same_container(&stack, &pod_uid, &before, "rollback")?;
 
     // a supervisor killed outright takes its agent with it (no agent left to run beside
     // the one a restarted supervisor starts)
