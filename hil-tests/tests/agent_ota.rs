@@ -7,8 +7,9 @@
 //!   and rolled back by the supervisor alone: the agent of slot `a` runs again, connected;
 //! - through both swaps the pod's container keeps its id and its start time, and its
 //!   restart count stays 0 (the agents adopt it);
-//! - a binary whose signature does not match, or a device with no pinned key, is refused
-//!   and nothing is staged;
+//! - the public key is the one `edge-gateway enroll` pinned into the device bundle and
+//!   `edge-agent install --bundle` installed; a binary whose signature does not match, or
+//!   a device with no pinned key, is refused and nothing is staged;
 //! - a supervisor killed outright takes its agent with it.
 
 #![allow(clippy::unwrap_used)]
@@ -46,6 +47,40 @@ fn signing_key(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         .arg("-out")
         .arg(&public))?;
     Ok((key, public))
+}
+
+/// The fleet's public key as enrollment pins it: placed in the gateway store, copied by
+/// `edge-gateway enroll` into the bundle, installed by `edge-agent install --bundle`; the
+/// installed file.
+fn pinned_at_enrollment(work: &Path, device: &str, public: &Path) -> Result<PathBuf> {
+    let store = work.join("gateway-store");
+    std::fs::create_dir_all(store.join("enrollment"))?;
+    std::fs::copy(public, store.join("enrollment/ota-signing.pub"))?;
+    let bundle = work.join("bundle");
+    let out = run(Command::new(binary("edge-gateway")?)
+        .args([
+            "enroll",
+            device,
+            "--broker-url",
+            "mqtts://gw:8883",
+            "--store-dir",
+        ])
+        .arg(&store)
+        .arg("--out-dir")
+        .arg(&bundle))?;
+    ensure!(out.contains("pinned the agent-update key"), "{out}");
+    let root = work.join("device-root");
+    run(Command::new(binary("edge-agent")?)
+        .args(["install", "--bundle"])
+        .arg(&bundle)
+        .arg("--prefix")
+        .arg(&root))?;
+    let installed = root.join("etc/edge-agent/ota-signing.pub");
+    ensure!(
+        std::fs::read(&installed)? == std::fs::read(public)?,
+        "the installed key is not the fleet's"
+    );
+    Ok(installed)
 }
 
 /// Signs `binary` as `version` the way docs/deploy.md does; the signature file.
@@ -233,7 +268,8 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
 
     let work = stack.dir().join("ota-work");
     std::fs::create_dir_all(&work)?;
-    let (key, public) = signing_key(&work)?;
+    let (key, public_raw) = signing_key(&work)?;
+    let public = pinned_at_enrollment(&work, device, &public_raw)?;
 
     // refused: no pinned key, and a signature of another binary
     let good = work.join("edge-agent-good");
