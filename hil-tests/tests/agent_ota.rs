@@ -345,6 +345,14 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
         "the supervisor exited\n{}",
         stack.logs()
     );
+    ensure!(
+        stack
+            .agent(device)?
+            .log()
+            .contains("agent update rolled back: the previous agent runs again"),
+        "the rollback is not in the journal\n{}",
+        stack.logs()
+    );
     wait_node_ready(&stack, device, "True", Duration::from_secs(30)).await?;
     let pod = wait_pod(
         &stack,

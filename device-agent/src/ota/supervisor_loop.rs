@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::cli_args::SuperviseArgs;
-use super::slots::{SlotDir, SlotError};
+use super::slots::{OtaState, Outcome, SlotDir, SlotError};
 use super::supervisor::{Action, Supervisor};
 use super::{HEALTH_FILE_ENV, SUPERVISOR_PID_ENV};
 use crate::wall_clock::now_millis;
@@ -79,12 +79,8 @@ pub async fn supervise(args: SuperviseArgs) -> Result<i32, SuperviseError> {
                 let now = now_millis();
                 if machine.on_trial() && slots.health_file().exists() {
                     pending = machine.healthy(now);
-                    tracing::info!(state = ?machine.state(), "the new agent reported healthy: committed");
                 } else if machine.on_trial() {
                     pending = machine.tick(now);
-                    if !pending.is_empty() {
-                        tracing::error!(state = ?machine.state(), "the new agent did not report healthy in time: rolled back");
-                    }
                 } else {
                     match slots.load() {
                         Ok(state) if state.pending_trial().is_some() => {
@@ -115,6 +111,7 @@ impl Running<'_> {
     async fn apply(&mut self, action: Action) -> Result<Option<i32>, SuperviseError> {
         match action {
             Action::Save(state) => {
+                log_outcome(&state);
                 if let Err(e) = self.slots.save(&state) {
                     tracing::error!(error = %e, "cannot write the OTA state");
                 }
@@ -178,6 +175,25 @@ impl Running<'_> {
                 0
             }
         }
+    }
+}
+
+/// The journal's record of a trial's end (every state saved with no trial running
+/// follows one: a commit or a rollback).
+fn log_outcome(state: &OtaState) {
+    if state.trial.is_some() {
+        return;
+    }
+    match &state.last_outcome {
+        Some(Outcome::Committed { version, .. }) => {
+            tracing::info!(version, slot = ?state.current, "agent update committed: the new agent reported healthy");
+        }
+        Some(Outcome::RolledBack {
+            version, reason, ..
+        }) => {
+            tracing::error!(version, reason, slot = ?state.current, "agent update rolled back: the previous agent runs again");
+        }
+        None => {}
     }
 }
 
