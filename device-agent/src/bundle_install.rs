@@ -1,5 +1,5 @@
 //! `edge-agent install --bundle <dir>`: copies a device bundle written by
-//! `edge-gateway enroll` (agent.toml, ca.pem, device.pem, device.key) into
+//! `edge-gateway enroll` (agent.toml, ca.pem, device.pem, device.key, ota-signing.pub) into
 //! `<prefix>/etc/edge-agent`, the key with mode 0600.
 
 use std::fs;
@@ -26,11 +26,13 @@ pub enum InstallError {
 pub type Result<T, E = InstallError> = std::result::Result<T, E>;
 
 /// Files of a bundle and their modes.
-pub const BUNDLE_FILES: [(&str, u32, bool); 4] = [
+pub const BUNDLE_FILES: [(&str, u32, bool); 5] = [
     ("agent.toml", 0o644, true),
     ("ca.pem", 0o644, false),
     ("device.pem", 0o644, false),
     ("device.key", 0o600, false),
+    // the agent-update public key pinned at enrollment (`edge-agent ota stage` reads it)
+    ("ota-signing.pub", 0o644, false),
 ];
 
 /// Installs the bundle; returns the installed config path.

@@ -33,6 +33,12 @@ pub enum Command {
     /// Install a device bundle (agent.toml, ca.pem, device.pem, device.key) written by
     /// `edge-gateway enroll` into /etc/edge-agent.
     Install(InstallArgs),
+    /// Run the agent as a child and install agent updates A/B: a new version runs on
+    /// trial and is rolled back unless it reports healthy in time (what the systemd
+    /// unit starts: `edge-agent supervise -- run --config ...`).
+    Supervise(crate::ota::cli_args::SuperviseArgs),
+    /// Agent updates: stage a signed binary, show the state.
+    Ota(crate::ota::cli_args::OtaArgs),
 }
 
 #[derive(Debug, Clone, Args, Default)]

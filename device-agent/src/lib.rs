@@ -12,7 +12,7 @@
 //!
 //! | module | what is there |
 //! |---|---|
-//! | [`cli`] | clap command line: `run`, `install`, `--print-default-config` |
+//! | [`cli`] | clap command line: `run`, `install`, `supervise`, `ota`, `--print-default-config` |
 //! | [`config`] | [`config::AgentConfig`]: TOML file + env + flags, validated; the commented default file |
 //! | [`resource_policy`] | the `[resources]` settings: log rotation, eviction thresholds, measured paths, image GC |
 //! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway |
@@ -50,6 +50,7 @@
 //! | [`retirement`] | the wipe a retired device does on the gateway's `down/retire`: containers stopped and removed, state directory, key and certificate deleted; [`retirement::RETIRED_EXIT_CODE`] |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
 //! | [`bootstrap`] | zero-touch enrollment: the device id from the hardware, the key generated on the device, the CSR with the bootstrap token, the issued certificate stored |
+//! | [`ota`] | agent updates A/B: the signed binary verified against the pinned key, slots and `state.json`, the supervisor (`edge-agent supervise`) that commits a healthy trial or rolls it back |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
 //! | [`wall_clock`] | Unix milliseconds |
 
@@ -76,6 +77,7 @@ pub mod log_stream;
 pub mod log_tail;
 pub mod mqtt_session;
 pub mod node_pressure;
+pub mod ota;
 pub mod pod_lifecycle;
 pub mod pod_volumes;
 pub mod pressure_monitor;

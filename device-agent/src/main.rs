@@ -26,6 +26,20 @@ fn main() -> anyhow::Result<()> {
             println!("start the agent: systemctl enable --now edge-agent");
             Ok(())
         }
+        Some(Command::Supervise(args)) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .with_writer(std::io::stderr)
+                .init();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let code = runtime.block_on(edge_agent::ota::supervisor_loop::supervise(args))?;
+            drop(runtime);
+            std::process::exit(code);
+        }
+        Some(Command::Ota(args)) => ota_command(args.command),
         Some(Command::Run(args)) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -34,6 +48,7 @@ fn main() -> anyhow::Result<()> {
                 )
                 .with_writer(std::io::stderr)
                 .init();
+            edge_agent::ota::bind_to_supervisor()?;
             let mut args = args;
             let _ = rustls::crypto::ring::default_provider().install_default();
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -79,6 +94,35 @@ fn main() -> anyhow::Result<()> {
                 drop(runtime);
                 std::process::exit(RETIRED_EXIT_CODE);
             }
+            Ok(())
+        }
+    }
+}
+
+/// `edge-agent ota stage|status`.
+fn ota_command(command: edge_agent::ota::cli_args::OtaCommand) -> anyhow::Result<()> {
+    use edge_agent::ota::cli_args::OtaCommand;
+    use edge_agent::ota::slots::SlotDir;
+    match command {
+        OtaCommand::Stage(args) => {
+            let signature = std::fs::read(&args.signature)
+                .with_context(|| format!("reading {}", args.signature.display()))?;
+            let trial = SlotDir::new(&args.ota_dir).stage(
+                &args.public_key,
+                &args.version,
+                &args.binary,
+                &signature,
+                args.health_deadline.as_secs().max(1),
+            )?;
+            println!(
+                "staged version {} (sha256 {}) in slot {:?}; the supervisor starts it on trial (deadline {} s)",
+                trial.version, trial.sha256, trial.slot, trial.deadline_seconds
+            );
+            Ok(())
+        }
+        OtaCommand::Status { ota_dir } => {
+            let state = SlotDir::new(&ota_dir).load()?;
+            println!("{}", serde_json::to_string_pretty(&state)?);
             Ok(())
         }
     }

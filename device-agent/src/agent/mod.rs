@@ -355,6 +355,7 @@ impl AgentLoop {
         if self.session.is_connected() {
             self.ready_sent = true;
             systemd_notify::ready("connected to the broker; running pods");
+            crate::ota::report_healthy();
         } else if self.started.elapsed() >= OFFLINE_READY_AFTER {
             self.ready_sent = true;
             systemd_notify::ready("broker unreachable; running pods offline");

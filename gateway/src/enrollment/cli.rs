@@ -234,6 +234,9 @@ pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> Result<PathBuf, CliErr
         labels,
     };
     let bundle = DeviceBundle::write(&out_dir, &config, ca.cert_pem(), &identity)?;
+    if let Some(pinned) = super::ota_key::pin_into_bundle(&layout, bundle.dir())? {
+        writeln!(out, "pinned the agent-update key: {}", pinned.display())?;
+    }
     issued.record(&id, &identity.cert_pem)?;
     writeln!(
         out,

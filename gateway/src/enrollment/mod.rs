@@ -14,6 +14,7 @@
 //! | `mosquitto/` | default output of `broker-config mosquitto` |
 //! | `nats/` | default output of `broker-config nats` |
 //! | `bootstrap-ca/ca.pem`, `bootstrap-ca/ca.key` | the CA of the shared bootstrap client certificate (zero-touch enrollment) |
+//! | `ota-signing.pub` | the public half of the agent-update signing key, when the operator created it; copied into each bundle |
 //!
 //! # Layout
 //!
@@ -25,6 +26,7 @@
 //! | [`fleet_ca`] | [`FleetCa`]: load or create the CA, issue device/gateway/broker certs, sign CRLs |
 //! | [`issued`] | [`IssuedCertificates`]: what was issued to whom, by serial |
 //! | [`revocation`] | [`RevocationList`]: the revoked device ids the gateway checks at hello |
+//! | [`ota_key`] | the agent-update public key pinned into each device bundle |
 //! | [`bundle`] | [`DeviceBundle`]: the directory a device needs (`agent.toml`, certs, key) |
 //! | [`mosquitto`] | [`MosquittoConfig`]: `mosquitto.conf`, ACL file, CRL, server certificate |
 //! | [`nats`] | [`NatsConfig`]: a NATS cluster's node files, users and permissions, pinned certificates |
@@ -44,6 +46,7 @@ pub mod mosquitto;
 pub mod mosquitto_bootstrap;
 pub mod nats;
 mod nats_command;
+pub mod ota_key;
 pub mod private_file;
 pub mod revocation;
 

@@ -13,6 +13,9 @@ use super::{StackError, StackResult};
 pub enum AgentBuild {
     /// The host's debug build.
     Host,
+    /// The host's debug build under its OTA supervisor (`edge-agent supervise --ota-dir
+    /// <state dir>/ota -- run ...`): the process the stack holds is the supervisor.
+    HostSupervised,
     /// The static aarch64 release build (`EDGE_TEST_AGENT_AARCH64`) under qemu-aarch64.
     Aarch64Qemu,
 }
@@ -64,6 +67,13 @@ impl Agent {
         let o = &self.options;
         let mut cmd = match o.build {
             AgentBuild::Host => Command::new(binary("edge-agent")?),
+            AgentBuild::HostSupervised => {
+                let mut c = Command::new(binary("edge-agent")?);
+                c.args(["supervise", "--ota-dir"])
+                    .arg(self.state_dir.join("ota"))
+                    .arg("--");
+                c
+            }
             AgentBuild::Aarch64Qemu => {
                 let bin = std::env::var("EDGE_TEST_AGENT_AARCH64").map_err(|_| StackError::MissingTool {
                     tool: "the aarch64 agent (EDGE_TEST_AGENT_AARCH64)".to_owned(),
