@@ -454,11 +454,12 @@ impl Service {
     }
 
     fn issued(&self, request_name: String, certificate_pem: String) -> Outcome {
-        match FleetCa::load(&self.layout) {
-            Ok(ca) => Outcome::Reply(CertificateReply::Issued {
+        // The trust bundle: during a CA rotation the device trusts both CAs from now on.
+        match crate::enrollment::ca_rotation::trust_bundle_pem(&self.layout) {
+            Ok(ca_pem) => Outcome::Reply(CertificateReply::Issued {
                 request_name,
                 certificate_pem,
-                ca_pem: ca.cert_pem().to_owned(),
+                ca_pem,
             }),
             Err(e) => refused(RefusalReason::Unavailable, e.to_string()),
         }

@@ -233,7 +233,8 @@ pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> Result<PathBuf, CliErr
         tls: AgentTlsFiles::installed(),
         labels,
     };
-    let bundle = DeviceBundle::write(&out_dir, &config, ca.cert_pem(), &identity)?;
+    let trust = super::ca_rotation::trust_bundle_pem(&layout)?;
+    let bundle = DeviceBundle::write(&out_dir, &config, &trust, &identity)?;
     issued.record(&id, &identity.cert_pem)?;
     writeln!(
         out,
@@ -298,7 +299,12 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         files_dir,
     } = BrokerSetup::prepare(args, out, |layout| layout.mosquitto_dir())?;
     let to_revoke = IssuedCertificates::new(&layout).to_revoke(&revoked)?;
-    let crl = ca.crl(&to_revoke)?;
+    let mut crl = ca.crl(&to_revoke)?;
+    // During a CA rotation the broker checks clients of both CAs: one CRL per CA.
+    if let Some(previous) = super::ca_rotation::previous_ca(&layout)? {
+        crl.push_str(&previous.crl(&to_revoke)?);
+    }
+    let trust = super::ca_rotation::trust_bundle_pem(&layout)?;
     let config = MosquittoConfig {
         listen_address: args.listen_address.clone(),
         port: args.port,
@@ -325,7 +331,7 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         &out_dir,
         &files,
         &BrokerTlsFiles {
-            ca_pem: ca.cert_pem(),
+            ca_pem: &trust,
             server_cert_pem: &server.cert_pem,
             server_key_pem: &server.key_pem,
             crl_pem: &crl,
@@ -389,7 +395,8 @@ impl BrokerSetup {
         }
         let gateway_created = ensure_gateway_identity(&ca, &layout)?;
         let revoked = RevocationList::load(&args.store.store_dir)?;
-        let server = ca.issue_server(
+        // During a CA rotation the previous CA, which every device trusts.
+        let server = super::ca_rotation::server_certificate_ca(&layout)?.issue_server(
             &args.broker_hosts,
             Duration::from_secs(args.server_cert_valid_days * DAY),
         )?;
