@@ -45,7 +45,7 @@ pub enum RotationError {
     NotUnderWay,
     #[error(
         "{} device(s) still hold a valid certificate from the previous CA: {}; they move at \
-         their next renewal (or restart their agent after the renewal window), or pass --force \
+         their next renewal (`edge-gateway ca-rotation status` follows them), or pass --force \
          to drop the previous CA anyway (those devices are then refused by the broker and must \
          enroll again with their bootstrap file)",
         .0.len(),

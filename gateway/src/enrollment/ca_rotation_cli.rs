@@ -23,7 +23,7 @@ pub enum CaRotationStep {
     /// renewals), keep the current one as the previous CA, trusted until `finish`
     /// (`trust-bundle.pem` holds both). Devices move to the new CA at their next
     /// renewal and receive the bundle with it. Then regenerate the broker configuration
-    /// (`broker-config mosquitto`) and restart the broker, so that it accepts
+    /// (`broker-config mosquitto`) and reload Mosquitto (SIGHUP), so that it accepts
     /// certificates of both CAs.
     Begin(StoreDirArg),
     /// List the enrolled devices by the CA of their current certificate.
@@ -31,7 +31,7 @@ pub enum CaRotationStep {
     /// Drop the previous CA once no device holds a valid certificate from it (refused
     /// with the list of those devices otherwise), and reissue the gateway's own broker
     /// client identity under the new CA. Then regenerate the broker configuration (the
-    /// server certificate is issued by the new CA from now on), restart the broker and
+    /// server certificate is issued by the new CA from now on), reload Mosquitto and restart
     /// the gateway.
     Finish {
         #[command(flatten)]
@@ -70,8 +70,8 @@ pub fn ca_rotation(args: &CaRotationArgs, out: &mut impl Write) -> Result<(), Ca
                 "rotation begun: the new fleet CA {} issues every certificate from now on; \
                  the previous CA {} stays trusted until `ca-rotation finish`\n\
                  trust bundle (both CAs): {}\n\
-                 next: regenerate the broker configuration and restart the broker, e.g.\n  \
-                 edge-gateway broker-config mosquitto --store-dir {} ... && systemctl restart mosquitto\n\
+                 next: regenerate the broker configuration and reload Mosquitto (SIGHUP), e.g.\n  \
+                 edge-gateway broker-config mosquitto --store-dir {} ... && systemctl reload mosquitto\n\
                  (its server certificate stays under the previous CA until finish), and run the gateway\n  \
                  with --broker-ca {} (devices move at their next renewal)",
                 status.fleet_ca,
@@ -101,8 +101,8 @@ pub fn ca_rotation(args: &CaRotationArgs, out: &mut impl Write) -> Result<(), Ca
                 out,
                 "rotation finished: only {} is trusted now; the gateway's client identity was reissued under it\n\
                  next: regenerate the broker configuration (server certificate and CRL under the new CA),\n  \
-                 restart the broker and the gateway:\n  \
-                 edge-gateway broker-config mosquitto --store-dir {} ... && systemctl restart mosquitto edge-gateway",
+                 reload Mosquitto (SIGHUP) and restart the gateway (it reads its identity at start):\n  \
+                 edge-gateway broker-config mosquitto --store-dir {} ... && systemctl reload mosquitto && systemctl restart edge-gateway",
                 status.fleet_ca,
                 store.store_dir.display(),
             )?;

@@ -350,7 +350,8 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
          (started as root, Mosquitto switches to its own user before it reads server.key:\n  \
          chown mosquitto {} , or start it as that user)\n\
          {} the gateway's client identity (CN {GATEWAY_IDENTITY}); run the gateway with\n  \
-         edge-gateway run --broker-url mqtts://{host}:{} --broker-ca {} --broker-cert {} --broker-key {} ...",
+         edge-gateway run --broker-url mqtts://{host}:{} --broker-ca {} --broker-cert {} --broker-key {} ...\n\
+         (the trust bundle: the fleet CA, and the previous one during a CA rotation)",
         conf.display(),
         out_dir.display(),
         to_revoke.len(),
@@ -359,7 +360,7 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         out_dir.join(mosquitto::KEY_FILE).display(),
         if gateway_created { "created" } else { "using" },
         args.port,
-        layout.ca_cert().display(),
+        layout.trust_bundle().display(),
         layout.gateway_cert().display(),
         layout.gateway_key().display(),
     )?;
@@ -394,6 +395,8 @@ impl BrokerSetup {
             writeln!(out, "created the fleet CA: {}", layout.ca_cert().display())?;
         }
         let gateway_created = ensure_gateway_identity(&ca, &layout)?;
+        // What the gateway's --broker-ca names: it follows a CA rotation.
+        super::ca_rotation::write_trust_bundle(&layout)?;
         let revoked = RevocationList::load(&args.store.store_dir)?;
         // During a CA rotation the previous CA, which every device trusts.
         let server = super::ca_rotation::server_certificate_ca(&layout)?.issue_server(
