@@ -23,17 +23,16 @@ use edge_gateway::enrollment::bootstrap_cli::{BootstrapFileArgs, bootstrap_file}
 use edge_gateway::enrollment::ca_rotation_cli::{CaRotationArgs, ca_rotation};
 use edge_gateway::enrollment::{EnrollmentLayout, FleetCa};
 use edge_hil_tests::mqtt_cli::{Identity, publish};
-use edge_hil_tests::scenario::{container_id, pod_manifest, restart_count};
+use edge_hil_tests::scenario::{container_id, restart_count};
 use edge_hil_tests::stack::{
     ChildProcess, Cluster, ClusterBackend, Gateway, GatewayOptions, Kubectl, eventually,
 };
 use enrollment_bed::{
-    Agents, board_root, certificates_in, issuer_of, mosquitto_config, start_mosquitto, subject_of,
-    token_secret, wait_ready,
+    Agents, board_root, certificates_in, issuer_of, mosquitto_config, run_pod_on, running_pod,
+    start_mosquitto, subject_of, token_secret, wait_ready,
 };
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::Api;
-use kube::api::PostParams;
 
 const TOKEN: &str = "carotk.0123456789abcdef";
 
@@ -186,38 +185,9 @@ async fn a_board_moves_to_a_new_fleet_ca_without_reflashing_over_mosquitto() {
     let first_ca = subject_of(&layout.ca_cert());
     assert_eq!(issuer_of(&identity.join("device.pem")), first_ca);
     let namespace = tag.clone();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap(),
-        )
+    let (pods, container) = run_pod_on(&client, &namespace, &id)
         .await
-        .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let pod = pod_manifest(
-        "keeps-running",
-        &[("kubernetes.io/hostname", id.as_str())],
-        true,
-        "Always",
-        "sleep 3600",
-    );
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let running = |pods: Api<Pod>| async move {
-        match pods.get_opt("keeps-running").await {
-            Ok(Some(p)) if container_id(&p).is_some() => Ok(Some(p)),
-            Ok(other) => Err(format!("{:?}", other.map(|p| p.status))),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let before = eventually(
-        "the pod running on the board",
-        Duration::from_secs(90),
-        || running(pods.clone()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agent, &broker, &gateway)));
-    let container = container_id(&before).unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&agent, &broker, &gateway)));
 
     // begin: a new CA issues, the broker trusts both (its server certificate stays
     // under the first CA, which the board trusts).
@@ -353,7 +323,7 @@ async fn a_board_moves_to_a_new_fleet_ca_without_reflashing_over_mosquitto() {
         "{}",
         agent.log()
     );
-    let after = running(pods.clone()).await.unwrap().unwrap();
+    let after = running_pod(pods.clone()).await.unwrap().unwrap();
     assert_eq!(
         container_id(&after).as_deref(),
         Some(container.as_str()),
@@ -512,38 +482,9 @@ async fn a_board_offline_past_expiry_enrolls_again_once_allowed() {
     .await;
 
     let namespace = tag.clone();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap(),
-        )
+    let (pods, container) = run_pod_on(&client, &namespace, &id)
         .await
-        .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let pod = pod_manifest(
-        "keeps-running",
-        &[("kubernetes.io/hostname", id.as_str())],
-        true,
-        "Always",
-        "sleep 3600",
-    );
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-    let running = |pods: Api<Pod>| async move {
-        match pods.get_opt("keeps-running").await {
-            Ok(Some(p)) if container_id(&p).is_some() => Ok(Some(p)),
-            Ok(other) => Err(format!("{:?}", other.map(|p| p.status))),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let before = eventually(
-        "the pod running on the board",
-        Duration::from_secs(90),
-        || running(pods.clone()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", agent.log(), gateway.log()));
-    let container = container_id(&before).unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", agent.log(), gateway.log()));
 
     // Offline until its certificate has expired (the containers keep running).
     agent.terminate(Duration::from_secs(10));
@@ -609,7 +550,7 @@ async fn a_board_offline_past_expiry_enrolls_again_once_allowed() {
     let after = eventually(
         "the pod running on the board again",
         Duration::from_secs(60),
-        || running(pods.clone()),
+        || running_pod(pods.clone()),
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", agent.log(), gateway.log()));

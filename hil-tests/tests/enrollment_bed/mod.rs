@@ -8,8 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
-use k8s_openapi::api::core::v1::Node;
+use edge_hil_tests::scenario::{container_id, pod_manifest};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Api;
+use kube::api::PostParams;
 
 use edge_hil_tests::stack::{ChildProcess, eventually};
 
@@ -174,4 +176,51 @@ pub fn certificates_in(path: &Path) -> usize {
         .unwrap_or_default()
         .matches("-----BEGIN CERTIFICATE-----")
         .count()
+}
+
+/// The pod `keeps-running` (`sleep 3600`) of namespace `namespace` while its container
+/// runs; `Err` with what it is meanwhile (for [`eventually`]).
+pub async fn running_pod(pods: Api<Pod>) -> Result<Option<Pod>, String> {
+    match pods.get_opt("keeps-running").await {
+        Ok(Some(p)) if container_id(&p).is_some() => Ok(Some(p)),
+        Ok(other) => Err(format!("{:?}", other.map(|p| p.status))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Creates `namespace` and in it the pod `keeps-running` on the Node `id`; once its
+/// container runs, the pods of the namespace and the container id.
+pub async fn run_pod_on(
+    client: &kube::Client,
+    namespace: &str,
+    id: &str,
+) -> Result<(Api<Pod>, String), String> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = pod_manifest(
+        "keeps-running",
+        &[("kubernetes.io/hostname", id)],
+        true,
+        "Always",
+        "sleep 3600",
+    );
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .map_err(|e| e.to_string())?;
+    let running = eventually(
+        "the pod running on the board",
+        Duration::from_secs(90),
+        || running_pod(pods.clone()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let container = container_id(&running).ok_or("no container id")?;
+    Ok((pods, container))
 }
