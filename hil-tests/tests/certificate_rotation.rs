@@ -88,24 +88,30 @@ fn tree_digest(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_board_moves_to_a_new_fleet_ca_without_reflashing_over_mosquitto() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+/// The API emulator with the bootstrap token [`TOKEN`] applied (`tokens.yaml` in `dir`).
+async fn cluster_with_token(dir: &Path) -> (Cluster, kube::Client, Kubectl) {
     let cluster = Cluster::start(ClusterBackend::Emulator, dir, Duration::from_secs(4))
         .await
         .unwrap();
     let client = cluster.client().await.unwrap();
     let kubectl =
         Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
-    let agents = Agents::from_env(dir);
-    let tag = format!("carot{}", std::process::id());
     let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
     let tokens_file = dir.join("tokens.yaml");
     std::fs::write(&tokens_file, token_secret(TOKEN, "2099-01-01T00:00:00Z")).unwrap();
     kubectl
         .run(&["apply", "-f", &tokens_file.display().to_string()])
         .unwrap();
+    (cluster, client, kubectl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_board_moves_to_a_new_fleet_ca_without_reflashing_over_mosquitto() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (cluster, client, _kubectl) = cluster_with_token(dir).await;
+    let agents = Agents::from_env(dir);
+    let tag = format!("carot{}", std::process::id());
 
     // Mosquitto with the generated configuration, the gateway trusting the bundle.
     let store = dir.join("store");
@@ -410,29 +416,21 @@ fn mosquitto_sighup_loads_the_rotated_cas_and_server_certificate_of_the_generate
 
 /// A board stopped (offline) until its 60 s certificate has expired: started again it is
 /// refused while its bootstrap token is deleted (the agent stops and says why), and once
-/// the operator recreates the token it enrolls again with its bootstrap file and the key
-/// a new key, its Node turns Ready and its pod's container was never restarted.
+/// the operator recreates the token it enrolls again with its bootstrap file and a new
+/// key, its Node turns Ready and its pod's container was never restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_board_offline_past_expiry_enrolls_again_once_allowed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cluster = Cluster::start(ClusterBackend::Emulator, dir, Duration::from_secs(4))
-        .await
-        .unwrap();
-    let client = cluster.client().await.unwrap();
-    let kubectl =
-        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
+    let (cluster, client, kubectl) = cluster_with_token(dir).await;
     let agents = Agents::from_env(dir);
     let tag = format!("carox{}", std::process::id());
-    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
     let tokens_file = dir.join("tokens.yaml");
-    std::fs::write(&tokens_file, token_secret(TOKEN, "2099-01-01T00:00:00Z")).unwrap();
     let apply_token = || {
         kubectl
             .run(&["apply", "-f", &tokens_file.display().to_string()])
             .unwrap();
     };
-    apply_token();
     let store = dir.join("store");
     let gateway = Gateway::start(
         GatewayOptions {
