@@ -85,7 +85,7 @@ else
   second_lane=(autonomy fault_injection enrollment_secure_e2e kubectl_top crash_cycles
     device_retirement node_pressure
     e2e_streams e2e_streams_translated hostile_devices
-    clustered_broker zero_touch_enrollment gateway_sharding)
+    clustered_broker zero_touch_enrollment gateway_sharding certificate_rotation)
   # Every cargo call selects the whole workspace, and lanes pick test targets by name:
   # a narrower package selection (-p, --exclude) unifies features differently and
   # rebuilds dependencies while the other lane runs.

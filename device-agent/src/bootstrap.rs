@@ -130,17 +130,23 @@ pub async fn ensure_identity(
         not_before: facts.not_before,
         not_after: facts.not_after,
     };
+    let mut expired = false;
     if let Some((id, facts)) = identity.current() {
         if facts.not_after > now_unix() {
             info!(device = %id, "using the enrolled identity in {}", identity.dir().display());
             return Ok(of(id, &facts));
         }
-        info!(device = %id, "the device certificate expired while offline: enrolling again with the bootstrap token");
+        info!(device = %id, "the device certificate expired while offline: enrolling again with the bootstrap token and a new key");
+        expired = true;
     }
     let sources = HardwareSources::new(&settings.hardware_root);
     let (id, source) =
         hardware_id::render_template(&file.device_id_template, &sources.read(), sources.root())?;
-    let key = identity.load_or_generate_key()?;
+    let key = if expired {
+        identity.replace_key()?
+    } else {
+        identity.load_or_generate_key()?
+    };
     let request = CertificateRequest {
         device_id: id.clone(),
         bootstrap_token: file.token.clone(),

@@ -34,6 +34,9 @@ enum Command {
     BootstrapToken(edge_gateway::enrollment::bootstrap_cli::BootstrapTokenArgs),
     /// Write the bootstrap directory every board of a fleet gets (zero-touch enrollment).
     BootstrapFile(edge_gateway::enrollment::bootstrap_cli::BootstrapFileArgs),
+    /// Rotate the fleet CA without reflashing devices: `begin` (a new CA issues, both
+    /// are trusted), `status` (devices by CA), `finish` (the previous CA is dropped).
+    CaRotation(edge_gateway::enrollment::ca_rotation_cli::CaRotationArgs),
     /// Exit 0 if the gateway on this host is ready (its `/readyz` on --metrics-listen),
     /// 1 with the reason otherwise: the container's readiness probe.
     CheckReady(CheckReadyArgs),
@@ -52,6 +55,9 @@ fn main() -> anyhow::Result<()> {
         Command::BootstrapFile(a) => Ok(
             edge_gateway::enrollment::bootstrap_cli::run_bootstrap_file(a)?,
         ),
+        Command::CaRotation(a) => Ok(edge_gateway::enrollment::ca_rotation_cli::run_ca_rotation(
+            a,
+        )?),
         Command::CheckReady(a) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -129,6 +129,17 @@ impl IdentityDir {
         }
     }
 
+    /// A new key in place of the one on disk (written 0600, atomically): a device whose
+    /// certificate expired enrolls again with a fresh key, so its request is a new
+    /// CertificateSigningRequest rather than the one that carried the expired certificate
+    /// (their names derive from the key).
+    pub fn replace_key(&self) -> Result<KeyPair, DeviceKeyError> {
+        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let key = KeyPair::generate().map_err(DeviceKeyError::Csr)?;
+        write_file(&self.key(), key.serialize_pem().as_bytes(), 0o600)?;
+        Ok(key)
+    }
+
     /// The current certificate and its id, if both are there and the certificate is for
     /// the key on disk.
     pub fn current(&self) -> Option<(DeviceId, CertificateFacts)> {

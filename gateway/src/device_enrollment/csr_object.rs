@@ -150,5 +150,18 @@ pub fn approved(
     csr
 }
 
+/// Whether the certificate in `cert_pem` (the CSR's `status.certificate`) ended at or
+/// before `now` (Unix seconds); an unreadable one counts as ended.
+pub fn certificate_ended(cert_pem: &str, now: i64) -> bool {
+    x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .ok()
+        .and_then(|(_, pem)| {
+            pem.parse_x509()
+                .ok()
+                .map(|c| c.validity().not_after.timestamp())
+        })
+        .is_none_or(|not_after| not_after <= now)
+}
+
 #[cfg(test)]
 mod tests;

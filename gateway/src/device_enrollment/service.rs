@@ -435,6 +435,22 @@ impl Service {
                 Ok(cert_pem) => self.issued(p.csr_name, cert_pem),
                 Err(outcome) => outcome,
             },
+            // A request with the key of an earlier one names the same object: never hand
+            // back a certificate that has ended (older agents re-enroll with the key
+            // they kept once their certificate expired).
+            CsrState::Issued(cert_pem)
+                if csr_object::certificate_ended(&cert_pem, jiff::Timestamp::now().as_second()) =>
+            {
+                refused(
+                    RefusalReason::Denied,
+                    format!(
+                        "the certificate CertificateSigningRequest {name} carried for this key has expired; \
+                         the device must request one for a new key (an older agent keeps its key: delete the \
+                         request with `kubectl delete csr {name}` and restart the agent)",
+                        name = p.csr_name
+                    ),
+                )
+            }
             CsrState::Issued(cert_pem) => self.issued(p.csr_name, cert_pem),
             CsrState::Denied { reason, message } => refused(
                 RefusalReason::Denied,
@@ -454,11 +470,12 @@ impl Service {
     }
 
     fn issued(&self, request_name: String, certificate_pem: String) -> Outcome {
-        match FleetCa::load(&self.layout) {
-            Ok(ca) => Outcome::Reply(CertificateReply::Issued {
+        // The trust bundle: during a CA rotation the device trusts both CAs from now on.
+        match crate::enrollment::ca_rotation::trust_bundle_pem(&self.layout) {
+            Ok(ca_pem) => Outcome::Reply(CertificateReply::Issued {
                 request_name,
                 certificate_pem,
-                ca_pem: ca.cert_pem().to_owned(),
+                ca_pem,
             }),
             Err(e) => refused(RefusalReason::Unavailable, e.to_string()),
         }

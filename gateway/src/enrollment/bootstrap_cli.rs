@@ -121,14 +121,18 @@ fn toml_string(s: &str) -> String {
 /// Writes the bootstrap directory; returns the path of bootstrap.toml.
 pub fn bootstrap_file(args: &BootstrapFileArgs, out: &mut impl Write) -> Result<PathBuf, CliError> {
     let layout = EnrollmentLayout::new(&args.store.store_dir);
-    let (ca, _) = FleetCa::load_or_create(&layout)?;
+    // Created on first use; the directory gets the trust bundle (both CAs in a rotation).
+    FleetCa::load_or_create(&layout)?;
     let (bootstrap_ca, _) = FleetCa::load_or_create(&layout.bootstrap_ca_layout())?;
     let identity = bootstrap_ca.issue_client(
         BOOTSTRAP_IDENTITY,
         Duration::from_secs(args.bootstrap_cert_valid_days * 24 * 3600),
     )?;
     create_dir(&args.out_dir, 0o755)?;
-    write_public(&args.out_dir.join("ca.pem"), ca.cert_pem().as_bytes())?;
+    write_public(
+        &args.out_dir.join("ca.pem"),
+        super::ca_rotation::trust_bundle_pem(&layout)?.as_bytes(),
+    )?;
     write_public(
         &args.out_dir.join("bootstrap.pem"),
         identity.cert_pem.as_bytes(),

@@ -233,7 +233,8 @@ pub fn enroll(args: &EnrollArgs, out: &mut impl Write) -> Result<PathBuf, CliErr
         tls: AgentTlsFiles::installed(),
         labels,
     };
-    let bundle = DeviceBundle::write(&out_dir, &config, ca.cert_pem(), &identity)?;
+    let trust = super::ca_rotation::trust_bundle_pem(&layout)?;
+    let bundle = DeviceBundle::write(&out_dir, &config, &trust, &identity)?;
     if let Some(pinned) = super::ota_key::pin_into_bundle(&layout, bundle.dir())? {
         writeln!(out, "pinned the agent-update key: {}", pinned.display())?;
     }
@@ -301,7 +302,12 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         files_dir,
     } = BrokerSetup::prepare(args, out, |layout| layout.mosquitto_dir())?;
     let to_revoke = IssuedCertificates::new(&layout).to_revoke(&revoked)?;
-    let crl = ca.crl(&to_revoke)?;
+    let mut crl = ca.crl(&to_revoke)?;
+    // During a CA rotation the broker checks clients of both CAs: one CRL per CA.
+    if let Some(previous) = super::ca_rotation::previous_ca(&layout)? {
+        crl.push_str(&previous.crl(&to_revoke)?);
+    }
+    let trust = super::ca_rotation::trust_bundle_pem(&layout)?;
     let config = MosquittoConfig {
         listen_address: args.listen_address.clone(),
         port: args.port,
@@ -328,7 +334,7 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         &out_dir,
         &files,
         &BrokerTlsFiles {
-            ca_pem: ca.cert_pem(),
+            ca_pem: &trust,
             server_cert_pem: &server.cert_pem,
             server_key_pem: &server.key_pem,
             crl_pem: &crl,
@@ -347,7 +353,8 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
          (started as root, Mosquitto switches to its own user before it reads server.key:\n  \
          chown mosquitto {} , or start it as that user)\n\
          {} the gateway's client identity (CN {GATEWAY_IDENTITY}); run the gateway with\n  \
-         edge-gateway run --broker-url mqtts://{host}:{} --broker-ca {} --broker-cert {} --broker-key {} ...",
+         edge-gateway run --broker-url mqtts://{host}:{} --broker-ca {} --broker-cert {} --broker-key {} ...\n\
+         (the trust bundle: the fleet CA, and the previous one during a CA rotation)",
         conf.display(),
         out_dir.display(),
         to_revoke.len(),
@@ -356,7 +363,7 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         out_dir.join(mosquitto::KEY_FILE).display(),
         if gateway_created { "created" } else { "using" },
         args.port,
-        layout.ca_cert().display(),
+        layout.trust_bundle().display(),
         layout.gateway_cert().display(),
         layout.gateway_key().display(),
     )?;
@@ -391,8 +398,11 @@ impl BrokerSetup {
             writeln!(out, "created the fleet CA: {}", layout.ca_cert().display())?;
         }
         let gateway_created = ensure_gateway_identity(&ca, &layout)?;
+        // What the gateway's --broker-ca names: it follows a CA rotation.
+        super::ca_rotation::write_trust_bundle(&layout)?;
         let revoked = RevocationList::load(&args.store.store_dir)?;
-        let server = ca.issue_server(
+        // During a CA rotation the previous CA, which every device trusts.
+        let server = super::ca_rotation::server_certificate_ca(&layout)?.issue_server(
             &args.broker_hosts,
             Duration::from_secs(args.server_cert_valid_days * DAY),
         )?;

@@ -101,7 +101,8 @@ impl FleetCa {
         Ok(Self { cert_pem, issuer })
     }
 
-    fn create(layout: &EnrollmentLayout) -> Result<Self> {
+    /// Creates a new CA in `layout` (overwriting nothing the caller has not moved away).
+    pub(super) fn create(layout: &EnrollmentLayout) -> Result<Self> {
         create_dir(layout.root(), 0o700)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();

@@ -66,6 +66,20 @@ impl EnrollmentLayout {
         }
     }
 
+    /// The fleet CA being replaced during a rotation (`previous-ca/ca.pem`,
+    /// `previous-ca/ca.key`): still trusted, no longer issuing device certificates.
+    pub fn previous_ca_layout(&self) -> EnrollmentLayout {
+        Self {
+            root: self.root.join("previous-ca"),
+        }
+    }
+
+    /// `trust-bundle.pem`: every CA a device or the gateway trusts (the fleet CA, and the
+    /// previous one during a rotation).
+    pub fn trust_bundle(&self) -> PathBuf {
+        self.root.join("trust-bundle.pem")
+    }
+
     /// Default output directory of `broker-config mosquitto`.
     pub fn mosquitto_dir(&self) -> PathBuf {
         self.root.join("mosquitto")

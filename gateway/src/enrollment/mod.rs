@@ -13,6 +13,8 @@
 //! | `gateway/client.pem`, `gateway/client.key` | the gateway's own MQTT client identity |
 //! | `mosquitto/` | default output of `broker-config mosquitto` |
 //! | `nats/` | default output of `broker-config nats` |
+//! | `previous-ca/ca.pem`, `previous-ca/ca.key` | the fleet CA being replaced during a rotation (trusted, no longer issuing) |
+//! | `trust-bundle.pem` | the CAs devices and the gateway trust: `ca.pem`, and `previous-ca/ca.pem` during a rotation |
 //! | `bootstrap-ca/ca.pem`, `bootstrap-ca/ca.key` | the CA of the shared bootstrap client certificate (zero-touch enrollment) |
 //! | `ota-signing.pub` | the public half of the agent-update signing key, when the operator created it; copied into each bundle |
 //!
@@ -33,10 +35,14 @@
 //! | `nats_command` | `broker-config nats`: gathers identities and nodes, writes the files |
 //! | [`mosquitto_bootstrap`] | the enrollment listener (`--bootstrap-port`): bootstrap CA only, ACL confining bootstrap clients to their own topics |
 //! | [`bootstrap_cli`] | `edge-gateway bootstrap-token` (a token Secret manifest) and `bootstrap-file` (the one file for every board) |
+//! | [`ca_rotation`] | fleet CA rotation: begin (new issuing CA, both trusted), status, finish (previous CA dropped) |
+//! | [`ca_rotation_cli`] | `edge-gateway ca-rotation begin|status|finish` |
 //! | [`cli`] | clap arguments and `run_*` entry points for `edge-gateway enroll/revoke/broker-config` |
 
 pub mod bootstrap_cli;
 pub mod bundle;
+pub mod ca_rotation;
+pub mod ca_rotation_cli;
 pub mod cli;
 pub mod error;
 pub mod fleet_ca;

@@ -38,7 +38,7 @@ pub fn broker_config_nats(
 ) -> Result<PathBuf, CliError> {
     let BrokerSetup {
         layout,
-        ca,
+        ca: _,
         gateway_created,
         revoked,
         server,
@@ -78,7 +78,7 @@ pub fn broker_config_nats(
         &out_dir,
         &files,
         &BrokerTlsFiles {
-            ca_pem: ca.cert_pem(),
+            ca_pem: &super::ca_rotation::trust_bundle_pem(&layout)?,
             server_cert_pem: &server.cert_pem,
             server_key_pem: &server.key_pem,
             crl_pem: "",

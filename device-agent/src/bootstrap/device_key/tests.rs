@@ -79,3 +79,34 @@ fn an_issued_certificate_is_stored_only_for_this_id_and_key() {
     assert_eq!(current, device);
     assert_eq!(current_facts, facts);
 }
+
+#[test]
+fn a_replaced_key_is_new_private_and_ends_the_old_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = IdentityDir::new(dir.path());
+    let key = identity.load_or_generate_key().unwrap();
+    let device = id("pi-4");
+    let csr = certificate_request(&device, &key).unwrap();
+    identity
+        .store_issued(&device, &key, &sign(&csr, "pi-4"), "ca")
+        .unwrap();
+    assert!(identity.current().is_some());
+
+    let new = identity.replace_key().unwrap();
+    assert_ne!(new.public_key_pem(), key.public_key_pem());
+    let mode = std::fs::metadata(identity.key())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        identity.load_or_generate_key().unwrap().public_key_pem(),
+        new.public_key_pem(),
+        "the new key is the one on disk"
+    );
+    assert!(
+        identity.current().is_none(),
+        "the old certificate is not for the new key"
+    );
+}

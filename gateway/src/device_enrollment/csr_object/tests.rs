@@ -92,3 +92,18 @@ fn state_follows_conditions_and_certificate() {
     let c = &approved.status.unwrap().conditions.unwrap()[0];
     assert_eq!(c.reason.as_deref(), Some(AUTO_APPROVE_REASON));
 }
+
+#[test]
+fn an_ended_or_unreadable_certificate_counts_as_ended() {
+    let layout_dir = tempfile::tempdir().unwrap();
+    let layout = crate::enrollment::EnrollmentLayout::new(layout_dir.path());
+    let (ca, _) = crate::enrollment::FleetCa::load_or_create(&layout).unwrap();
+    let cert = ca
+        .issue_device(&id("carot-e"), std::time::Duration::from_secs(3600))
+        .unwrap()
+        .cert_pem;
+    let now = jiff::Timestamp::now().as_second();
+    assert!(!certificate_ended(&cert, now));
+    assert!(certificate_ended(&cert, now + 2 * 3600));
+    assert!(certificate_ended("not a certificate", now));
+}
