@@ -75,7 +75,8 @@ unwinder="$(arm-linux-gnueabihf-gcc -print-file-name=libgcc_eh.a)"
 ln -sfn "$unwinder" "$link_dir/libunwind.a"
 
 cd "$root"
-CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-L native=$link_dir" \
+# RUSTFLAGS (with --target, it applies to the target's crates only), keeping the caller's
+RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-L native=$link_dir" \
   cargo "+$toolchain" build --locked -p edge-agent --target "$triple" --profile "$profile" \
   -Z build-std=std,panic_abort "${cargo_args[@]}" >&2
 [ -x "$bin" ] || die "cargo finished but $bin is missing"
