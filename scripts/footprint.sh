@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures the agent's footprint and records it in docs/agent.md (between the
 # `footprint:begin` / `footprint:end` markers):
-#  - stripped size of the static aarch64 and x86_64 binaries,
+#  - stripped size of the static aarch64, armv7 and x86_64 binaries,
 #  - idle RSS of the agent with 0 and with 10 pods (native x86_64 musl build, real
 #    Mosquitto broker, real Podman containers).
 # Not a test: figures depend on the machine. Usage: scripts/footprint.sh [--no-write]
@@ -18,8 +18,11 @@ done
 echo "==> building static release binaries"
 cargo build --release --locked -p edge-agent --target aarch64-unknown-linux-musl
 cargo build --release --locked -p edge-agent --target x86_64-unknown-linux-musl
-a64=target/aarch64-unknown-linux-musl/release/edge-agent
-x64=target/x86_64-unknown-linux-musl/release/edge-agent
+target_dir="${CARGO_TARGET_DIR:-target}"
+a64="$target_dir/aarch64-unknown-linux-musl/release/edge-agent"
+x64="$target_dir/x86_64-unknown-linux-musl/release/edge-agent"
+# armv7: standard library built from source by the pinned nightly (the script says how)
+a32="$(bash scripts/build-agent-armv7.sh | tail -n 1)"
 size_of() { stat -c %s "$1"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
 # The release profile strips already; strip a copy anyway in case it changes.
@@ -35,11 +38,13 @@ cleanup() {
 }
 device="footprint-$$"
 trap cleanup EXIT
-cp "$a64" "$tmp/a64"; cp "$x64" "$tmp/x64"
+cp "$a64" "$tmp/a64"; cp "$x64" "$tmp/x64"; cp "$a32" "$tmp/a32"
 llvm_strip=$(ls ~/.rustup/toolchains/*/lib/rustlib/*/bin/llvm-strip 2>/dev/null | head -1 || true)
-if [ -n "$llvm_strip" ]; then "$llvm_strip" "$tmp/a64" "$tmp/x64"; else
-  command -v aarch64-linux-gnu-strip >/dev/null && aarch64-linux-gnu-strip "$tmp/a64"; strip "$tmp/x64"; fi
-a64_size=$(size_of "$tmp/a64"); x64_size=$(size_of "$tmp/x64")
+if [ -n "$llvm_strip" ]; then "$llvm_strip" "$tmp/a64" "$tmp/x64" "$tmp/a32"; else
+  command -v aarch64-linux-gnu-strip >/dev/null && aarch64-linux-gnu-strip "$tmp/a64"
+  command -v arm-linux-gnueabihf-strip >/dev/null && arm-linux-gnueabihf-strip "$tmp/a32"
+  strip "$tmp/x64"; fi
+a64_size=$(size_of "$tmp/a64"); x64_size=$(size_of "$tmp/x64"); a32_size=$(size_of "$tmp/a32")
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
        || echo $((20000 + RANDOM % 20000)))
@@ -88,6 +93,7 @@ Measured $when by \`scripts/footprint.sh\` ($cpu, $(nproc) cores, $(podman --ver
 | figure | value |
 |---|---|
 | stripped static binary, aarch64-unknown-linux-musl | $(mib "$a64_size") ($a64_size bytes) |
+| stripped static binary, armv7-unknown-linux-musleabihf | $(mib "$a32_size") ($a32_size bytes) |
 | stripped static binary, x86_64-unknown-linux-musl | $(mib "$x64_size") ($x64_size bytes) |
 | idle RSS, 0 pods (x86_64 musl build, connected to Mosquitto) | $(kib_mib "$rss0") |
 | idle RSS, 10 running pods | $(kib_mib "$rss10") |

@@ -70,6 +70,14 @@ target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export EDGE_TEST_BIN_DIR="$target_dir/debug"
 export EDGE_TEST_AGENT_AARCH64="$target_dir/aarch64-unknown-linux-musl/release/edge-agent"
 
+# The armv7 agent for qemu-arm, packaging and flashing tests: its standard library is
+# built from source by the pinned nightly (a few minutes once, then cached in the target
+# directory); the armv7-test profile (no LTO) rebuilds a changed agent in well under a
+# minute where the release profile's LTO takes minutes. Boards get the release build.
+step "building the static armv7 agent (std from source, cached after the first run)"
+EDGE_TEST_AGENT_ARMV7="$(bash scripts/build-agent-armv7.sh --profile armv7-test)"
+export EDGE_TEST_AGENT_ARMV7
+
 if [ $# -gt 0 ]; then
   step "cargo test $*"
   cargo test --workspace --locked --no-fail-fast "$@"

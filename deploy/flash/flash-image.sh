@@ -49,8 +49,10 @@ Agent binaries (static builds; the one matching the image's architecture is used
   --agent-aarch64 F   aarch64 agent (64-bit Raspberry Pi OS, Ubuntu arm64). Default:
                       \$EDGE_AGENT_AARCH64, else
                       $repo/target/aarch64-unknown-linux-musl/release/edge-agent
-  --agent-armv7 F     armv7 agent (32-bit Raspberry Pi OS armhf). Default: \$EDGE_AGENT_ARMV7,
-                      else $repo/target/armv7-unknown-linux-musleabihf/release/edge-agent
+  --agent-armv7 F     armv7 agent (32-bit Raspberry Pi OS armhf: Pi 2, Pi Zero 2 W or
+                      Pi 3/4 on a 32-bit OS; built by scripts/build-agent-armv7.sh).
+                      Default: \$EDGE_AGENT_ARMV7, else
+                      $repo/target/armv7-unknown-linux-musleabihf/release/edge-agent
   --agent-x86_64 F    x86_64 agent (PC images). Default: \$EDGE_AGENT_X86_64, else
                       $repo/target/x86_64-unknown-linux-musl/release/edge-agent
 
@@ -277,7 +279,11 @@ case "$image_arch" in
   x86_64) agent="$agent_x86_64" ;;
   *) die "wrong architecture: the image is $image_arch; edge-agent images are aarch64, armv7 or x86_64" ;;
 esac
-[ -f "$agent" ] || die "wrong architecture: the image is $image_arch but there is no $image_arch agent binary at '$agent' (build it with cargo build --release -p edge-agent --target <triple>, or give --agent-$image_arch FILE)"
+case "$image_arch" in
+  armv7) build_hint="bash scripts/build-agent-armv7.sh" ;;
+  *) build_hint="cargo build --release -p edge-agent --target $image_arch-unknown-linux-musl" ;;
+esac
+[ -f "$agent" ] || die "wrong architecture: the image is $image_arch but there is no $image_arch agent binary at '$agent' (build it with $build_hint, or give --agent-$image_arch FILE)"
 agent_header="$(od -An -tx1 -N20 -- "$agent" | tr -d ' \n')"
 agent_arch="$(elf_arch "$agent_header")"
 [ "$agent_arch" = "$image_arch" ] || die "wrong architecture: the image is $image_arch but agent binary '$agent' is $agent_arch"

@@ -502,3 +502,70 @@ fn one_image_for_many_boards_carries_the_bootstrap_directory_and_no_identity() {
         "{log}"
     );
 }
+
+/// One image for a fleet of 32-bit boards (Raspberry Pi OS armhf: Pi 2, Pi Zero 2 W):
+/// given both static agents, the tool puts the real armv7 build in, and the program in
+/// the image runs (qemu-arm). The 64-bit image of the same fleet gets the aarch64 one.
+#[test]
+fn a_32_bit_image_gets_the_armv7_agent_and_a_64_bit_one_the_aarch64_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bootstrap = bootstrap_dir(tmp.path());
+    let armv7 = armv7_agent();
+    let aarch64 = aarch64_agent();
+    for (name, arch, want, agent) in [
+        ("raspios-armhf", Arch::Armv7, "armv7", &armv7),
+        ("raspios-arm64", Arch::Aarch64, "aarch64", &aarch64),
+    ] {
+        let image = build_image(tmp.path(), name, arch, true, true);
+        let output = tmp.path().join(format!("{name}-fleet.img"));
+        let (ok, log) = flash(
+            &[
+                os("--image"),
+                image.as_os_str(),
+                os("--bootstrap"),
+                bootstrap.as_os_str(),
+                os("--output"),
+                output.as_os_str(),
+                os("--agent-armv7"),
+                armv7.as_os_str(),
+                os("--agent-aarch64"),
+                aarch64.as_os_str(),
+                os("--unit"),
+                unit().as_os_str(),
+            ],
+            "",
+        );
+        assert!(ok, "flashing {name} failed:\n{log}");
+        assert!(log.contains(&format!("architecture {want}")), "{log}");
+        let flashed = debugfs(&output, &format!("cat {}", unit_exec_path()));
+        assert_eq!(
+            flashed,
+            std::fs::read(agent).unwrap(),
+            "{name}: not the {want} agent"
+        );
+        assert_eq!(
+            debugfs(&output, "cat /etc/edge-agent/bootstrap/bootstrap.toml"),
+            std::fs::read(bootstrap.join("bootstrap.toml")).unwrap()
+        );
+    }
+    // The armv7 program taken back out of the image starts.
+    let output = tmp.path().join("raspios-armhf-fleet.img");
+    let from_image = tmp.path().join("edge-agent-from-image");
+    std::fs::write(
+        &from_image,
+        debugfs(&output, &format!("cat {}", unit_exec_path())),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &from_image,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let version = run(Command::new(tool("qemu-arm-static", "qemu-user-static"))
+        .arg(&from_image)
+        .arg("--version"));
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("edge-agent "),
+        "{version:?}"
+    );
+}

@@ -263,3 +263,74 @@ fn arm64_package_from_the_static_agent_and_wrong_architecture() {
     let (built, out) = build("armhf", &host_agent(), tmp.path());
     assert!(!built && out.contains("wrong architecture"), "{out}");
 }
+
+fn armv7_agent() -> PathBuf {
+    let path = std::env::var_os("EDGE_TEST_AGENT_ARMV7")
+        .map(PathBuf::from)
+        .expect(
+            "EDGE_TEST_AGENT_ARMV7 is not set (static armv7 agent): \
+         export EDGE_TEST_AGENT_ARMV7=$(bash scripts/build-agent-armv7.sh --profile armv7-test)",
+        );
+    assert!(
+        path.is_file(),
+        "EDGE_TEST_AGENT_ARMV7={} does not exist: bash scripts/build-agent-armv7.sh --profile armv7-test",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn armhf_package_from_the_static_armv7_agent_and_wrong_architecture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = armv7_agent();
+    let (built, out) = build("armhf", &agent, tmp.path());
+    assert!(built, "{out}");
+    let deb = PathBuf::from(out.trim().lines().last().unwrap());
+    assert_eq!(
+        deb.file_name().unwrap().to_str().unwrap(),
+        "edge-agent_0.1.0_armhf.deb"
+    );
+    let info = ok(Command::new("dpkg-deb").arg("--info").arg(&deb));
+    assert!(info.contains(" Architecture: armhf"), "{info}");
+    assert!(
+        !info.contains("Depends:"),
+        "a static binary needs no Depends:\n{info}"
+    );
+    let contents = ok(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    for path in [
+        "./usr/bin/edge-agent",
+        "./lib/systemd/system/edge-agent.service",
+        "./lib/systemd/system/edge-agent.service.d/deb-binary-path.conf",
+        "./etc/edge-agent/agent.toml",
+        "./var/lib/edge-agent/",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path} missing:\n{contents}"
+        );
+    }
+    // The packaged program is the armv7 agent, byte for byte, and it runs (qemu-arm).
+    let unpacked = tmp.path().join("unpacked");
+    ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
+    let bin = unpacked.join("usr/bin/edge-agent");
+    assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(&agent).unwrap());
+    assert_eq!(
+        std::fs::metadata(&bin).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    let version = ok(Command::new("/usr/bin/qemu-arm-static")
+        .arg(&bin)
+        .arg("--version"));
+    assert!(version.starts_with("edge-agent "), "{version}");
+
+    // The armv7 binary is no arm64 or amd64 package, and no other binary is armhf.
+    let (built, out) = build("arm64", &agent, tmp.path());
+    assert!(!built && out.contains("wrong architecture"), "{out}");
+    let (built, out) = build("amd64", &agent, tmp.path());
+    assert!(!built && out.contains("wrong architecture"), "{out}");
+    let aarch64 = std::env::var_os("EDGE_TEST_AGENT_AARCH64")
+        .map(PathBuf::from)
+        .expect("EDGE_TEST_AGENT_AARCH64 is not set (static aarch64 agent build)");
+    let (built, out) = build("armhf", &aarch64, tmp.path());
+    assert!(!built && out.contains("wrong architecture"), "{out}");
+}

@@ -1,4 +1,4 @@
-//! A real `edge-agent` process (host build, or aarch64 under qemu) of the stack.
+//! A real `edge-agent` process (host build, or aarch64 / armv7 under qemu) of the stack.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +18,9 @@ pub enum AgentBuild {
     HostSupervised,
     /// The static aarch64 release build (`EDGE_TEST_AGENT_AARCH64`) under qemu-aarch64.
     Aarch64Qemu,
+    /// The static armv7 build (`EDGE_TEST_AGENT_ARMV7`, standard library built from
+    /// source by scripts/build-agent-armv7.sh) under qemu-arm.
+    Armv7Qemu,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +46,7 @@ pub struct Agent {
 }
 
 pub const QEMU_AARCH64: &str = "/usr/bin/qemu-aarch64-static";
+pub const QEMU_ARM: &str = "/usr/bin/qemu-arm-static";
 
 impl Agent {
     pub fn start(options: AgentOptions, dir: &Path) -> StackResult<Self> {
@@ -74,21 +78,18 @@ impl Agent {
                     .arg("--");
                 c
             }
-            AgentBuild::Aarch64Qemu => {
-                let bin = std::env::var("EDGE_TEST_AGENT_AARCH64").map_err(|_| StackError::MissingTool {
-                    tool: "the aarch64 agent (EDGE_TEST_AGENT_AARCH64)".to_owned(),
-                    hint: "cargo build --release -p edge-agent --target aarch64-unknown-linux-musl".to_owned(),
-                })?;
-                if !Path::new(QEMU_AARCH64).exists() {
-                    return Err(StackError::MissingTool {
-                        tool: QEMU_AARCH64.to_owned(),
-                        hint: "apt-get install qemu-user-static".to_owned(),
-                    });
-                }
-                let mut c = Command::new(QEMU_AARCH64);
-                c.arg(bin);
-                c
-            }
+            AgentBuild::Aarch64Qemu => under_qemu(
+                QEMU_AARCH64,
+                "EDGE_TEST_AGENT_AARCH64",
+                "the aarch64 agent",
+                "cargo build --release -p edge-agent --target aarch64-unknown-linux-musl",
+            )?,
+            AgentBuild::Armv7Qemu => under_qemu(
+                QEMU_ARM,
+                "EDGE_TEST_AGENT_ARMV7",
+                "the armv7 agent",
+                "export EDGE_TEST_AGENT_ARMV7=$(bash scripts/build-agent-armv7.sh --profile armv7-test)",
+            )?,
         };
         cmd.arg("run")
             .args(["--device-id", &o.device_id])
@@ -162,6 +163,31 @@ impl Agent {
             p.terminate(Duration::from_secs(10));
         }
     }
+}
+
+/// A command running the agent binary named by the environment variable `var` under
+/// the qemu user-mode emulator `qemu`; a missing binary or emulator fails with the
+/// command that provides it.
+fn under_qemu(qemu: &str, var: &str, what: &str, build: &str) -> StackResult<Command> {
+    let bin = std::env::var(var).map_err(|_| StackError::MissingTool {
+        tool: format!("{what} ({var})"),
+        hint: build.to_owned(),
+    })?;
+    if !Path::new(&bin).is_file() {
+        return Err(StackError::MissingTool {
+            tool: format!("{what} ({var}={bin} does not exist)"),
+            hint: build.to_owned(),
+        });
+    }
+    if !Path::new(qemu).exists() {
+        return Err(StackError::MissingTool {
+            tool: qemu.to_owned(),
+            hint: "apt-get install qemu-user-static".to_owned(),
+        });
+    }
+    let mut c = Command::new(qemu);
+    c.arg(bin);
+    Ok(c)
 }
 
 /// Claims `device` for the caller's lifetime (an exclusive lock on a file named after

@@ -2,7 +2,8 @@
 //! control plane of [`crate::controlplane`], or a user's cluster through
 //! `EDGE_E2E_KUBECONFIG`), a broker (the gateway's embedded one, a
 //! real Mosquitto, or a NATS cluster), the `edge-gateway` binary and real `edge-agent` processes (host
-//! build, or the static aarch64 build under qemu-aarch64) running pods on Podman.
+//! build, or the static aarch64 / armv7 builds under qemu-aarch64 / qemu-arm) running pods
+//! on Podman.
 //!
 //! Every part is a real process; the scenarios talk to them only through their public
 //! interfaces (the Kubernetes API, `kubectl`, MQTT, the container runtime).

@@ -102,6 +102,22 @@ pub fn aarch64_agent() -> PathBuf {
     path
 }
 
+/// The static armv7 agent (32-bit images), built by scripts/build-agent-armv7.sh.
+pub fn armv7_agent() -> PathBuf {
+    let path = std::env::var_os("EDGE_TEST_AGENT_ARMV7")
+        .map(PathBuf::from)
+        .expect(
+            "EDGE_TEST_AGENT_ARMV7 is not set: build the static armv7 agent with \
+         `export EDGE_TEST_AGENT_ARMV7=$(bash scripts/build-agent-armv7.sh --profile armv7-test)`",
+        );
+    assert!(
+        path.is_file(),
+        "EDGE_TEST_AGENT_ARMV7={} does not exist: bash scripts/build-agent-armv7.sh --profile armv7-test",
+        path.display()
+    );
+    path
+}
+
 /// Builds a Raspberry Pi style image: MBR, FAT32 boot partition with config.txt, ext4
 /// root with /bin/sh of `arch`. `usrmerge` lays /bin out as a symlink to usr/bin.
 pub fn build_image(dir: &Path, name: &str, arch: Arch, usrmerge: bool, with_root: bool) -> PathBuf {
