@@ -16,14 +16,18 @@
 //! API emulator, with the embedded broker.
 #![allow(clippy::unwrap_used)]
 
+mod enrollment_bed;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
 use edge_gateway::enrollment::bootstrap_cli::{BootstrapFileArgs, bootstrap_file};
 use edge_hil_tests::stack::{
     ChildProcess, Cluster, ClusterBackend, Gateway, GatewayOptions, Kubectl, eventually,
+};
+use enrollment_bed::{
+    Agents, board_root, mosquitto_config, start_mosquitto, token_secret, wait_ready,
 };
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Event, Node};
@@ -42,68 +46,10 @@ const EXPIRED_TOKEN: &str = "ztexpd.0123456789abcdef";
 const REVOKED_TOKEN: &str = "ztrevk.0123456789abcdef";
 const AUTO_BOARDS: usize = 5;
 
-fn token_secret(token: &str, expiration: &str) -> String {
-    let (id, secret) = token.split_once('.').unwrap();
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bootstrap-token-{id}\n  namespace: edge-kube-system\n\
-         type: edge-kube.io/bootstrap-token\nstringData:\n  token-id: \"{id}\"\n  token-secret: \"{secret}\"\n  \
-         expiration: \"{expiration}\"\n  usage-device-enrollment: \"true\"\n---\n"
-    )
-}
-
-fn node_ready(n: &Node) -> Option<String> {
-    n.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status.clone())
-}
-
-/// A simulated board: a hardware root with a device-tree serial.
-fn board_root(dir: &Path, name: &str, serial: &str) -> PathBuf {
-    let root = dir.join("boards").join(name);
-    let path = root.join("proc/device-tree/serial-number");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, format!("{serial}\0")).unwrap();
-    root
-}
-
 fn backend_letter(backend: ClusterBackend) -> char {
     match backend {
         ClusterBackend::ControlPlane => 'c',
         _ => 'e',
-    }
-}
-
-struct Agents {
-    bin: PathBuf,
-    docker_host: String,
-    dir: PathBuf,
-}
-
-impl Agents {
-    /// An agent on `root` with its own identity and state directories, using `bootstrap`.
-    fn spawn(&self, name: &str, bootstrap: &Path, root: &Path) -> ChildProcess {
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("run")
-            .arg("--bootstrap-file")
-            .arg(bootstrap)
-            .arg("--hardware-root")
-            .arg(root)
-            .arg("--identity-dir")
-            .arg(self.dir.join("identity").join(name))
-            .arg("--state-dir")
-            .arg(self.dir.join("state").join(name))
-            .args(["--runtime-socket", &self.docker_host])
-            .args(["--heartbeat-interval", "1s", "--bootstrap-resend", "2s"])
-            .env("RUST_LOG", "info")
-            // the test runtime is shared: no evictions from a full disk of the test machine
-            .env("EDGE_AGENT_EVICTION_MONITORING_INTERVAL_SECONDS", "0");
-        let log_dir = self.dir.join("logs").join(name);
-        std::fs::create_dir_all(&log_dir).unwrap();
-        ChildProcess::spawn(name, cmd, &log_dir).unwrap()
     }
 }
 
@@ -132,27 +78,6 @@ fn write_bootstrap(
     .unwrap()
     .args;
     bootstrap_file(&args, &mut Vec::new()).unwrap()
-}
-
-async fn wait_ready(nodes: &Api<Node>, id: &str, logs: impl Fn() -> String) {
-    eventually(
-        &format!("the enrolled device {id} a Ready Node"),
-        Duration::from_secs(90),
-        || {
-            let nodes = nodes.clone();
-            let id = id.to_owned();
-            async move {
-                match nodes.get_opt(&id).await {
-                    Ok(Some(n)) if node_ready(&n).as_deref() == Some("True") => Ok(Some(())),
-                    Ok(Some(n)) => Err(format!("Ready={:?}", node_ready(&n))),
-                    Ok(None) => Err("no Node yet".to_owned()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
 }
 
 async fn csr_of(csrs: &Api<CertificateSigningRequest>, id: &str) -> Vec<CertificateSigningRequest> {
@@ -194,16 +119,7 @@ async fn boards_enroll_from_one_bootstrap_file(backend: ClusterBackend) {
     let client = cluster.client().await.unwrap();
     let kubectl =
         Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
-    let agents = Agents {
-        bin: PathBuf::from(
-            std::env::var_os("EDGE_TEST_BIN_DIR")
-                .expect("EDGE_TEST_BIN_DIR is not set: cargo build --workspace --bins"),
-        )
-        .join("edge-agent"),
-        docker_host: std::env::var("EDGE_TEST_DOCKER_HOST")
-            .expect("EDGE_TEST_DOCKER_HOST is not set: run `eval \"$(bash scripts/test-env.sh)\"`"),
-        dir: dir.to_owned(),
-    };
+    let agents = Agents::from_env(dir);
     let tag = format!("zt{}{}", std::process::id(), backend_letter(backend));
 
     // Bootstrap tokens, as an operator creates them.
@@ -471,11 +387,7 @@ async fn a_board_renews_its_certificate_while_its_pod_keeps_running(backend: Clu
     let client = cluster.client().await.unwrap();
     let kubectl =
         Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
-    let agents = Agents {
-        bin: PathBuf::from(std::env::var_os("EDGE_TEST_BIN_DIR").unwrap()).join("edge-agent"),
-        docker_host: std::env::var("EDGE_TEST_DOCKER_HOST").unwrap(),
-        dir: dir.to_owned(),
-    };
+    let agents = Agents::from_env(dir);
     // Unique per test: both backends run at once in this process, on the one Podman.
     let tag = format!("ztr{}{}", std::process::id(), backend_letter(backend));
     let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
@@ -623,23 +535,6 @@ async fn a_board_renews_its_certificate_while_its_pod_keeps_running(backend: Clu
     assert!(forbidden.is_empty(), "{}", forbidden.join("\n"));
 }
 
-#[derive(Parser)]
-struct BrokerConfigCli {
-    #[command(flatten)]
-    args: edge_gateway::enrollment::cli::BrokerConfigArgs,
-}
-
-fn start_mosquitto(conf: &Path, ports: &[u16], dir: &Path) -> ChildProcess {
-    let mut cmd = Command::new(edge_hil_tests::stack::MOSQUITTO_BIN);
-    cmd.arg("-v").arg("-c").arg(conf);
-    std::fs::create_dir_all(dir).unwrap();
-    let broker = ChildProcess::spawn("mosquitto", cmd, dir).unwrap();
-    for port in ports {
-        edge_hil_tests::stack::wait_for_tcp(*port, Duration::from_secs(10), "mosquitto").unwrap();
-    }
-    broker
-}
-
 /// The production path: Mosquitto with the generated configuration (device listener with
 /// the fleet CA, enrollment listener with the bootstrap CA), boards enrolling over the
 /// enrollment listener and connecting to the device listener under their own
@@ -655,11 +550,7 @@ async fn boards_enroll_and_renew_over_mosquitto_with_the_generated_config() {
     let client = cluster.client().await.unwrap();
     let kubectl =
         Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
-    let agents = Agents {
-        bin: PathBuf::from(std::env::var_os("EDGE_TEST_BIN_DIR").unwrap()).join("edge-agent"),
-        docker_host: std::env::var("EDGE_TEST_DOCKER_HOST").unwrap(),
-        dir: dir.to_owned(),
-    };
+    let agents = Agents::from_env(dir);
     let tag = format!("ztm{}", std::process::id());
     let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
     let tokens_file = dir.join("tokens.yaml");
@@ -677,25 +568,7 @@ async fn boards_enroll_and_renew_over_mosquitto_with_the_generated_config() {
     let port = edge_hil_tests::stack::free_loopback_port().unwrap();
     let bootstrap_port = edge_hil_tests::stack::free_loopback_port().unwrap();
     let conf_dir = dir.join("mosquitto");
-    let broker_args = BrokerConfigCli::try_parse_from([
-        "broker-config",
-        "mosquitto",
-        "--store-dir",
-        &s(&store),
-        "--out-dir",
-        &s(&conf_dir),
-        "--listen-address",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--bootstrap-port",
-        &bootstrap_port.to_string(),
-        "--run-as-user",
-        "root",
-    ])
-    .unwrap()
-    .args;
-    let conf = edge_gateway::enrollment::cli::broker_config(&broker_args, &mut Vec::new()).unwrap();
+    let conf = mosquitto_config(&store, &conf_dir, port, bootstrap_port);
     let mut broker = start_mosquitto(&conf, &[port, bootstrap_port], &dir.join("broker-1"));
 
     let layout = edge_gateway::enrollment::EnrollmentLayout::new(&store);

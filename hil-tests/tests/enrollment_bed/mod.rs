@@ -46,8 +46,14 @@ impl Agents {
     /// From `EDGE_TEST_BIN_DIR` and `EDGE_TEST_DOCKER_HOST`, files under `dir`.
     pub fn from_env(dir: &Path) -> Self {
         Self {
-            bin: PathBuf::from(std::env::var_os("EDGE_TEST_BIN_DIR").unwrap()).join("edge-agent"),
-            docker_host: std::env::var("EDGE_TEST_DOCKER_HOST").unwrap(),
+            bin: PathBuf::from(
+                std::env::var_os("EDGE_TEST_BIN_DIR")
+                    .expect("EDGE_TEST_BIN_DIR is not set: cargo build --workspace --bins"),
+            )
+            .join("edge-agent"),
+            docker_host: std::env::var("EDGE_TEST_DOCKER_HOST").expect(
+                "EDGE_TEST_DOCKER_HOST is not set: run `eval \"$(bash scripts/test-env.sh)\"`",
+            ),
             dir: dir.to_owned(),
         }
     }
