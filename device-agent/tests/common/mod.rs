@@ -179,7 +179,10 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmessage_size_limit 20000000\nmax_queued_messages 100000\n",
+                // `user root`: started as root, Mosquitto otherwise runs as `mosquitto`, which
+                // cannot write its database into this root-only directory, and a restart
+                // loses the sessions and the messages queued for them
+                "listener {} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\npersistence_location {}/\nmessage_size_limit 20000000\nmax_queued_messages 100000\n",
                 self.port,
                 self.dir.path().display()
             ),
