@@ -168,6 +168,12 @@ pub struct BrokerConfigArgs {
     /// the bootstrap file (`edge-gateway bootstrap-file`) enroll there and can do nothing else.
     #[arg(long, value_name = "PORT")]
     pub bootstrap_port: Option<u16>,
+
+    /// mosquitto: a sharded gateway replica (its `--replica-id`; repeat for each): issues
+    /// it its own broker certificate (CN edge_gateway.<ID>: replicas must not share one,
+    /// the broker takes the CN as client id) and gives that name the gateway's rights.
+    #[arg(long = "gateway-replica", value_name = "ID", value_parser = super::replica_identity::parse_replica)]
+    pub gateway_replicas: Vec<String>,
 }
 
 /// Runs `edge-gateway enroll`, reporting to stdout.
@@ -290,6 +296,9 @@ pub fn revoke(args: &RevokeArgs, out: &mut impl Write) -> Result<(), CliError> {
 /// Writes the broker configuration; returns the path of the main config file.
 pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<PathBuf, CliError> {
     if args.kind == BrokerKind::Nats {
+        if !args.gateway_replicas.is_empty() {
+            return Err(CliError::ReplicasNotSupported);
+        }
         return super::nats_command::broker_config_nats(args, out);
     }
     let BrokerSetup {
@@ -330,6 +339,14 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
             ));
         files.acl.push_str(&super::mosquitto_bootstrap::acl_lines());
     }
+    files
+        .acl
+        .push_str(&super::replica_identity::acl_lines(&args.gateway_replicas));
+    let replicas = args
+        .gateway_replicas
+        .iter()
+        .map(|r| super::replica_identity::ensure(&ca, &layout, r))
+        .collect::<Result<Vec<_>, _>>()?;
     let conf = mosquitto::write_files(
         &out_dir,
         &files,
@@ -367,6 +384,18 @@ pub fn broker_config(args: &BrokerConfigArgs, out: &mut impl Write) -> Result<Pa
         layout.gateway_cert().display(),
         layout.gateway_key().display(),
     )?;
+    for r in &replicas {
+        writeln!(
+            out,
+            "{} the identity of replica {} (CN {}): run it with --replica-id {} --broker-cert {} --broker-key {}",
+            if r.created { "created" } else { "using" },
+            r.replica,
+            super::replica_identity::common_name(&r.replica),
+            r.replica,
+            r.cert.display(),
+            r.key.display(),
+        )?;
+    }
     Ok(conf)
 }
 

@@ -80,6 +80,11 @@ pub enum CliError {
     BundleExists { dir: PathBuf },
     #[error("give at least one --broker-host (the name devices use to reach the broker)")]
     NoBrokerHost,
+    #[error(
+        "--gateway-replica is supported for mosquitto only (the nats configuration pins one \
+         gateway certificate)"
+    )]
+    ReplicasNotSupported,
     #[error("cannot resolve {}", path.display())]
     Resolve {
         path: PathBuf,

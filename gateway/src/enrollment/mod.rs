@@ -37,6 +37,7 @@
 //! | [`bootstrap_cli`] | `edge-gateway bootstrap-token` (a token Secret manifest) and `bootstrap-file` (the one file for every board) |
 //! | [`ca_rotation`] | fleet CA rotation: begin (new issuing CA, both trusted), status, finish (previous CA dropped) |
 //! | [`ca_rotation_cli`] | `edge-gateway ca-rotation begin|status|finish` |
+//! | [`replica_identity`] | per-replica broker certificates of sharded gateways (CN `edge_gateway.<replica>`) and their ACL |
 //! | [`cli`] | clap arguments and `run_*` entry points for `edge-gateway enroll/revoke/broker-config` |
 
 pub mod bootstrap_cli;
@@ -54,6 +55,7 @@ pub mod nats;
 mod nats_command;
 pub mod ota_key;
 pub mod private_file;
+pub mod replica_identity;
 pub mod revocation;
 
 pub use bundle::{AgentConfigFile, DeviceBundle};

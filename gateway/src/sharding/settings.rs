@@ -68,7 +68,8 @@ impl ShardSettings {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// A DNS label (RFC 1123): what a replica id must be.
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
