@@ -551,10 +551,9 @@ fn liveness_failure_kills_the_container() {
     assert_eq!(event_reasons(&fx), vec!["Unhealthy", "Killing"]);
 }
 
-#[test]
-fn readiness_gates_ready() {
-    let mut p = pod("u9", RestartPolicy::Always);
-    p.containers[0].readiness_probe = Some(edge_protocol::Probe {
+/// A readiness probe running `true` every second.
+fn exec_readiness_probe() -> edge_protocol::Probe {
+    edge_protocol::Probe {
         handler: edge_protocol::ProbeHandler::Exec {
             command: vec!["true".into()],
         },
@@ -563,7 +562,13 @@ fn readiness_gates_ready() {
         timeout_seconds: 1,
         success_threshold: 1,
         failure_threshold: 3,
-    });
+    }
+}
+
+#[test]
+fn readiness_gates_ready() {
+    let mut p = pod("u9", RestartPolicy::Always);
+    p.containers[0].readiness_probe = Some(exec_readiness_probe());
     let mut lc = PodLifecycle::new(timings(), None);
     lc.handle(Input::Desired(DesiredSet {
         generation: 1,
@@ -592,16 +597,7 @@ fn readiness_gates_ready() {
 #[test]
 fn a_container_seen_running_before_its_start_returned_is_not_ready() {
     let mut p = pod("u9b", RestartPolicy::Always);
-    p.containers[0].readiness_probe = Some(edge_protocol::Probe {
-        handler: edge_protocol::ProbeHandler::Exec {
-            command: vec!["true".into()],
-        },
-        initial_delay_seconds: 0,
-        period_seconds: 1,
-        timeout_seconds: 1,
-        success_threshold: 1,
-        failure_threshold: 3,
-    });
+    p.containers[0].readiness_probe = Some(exec_readiness_probe());
     let mut lc = up_to_create(&p, 100 * S);
     lc.handle(Input::Done(Outcome::Created {
         key: key("u9b"),

@@ -263,16 +263,17 @@ impl Membership {
     /// one standing) a replica waits its warm-up, so that replicas starting together
     /// see each other before any owns, and no device changes hands twice.
     fn acknowledged(&self, now: Instant) -> bool {
-        let mut others = self.seen.iter().filter(|(m, s)| {
-            *m != &self.me && s.holder.is_some() && now < s.changed_at + s.duration
-        });
-        let mut any = false;
-        !self.holder.is_empty()
-            && others.all(|(_, s)| {
-                any = true;
-                s.acks.contains(&self.holder)
+        let others: Vec<&Seen> = self
+            .seen
+            .iter()
+            .filter(|(m, s)| {
+                *m != &self.me && s.holder.is_some() && now < s.changed_at + s.duration
             })
-            && any
+            .map(|(_, s)| s)
+            .collect();
+        !self.holder.is_empty()
+            && !others.is_empty()
+            && others.iter().all(|s| s.acks.contains(&self.holder))
     }
 
     /// The holder identities of the other replicas that hold devices: what a decision

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
-use edge_hil_tests::scenario::{container_id, pod_manifest};
+use edge_hil_tests::scenario::{container_id, node_ready, pod_manifest};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Api;
 use kube::api::PostParams;
@@ -127,17 +127,6 @@ pub fn start_mosquitto(conf: &Path, ports: &[u16], dir: &Path) -> ChildProcess {
         edge_hil_tests::stack::wait_for_tcp(*port, Duration::from_secs(10), "mosquitto").unwrap();
     }
     broker
-}
-
-/// The `Ready` condition status of a Node.
-pub fn node_ready(n: &Node) -> Option<String> {
-    n.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.status.clone())
 }
 
 /// Waits up to 90 s for the Node `id` to be Ready; panics with `logs()` otherwise.
