@@ -228,6 +228,7 @@ impl HostFacts {
             conditions: Vec::new(),
             images: Vec::new(),
             update: false,
+            agent_update: None,
         }
     }
 }

@@ -429,6 +429,7 @@ fn hello(config: &FakeDeviceConfig) -> NodeReport {
         conditions: Vec::new(),
         images: Vec::new(),
         update: false,
+        agent_update: None,
     }
 }
 

@@ -11,6 +11,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::agent_update::{
+    AgentUpdateChunk, AgentUpdateFetch, AgentUpdateOrder, AgentUpdateStatus,
+};
 use crate::desired_set::DesiredSet;
 use crate::logs::{LogCancel, LogChunk, LogRequest, LogTailReport};
 use crate::node_report::{DeviceState, Heartbeat, NodeReport};
@@ -116,6 +119,10 @@ messages! {
     StreamResize => "streamResize",
     StreamClose => "streamClose",
     RetireOrder => "retireOrder",
+    AgentUpdateOrder => "agentUpdateOrder",
+    AgentUpdateFetch => "agentUpdateFetch",
+    AgentUpdateChunk => "agentUpdateChunk",
+    AgentUpdateStatus => "agentUpdateStatus",
 }
 
 impl MessageKind {
@@ -324,11 +331,18 @@ pub fn allowed_kinds(topic: &Topic) -> &'static [MessageKind] {
                 MessageKind::StreamCredit,
                 MessageKind::StreamClose,
             ],
+            UpChannel::AgentUpdate => &[
+                MessageKind::AgentUpdateFetch,
+                MessageKind::AgentUpdateStatus,
+            ],
         },
         Topic::Down { channel, .. } => match channel {
             DownChannel::Desired => &[MessageKind::DesiredSet],
             DownChannel::Resync => &[MessageKind::ResyncRequest],
             DownChannel::Retire => &[MessageKind::RetireOrder],
+            DownChannel::AgentUpdate => {
+                &[MessageKind::AgentUpdateOrder, MessageKind::AgentUpdateChunk]
+            }
             DownChannel::Logs(_) => &[MessageKind::LogRequest, MessageKind::LogCancel],
             DownChannel::Stream(_) => &[
                 MessageKind::StreamOpen,

@@ -29,6 +29,7 @@
 //! | [`retirement`] | [`RetireOrder`]: the gateway tells a retired device to wipe itself and stop |
 //! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
 //! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
+//! | [`agent_update`] | agent updates over the air (1.4): [`AgentUpdateOrder`], [`AgentUpdateFetch`], [`AgentUpdateChunk`], [`AgentUpdateStatus`], [`signed_manifest`] |
 //! | [`binary`] | [`Base64Bytes`] for file contents and log data |
 //! | [`broker_failover`] | [`BrokerFailover`]: the next broker node to try and the jittered back-off before it; `CONNACK_TIMEOUT`, how long a connection attempt waits |
 //! | `broker_tls` | (feature `broker-tls`) the rustls client configuration of a broker connection, from PEM files |
@@ -56,6 +57,8 @@
 //! | `edge/v1/{device}/down/logs/{request}` | gateway → device | 1 | no | [`LogRequest`], [`LogCancel`] |
 //! | `edge/v1/{device}/down/stream/{stream}` | gateway → device | 1 | no | [`StreamOpen`], [`StreamData`], [`StreamCredit`], [`StreamResize`], [`StreamClose`] |
 //! | `edge/v1/{device}/down/retire` | gateway → device (the device wipes itself and exits) | 1 | no | [`RetireOrder`] |
+//! | `edge/v1/{device}/up/agent-update` | device → gateway | 1 | no | [`AgentUpdateFetch`], [`AgentUpdateStatus`] |
+//! | `edge/v1/{device}/down/agent-update` | gateway → device | 1 | no | [`AgentUpdateOrder`], [`AgentUpdateChunk`] |
 //! | `edge/v1/{device}/up/csr` | device → gateway (certificate renewal) | 1 | no | [`enrollment::CertificateRequest`] |
 //! | `edge/v1/{device}/down/certificate` | gateway → device | 1 | no | [`enrollment::CertificateReply`] |
 //! | `edge/bootstrap/v1/bootstrap_{device}/request` | bootstrap client → gateway (zero-touch enrollment) | 1 | no | [`enrollment::CertificateRequest`] |
@@ -63,7 +66,11 @@
 //!
 //! # Envelope and versions
 //!
-//! Every payload is `{"protocol":"1.3","kind":"<kind>","body":{...}}` in JSON. Version 1.3
+//! Every payload is `{"protocol":"1.4","kind":"<kind>","body":{...}}` in JSON. Version 1.4
+//! added agent updates over the air: `down/agent-update` and `up/agent-update` with
+//! [`AgentUpdateOrder`], [`AgentUpdateFetch`], [`AgentUpdateChunk`] and
+//! [`AgentUpdateStatus`], the node report's `agentUpdate` and `capabilities.agentUpdate`;
+//! the gateway orders updates only from agents declaring it. Version 1.3
 //! added the containers' `lifecycle` (postStart/preStop hooks), `terminationMessagePath`
 //! and `terminationMessagePolicy` and `capabilities.lifecycleHooks`; older agents ignore
 //! them, so the gateway names them in a `FieldsNotApplied` event for those. It also
@@ -102,6 +109,7 @@
 //! assert!(matches!(Message::decode_on(&parsed, &payload), Ok(Message::Heartbeat(_))));
 //! ```
 
+pub mod agent_update;
 pub mod binary;
 pub mod broker_failover;
 #[cfg(feature = "broker-tls")]
@@ -124,6 +132,10 @@ pub mod stream;
 pub mod topic;
 pub mod version;
 
+pub use agent_update::{
+    AGENT_UPDATE_CHUNK_BYTES, AgentUpdateChunk, AgentUpdateFetch, AgentUpdateOrder,
+    AgentUpdatePhase, AgentUpdateStatus, MAX_AGENT_BINARY_BYTES, signed_manifest,
+};
 pub use binary::Base64Bytes;
 pub use broker_failover::BrokerFailover;
 pub use desired_set::{

@@ -13,7 +13,8 @@ pub type UnixMillis = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 pub struct NodeReport {
-    /// Version of the edge-agent binary.
+    /// Version of the edge-agent binary: under `edge-agent supervise`, the signed version
+    /// of the slot it runs from (an agent update's version), else the build's.
     pub agent_version: String,
     pub hostname: String,
     /// Kubernetes (GOARCH) naming: `arm64`, `arm`, `amd64`.
@@ -49,6 +50,10 @@ pub struct NodeReport {
     /// (its streams and report sequence). `false` on every connect.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub update: bool,
+    /// The last agent update's status (protocol 1.4): how the last order ended
+    /// (`committed`, `rolledBack` with why) or how far the current one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_update: Option<crate::AgentUpdateStatus>,
 }
 
 /// How many images a node report lists at most (the kubelet's default
@@ -142,6 +147,11 @@ pub struct DeviceCapabilities {
     /// wiped by hand.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub retire: bool,
+    /// The agent updates itself over the air ([`crate::AgentUpdateOrder`], protocol
+    /// 1.4): it runs under `edge-agent supervise` and has the fleet's update key pinned.
+    /// A rollout skips devices without it and says why.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub agent_update: bool,
 }
 
 /// Amounts of the resources a device offers.

@@ -71,6 +71,8 @@ pub enum UpChannel {
     LogTail,
     /// `up/stream/{stream}`: the device's side of an exec, attach or port-forward.
     Stream(RequestId),
+    /// `up/agent-update`: chunk fetches and progress of an agent update (protocol 1.4).
+    AgentUpdate,
 }
 
 /// Gateway-to-device channels (`edge/v1/{device}/down/...`).
@@ -86,6 +88,8 @@ pub enum DownChannel {
     Stream(RequestId),
     /// `down/retire`: the device was retired; it wipes itself and stops (protocol 1.3).
     Retire,
+    /// `down/agent-update`: an agent update order and the binary's chunks (protocol 1.4).
+    AgentUpdate,
 }
 
 impl UpChannel {
@@ -240,6 +244,14 @@ impl Topic {
                 device,
                 channel: UpChannel::Stream(request(id)?),
             },
+            (Some("up"), Some("agent-update"), None) => Topic::Up {
+                device,
+                channel: UpChannel::AgentUpdate,
+            },
+            (Some("down"), Some("agent-update"), None) => Topic::Down {
+                device,
+                channel: DownChannel::AgentUpdate,
+            },
             (Some("down"), Some("desired"), None) => Topic::Down {
                 device,
                 channel: DownChannel::Desired,
@@ -281,6 +293,7 @@ impl fmt::Display for Topic {
                 UpChannel::Stats => f.write_str("up/stats"),
                 UpChannel::LogTail => f.write_str("up/logtail"),
                 UpChannel::Stream(id) => write!(f, "up/stream/{id}"),
+                UpChannel::AgentUpdate => f.write_str("up/agent-update"),
             },
             Topic::Down { channel, .. } => match channel {
                 DownChannel::Desired => f.write_str("down/desired"),
@@ -288,6 +301,7 @@ impl fmt::Display for Topic {
                 DownChannel::Logs(id) => write!(f, "down/logs/{id}"),
                 DownChannel::Stream(id) => write!(f, "down/stream/{id}"),
                 DownChannel::Retire => f.write_str("down/retire"),
+                DownChannel::AgentUpdate => f.write_str("down/agent-update"),
             },
         }
     }

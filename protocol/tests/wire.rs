@@ -266,6 +266,7 @@ fn samples() -> Vec<Message> {
                 grpc_probes: true,
                 gpu_assignment: true,
                 retire: true,
+                agent_update: true,
             },
             conditions: vec![
                 NodePressureCondition {
@@ -286,6 +287,14 @@ fn samples() -> Vec<Message> {
                 size_bytes: 4_261_550,
             }],
             update: true,
+            agent_update: Some(AgentUpdateStatus {
+                version: "0.2.0".into(),
+                phase: AgentUpdatePhase::RolledBack,
+                bytes_received: 6_291_456,
+                total_bytes: 6_291_456,
+                message: "version 0.2.0 did not report healthy within 120 s".into(),
+                since: started + 30_000,
+            }),
         }),
         Message::Heartbeat(Heartbeat {
             sequence: 42,
@@ -389,6 +398,32 @@ fn samples() -> Vec<Message> {
         }),
         Message::RetireOrder(RetireOrder {
             reason: "retired by edge-gateway retire".into(),
+        }),
+        Message::AgentUpdateOrder(AgentUpdateOrder {
+            version: "0.2.0".into(),
+            sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+            size_bytes: 6_291_456,
+            signature: Base64Bytes(vec![7; 64]),
+            health_deadline_seconds: 120,
+        }),
+        Message::AgentUpdateFetch(AgentUpdateFetch {
+            version: "0.2.0".into(),
+            offset: 262_144,
+            length: AGENT_UPDATE_CHUNK_BYTES,
+        }),
+        Message::AgentUpdateChunk(AgentUpdateChunk {
+            version: "0.2.0".into(),
+            offset: 262_144,
+            data: Base64Bytes(b"\x7fELF".to_vec()),
+            error: None,
+        }),
+        Message::AgentUpdateStatus(AgentUpdateStatus {
+            version: "0.2.0".into(),
+            phase: AgentUpdatePhase::Downloading,
+            bytes_received: 524_288,
+            total_bytes: 6_291_456,
+            message: String::new(),
+            since: started + 20_000,
         }),
         Message::LogChunk(LogChunk {
             sequence: 3,
@@ -532,6 +567,12 @@ fn topic_for(kind: MessageKind) -> Topic {
         MessageKind::LogChunk => Topic::up(&d, UpChannel::Logs(r)),
         MessageKind::DesiredSet => Topic::down(&d, DownChannel::Desired),
         MessageKind::RetireOrder => Topic::down(&d, DownChannel::Retire),
+        MessageKind::AgentUpdateOrder | MessageKind::AgentUpdateChunk => {
+            Topic::down(&d, DownChannel::AgentUpdate)
+        }
+        MessageKind::AgentUpdateFetch | MessageKind::AgentUpdateStatus => {
+            Topic::up(&d, UpChannel::AgentUpdate)
+        }
         MessageKind::LogRequest | MessageKind::LogCancel => Topic::down(&d, DownChannel::Logs(r)),
         MessageKind::NodeStats => Topic::up(&d, UpChannel::Stats),
         MessageKind::LogTailReport => Topic::up(&d, UpChannel::LogTail),
@@ -621,6 +662,14 @@ fn round_trip_stream_messages() {
 #[test]
 fn round_trip_retire_order() {
     round_trip(MessageKind::RetireOrder);
+}
+
+#[test]
+fn round_trip_agent_updates() {
+    round_trip(MessageKind::AgentUpdateOrder);
+    round_trip(MessageKind::AgentUpdateFetch);
+    round_trip(MessageKind::AgentUpdateChunk);
+    round_trip(MessageKind::AgentUpdateStatus);
 }
 
 #[test]

@@ -45,6 +45,7 @@ pub(crate) fn report() -> NodeReport {
         conditions: Vec::new(),
         images: Vec::new(),
         update: false,
+        agent_update: None,
     }
 }
 
