@@ -223,6 +223,12 @@ pub struct RunArgs {
     pub shard: crate::sharding::ShardArgs,
     #[command(flatten)]
     pub enrollment: crate::device_enrollment::EnrollmentArgs,
+    /// Roll out agent versions: watch the ConfigMap edge-agent-rollout in this namespace
+    /// (in a cluster: the gateway's own) and update the selected devices' agents in waves
+    /// with the signed releases of `edge-gateway agent-release add` (docs/deploy.md,
+    /// Upgrade the agent). Off without it.
+    #[arg(long, env = "EDGE_GATEWAY_AGENT_ROLLOUT_NAMESPACE")]
+    pub agent_rollout_namespace: Option<String>,
 }
 
 /// Where the gateway's MQTT client connects.
@@ -287,6 +293,8 @@ pub struct GatewayConfig {
     pub shard: Option<crate::sharding::ShardSettings>,
     /// Zero-touch enrollment (`--enrollment`), when on.
     pub enrollment: Option<crate::device_enrollment::EnrollmentSettings>,
+    /// Namespace of the agent rollout ConfigMap (`--agent-rollout-namespace`), when on.
+    pub agent_rollout_namespace: Option<String>,
 }
 
 impl GatewayConfig {
@@ -323,6 +331,7 @@ impl GatewayConfig {
             autonomy: Default::default(),
             shard: None,
             enrollment: None,
+            agent_rollout_namespace: None,
         }
     }
 }
@@ -434,6 +443,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
         }
         Ok(Self {
             enrollment,
+            agent_rollout_namespace: a.agent_rollout_namespace,
             kube: KubeConfigSource {
                 kubeconfig: a.kubeconfig,
                 context: a.context,

@@ -285,6 +285,7 @@ pub async fn start(
     );
     let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
     let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+    let rollout_sinks = (ops.clone(), outbox_tx.clone());
     let fleet = Arc::new(Fleet::new(
         FleetSettings {
             node: node_settings,
@@ -309,6 +310,31 @@ pub async fn start(
 
     fleet.set_shard_gate(shard_gate.clone());
     let mut tasks = Vec::new();
+    if let Some(namespace) = &config.agent_rollout_namespace {
+        let (inbox, messages) = crate::agent_rollout::RolloutInbox::channel();
+        fleet.set_rollout_inbox(inbox);
+        let status_annotation = match &config.shard {
+            Some(shard) => format!(
+                "{}.{}",
+                crate::agent_rollout::ROLLOUT_STATUS_ANNOTATION,
+                shard.replica
+            ),
+            None => crate::agent_rollout::ROLLOUT_STATUS_ANNOTATION.to_owned(),
+        };
+        let runner = crate::agent_rollout::runner::RolloutRunner {
+            settings: crate::agent_rollout::runner::RolloutSettings {
+                namespace: namespace.clone(),
+                store_dir: config.store_dir.clone(),
+                status_annotation,
+            },
+            client: client.clone(),
+            fleet: fleet.clone(),
+            ops: rollout_sinks.0,
+            outbox: rollout_sinks.1,
+            messages,
+        };
+        tasks.push(tokio::spawn(runner.run(token.clone())));
+    }
     {
         // the one owner of the fleet's state
         let fleet = fleet.clone();

@@ -12,6 +12,7 @@
 //!
 //! | module | what is there |
 //! |---|---|
+//! | [`agent_rollout`] | agent rollouts: the ConfigMap `edge-agent-rollout` (version, nodeSelector, maxUnavailable, maxFailures), the pure wave planner, signed releases under the store served in chunks over MQTT, per-Node progress (annotation, Events) and the rollout's status; `edge-gateway agent-release` |
 //! | [`autonomy`] | offline autonomy budgets and the mutating admission webhook that turns them into device pods' not-ready/unreachable tolerations |
 //! | [`config`] | `edge-gateway run` flags and the validated [`config::GatewayConfig`] |
 //! | [`gateway`] | wiring: [`gateway::start`] / [`gateway::run`], ready file, shutdown |
@@ -47,6 +48,7 @@
 //! | [`device_enrollment`] | zero-touch enrollment: bootstrap tokens (Secrets), device CSRs as Kubernetes CertificateSigningRequests (signer `edge-kube.io/device-client`), auto-approval rules, signing with the fleet CA |
 //! | [`enrollment`] | fleet CA, device certificates, revocation, broker configuration (Mosquitto, a NATS cluster); the `enroll`, `revoke` and `broker-config` commands ([`enrollment::CliError`]) |
 
+pub mod agent_rollout;
 pub mod autonomy;
 pub mod config;
 pub mod device_enrollment;

@@ -37,6 +37,9 @@ enum Command {
     /// Rotate the fleet CA without reflashing devices: `begin` (a new CA issues, both
     /// are trusted), `status` (devices by CA), `finish` (the previous CA is dropped).
     CaRotation(edge_gateway::enrollment::ca_rotation_cli::CaRotationArgs),
+    /// The signed agent binaries rollouts serve: `add` (checked with the fleet's key),
+    /// `list`.
+    AgentRelease(edge_gateway::agent_rollout::cli::AgentReleaseArgs),
     /// Exit 0 if the gateway on this host is ready (its `/readyz` on --metrics-listen),
     /// 1 with the reason otherwise: the container's readiness probe.
     CheckReady(CheckReadyArgs),
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         Command::CaRotation(a) => Ok(edge_gateway::enrollment::ca_rotation_cli::run_ca_rotation(
             a,
         )?),
+        Command::AgentRelease(a) => Ok(edge_gateway::agent_rollout::cli::run_agent_release(a)?),
         Command::CheckReady(a) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

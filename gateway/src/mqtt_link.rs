@@ -25,7 +25,7 @@ use crate::store::Store;
 
 mod device_frame;
 
-pub use device_frame::{DeviceFrame, DeviceMessage, decode};
+pub use device_frame::{DeviceAgentUpdate, DeviceFrame, DeviceMessage, decode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
@@ -439,6 +439,7 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
             binary_stream_data = binary_data;
             (device, DownChannel::Stream(id), *message)
         }
+        Outgoing::AgentUpdate { device, message } => (device, DownChannel::AgentUpdate, *message),
         Outgoing::Retire { device, reason } => (
             device,
             DownChannel::Retire,

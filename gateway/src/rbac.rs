@@ -53,6 +53,14 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         verbs: &["get", "list", "watch"],
         resource_names: &[],
     },
+    // Agent rollouts (--agent-rollout-namespace): the rollout ConfigMap is watched with the
+    // list/watch above, and its status annotation patched.
+    ApiPermission {
+        api_group: "",
+        resource: "configmaps",
+        verbs: &["patch"],
+        resource_names: &["edge-agent-rollout"],
+    },
     ApiPermission {
         api_group: "",
         resource: "secrets",

@@ -53,6 +53,7 @@ mod pod_status;
 mod registration;
 mod retirement;
 mod runner;
+mod side_channels;
 mod state;
 mod stream_routing;
 
@@ -69,7 +70,7 @@ use crate::hostile_input::{Rejection, Rejections};
 use crate::kube_writer::{KubeFeedback, KubeOps};
 use crate::log_streams::LogStreams;
 use crate::metrics::Metrics;
-use crate::mqtt_link::{DeviceFrame, DeviceMessage};
+use crate::mqtt_link::DeviceFrame;
 use crate::node_object::NodeSettings;
 use crate::store::Store;
 use crate::translation::{NodeContext, Translation, TranslationError};
@@ -102,6 +103,11 @@ pub enum Outgoing {
     Retire {
         device: DeviceId,
         reason: String,
+    },
+    /// An agent update order or chunk (`down/agent-update`).
+    AgentUpdate {
+        device: DeviceId,
+        message: Box<edge_protocol::Message>,
     },
     /// A message of an exec, attach or port-forward stream (`down/stream/{id}`).
     Stream {
@@ -192,6 +198,8 @@ pub struct Fleet {
     runner: Mutex<Option<FleetRunner>>,
     /// Which devices are this replica's (sharded gateways); unsharded when never set.
     shard_gate: Arc<std::sync::OnceLock<crate::sharding::ShardGate>>,
+    /// Where agent-update messages go (when agent rollouts are on).
+    rollouts: std::sync::OnceLock<crate::agent_rollout::RolloutInbox>,
 }
 
 impl Fleet {
@@ -260,6 +268,7 @@ impl Fleet {
             usage: Arc::new(UsageStore::default()),
             runner: Mutex::new(Some(runner)),
             shard_gate,
+            rollouts: std::sync::OnceLock::new(),
         }
     }
 
@@ -328,6 +337,9 @@ impl Fleet {
         let Some(frame) = self.file_usage_sample(frame) else {
             return;
         };
+        let Some(frame) = self.file_agent_update(frame) else {
+            return;
+        };
         self.command(Command::Frame {
             frame,
             _intake: None,
@@ -341,31 +353,14 @@ impl Fleet {
         let Some(frame) = self.file_usage_sample(frame) else {
             return;
         };
+        let Some(frame) = self.file_agent_update(frame) else {
+            return;
+        };
         let intake = self.frame_intake.clone().acquire_owned().await.ok();
         self.command(Command::Frame {
             frame,
             _intake: intake,
         });
-    }
-
-    /// Files a usage sample in the [`UsageStore`] (of a device whose Node is ours) and
-    /// exports the agent's counters; other frames are returned for the runner.
-    fn file_usage_sample(&self, frame: DeviceFrame) -> Option<DeviceFrame> {
-        let DeviceMessage::Stats(stats) = frame.message else {
-            return Some(frame);
-        };
-        let now = std::time::Instant::now();
-        for gone in self.usage.prune(|d| self.is_known(d.as_str()), now) {
-            self.metrics.forget_agent(gone.as_str());
-        }
-        if self.is_known(frame.device.as_str()) {
-            self.metrics
-                .agent_counters(frame.device.as_str(), &stats.agent);
-            if !self.usage.record(&frame.device, *stats, now) {
-                warn!(device = %frame.device, "usage store full; sample dropped");
-            }
-        }
-        None
     }
 
     /// Places free in the bounded intake of device messages (for tests and metrics).

@@ -357,6 +357,8 @@ impl FleetState {
             DeviceMessage::LogTail(report) => self.on_log_tail(device, report, out),
             // filed by the `Fleet` handle in `usage_stats` before reaching the runner
             DeviceMessage::Stats(_) => {}
+            // handed to the agent rollout by the `Fleet` handle
+            DeviceMessage::AgentUpdate(_) => {}
             DeviceMessage::Stream { stream, message } => {
                 Self::on_stream_message(device, stream, message, out)
             }

@@ -28,6 +28,18 @@ pub enum EventReason {
     /// Kubernetes evicted the pod while its device was offline longer than the pod
     /// tolerates (its autonomy budget); the device, back, stops its containers.
     EvictedWhileOffline,
+    /// Agent rollouts: the device was ordered to run a new agent version.
+    AgentUpdateStarted,
+    /// The new agent is verified and starting on trial.
+    AgentUpdateStaged,
+    /// The device runs the rollout's agent version.
+    AgentUpdated,
+    /// The new agent did not report healthy in time: the previous one is back.
+    AgentUpdateRolledBack,
+    /// The update could not be made (refused by the device, no progress in time).
+    AgentUpdateFailed,
+    /// The agent rollout changed phase (Progressing, Complete, Paused, Invalid).
+    AgentRollout(String),
     /// A reason the device reported about its pod, in its own words (`Pulled`,
     /// `Started`, `BackOff`, ...).
     Reported(String),
@@ -45,6 +57,12 @@ impl EventReason {
             EventReason::FailedMount => "FailedMount",
             EventReason::EvictedWhileOffline => "EvictedWhileOffline",
             EventReason::FieldsNotApplied => "FieldsNotApplied",
+            EventReason::AgentUpdateStarted => "AgentUpdateStarted",
+            EventReason::AgentUpdateStaged => "AgentUpdateStaged",
+            EventReason::AgentUpdated => "AgentUpdated",
+            EventReason::AgentUpdateRolledBack => "AgentUpdateRolledBack",
+            EventReason::AgentUpdateFailed => "AgentUpdateFailed",
+            EventReason::AgentRollout(phase) => phase,
             EventReason::Reported(reason) => reason,
         }
     }

@@ -36,7 +36,7 @@ pub use event_reason::{EventReason, EventType};
 pub use events::{EventPod, PodEvent, node_event};
 pub use lease::NODE_LEASE_NAMESPACE;
 pub use node::{new_node, node_taints};
-pub use node_status::{KUBELET_VERSION, node_status, ready_conditions};
+pub use node_status::{KUBELET_VERSION, kubelet_version, node_status, ready_conditions};
 use pod::PodInstance;
 pub use write_queue::{MAX_QUEUED_EVENTS, WriteQueue};
 
@@ -87,6 +87,12 @@ pub enum KubeOp {
         device: DeviceId,
         why: String,
     },
+    /// Set one annotation on the device's Node (agent rollouts' progress).
+    AnnotateNode {
+        device: DeviceId,
+        key: String,
+        value: String,
+    },
 }
 
 impl KubeOp {
@@ -98,7 +104,8 @@ impl KubeOp {
             | KubeOp::PatchPodStatus { device, .. }
             | KubeOp::DeletePod { device, .. }
             | KubeOp::RecordEvent { device, .. }
-            | KubeOp::RetireNode { device, .. } => device,
+            | KubeOp::RetireNode { device, .. }
+            | KubeOp::AnnotateNode { device, .. } => device,
         }
     }
 }
@@ -290,6 +297,9 @@ impl Worker {
             }
             KubeOp::RecordEvent { event, .. } => self.record_event(event).await,
             KubeOp::RetireNode { device, why } => self.retire_node(device, why).await,
+            KubeOp::AnnotateNode { device, key, value } => {
+                self.annotate_node(device, &key, &value).await
+            }
         }
     }
 }

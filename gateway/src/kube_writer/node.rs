@@ -98,6 +98,24 @@ fn label_patch(
 }
 
 impl Worker {
+    /// Sets one annotation on the device's Node (a Node gone meanwhile is left alone).
+    pub(super) async fn annotate_node(&mut self, device: DeviceId, key: &str, value: &str) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        match nodes
+            .patch(
+                device.as_str(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_status(&e, 404) => debug!(%device, "Node gone before its annotation"),
+            Err(e) => self.failed("annotate_node", device.as_str(), &e),
+        }
+    }
+
     /// Creates the device's Node or updates the labels of ours, then patches its status;
     /// tells the fleet what came of it.
     pub(super) async fn upsert_node(

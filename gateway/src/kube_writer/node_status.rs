@@ -47,7 +47,8 @@ fn resources(r: &NodeResources) -> BTreeMap<String, KubeQuantity> {
     m
 }
 
-fn kubelet_version(agent_version: &str) -> String {
+/// The Node's `kubeletVersion` for an agent version: `v1.32.0+edge-agent.<version>`.
+pub fn kubelet_version(agent_version: &str) -> String {
     let build: String = agent_version
         .chars()
         .map(|c| {

@@ -46,6 +46,16 @@ pub enum DeviceMessage {
         stream: RequestId,
         message: DeviceStreamMessage,
     },
+    /// `up/agent-update`: a chunk fetch or the progress of an agent update (handled by
+    /// [`crate::agent_rollout`], not by the fleet's state machine).
+    AgentUpdate(DeviceAgentUpdate),
+}
+
+/// What a device says on `up/agent-update`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceAgentUpdate {
+    Fetch(edge_protocol::AgentUpdateFetch),
+    Status(edge_protocol::AgentUpdateStatus),
 }
 
 impl DeviceMessage {
@@ -67,6 +77,12 @@ impl DeviceMessage {
                 DeviceStreamMessage::Credit(_) => MessageKind::StreamCredit,
                 DeviceStreamMessage::Close(_) => MessageKind::StreamClose,
             },
+            DeviceMessage::AgentUpdate(DeviceAgentUpdate::Fetch(_)) => {
+                MessageKind::AgentUpdateFetch
+            }
+            DeviceMessage::AgentUpdate(DeviceAgentUpdate::Status(_)) => {
+                MessageKind::AgentUpdateStatus
+            }
         }
     }
 }
@@ -107,6 +123,12 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
             DeviceMessage::LogChunk { request, chunk }
         }
         (UpChannel::LogTail, Message::LogTailReport(r)) => DeviceMessage::LogTail(r),
+        (UpChannel::AgentUpdate, Message::AgentUpdateFetch(f)) => {
+            DeviceMessage::AgentUpdate(DeviceAgentUpdate::Fetch(f))
+        }
+        (UpChannel::AgentUpdate, Message::AgentUpdateStatus(s)) => {
+            DeviceMessage::AgentUpdate(DeviceAgentUpdate::Status(s))
+        }
         (UpChannel::Stream(stream), message) => {
             let message = match message {
                 Message::StreamOpened(m) => DeviceStreamMessage::Opened(m),

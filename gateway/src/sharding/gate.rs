@@ -24,6 +24,7 @@ const OWNED_CHANNELS: &[&str] = &[
     "logtail",
     "logs/+",
     "stream/+",
+    "agent-update",
 ];
 
 /// The filters every replica subscribes to: `up/hello` and the retained `up/state` of all
