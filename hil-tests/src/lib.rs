@@ -15,6 +15,7 @@
 //! | [`fake_device`] | a device that speaks the MQTT protocol with an instant fake runtime |
 //! | [`fleet_bench`] | the fleet benchmark: the real gateway against N simulated devices |
 //! | [`mqtt_cli`] | `mosquitto_sub`/`mosquitto_pub` with TLS client certificates, for broker isolation checks |
+//! | [`ota_signing`] | the fleet's agent-update signing key made and used with OpenSSL as docs/deploy.md shows |
 //! | [`prometheus_text`] | samples of the Prometheus text format (`/metrics`, `/metrics/resource`) parsed |
 //! | [`reference_kubelet`] | the streams benchmark's reference kubelet (port-forward straight to the container, no MQTT) as a process, and its Node and Pod |
 //! | [`scenario`] | what end-to-end scenarios share: pod manifests, waiting for pods and nodes, a pod's containers in the runtime |
@@ -29,6 +30,7 @@ pub mod fake_device;
 pub mod fault_proxy;
 pub mod fleet_bench;
 pub mod mqtt_cli;
+pub mod ota_signing;
 pub mod prometheus_text;
 pub mod reference_kubelet;
 pub mod scenario;

@@ -346,6 +346,55 @@ pub fn app_containers(pod_uid: &str) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// The pod's one app container: (id, start time as the runtime has it); it must be
+/// running. Equal values before and after an event mean the container was neither
+/// recreated nor restarted.
+pub fn app_container_identity(pod_uid: &str) -> Result<(String, String)> {
+    let containers = app_containers(pod_uid)?;
+    let [(id, state)] = containers.as_slice() else {
+        anyhow::bail!("expected one app container, got {containers:?}");
+    };
+    ensure!(state == "running", "the container is {state}");
+    let host = std::env::var("EDGE_TEST_DOCKER_HOST")?;
+    let out = Command::new("podman")
+        .args([
+            "--url",
+            &host,
+            "inspect",
+            "--format",
+            "{{.State.StartedAt}}",
+            id,
+        ])
+        .output()
+        .context("running podman inspect")?;
+    ensure!(
+        out.status.success(),
+        "podman inspect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((
+        id.clone(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    ))
+}
+
+/// The pod's app container is the one of `before` (not recreated, not restarted).
+pub fn same_container(
+    stack: &Stack,
+    pod_uid: &str,
+    before: &(String, String),
+    after_what: &str,
+) -> Result<()> {
+    let after = app_container_identity(pod_uid)
+        .map_err(|e| anyhow!("after the {after_what}: {e}\n{}", stack.logs()))?;
+    ensure!(
+        &after == before,
+        "the container changed through the {after_what}: {before:?} then {after:?}\n{}",
+        stack.logs()
+    );
+    Ok(())
+}
+
 /// Every container labelled with the pod's uid: (container name label, id, state).
 fn labelled_containers(pod_uid: &str) -> Result<Vec<(String, String, String)>> {
     let host = std::env::var("EDGE_TEST_DOCKER_HOST")

@@ -18,9 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
+use edge_hil_tests::ota_signing::{FleetSigningKey, run};
 use edge_hil_tests::scenario::{
-    app_containers, create, is_ready, pod_manifest, restart_count, uid, wait_node_ready, wait_pod,
+    app_container_identity, create, is_ready, pod_manifest, restart_count, same_container, uid,
+    wait_node_ready, wait_pod,
 };
 use edge_hil_tests::stack::{AgentBuild, BrokerKind, Stack, StackOptions, binary, eventually};
 
@@ -32,21 +34,6 @@ async fn ota_on_the_embedded_broker_commits_a_good_build_and_rolls_back_a_bad_on
 #[tokio::test(flavor = "multi_thread")]
 async fn ota_on_mosquitto_commits_a_good_build_and_rolls_back_a_bad_one() -> Result<()> {
     ota_scenario(BrokerKind::Mosquitto, "ota-mq-dev").await
-}
-
-/// The OpenSSL ed25519 key pair of the test's "gateway" (private key, public key PEM).
-fn signing_key(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let key = dir.join("ota-signing.key");
-    let public = dir.join("ota-signing.pub");
-    run(Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key))?;
-    run(Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&public))?;
-    Ok((key, public))
 }
 
 /// The fleet's public key as enrollment pins it: placed in the gateway store, copied by
@@ -81,37 +68,6 @@ fn pinned_at_enrollment(work: &Path, device: &str, public: &Path) -> Result<Path
         "the installed key is not the fleet's"
     );
     Ok(installed)
-}
-
-/// Signs `binary` as `version` the way docs/deploy.md does; the signature file.
-fn sign(key: &Path, binary: &Path, version: &str) -> Result<PathBuf> {
-    let out = run(Command::new("sha256sum").arg(binary))?;
-    let digest = out.split_whitespace().next().context("sha256sum output")?;
-    let manifest = binary.with_extension("manifest");
-    std::fs::write(
-        &manifest,
-        format!("edge-agent-ota v1\nversion={version}\nsha256={digest}\n"),
-    )?;
-    let signature = binary.with_extension("sig");
-    run(Command::new("openssl")
-        .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
-        .arg(key)
-        .arg("-in")
-        .arg(&manifest)
-        .arg("-out")
-        .arg(&signature))?;
-    Ok(signature)
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `edge-agent ota stage` (its output, success or not).
@@ -198,42 +154,6 @@ fn staged_ok(out: &std::process::Output) -> Result<()> {
     Ok(())
 }
 
-/// The pod's app container is the one of `before` (not recreated, not restarted).
-fn same_container(
-    stack: &Stack,
-    pod_uid: &str,
-    before: &(String, String),
-    after_what: &str,
-) -> Result<()> {
-    let after = container_identity(pod_uid)
-        .map_err(|e| anyhow!("after the {after_what}: {e}\n{}", stack.logs()))?;
-    ensure!(
-        &after == before,
-        "the container changed through the {after_what}: {before:?} then {after:?}\n{}",
-        stack.logs()
-    );
-    Ok(())
-}
-
-/// The pod's app container: (id, start time as the runtime has it).
-fn container_identity(pod_uid: &str) -> Result<(String, String)> {
-    let containers = app_containers(pod_uid)?;
-    let [(id, state)] = containers.as_slice() else {
-        anyhow::bail!("expected one app container, got {containers:?}");
-    };
-    ensure!(state == "running", "the container is {state}");
-    let host = std::env::var("EDGE_TEST_DOCKER_HOST")?;
-    let started = run(Command::new("podman").args([
-        "--url",
-        &host,
-        "inspect",
-        "--format",
-        "{{.State.StartedAt}}",
-        id,
-    ]))?;
-    Ok((id.clone(), started.trim().to_owned()))
-}
-
 async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
     let mut stack = Stack::start(StackOptions::fast(broker)).await?;
     stack.start_agent(device, &[], AgentBuild::HostSupervised)?;
@@ -263,18 +183,18 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
     )
     .await?;
     let pod_uid = uid(&pod);
-    let before = container_identity(&pod_uid)
+    let before = app_container_identity(&pod_uid)
         .map_err(|e| anyhow!("before the update: {e}\n{}", stack.logs()))?;
 
     let work = stack.dir().join("ota-work");
     std::fs::create_dir_all(&work)?;
-    let (key, public_raw) = signing_key(&work)?;
-    let public = pinned_at_enrollment(&work, device, &public_raw)?;
+    let key = FleetSigningKey::generate(&work)?;
+    let public = pinned_at_enrollment(&work, device, &key.public)?;
 
     // refused: no pinned key, and a signature of another binary
     let good = work.join("edge-agent-good");
     std::fs::copy(&installed, &good)?;
-    let good_sig = sign(&key, &good, "0.2.0-good")?;
+    let good_sig = key.sign(&good, "0.2.0-good")?;
     let out = stage(
         &ota_dir,
         &work.join("missing.pub"),
@@ -325,7 +245,7 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
         b"#!/bin/sh\n# a broken agent: never connects\nexec sleep 100000\n",
     )?;
     std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    let bad_sig = sign(&key, &bad, "0.3.0-bad")?;
+    let bad_sig = key.sign(&bad, "0.3.0-bad")?;
     let out = stage(&ota_dir, &public, &bad, &bad_sig, "0.3.0-bad", "8s")?;
     staged_ok(&out)?;
     let state = outcome(&stack, &ota_dir, "rolledBack", "0.3.0-bad").await?;

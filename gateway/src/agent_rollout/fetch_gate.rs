@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use edge_protocol::{AgentUpdateFetch, DeviceId};
 
-/// Chunk fetches answered per device and second (2 MiB/s with 256 KiB chunks).
-pub const FETCHES_PER_SECOND: u32 = 8;
+/// Chunk fetches answered per device and second (8 MiB/s with 256 KiB chunks: more than
+/// a device's link, and the rollout's maxUnavailable bounds how many devices download).
+pub const FETCHES_PER_SECOND: u32 = 32;
 const WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
