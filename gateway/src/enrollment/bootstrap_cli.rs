@@ -160,11 +160,18 @@ pub fn bootstrap_file(args: &BootstrapFileArgs, out: &mut impl Write) -> Result<
     );
     let path = args.out_dir.join("bootstrap.toml");
     write_private(&path, text.as_bytes())?;
+    // the fleet's agent-update key, pinned on every board of the image (beside the CA)
+    let pinned = super::ota_key::pin_into_bundle(&layout, &args.out_dir)?;
     writeln!(
         out,
-        "wrote {} (with ca.pem, bootstrap.pem, bootstrap.key): copy the directory to /etc/edge-agent/bootstrap/ \
+        "wrote {} (with ca.pem, bootstrap.pem, bootstrap.key{}): copy the directory to /etc/edge-agent/bootstrap/ \
          on the image and start the agent with --bootstrap-file /etc/edge-agent/bootstrap/bootstrap.toml",
-        path.display()
+        path.display(),
+        if pinned.is_some() {
+            ", ota-signing.pub"
+        } else {
+            ""
+        }
     )?;
     Ok(path)
 }

@@ -51,3 +51,35 @@ fn the_manifest_is_a_secret_the_gateway_accepts_until_it_expires() {
     );
     assert!(!forever.contains("expiration"), "{forever}");
 }
+
+#[test]
+fn the_bootstrap_directory_pins_the_fleets_update_key_when_there_is_one() {
+    let public = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAArn4eqbeSBsS2iD4oZmH0ZnFgM0ln3VY2RLr2Um80z8=\n-----END PUBLIC KEY-----\n";
+    let store = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let args = |out: &str| BootstrapFileArgs {
+        store: StoreDirArg {
+            store_dir: store.path().to_owned(),
+        },
+        out_dir: work.path().join(out),
+        token: new_token(),
+        bootstrap_broker_url: "mqtts://gw:8884".into(),
+        broker_urls: Vec::new(),
+        device_id_template: "edge-{serial}".into(),
+        identity_dir: "/var/lib/edge-agent/identity".into(),
+        bootstrap_cert_valid_days: 30,
+    };
+    let mut said = Vec::new();
+    bootstrap_file(&args("without"), &mut said).unwrap();
+    assert!(!work.path().join("without/ota-signing.pub").exists());
+
+    let layout = EnrollmentLayout::new(store.path());
+    std::fs::write(layout.root().join("ota-signing.pub"), public).unwrap();
+    let mut said = Vec::new();
+    bootstrap_file(&args("with"), &mut said).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("with/ota-signing.pub")).unwrap(),
+        public
+    );
+    assert!(String::from_utf8(said).unwrap().contains("ota-signing.pub"));
+}
