@@ -386,11 +386,11 @@ impl Downloader {
         let Some(now) = from_state else {
             return Vec::new();
         };
-        let ours = self.active.is_none()
-            && self
-                .status
-                .as_ref()
-                .is_some_and(|s| s.phase == AgentUpdatePhase::Staged && s.version == now.version);
+        // (while a download is under way, the status is that download's)
+        let ours = self
+            .status
+            .as_ref()
+            .is_some_and(|s| s.phase == AgentUpdatePhase::Staged && s.version == now.version);
         if !ours || !now.phase.is_final() {
             return Vec::new();
         }

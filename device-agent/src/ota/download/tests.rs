@@ -458,6 +458,10 @@ fn verification_ends_as_staged_or_failed_and_removes_the_part_file() {
     let (mut d, _) = started(10);
     let e = d.chunk(chunk("0.2.0", 0, 10), 1100).unwrap();
     assert_eq!(e.last(), Some(&Effect::Stage(order("0.2.0", 10))));
+    assert!(
+        statuses(&e).is_empty(),
+        "no progress report for a complete download"
+    );
     assert!(d.staged("0.3.0", 1200).is_empty(), "not the one verified");
     assert!(d.local_failure("0.3.0", "x".into(), 1200).is_empty());
     let e = d.staged("0.2.0", 1300);

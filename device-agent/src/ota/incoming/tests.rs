@@ -59,6 +59,8 @@ fn chunks_are_written_in_place_and_a_rewrite_cuts_the_file_there() {
     f.incoming.write_at("0.2.0", 4, b"ab").unwrap();
     assert_eq!(std::fs::read(f.incoming.part("0.2.0")).unwrap(), b"0123ab");
     assert!(f.incoming.write_at("../x", 0, b"a").is_err());
+    // a name that leaves incoming/ is never looked at, even when such a file exists
+    std::fs::write(f.dir.path().join("ota/x.part"), b"abc").unwrap();
     assert_eq!(f.incoming.part_len("../x"), 0);
 }
 
