@@ -9,7 +9,9 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use edge_protocol::{AgentUpdateChunk, AgentUpdateOrder, AgentUpdatePhase, NodeReport};
+use edge_protocol::{
+    AgentUpdateChunk, AgentUpdateOrder, AgentUpdatePhase, AgentUpdateStatus, NodeReport,
+};
 use tokio::sync::mpsc;
 
 use super::AgentLoop;
@@ -46,7 +48,7 @@ impl AgentUpdates {
         let slots = SlotDir::new(&settings.dir);
         let supervised = crate::ota::supervised();
         let status = if supervised {
-            download::status_from_state(&load_state(&slots), now_millis())
+            status_from_state(&slots)
         } else {
             None
         };
@@ -79,6 +81,17 @@ impl AgentUpdates {
             OtaState::default()
         }
     }
+}
+
+/// The status `state.json` implies now, with the sizes of the slots' binaries.
+fn status_from_state(slots: &SlotDir) -> Option<AgentUpdateStatus> {
+    // the installed binary is never an update's: its size is not asked for
+    let installed = std::path::Path::new("");
+    download::status_from_state(&load_state(slots), now_millis(), |slot| {
+        std::fs::metadata(slots.binary(slot, installed))
+            .ok()
+            .map(|m| m.len())
+    })
 }
 
 fn load_state(slots: &SlotDir) -> OtaState {
@@ -125,7 +138,7 @@ impl AgentLoop {
                 .status()
                 .is_some_and(|s| s.phase == AgentUpdatePhase::Staged);
         if waiting && self.updates.supervised {
-            let now = download::status_from_state(&load_state(&self.updates.slots), now_millis());
+            let now = status_from_state(&self.updates.slots);
             effects.extend(self.updates.machine.settled(now));
         }
         self.run_update_effects(effects);

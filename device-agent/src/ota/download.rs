@@ -30,7 +30,7 @@ use edge_protocol::{
 };
 
 use super::signature::check_version;
-use super::slots::{OtaState, Outcome};
+use super::slots::{OtaState, Outcome, Slot};
 
 /// Fetches outstanding at once.
 pub const WINDOW: usize = 2;
@@ -502,21 +502,29 @@ pub fn health_deadline_seconds(order: &AgentUpdateOrder) -> u64 {
 
 /// The status `state.json` implies, for an agent that starts or watches it: a trial
 /// staged or running → `staged`; else the last outcome → `committed` or `rolledBack`
-/// (with the supervisor's reason); nothing recorded → none. The byte counts are not
-/// recorded there and are 0.
-pub fn status_from_state(state: &OtaState, now_ms: u64) -> Option<AgentUpdateStatus> {
-    let (version, phase, message, since) = match (&state.trial, &state.last_outcome) {
+/// (with the supervisor's reason); nothing recorded → none. The byte counts are the size
+/// of the slot holding the version (`slot_bytes`), 0 for a rolled back one.
+pub fn status_from_state(
+    state: &OtaState,
+    now_ms: u64,
+    slot_bytes: impl Fn(Slot) -> Option<u64>,
+) -> Option<AgentUpdateStatus> {
+    let (version, phase, message, since, bytes) = match (&state.trial, &state.last_outcome) {
         (Some(trial), _) => (
             trial.version.clone(),
             AgentUpdatePhase::Staged,
             String::new(),
             trial.started_at_ms.unwrap_or(now_ms),
+            slot_bytes(trial.slot),
         ),
         (None, Some(Outcome::Committed { version, at_ms })) => (
             version.clone(),
             AgentUpdatePhase::Committed,
             String::new(),
             *at_ms,
+            (state.current_version.as_ref() == Some(version))
+                .then(|| slot_bytes(state.current))
+                .flatten(),
         ),
         (
             None,
@@ -530,14 +538,16 @@ pub fn status_from_state(state: &OtaState, now_ms: u64) -> Option<AgentUpdateSta
             AgentUpdatePhase::RolledBack,
             reason.clone(),
             *at_ms,
+            None,
         ),
         (None, None) => return None,
     };
+    let bytes = bytes.unwrap_or(0);
     Some(AgentUpdateStatus {
         version,
         phase,
-        bytes_received: 0,
-        total_bytes: 0,
+        bytes_received: bytes,
+        total_bytes: bytes,
         message,
         since,
     })

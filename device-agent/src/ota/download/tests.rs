@@ -524,48 +524,69 @@ fn a_staged_version_becomes_committed_or_rolled_back_when_the_state_file_says_so
 
 #[test]
 fn the_state_file_gives_the_status_an_agent_starts_with() {
-    use super::super::slots::{Slot, Trial};
-    assert_eq!(status_from_state(&OtaState::default(), 5), None);
+    use super::super::slots::Trial;
+    let sizes = |slot: Slot| match slot {
+        Slot::A => Some(100),
+        Slot::B => Some(200),
+        Slot::Installed => None,
+    };
+    assert_eq!(status_from_state(&OtaState::default(), 5, sizes), None);
     let trial = Trial {
-        slot: Slot::A,
+        slot: Slot::B,
         version: "0.2.0".into(),
         sha256: "ab".into(),
         deadline_seconds: 60,
         started_at_ms: Some(3),
     };
     let mut state = OtaState {
+        current: Slot::A,
+        current_version: Some("0.1.0".into()),
         trial: Some(trial.clone()),
         last_outcome: Some(Outcome::Committed {
             version: "0.1.0".into(),
             at_ms: 1,
         }),
-        ..Default::default()
     };
-    let s = status_from_state(&state, 5).unwrap();
+    let s = status_from_state(&state, 5, sizes).unwrap();
     assert_eq!(
-        (s.version.as_str(), s.phase, s.since),
-        ("0.2.0", AgentUpdatePhase::Staged, 3)
+        (
+            s.version.as_str(),
+            s.phase,
+            s.since,
+            s.bytes_received,
+            s.total_bytes
+        ),
+        ("0.2.0", AgentUpdatePhase::Staged, 3, 200, 200)
     );
     state.trial = Some(Trial {
         started_at_ms: None,
         ..trial
     });
-    assert_eq!(status_from_state(&state, 5).unwrap().since, 5);
+    assert_eq!(status_from_state(&state, 5, sizes).unwrap().since, 5);
     state.trial = None;
-    let s = status_from_state(&state, 5).unwrap();
+    let s = status_from_state(&state, 5, sizes).unwrap();
     assert_eq!(
-        (s.version.as_str(), s.phase, s.since),
-        ("0.1.0", AgentUpdatePhase::Committed, 1)
+        (s.version.as_str(), s.phase, s.since, s.total_bytes),
+        ("0.1.0", AgentUpdatePhase::Committed, 1, 100)
     );
+    // a committed version no longer current (the installed binary reinstalled): no size
+    state.current_version = None;
+    assert_eq!(status_from_state(&state, 5, sizes).unwrap().total_bytes, 0);
     state.last_outcome = Some(Outcome::RolledBack {
         version: "0.2.0".into(),
         reason: "exited".into(),
         at_ms: 4,
     });
-    let s = status_from_state(&state, 5).unwrap();
+    let s = status_from_state(&state, 5, sizes).unwrap();
     assert_eq!(
-        (s.version.as_str(), s.phase, s.message.as_str(), s.since),
-        ("0.2.0", AgentUpdatePhase::RolledBack, "exited", 4)
+        (
+            s.version.as_str(),
+            s.phase,
+            s.message.as_str(),
+            s.since,
+            s.total_bytes
+        ),
+        ("0.2.0", AgentUpdatePhase::RolledBack, "exited", 4, 0)
     );
 }
 
