@@ -9,7 +9,10 @@
 //!   the supervisor and committed: the agent reports `committed` on `up/agent-update` and
 //!   its node report says `agentVersion` = the signed version, `agentUpdate` = committed;
 //!   the pod's container keeps its id and start time through the swap;
-//! - ordering the running version again is answered `committed` at once.
+//! - ordering the running version again is answered `committed` at once;
+//! - a signed build that never reports healthy is staged, rolled back by the supervisor
+//!   at its deadline, and the previous agent reports `rolledBack` with the reason (node
+//!   report and, when ordered again, `up/agent-update`, without fetching it again).
 
 #![allow(clippy::unwrap_used)]
 
@@ -34,6 +37,7 @@ use tokio::sync::mpsc;
 const DEVICE: &str = "otam-dev";
 const GOOD: &str = "0.9.0-otam";
 const BAD: &str = "0.9.0-otam-bad";
+const BROKEN: &str = "0.9.1-otam-broken";
 
 /// What the scripted gateway heard from the device.
 #[derive(Debug, Default)]
@@ -156,14 +160,25 @@ impl ScriptedGateway {
         })
     }
 
-    /// Serves `bytes` as `version` and orders the device to run it.
+    /// Serves `bytes` as `version` and orders the device to run it (60 s to be healthy).
     async fn order(&self, version: &str, bytes: Vec<u8>, signature: Vec<u8>) -> Result<()> {
+        self.order_with_deadline(version, bytes, signature, 60)
+            .await
+    }
+
+    async fn order_with_deadline(
+        &self,
+        version: &str,
+        bytes: Vec<u8>,
+        signature: Vec<u8>,
+        health_deadline_seconds: u32,
+    ) -> Result<()> {
         let order = AgentUpdateOrder {
             version: version.to_owned(),
             sha256: sha256_hex(&bytes)?,
             size_bytes: bytes.len() as u64,
             signature: signature.into(),
-            health_deadline_seconds: 60,
+            health_deadline_seconds,
         };
         self.binaries
             .lock()
@@ -495,6 +510,70 @@ async fn an_update_ordered_over_mqtt_is_downloaded_verified_swapped_and_committe
     ensure!(
         gateway.heard.lock().unwrap().fetches == fetches,
         "fetched again: {again:?}"
+    );
+
+    // a signed build that never reports healthy: rolled back, and the previous agent says so
+    let broken = b"#!/bin/sh\n# a broken agent: never connects\nexec sleep 100000\n".to_vec();
+    let broken_sig = sign(&key, keys.path(), &broken, BROKEN)?;
+    let after = gateway.statuses_heard();
+    gateway
+        .order_with_deadline(BROKEN, broken.clone(), broken_sig.clone(), 5)
+        .await?;
+    let report = gateway
+        .report(&stack, "the previous agent reporting the rollback", |r| {
+            r.agent_version == GOOD
+                && r.agent_update
+                    .as_ref()
+                    .is_some_and(|s| s.version == BROKEN && s.phase == AgentUpdatePhase::RolledBack)
+        })
+        .await?;
+    let rolled_back = report.agent_update.unwrap_or_default();
+    ensure!(
+        rolled_back
+            .message
+            .contains("did not report healthy within 5 s"),
+        "{rolled_back:?}"
+    );
+    gateway
+        .status(
+            &stack,
+            BROKEN,
+            AgentUpdatePhase::Staged,
+            after,
+            Duration::from_secs(1),
+        )
+        .await?;
+    let state = ota_state(&ota_dir)?;
+    ensure!(
+        state["current"] == "a" && state["last_outcome"]["result"] == "rolledBack",
+        "{state}"
+    );
+    // ordered again: not retried by the device
+    let fetches = gateway.heard.lock().unwrap().fetches;
+    let after = gateway.statuses_heard();
+    gateway
+        .order_with_deadline(BROKEN, broken, broken_sig, 5)
+        .await?;
+    let again = gateway
+        .status(
+            &stack,
+            BROKEN,
+            AgentUpdatePhase::RolledBack,
+            after,
+            Duration::from_secs(30),
+        )
+        .await?;
+    ensure!(again.message == rolled_back.message, "{again:?}");
+    ensure!(
+        gateway.heard.lock().unwrap().fetches == fetches,
+        "fetched a rolled back version again"
+    );
+    wait_node_ready(&stack, DEVICE, "True", Duration::from_secs(30)).await?;
+    let after_rollback = container_identity(&pod_uid)
+        .map_err(|e| anyhow!("after the rollback: {e}\n{}", stack.logs()))?;
+    ensure!(
+        after_rollback == before,
+        "the container changed through the rollback: {before:?} then {after_rollback:?}"
     );
     Ok(())
 }
