@@ -60,6 +60,14 @@ pub struct RunArgs {
     /// Directory for the local store (desired pods, unsent reports) and pod volumes.
     #[arg(long, env = "EDGE_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Agent updates: the OTA directory [default: /var/lib/edge-agent/ota; under
+    /// `edge-agent supervise`, the supervisor's].
+    #[arg(long, env = "EDGE_AGENT_OTA_DIR")]
+    pub ota_dir: Option<PathBuf>,
+    /// Agent updates: the pinned ed25519 public key (PEM) [default:
+    /// /etc/edge-agent/ota-signing.pub].
+    #[arg(long, env = "EDGE_AGENT_OTA_PUBLIC_KEY")]
+    pub ota_public_key: Option<PathBuf>,
     /// Docker Engine API socket: unix:///var/run/docker.sock, unix:///run/podman/podman.sock,
     /// or tcp://host:port.
     #[arg(long, env = "EDGE_AGENT_RUNTIME_SOCKET")]
@@ -302,6 +310,12 @@ impl RunArgs {
         }
         if let Some(v) = &self.runtime_socket {
             file.runtime_socket = Some(v.clone());
+        }
+        if let Some(v) = &self.ota_dir {
+            file.ota_dir = Some(v.clone());
+        }
+        if let Some(v) = &self.ota_public_key {
+            file.ota_public_key = Some(v.clone());
         }
         if let Some(v) = self.stats_interval_seconds {
             file.stats_interval_seconds = Some(v);

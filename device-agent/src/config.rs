@@ -109,6 +109,11 @@ pub struct ConfigFile {
     pub labels: Option<BTreeMap<String, String>>,
     /// Log rotation, eviction thresholds, image GC.
     pub resources: Option<RawResourcePolicy>,
+    /// Agent updates: the OTA directory (slots, `state.json`, downloads); the supervisor
+    /// passes its own to the agent it runs.
+    pub ota_dir: Option<PathBuf>,
+    /// Agent updates: the pinned ed25519 public key (PEM) updates must be signed with.
+    pub ota_public_key: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -232,6 +237,24 @@ impl Default for SandboxSettings {
     }
 }
 
+/// Where agent updates live on the device (the `ota` commands' defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtaSettings {
+    /// Slots, `state.json`, `incoming/` downloads.
+    pub dir: PathBuf,
+    /// The pinned public key; without it updates are refused.
+    pub public_key: PathBuf,
+}
+
+impl Default for OtaSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(crate::ota::cli_args::DEFAULT_OTA_DIR),
+            public_key: PathBuf::from(crate::ota::cli_args::DEFAULT_PUBLIC_KEY),
+        }
+    }
+}
+
 /// The validated configuration the agent runs with.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -261,6 +284,8 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// Log rotation, eviction thresholds, image GC.
     pub resources: ResourcePolicy,
+    /// Agent updates over MQTT.
+    pub ota: OtaSettings,
 }
 
 /// The kubelet's default `streamingConnectionIdleTimeout`.
@@ -396,6 +421,12 @@ impl AgentConfig {
             tls,
             labels: file.labels.unwrap_or_default(),
             resources: ResourcePolicy::from_raw(&file.resources.unwrap_or_default())?,
+            ota: OtaSettings {
+                dir: file.ota_dir.unwrap_or_else(|| OtaSettings::default().dir),
+                public_key: file
+                    .ota_public_key
+                    .unwrap_or_else(|| OtaSettings::default().public_key),
+            },
         })
     }
 }
@@ -529,6 +560,12 @@ eviction_pressure_transition_period_seconds = 300
 image_gc_high_threshold_percent = 85
 image_gc_low_threshold_percent = 80
 image_minimum_gc_age_seconds = 120
+
+# Agent updates over MQTT (docs/agent.md "Agent updates"): only under
+# `edge-agent supervise`, which passes its own OTA directory, and only with the pinned
+# public key the fleet's updates are signed with.
+# ota_dir = "/var/lib/edge-agent/ota"
+# ota_public_key = "/etc/edge-agent/ota-signing.pub"
 "#;
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! does not redeliver them); nothing else changes.
 
 use edge_protocol::{
-    DecodeError, DesiredSet, DeviceId, DownChannel, LogRequest, Message, MessageKind, RequestId,
-    ResyncRequest, RetireOrder, StreamClose, StreamCredit, StreamData, StreamOpen, StreamResize,
-    Topic, TopicError,
+    AgentUpdateChunk, AgentUpdateOrder, DecodeError, DesiredSet, DeviceId, DownChannel, LogRequest,
+    Message, MessageKind, RequestId, ResyncRequest, RetireOrder, StreamClose, StreamCredit,
+    StreamData, StreamOpen, StreamResize, Topic, TopicError,
 };
 use rumqttc::Publish;
 
@@ -28,6 +28,10 @@ pub enum Downlink {
     },
     /// `down/retire`: the device was retired; wipe and exit.
     Retire(RetireOrder),
+    /// `down/agent-update`: run this signed agent version (an update over the air).
+    AgentUpdateOrder(AgentUpdateOrder),
+    /// `down/agent-update`: bytes of the ordered binary this device fetched.
+    AgentUpdateChunk(AgentUpdateChunk),
 }
 
 /// What the gateway sends on one stream.
@@ -119,6 +123,12 @@ pub fn decode(device: &DeviceId, topic: &str, payload: &[u8]) -> Result<Downlink
         (Message::DesiredSet(set), DownChannel::Desired) => Ok(Downlink::Desired(set)),
         (Message::ResyncRequest(r), DownChannel::Resync) => Ok(Downlink::Resync(r)),
         (Message::RetireOrder(order), DownChannel::Retire) => Ok(Downlink::Retire(order)),
+        (Message::AgentUpdateOrder(order), DownChannel::AgentUpdate) => {
+            Ok(Downlink::AgentUpdateOrder(order))
+        }
+        (Message::AgentUpdateChunk(chunk), DownChannel::AgentUpdate) => {
+            Ok(Downlink::AgentUpdateChunk(chunk))
+        }
         (Message::LogRequest(request), DownChannel::Logs(id)) => Ok(Downlink::LogRequest {
             id: id.clone(),
             request,

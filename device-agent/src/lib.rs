@@ -15,7 +15,7 @@
 //! | [`cli`] | clap command line: `run`, `install`, `supervise`, `ota`, `--print-default-config` |
 //! | [`config`] | [`config::AgentConfig`]: TOML file + env + flags, validated; the commented default file |
 //! | [`resource_policy`] | the `[resources]` settings: log rotation, eviction thresholds, measured paths, image GC |
-//! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway |
+//! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway; `agent/agent_update_handling.rs`: agent updates over MQTT (orders, chunks, statuses, the node report's version and update status) |
 //! | [`downlink`] | decoding at the MQTT edge: a frame becomes a typed [`downlink::Downlink`] or a [`downlink::RejectReason`] |
 //! | [`unsaved_desired`] | a desired set not yet saved and the deliveries to acknowledge once it is |
 //! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `sandbox` (the pod's infra container: shared network, IPC, hostname), `unlisted_creates` (containers on their way, which hold their infra container), `gpu_assignment` (`nvidia.com/gpu` devices per container, admission), `ephemeral` (containers of `kubectl debug`), `lifecycle_hooks` (postStart / preStop), `termination_message`, `status_report` |
@@ -50,7 +50,7 @@
 //! | [`retirement`] | the wipe a retired device does on the gateway's `down/retire`: containers stopped and removed, state directory, key and certificate deleted; [`retirement::RETIRED_EXIT_CODE`] |
 //! | [`systemd_notify`] | `Type=notify` readiness and watchdog |
 //! | [`bootstrap`] | zero-touch enrollment: the device id from the hardware, the key generated on the device, the CSR with the bootstrap token, the issued certificate stored |
-//! | [`ota`] | agent updates A/B: the signed binary verified against the pinned key, slots and `state.json`, the supervisor (`edge-agent supervise`) that commits a healthy trial or rolls it back |
+//! | [`ota`] | agent updates A/B: the signed binary verified against the pinned key, slots and `state.json`, the supervisor (`edge-agent supervise`) that commits a healthy trial or rolls it back; the download of an update ordered over MQTT (`ota::download`, pure) into `incoming/` |
 //! | [`bundle_install`] | `edge-agent install --bundle <dir>` |
 //! | [`wall_clock`] | Unix milliseconds |
 

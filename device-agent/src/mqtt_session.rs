@@ -82,6 +82,9 @@ enum UplinkInput {
         pkid: u16,
     },
     NodeReport,
+    /// A message for `up/agent-update` (QoS 1, before the outbox backlog; dropped when
+    /// offline: a fetch is sent again, the status is in the node report).
+    AgentUpdate(PriorityMessage),
 }
 
 /// Wakes the uplink task when the outbox has new entries; cheap to clone.
@@ -259,6 +262,14 @@ impl MqttSession {
     /// Publishes the current node report again (it changed).
     pub fn node_report_changed(&self) {
         let _ = self.uplink_tx.send(UplinkInput::NodeReport);
+    }
+
+    /// Publishes an agent update fetch or status on `up/agent-update` (QoS 1 through the
+    /// uplink window, ahead of the outbox backlog); dropped while offline.
+    pub fn publish_agent_update(&self, message: Message) {
+        if let Some(m) = priority(UpChannel::AgentUpdate, message) {
+            let _ = self.uplink_tx.send(UplinkInput::AgentUpdate(m));
+        }
     }
 
     /// Acknowledges a received message (after it was handled and persisted). Never
@@ -502,7 +513,7 @@ fn priority(channel: UpChannel, message: Message) -> Option<PriorityMessage> {
     match message.encode() {
         Ok(payload) => Some(PriorityMessage { channel, payload }),
         Err(e) => {
-            tracing::error!(error = %e, "cannot encode connect-time message");
+            tracing::error!(error = %e, "cannot encode a priority message");
             None
         }
     }
@@ -566,6 +577,7 @@ async fn uplink_loop(mut t: UplinkTask) {
                         tracing::error!(error = %e, "cannot delete acknowledged message");
                     }
                 }
+                Some(UplinkInput::AgentUpdate(m)) => window.push_priority(m),
                 Some(UplinkInput::NodeReport) => {
                     let mut report = t.node_report.borrow().clone();
                     report.update = true;

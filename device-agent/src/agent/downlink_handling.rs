@@ -2,8 +2,9 @@
 //! desired sets saved, then applied and acknowledged ([`UnsavedDesired`] holds them
 //! until saved); resync requests answered with the node report and a full status report;
 //! log requests served by [`log_stream`] tasks and cancelled on request; exec, attach and
-//! port-forward streams handed to [`crate::streams::StreamManager`]; a retire order ends
-//! the loop, and [`super::run`] wipes the device ([`crate::retirement`]).
+//! port-forward streams handed to [`crate::streams::StreamManager`]; agent update orders
+//! and chunks to `agent_update_handling.rs`; a retire order ends the loop, and
+//! [`super::run`] wipes the device ([`crate::retirement`]).
 
 use edge_protocol::{DesiredSet, LogErrorCode, LogRequest, RequestId, ResyncRequest};
 use rumqttc::Publish;
@@ -26,7 +27,10 @@ enum Handled {
 impl AgentLoop {
     pub(super) fn on_session(&mut self, event: SessionEvent) {
         match event {
-            SessionEvent::Connected => self.maybe_ready(),
+            SessionEvent::Connected => {
+                self.maybe_ready();
+                self.agent_update_reconnected();
+            }
             SessionEvent::Disconnected => {
                 self.unsaved.disconnected();
                 self.streams.session_lost();
@@ -54,6 +58,8 @@ impl AgentLoop {
                 tracing::error!(reason = %order.reason, "the gateway retired this device: wiping it and stopping");
                 self.retired = Some(order.reason.clone());
             }
+            Ok(Downlink::AgentUpdateOrder(order)) => self.on_agent_update_order(order.clone()),
+            Ok(Downlink::AgentUpdateChunk(chunk)) => self.on_agent_update_chunk(chunk.clone()),
             Ok(Downlink::Stream { id, message }) => self.streams.on_message(
                 id,
                 message.clone(),

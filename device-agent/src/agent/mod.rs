@@ -1,8 +1,10 @@
 //! The wiring and the thin async loop around [`PodLifecycle`]: feeds it the desired set
 //! (store and MQTT), container listings, effect outcomes and probe results, and hands
 //! its effects to the [`EffectExecutor`]; heartbeats and node reports. What the gateway
-//! sends is handled in `downlink_handling.rs`.
+//! sends is handled in `downlink_handling.rs`; agent updates over MQTT in
+//! `agent_update_handling.rs`.
 
+mod agent_update_handling;
 mod downlink_handling;
 
 use std::collections::HashMap;
@@ -29,6 +31,7 @@ use crate::streams::StreamManager;
 use crate::systemd_notify;
 use crate::unsaved_desired::UnsavedDesired;
 use crate::wall_clock::now_millis;
+use agent_update_handling::{AGENT_UPDATE_TICK, AgentUpdates, StageDone};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -114,6 +117,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
         .map(PathBuf::from)
         .unwrap_or_else(|| config.state_dir.clone());
     let facts = HostFacts::default();
+    let (staged_tx, staged_rx) = mpsc::unbounded_channel();
+    let updates = AgentUpdates::new(&config.ota, staged_tx);
     let pressure = config.resources.monitoring_interval.map(|_| {
         let sources = PressureSources {
             proc_root: PathBuf::from("/"),
@@ -135,6 +140,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
         &runtime_version,
         &data_root,
         pressure.as_ref(),
+        &updates,
     );
     let node_ip = report
         .addresses
@@ -222,10 +228,16 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
         started: Instant::now(),
         last_list_error: None,
         retired: None,
+        updates,
     };
-    agent
-        .run_loop(shutdown, session_rx, inputs_rx, probe_rx, stats_rx)
-        .await;
+    let receivers = Receivers {
+        session: session_rx,
+        inputs: inputs_rx,
+        probes: probe_rx,
+        stats: stats_rx,
+        staged: staged_rx,
+    };
+    agent.run_loop(shutdown, receivers).await;
     agent.tasks.cancel();
     systemd_notify::stopping();
     let Some(reason) = agent.retired.take() else {
@@ -282,17 +294,22 @@ struct AgentLoop {
     last_list_error: Option<String>,
     /// The gateway retired the device (why): the loop ends and the device is wiped.
     retired: Option<String>,
+    /// Agent updates over MQTT.
+    updates: AgentUpdates,
+}
+
+/// What the loop waits on besides its timers.
+struct Receivers {
+    session: mpsc::UnboundedReceiver<SessionEvent>,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    probes: mpsc::UnboundedReceiver<ProbeReport>,
+    stats: mpsc::Receiver<NodeStats>,
+    /// Verification and staging of a downloaded agent, done.
+    staged: mpsc::UnboundedReceiver<StageDone>,
 }
 
 impl AgentLoop {
-    async fn run_loop(
-        &mut self,
-        shutdown: CancellationToken,
-        mut session_rx: mpsc::UnboundedReceiver<SessionEvent>,
-        mut inputs_rx: mpsc::UnboundedReceiver<Input>,
-        mut probe_rx: mpsc::UnboundedReceiver<ProbeReport>,
-        mut stats_rx: mpsc::Receiver<NodeStats>,
-    ) {
+    async fn run_loop(&mut self, shutdown: CancellationToken, mut rx: Receivers) {
         let mut sync = tokio::time::interval(self.config.timings.sync_interval);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
@@ -313,14 +330,16 @@ impl AgentLoop {
                 .unwrap_or(Duration::from_secs(3600)),
         );
         pressure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut agent_update = tokio::time::interval(AGENT_UPDATE_TICK);
+        agent_update.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let watchdog_every = systemd_notify::watchdog_interval();
         let mut watchdog =
             tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
         while self.retired.is_none() {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(event) = session_rx.recv() => self.on_session(event),
-                Some(input) = inputs_rx.recv() => {
+                Some(event) = rx.session.recv() => self.on_session(event),
+                Some(input) = rx.inputs.recv() => {
                     let relist = matches!(&input, Input::Done(
                         Outcome::Started { .. } | Outcome::StartFailed { .. } | Outcome::Stopped { .. }
                         | Outcome::StopFailed { .. } | Outcome::Removed { .. } | Outcome::Created { .. }));
@@ -329,8 +348,10 @@ impl AgentLoop {
                         self.list().await;
                     }
                 }
-                Some(report) = probe_rx.recv() => self.feed(Input::Probe(report)),
-                Some(stats) = stats_rx.recv() => self.publish_stats(stats),
+                Some(report) = rx.probes.recv() => self.feed(Input::Probe(report)),
+                Some(stats) = rx.stats.recv() => self.publish_stats(stats),
+                Some(done) = rx.staged.recv() => self.on_stage_done(done),
+                _ = agent_update.tick() => self.agent_update_tick(),
                 _ = sync.tick() => {
                     self.retry_unsaved();
                     self.list().await;
@@ -469,6 +490,7 @@ impl AgentLoop {
             &self.runtime_version,
             &self.data_root,
             self.pressure.as_ref(),
+            &self.updates,
         );
         // Boot id and addresses matter; a changed free-space figure does not exist here
         // (capacity only), so any difference is a real change.
@@ -479,14 +501,15 @@ impl AgentLoop {
     }
 }
 
-/// The node report: host facts, capabilities, and the eviction manager's conditions
-/// and image list.
+/// The node report: host facts, capabilities, the eviction manager's conditions and
+/// image list, the agent's version and update status.
 fn node_report(
     facts: &HostFacts,
     config: &AgentConfig,
     runtime_version: &str,
     data_root: &std::path::Path,
     pressure: Option<&PressureMonitor>,
+    updates: &AgentUpdates,
 ) -> edge_protocol::NodeReport {
     let mut report = facts.node_report(runtime_version, data_root, config.max_pods, &config.labels);
     report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(config);
@@ -505,6 +528,7 @@ fn node_report(
         report.conditions = p.conditions();
         report.images = p.images();
     }
+    updates.fill_report(&mut report);
     report
 }
 

@@ -167,3 +167,41 @@ fn a_retire_order_decodes_only_on_down_retire() {
         Err(RejectReason::NotForThisDevice { .. })
     ));
 }
+
+#[test]
+fn agent_update_orders_and_chunks_decode_only_on_down_agent_update() {
+    let d = device();
+    let order = br#"{"protocol":"1.4","kind":"agentUpdateOrder","body":{"version":"0.2.0","sha256":"ab","sizeBytes":6,"signature":"AAAA","healthDeadlineSeconds":60}}"#;
+    match decode(&d, "edge/v1/pi-01/down/agent-update", order).unwrap() {
+        Downlink::AgentUpdateOrder(o) => {
+            assert_eq!(o.version, "0.2.0");
+            assert_eq!(o.size_bytes, 6);
+            assert_eq!(o.health_deadline_seconds, 60);
+            assert_eq!(o.signature.as_slice(), &[0, 0, 0]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let chunk = br#"{"protocol":"1.4","kind":"agentUpdateChunk","body":{"version":"0.2.0","offset":4,"data":"f0VMRg=="}}"#;
+    match decode(&d, "edge/v1/pi-01/down/agent-update", chunk).unwrap() {
+        Downlink::AgentUpdateChunk(c) => {
+            assert_eq!(c.offset, 4);
+            assert_eq!(c.data.as_slice(), b"\x7fELF");
+            assert_eq!(c.error, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    // not on another channel, not for another device, not what the device itself sends
+    assert!(decode(&d, "edge/v1/pi-01/down/resync", order).is_err());
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-02/down/agent-update", chunk),
+        Err(RejectReason::NotForThisDevice { .. })
+    ));
+    let fetch = br#"{"protocol":"1.4","kind":"agentUpdateFetch","body":{"version":"0.2.0","offset":0,"length":4}}"#;
+    assert!(decode(&d, "edge/v1/pi-01/down/agent-update", fetch).is_err());
+    let bad =
+        br#"{"protocol":"1.4","kind":"agentUpdateChunk","body":{"version":"0.2.0","offset":"x"}}"#;
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-01/down/agent-update", bad),
+        Err(RejectReason::Malformed { .. })
+    ));
+}

@@ -79,10 +79,9 @@ impl PinnedKey {
     }
 }
 
-/// The text that is signed.
-pub fn manifest(version: &str, sha256_hex: &str) -> String {
-    format!("edge-agent-ota v1\nversion={version}\nsha256={sha256_hex}\n")
-}
+/// The text that is signed: the protocol's [`edge_protocol::signed_manifest`], so the
+/// `ota stage` command, the MQTT path and the gateway agree on it.
+pub use edge_protocol::signed_manifest as manifest;
 
 /// A version may go into the manifest and the state file.
 pub fn check_version(version: &str) -> Result<(), SignatureError> {

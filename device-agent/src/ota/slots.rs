@@ -82,6 +82,17 @@ pub struct OtaState {
 }
 
 impl OtaState {
+    /// The signed version in `slot`: the trial's in the trial's slot, the current one's
+    /// in the current slot; `None` for the installed binary (no recorded version).
+    pub fn slot_version(&self, slot: Slot) -> Option<&str> {
+        if let Some(trial) = self.trial.as_ref().filter(|t| t.slot == slot) {
+            return Some(&trial.version);
+        }
+        (slot == self.current && slot != Slot::Installed)
+            .then_some(self.current_version.as_deref())
+            .flatten()
+    }
+
     /// A staged version the supervisor has not started yet.
     pub fn pending_trial(&self) -> Option<&Trial> {
         self.trial.as_ref().filter(|t| t.started_at_ms.is_none())

@@ -2,17 +2,17 @@
 //! out the [`Supervisor`]'s decisions. systemd only sees this process; with
 //! `NotifyAccess=all` the child's READY and watchdog notifications still reach it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::{Child as Process, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::cli_args::SuperviseArgs;
 use super::slots::{OtaState, Outcome, SlotDir, SlotError};
 use super::supervisor::{Action, Supervisor};
-use super::{HEALTH_FILE_ENV, SUPERVISOR_PID_ENV};
+use super::{HEALTH_FILE_ENV, OTA_DIR_ENV, SUPERVISOR_PID_ENV, VERSION_ENV};
 use crate::wall_clock::now_millis;
 
 /// How often the health file, the deadline and the state file are looked at.
@@ -48,9 +48,11 @@ pub async fn supervise(args: SuperviseArgs) -> Result<i32, SuperviseError> {
     let installed = std::env::current_exe().map_err(SuperviseError::CurrentExe)?;
     let mut term = signal(SignalKind::terminate()).map_err(SuperviseError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(SuperviseError::Signals)?;
-    let mut machine = Supervisor::new(slots.load()?);
+    let state = slots.load()?;
+    let mut machine = Supervisor::new(state.clone());
     let mut running = Running {
         slots: &slots,
+        state,
         installed: &installed,
         agent_args: &args.agent_args,
         child: None,
@@ -100,9 +102,11 @@ pub async fn supervise(args: SuperviseArgs) -> Result<i32, SuperviseError> {
 
 struct Running<'a> {
     slots: &'a SlotDir,
+    /// The state last saved (which version each slot holds).
+    state: OtaState,
     installed: &'a Path,
     agent_args: &'a [String],
-    child: Option<Child>,
+    child: Option<Process>,
     /// The last `Run` could not start its binary.
     spawn_failed: bool,
 }
@@ -115,13 +119,21 @@ impl Running<'_> {
                 if let Err(e) = self.slots.save(&state) {
                     tracing::error!(error = %e, "cannot write the OTA state");
                 }
+                self.state = state;
             }
             Action::Run(slot) => {
                 let path = self.slots.binary(slot, self.installed);
                 let health = self.slots.health_file();
                 let _ = std::fs::remove_file(&health);
-                tracing::info!(?slot, path = %path.display(), "starting the agent");
-                match spawn(&path, self.agent_args, &health) {
+                let version = self.state.slot_version(slot);
+                tracing::info!(?slot, version, path = %path.display(), "starting the agent");
+                let launch = Launch {
+                    args: self.agent_args,
+                    health: &health,
+                    ota_dir: self.slots.root(),
+                    version,
+                };
+                match spawn(&path, &launch) {
                     Ok(child) => self.child = Some(child),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start the agent");
@@ -152,7 +164,7 @@ impl Running<'_> {
         let pid = self
             .child
             .as_ref()
-            .and_then(Child::id)
+            .and_then(Process::id)
             .and_then(|id| i32::try_from(id).ok())
             .and_then(rustix::process::Pid::from_raw);
         if let Some(pid) = pid
@@ -197,11 +209,26 @@ fn log_outcome(state: &OtaState) {
     }
 }
 
-fn spawn(path: &Path, args: &[String], health: &PathBuf) -> Result<Child, SuperviseError> {
-    Command::new(path)
-        .args(args)
-        .env(HEALTH_FILE_ENV, health)
+/// What the agent is started with.
+struct Launch<'a> {
+    args: &'a [String],
+    health: &'a Path,
+    ota_dir: &'a Path,
+    /// The slot's signed version (`None`: the installed binary).
+    version: Option<&'a str>,
+}
+
+fn spawn(path: &Path, launch: &Launch<'_>) -> Result<Process, SuperviseError> {
+    let mut command = Command::new(path);
+    match launch.version {
+        Some(version) => command.env(VERSION_ENV, version),
+        None => command.env_remove(VERSION_ENV),
+    };
+    command
+        .args(launch.args)
+        .env(HEALTH_FILE_ENV, launch.health)
         .env(SUPERVISOR_PID_ENV, std::process::id().to_string())
+        .env(OTA_DIR_ENV, launch.ota_dir)
         // systemd's WATCHDOG_PID names the supervisor; without it the agent pets the
         // watchdog itself (`NotifyAccess=all` lets its notifications through)
         .env_remove("WATCHDOG_PID")

@@ -132,3 +132,28 @@ fn a_corrupt_state_file_is_a_typed_error() {
     std::fs::write(f.slots.root().join("state.json"), b"{not json").unwrap();
     assert!(matches!(f.slots.load(), Err(SlotError::Corrupt { .. })));
 }
+
+#[test]
+fn each_slot_has_the_version_recorded_for_it() {
+    let trial = Trial {
+        slot: Slot::B,
+        version: "0.3.0".into(),
+        sha256: "ab".into(),
+        deadline_seconds: 60,
+        started_at_ms: Some(1),
+    };
+    let mut state = OtaState {
+        current: Slot::A,
+        current_version: Some("0.2.0".into()),
+        trial: Some(trial),
+        last_outcome: None,
+    };
+    assert_eq!(state.slot_version(Slot::A), Some("0.2.0"));
+    assert_eq!(state.slot_version(Slot::B), Some("0.3.0"));
+    assert_eq!(state.slot_version(Slot::Installed), None);
+    state.trial = None;
+    assert_eq!(state.slot_version(Slot::B), None);
+    // the installed binary has no signed version, whatever the file says
+    state.current = Slot::Installed;
+    assert_eq!(state.slot_version(Slot::Installed), None);
+}
