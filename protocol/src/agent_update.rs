@@ -95,6 +95,10 @@ pub enum AgentUpdatePhase {
     /// The update could not even start (bad signature, no pinned key, no supervisor,
     /// download refused); the running agent is unchanged. `message` says why.
     Failed,
+    /// A phase of a newer protocol: a reader keeps the rest of the message (a node report
+    /// carrying it stays readable) and ignores the status.
+    #[serde(other)]
+    Unknown,
 }
 
 impl AgentUpdatePhase {

@@ -59,6 +59,23 @@ pub enum CatalogError {
     SignatureMismatch { version: String, sha256: String },
     #[error("the binary is {0} bytes; at most {MAX_AGENT_BINARY_BYTES} are served")]
     TooLarge(u64),
+    #[error(
+        "version {version} for {arch} is already a release with another binary (sha256 {sha256}): \
+         devices downloading it would fail; sign the new build as a new version, or pass --force"
+    )]
+    ReplaceRefused {
+        version: String,
+        arch: String,
+        sha256: String,
+    },
+    #[error("offset {offset} is past the end of the {size}-byte release")]
+    PastEnd { offset: u64, size: u64 },
+    #[error(
+        "the fleet has no agent-update key (<store-dir>/enrollment/ota-signing.pub): releases are not served"
+    )]
+    NoKey,
+    #[error("the fleet's agent-update key cannot be read: {0}")]
+    Key(String),
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CatalogError + use<> {
@@ -98,6 +115,8 @@ type ReleaseCache = HashMap<(String, String), (FileStamp, Arc<Release>)>;
 #[derive(Debug)]
 pub struct ReleaseCatalog {
     root: PathBuf,
+    /// Where the fleet's key is (the store's enrollment directory).
+    enrollment: crate::enrollment::layout::EnrollmentLayout,
     cache: Mutex<ReleaseCache>,
 }
 
@@ -144,6 +163,7 @@ impl ReleaseCatalog {
     pub fn new(store_dir: &Path) -> Self {
         Self {
             root: store_dir.join(RELEASES_DIR),
+            enrollment: crate::enrollment::layout::EnrollmentLayout::new(store_dir),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -158,8 +178,9 @@ impl ReleaseCatalog {
         Ok(self.root.join(version).join(arch))
     }
 
-    /// The release of `version` for `arch` (hashed on first use, then cached while its
-    /// binary is unchanged).
+    /// The release of `version` for `arch`, its signature checked with the fleet's key as
+    /// devices will check it (hashed on first use, then cached while its binary is
+    /// unchanged): a release copied in by hand that devices would refuse is never served.
     pub fn release(&self, version: &str, arch: &str) -> Result<Arc<Release>, CatalogError> {
         let dir = self.dir(version, arch)?;
         let path = dir.join(BINARY);
@@ -187,10 +208,20 @@ impl ReleaseCatalog {
         let sig_path = dir.join(SIGNATURE);
         let sig = std::fs::read(&sig_path).map_err(io("read", &sig_path))?;
         let signature = decode_signature(&sig).ok_or(CatalogError::BadSignature(sig_path))?;
+        let sha256 = sha256_file(&path)?;
+        let fleet_key = FleetUpdateKey::load(&self.enrollment)
+            .map_err(|e| CatalogError::Key(e.to_string()))?
+            .ok_or(CatalogError::NoKey)?;
+        if !fleet_key.verifies(version, &sha256, &signature) {
+            return Err(CatalogError::SignatureMismatch {
+                version: version.to_owned(),
+                sha256,
+            });
+        }
         let release = Arc::new(Release {
             version: version.to_owned(),
             arch: arch.to_owned(),
-            sha256: sha256_file(&path)?,
+            sha256,
             size: current.len,
             path,
             signature,
@@ -206,9 +237,15 @@ impl ReleaseCatalog {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, CatalogError> {
+        if offset >= release.size {
+            return Err(CatalogError::PastEnd {
+                offset,
+                size: release.size,
+            });
+        }
         let length = length
             .min(AGENT_UPDATE_CHUNK_BYTES)
-            .min(release.size.saturating_sub(offset));
+            .min(release.size - offset);
         let mut file = std::fs::File::open(&release.path).map_err(io("open", &release.path))?;
         file.seek(SeekFrom::Start(offset))
             .map_err(io("seek", &release.path))?;
@@ -219,7 +256,8 @@ impl ReleaseCatalog {
     }
 
     /// Checks `binary` and `signature_file` with the fleet's key and adds them as the
-    /// release of `version` for `arch` (replacing one there).
+    /// release of `version` for `arch`. The same binary again changes nothing; another
+    /// binary under a version already there is refused unless `force`.
     pub fn add(
         &self,
         key: &FleetUpdateKey,
@@ -227,6 +265,7 @@ impl ReleaseCatalog {
         arch: &str,
         binary: &Path,
         signature_file: &Path,
+        force: bool,
     ) -> Result<Release, CatalogError> {
         let dir = self.dir(version, arch)?;
         let size = std::fs::metadata(binary).map_err(io("stat", binary))?.len();
@@ -243,11 +282,35 @@ impl ReleaseCatalog {
                 sha256,
             });
         }
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let path = dir.join(BINARY);
+        if path.exists() {
+            let present = sha256_file(&path)?;
+            if present == sha256 {
+                return Ok(Release {
+                    version: version.to_owned(),
+                    arch: arch.to_owned(),
+                    path,
+                    size,
+                    sha256,
+                    signature,
+                });
+            }
+            if !force {
+                return Err(CatalogError::ReplaceRefused {
+                    version: version.to_owned(),
+                    arch: arch.to_owned(),
+                    sha256: present,
+                });
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let staging = dir.join(".edge-agent.new");
+        let staging_sig = dir.join(".edge-agent.sig.new");
         std::fs::copy(binary, &staging).map_err(io("copy into", &staging))?;
-        std::fs::write(dir.join(SIGNATURE), &signature).map_err(io("write", &dir))?;
+        std::fs::write(&staging_sig, &signature).map_err(io("write", &staging_sig))?;
+        // a reader between the two renames sees a pair that does not verify: it is
+        // refused (never served), and the next read sees the whole new pair
+        std::fs::rename(&staging_sig, dir.join(SIGNATURE)).map_err(io("rename into", &dir))?;
         std::fs::rename(&staging, &path).map_err(io("rename into", &path))?;
         Ok(Release {
             version: version.to_owned(),

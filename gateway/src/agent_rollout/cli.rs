@@ -39,6 +39,10 @@ pub enum AgentReleaseCommand {
         /// Its signature: `openssl pkeyutl -sign -rawin` output (64 bytes) or its base64.
         #[arg(long)]
         signature: PathBuf,
+        /// Replace another binary already released under this version and architecture
+        /// (devices downloading it then fail their check and the rollout pauses).
+        #[arg(long)]
+        force: bool,
     },
     /// List the releases served: version, architecture, size, SHA-256.
     List(StoreDirArg),
@@ -73,12 +77,13 @@ pub fn agent_release(
             arch,
             binary,
             signature,
+            force,
         } => {
             let layout = EnrollmentLayout::new(&store.store_dir);
             let key = FleetUpdateKey::load(&layout)?
                 .ok_or_else(|| AgentReleaseError::NoKey(layout.root().join(OTA_PUBLIC_KEY)))?;
             let catalog = ReleaseCatalog::new(&store.store_dir);
-            let release = catalog.add(&key, version, arch, binary, signature)?;
+            let release = catalog.add(&key, version, arch, binary, signature, *force)?;
             writeln!(
                 out,
                 "added agent {} for {}: {} bytes, sha256 {}\n{}\n\

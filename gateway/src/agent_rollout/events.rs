@@ -34,7 +34,7 @@ pub fn node_event_for(
         ),
         NodePhase::Committed => {
             // nothing to say of a Node that already ran the version when the rollout began
-            previous?;
+            previous.filter(|p| p.version == *version)?;
             (
                 EventReason::AgentUpdated,
                 format!("the agent runs version {version}"),
@@ -67,7 +67,12 @@ pub fn node_event_for(
 }
 
 /// Records the rollout's new phase on its ConfigMap (errors are logged).
-pub async fn record_rollout_event(client: &kube::Client, namespace: &str, status: &RolloutStatus) {
+pub async fn record_rollout_event(
+    client: &kube::Client,
+    namespace: &str,
+    configmap_uid: Option<&str>,
+    status: &RolloutStatus,
+) {
     let phase = format!("{:?}", status.phase);
     let event_type = match status.phase {
         RolloutPhase::Paused | RolloutPhase::Invalid => "Warning",
@@ -92,6 +97,7 @@ pub async fn record_rollout_event(client: &kube::Client, namespace: &str, status
             api_version: Some("v1".to_owned()),
             name: Some(ROLLOUT_CONFIGMAP.to_owned()),
             namespace: Some(namespace.to_owned()),
+            uid: configmap_uid.map(str::to_owned),
             ..Default::default()
         },
         reason: Some(EventReason::AgentRollout(phase).as_str().to_owned()),

@@ -1,12 +1,17 @@
 //! The rollout controller's decisions (pure): from the spec and what the Nodes say, which
 //! devices to order now, which Nodes' progress to change, and the rollout's status.
 //!
-//! Rules, per Node the selector picks:
-//! - **updated**: its agent reports the rollout's version;
-//! - **failed**: its progress for this version is `rolledBack` or `failed`, or it was
-//!   ordered and stayed in progress past `progressDeadline` (then marked `failed`);
-//! - **updating**: ordered, downloading or staged for this version (counts against
-//!   `maxUnavailable`; an offline device not yet ordered does not);
+//! Rules, per Node the selector picks, in this order (the device's own progress first:
+//! a new agent on trial already reports the new version, but is not updated until its
+//! supervisor commits it):
+//! - **updated**: its progress for this version is `committed`;
+//! - **failed**: its progress for this version is `rolledBack` or `failed`, or it is
+//!   online and its update did not move for `progressDeadline` (then marked `failed`);
+//! - **updating**: ordered, downloading or staged, for this version or an earlier one that
+//!   has not stalled (counts against `maxUnavailable`; a device ordered and then offline
+//!   keeps its place until it is back; an offline device not yet ordered does not count);
+//! - **updated** too: no progress for this version, and its agent reports the version
+//!   (it ran it before the rollout);
 //! - **blocked**: a device of this replica that cannot update itself (its agent has no
 //!   supervisor or no pinned key) or with no release for its architecture: it never
 //!   counts as a failure, the status names it;
@@ -133,20 +138,15 @@ pub fn plan(spec: &RolloutSpec, nodes: &[NodeView], now_ms: u64) -> Plan {
     let deadline_ms = spec.progress_deadline.as_millis() as u64;
     for node in nodes.iter().filter(|n| spec.selector.matches(&n.labels)) {
         status.selected += 1;
-        let progress = node.progress.as_ref().filter(|p| p.version == spec.version);
-        let standing = if node.agent_version == spec.version {
-            if node.ours && progress.is_none_or(|p| p.phase != NodePhase::Committed) {
-                marks.push(Mark {
-                    node: node.name.clone(),
-                    progress: NodeProgress::new(&spec.version, NodePhase::Committed, now_ms),
-                });
-            }
+        let current = node.progress.as_ref();
+        let progress = current.filter(|p| p.version == spec.version);
+        let stalled = |p: &NodeProgress| now_ms.saturating_sub(p.since) > deadline_ms;
+        let standing = if progress.is_some_and(|p| p.phase == NodePhase::Committed) {
             Standing::Updated
         } else if let Some(p) = progress.filter(|p| p.phase.failed()) {
             Standing::Failed(p.message.clone())
-        } else if let Some(p) = progress.filter(|p| p.phase.in_progress()) {
-            let stuck = now_ms.saturating_sub(p.since) > deadline_ms;
-            if node.ours && stuck {
+        } else if let Some(p) = progress.filter(|p| p.phase.in_progress() && stalled(p)) {
+            if node.ours && node.ready {
                 let mut failed = NodeProgress::new(&spec.version, NodePhase::Failed, now_ms);
                 failed.message = format!(
                     "no progress for {} s in phase {:?} (progressDeadline)",
@@ -160,13 +160,25 @@ pub fn plan(spec: &RolloutSpec, nodes: &[NodeView], now_ms: u64) -> Plan {
                 });
                 Standing::Failed(why)
             } else {
-                let unanswered = p.phase == NodePhase::Ordered
-                    && now_ms.saturating_sub(p.since) > ORDER_RESEND.as_millis() as u64;
-                if node.ours && node.ready && unanswered {
-                    orders.push(node.name.clone());
-                }
+                // offline (or another replica's): it keeps its place until it is back
                 Standing::Updating
             }
+        } else if let Some(p) = current.filter(|p| p.phase.in_progress() && !stalled(p)) {
+            let unanswered = p.version == spec.version
+                && p.phase == NodePhase::Ordered
+                && now_ms.saturating_sub(p.since) > ORDER_RESEND.as_millis() as u64;
+            if node.ours && node.ready && unanswered {
+                orders.push(node.name.clone());
+            }
+            Standing::Updating
+        } else if node.agent_version == spec.version {
+            if node.ours && progress.is_none() {
+                marks.push(Mark {
+                    node: node.name.clone(),
+                    progress: NodeProgress::new(&spec.version, NodePhase::Committed, now_ms),
+                });
+            }
+            Standing::Updated
         } else if let (true, Some(why)) = (node.ours, &node.blocked) {
             if status.blocked_nodes.len() < LISTED {
                 status.blocked_nodes.insert(node.name.clone(), why.clone());

@@ -29,14 +29,33 @@ pub enum NodePhase {
 }
 
 impl NodePhase {
-    pub fn from_device(phase: AgentUpdatePhase) -> Self {
-        match phase {
+    /// The phase a device's status names (`None` for one of a newer protocol).
+    pub fn from_device(phase: AgentUpdatePhase) -> Option<Self> {
+        Some(match phase {
             AgentUpdatePhase::Downloading => NodePhase::Downloading,
             AgentUpdatePhase::Staged => NodePhase::Staged,
             AgentUpdatePhase::Committed => NodePhase::Committed,
             AgentUpdatePhase::RolledBack => NodePhase::RolledBack,
             AgentUpdatePhase::Failed => NodePhase::Failed,
+            AgentUpdatePhase::Unknown => return None,
+        })
+    }
+
+    /// The order of the phases of one update: a device's status may only move forward
+    /// (a later status never takes an update back to an earlier phase).
+    fn rank(self) -> u8 {
+        match self {
+            NodePhase::Ordered => 0,
+            NodePhase::Downloading => 1,
+            NodePhase::Staged => 2,
+            NodePhase::Committed | NodePhase::RolledBack | NodePhase::Failed => 3,
         }
+    }
+
+    /// Whether a device may report `next` for an update in this phase: forward, or a
+    /// download's progress; nothing after a final phase.
+    pub fn may_move_to(self, next: NodePhase) -> bool {
+        self.rank() < 3 && next.rank() >= self.rank()
     }
 
     /// The device is busy with the update (it counts against maxUnavailable).
@@ -79,17 +98,14 @@ impl NodeProgress {
         }
     }
 
-    /// What a device's status says; `since` is kept when only the byte count moved.
+    /// What a device's status says (`None` for a phase of a newer protocol). `since` is
+    /// when the update last moved: a new phase, or the download's percentage.
     pub fn from_device(
         status: &AgentUpdateStatus,
         previous: Option<&NodeProgress>,
         now: u64,
-    ) -> Self {
-        let phase = NodePhase::from_device(status.phase);
-        let since = match previous {
-            Some(p) if p.version == status.version && p.phase == phase => p.since,
-            _ => now,
-        };
+    ) -> Option<Self> {
+        let phase = NodePhase::from_device(status.phase)?;
         let progress = match (status.phase, status.total_bytes) {
             (AgentUpdatePhase::Downloading, total) if total > 0 => format!(
                 "{}%",
@@ -97,13 +113,21 @@ impl NodeProgress {
             ),
             _ => String::new(),
         };
-        Self {
+        let since = match previous {
+            Some(p)
+                if p.version == status.version && p.phase == phase && p.progress == progress =>
+            {
+                p.since
+            }
+            _ => now,
+        };
+        Some(Self {
             version: status.version.clone(),
             phase,
             since,
             progress,
             message: status.message.chars().take(512).collect(),
-        }
+        })
     }
 
     /// Parses the annotation; `None` for a value this gateway cannot read (treated as no
@@ -153,7 +177,7 @@ mod tests {
             total_bytes: 1000,
             ..Default::default()
         };
-        let first = NodeProgress::from_device(&status, None, 100);
+        let first = NodeProgress::from_device(&status, None, 100).unwrap();
         assert_eq!(
             (first.phase, first.since, first.progress.as_str()),
             (NodePhase::Downloading, 100, "45%")
@@ -165,8 +189,9 @@ mod tests {
             },
             Some(&first),
             200,
-        );
-        assert_eq!(later.since, 100, "still downloading since 100");
+        )
+        .unwrap();
+        assert_eq!(later.since, 200, "the download moved at 200");
         assert!(!later.worth_writing_over(Some(&first)), "45% → 48%");
         let more = NodeProgress::from_device(
             &AgentUpdateStatus {
@@ -175,7 +200,8 @@ mod tests {
             },
             Some(&later),
             300,
-        );
+        )
+        .unwrap();
         assert!(more.worth_writing_over(Some(&later)), "48% → 51%");
         let staged = NodeProgress::from_device(
             &AgentUpdateStatus {
@@ -184,9 +210,37 @@ mod tests {
             },
             Some(&more),
             400,
-        );
+        )
+        .unwrap();
         assert_eq!((staged.since, staged.progress.as_str()), (400, ""));
         assert!(staged.worth_writing_over(Some(&more)));
+    }
+
+    #[test]
+    fn a_status_that_did_not_move_keeps_its_time_and_unknown_phases_are_ignored() {
+        let status = AgentUpdateStatus {
+            version: "0.4.0".into(),
+            phase: AgentUpdatePhase::Staged,
+            ..Default::default()
+        };
+        let staged = NodeProgress::from_device(&status, None, 100).unwrap();
+        let again = NodeProgress::from_device(&status, Some(&staged), 900).unwrap();
+        assert_eq!(again.since, 100);
+        let newer = AgentUpdateStatus {
+            phase: AgentUpdatePhase::Unknown,
+            ..status
+        };
+        assert_eq!(NodeProgress::from_device(&newer, Some(&staged), 900), None);
+    }
+
+    #[test]
+    fn statuses_only_move_an_update_forward() {
+        use NodePhase::*;
+        assert!(Ordered.may_move_to(Downloading) && Ordered.may_move_to(RolledBack));
+        assert!(Downloading.may_move_to(Downloading), "progress");
+        assert!(Staged.may_move_to(Committed));
+        assert!(!Staged.may_move_to(Downloading));
+        assert!(!Committed.may_move_to(Failed) && !RolledBack.may_move_to(Staged));
     }
 
     #[test]

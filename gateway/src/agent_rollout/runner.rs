@@ -35,6 +35,8 @@ use crate::node_ownership::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// How often the rollout is planned when nothing happens.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// How long this replica's own progress write is believed before the Node watch shows it.
+const WRITTEN_TRUSTED: Duration = Duration::from_secs(30);
 
 /// Where the rollout lives and who writes its status.
 #[derive(Debug, Clone)]
@@ -69,8 +71,20 @@ struct State {
     nodes: NodeSnapshots,
     /// Devices that can update themselves (their last hello).
     capable: HashMap<DeviceId, bool>,
-    /// What this replica last wrote per Node (the watch lags behind its own writes).
-    written: HashMap<String, NodeProgress>,
+    /// What this replica last wrote per Node, and when (the watch lags behind its own
+    /// writes; an entry the watch has not confirmed within [`WRITTEN_TRUSTED`] gives way
+    /// to what the Node says, so a write that was fenced or failed is not believed).
+    written: HashMap<String, (NodeProgress, Instant)>,
+    /// When each device was last sent the order of a version (resent at most every
+    /// ORDER_RESEND).
+    ordered_at: HashMap<(String, String), Instant>,
+    /// Both watches have listed once: before that an empty view would look Complete.
+    nodes_listed: bool,
+    configmap_listed: bool,
+    /// During a relist of the ConfigMap: whether it was in the list.
+    configmap_relisted: bool,
+    /// The ConfigMap's uid, for its Events.
+    configmap_uid: Option<String>,
     status_written: Option<String>,
     phase_announced: Option<RolloutPhase>,
     fetches: FetchGate,
@@ -94,6 +108,11 @@ impl RolloutRunner {
                 .map(|(d, r)| (d, r.capabilities.agent_update))
                 .collect(),
             written: HashMap::new(),
+            ordered_at: HashMap::new(),
+            nodes_listed: false,
+            configmap_listed: false,
+            configmap_relisted: false,
+            configmap_uid: None,
             status_written: None,
             phase_announced: None,
             fetches: FetchGate::default(),
@@ -121,7 +140,10 @@ impl RolloutRunner {
                     Err(e) => warn!(error = %e, "agent rollouts: the ConfigMap watch failed; retrying"),
                 },
                 Some(event) = nodes.next() => match event {
-                    Ok(event) => state.nodes.on_event(event),
+                    Ok(event) => {
+                        state.nodes_listed |= matches!(event, watcher::Event::InitDone);
+                        state.nodes.on_event(event);
+                    }
                     Err(e) => warn!(error = %e, "agent rollouts: the Node watch failed; retrying"),
                 },
                 Some(message) = self.messages.recv() => {
@@ -151,6 +173,8 @@ impl RolloutRunner {
         };
         match event {
             watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) => {
+                state.configmap_relisted = true;
+                state.configmap_uid = cm.metadata.uid.clone();
                 let (spec, status) = parse(&cm);
                 if state.spec.as_ref() != Some(&spec) {
                     match &spec {
@@ -168,7 +192,16 @@ impl RolloutRunner {
                 state.spec = None;
                 state.status_written = None;
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::Init => state.configmap_relisted = false,
+            watcher::Event::InitDone => {
+                state.configmap_listed = true;
+                if !state.configmap_relisted && state.spec.is_some() {
+                    // deleted while the watch was down
+                    info!("agent rollout ConfigMap gone: no more orders");
+                    state.spec = None;
+                    state.status_written = None;
+                }
+            }
         }
     }
 
@@ -212,17 +245,36 @@ impl RolloutRunner {
         state
             .written
             .get(node)
+            .filter(|(_, at)| at.elapsed() < WRITTEN_TRUSTED)
+            .map(|(p, _)| p)
             .or_else(|| state.nodes.get(node).and_then(|n| n.progress.as_ref()))
     }
 
+    /// A device's status about the rollout's version, taken only while its update of that
+    /// version is under way and only forward (a device cannot rewrite its past, hold a
+    /// place by going back and forth, or report on an update it was never ordered).
     fn on_status(&self, state: &mut State, device: &DeviceId, status: &AgentUpdateStatus) -> bool {
         if Self::rollout_version(state) != Some(status.version.as_str()) || !self.ours(device) {
             return false;
         }
         let previous = Self::progress_of(state, device.as_str()).cloned();
-        let progress = NodeProgress::from_device(status, previous.as_ref(), now_ms());
-        if !progress.worth_writing_over(previous.as_ref()) {
+        let Some(under_way) = previous
+            .as_ref()
+            .filter(|p| p.version == status.version && p.phase.in_progress())
+        else {
             return false;
+        };
+        let Some(progress) = NodeProgress::from_device(status, previous.as_ref(), now_ms()) else {
+            return false;
+        };
+        if !under_way.phase.may_move_to(progress.phase)
+            || !progress.worth_writing_over(previous.as_ref())
+        {
+            return false;
+        }
+        if progress.phase != under_way.phase {
+            info!(%device, version = %progress.version, phase = ?progress.phase,
+                message = %progress.message, "agent update progress");
         }
         let done = progress.phase != NodePhase::Downloading;
         self.write_mark(
@@ -246,7 +298,14 @@ impl RolloutRunner {
         if !self.ours(device) {
             return;
         }
-        let version = Self::rollout_version(state).map(str::to_owned);
+        // only a device whose update of this version is fetching gets bytes
+        let fetching = Self::progress_of(state, device.as_str()).is_some_and(|p| {
+            p.version == fetch.version
+                && matches!(p.phase, NodePhase::Ordered | NodePhase::Downloading)
+        });
+        let version = Self::rollout_version(state)
+            .filter(|_| fetching)
+            .map(str::to_owned);
         let verdict = state
             .fetches
             .check(device, &fetch, version.as_deref(), Instant::now());
@@ -313,10 +372,15 @@ impl RolloutRunner {
             key: super::progress::AGENT_UPDATE_ANNOTATION.to_owned(),
             value: mark.progress.encode(),
         });
-        state.written.insert(mark.node, mark.progress);
+        state
+            .written
+            .insert(mark.node, (mark.progress, Instant::now()));
     }
 
     async fn reconcile(&self, state: &mut State, catalog: &ReleaseCatalog) {
+        if !(state.nodes_listed && state.configmap_listed) {
+            return;
+        }
         let spec = match &state.spec {
             None => return,
             Some(Err(why)) => {
@@ -327,9 +391,14 @@ impl RolloutRunner {
         };
         // the watch caught up with what this replica wrote: it is the truth again
         let nodes = &state.nodes;
+        state.written.retain(|n, (p, at)| {
+            at.elapsed() < WRITTEN_TRUSTED
+                && self.fleet.is_known(n)
+                && nodes.get(n).is_some_and(|s| s.progress.as_ref() != Some(p))
+        });
         state
-            .written
-            .retain(|n, p| nodes.get(n).is_some_and(|s| s.progress.as_ref() != Some(p)));
+            .ordered_at
+            .retain(|_, at| at.elapsed() < Duration::from_secs(24 * 3600));
         let target_kubelet_version = crate::kube_writer::kubelet_version(&spec.version);
         let views: Vec<NodeView> = state
             .nodes
@@ -383,6 +452,17 @@ impl RolloutRunner {
             let (Ok(device), Some(snapshot)) = (DeviceId::new(node), state.nodes.get(node)) else {
                 continue;
             };
+            let key = (node.clone(), spec.version.clone());
+            let again = match state.ordered_at.get(&key) {
+                Some(at) if at.elapsed() < super::plan::ORDER_RESEND => continue,
+                Some(_) => true,
+                None => false,
+            };
+            state.ordered_at.insert(key, Instant::now());
+            match again {
+                true => info!(%device, version = %spec.version, "agent update order sent again"),
+                false => info!(%device, version = %spec.version, "agent update ordered"),
+            }
             match catalog.release(&spec.version, &snapshot.arch) {
                 Ok(release) => self.send(
                     &device,
@@ -423,8 +503,13 @@ impl RolloutRunner {
                     state.phase_announced = Some(status.phase);
                     info!(phase = ?status.phase, version = %status.version, updated = status.updated,
                         failed = status.failed, message = %status.message, "agent rollout");
-                    events::record_rollout_event(&self.client, &self.settings.namespace, status)
-                        .await;
+                    events::record_rollout_event(
+                        &self.client,
+                        &self.settings.namespace,
+                        state.configmap_uid.as_deref(),
+                        status,
+                    )
+                    .await;
                 }
             }
             Err(e) => warn!(error = %e, "cannot write the agent rollout's status"),

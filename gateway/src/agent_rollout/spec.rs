@@ -54,9 +54,7 @@ impl MaxUnavailable {
 pub enum SpecError {
     #[error("data.version is missing: set it to the signed agent version to roll out (e.g. 0.4.0)")]
     MissingVersion,
-    #[error(
-        "data.version {0:?} is not a version: letters, digits, '.', '-', '+' and '_', at most 64"
-    )]
+    #[error("data.version {0:?} is not a version: letters, digits, '.' and '-', at most 40")]
     BadVersion(String),
     #[error("data.{key} {value:?} is not valid: {expected}")]
     BadValue {
@@ -68,14 +66,16 @@ pub enum SpecError {
     Selector(#[from] SelectorError),
 }
 
-/// A version string that is safe as a directory name and a topic payload field.
+/// A version a rollout can name: safe as a directory name, and shown unchanged in the
+/// Nodes' `kubeletVersion` (`v1.32.0+edge-agent.<version>` keeps letters, digits, `.`
+/// and `-` and at most 40 of them), so that two versions never look alike there.
 pub fn is_version(v: &str) -> bool {
     !v.is_empty()
-        && v.len() <= 64
+        && v.len() <= 40
         && v != "."
         && v != ".."
         && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
 }
 
 impl RolloutSpec {
@@ -112,11 +112,11 @@ impl RolloutSpec {
         };
         let health_deadline = duration("healthDeadline", Duration::from_secs(120))?;
         let progress_deadline = duration("progressDeadline", Duration::from_secs(15 * 60))?;
-        if health_deadline.as_secs() > u64::from(u32::MAX) {
+        if !(Duration::from_secs(5)..=Duration::from_secs(3600)).contains(&health_deadline) {
             return Err(SpecError::BadValue {
                 key: "healthDeadline",
-                value: format!("{health_deadline:?}"),
-                expected: "at most a few hours",
+                value: get("healthDeadline").unwrap_or_default().to_owned(),
+                expected: "between 5s and 1h (the new agent must connect and adopt its containers)",
             });
         }
         let paused = match get("paused") {

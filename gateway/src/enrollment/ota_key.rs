@@ -67,6 +67,11 @@ impl FleetUpdateKey {
         }
     }
 
+    /// The 32 bytes of the key.
+    pub fn raw(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Whether `signature` is this key's signature over the manifest of `version` and
     /// `sha256_hex` ([`edge_protocol::signed_manifest`]), the check each device makes.
     pub fn verifies(&self, version: &str, sha256_hex: &str, signature: &[u8]) -> bool {

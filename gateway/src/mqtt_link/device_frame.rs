@@ -123,6 +123,14 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
             DeviceMessage::LogChunk { request, chunk }
         }
         (UpChannel::LogTail, Message::LogTailReport(r)) => DeviceMessage::LogTail(r),
+        // a retained fetch or status would be replayed at every subscription
+        (UpChannel::AgentUpdate, _) if retained => {
+            return Err(Rejection::new(
+                device.as_str(),
+                RejectReason::Malformed,
+                "agent update messages must not be retained",
+            ));
+        }
         (UpChannel::AgentUpdate, Message::AgentUpdateFetch(f)) => {
             DeviceMessage::AgentUpdate(DeviceAgentUpdate::Fetch(f))
         }

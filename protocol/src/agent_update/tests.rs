@@ -77,4 +77,10 @@ fn only_committed_rolled_back_and_failed_end_an_update() {
     };
     let json = serde_json::to_value(&status).unwrap();
     assert_eq!(json["phase"], "rolledBack");
+    // a phase this reader does not know leaves the message readable
+    let newer: AgentUpdateStatus =
+        serde_json::from_value(serde_json::json!({"version": "0.5.0", "phase": "verifying"}))
+            .unwrap();
+    assert_eq!(newer.phase, Unknown);
+    assert!(!Unknown.is_final());
 }

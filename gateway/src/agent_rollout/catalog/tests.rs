@@ -2,6 +2,49 @@
 use super::*;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
+/// The fleet key's PEM of each test key, by its raw bytes.
+fn pem_of(key: &FleetUpdateKey) -> String {
+    let mut der = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    der.extend_from_slice(key.raw());
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    )
+}
+
+/// Puts the fleet's public key where the gateway's store keeps it.
+fn pin(store: &Path, key: &FleetUpdateKey) {
+    let layout = crate::enrollment::layout::EnrollmentLayout::new(store);
+    std::fs::create_dir_all(layout.root()).unwrap();
+    std::fs::write(
+        layout
+            .root()
+            .join(crate::enrollment::ota_key::OTA_PUBLIC_KEY),
+        pem_of(key),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_release_copied_in_by_hand_that_devices_would_refuse_is_not_served() {
+    let store = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (pair, key) = fleet_key();
+    let catalog = ReleaseCatalog::new(store.path());
+    let (binary, sig) = signed(work.path(), &pair, "2.0", b"agent");
+    catalog
+        .add(&key, "2.0", "arm64", &binary, &sig, false)
+        .unwrap();
+    let (_, other) = fleet_key();
+    pin(store.path(), &other);
+    assert!(matches!(
+        catalog.release("2.0", "arm64"),
+        Err(CatalogError::SignatureMismatch { .. })
+    ));
+}
+
 /// A fleet key pair: the private half, and the public half as the gateway loads it.
 pub(crate) fn fleet_key() -> (Ed25519KeyPair, FleetUpdateKey) {
     let rng = ring::rand::SystemRandom::new();
@@ -47,9 +90,19 @@ fn an_added_release_is_served_whole_in_chunks() {
         .collect();
     let (binary, sig) = signed(work.path(), &pair, "2.0", &bytes);
     let catalog = ReleaseCatalog::new(store.path());
-    let added = catalog.add(&key, "2.0", "arm64", &binary, &sig).unwrap();
+    assert!(matches!(
+        catalog.release("2.0", "arm64"),
+        Err(CatalogError::Missing { .. })
+    ));
+    let added = catalog
+        .add(&key, "2.0", "arm64", &binary, &sig, false)
+        .unwrap();
     assert_eq!(added.sha256, sha256_hex(&bytes));
-
+    assert!(
+        matches!(catalog.release("2.0", "arm64"), Err(CatalogError::NoKey)),
+        "not served without the fleet key to check it"
+    );
+    pin(store.path(), &key);
     let release = catalog.release("2.0", "arm64").unwrap();
     assert_eq!(
         (release.size, &release.sha256),
@@ -67,12 +120,10 @@ fn an_added_release_is_served_whole_in_chunks() {
         whole.extend(chunk);
     }
     assert_eq!(whole, bytes);
-    assert!(
-        catalog
-            .read_chunk(&release, release.size + 5, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(matches!(
+        catalog.read_chunk(&release, release.size, 10),
+        Err(CatalogError::PastEnd { .. })
+    ));
     assert_eq!(catalog.list().len(), 1);
 }
 
@@ -85,7 +136,7 @@ fn a_release_not_signed_by_the_fleet_key_is_refused() {
     let (binary, sig) = signed(work.path(), &other, "2.0", b"agent");
     let catalog = ReleaseCatalog::new(store.path());
     let err = catalog
-        .add(&key, "2.0", "arm64", &binary, &sig)
+        .add(&key, "2.0", "arm64", &binary, &sig, false)
         .unwrap_err();
     assert!(
         matches!(err, CatalogError::SignatureMismatch { .. }),
@@ -95,7 +146,7 @@ fn a_release_not_signed_by_the_fleet_key_is_refused() {
     let (pair, key) = fleet_key();
     let (binary, sig) = signed(work.path(), &pair, "2.0", b"agent");
     let err = catalog
-        .add(&key, "2.1", "arm64", &binary, &sig)
+        .add(&key, "2.1", "arm64", &binary, &sig, false)
         .unwrap_err();
     assert!(
         matches!(err, CatalogError::SignatureMismatch { .. }),
@@ -127,16 +178,33 @@ fn paths_cannot_escape_the_catalog() {
 }
 
 #[test]
-fn a_replaced_binary_is_hashed_again() {
+fn a_release_is_replaced_only_when_forced_and_then_hashed_again() {
     let store = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let (pair, key) = fleet_key();
+    pin(store.path(), &key);
     let catalog = ReleaseCatalog::new(store.path());
     let (binary, sig) = signed(work.path(), &pair, "2.0", b"first build");
-    catalog.add(&key, "2.0", "amd64", &binary, &sig).unwrap();
+    catalog
+        .add(&key, "2.0", "amd64", &binary, &sig, false)
+        .unwrap();
+    catalog
+        .add(&key, "2.0", "amd64", &binary, &sig, false)
+        .unwrap();
     let first = catalog.release("2.0", "amd64").unwrap();
     let (binary, sig) = signed(work.path(), &pair, "2.0", b"second, longer build");
-    catalog.add(&key, "2.0", "amd64", &binary, &sig).unwrap();
+    let refused = catalog.add(&key, "2.0", "amd64", &binary, &sig, false);
+    assert!(
+        matches!(refused, Err(CatalogError::ReplaceRefused { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        catalog.release("2.0", "amd64").unwrap().sha256,
+        first.sha256
+    );
+    catalog
+        .add(&key, "2.0", "amd64", &binary, &sig, true)
+        .unwrap();
     let second = catalog.release("2.0", "amd64").unwrap();
     assert_ne!(first.sha256, second.sha256);
     assert_eq!(second.sha256, sha256_hex(b"second, longer build"));

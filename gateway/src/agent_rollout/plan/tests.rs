@@ -62,11 +62,11 @@ fn devices_are_ordered_in_waves_of_max_unavailable_by_name() {
             .is_empty()
     );
 
-    // a done (its agent reports 2.0): one more
+    // a committed: one more
     let nodes = vec![
         NodeView {
             agent_version: "2.0".into(),
-            ..with("a", NodePhase::Staged, NOW)
+            ..with("a", NodePhase::Committed, NOW)
         },
         with("b", NodePhase::Staged, NOW),
         node("c"),
@@ -75,12 +75,61 @@ fn devices_are_ordered_in_waves_of_max_unavailable_by_name() {
     let p = plan(&spec(&[("maxUnavailable", "2")]), &nodes, NOW);
     assert_eq!(ordered(&p), ["c"]);
     assert_eq!(p.status.updated, 1);
-    assert!(
-        p.marks
-            .iter()
-            .any(|m| m.node == "a" && m.progress.phase == NodePhase::Committed),
-        "the updated Node's progress says committed"
-    );
+    assert_eq!(p.marks.len(), 1, "only c's order: {:?}", p.marks);
+}
+
+#[test]
+fn a_new_agent_on_trial_is_not_updated_until_committed() {
+    // the trial agent already reports the new version; its supervisor has not committed it
+    let on_trial = NodeView {
+        agent_version: "2.0".into(),
+        ..with("a", NodePhase::Staged, NOW)
+    };
+    let p = plan(&spec(&[]), &[on_trial, node("b")], NOW);
+    assert!(p.orders.is_empty() && p.marks.is_empty(), "{p:?}");
+    assert_eq!((p.status.updating, p.status.updated), (1, 0));
+    // rolled back after it connected: failed, never counted as updated
+    let rolled_back = NodeView {
+        agent_version: "2.0".into(),
+        ..with("a", NodePhase::RolledBack, NOW)
+    };
+    let p = plan(&spec(&[]), &[rolled_back], NOW);
+    assert_eq!((p.status.failed, p.status.updated), (1, 0));
+    assert!(p.marks.is_empty());
+}
+
+#[test]
+fn a_node_that_already_runs_the_version_is_marked_committed_once() {
+    let already = NodeView {
+        agent_version: "2.0".into(),
+        ..node("a")
+    };
+    let p = plan(&spec(&[]), std::slice::from_ref(&already), NOW);
+    assert!(p.orders.is_empty());
+    assert_eq!(p.status.phase, RolloutPhase::Complete);
+    assert_eq!(p.marks[0].progress.phase, NodePhase::Committed);
+    let marked = NodeView {
+        progress: Some(p.marks[0].progress.clone()),
+        ..already
+    };
+    assert!(plan(&spec(&[]), &[marked], NOW).marks.is_empty());
+}
+
+#[test]
+fn a_device_busy_with_an_earlier_version_is_not_ordered_and_counts() {
+    let busy = NodeView {
+        progress: Some(NodeProgress::new("1.5", NodePhase::Staged, NOW - 1000)),
+        ..node("a")
+    };
+    let p = plan(&spec(&[]), &[busy.clone(), node("b")], NOW);
+    assert!(p.orders.is_empty(), "{p:?}");
+    assert_eq!(p.status.updating, 1);
+    // stalled long ago: free again
+    let stalled = NodeView {
+        progress: Some(NodeProgress::new("1.5", NodePhase::Staged, 0)),
+        ..busy
+    };
+    assert_eq!(ordered(&plan(&spec(&[]), &[stalled], NOW)), ["a"]);
 }
 
 #[test]
@@ -162,7 +211,6 @@ fn devices_that_cannot_update_are_blocked_not_failed() {
         ..node("a")
     };
     let updated = NodeView {
-        agent_version: "2.0".into(),
         progress: Some(NodeProgress::new("2.0", NodePhase::Committed, 1)),
         ..node("b")
     };
@@ -187,6 +235,15 @@ fn a_device_stuck_past_the_progress_deadline_fails() {
 
     let fine = with("a", NodePhase::Downloading, NOW - deadline + 1);
     assert_eq!(plan(&spec(&[]), &[fine], NOW).status.failed, 0);
+
+    // offline: it keeps its place until it is back, and does not fail
+    let offline = NodeView {
+        ready: false,
+        ..with("a", NodePhase::Downloading, NOW - deadline - 1)
+    };
+    let p = plan(&spec(&[]), &[offline, node("b")], NOW);
+    assert_eq!((p.status.failed, p.status.updating), (0, 1));
+    assert!(p.orders.is_empty() && p.marks.is_empty());
 }
 
 #[test]

@@ -57,6 +57,9 @@ fn bad_values_say_what_to_write() {
     for (key, value) in [
         ("version", "../../etc"),
         ("version", "1.0 beta"),
+        ("version", "1.0+build"),
+        ("healthDeadline", "500ms"),
+        ("healthDeadline", "2h"),
         ("maxUnavailable", "0"),
         ("maxUnavailable", "150%"),
         ("maxUnavailable", "-1"),

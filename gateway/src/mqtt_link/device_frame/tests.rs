@@ -99,3 +99,30 @@ fn stream_messages_are_typed_with_their_stream() {
         RejectReason::WrongTopic
     );
 }
+
+#[test]
+fn agent_update_fetches_and_statuses_are_decoded_unless_retained() {
+    let fetch = edge_protocol::AgentUpdateFetch {
+        version: "2.0".into(),
+        offset: 0,
+        length: 10,
+    };
+    let payload = Message::from(fetch.clone()).encode().unwrap();
+    let frame = decode("edge/v1/pi-01/up/agent-update", &payload, false).unwrap();
+    assert_eq!(
+        frame.message,
+        DeviceMessage::AgentUpdate(DeviceAgentUpdate::Fetch(fetch))
+    );
+    assert_eq!(frame.message.kind(), MessageKind::AgentUpdateFetch);
+    let status = Message::from(edge_protocol::AgentUpdateStatus::default())
+        .encode()
+        .unwrap();
+    let frame = decode("edge/v1/pi-01/up/agent-update", &status, false).unwrap();
+    assert_eq!(frame.message.kind(), MessageKind::AgentUpdateStatus);
+    let retained = decode("edge/v1/pi-01/up/agent-update", &status, true).unwrap_err();
+    assert_eq!(retained.reason, RejectReason::Malformed);
+    assert_eq!(
+        reason("edge/v1/pi-01/up/status", &payload),
+        RejectReason::WrongTopic
+    );
+}
