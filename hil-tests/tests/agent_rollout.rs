@@ -4,8 +4,10 @@
 //! gateway under its shipped ClusterRole) and on the embedded broker with the emulator:
 //! - a good build, added with `edge-gateway agent-release add` (signed with OpenSSL as
 //!   docs/deploy.md shows), reaches all three devices one at a time (maxUnavailable 1:
-//!   never two Nodes updating at once), each Node's VERSION shows it, each has an
-//!   `AgentUpdated` Event, and the rollout's status says Complete;
+//!   the gateway's log orders each device once, and the next only after the previous
+//!   one's agent was committed; no two Nodes show an update in progress at once), each
+//!   Node's VERSION shows it, each has one `AgentUpdateStarted` and one `AgentUpdated`
+//!   Event, and the rollout's status says Complete;
 //! - a bad build (never reports healthy) rolls back on the first device by itself, the
 //!   rollout pauses (status Paused, the device listed with why, an
 //!   `AgentUpdateRolledBack` Event) and the other two are never ordered;
@@ -109,6 +111,58 @@ async fn device_nodes(stack: &Stack) -> Result<Vec<Node>> {
     Ok(items)
 }
 
+/// The gateway's decisions about `version`, in order: (device, "ordered" or the phase a
+/// device's status moved to), from its log.
+fn decisions(stack: &Stack, version: &str) -> Vec<(String, String)> {
+    let field = |line: &str, key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(|v| v.trim_matches('"').to_owned())
+    };
+    stack
+        .gateway
+        .log()
+        .lines()
+        .filter(|l| field(l, "version=").as_deref() == Some(version))
+        .filter_map(|l| {
+            let device = field(l, "device=")?;
+            if l.contains("agent update ordered") {
+                Some((device, "ordered".to_owned()))
+            } else if l.contains("agent update progress") {
+                Some((device, field(l, "phase=")?))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Every device ordered once, and (maxUnavailable 1) only after the device before it
+/// ended its update.
+fn ordered_one_at_a_time(decisions: &[(String, String)]) -> Result<Vec<String>> {
+    let mut ordered = Vec::new();
+    let mut busy: Option<&str> = None;
+    for (device, what) in decisions {
+        match what.as_str() {
+            "ordered" => {
+                ensure!(
+                    !ordered.contains(device),
+                    "{device} ordered twice: {decisions:?}"
+                );
+                ensure!(
+                    busy.is_none(),
+                    "{device} ordered while {busy:?} was updating: {decisions:?}"
+                );
+                busy = Some(device);
+                ordered.push(device.clone());
+            }
+            "Committed" | "RolledBack" | "Failed" if busy == Some(device.as_str()) => busy = None,
+            _ => {}
+        }
+    }
+    Ok(ordered)
+}
+
 /// Waits for the rollout's status phase, watching that at most one Node is ever updating
 /// at once (the waves); the status.
 async fn watch_rollout(
@@ -117,13 +171,11 @@ async fn watch_rollout(
     version: &str,
     phase: &str,
 ) -> Result<serde_json::Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    let target = format!("+edge-agent.{version}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(420);
     loop {
         let nodes = device_nodes(stack).await?;
         let updating: Vec<String> = nodes
             .iter()
-            .filter(|n| !kubelet_version(n).ends_with(&target))
             .filter(|n| {
                 progress(n).is_some_and(|(v, p, _)| {
                     v == version && matches!(p.as_str(), "ordered" | "downloading" | "staged")
@@ -252,6 +304,12 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
     ])?;
     let status = watch_rollout(&stack, &rollout_ns, GOOD, "Complete").await?;
     ensure!(status["updated"] == 3 && status["failed"] == 0, "{status}");
+    let ordered = ordered_one_at_a_time(&decisions(&stack, GOOD))?;
+    ensure!(
+        ordered == devices,
+        "each device ordered once, by name: {ordered:?}\n{}",
+        stack.logs()
+    );
     for node in device_nodes(&stack).await? {
         let name = node.metadata.name.clone().unwrap_or_default();
         ensure!(
@@ -259,17 +317,22 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
             "{name}: {}",
             kubelet_version(&node)
         );
-        let events = stack.kubectl.run(&[
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            &format!("involvedObject.name={name},reason=AgentUpdated"),
-            "-o",
-            "name",
-        ])?;
-        ensure!(!events.trim().is_empty(), "no AgentUpdated Event on {name}");
+        for reason in ["AgentUpdateStarted", "AgentUpdated"] {
+            let counts = stack.kubectl.run(&[
+                "get",
+                "events",
+                "-n",
+                "default",
+                "--field-selector",
+                &format!("involvedObject.name={name},reason={reason}"),
+                "-o",
+                "jsonpath={range .items[*]}{.count}{\"\\n\"}{end}",
+            ])?;
+            ensure!(
+                counts.trim() == "1",
+                "{name}: {reason} Events (their counts) {counts:?}"
+            );
+        }
     }
     wait_node_ready(&stack, first, "True", Duration::from_secs(30)).await?;
     same_container(&stack, &pod_uid, &before, "update")?;
@@ -295,6 +358,8 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
     ])?;
     let status = watch_rollout(&stack, &rollout_ns, BAD, "Paused").await?;
     ensure!(status["failed"] == 1 && status["updated"] == 0, "{status}");
+    let ordered = ordered_one_at_a_time(&decisions(&stack, BAD))?;
+    ensure!(ordered == [first.clone()], "after a rollback: {ordered:?}");
     let why = status["failures"][first.as_str()]
         .as_str()
         .unwrap_or_default();
