@@ -22,7 +22,9 @@
 //! A sharded gateway runs this on every replica over all Nodes (their progress is on the
 //! Nodes), and each orders only its own devices; two replicas may order at once, so the
 //! fleet can briefly have up to one device per replica more than `maxUnavailable` in
-//! flight.
+//! flight. Updated, updating and failed Nodes count fleet-wide (a failure anywhere
+//! pauses every replica); pending and blocked ones only on their own replica, whose
+//! status says Complete once its own devices are done and nothing is updating.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -126,6 +128,9 @@ enum Standing {
     Updating,
     Blocked,
     Pending,
+    /// Another replica's device that is neither updated, updating nor failed: that
+    /// replica counts it (pending or blocked there).
+    Elsewhere,
 }
 
 pub fn plan(spec: &RolloutSpec, nodes: &[NodeView], now_ms: u64) -> Plan {
@@ -184,8 +189,10 @@ pub fn plan(spec: &RolloutSpec, nodes: &[NodeView], now_ms: u64) -> Plan {
                 status.blocked_nodes.insert(node.name.clone(), why.clone());
             }
             Standing::Blocked
+        } else if !node.ours {
+            Standing::Elsewhere
         } else {
-            if node.ours && node.ready {
+            if node.ready {
                 pending_ours.push(node);
             }
             Standing::Pending
@@ -201,6 +208,7 @@ pub fn plan(spec: &RolloutSpec, nodes: &[NodeView], now_ms: u64) -> Plan {
             Standing::Updating => status.updating += 1,
             Standing::Blocked => status.blocked += 1,
             Standing::Pending => status.pending += 1,
+            Standing::Elsewhere => {}
         }
     }
     let too_many_failures = status.failed > spec.max_failures as usize;

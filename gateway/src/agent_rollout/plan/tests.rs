@@ -188,9 +188,31 @@ fn only_selected_online_devices_of_this_replica_are_ordered() {
     assert_eq!(ordered(&p), ["c1"]);
     assert_eq!(p.status.selected, 3);
     assert_eq!(
-        p.status.pending, 2,
-        "the offline one and the other replica's"
+        p.status.pending, 1,
+        "the offline one; the other replica counts its own"
     );
+}
+
+#[test]
+fn another_replicas_failure_pauses_this_one_and_its_pending_devices_do_not_hold_it() {
+    let failed_there = NodeView {
+        ours: false,
+        ..with("a", NodePhase::RolledBack, NOW)
+    };
+    let p = plan(&spec(&[]), &[failed_there, node("b")], NOW);
+    assert_eq!(p.status.phase, RolloutPhase::Paused);
+    assert!(p.orders.is_empty());
+
+    let pending_there = NodeView {
+        ours: false,
+        ..node("a")
+    };
+    let done_here = NodeView {
+        progress: Some(NodeProgress::new("2.0", NodePhase::Committed, 1)),
+        ..node("b")
+    };
+    let p = plan(&spec(&[]), &[pending_there, done_here], NOW);
+    assert_eq!(p.status.phase, RolloutPhase::Complete, "{:?}", p.status);
 }
 
 #[test]
