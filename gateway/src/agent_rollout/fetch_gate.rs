@@ -1,5 +1,7 @@
 //! Which chunk fetches of a device the gateway answers (pure): only for the version the
-//! rollout names, and at most [`FETCHES_PER_SECOND`] per device, so a hostile or looping
+//! rollout names, only from a device whose update of it is fetching (ordered or
+//! downloading: maxUnavailable bounds how many download), and at most
+//! [`FETCHES_PER_SECOND`] per device, so a hostile or looping
 //! device cannot turn the gateway into a downlink amplifier (a fetch of a few bytes asks
 //! for a quarter MiB). A device waiting for a chunk that was not sent asks again after
 //! its own timeout.
@@ -35,6 +37,7 @@ impl FetchGate {
         device: &DeviceId,
         fetch: &AgentUpdateFetch,
         rollout_version: Option<&str>,
+        fetching: bool,
         now: Instant,
     ) -> FetchVerdict {
         let entry = self.windows.entry(device.clone()).or_insert((now, 0));
@@ -46,6 +49,9 @@ impl FetchGate {
         }
         entry.1 += 1;
         match rollout_version {
+            Some(v) if v == fetch.version && !fetching => FetchVerdict::Refuse(format!(
+                "this device was not ordered to fetch version {v} (or its update of it is over)"
+            )),
             Some(v) if v == fetch.version => FetchVerdict::Serve,
             Some(v) => FetchVerdict::Refuse(format!(
                 "version {} is not being rolled out (the rollout's version is {v})",
@@ -84,31 +90,35 @@ mod tests {
         let other = DeviceId::new("pi-02").unwrap();
         let t0 = Instant::now();
         assert!(matches!(
-            gate.check(&d, &fetch("1.0"), Some("2.0"), t0),
+            gate.check(&d, &fetch("1.0"), Some("2.0"), true, t0),
             FetchVerdict::Refuse(why) if why.contains("2.0")
         ));
         assert!(matches!(
-            gate.check(&d, &fetch("2.0"), None, t0),
+            gate.check(&d, &fetch("2.0"), None, true, t0),
             FetchVerdict::Refuse(_)
         ));
-        for _ in 2..FETCHES_PER_SECOND {
+        assert!(matches!(
+            gate.check(&d, &fetch("2.0"), Some("2.0"), false, t0),
+            FetchVerdict::Refuse(why) if why.contains("not ordered")
+        ));
+        for _ in 3..FETCHES_PER_SECOND {
             assert_eq!(
-                gate.check(&d, &fetch("2.0"), Some("2.0"), t0),
+                gate.check(&d, &fetch("2.0"), Some("2.0"), true, t0),
                 FetchVerdict::Serve
             );
         }
         assert_eq!(
-            gate.check(&d, &fetch("2.0"), Some("2.0"), t0),
+            gate.check(&d, &fetch("2.0"), Some("2.0"), true, t0),
             FetchVerdict::Drop
         );
         assert_eq!(
-            gate.check(&other, &fetch("2.0"), Some("2.0"), t0),
+            gate.check(&other, &fetch("2.0"), Some("2.0"), true, t0),
             FetchVerdict::Serve,
             "per device"
         );
         let later = t0 + WINDOW;
         assert_eq!(
-            gate.check(&d, &fetch("2.0"), Some("2.0"), later),
+            gate.check(&d, &fetch("2.0"), Some("2.0"), true, later),
             FetchVerdict::Serve
         );
         gate.prune(t0 + WINDOW * 61);

@@ -303,12 +303,11 @@ impl RolloutRunner {
             p.version == fetch.version
                 && matches!(p.phase, NodePhase::Ordered | NodePhase::Downloading)
         });
-        let version = Self::rollout_version(state)
-            .filter(|_| fetching)
-            .map(str::to_owned);
-        let verdict = state
-            .fetches
-            .check(device, &fetch, version.as_deref(), Instant::now());
+        let version = Self::rollout_version(state).map(str::to_owned);
+        let verdict =
+            state
+                .fetches
+                .check(device, &fetch, version.as_deref(), fetching, Instant::now());
         let arch = state
             .nodes
             .get(device.as_str())
