@@ -526,7 +526,8 @@ async fn systemd_readiness_and_watchdog() {
         "WatchdogSec=",
         "Restart=always",
         "StateDirectory=edge-agent",
-        "ExecStart=/usr/local/bin/edge-agent run --config /etc/edge-agent/agent.toml",
+        "NotifyAccess=all",
+        "ExecStart=/usr/local/bin/edge-agent supervise -- run --config /etc/edge-agent/agent.toml",
     ] {
         assert!(unit.contains(line), "unit lacks {line}");
     }
@@ -539,15 +540,31 @@ async fn systemd_readiness_and_watchdog() {
         .unwrap();
     let device = "rq-sd-1";
     let gw = TestGateway::connect(port, device).await;
-    let _agent = AgentProcess::start_env(
+    // As the unit runs it: the agent is the child of its update supervisor, the main
+    // process, whose pid systemd puts in WATCHDOG_PID (a shell that execs the supervisor
+    // keeps its pid); READY and the watchdog must still come from the agent.
+    let ota_dir = dir.path().join("ota");
+    let mut agent = AgentProcess::start_with(
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "WATCHDOG_PID=$$ exec \"$0\" supervise --ota-dir {} -- \"$@\"",
+                ota_dir.display()
+            ),
+            agent_binary(),
+        ],
         device,
         port,
         dir.path(),
-        &[
-            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
-            ("WATCHDOG_USEC", "1000000"),
-        ],
+        &[],
     );
+    agent.kill9();
+    agent.env = vec![
+        ("NOTIFY_SOCKET".into(), socket_path.to_str().unwrap().into()),
+        ("WATCHDOG_USEC".into(), "1000000".into()),
+    ];
+    agent.spawn();
     let notes = tokio::task::spawn_blocking(move || {
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
