@@ -378,6 +378,33 @@ pub fn app_container_identity(pod_uid: &str) -> Result<(String, String)> {
     ))
 }
 
+/// A pod `<device>-pod` on `device` that sleeps, Running and Ready: its uid and its
+/// container's identity ([`app_container_identity`]), to check later that the container
+/// survived an agent's restart or update.
+pub async fn sleeping_pod_on(stack: &Stack, device: &str) -> Result<(String, (String, String))> {
+    let name = format!("{device}-pod");
+    let pod = pod_manifest(
+        &name,
+        &[("kubernetes.io/hostname", device)],
+        true,
+        "Always",
+        "sleep 100000",
+    );
+    create(stack, &pod).await?;
+    let pod = wait_pod(
+        stack,
+        &name,
+        "Running and Ready",
+        Duration::from_secs(90),
+        is_ready,
+    )
+    .await?;
+    let pod_uid = uid(&pod);
+    let identity = app_container_identity(&pod_uid)
+        .map_err(|e| anyhow!("{name}'s container: {e}\n{}", stack.logs()))?;
+    Ok((pod_uid, identity))
+}
+
 /// The pod's app container is the one of `before` (not recreated, not restarted).
 pub fn same_container(
     stack: &Stack,

@@ -22,7 +22,8 @@ pub fn gateway_received(log: &str, device: &str) -> Vec<u64> {
         .collect()
 }
 
-fn strip_ansi(line: &str) -> String {
+/// The text of a log line without its terminal colour codes (`ESC [ ... m`).
+pub fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {

@@ -21,8 +21,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, ensure};
 use edge_hil_tests::ota_signing::{FleetSigningKey, run};
 use edge_hil_tests::scenario::{
-    app_container_identity, create, is_ready, pod_manifest, restart_count, same_container, uid,
-    wait_node_ready, wait_pod,
+    is_ready, restart_count, same_container, sleeping_pod_on, wait_node_ready, wait_pod,
 };
 use edge_hil_tests::stack::{AgentBuild, BrokerKind, Stack, StackOptions, binary, eventually};
 
@@ -166,25 +165,7 @@ async fn ota_scenario(broker: BrokerKind, device: &str) -> Result<()> {
     );
 
     let pod_name = format!("{device}-pod");
-    let pod = pod_manifest(
-        &pod_name,
-        &[("kubernetes.io/hostname", device)],
-        true,
-        "Always",
-        "sleep 100000",
-    );
-    create(&stack, &pod).await?;
-    let pod = wait_pod(
-        &stack,
-        &pod_name,
-        "Running and Ready",
-        Duration::from_secs(90),
-        is_ready,
-    )
-    .await?;
-    let pod_uid = uid(&pod);
-    let before = app_container_identity(&pod_uid)
-        .map_err(|e| anyhow!("before the update: {e}\n{}", stack.logs()))?;
+    let (pod_uid, before) = sleeping_pod_on(&stack, device).await?;
 
     let work = stack.dir().join("ota-work");
     std::fs::create_dir_all(&work)?;

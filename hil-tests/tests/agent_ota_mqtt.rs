@@ -17,15 +17,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
-use edge_hil_tests::scenario::{
-    app_containers, create, is_ready, pod_manifest, uid, wait_node_ready, wait_pod,
-};
+use edge_hil_tests::ota_signing::{FleetSigningKey, run};
+use edge_hil_tests::scenario::{app_container_identity, sleeping_pod_on, wait_node_ready};
 use edge_hil_tests::stack::{AgentBuild, BrokerKind, Stack, StackOptions, binary, eventually};
 use edge_protocol::{
     AgentUpdateChunk, AgentUpdateFetch, AgentUpdateOrder, AgentUpdatePhase, AgentUpdateStatus,
@@ -278,67 +277,11 @@ fn sha256_hex(bytes: &[u8]) -> Result<String> {
         .to_owned())
 }
 
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// An OpenSSL ed25519 key pair (private key, public key PEM).
-fn signing_key(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let key = dir.join("ota-signing.key");
-    let public = dir.join("ota-signing.pub");
-    run(Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&key))?;
-    run(Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&public))?;
-    Ok((key, public))
-}
-
 /// The raw signature of `bytes` as `version`, made with OpenSSL as docs/deploy.md shows.
-fn sign(key: &Path, dir: &Path, bytes: &[u8], version: &str) -> Result<Vec<u8>> {
-    let manifest = dir.join(format!("{version}.manifest"));
-    std::fs::write(
-        &manifest,
-        edge_protocol::signed_manifest(version, &sha256_hex(bytes)?),
-    )?;
-    let signature = dir.join(format!("{version}.sig"));
-    run(Command::new("openssl")
-        .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
-        .arg(key)
-        .arg("-in")
-        .arg(&manifest)
-        .arg("-out")
-        .arg(&signature))?;
-    Ok(std::fs::read(signature)?)
-}
-
-/// The pod's app container: (id, start time as the runtime has it).
-fn container_identity(pod_uid: &str) -> Result<(String, String)> {
-    let containers = app_containers(pod_uid)?;
-    let [(id, state)] = containers.as_slice() else {
-        anyhow::bail!("expected one app container, got {containers:?}");
-    };
-    ensure!(state == "running", "the container is {state}");
-    let host = std::env::var("EDGE_TEST_DOCKER_HOST")?;
-    let started = run(Command::new("podman").args([
-        "--url",
-        &host,
-        "inspect",
-        "--format",
-        "{{.State.StartedAt}}",
-        id,
-    ]))?;
-    Ok((id.clone(), started.trim().to_owned()))
+fn sign(key: &FleetSigningKey, dir: &Path, bytes: &[u8], version: &str) -> Result<Vec<u8>> {
+    let binary = dir.join(format!("{version}.bin"));
+    std::fs::write(&binary, bytes)?;
+    Ok(std::fs::read(key.sign(&binary, version)?)?)
 }
 
 fn ota_state(ota_dir: &Path) -> Result<serde_json::Value> {
@@ -351,7 +294,8 @@ fn ota_state(ota_dir: &Path) -> Result<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_update_ordered_over_mqtt_is_downloaded_verified_swapped_and_committed() -> Result<()> {
     let keys = tempfile::tempdir()?;
-    let (key, public) = signing_key(keys.path())?;
+    let key = FleetSigningKey::generate(keys.path())?;
+    let public = key.public.clone();
     let mut options = StackOptions::fast(BrokerKind::Mosquitto);
     options.agent_args = vec!["--ota-public-key".to_owned(), public.display().to_string()];
     let mut stack = Stack::start(options).await?;
@@ -374,26 +318,7 @@ async fn an_update_ordered_over_mqtt_is_downloaded_verified_swapped_and_committe
         "before any update: {first:?}"
     );
 
-    let pod_name = format!("{DEVICE}-pod");
-    let pod = pod_manifest(
-        &pod_name,
-        &[("kubernetes.io/hostname", DEVICE)],
-        true,
-        "Always",
-        "sleep 100000",
-    );
-    create(&stack, &pod).await?;
-    let pod = wait_pod(
-        &stack,
-        &pod_name,
-        "Running and Ready",
-        Duration::from_secs(90),
-        is_ready,
-    )
-    .await?;
-    let pod_uid = uid(&pod);
-    let before = container_identity(&pod_uid)
-        .map_err(|e| anyhow!("before the update: {e}\n{}", stack.logs()))?;
+    let (pod_uid, before) = sleeping_pod_on(&stack, DEVICE).await?;
 
     // a binary whose signature is another binary's: downloaded, refused, nothing staged
     let bad = b"#!/bin/sh\nexec sleep 100000\n".to_vec();
@@ -486,7 +411,7 @@ async fn an_update_ordered_over_mqtt_is_downloaded_verified_swapped_and_committe
         "the staged download was left behind"
     );
     wait_node_ready(&stack, DEVICE, "True", Duration::from_secs(30)).await?;
-    let after_swap = container_identity(&pod_uid)
+    let after_swap = app_container_identity(&pod_uid)
         .map_err(|e| anyhow!("after the update: {e}\n{}", stack.logs()))?;
     ensure!(
         after_swap == before,
@@ -569,7 +494,7 @@ async fn an_update_ordered_over_mqtt_is_downloaded_verified_swapped_and_committe
         "fetched a rolled back version again"
     );
     wait_node_ready(&stack, DEVICE, "True", Duration::from_secs(30)).await?;
-    let after_rollback = container_identity(&pod_uid)
+    let after_rollback = app_container_identity(&pod_uid)
         .map_err(|e| anyhow!("after the rollback: {e}\n{}", stack.logs()))?;
     ensure!(
         after_rollback == before,

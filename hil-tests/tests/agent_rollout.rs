@@ -23,12 +23,12 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use edge_hil_tests::ota_signing::{FleetSigningKey, run};
 use edge_hil_tests::scenario::{
-    app_container_identity, create, is_ready, nodes, pod_manifest, restart_count, same_container,
-    uid, wait_node_ready, wait_pod,
+    is_ready, nodes, restart_count, same_container, sleeping_pod_on, wait_node_ready, wait_pod,
 };
 use edge_hil_tests::stack::{
     AgentBuild, BrokerKind, ClusterBackend, STACK_LABEL, Stack, StackOptions, binary,
 };
+use edge_hil_tests::status_sequence::strip_ansi;
 use k8s_openapi::api::core::v1::Node;
 
 const GOOD: &str = "9.0.0-good";
@@ -123,7 +123,7 @@ fn decisions(stack: &Stack, version: &str) -> Vec<(String, String)> {
             .find_map(|w| w.strip_prefix(key))
             .map(|v| v.trim_matches('"').to_owned())
     };
-    let log = without_colors(&stack.gateway.log());
+    let log = strip_ansi(&stack.gateway.log());
     log.lines()
         .filter(|l| field(l, "version=").as_deref() == Some(version))
         .filter_map(|l| {
@@ -137,24 +137,6 @@ fn decisions(stack: &Stack, version: &str) -> Vec<(String, String)> {
             }
         })
         .collect()
-}
-
-/// The text of a log without its terminal colour codes (`ESC [ ... m`).
-fn without_colors(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Every device ordered once, and never more than `max_unavailable` updating at once
@@ -275,24 +257,7 @@ async fn scenario(
     }
     let first = &devices[0];
     let pod_name = format!("{first}-pod");
-    let pod = pod_manifest(
-        &pod_name,
-        &[("kubernetes.io/hostname", first.as_str())],
-        true,
-        "Always",
-        "sleep 100000",
-    );
-    create(&stack, &pod).await?;
-    let pod = wait_pod(
-        &stack,
-        &pod_name,
-        "Ready",
-        Duration::from_secs(90),
-        is_ready,
-    )
-    .await?;
-    let pod_uid = uid(&pod);
-    let before = app_container_identity(&pod_uid)?;
+    let (pod_uid, before) = sleeping_pod_on(&stack, first).await?;
 
     add_release(&stack, &key, work.path(), "edge-agent-good", None, GOOD)?;
     stack
