@@ -63,14 +63,12 @@ cargo fmt --all -- --check
 step "cargo clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# The host binaries the end-to-end tests start (edge-gateway, edge-agent, the test bed's
-# own) are built by `cargo test` itself (every package with integration tests gets its
-# binaries built into target/debug), so no separate `cargo build` here.
-step "building the static aarch64 agent for the qemu tests (quick profile; boards get --release)"
-cargo build --profile aarch64-test --locked -p edge-agent --target aarch64-unknown-linux-musl
+step "building binaries (host, and static aarch64 agent for the qemu tests)"
+cargo build --workspace --bins --locked
+cargo build --release --locked -p edge-agent --target aarch64-unknown-linux-musl
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export EDGE_TEST_BIN_DIR="$target_dir/debug"
-export EDGE_TEST_AGENT_AARCH64="$target_dir/aarch64-unknown-linux-musl/aarch64-test/edge-agent"
+export EDGE_TEST_AGENT_AARCH64="$target_dir/aarch64-unknown-linux-musl/release/edge-agent"
 
 # The armv7 agent for qemu-arm, packaging and flashing tests: its standard library is
 # built from source by the pinned nightly (a few minutes once, then cached in the target
