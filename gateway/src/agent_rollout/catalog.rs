@@ -283,35 +283,33 @@ impl ReleaseCatalog {
             });
         }
         let path = dir.join(BINARY);
-        if path.exists() {
-            let present = sha256_file(&path)?;
-            if present == sha256 {
-                return Ok(Release {
-                    version: version.to_owned(),
-                    arch: arch.to_owned(),
-                    path,
-                    size,
-                    sha256,
-                    signature,
-                });
-            }
-            if !force {
+        let present = match path.exists() {
+            true => Some(sha256_file(&path)?),
+            false => None,
+        };
+        match present {
+            // the same binary again: nothing to write
+            Some(present) if present == sha256 => {}
+            Some(present) if !force => {
                 return Err(CatalogError::ReplaceRefused {
                     version: version.to_owned(),
                     arch: arch.to_owned(),
                     sha256: present,
                 });
             }
+            _ => {
+                std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+                let staging = dir.join(".edge-agent.new");
+                let staging_sig = dir.join(".edge-agent.sig.new");
+                std::fs::copy(binary, &staging).map_err(io("copy into", &staging))?;
+                std::fs::write(&staging_sig, &signature).map_err(io("write", &staging_sig))?;
+                // a reader between the two renames sees a pair that does not verify: it
+                // is refused (never served), and the next read sees the whole new pair
+                std::fs::rename(&staging_sig, dir.join(SIGNATURE))
+                    .map_err(io("rename into", &dir))?;
+                std::fs::rename(&staging, &path).map_err(io("rename into", &path))?;
+            }
         }
-        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        let staging = dir.join(".edge-agent.new");
-        let staging_sig = dir.join(".edge-agent.sig.new");
-        std::fs::copy(binary, &staging).map_err(io("copy into", &staging))?;
-        std::fs::write(&staging_sig, &signature).map_err(io("write", &staging_sig))?;
-        // a reader between the two renames sees a pair that does not verify: it is
-        // refused (never served), and the next read sees the whole new pair
-        std::fs::rename(&staging_sig, dir.join(SIGNATURE)).map_err(io("rename into", &dir))?;
-        std::fs::rename(&staging, &path).map_err(io("rename into", &path))?;
         Ok(Release {
             version: version.to_owned(),
             arch: arch.to_owned(),
