@@ -156,14 +156,22 @@ impl Subscriber {
 
     /// The next application message as "topic payload".
     pub fn next_message(&mut self) -> String {
-        let deadline = Instant::now() + WAIT;
+        match self.next_message_within(WAIT) {
+            Ok(message) => message,
+            Err(seen) => panic!("{}: no message arrived; output: {seen:#?}", self.name),
+        }
+    }
+
+    /// The next application message within `wait`, or the other output seen meanwhile.
+    pub fn next_message_within(&mut self, wait: Duration) -> Result<String, Vec<String>> {
+        let deadline = Instant::now() + wait;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with("edge/") => return line,
+                Ok(line) if line.starts_with("edge/") => return Ok(line),
                 Ok(line) => seen.push(line),
-                Err(_) => panic!("{}: no message arrived; output: {seen:#?}", self.name),
+                Err(_) => return Err(seen),
             }
         }
     }
