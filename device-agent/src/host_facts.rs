@@ -229,6 +229,7 @@ impl HostFacts {
             images: Vec::new(),
             update: false,
             agent_update: None,
+            image_prepull: None,
         }
     }
 }

@@ -430,6 +430,7 @@ fn hello(config: &FakeDeviceConfig) -> NodeReport {
         images: Vec::new(),
         update: false,
         agent_update: None,
+        image_prepull: None,
     }
 }
 

@@ -12,7 +12,7 @@
 //! | `edge/bootstrap/v1/bootstrap_{device}/request` | device → gateway | 1 | [`CertificateRequest`] |
 //! | `edge/bootstrap/v1/bootstrap_{device}/response` | gateway → device | 1 | [`CertificateReply`] |
 //!
-//! Payloads are `{"protocol":"1.4","kind":"certificateRequest"|"certificateReply","body":{...}}`.
+//! Payloads are `{"protocol":"1.5","kind":"certificateRequest"|"certificateReply","body":{...}}`.
 //!
 //! Renewal goes over the device's own identity, with the same payloads (the bootstrap
 //! token is then empty and ignored):

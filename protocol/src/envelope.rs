@@ -15,6 +15,7 @@ use crate::agent_update::{
     AgentUpdateChunk, AgentUpdateFetch, AgentUpdateOrder, AgentUpdateStatus,
 };
 use crate::desired_set::DesiredSet;
+use crate::image_prepull::{ImagePrepullSet, ImagePrepullStatus};
 use crate::logs::{LogCancel, LogChunk, LogRequest, LogTailReport};
 use crate::node_report::{DeviceState, Heartbeat, NodeReport};
 use crate::node_stats::NodeStats;
@@ -123,6 +124,8 @@ messages! {
     AgentUpdateFetch => "agentUpdateFetch",
     AgentUpdateChunk => "agentUpdateChunk",
     AgentUpdateStatus => "agentUpdateStatus",
+    ImagePrepullSet => "imagePrepullSet",
+    ImagePrepullStatus => "imagePrepullStatus",
 }
 
 impl MessageKind {
@@ -335,6 +338,7 @@ pub fn allowed_kinds(topic: &Topic) -> &'static [MessageKind] {
                 MessageKind::AgentUpdateFetch,
                 MessageKind::AgentUpdateStatus,
             ],
+            UpChannel::Prepull => &[MessageKind::ImagePrepullStatus],
         },
         Topic::Down { channel, .. } => match channel {
             DownChannel::Desired => &[MessageKind::DesiredSet],
@@ -343,6 +347,7 @@ pub fn allowed_kinds(topic: &Topic) -> &'static [MessageKind] {
             DownChannel::AgentUpdate => {
                 &[MessageKind::AgentUpdateOrder, MessageKind::AgentUpdateChunk]
             }
+            DownChannel::Prepull => &[MessageKind::ImagePrepullSet],
             DownChannel::Logs(_) => &[MessageKind::LogRequest, MessageKind::LogCancel],
             DownChannel::Stream(_) => &[
                 MessageKind::StreamOpen,

@@ -30,6 +30,7 @@
 //! | [`node_stats`] | [`NodeStats`]: CPU, memory, disk and network use of the device, its pods and containers; the agent's counters |
 //! | [`stream`] | exec, attach and port-forward streams: [`StreamOpen`], [`StreamData`], credit-based flow control, [`StreamClose`] |
 //! | [`agent_update`] | agent updates over the air (1.4): [`AgentUpdateOrder`], [`AgentUpdateFetch`], [`AgentUpdateChunk`], [`AgentUpdateStatus`], [`signed_manifest`] |
+//! | [`image_prepull`] | image pre-pull (1.5): [`ImagePrepullSet`] (the images a device keeps), [`ImagePrepullStatus`] (its progress per image) |
 //! | [`binary`] | [`Base64Bytes`] for file contents and log data |
 //! | [`broker_failover`] | [`BrokerFailover`]: the next broker node to try and the jittered back-off before it; `CONNACK_TIMEOUT`, how long a connection attempt waits |
 //! | `broker_tls` | (feature `broker-tls`) the rustls client configuration of a broker connection, from PEM files |
@@ -59,6 +60,8 @@
 //! | `edge/v1/{device}/down/retire` | gateway → device (the device wipes itself and exits) | 1 | no | [`RetireOrder`] |
 //! | `edge/v1/{device}/up/agent-update` | device → gateway | 1 | no | [`AgentUpdateFetch`], [`AgentUpdateStatus`] |
 //! | `edge/v1/{device}/down/agent-update` | gateway → device | 1 | no | [`AgentUpdateOrder`], [`AgentUpdateChunk`] |
+//! | `edge/v1/{device}/up/prepull` | device → gateway | 1 | no | [`ImagePrepullStatus`] |
+//! | `edge/v1/{device}/down/prepull` | gateway → device | 1 | no | [`ImagePrepullSet`] |
 //! | `edge/v1/{device}/up/csr` | device → gateway (certificate renewal) | 1 | no | [`enrollment::CertificateRequest`] |
 //! | `edge/v1/{device}/down/certificate` | gateway → device | 1 | no | [`enrollment::CertificateReply`] |
 //! | `edge/bootstrap/v1/bootstrap_{device}/request` | bootstrap client → gateway (zero-touch enrollment) | 1 | no | [`enrollment::CertificateRequest`] |
@@ -66,7 +69,11 @@
 //!
 //! # Envelope and versions
 //!
-//! Every payload is `{"protocol":"1.4","kind":"<kind>","body":{...}}` in JSON. Version 1.4
+//! Every payload is `{"protocol":"1.5","kind":"<kind>","body":{...}}` in JSON. Version 1.5
+//! added image pre-pull: `down/prepull` with [`ImagePrepullSet`], `up/prepull` with
+//! [`ImagePrepullStatus`], the node report's `imagePrepull` and
+//! `capabilities.imagePrepull`; the gateway sends sets only to agents declaring it.
+//! Version 1.4
 //! added agent updates over the air: `down/agent-update` and `up/agent-update` with
 //! [`AgentUpdateOrder`], [`AgentUpdateFetch`], [`AgentUpdateChunk`] and
 //! [`AgentUpdateStatus`], the node report's `agentUpdate` and `capabilities.agentUpdate`;
@@ -119,6 +126,7 @@ pub mod device_id;
 pub mod enrollment;
 pub mod envelope;
 pub mod ephemeral_container;
+pub mod image_prepull;
 pub mod lifecycle_hooks;
 pub mod logs;
 pub mod node_report;
@@ -149,6 +157,9 @@ pub use envelope::{
     allowed_kinds,
 };
 pub use ephemeral_container::EphemeralContainerSpec;
+pub use image_prepull::{
+    ImagePrepullSet, ImagePrepullStatus, MAX_PREPULL_IMAGES, PrepullImageStatus, PrepullPhase,
+};
 pub use lifecycle_hooks::{
     DEFAULT_TERMINATION_MESSAGE_PATH, Lifecycle, LifecycleHandler, TerminationMessagePolicy,
 };

@@ -54,6 +54,10 @@ pub struct NodeReport {
     /// (`committed`, `rolledBack` with why) or how far the current one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_update: Option<crate::AgentUpdateStatus>,
+    /// The device's progress on its image pre-pull set (protocol 1.5), so a gateway that
+    /// restarted knows it without waiting for the next change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_prepull: Option<crate::ImagePrepullStatus>,
 }
 
 /// How many images a node report lists at most (the kubelet's default
@@ -152,6 +156,10 @@ pub struct DeviceCapabilities {
     /// A rollout skips devices without it and says why.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub agent_update: bool,
+    /// The agent pulls an [`crate::ImagePrepullSet`] ahead and keeps its images from
+    /// garbage collection (protocol 1.5). Pre-pulls skip devices without it and say why.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub image_prepull: bool,
 }
 
 /// Amounts of the resources a device offers.

@@ -73,6 +73,8 @@ pub enum UpChannel {
     Stream(RequestId),
     /// `up/agent-update`: chunk fetches and progress of an agent update (protocol 1.4).
     AgentUpdate,
+    /// `up/prepull`: progress of the image pre-pull set (protocol 1.5).
+    Prepull,
 }
 
 /// Gateway-to-device channels (`edge/v1/{device}/down/...`).
@@ -90,6 +92,8 @@ pub enum DownChannel {
     Retire,
     /// `down/agent-update`: an agent update order and the binary's chunks (protocol 1.4).
     AgentUpdate,
+    /// `down/prepull`: the images the device should pull ahead and keep (protocol 1.5).
+    Prepull,
 }
 
 impl UpChannel {
@@ -252,6 +256,14 @@ impl Topic {
                 device,
                 channel: DownChannel::AgentUpdate,
             },
+            (Some("up"), Some("prepull"), None) => Topic::Up {
+                device,
+                channel: UpChannel::Prepull,
+            },
+            (Some("down"), Some("prepull"), None) => Topic::Down {
+                device,
+                channel: DownChannel::Prepull,
+            },
             (Some("down"), Some("desired"), None) => Topic::Down {
                 device,
                 channel: DownChannel::Desired,
@@ -294,6 +306,7 @@ impl fmt::Display for Topic {
                 UpChannel::LogTail => f.write_str("up/logtail"),
                 UpChannel::Stream(id) => write!(f, "up/stream/{id}"),
                 UpChannel::AgentUpdate => f.write_str("up/agent-update"),
+                UpChannel::Prepull => f.write_str("up/prepull"),
             },
             Topic::Down { channel, .. } => match channel {
                 DownChannel::Desired => f.write_str("down/desired"),
@@ -302,6 +315,7 @@ impl fmt::Display for Topic {
                 DownChannel::Stream(id) => write!(f, "down/stream/{id}"),
                 DownChannel::Retire => f.write_str("down/retire"),
                 DownChannel::AgentUpdate => f.write_str("down/agent-update"),
+                DownChannel::Prepull => f.write_str("down/prepull"),
             },
         }
     }

@@ -13,7 +13,7 @@ pub struct ProtocolVersion {
 }
 
 /// The version this build writes.
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 4 };
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 5 };
 
 impl ProtocolVersion {
     /// Parses `"1.0"`. Anything else (including `"1"`, `"1.0.0"`, `"v1"`) is `None`.

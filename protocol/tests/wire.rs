@@ -267,6 +267,7 @@ fn samples() -> Vec<Message> {
                 gpu_assignment: true,
                 retire: true,
                 agent_update: true,
+                image_prepull: true,
             },
             conditions: vec![
                 NodePressureCondition {
@@ -294,6 +295,17 @@ fn samples() -> Vec<Message> {
                 total_bytes: 6_291_456,
                 message: "version 0.2.0 did not report healthy within 120 s".into(),
                 since: started + 30_000,
+            }),
+            image_prepull: Some(ImagePrepullStatus {
+                revision: "5d41402abc4b2a76".into(),
+                images: vec![PrepullImageStatus {
+                    image: "ghcr.io/acme/app:2.1".into(),
+                    phase: PrepullPhase::Present,
+                    bytes_done: 31_457_280,
+                    bytes_total: 31_457_280,
+                    message: String::new(),
+                    since: started + 40_000,
+                }],
             }),
         }),
         Message::Heartbeat(Heartbeat {
@@ -424,6 +436,39 @@ fn samples() -> Vec<Message> {
             total_bytes: 6_291_456,
             message: String::new(),
             since: started + 20_000,
+        }),
+        Message::ImagePrepullSet(ImagePrepullSet {
+            revision: "5d41402abc4b2a76".into(),
+            images: vec![
+                "ghcr.io/acme/app:2.1".into(),
+                "docker.io/library/busybox:1.36".into(),
+            ],
+            registry_credentials: vec![RegistryCredential {
+                registry: "ghcr.io".into(),
+                username: "fleet-bot".into(),
+                password: "token".into(),
+            }],
+        }),
+        Message::ImagePrepullStatus(ImagePrepullStatus {
+            revision: "5d41402abc4b2a76".into(),
+            images: vec![
+                PrepullImageStatus {
+                    image: "ghcr.io/acme/app:2.1".into(),
+                    phase: PrepullPhase::Pulling,
+                    bytes_done: 10_485_760,
+                    bytes_total: 31_457_280,
+                    message: String::new(),
+                    since: started + 35_000,
+                },
+                PrepullImageStatus {
+                    image: "docker.io/library/busybox:1.36".into(),
+                    phase: PrepullPhase::Failed,
+                    bytes_done: 0,
+                    bytes_total: 0,
+                    message: "pulling image docker.io/library/busybox:1.36: timeout".into(),
+                    since: started + 36_000,
+                },
+            ],
         }),
         Message::LogChunk(LogChunk {
             sequence: 3,
@@ -573,6 +618,8 @@ fn topic_for(kind: MessageKind) -> Topic {
         MessageKind::AgentUpdateFetch | MessageKind::AgentUpdateStatus => {
             Topic::up(&d, UpChannel::AgentUpdate)
         }
+        MessageKind::ImagePrepullSet => Topic::down(&d, DownChannel::Prepull),
+        MessageKind::ImagePrepullStatus => Topic::up(&d, UpChannel::Prepull),
         MessageKind::LogRequest | MessageKind::LogCancel => Topic::down(&d, DownChannel::Logs(r)),
         MessageKind::NodeStats => Topic::up(&d, UpChannel::Stats),
         MessageKind::LogTailReport => Topic::up(&d, UpChannel::LogTail),
@@ -670,6 +717,12 @@ fn round_trip_agent_updates() {
     round_trip(MessageKind::AgentUpdateFetch);
     round_trip(MessageKind::AgentUpdateChunk);
     round_trip(MessageKind::AgentUpdateStatus);
+}
+
+#[test]
+fn round_trip_image_prepull() {
+    round_trip(MessageKind::ImagePrepullSet);
+    round_trip(MessageKind::ImagePrepullStatus);
 }
 
 #[test]

@@ -46,6 +46,7 @@ pub(crate) fn report() -> NodeReport {
         images: Vec::new(),
         update: false,
         agent_update: None,
+        image_prepull: None,
     }
 }
 
