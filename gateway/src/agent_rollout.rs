@@ -21,7 +21,6 @@
 //! | `cli.rs` | `edge-gateway agent-release add|list` |
 
 use edge_protocol::{AgentUpdateFetch, AgentUpdateStatus, DeviceId};
-use tokio::sync::mpsc;
 
 pub mod catalog;
 pub mod cli;
@@ -61,19 +60,4 @@ pub enum DeviceUpdateMessage {
 pub const MESSAGE_QUEUE: usize = 4096;
 
 /// The fleet's side of the rollout runner's queue.
-#[derive(Debug, Clone)]
-pub struct RolloutInbox {
-    tx: mpsc::Sender<DeviceUpdateMessage>,
-}
-
-impl RolloutInbox {
-    pub fn channel() -> (Self, mpsc::Receiver<DeviceUpdateMessage>) {
-        let (tx, rx) = mpsc::channel(MESSAGE_QUEUE);
-        (Self { tx }, rx)
-    }
-
-    /// Queues a message; `false` when the queue is full (the message is dropped).
-    pub fn offer(&self, message: DeviceUpdateMessage) -> bool {
-        self.tx.try_send(message).is_ok()
-    }
-}
+pub type RolloutInbox = crate::side_inbox::SideInbox<DeviceUpdateMessage>;

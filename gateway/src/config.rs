@@ -229,6 +229,13 @@ pub struct RunArgs {
     /// Upgrade the agent). Off without it.
     #[arg(long, env = "EDGE_GATEWAY_AGENT_ROLLOUT_NAMESPACE")]
     pub agent_rollout_namespace: Option<String>,
+    /// Pre-pull images onto devices: watch the ConfigMaps labelled
+    /// edge-kube.io/image-prepull in this namespace (in a cluster: the gateway's own; their
+    /// imagePullSecrets are read from it too) and have the selected devices pull the
+    /// listed images ahead, with per-Node progress (docs/deploy.md, Pre-pull images). Off
+    /// without it.
+    #[arg(long, env = "EDGE_GATEWAY_IMAGE_PREPULL_NAMESPACE")]
+    pub image_prepull_namespace: Option<String>,
 }
 
 /// Where the gateway's MQTT client connects.
@@ -295,6 +302,8 @@ pub struct GatewayConfig {
     pub enrollment: Option<crate::device_enrollment::EnrollmentSettings>,
     /// Namespace of the agent rollout ConfigMap (`--agent-rollout-namespace`), when on.
     pub agent_rollout_namespace: Option<String>,
+    /// Namespace of the image pre-pull ConfigMaps (`--image-prepull-namespace`), when on.
+    pub image_prepull_namespace: Option<String>,
 }
 
 impl GatewayConfig {
@@ -332,6 +341,7 @@ impl GatewayConfig {
             shard: None,
             enrollment: None,
             agent_rollout_namespace: None,
+            image_prepull_namespace: None,
         }
     }
 }
@@ -444,6 +454,7 @@ impl TryFrom<RunArgs> for GatewayConfig {
         Ok(Self {
             enrollment,
             agent_rollout_namespace: a.agent_rollout_namespace,
+            image_prepull_namespace: a.image_prepull_namespace,
             kube: KubeConfigSource {
                 kubeconfig: a.kubeconfig,
                 context: a.context,

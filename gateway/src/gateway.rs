@@ -285,7 +285,7 @@ pub async fn start(
     );
     let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
     let (watch_tx, watch_rx) = mpsc::unbounded_channel();
-    let rollout_sinks = (ops.clone(), outbox_tx.clone());
+    let side_sinks = (ops.clone(), outbox_tx.clone());
     let fleet = Arc::new(Fleet::new(
         FleetSettings {
             node: node_settings,
@@ -310,27 +310,44 @@ pub async fn start(
 
     fleet.set_shard_gate(shard_gate.clone());
     let mut tasks = Vec::new();
+    // a sharded replica writes its own status annotation: each sees only its devices
+    let status_annotation = |base: &str| match &config.shard {
+        Some(shard) => format!("{base}.{}", shard.replica),
+        None => base.to_owned(),
+    };
     if let Some(namespace) = &config.agent_rollout_namespace {
-        let (inbox, messages) = crate::agent_rollout::RolloutInbox::channel();
+        let (inbox, messages) =
+            crate::agent_rollout::RolloutInbox::channel(crate::agent_rollout::MESSAGE_QUEUE);
         fleet.set_rollout_inbox(inbox);
-        let status_annotation = match &config.shard {
-            Some(shard) => format!(
-                "{}.{}",
-                crate::agent_rollout::ROLLOUT_STATUS_ANNOTATION,
-                shard.replica
-            ),
-            None => crate::agent_rollout::ROLLOUT_STATUS_ANNOTATION.to_owned(),
-        };
         let runner = crate::agent_rollout::runner::RolloutRunner {
             settings: crate::agent_rollout::runner::RolloutSettings {
                 namespace: namespace.clone(),
                 store_dir: config.store_dir.clone(),
-                status_annotation,
+                status_annotation: status_annotation(
+                    crate::agent_rollout::ROLLOUT_STATUS_ANNOTATION,
+                ),
             },
             client: client.clone(),
             fleet: fleet.clone(),
-            ops: rollout_sinks.0,
-            outbox: rollout_sinks.1,
+            ops: side_sinks.0.clone(),
+            outbox: side_sinks.1.clone(),
+            messages,
+        };
+        tasks.push(tokio::spawn(runner.run(token.clone())));
+    }
+    if let Some(namespace) = &config.image_prepull_namespace {
+        let (inbox, messages) =
+            crate::image_prepull::PrepullInbox::channel(crate::image_prepull::MESSAGE_QUEUE);
+        fleet.set_prepull_inbox(inbox);
+        let runner = crate::image_prepull::runner::PrepullRunner {
+            settings: crate::image_prepull::runner::PrepullSettings {
+                namespace: namespace.clone(),
+                status_annotation: status_annotation(crate::image_prepull::STATUS_ANNOTATION),
+            },
+            client: client.clone(),
+            fleet: fleet.clone(),
+            ops: side_sinks.0.clone(),
+            outbox: side_sinks.1.clone(),
             messages,
         };
         tasks.push(tokio::spawn(runner.run(token.clone())));

@@ -33,6 +33,8 @@
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
 //! | [`log_cache`] | the offline log cache: each container's last output reported on `up/logtail`, kept in the store, served as `kubectl logs` while its device is offline |
+//! | [`image_prepull`] | image pre-pull: ConfigMaps labelled `edge-kube.io/image-prepull` (images, nodeSelector, imagePullSecrets), each device's image set sent over MQTT, per-Node progress (annotation, Events) and each pre-pull's status |
+//! | [`side_inbox`] | the bounded queue from the fleet's handle to the controllers beside it |
 //! | [`usage_stats`] | the devices' latest resource usage samples (`up/stats`), kept beside the fleet; the kubelet's Summary API and resource metrics rendered from them (pure) |
 //! | [`device_streams`] | exec/attach/port-forward streams to devices: the registry routing each device's `up/stream/{id}` to its kubelet API connection, target checks, per-stream flow control (pure) |
 //! | [`log_streams`] | routes log chunks to the kubelet API request that asked for them |
@@ -61,6 +63,7 @@ pub mod gateway;
 pub mod health;
 pub mod hostile_input;
 pub mod https_server;
+pub mod image_prepull;
 pub mod kube_writer;
 pub mod kubelet_api;
 pub mod local_endpoints;
@@ -77,6 +80,7 @@ pub mod rbac;
 pub mod reference_index;
 pub mod retire_trigger;
 pub mod sharding;
+pub mod side_inbox;
 pub mod status_mapping;
 pub mod store;
 pub mod stream_protocols;

@@ -440,6 +440,9 @@ async fn publish(client: &AsyncClient, metrics: &Metrics, out: Outgoing) {
             (device, DownChannel::Stream(id), *message)
         }
         Outgoing::AgentUpdate { device, message } => (device, DownChannel::AgentUpdate, *message),
+        Outgoing::ImagePrepull { device, set } => {
+            (device, DownChannel::Prepull, Message::ImagePrepullSet(*set))
+        }
         Outgoing::Retire { device, reason } => (
             device,
             DownChannel::Retire,

@@ -1,5 +1,6 @@
 //! Every Kubernetes API call the gateway makes, as RBAC rules. The ClusterRole in
-//! `deploy/` must grant exactly these (a test there compares them).
+//! `deploy/` must grant exactly [`API_PERMISSIONS`], and the Role in the gateway's own
+//! namespace exactly [`OWN_NAMESPACE_PERMISSIONS`] (a test there compares them).
 
 /// One RBAC permission: API group (`""` = core), resource (with subresource, e.g.
 /// `pods/status`) and the verbs used on it.
@@ -11,6 +12,18 @@ pub struct ApiPermission {
     /// Only these objects (empty = any).
     pub resource_names: &'static [&'static str],
 }
+
+/// The gateway's API calls in its own namespace only (a Role there, not the
+/// ClusterRole): the status annotations of its agent rollout and image pre-pull
+/// ConfigMaps (`--agent-rollout-namespace` and `--image-prepull-namespace` name it; the
+/// ConfigMaps are watched with the cluster-wide list/watch). Pre-pulls have names the
+/// operator chooses, so the patch cannot name them.
+pub const OWN_NAMESPACE_PERMISSIONS: &[ApiPermission] = &[ApiPermission {
+    api_group: "",
+    resource: "configmaps",
+    verbs: &["patch"],
+    resource_names: &[],
+}];
 
 /// The gateway's API calls.
 pub const API_PERMISSIONS: &[ApiPermission] = &[
@@ -52,14 +65,6 @@ pub const API_PERMISSIONS: &[ApiPermission] = &[
         resource: "configmaps",
         verbs: &["get", "list", "watch"],
         resource_names: &[],
-    },
-    // Agent rollouts (--agent-rollout-namespace): the rollout ConfigMap is watched with the
-    // list/watch above, and its status annotation patched.
-    ApiPermission {
-        api_group: "",
-        resource: "configmaps",
-        verbs: &["patch"],
-        resource_names: &["edge-agent-rollout"],
     },
     ApiPermission {
         api_group: "",

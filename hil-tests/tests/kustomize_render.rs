@@ -1,7 +1,8 @@
 //! The gateway's kustomize base and overlays render with the real `kubectl kustomize`,
 //! hold what a deployment needs, expose no unauthenticated MQTT port (except the lab
-//! overlay, which says so), and the ClusterRole grants exactly the API calls the
-//! gateway makes (`edge_gateway::rbac::API_PERMISSIONS`), both ways.
+//! overlay, which says so), and the ClusterRole and the Role in the gateway's namespace
+//! grant exactly the API calls the gateway makes (`edge_gateway::rbac::API_PERMISSIONS`,
+//! `OWN_NAMESPACE_PERMISSIONS`), both ways.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use edge_gateway::enrollment::{MosquittoConfig, RevocationList};
-use edge_gateway::rbac::API_PERMISSIONS;
+use edge_gateway::rbac::{API_PERMISSIONS, ApiPermission, OWN_NAMESPACE_PERMISSIONS};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// Every kustomization users apply.
@@ -80,9 +81,9 @@ fn granted(role: &Yaml) -> BTreeSet<(String, String, String, String)> {
     set
 }
 
-fn used() -> BTreeSet<(String, String, String, String)> {
+fn used(permissions: &[ApiPermission]) -> BTreeSet<(String, String, String, String)> {
     let mut set = BTreeSet::new();
-    for p in API_PERMISSIONS {
+    for p in permissions {
         for verb in p.verbs {
             set.insert((
                 p.api_group.to_string(),
@@ -113,30 +114,44 @@ fn port_numbers(y: &Yaml, key: &str) -> BTreeSet<i64> {
 }
 
 #[test]
-fn cluster_role_grants_exactly_what_the_gateway_calls() {
+fn cluster_role_and_role_grant_exactly_what_the_gateway_calls() {
     for dir in ALL {
         let docs = render(dir);
-        let roles: Vec<&Yaml> = docs
-            .iter()
-            .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
-            .filter(|d| d["metadata"]["name"].as_str() != Some(METRICS_READER))
-            .collect();
+        for (kind, permissions) in [
+            ("ClusterRole", API_PERMISSIONS),
+            ("Role", OWN_NAMESPACE_PERMISSIONS),
+        ] {
+            let roles: Vec<&Yaml> = docs
+                .iter()
+                .filter(|d| d["kind"].as_str() == Some(kind))
+                .filter(|d| d["metadata"]["name"].as_str() != Some(METRICS_READER))
+                .collect();
+            assert_eq!(roles.len(), 1, "{dir}: expected one {kind} for the gateway");
+            let granted = granted(roles[0]);
+            let used = used(permissions);
+            let extra: Vec<_> = granted.difference(&used).collect();
+            let missing: Vec<_> = used.difference(&granted).collect();
+            assert!(
+                extra.is_empty(),
+                "{dir}: the {kind} grants calls the gateway never makes: {extra:?}"
+            );
+            assert!(
+                missing.is_empty(),
+                "{dir}: the {kind} lacks calls the gateway makes: {missing:?}"
+            );
+        }
+        // the Role binds the gateway's ServiceAccount in the gateway's namespace
+        let binding = find(&docs, "RoleBinding", "edge-gateway");
+        assert_eq!(binding["roleRef"]["kind"].as_str(), Some("Role"));
         assert_eq!(
-            roles.len(),
-            1,
-            "{dir}: expected one (Cluster)Role for the gateway"
+            binding["subjects"][0]["name"].as_str(),
+            Some("edge-gateway"),
+            "{dir}"
         );
-        let granted = granted(roles[0]);
-        let used = used();
-        let extra: Vec<_> = granted.difference(&used).collect();
-        let missing: Vec<_> = used.difference(&granted).collect();
-        assert!(
-            extra.is_empty(),
-            "{dir}: the ClusterRole grants calls the gateway never makes: {extra:?}"
-        );
-        assert!(
-            missing.is_empty(),
-            "{dir}: the ClusterRole lacks calls the gateway makes: {missing:?}"
+        assert_eq!(
+            binding["metadata"]["namespace"].as_str(),
+            binding["subjects"][0]["namespace"].as_str(),
+            "{dir}: the RoleBinding is not in the gateway's namespace"
         );
     }
 }

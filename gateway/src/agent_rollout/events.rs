@@ -3,16 +3,13 @@
 //! does (Progressing, Complete, Paused, Invalid).
 
 use edge_protocol::EventType;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::Api;
-use kube::api::PostParams;
-use tracing::warn;
+use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::plan::{RolloutPhase, RolloutStatus};
 use super::progress::{NodePhase, NodeProgress};
 use super::spec::ROLLOUT_CONFIGMAP;
-use crate::kube_writer::{EventReason, node_event};
+use crate::kube_writer::{EventReason, configmap_event, node_event, post_configmap_event};
 
 /// The Node's Event for its new progress (`None` for a phase that says nothing new, such
 /// as a download's progress).
@@ -75,8 +72,8 @@ pub async fn record_rollout_event(
 ) {
     let phase = format!("{:?}", status.phase);
     let event_type = match status.phase {
-        RolloutPhase::Paused | RolloutPhase::Invalid => "Warning",
-        RolloutPhase::Progressing | RolloutPhase::Complete => "Normal",
+        RolloutPhase::Paused | RolloutPhase::Invalid => EventType::Warning,
+        RolloutPhase::Progressing | RolloutPhase::Complete => EventType::Normal,
     };
     let message = match status.message.as_str() {
         "" => format!(
@@ -85,37 +82,13 @@ pub async fn record_rollout_event(
         ),
         m => m.to_owned(),
     };
-    let now = Time(jiff::Timestamp::now());
-    let event = Event {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{ROLLOUT_CONFIGMAP}.")),
-            namespace: Some(namespace.to_owned()),
-            ..Default::default()
-        },
-        involved_object: ObjectReference {
-            kind: Some("ConfigMap".to_owned()),
-            api_version: Some("v1".to_owned()),
-            name: Some(ROLLOUT_CONFIGMAP.to_owned()),
-            namespace: Some(namespace.to_owned()),
-            uid: configmap_uid.map(str::to_owned),
-            ..Default::default()
-        },
-        reason: Some(EventReason::AgentRollout(phase).as_str().to_owned()),
-        message: Some(message),
-        type_: Some(event_type.to_owned()),
-        source: Some(EventSource {
-            component: Some("edge-gateway".to_owned()),
-            host: None,
-        }),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        count: Some(1),
-        reporting_component: Some("edge-gateway".to_owned()),
-        reporting_instance: Some("edge-gateway".to_owned()),
-        ..Default::default()
-    };
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    if let Err(e) = events.create(&PostParams::default(), &event).await {
-        warn!(error = %e, "cannot record the agent rollout's Event");
-    }
+    let event = configmap_event(
+        namespace,
+        ROLLOUT_CONFIGMAP,
+        configmap_uid,
+        event_type,
+        EventReason::AgentRollout(phase).as_str(),
+        &message,
+    );
+    post_configmap_event(client, &event).await;
 }

@@ -1,6 +1,6 @@
-//! What the rollout keeps of each device Node from its watch (pure): labels, the agent
-//! version the Node reports, its architecture and its agent-update progress. Small, so
-//! a fleet-wide watch costs little memory.
+//! What the rollout and the image pre-pull keep of each device Node from their watches
+//! (pure): labels, the agent version the Node reports, its architecture, its agent-update
+//! progress and its pre-pull annotation. Small, so a fleet-wide watch costs little memory.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,8 @@ pub struct NodeSnapshot {
     /// `status.nodeInfo.architecture` (`arm64`, `arm`, `amd64`).
     pub arch: String,
     pub progress: Option<NodeProgress>,
+    /// The image pre-pull annotation as written ([`crate::image_prepull`]).
+    pub image_prepull: Option<String>,
 }
 
 impl NodeSnapshot {
@@ -31,6 +33,12 @@ impl NodeSnapshot {
                 .as_ref()
                 .and_then(|a| a.get(AGENT_UPDATE_ANNOTATION))
                 .and_then(|v| NodeProgress::parse(v)),
+            image_prepull: node
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::image_prepull::NODE_ANNOTATION))
+                .cloned(),
         };
         (node.metadata.name.clone().unwrap_or_default(), snapshot)
     }

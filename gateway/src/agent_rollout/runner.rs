@@ -369,7 +369,7 @@ impl RolloutRunner {
         self.ops.send(KubeOp::AnnotateNode {
             device,
             key: super::progress::AGENT_UPDATE_ANNOTATION.to_owned(),
-            value: mark.progress.encode(),
+            value: Some(mark.progress.encode()),
         });
         state
             .written

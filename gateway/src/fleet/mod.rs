@@ -109,6 +109,11 @@ pub enum Outgoing {
         device: DeviceId,
         message: Box<edge_protocol::Message>,
     },
+    /// The images the device should pull ahead and keep (`down/prepull`).
+    ImagePrepull {
+        device: DeviceId,
+        set: Box<edge_protocol::ImagePrepullSet>,
+    },
     /// A message of an exec, attach or port-forward stream (`down/stream/{id}`).
     Stream {
         device: DeviceId,
@@ -200,6 +205,8 @@ pub struct Fleet {
     shard_gate: Arc<std::sync::OnceLock<crate::sharding::ShardGate>>,
     /// Where agent-update messages go (when agent rollouts are on).
     rollouts: std::sync::OnceLock<crate::agent_rollout::RolloutInbox>,
+    /// Where pre-pull statuses go (when image pre-pull is on).
+    prepulls: std::sync::OnceLock<crate::image_prepull::PrepullInbox>,
 }
 
 impl Fleet {
@@ -269,6 +276,7 @@ impl Fleet {
             runner: Mutex::new(Some(runner)),
             shard_gate,
             rollouts: std::sync::OnceLock::new(),
+            prepulls: std::sync::OnceLock::new(),
         }
     }
 
@@ -334,10 +342,7 @@ impl Fleet {
 
     /// A decoded message of a device (from the MQTT link).
     pub fn on_device_frame(&self, frame: DeviceFrame) {
-        let Some(frame) = self.file_usage_sample(frame) else {
-            return;
-        };
-        let Some(frame) = self.file_agent_update(frame) else {
+        let Some(frame) = self.file_side_channels(frame) else {
             return;
         };
         self.command(Command::Frame {
@@ -350,10 +355,7 @@ impl Fleet {
     /// waiting for the runner: the MQTT link awaits this, so a fleet that falls behind
     /// slows the reading of the broker connection instead of queueing without bound.
     pub async fn queue_device_frame(&self, frame: DeviceFrame) {
-        let Some(frame) = self.file_usage_sample(frame) else {
-            return;
-        };
-        let Some(frame) = self.file_agent_update(frame) else {
+        let Some(frame) = self.file_side_channels(frame) else {
             return;
         };
         let intake = self.frame_intake.clone().acquire_owned().await.ok();

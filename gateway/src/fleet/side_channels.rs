@@ -1,6 +1,7 @@
 //! Device messages the [`Fleet`] handle files beside the runner, before they reach the
 //! state machine: usage samples go to the [`crate::usage_stats::UsageStore`], agent-update
-//! messages (and what hellos say about updates) to the agent rollout.
+//! messages (and what hellos say about updates) to the agent rollout, pre-pull statuses
+//! (and what hellos say about pre-pull) to the image pre-pull.
 
 use tracing::warn;
 
@@ -9,6 +10,13 @@ use crate::hostile_input::Rejection;
 use crate::mqtt_link::{DeviceFrame, DeviceMessage};
 
 impl Fleet {
+    /// Files what goes beside the runner; the frame when the runner should see it too.
+    pub(super) fn file_side_channels(&self, frame: DeviceFrame) -> Option<DeviceFrame> {
+        let frame = self.file_usage_sample(frame)?;
+        let frame = self.file_agent_update(frame)?;
+        self.file_prepull(frame)
+    }
+
     /// Files a usage sample in the [`UsageStore`] (of a device whose Node is ours) and
     /// exports the agent's counters; other frames are returned for the runner.
     pub(super) fn file_usage_sample(&self, frame: DeviceFrame) -> Option<DeviceFrame> {
@@ -68,6 +76,38 @@ impl Fleet {
                 "agent updates are not served by this gateway (run it with --agent-rollout-namespace)",
             )),
             None => {}
+        }
+        hello.then_some(frame)
+    }
+
+    /// Sends pre-pull statuses (and what hellos say about pre-pull) to `inbox`.
+    pub fn set_prepull_inbox(&self, inbox: crate::image_prepull::PrepullInbox) {
+        let _ = self.prepulls.set(inbox);
+    }
+
+    /// Hands a device's pre-pull status to the image pre-pull (and what a hello says
+    /// about it); other frames are returned for the runner.
+    fn file_prepull(&self, frame: DeviceFrame) -> Option<DeviceFrame> {
+        use crate::image_prepull::DevicePrepullMessage;
+        let message = match &frame.message {
+            DeviceMessage::Hello(report) => DevicePrepullMessage::Hello {
+                device: frame.device.clone(),
+                capable: report.capabilities.image_prepull,
+                status: report.image_prepull.clone(),
+            },
+            DeviceMessage::Prepull(status) => DevicePrepullMessage::Status {
+                device: frame.device.clone(),
+                status: status.clone(),
+            },
+            _ => return Some(frame),
+        };
+        let hello = matches!(frame.message, DeviceMessage::Hello(_));
+        match self.prepulls.get() {
+            Some(inbox) if !inbox.offer(message) => {
+                warn!(device = %frame.device, "image pre-pull queue full; a status is dropped");
+            }
+            // a gateway without pre-pull never sent a set: a status is simply not needed
+            _ => {}
         }
         hello.then_some(frame)
     }

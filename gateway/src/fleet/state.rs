@@ -359,6 +359,8 @@ impl FleetState {
             DeviceMessage::Stats(_) => {}
             // handed to the agent rollout by the `Fleet` handle
             DeviceMessage::AgentUpdate(_) => {}
+            // handed to the image pre-pull by the `Fleet` handle
+            DeviceMessage::Prepull(_) => {}
             DeviceMessage::Stream { stream, message } => {
                 Self::on_stream_message(device, stream, message, out)
             }

@@ -40,6 +40,13 @@ pub enum EventReason {
     AgentUpdateFailed,
     /// The agent rollout changed phase (Progressing, Complete, Paused, Invalid).
     AgentRollout(String),
+    /// Image pre-pull: every image of the device's set is on it.
+    ImagesPrepulled,
+    /// Image pre-pull: a pull failed on the device (it tries again with back-off).
+    ImagePrepullFailed,
+    /// A pre-pull changed phase (`PrepullProgressing`, `PrepullComplete`,
+    /// `PrepullInvalid`).
+    Prepull(String),
     /// A reason the device reported about its pod, in its own words (`Pulled`,
     /// `Started`, `BackOff`, ...).
     Reported(String),
@@ -63,6 +70,9 @@ impl EventReason {
             EventReason::AgentUpdateRolledBack => "AgentUpdateRolledBack",
             EventReason::AgentUpdateFailed => "AgentUpdateFailed",
             EventReason::AgentRollout(phase) => phase,
+            EventReason::ImagesPrepulled => "ImagesPrepulled",
+            EventReason::ImagePrepullFailed => "ImagePrepullFailed",
+            EventReason::Prepull(phase) => phase,
             EventReason::Reported(reason) => reason,
         }
     }

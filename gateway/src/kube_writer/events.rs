@@ -181,6 +181,57 @@ pub fn node_event(
     }
 }
 
+/// An Event about one of the gateway's own ConfigMaps (an agent rollout, an image
+/// pre-pull), named after it; posted directly with [`post_configmap_event`].
+pub fn configmap_event(
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+    event_type: EventType,
+    reason: &str,
+    message: &str,
+) -> Event {
+    let now = Time(jiff::Timestamp::now());
+    Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some(namespace.to_owned()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some("ConfigMap".to_owned()),
+            api_version: Some("v1".to_owned()),
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            uid: uid.map(str::to_owned),
+            ..Default::default()
+        },
+        reason: Some(reason.to_owned()),
+        message: Some(message.to_owned()),
+        type_: Some(event_type_str(event_type).to_owned()),
+        source: Some(EventSource {
+            component: Some("edge-gateway".to_owned()),
+            host: None,
+        }),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        reporting_component: Some("edge-gateway".to_owned()),
+        reporting_instance: Some("edge-gateway".to_owned()),
+        ..Default::default()
+    }
+}
+
+/// Posts an Event of [`configmap_event`]; a failure is logged (an Event is never worth
+/// more than a warning).
+pub async fn post_configmap_event(client: &kube::Client, event: &Event) {
+    let namespace = event.metadata.namespace.clone().unwrap_or_default();
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    if let Err(e) = events.create(&PostParams::default(), event).await {
+        tracing::warn!(error = %e, reason = ?event.reason, "cannot record an Event on a ConfigMap");
+    }
+}
+
 impl Worker {
     /// Creates an Event, or counts a repeat of a recent one into it (the kubelet's
     /// correlation).

@@ -33,7 +33,7 @@ mod write_queue;
 pub use event_correlator::EVENT_AGGREGATION_WINDOW;
 use event_correlator::EventCorrelator;
 pub use event_reason::{EventReason, EventType};
-pub use events::{EventPod, PodEvent, node_event};
+pub use events::{EventPod, PodEvent, configmap_event, node_event, post_configmap_event};
 pub use lease::NODE_LEASE_NAMESPACE;
 pub use node::{new_node, node_taints};
 pub use node_status::{KUBELET_VERSION, kubelet_version, node_status, ready_conditions};
@@ -87,11 +87,12 @@ pub enum KubeOp {
         device: DeviceId,
         why: String,
     },
-    /// Set one annotation on the device's Node (agent rollouts' progress).
+    /// Set (or with `None`, remove) one annotation on the device's Node (the progress of
+    /// agent rollouts and image pre-pulls).
     AnnotateNode {
         device: DeviceId,
         key: String,
-        value: String,
+        value: Option<String>,
     },
 }
 
@@ -298,7 +299,7 @@ impl Worker {
             KubeOp::RecordEvent { event, .. } => self.record_event(event).await,
             KubeOp::RetireNode { device, why } => self.retire_node(device, why).await,
             KubeOp::AnnotateNode { device, key, value } => {
-                self.annotate_node(device, &key, &value).await
+                self.annotate_node(device, &key, value.as_deref()).await
             }
         }
     }

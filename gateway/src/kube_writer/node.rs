@@ -99,7 +99,7 @@ fn label_patch(
 
 impl Worker {
     /// Sets one annotation on the device's Node (a Node gone meanwhile is left alone).
-    pub(super) async fn annotate_node(&mut self, device: DeviceId, key: &str, value: &str) {
+    pub(super) async fn annotate_node(&mut self, device: DeviceId, key: &str, value: Option<&str>) {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let patch = json!({"metadata": {"annotations": {key: value}}});
         match nodes

@@ -49,6 +49,9 @@ pub enum DeviceMessage {
     /// `up/agent-update`: a chunk fetch or the progress of an agent update (handled by
     /// [`crate::agent_rollout`], not by the fleet's state machine).
     AgentUpdate(DeviceAgentUpdate),
+    /// `up/prepull`: the device's progress on its image pre-pull set (handled by
+    /// [`crate::image_prepull`], not by the fleet's state machine).
+    Prepull(edge_protocol::ImagePrepullStatus),
 }
 
 /// What a device says on `up/agent-update`.
@@ -83,6 +86,7 @@ impl DeviceMessage {
             DeviceMessage::AgentUpdate(DeviceAgentUpdate::Status(_)) => {
                 MessageKind::AgentUpdateStatus
             }
+            DeviceMessage::Prepull(_) => MessageKind::ImagePrepullStatus,
         }
     }
 }
@@ -124,13 +128,14 @@ pub fn decode(topic: &str, payload: &[u8], retained: bool) -> Result<DeviceFrame
         }
         (UpChannel::LogTail, Message::LogTailReport(r)) => DeviceMessage::LogTail(r),
         // a retained fetch or status would be replayed at every subscription
-        (UpChannel::AgentUpdate, _) if retained => {
+        (UpChannel::AgentUpdate | UpChannel::Prepull, _) if retained => {
             return Err(Rejection::new(
                 device.as_str(),
                 RejectReason::Malformed,
-                "agent update messages must not be retained",
+                "agent update and pre-pull messages must not be retained",
             ));
         }
+        (UpChannel::Prepull, Message::ImagePrepullStatus(s)) => DeviceMessage::Prepull(s),
         (UpChannel::AgentUpdate, Message::AgentUpdateFetch(f)) => {
             DeviceMessage::AgentUpdate(DeviceAgentUpdate::Fetch(f))
         }

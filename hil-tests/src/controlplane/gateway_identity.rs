@@ -1,5 +1,5 @@
 //! The gateway's own identity on the real control plane: exactly the Namespace,
-//! ServiceAccount, ClusterRole and ClusterRoleBinding of the shipped kustomize base
+//! ServiceAccount, ClusterRole, ClusterRoleBinding, Role and RoleBinding of the shipped kustomize base
 //! (`deploy/kustomize/base`), and a kubeconfig with a token for that ServiceAccount from
 //! the TokenRequest API. Real RBAC then proves the role is enough: a call it does not
 //! allow is a 403 in the gateway's log.
@@ -12,11 +12,13 @@ use crate::stack::{StackError, StackResult};
 pub const GATEWAY_NAMESPACE: &str = "edge-system";
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "edge-gateway";
 
-const IDENTITY_KINDS: [&str; 4] = [
+const IDENTITY_KINDS: [&str; 6] = [
     "Namespace",
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
 ];
 
 fn kustomize_base() -> PathBuf {

@@ -126,3 +126,29 @@ fn agent_update_fetches_and_statuses_are_decoded_unless_retained() {
         RejectReason::WrongTopic
     );
 }
+
+#[test]
+fn prepull_statuses_are_decoded_unless_retained_and_sets_are_refused() {
+    let status = edge_protocol::ImagePrepullStatus {
+        revision: "r1".into(),
+        images: vec![edge_protocol::PrepullImageStatus {
+            image: "app:2".into(),
+            phase: edge_protocol::PrepullPhase::Present,
+            ..Default::default()
+        }],
+    };
+    let payload = Message::from(status.clone()).encode().unwrap();
+    let frame = decode("edge/v1/pi-01/up/prepull", &payload, false).unwrap();
+    assert_eq!(frame.message, DeviceMessage::Prepull(status));
+    assert_eq!(frame.message.kind(), MessageKind::ImagePrepullStatus);
+    let retained = decode("edge/v1/pi-01/up/prepull", &payload, true).unwrap_err();
+    assert_eq!(retained.reason, RejectReason::Malformed);
+    // a device cannot hand the gateway a set (with logins) as its status
+    let set = Message::from(edge_protocol::ImagePrepullSet::default())
+        .encode()
+        .unwrap();
+    assert_eq!(
+        reason("edge/v1/pi-01/up/prepull", &set),
+        RejectReason::WrongTopic
+    );
+}
