@@ -20,6 +20,7 @@
 //! | [`reference_kubelet`] | the streams benchmark's reference kubelet (port-forward straight to the container, no MQTT) as a process, and its Node and Pod |
 //! | [`scenario`] | what end-to-end scenarios share: pod manifests, waiting for pods and nodes, a pod's containers in the runtime |
 //! | [`status_sequence`] | an agent's status report sequence numbers as the gateway logged them: none lost, in order |
+//! | [`test_registry`] | a real image registry (Debian's docker-registry, TLS, htpasswd) holding the test image, for pull tests |
 //! | [`stack`] | the full stack as real processes for end-to-end scenarios (emulator or real cluster, broker, gateway, agents) |
 
 pub mod apiserver;
@@ -36,3 +37,4 @@ pub mod reference_kubelet;
 pub mod scenario;
 pub mod stack;
 pub mod status_sequence;
+pub mod test_registry;
