@@ -85,40 +85,50 @@ else
   step "building the tests"
   cargo test --workspace --locked --no-run
   # The slowest end-to-end suites spend their time waiting (leases, node lifecycle,
-  # broker cuts), not computing: they run in a second lane beside the others. Suites
-  # in different lanes share one Podman, so their device ids must differ (the test
-  # bed's agents claim theirs and fail loudly otherwise): suites built on one scenario
-  # module share ids and stay in one lane (e2e_embedded and e2e_mosquitto in the
-  # first, e2e_streams and e2e_streams_translated in the second).
+  # broker cuts, VM boots), not computing: they run in two more lanes beside the others.
+  # Suites in different lanes share one Podman, so their device ids must differ (the
+  # test bed's agents claim theirs and fail loudly otherwise): suites built on one
+  # scenario module share ids and stay in one lane (e2e_embedded and e2e_mosquitto in
+  # the third, e2e_streams and e2e_streams_translated in the second).
   second_lane=(autonomy fault_injection enrollment_secure_e2e kubectl_top crash_cycles
     device_retirement node_pressure
     e2e_streams e2e_streams_translated hostile_devices
-    clustered_broker zero_touch_enrollment gateway_sharding certificate_rotation)
+    clustered_broker gateway_sharding certificate_rotation)
+  third_lane=(e2e_embedded e2e_mosquitto agent_rollout image_prepull)
+  [ -f hil-tests/tests/vm_boot.rs ] && third_lane+=(vm_boot)
   # Every cargo call selects the whole workspace, and lanes pick test targets by name:
   # a narrower package selection (-p, --exclude) unifies features differently and
-  # rebuilds dependencies while the other lane runs.
+  # rebuilds dependencies while the other lanes run.
   first_lane=(--lib --bins)
-  # (the integration tests are the members' tests/*.rs: no [[test]] sections)
   for f in protocol/tests/*.rs gateway/tests/*.rs device-agent/tests/*.rs hil-tests/tests/*.rs; do
     name="$(basename "$f" .rs)"
-    [[ " ${second_lane[*]} " == *" $name "* ]] || first_lane+=(--test "$name")
+    [[ " ${second_lane[*]} ${third_lane[*]} " == *" $name "* ]] || first_lane+=(--test "$name")
   done
-  second_log="$target_dir/test-second-lane.log"
-  step "cargo test, second lane: ${second_lane[*]} (output in $second_log, printed when done)"
-  (
-    cargo test --workspace --locked --no-fail-fast \
-      $(printf -- '--test %s ' "${second_lane[@]}") >"$second_log" 2>&1
-  ) &
-  second_pid=$!
-  trap 'kill "$second_pid" 2>/dev/null || true' EXIT
+  lane_pids=()
+  lane_logs=()
+  for lane in second third; do
+    declare -n suites="${lane}_lane"
+    log="$target_dir/test-$lane-lane.log"
+    step "cargo test, $lane lane: ${suites[*]} (output in $log, printed when done)"
+    (
+      cargo test --workspace --locked --no-fail-fast \
+        $(printf -- '--test %s ' "${suites[@]}") >"$log" 2>&1
+    ) &
+    lane_pids+=($!)
+    lane_logs+=("$log")
+    unset -n suites
+  done
+  trap 'kill "${lane_pids[@]}" 2>/dev/null || true' EXIT
   step "cargo test, first lane: everything else"
   status=0
   cargo test --workspace --locked --no-fail-fast "${first_lane[@]}" || status=1
   cargo test --workspace --locked --doc || status=1
-  step "waiting for the second lane"
-  wait "$second_pid" || status=1
-  cat "$second_log"
-  [ "$status" -eq 0 ] || { echo "tests failed (first lane above the second lane's log)" >&2; exit 1; }
+  step "waiting for the other lanes"
+  for i in "${!lane_pids[@]}"; do
+    wait "${lane_pids[$i]}" || status=1
+    cat "${lane_logs[$i]}"
+  done
+  [ "$status" -eq 0 ] || { echo "tests failed (first lane above the other lanes' logs)" >&2; exit 1; }
 fi
 
 step "all checks passed in $(( $(date +%s) - t0 )) s"
