@@ -33,9 +33,9 @@ impl Drop for TestRegistry {
 }
 
 fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run it ({e}); scripts/install-test-deps.sh installs it"));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("{what}: cannot run it ({e}); scripts/install-test-deps.sh installs it")
+    });
     assert!(
         out.status.success(),
         "{what} failed: {}{}",
@@ -135,8 +135,7 @@ impl TestRegistry {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let source =
-            std::env::var("EDGE_TEST_IMAGE").unwrap_or_else(|_| SOURCE_IMAGE.to_owned());
+        let source = std::env::var("EDGE_TEST_IMAGE").unwrap_or_else(|_| SOURCE_IMAGE.to_owned());
         run(
             Command::new("podman").args([
                 "push",

@@ -35,12 +35,22 @@ const PASSWORD: &str = "pre-pull-s3cret";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prepull_on_mosquitto_and_the_real_control_plane() -> Result<()> {
-    scenario(BrokerKind::Mosquitto, ClusterBackend::ControlPlane, "prepull-mq").await
+    scenario(
+        BrokerKind::Mosquitto,
+        ClusterBackend::ControlPlane,
+        "prepull-mq",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prepull_on_the_embedded_broker_and_the_emulator() -> Result<()> {
-    scenario(BrokerKind::Embedded, ClusterBackend::Emulator, "prepull-emb").await
+    scenario(
+        BrokerKind::Embedded,
+        ClusterBackend::Emulator,
+        "prepull-emb",
+    )
+    .await
 }
 
 /// A Node's pre-pull annotation, parsed (`Null` when absent).
@@ -189,20 +199,34 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
 
     // the registry's image (with its login) and one already on the devices
     let started = Instant::now();
-    declare("app-next", &format!("{}\n{}", registry.image, image()), &selector)?;
-    wait_until(&stack, &namespace, "app-next", &devices, "pre-pull complete", |s, nodes| {
-        s["phase"] == "Complete"
-            && s["complete"] == 2
-            && s["nodes"] == 2
-            && nodes.iter().all(|n| {
-                annotation(n)["phase"] == "complete"
-                    && annotation(n)["present"] == 2
-                    && node_images(n).contains(&registry.image)
-            })
-    })
+    declare(
+        "app-next",
+        &format!("{}\n{}", registry.image, image()),
+        &selector,
+    )?;
+    wait_until(
+        &stack,
+        &namespace,
+        "app-next",
+        &devices,
+        "pre-pull complete",
+        |s, nodes| {
+            s["phase"] == "Complete"
+                && s["complete"] == 2
+                && s["nodes"] == 2
+                && nodes.iter().all(|n| {
+                    annotation(n)["phase"] == "complete"
+                        && annotation(n)["present"] == 2
+                        && node_images(n).contains(&registry.image)
+                })
+        },
+    )
     .await?;
     eprintln!("{prefix}: 2 images on 2 devices in {:?}", started.elapsed());
-    ensure!(podman_has(&registry.image), "the image is not in the runtime");
+    ensure!(
+        podman_has(&registry.image),
+        "the image is not in the runtime"
+    );
     for device in &devices {
         let events = node_events(&stack, device, "ImagesPrepulled")?;
         ensure!(
@@ -239,15 +263,22 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
         &missing,
         &format!("kubernetes.io/hostname={}", devices[0]),
     )?;
-    wait_until(&stack, &namespace, "broken", &devices, "pre-pull failed", |s, nodes| {
-        s["failed"] == 1
-            && s["nodes"] == 1
-            && s["failures"][0]
-                .as_str()
-                .is_some_and(|f| f.starts_with(&format!("{}: {missing}: ", devices[0])))
-            && annotation(&nodes[0])["phase"] == "failed"
-            && annotation(&nodes[1])["phase"] == "complete"
-    })
+    wait_until(
+        &stack,
+        &namespace,
+        "broken",
+        &devices,
+        "pre-pull failed",
+        |s, nodes| {
+            s["failed"] == 1
+                && s["nodes"] == 1
+                && s["failures"][0]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with(&format!("{}: {missing}: ", devices[0])))
+                && annotation(&nodes[0])["phase"] == "failed"
+                && annotation(&nodes[1])["phase"] == "complete"
+        },
+    )
     .await?;
     let failed = node_events(&stack, &devices[0], "ImagePrepullFailed")?;
     ensure!(
@@ -265,9 +296,14 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
             .kubectl
             .run(&["-n", &namespace, "delete", "configmap", name])?;
     }
-    wait_until(&stack, &namespace, "app-next", &devices, "annotations removed", |_, nodes| {
-        nodes.iter().all(|n| annotation(n).is_null())
-    })
+    wait_until(
+        &stack,
+        &namespace,
+        "app-next",
+        &devices,
+        "annotations removed",
+        |_, nodes| nodes.iter().all(|n| annotation(n).is_null()),
+    )
     .await?;
     let forbidden = stack.forbidden_calls();
     ensure!(

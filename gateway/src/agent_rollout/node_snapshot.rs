@@ -44,14 +44,51 @@ impl NodeSnapshot {
     }
 }
 
+/// The watch of the device Nodes (those the gateway created, by their label).
+pub fn device_node_watch(
+    client: kube::Client,
+) -> impl futures::Stream<
+    Item = Result<kube::runtime::watcher::Event<Node>, kube::runtime::watcher::Error>,
+> + Send {
+    use kube::runtime::{WatchStreamExt, watcher};
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    watcher::watcher(
+        nodes,
+        watcher::Config::default().labels(&format!(
+            "{}={}",
+            crate::node_ownership::MANAGED_BY_LABEL,
+            crate::node_ownership::MANAGED_BY_VALUE
+        )),
+    )
+    .default_backoff()
+}
+
 /// The Nodes of one watch, rebuilt on every (re)list.
 #[derive(Debug, Default)]
 pub struct NodeSnapshots {
     nodes: BTreeMap<String, NodeSnapshot>,
     relisting: Option<BTreeMap<String, NodeSnapshot>>,
+    listed: bool,
 }
 
 impl NodeSnapshots {
+    /// Files one item of [`device_node_watch`] (`who` names the controller in the log).
+    pub fn on_watch(
+        &mut self,
+        item: Result<kube::runtime::watcher::Event<Node>, kube::runtime::watcher::Error>,
+        who: &str,
+    ) {
+        match item {
+            Ok(event) => self.on_event(event),
+            Err(e) => tracing::warn!(error = %e, "{who}: the Node watch failed; retrying"),
+        }
+    }
+
+    /// The watch has listed once (before that an empty view means nothing).
+    pub fn listed(&self) -> bool {
+        self.listed
+    }
+
     pub fn on_event(&mut self, event: kube::runtime::watcher::Event<Node>) {
         use kube::runtime::watcher::Event;
         match event {
@@ -66,6 +103,7 @@ impl NodeSnapshots {
                 if let Some(all) = self.relisting.take() {
                     self.nodes = all;
                 }
+                self.listed = true;
             }
             Event::Apply(node) => {
                 let (name, s) = NodeSnapshot::of(&node);

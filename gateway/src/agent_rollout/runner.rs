@@ -14,7 +14,7 @@ use edge_protocol::{
     Message,
 };
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -24,14 +24,13 @@ use tracing::{info, warn};
 
 use super::catalog::{CatalogError, ReleaseCatalog};
 use super::fetch_gate::{FetchGate, FetchVerdict};
-use super::node_snapshot::NodeSnapshots;
+use super::node_snapshot::{NodeSnapshots, device_node_watch};
 use super::plan::{Mark, NodeView, RolloutPhase, RolloutStatus, plan};
 use super::progress::{NodePhase, NodeProgress};
 use super::spec::{ROLLOUT_CONFIGMAP, RolloutSpec};
 use super::{DeviceUpdateMessage, events};
 use crate::fleet::{Fleet, Outgoing};
 use crate::kube_writer::{KubeOp, KubeOps};
-use crate::node_ownership::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// How often the rollout is planned when nothing happens.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
@@ -78,8 +77,8 @@ struct State {
     /// When each device was last sent the order of a version (resent at most every
     /// ORDER_RESEND).
     ordered_at: HashMap<(String, String), Instant>,
-    /// Both watches have listed once: before that an empty view would look Complete.
-    nodes_listed: bool,
+    /// The ConfigMap watch has listed once (and the Node watch, `nodes.listed()`): before
+    /// that an empty view would look Complete.
     configmap_listed: bool,
     /// During a relist of the ConfigMap: whether it was in the list.
     configmap_relisted: bool,
@@ -109,7 +108,6 @@ impl RolloutRunner {
                 .collect(),
             written: HashMap::new(),
             ordered_at: HashMap::new(),
-            nodes_listed: false,
             configmap_listed: false,
             configmap_relisted: false,
             configmap_uid: None,
@@ -123,12 +121,7 @@ impl RolloutRunner {
             watcher::Config::default().fields(&format!("metadata.name={ROLLOUT_CONFIGMAP}")),
         )
         .default_backoff();
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let nodes = watcher::watcher(
-            nodes,
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-        )
-        .default_backoff();
+        let nodes = device_node_watch(self.client.clone());
         let (mut maps, mut nodes) = (std::pin::pin!(maps), std::pin::pin!(nodes));
         let mut tick = tokio::time::interval(RECONCILE_EVERY);
         info!(namespace = %self.settings.namespace, "agent rollouts: watching ConfigMap {ROLLOUT_CONFIGMAP}");
@@ -139,13 +132,7 @@ impl RolloutRunner {
                     Ok(event) => self.on_configmap(&mut state, event),
                     Err(e) => warn!(error = %e, "agent rollouts: the ConfigMap watch failed; retrying"),
                 },
-                Some(event) = nodes.next() => match event {
-                    Ok(event) => {
-                        state.nodes_listed |= matches!(event, watcher::Event::InitDone);
-                        state.nodes.on_event(event);
-                    }
-                    Err(e) => warn!(error = %e, "agent rollouts: the Node watch failed; retrying"),
-                },
+                Some(item) = nodes.next() => state.nodes.on_watch(item, "agent rollouts"),
                 Some(message) = self.messages.recv() => {
                     if self.on_device(&mut state, &catalog, message) {
                         self.reconcile(&mut state, &catalog).await;
@@ -377,7 +364,7 @@ impl RolloutRunner {
     }
 
     async fn reconcile(&self, state: &mut State, catalog: &ReleaseCatalog) {
-        if !(state.nodes_listed && state.configmap_listed) {
+        if !(state.nodes.listed() && state.configmap_listed) {
             return;
         }
         let spec = match &state.spec {

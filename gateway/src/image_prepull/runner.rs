@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use edge_protocol::{DeviceId, ImagePrepullStatus, RegistryCredential};
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,12 +25,11 @@ use super::plan::{
 };
 use super::spec::{PREPULL_LABEL, PrepullSpec};
 use super::{DevicePrepullMessage, NODE_ANNOTATION};
-use crate::agent_rollout::node_snapshot::NodeSnapshots;
+use crate::agent_rollout::node_snapshot::{NodeSnapshots, device_node_watch};
 use crate::fleet::{Fleet, Outgoing};
 use crate::kube_writer::{
     EventReason, EventType, KubeOp, KubeOps, configmap_event, node_event, post_configmap_event,
 };
-use crate::node_ownership::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::translation::ObjectData;
 use crate::translation::pull_secrets::credentials_from_secret;
 
@@ -87,7 +86,6 @@ struct State {
     declared: BTreeMap<String, Declared>,
     relisting: Option<BTreeMap<String, Declared>>,
     maps_listed: bool,
-    nodes_listed: bool,
     nodes: NodeSnapshots,
     capable: HashMap<DeviceId, bool>,
     statuses: HashMap<DeviceId, ImagePrepullStatus>,
@@ -112,12 +110,7 @@ impl PrepullRunner {
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.settings.namespace);
         let maps = watcher::watcher(maps, watcher::Config::default().labels(PREPULL_LABEL))
             .default_backoff();
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let nodes = watcher::watcher(
-            nodes,
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-        )
-        .default_backoff();
+        let nodes = device_node_watch(self.client.clone());
         let (mut maps, mut nodes) = (std::pin::pin!(maps), std::pin::pin!(nodes));
         let mut tick = tokio::time::interval(RECONCILE_EVERY);
         info!(namespace = %self.settings.namespace, "image pre-pull: watching ConfigMaps labelled {PREPULL_LABEL}");
@@ -128,13 +121,7 @@ impl PrepullRunner {
                     Ok(event) => self.on_configmap(&mut state, event),
                     Err(e) => warn!(error = %e, "image pre-pull: the ConfigMap watch failed; retrying"),
                 },
-                Some(event) = nodes.next() => match event {
-                    Ok(event) => {
-                        state.nodes_listed |= matches!(event, watcher::Event::InitDone);
-                        state.nodes.on_event(event);
-                    }
-                    Err(e) => warn!(error = %e, "image pre-pull: the Node watch failed; retrying"),
-                },
+                Some(item) = nodes.next() => state.nodes.on_watch(item, "image pre-pull"),
                 Some(message) = self.messages.recv() => {
                     if Self::on_device(&mut state, message) {
                         self.reconcile(&mut state).await;
@@ -283,7 +270,7 @@ impl PrepullRunner {
     }
 
     async fn reconcile(&self, state: &mut State) {
-        if !(state.maps_listed && state.nodes_listed) {
+        if !(state.maps_listed && state.nodes.listed()) {
             return;
         }
         let mut prepulls = Vec::new();
