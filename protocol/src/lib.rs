@@ -33,6 +33,7 @@
 //! | [`image_prepull`] | image pre-pull (1.5): [`ImagePrepullSet`] (the images a device keeps), [`ImagePrepullStatus`] (its progress per image) |
 //! | [`binary`] | [`Base64Bytes`] for file contents and log data |
 //! | [`broker_failover`] | [`BrokerFailover`]: the next broker node to try and the jittered back-off before it; `CONNACK_TIMEOUT`, how long a connection attempt waits |
+//! | `ota_signature` | (feature `ota-signature`) an agent update's signature checked one way on both sides: the fleet's ed25519 key from PEM, signature encodings, a file's SHA-256 |
 //! | `broker_tls` | (feature `broker-tls`) the rustls client configuration of a broker connection, from PEM files |
 //!
 //! # Topics
@@ -131,6 +132,8 @@ pub mod lifecycle_hooks;
 pub mod logs;
 pub mod node_report;
 pub mod node_stats;
+#[cfg(feature = "ota-signature")]
+pub mod ota_signature;
 pub mod pod_event;
 pub mod pod_status;
 pub mod request_id;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use base64::Engine as _;
+use edge_protocol::ota_signature::decode_signature;
 use edge_protocol::{AGENT_UPDATE_CHUNK_BYTES, MAX_AGENT_BINARY_BYTES};
 
 use super::spec::is_version;
@@ -26,7 +26,6 @@ use crate::enrollment::ota_key::FleetUpdateKey;
 pub const RELEASES_DIR: &str = "agent-releases";
 const BINARY: &str = "edge-agent";
 const SIGNATURE: &str = "edge-agent.sig";
-const SIGNATURE_LEN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -127,36 +126,9 @@ fn is_arch(a: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Decodes a signature file: 64 raw bytes or their base64.
-fn decode_signature(bytes: &[u8]) -> Option<Vec<u8>> {
-    if bytes.len() == SIGNATURE_LEN {
-        return Some(bytes.to_vec());
-    }
-    let text = std::str::from_utf8(bytes).ok()?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()?;
-    (raw.len() == SIGNATURE_LEN).then_some(raw)
-}
-
-/// The lowercase hex SHA-256 of a file, read in pieces.
+/// The lowercase hex SHA-256 of a file.
 fn sha256_file(path: &Path) -> Result<String, CatalogError> {
-    let mut file = std::fs::File::open(path).map_err(io("open", path))?;
-    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf).map_err(io("read", path))?;
-        if n == 0 {
-            break;
-        }
-        digest.update(&buf[..n]);
-    }
-    Ok(digest
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    edge_protocol::ota_signature::sha256_file(path).map_err(io("read", path))
 }
 
 impl ReleaseCatalog {

@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
+use base64::Engine as _;
+use edge_protocol::ota_signature::ED25519_SPKI_PREFIX;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 /// A key pair and its public key as `openssl pkey -pubout` writes it.
@@ -91,7 +93,7 @@ fn malformed_inputs_get_typed_errors() {
     );
     assert!(matches!(
         PinnedKey::from_pem(&pem),
-        Err(SignatureError::BadPublicKey("not an ed25519 key"))
+        Err(SignatureError::BadPublicKey(PublicKeyError::NotEd25519))
     ));
     assert!(matches!(
         decode_signature(b"not base64 !"),

@@ -1,13 +1,17 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
+use base64::Engine as _;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 
 /// The fleet key's PEM of each test key, by its raw bytes.
 fn pem_of(key: &FleetUpdateKey) -> String {
-    let mut der = vec![
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    der.extend_from_slice(key.raw());
+    pem_of_raw(key.raw())
+}
+
+/// An ed25519 public key as `openssl pkey -pubout` writes it.
+fn pem_of_raw(raw: &[u8]) -> String {
+    let mut der = edge_protocol::ota_signature::ED25519_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(raw);
     format!(
         "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
         base64::engine::general_purpose::STANDARD.encode(der)
@@ -50,14 +54,7 @@ pub(crate) fn fleet_key() -> (Ed25519KeyPair, FleetUpdateKey) {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-    let mut der = vec![
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    der.extend_from_slice(pair.public_key().as_ref());
-    let pem = format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        base64::engine::general_purpose::STANDARD.encode(der)
-    );
+    let pem = pem_of_raw(pair.public_key().as_ref());
     let key = FleetUpdateKey::from_pem(&pem, Path::new("test.pub")).unwrap();
     (pair, key)
 }
