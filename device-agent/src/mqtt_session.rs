@@ -85,6 +85,10 @@ enum UplinkInput {
     /// A message for `up/agent-update` (QoS 1, before the outbox backlog; dropped when
     /// offline: a fetch is sent again, the status is in the node report).
     AgentUpdate(PriorityMessage),
+    /// An image pre-pull status for `up/prepull` (QoS 1, before the outbox backlog; a
+    /// newer one replaces one still waiting; dropped when offline: the agent sends the
+    /// latest after every connect).
+    Prepull(PriorityMessage),
 }
 
 /// Wakes the uplink task when the outbox has new entries; cheap to clone.
@@ -269,6 +273,15 @@ impl MqttSession {
     pub fn publish_agent_update(&self, message: Message) {
         if let Some(m) = priority(UpChannel::AgentUpdate, message) {
             let _ = self.uplink_tx.send(UplinkInput::AgentUpdate(m));
+        }
+    }
+
+    /// Publishes an image pre-pull status on `up/prepull` (QoS 1 through the uplink
+    /// window, ahead of the outbox backlog, replacing a status not sent yet); dropped
+    /// while offline.
+    pub fn publish_prepull(&self, message: Message) {
+        if let Some(m) = priority(UpChannel::Prepull, message) {
+            let _ = self.uplink_tx.send(UplinkInput::Prepull(m));
         }
     }
 
@@ -578,6 +591,7 @@ async fn uplink_loop(mut t: UplinkTask) {
                     }
                 }
                 Some(UplinkInput::AgentUpdate(m)) => window.push_priority(m),
+                Some(UplinkInput::Prepull(m)) => window.push_priority_latest(m),
                 Some(UplinkInput::NodeReport) => {
                     let mut report = t.node_report.borrow().clone();
                     report.update = true;

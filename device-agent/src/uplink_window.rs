@@ -117,6 +117,23 @@ impl UplinkWindow {
         }
     }
 
+    /// Like [`UplinkWindow::push_priority`] for a message that supersedes the one of its
+    /// channel still waiting (a status: only the latest matters): that one is replaced
+    /// in its place, so a slow link never queues stale statuses.
+    pub fn push_priority_latest(&mut self, message: PriorityMessage) {
+        if !self.connected {
+            return;
+        }
+        match self
+            .priority
+            .iter_mut()
+            .find(|p| p.channel == message.channel)
+        {
+            Some(waiting) => *waiting = message,
+            None => self.priority.push_back(message),
+        }
+    }
+
     /// The client wrote a QoS 1 publish with packet id `pkid` on connection `epoch`.
     /// Returns false when the window made no request that could be it.
     pub fn on_written(&mut self, epoch: u64, pkid: u16) -> bool {

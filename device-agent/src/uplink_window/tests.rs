@@ -101,3 +101,42 @@ fn a_request_that_never_reached_the_client_is_forgotten() {
     assert!(!w.on_written(1, 1), "nothing was requested");
     assert_eq!(w.next(Some(5)), Some(Send::Outbox(5)));
 }
+
+#[test]
+fn a_newer_status_replaces_the_one_still_waiting_in_its_place() {
+    let status = |n: u8| PriorityMessage {
+        channel: UpChannel::Prepull,
+        payload: vec![n],
+    };
+    let mut w = UplinkWindow::default();
+    w.push_priority_latest(status(0));
+    w.on_connected();
+    assert_eq!(w.next(None), None, "dropped while offline");
+    w.push_priority(msg());
+    w.push_priority_latest(status(1));
+    // the first goes out; the rest wait behind it
+    assert_eq!(w.next(None), Some(Send::Priority(msg())));
+    w.push_priority_latest(status(2));
+    w.push_priority(msg());
+    w.push_priority_latest(status(3));
+    assert!(w.on_written(1, 1));
+    assert_eq!(w.on_acked(1, 1), None);
+    assert_eq!(
+        w.next(None),
+        Some(Send::Priority(status(3))),
+        "only the latest, in the first one's place"
+    );
+    assert!(w.on_written(1, 2));
+    w.on_acked(1, 2);
+    assert_eq!(w.next(None), Some(Send::Priority(msg())));
+    assert!(w.on_written(1, 3));
+    w.on_acked(1, 3);
+    assert_eq!(w.next(None), None);
+    // one already handed to the client is not replaced: the next one queues
+    w.push_priority_latest(status(4));
+    assert_eq!(w.next(None), Some(Send::Priority(status(4))));
+    w.push_priority_latest(status(5));
+    assert!(w.on_written(1, 4));
+    w.on_acked(1, 4);
+    assert_eq!(w.next(None), Some(Send::Priority(status(5))));
+}

@@ -1,0 +1,118 @@
+//! Image pre-pull in the agent loop: a set from `down/prepull` is checked
+//! ([`crate::image_prepull::validate`]; a bad one is refused with a log line and the
+//! set in force stays), saved in the local store (it is desired state: after a restart
+//! the worker resumes it) and handed to the worker ([`crate::image_prepull::worker`]).
+//! The worker's statuses go out on `up/prepull` (QoS 1) and into the node report's
+//! `imagePrepull`; the latest goes out again after every connect. The ids of the set's
+//! images go to image garbage collection, which keeps them.
+
+use edge_protocol::{ImagePrepullSet, ImagePrepullStatus, PrepullPhase};
+use tokio::sync::mpsc;
+
+use super::AgentLoop;
+use crate::image_prepull::validate;
+use crate::image_prepull::worker::PrepullUpdate;
+use crate::systemd_notify;
+
+/// The agent loop's side of the pre-pull.
+pub(super) struct Prepull {
+    /// To the worker: sets accepted.
+    sets: mpsc::UnboundedSender<ImagePrepullSet>,
+    /// The revision in force (`None`: no set yet).
+    revision: Option<String>,
+    /// The latest status (the node report's, and sent after each connect).
+    pub(super) status: Option<ImagePrepullStatus>,
+    /// Accepted but not saved yet: saved again every sync interval.
+    unsaved: Option<ImagePrepullSet>,
+}
+
+impl Prepull {
+    /// `stored`: the set the worker resumes from the local store.
+    pub(super) fn new(
+        sets: mpsc::UnboundedSender<ImagePrepullSet>,
+        stored: Option<&ImagePrepullSet>,
+    ) -> Self {
+        Self {
+            sets,
+            revision: stored.map(|s| s.revision.clone()),
+            status: None,
+            unsaved: None,
+        }
+    }
+}
+
+impl AgentLoop {
+    pub(super) fn on_prepull_set(&mut self, set: ImagePrepullSet) {
+        if let Err(why) = validate(&set) {
+            tracing::warn!(revision = %set.revision, error = %why,
+                kept = ?self.prepull.revision,
+                "refused an image pre-pull set; the set in force stays (the gateway must send a valid set)");
+            return;
+        }
+        tracing::info!(revision = %set.revision, images = set.images.len(),
+            "image pre-pull set received");
+        self.prepull.revision = Some(set.revision.clone());
+        self.prepull.unsaved = Some(set.clone());
+        self.retry_unsaved_prepull();
+        let _ = self.prepull.sets.send(set);
+    }
+
+    /// Saves the accepted set not saved yet. It is pulled meanwhile; only a restart
+    /// before it is saved falls back to the previous set.
+    pub(super) fn retry_unsaved_prepull(&mut self) {
+        let Some(set) = &self.prepull.unsaved else {
+            return;
+        };
+        match self.store.save_prepull_set(set) {
+            Ok(()) => self.prepull.unsaved = None,
+            Err(e) => {
+                tracing::error!(error = %e, revision = %set.revision,
+                    "cannot save the image pre-pull set; pulling it anyway, saving again every \
+                     sync interval (a restart meanwhile resumes the previous set; free space \
+                     or fix permissions in the state directory)");
+                systemd_notify::status("cannot save the image pre-pull set; see the log");
+            }
+        }
+    }
+
+    pub(super) fn on_prepull_update(&mut self, update: PrepullUpdate) {
+        match update {
+            PrepullUpdate::Status(status) => {
+                let pulled = status
+                    .images
+                    .iter()
+                    .filter(|i| i.phase == PrepullPhase::Present)
+                    .count();
+                tracing::debug!(revision = %status.revision, present = pulled,
+                    images = status.images.len(), "image pre-pull status");
+                self.session.publish_prepull(status.clone().into());
+                let latest = Some(status);
+                self.report_tx
+                    .send_if_modified(|r| replace(&mut r.image_prepull, &latest));
+                self.prepull.status = latest;
+            }
+            PrepullUpdate::Pinned(ids) => {
+                if let Some(monitor) = self.pressure.as_mut() {
+                    monitor.pin_images(ids);
+                }
+            }
+        }
+    }
+
+    /// After a connect: the latest status again (a status sent while offline is lost).
+    pub(super) fn prepull_reconnected(&mut self) {
+        if let Some(status) = &self.prepull.status {
+            self.session.publish_prepull(status.clone().into());
+        }
+    }
+}
+
+/// The node report's status replaced (not published by itself: `up/prepull` carries
+/// it; the report sent on connect has the latest).
+fn replace(slot: &mut Option<ImagePrepullStatus>, latest: &Option<ImagePrepullStatus>) -> bool {
+    if slot == latest {
+        return false;
+    }
+    slot.clone_from(latest);
+    true
+}
