@@ -85,10 +85,13 @@ enum UplinkInput {
     /// A message for `up/agent-update` (QoS 1, before the outbox backlog; dropped when
     /// offline: a fetch is sent again, the status is in the node report).
     AgentUpdate(PriorityMessage),
-    /// An image pre-pull status for `up/prepull` (QoS 1, before the outbox backlog; a
-    /// newer one replaces one still waiting; dropped when offline: the agent sends the
-    /// latest after every connect).
-    Prepull(PriorityMessage),
+    /// An image pre-pull status for `up/prepull` (QoS 1, before the outbox backlog;
+    /// `progress`: bytes only, replaced by newer progress while waiting; dropped when
+    /// offline: the agent sends the latest after every connect).
+    Prepull {
+        message: PriorityMessage,
+        progress: bool,
+    },
 }
 
 /// Wakes the uplink task when the outbox has new entries; cheap to clone.
@@ -277,11 +280,13 @@ impl MqttSession {
     }
 
     /// Publishes an image pre-pull status on `up/prepull` (QoS 1 through the uplink
-    /// window, ahead of the outbox backlog, replacing a status not sent yet); dropped
-    /// while offline.
-    pub fn publish_prepull(&self, message: Message) {
-        if let Some(m) = priority(UpChannel::Prepull, message) {
-            let _ = self.uplink_tx.send(UplinkInput::Prepull(m));
+    /// window, ahead of the outbox backlog); dropped while offline. A `progress` status
+    /// (bytes only) replaces a progress status not sent yet; others all go out.
+    pub fn publish_prepull(&self, message: Message, progress: bool) {
+        if let Some(message) = priority(UpChannel::Prepull, message) {
+            let _ = self
+                .uplink_tx
+                .send(UplinkInput::Prepull { message, progress });
         }
     }
 
@@ -591,7 +596,12 @@ async fn uplink_loop(mut t: UplinkTask) {
                     }
                 }
                 Some(UplinkInput::AgentUpdate(m)) => window.push_priority(m),
-                Some(UplinkInput::Prepull(m)) => window.push_priority_latest(m),
+                Some(UplinkInput::Prepull { message, progress: true }) => {
+                    window.push_priority_latest(message);
+                }
+                Some(UplinkInput::Prepull { message, progress: false }) => {
+                    window.push_priority(message);
+                }
                 Some(UplinkInput::NodeReport) => {
                     let mut report = t.node_report.borrow().clone();
                     report.update = true;

@@ -77,7 +77,7 @@ impl AgentLoop {
 
     pub(super) fn on_prepull_update(&mut self, update: PrepullUpdate) {
         match update {
-            PrepullUpdate::Status(status) => {
+            PrepullUpdate::Status { status, progress } => {
                 let pulled = status
                     .images
                     .iter()
@@ -85,11 +85,18 @@ impl AgentLoop {
                     .count();
                 tracing::debug!(revision = %status.revision, present = pulled,
                     images = status.images.len(), "image pre-pull status");
-                self.session.publish_prepull(status.clone().into());
+                self.session
+                    .publish_prepull(status.clone().into(), progress);
+                let new_revision =
+                    self.prepull.status.as_ref().map(|s| &s.revision) != Some(&status.revision);
                 let latest = Some(status);
                 self.report_tx
                     .send_if_modified(|r| replace(&mut r.image_prepull, &latest));
                 self.prepull.status = latest;
+                if new_revision {
+                    // the node report names the set it is about (after a restart too)
+                    self.session.node_report_changed();
+                }
             }
             PrepullUpdate::Pinned(ids) => {
                 if let Some(monitor) = self.pressure.as_mut() {
@@ -102,13 +109,13 @@ impl AgentLoop {
     /// After a connect: the latest status again (a status sent while offline is lost).
     pub(super) fn prepull_reconnected(&mut self) {
         if let Some(status) = &self.prepull.status {
-            self.session.publish_prepull(status.clone().into());
+            self.session.publish_prepull(status.clone().into(), false);
         }
     }
 }
 
-/// The node report's status replaced (not published by itself: `up/prepull` carries
-/// it; the report sent on connect has the latest).
+/// The node report's status replaced (published again only for a new revision:
+/// `up/prepull` carries the progress; the report sent on connect has the latest).
 fn replace(slot: &mut Option<ImagePrepullStatus>, latest: &Option<ImagePrepullStatus>) -> bool {
     if slot == latest {
         return false;

@@ -296,6 +296,12 @@ impl PrepullPlan {
     /// The status to publish now, if one is due: after a phase change or a new set at
     /// once; for bytes alone at most every [`PROGRESS_INTERVAL_MS`].
     pub fn take_status(&mut self, now: UnixMillis) -> Option<ImagePrepullStatus> {
+        self.take_due(now).map(|(status, _)| status)
+    }
+
+    /// [`PrepullPlan::take_status`], and whether it is about bytes only (a newer one
+    /// may take its place while it waits to be sent).
+    pub fn take_due(&mut self, now: UnixMillis) -> Option<(ImagePrepullStatus, bool)> {
         let progress_due = self.progress_dirty
             && self
                 .last_published
@@ -303,10 +309,11 @@ impl PrepullPlan {
         if !self.has_set || !(self.phase_dirty || progress_due) {
             return None;
         }
+        let progress_only = !self.phase_dirty;
         self.phase_dirty = false;
         self.progress_dirty = false;
         self.last_published = Some(now);
-        self.status()
+        self.status().map(|s| (s, progress_only))
     }
 
     /// The status now (`None` before the first set).

@@ -280,9 +280,10 @@ fn byte_progress_is_reported_at_most_every_two_seconds_and_phase_changes_at_once
         bytes_total: 1_000,
     };
     p.progress("a:1", bytes(100));
-    assert_eq!(p.take_status(1_500), None, "too soon");
+    assert_eq!(p.take_due(1_500), None, "too soon");
     p.progress("a:1", bytes(200));
-    let s = p.take_status(3_000).expect("2 s after the last status");
+    let (s, progress_only) = p.take_due(3_000).expect("2 s after the last status");
+    assert!(progress_only);
     assert_eq!(
         (s.images[0].bytes_done, s.images[0].bytes_total),
         (200, 1_000)
@@ -293,7 +294,11 @@ fn byte_progress_is_reported_at_most_every_two_seconds_and_phase_changes_at_once
     assert!(p.take_status(5_000).is_some());
     p.progress("a:1", bytes(400));
     p.pulled("a:1", Ok(Some("a".into())), 5_001);
-    let s = p.take_status(5_001).expect("present at once");
+    let (s, progress_only) = p.take_due(5_001).expect("present at once");
+    assert!(
+        !progress_only,
+        "a phase change is never replaced by later progress"
+    );
     assert_eq!(s.images[0].phase, PrepullPhase::Present);
     assert_eq!(s.images[0].bytes_done, 1_000, "done in full");
     // bytes of another image (or none pulling) are ignored

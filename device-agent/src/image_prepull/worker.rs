@@ -33,8 +33,12 @@ const TICK: Duration = Duration::from_secs(1);
 /// What the worker tells the agent loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrepullUpdate {
-    /// Publish this status on `up/prepull` (and keep it for the node report).
-    Status(ImagePrepullStatus),
+    /// Publish this status on `up/prepull` (and keep it for the node report);
+    /// `progress`: it tells bytes only (no phase changed since the last one).
+    Status {
+        status: ImagePrepullStatus,
+        progress: bool,
+    },
     /// The ids of the set's images on the device changed: keep these from image GC.
     Pinned(BTreeSet<String>),
 }
@@ -167,8 +171,10 @@ async fn run(parts: WorkerParts, mut sets: mpsc::UnboundedReceiver<ImagePrepullS
             op = Some(fut);
             progress = rx;
         }
-        if let Some(status) = plan.take_status(now)
-            && updates.send(PrepullUpdate::Status(status)).is_err()
+        if let Some((status, progress)) = plan.take_due(now)
+            && updates
+                .send(PrepullUpdate::Status { status, progress })
+                .is_err()
         {
             break;
         }

@@ -103,7 +103,7 @@ fn a_request_that_never_reached_the_client_is_forgotten() {
 }
 
 #[test]
-fn a_newer_status_replaces_the_one_still_waiting_in_its_place() {
+fn newer_progress_replaces_progress_still_waiting_but_never_a_phase_change() {
     let status = |n: u8| PriorityMessage {
         channel: UpChannel::Prepull,
         payload: vec![n],
@@ -117,26 +117,28 @@ fn a_newer_status_replaces_the_one_still_waiting_in_its_place() {
     // the first goes out; the rest wait behind it
     assert_eq!(w.next(None), Some(Send::Priority(msg())));
     w.push_priority_latest(status(2));
-    w.push_priority(msg());
+    // a phase change: kept, and not replaced by later progress
+    w.push_priority(status(10));
     w.push_priority_latest(status(3));
-    assert!(w.on_written(1, 1));
-    assert_eq!(w.on_acked(1, 1), None);
-    assert_eq!(
-        w.next(None),
-        Some(Send::Priority(status(3))),
-        "only the latest, in the first one's place"
-    );
-    assert!(w.on_written(1, 2));
-    w.on_acked(1, 2);
-    assert_eq!(w.next(None), Some(Send::Priority(msg())));
-    assert!(w.on_written(1, 3));
-    w.on_acked(1, 3);
-    assert_eq!(w.next(None), None);
-    // one already handed to the client is not replaced: the next one queues
+    w.push_priority(msg());
     w.push_priority_latest(status(4));
-    assert_eq!(w.next(None), Some(Send::Priority(status(4))));
-    w.push_priority_latest(status(5));
-    assert!(w.on_written(1, 4));
-    w.on_acked(1, 4);
-    assert_eq!(w.next(None), Some(Send::Priority(status(5))));
+    let mut sent = Vec::new();
+    let mut pkid = 1;
+    loop {
+        assert!(w.on_written(1, pkid));
+        w.on_acked(1, pkid);
+        pkid += 1;
+        match w.next(None) {
+            Some(Send::Priority(p)) => sent.push(p),
+            other => {
+                assert_eq!(other, None);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        sent,
+        vec![status(4), status(10), msg()],
+        "the latest progress in the first one's place; the phase change kept"
+    );
 }

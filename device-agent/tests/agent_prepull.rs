@@ -1,0 +1,276 @@
+//! Image pre-pull end to end: the real agent binary on real Podman, rumqttd and the test
+//! gateway, and a real registry (`common::registry`: TLS, htpasswd). A set with the
+//! registry's image and the right credential is pulled (`pulling`, then `present`), the
+//! image is in Podman and in the node report; a refused set changes nothing; a wrong
+//! credential fails with the registry's message; an empty set reports no images; a set
+//! stored before a restart is resumed (the image, removed meanwhile, pulled again).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::registry::start_registry;
+use common::*;
+use edge_protocol::{
+    DownChannel, ImagePrepullSet, ImagePrepullStatus, Message, NodeReport, PrepullPhase,
+    RegistryCredential, Topic, UpChannel,
+};
+
+const T: Duration = Duration::from_secs(60);
+
+/// The statuses received on `up/prepull`, oldest first.
+fn statuses(gw: &TestGateway) -> Vec<ImagePrepullStatus> {
+    gw.messages()
+        .into_iter()
+        .filter_map(|r| match (r.topic, r.message) {
+            (
+                Topic::Up {
+                    channel: UpChannel::Prepull,
+                    ..
+                },
+                Message::ImagePrepullStatus(s),
+            ) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+fn node_reports(gw: &TestGateway) -> Vec<NodeReport> {
+    gw.messages()
+        .into_iter()
+        .filter_map(|r| match r.message {
+            Message::NodeReport(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until a status received after the first `skip` satisfies `pred`.
+async fn wait_status(
+    gw: &TestGateway,
+    skip: usize,
+    what: &str,
+    pred: impl Fn(&ImagePrepullStatus) -> bool,
+) -> ImagePrepullStatus {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        if let Some(s) = statuses(gw).into_iter().skip(skip).find(|s| pred(s)) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for a pre-pull status: {what}; received: {:#?}",
+            statuses(gw)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn phase_of(s: &ImagePrepullStatus, image: &str) -> Option<PrepullPhase> {
+    s.images.iter().find(|i| i.image == image).map(|i| i.phase)
+}
+
+fn in_podman(image: &str) -> bool {
+    Command::new("podman")
+        .args(["image", "exists", image])
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn rmi(image: &str) {
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The statuses about `image` of `revision` after `skip` went pending/pulling before
+/// present, each once at most in that order, with sane bytes.
+fn assert_pulled_in_order(gw: &TestGateway, skip: usize, revision: &str, image: &str) {
+    let phases: Vec<PrepullPhase> = statuses(gw)
+        .into_iter()
+        .skip(skip)
+        .filter(|s| s.revision == revision)
+        .filter_map(|s| {
+            let i = s.images.into_iter().find(|i| i.image == image)?;
+            assert!(i.bytes_done <= i.bytes_total, "{i:?}");
+            Some(i.phase)
+        })
+        .collect();
+    let pulling = phases.iter().position(|p| *p == PrepullPhase::Pulling);
+    let present = phases.iter().position(|p| *p == PrepullPhase::Present);
+    assert!(
+        matches!((pulling, present), (Some(a), Some(b)) if a < b),
+        "pulling, then present: {phases:?}"
+    );
+    assert!(
+        !phases.contains(&PrepullPhase::Failed),
+        "no failure: {phases:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepulls_from_a_registry_reports_and_resumes_after_a_restart() {
+    let _ = docker_host();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = start_registry(dir.path(), "edge", "s3cret-pw");
+    let image = registry.image.clone();
+    // another tag on the same registry, for the wrong credential (refused before any
+    // manifest is looked up)
+    let other = format!("{image}-other");
+    let _gone = Cleanup(vec![image.clone(), other.clone()]);
+    let port = start_rumqttd();
+    let device = "prepull-1";
+    let gw = TestGateway::connect(port, device).await;
+    // the eviction manager lists images for the node report every second; GC only at a
+    // full image filesystem (the test runtime is shared)
+    let mut agent = AgentProcess::start_env(
+        device,
+        port,
+        dir.path(),
+        &[
+            ("EDGE_AGENT_EVICTION_MONITORING_INTERVAL_SECONDS", "1"),
+            ("EDGE_AGENT_IMAGE_GC_HIGH_THRESHOLD_PERCENT", "100"),
+            ("EDGE_AGENT_IMAGE_GC_LOW_THRESHOLD_PERCENT", "100"),
+        ],
+    );
+    gw.wait_agent_online().await;
+    let hello = node_reports(&gw).into_iter().next().unwrap();
+    assert!(hello.capabilities.image_prepull, "{:?}", hello.capabilities);
+    assert_eq!(hello.image_prepull, None, "no set yet");
+    assert!(statuses(&gw).is_empty(), "no set, no status");
+
+    let right = RegistryCredential {
+        registry: registry.host(),
+        username: "edge".into(),
+        password: "s3cret-pw".into(),
+    };
+    let set = |revision: &str, images: &[&str], credential: &RegistryCredential| {
+        Message::from(ImagePrepullSet {
+            revision: revision.into(),
+            images: images.iter().map(|s| s.to_string()).collect(),
+            registry_credentials: vec![credential.clone()],
+        })
+    };
+
+    // 1. the right credential: pulling, then present; in Podman and the node report
+    gw.publish(DownChannel::Prepull, set("r1", &[&image], &right))
+        .await;
+    let s = wait_status(&gw, 0, "r1 present", |s| {
+        s.revision == "r1" && phase_of(s, &image) == Some(PrepullPhase::Present)
+    })
+    .await;
+    assert!(s.complete(), "{s:?}");
+    assert_eq!(s.images.len(), 1);
+    assert_pulled_in_order(&gw, 0, "r1", &image);
+    let last = statuses(&gw).last().cloned().unwrap();
+    eprintln!(
+        "bytes reported by this runtime: {}/{}",
+        last.images[0].bytes_done, last.images[0].bytes_total
+    );
+    assert!(in_podman(&image), "{image} pulled into Podman");
+    wait_until(T, "the image in the node report", || {
+        node_reports(&gw)
+            .iter()
+            .any(|n| n.images.iter().any(|i| i.names.contains(&image)))
+    })
+    .await;
+    let stored = agent.state_dir.join("store/prepull.json");
+    let mode = std::fs::metadata(&stored).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the stored set holds a password");
+    assert!(std::fs::read_to_string(&stored).unwrap().contains("\"r1\""));
+
+    // 2. a bad set is refused: no status about it, the stored set stays
+    let before = statuses(&gw).len();
+    gw.publish(DownChannel::Prepull, set("bad", &[&image, ""], &right))
+        .await;
+    wait_until(T, "the refusal in the agent's log", || {
+        agent.log_text().contains("refused an image pre-pull set")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        statuses(&gw)
+            .iter()
+            .skip(before)
+            .all(|s| s.revision != "bad"),
+        "{:?}",
+        statuses(&gw)
+    );
+    assert!(std::fs::read_to_string(&stored).unwrap().contains("\"r1\""));
+
+    // 3. a wrong credential: failed with the registry's message; the shared image
+    //    keeps its phase
+    let wrong = RegistryCredential {
+        password: "not-it".into(),
+        ..right.clone()
+    };
+    gw.publish(DownChannel::Prepull, set("r2", &[&image, &other], &wrong))
+        .await;
+    let s = wait_status(&gw, before, "r2 failed", |s| {
+        s.revision == "r2" && phase_of(s, &other) == Some(PrepullPhase::Failed)
+    })
+    .await;
+    assert_eq!(phase_of(&s, &image), Some(PrepullPhase::Present), "{s:?}");
+    let failed = s.images.iter().find(|i| i.image == other).unwrap();
+    assert!(
+        failed.message.to_lowercase().contains("auth"),
+        "the registry refused the credential: {}",
+        failed.message
+    );
+    assert!(!in_podman(&other));
+
+    // 4. an empty set: a status without images
+    let before = statuses(&gw).len();
+    gw.publish(DownChannel::Prepull, set("r3", &[], &right))
+        .await;
+    let s = wait_status(&gw, before, "r3", |s| s.revision == "r3").await;
+    assert!(s.images.is_empty(), "{s:?}");
+
+    // 5. a set stored before a restart is resumed: the image, removed while the agent
+    //    was down, is pulled again with the stored credential and reported
+    gw.publish(DownChannel::Prepull, set("r4", &[&image], &right))
+        .await;
+    wait_status(&gw, before, "r4 present", |s| {
+        s.revision == "r4" && s.complete() && !s.images.is_empty()
+    })
+    .await;
+    agent.kill9();
+    rmi(&image);
+    assert!(!in_podman(&image));
+    let before = statuses(&gw).len();
+    let reports_before = node_reports(&gw).len();
+    agent.spawn();
+    let s = wait_status(&gw, before, "r4 present after the restart", |s| {
+        s.revision == "r4" && phase_of(s, &image) == Some(PrepullPhase::Present)
+    })
+    .await;
+    assert!(s.complete());
+    assert_pulled_in_order(&gw, before, "r4", &image);
+    assert!(in_podman(&image));
+    wait_until(T, "the status in a node report after the restart", || {
+        node_reports(&gw)
+            .iter()
+            .skip(reports_before)
+            .any(|n| n.image_prepull.as_ref().is_some_and(|p| p.revision == "r4"))
+    })
+    .await;
+    let log = agent.log_text();
+    assert!(log.contains("resuming the stored set"), "{log}");
+}
+
+/// Removes these images from Podman when dropped (also when the test fails).
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            rmi(image);
+        }
+    }
+}
