@@ -141,4 +141,15 @@ fn newer_progress_replaces_progress_still_waiting_but_never_a_phase_change() {
         vec![status(4), status(10), msg()],
         "the latest progress in the first one's place; the phase change kept"
     );
+    // a waiting phase change is not taken for progress: progress queues behind it
+    w.push_priority(msg());
+    assert_eq!(w.next(None), Some(Send::Priority(msg())));
+    w.push_priority(status(20));
+    w.push_priority_latest(status(5));
+    assert!(w.on_written(1, pkid));
+    w.on_acked(1, pkid);
+    assert_eq!(w.next(None), Some(Send::Priority(status(20))));
+    assert!(w.on_written(1, pkid + 1));
+    w.on_acked(1, pkid + 1);
+    assert_eq!(w.next(None), Some(Send::Priority(status(5))));
 }
