@@ -81,6 +81,17 @@ fn in_podman(image: &str) -> bool {
         .success()
 }
 
+/// The image's id as Podman has it (without `sha256:`).
+fn image_id(image: &str) -> String {
+    let out = Command::new("podman")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    id.trim_start_matches("sha256:").to_owned()
+}
+
 fn rmi(image: &str) {
     let _ = Command::new("podman")
         .args(["rmi", "-f", image])
@@ -178,6 +189,17 @@ async fn prepulls_from_a_registry_reports_and_resumes_after_a_restart() {
         node_reports(&gw)
             .iter()
             .any(|n| n.images.iter().any(|i| i.names.contains(&image)))
+    })
+    .await;
+    // image GC (on, but only at a full disk here) is told to keep it; removal itself is
+    // in image_gc's unit tests (GC on the shared test runtime would remove other tests'
+    // images)
+    let id = image_id(&image);
+    wait_until(T, "the image kept from GC", || {
+        agent
+            .log_text()
+            .lines()
+            .any(|l| l.contains("image GC keeps the pre-pull set's images") && l.contains(&id))
     })
     .await;
     let stored = agent.state_dir.join("store/prepull.json");

@@ -100,6 +100,8 @@ impl AgentLoop {
             }
             PrepullUpdate::Pinned(ids) => {
                 if let Some(monitor) = self.pressure.as_mut() {
+                    tracing::debug!(images = ids.len(), ids = ?ids,
+                        "image GC keeps the pre-pull set's images");
                     monitor.pin_images(ids);
                 }
             }
