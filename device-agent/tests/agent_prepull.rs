@@ -3,7 +3,8 @@
 //! registry's image and the right credential is pulled (`pulling`, then `present`), the
 //! image is in Podman and in the node report; a refused set changes nothing; a wrong
 //! credential fails with the registry's message; an empty set reports no images; a set
-//! stored before a restart is resumed (the image, removed meanwhile, pulled again).
+//! stored before a restart is resumed (the image, removed meanwhile, pulled again); the
+//! latest status goes out again after a reconnect (Mosquitto restarted).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -295,4 +296,55 @@ impl Drop for Cleanup {
             rmi(image);
         }
     }
+}
+
+/// The latest status goes out again after every connect (one sent while offline is
+/// lost): Mosquitto restarted under a set whose image is already present.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_status_goes_out_again_after_a_reconnect() {
+    let _ = docker_host();
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start();
+    let device = "prepull-2";
+    let gw = TestGateway::connect(broker.port, device).await;
+    let _agent = AgentProcess::start(device, broker.port, dir.path());
+    gw.wait_agent_online().await;
+    let image = test_image();
+    gw.publish(
+        DownChannel::Prepull,
+        ImagePrepullSet {
+            revision: "c1".into(),
+            images: vec![image.clone()],
+            registry_credentials: Vec::new(),
+        }
+        .into(),
+    )
+    .await;
+    let s = wait_status(&gw, 0, "c1 present", |s| {
+        s.revision == "c1" && s.complete() && !s.images.is_empty()
+    })
+    .await;
+    // already on the device: never pulled
+    assert!(
+        statuses(&gw)
+            .iter()
+            .all(|s| phase_of(s, &image) != Some(PrepullPhase::Pulling)),
+        "{:?}",
+        statuses(&gw)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = statuses(&gw).len();
+    let resyncs = gw.count(UpChannel::Resync);
+    broker.stop();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart();
+    wait_until(T, "the agent connected again", || {
+        gw.count(UpChannel::Resync) > resyncs
+    })
+    .await;
+    let again = wait_status(&gw, before, "c1 again after the reconnect", |s| {
+        s.revision == "c1"
+    })
+    .await;
+    assert_eq!(again.images, s.images, "the same status, since unchanged");
 }
