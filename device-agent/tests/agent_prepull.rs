@@ -4,7 +4,8 @@
 //! image is in Podman and in the node report; a refused set changes nothing; a wrong
 //! credential fails with the registry's message; an empty set reports no images; a set
 //! stored before a restart is resumed (the image, removed meanwhile, pulled again); the
-//! latest status goes out again after a reconnect (Mosquitto restarted).
+//! latest status goes out again after a reconnect (Mosquitto restarted); the real Docker
+//! Engine reports download bytes, summed over layers (Podman 4.3: none).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -347,4 +348,139 @@ async fn the_latest_status_goes_out_again_after_a_reconnect() {
     })
     .await;
     assert_eq!(again.images, s.images, "the same status, since unchanged");
+}
+
+/// The Docker Engine reports per-layer download bytes; the runtime's pull sums them
+/// (Podman's compat API reports none: 0/0 there, as the test above prints).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_pulls_report_bytes_summed_over_layers() {
+    use edge_agent::container_runtime::{ContainerRuntime, PullProgress};
+    use edge_agent::docker_runtime::DockerRuntime;
+
+    let engine = require_env(
+        "EDGE_TEST_DOCKER_ENGINE_HOST",
+        "the real Docker Engine's socket (`eval \"$(bash scripts/test-env.sh)\"` starts dockerd)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let registry = start_registry(dir.path(), "edge", "s3cret-pw");
+    // dockerd trusts the registry's CA through its own certs.d (read at every pull)
+    let certs = std::path::PathBuf::from(format!("/etc/docker/certs.d/{}", registry.host()));
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(dir.path().join("cert.pem"), certs.join("ca.crt")).unwrap();
+    // a layer of its own (the test image's layer is in Docker already: nothing to
+    // download), incompressible, so the engine reports download progress
+    let image = push_unique_image(dir.path(), &registry);
+    let _gone = DockerCleanup {
+        engine: engine.clone(),
+        image: image.clone(),
+        certs,
+    };
+    let runtime = DockerRuntime::connect(&engine, "prepull-3")
+        .unwrap()
+        .negotiate()
+        .await;
+    let credential = RegistryCredential {
+        registry: registry.host(),
+        username: "edge".into(),
+        password: "s3cret-pw".into(),
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<PullProgress>::new()));
+    let sink = {
+        let seen = seen.clone();
+        move |p: PullProgress| seen.lock().unwrap().push(p)
+    };
+    runtime
+        .pull_with_progress(&image, Some(&credential), &sink)
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    eprintln!("Docker pull progress: {seen:?}");
+    let last = *seen.last().expect("Docker reports download progress");
+    assert!(last.bytes_total > 0, "{seen:?}");
+    assert_eq!(last.bytes_done, last.bytes_total, "complete: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].bytes_done <= w[1].bytes_done),
+        "never backwards: {seen:?}"
+    );
+    assert!(
+        runtime.image_id(&image).await.unwrap().is_some(),
+        "pulled into Docker"
+    );
+    // Podman's compat API, the same pull: whatever it reports must add up
+    let podman = DockerRuntime::connect(&docker_host(), "prepull-3")
+        .unwrap()
+        .negotiate()
+        .await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<PullProgress>::new()));
+    let sink = {
+        let seen = seen.clone();
+        move |p: PullProgress| seen.lock().unwrap().push(p)
+    };
+    podman
+        .pull_with_progress(&image, Some(&credential), &sink)
+        .await
+        .unwrap();
+    rmi(&image);
+    let seen = seen.lock().unwrap().clone();
+    eprintln!("Podman pull progress: {seen:?}");
+    if let Some(last) = seen.last() {
+        assert_eq!(last.bytes_done, last.bytes_total, "{seen:?}");
+    }
+}
+
+/// Pushes an image with one layer of 4 MiB of random bytes to the registry; returns its
+/// reference there (not left in Podman).
+fn push_unique_image(dir: &std::path::Path, registry: &common::registry::Registry) -> String {
+    use std::io::Read;
+    let mut noise = vec![0u8; 4 << 20];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut noise)
+        .unwrap();
+    std::fs::write(dir.join("noise"), &noise).unwrap();
+    let tar = dir.join("noise.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .args(["-C", dir.to_str().unwrap(), "noise"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let local = format!("localhost/prepull-progress:{}", unique_uid("p"));
+    let remote = format!("{}/edge/progress:{}", registry.host(), unique_uid("p"));
+    let run = |args: &[&str]| {
+        let out = Command::new("podman").args(args).output().unwrap();
+        assert!(out.status.success(), "podman {args:?}: {out:?}");
+    };
+    run(&["import", tar.to_str().unwrap(), &local]);
+    run(&[
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        "edge:s3cret-pw",
+        &local,
+        &remote,
+    ]);
+    rmi(&local);
+    remote
+}
+
+/// Removes the image from Docker and the CA trust when dropped.
+struct DockerCleanup {
+    engine: String,
+    image: String,
+    certs: std::path::PathBuf,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["-H", &self.engine, "rmi", "-f", &self.image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.certs);
+    }
 }
