@@ -10,7 +10,8 @@
 //!   with its back-off over, is pulled, with the set's credential for its registry.
 //!   One action at a time.
 //! - A failed pull is `failed` with the runtime's message and is tried again after the
-//!   back-off (the kubelet's: `backoff_initial` doubling to `backoff_max`).
+//!   back-off (the kubelet's: `backoff_initial` doubling to `backoff_max`), or at once
+//!   when a new set brings another credential for its registry.
 //! - [`PrepullPlan::listed`]: a periodic image listing; a present image whose id is gone
 //!   (removed behind the agent's back) is looked up again, and pulled if missing.
 //! - [`PrepullPlan::take_status`]: a status is due at once after a phase change or a new
@@ -113,15 +114,25 @@ impl PrepullPlan {
     /// image the new set no longer names: the worker drops it (a pull is cancelled).
     pub fn set(&mut self, set: ImagePrepullSet, now: UnixMillis) -> bool {
         let mut old = std::mem::take(&mut self.entries);
+        let old_credentials = std::mem::take(&mut self.credentials);
+        let new_credentials = &set.registry_credentials;
         self.entries = set
             .images
             .into_iter()
-            .map(
-                |image| match old.iter().position(|e| e.status.image == image) {
-                    Some(i) => old.swap_remove(i),
-                    None => Entry::new(image, now),
-                },
-            )
+            .map(|image| {
+                let Some(i) = old.iter().position(|e| e.status.image == image) else {
+                    return Entry::new(image, now);
+                };
+                let mut entry = old.swap_remove(i);
+                // a failed pull with another credential now: tried again at once
+                if entry.status.phase == PrepullPhase::Failed
+                    && credential_for(&image, &old_credentials)
+                        != credential_for(&image, new_credentials)
+                {
+                    entry.retry_at = Some(now);
+                }
+                entry
+            })
             .collect();
         self.revision = set.revision;
         self.credentials = set.registry_credentials;

@@ -157,6 +157,28 @@ fn a_failed_pull_reports_the_message_and_retries_after_a_doubling_back_off() {
 }
 
 #[test]
+fn a_new_credential_retries_a_failed_pull_at_once_the_same_set_again_does_not() {
+    let image = "reg.example:5000/b:2";
+    let mut p = inspected_missing(&[image], 0);
+    assert_eq!(p.next(0), Some(pull(image)));
+    p.pulled(image, Err("unauthorized".into()), 1_000);
+    // the same set again (a resend): the back-off holds
+    p.set(set("r1", &[image]), 2_000);
+    assert_eq!(p.next(2_000), None);
+    // a corrected credential: at once, with it
+    let mut fixed = set("r2", &[image]);
+    fixed.registry_credentials[0].password = "right".into();
+    p.set(fixed.clone(), 3_000);
+    assert_eq!(
+        p.next(3_000),
+        Some(Action::Pull {
+            image: image.into(),
+            credential: Some(fixed.registry_credentials[0].clone()),
+        })
+    );
+}
+
+#[test]
 fn the_back_off_is_capped() {
     let mut p = inspected_missing(&["a:1"], 0);
     let mut now = 0;
