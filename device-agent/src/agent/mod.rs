@@ -171,12 +171,14 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
         None
     });
     let (prepull_tx, prepull_rx) = mpsc::unbounded_channel();
+    let (pods_pulling_tx, pods_pulling_rx) = watch::channel(false);
     let prepull_sets = prepull_worker::spawn(WorkerParts {
         runtime: runtime.clone(),
         endpoint: crate::engine_api_get::Endpoint::parse(&config.runtime_socket),
         timings: config.timings,
         initial: stored_prepull.clone(),
         updates: prepull_tx,
+        pods_pulling: pods_pulling_rx,
         cancel: tasks.child_token(),
     });
     let (stats_tx, stats_rx) = mpsc::channel(1);
@@ -247,7 +249,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
         last_list_error: None,
         retired: None,
         updates,
-        prepull: Prepull::new(prepull_sets, stored_prepull.as_ref()),
+        prepull: Prepull::new(prepull_sets, stored_prepull.as_ref(), pods_pulling_tx),
     };
     let receivers = Receivers {
         session: session_rx,
@@ -438,6 +440,7 @@ impl AgentLoop {
         if is_reconcile_error(&input) {
             self.reconcile_errors += 1;
         }
+        self.prepull.observe(&input);
         let effects = self.lifecycle.handle(input);
         self.effects.execute(effects, self.lifecycle.generation());
     }

@@ -6,12 +6,15 @@
 //! `imagePrepull`; the latest goes out again after every connect. The ids of the set's
 //! images go to image garbage collection, which keeps them.
 
+use std::collections::HashSet;
+
 use edge_protocol::{ImagePrepullSet, ImagePrepullStatus, PrepullPhase};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::AgentLoop;
 use crate::image_prepull::validate;
 use crate::image_prepull::worker::PrepullUpdate;
+use crate::pod_lifecycle::{ContainerKey, Input, Outcome};
 use crate::systemd_notify;
 
 /// The agent loop's side of the pre-pull.
@@ -24,6 +27,9 @@ pub(super) struct Prepull {
     pub(super) status: Option<ImagePrepullStatus>,
     /// Accepted but not saved yet: saved again every sync interval.
     unsaved: Option<ImagePrepullSet>,
+    /// Pods' image pulls under way (no new pre-pull starts meanwhile).
+    pod_pulls: HashSet<ContainerKey>,
+    pods_pulling: watch::Sender<bool>,
 }
 
 impl Prepull {
@@ -31,13 +37,36 @@ impl Prepull {
     pub(super) fn new(
         sets: mpsc::UnboundedSender<ImagePrepullSet>,
         stored: Option<&ImagePrepullSet>,
+        pods_pulling: watch::Sender<bool>,
     ) -> Self {
         Self {
             sets,
             revision: stored.map(|s| s.revision.clone()),
             status: None,
             unsaved: None,
+            pod_pulls: HashSet::new(),
+            pods_pulling,
         }
+    }
+
+    /// Follows pods' image pulls (an effect's outcome always comes: started, then ready
+    /// or failed) and tells the worker whether any runs.
+    pub(super) fn observe(&mut self, input: &Input) {
+        match input {
+            Input::Done(Outcome::PullStarted { key }) => {
+                self.pod_pulls.insert(key.clone());
+            }
+            Input::Done(Outcome::ImageReady { key, .. } | Outcome::ImageFailed { key, .. }) => {
+                self.pod_pulls.remove(key);
+            }
+            _ => return,
+        }
+        let pulling = !self.pod_pulls.is_empty();
+        self.pods_pulling.send_if_modified(|p| {
+            let changed = *p != pulling;
+            *p = pulling;
+            changed
+        });
     }
 }
 
@@ -125,3 +154,6 @@ fn replace(slot: &mut Option<ImagePrepullStatus>, latest: &Option<ImagePrepullSt
     slot.clone_from(latest);
     true
 }
+
+#[cfg(test)]
+mod tests;

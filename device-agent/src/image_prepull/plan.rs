@@ -8,7 +8,8 @@
 //!   since a recheck missed it) is inspected (cheap: present images become `present`
 //!   without a pull); then the first image in set order that is `pending`, or `failed`
 //!   with its back-off over, is pulled, with the set's credential for its registry.
-//!   One action at a time.
+//!   One action at a time. While pods pull images ([`PrepullPlan::hold_pulls`]) no new
+//!   pre-pull starts (one under way goes on): a rollout's own pulls get the link.
 //! - A failed pull is `failed` with the runtime's message and is tried again after the
 //!   back-off (the kubelet's: `backoff_initial` doubling to `backoff_max`), or at once
 //!   when a new set brings another credential for its registry.
@@ -89,6 +90,8 @@ pub struct PrepullPlan {
     credentials: Vec<RegistryCredential>,
     entries: Vec<Entry>,
     busy: Option<Busy>,
+    /// Pods are pulling images: no new pull starts.
+    hold: bool,
     phase_dirty: bool,
     progress_dirty: bool,
     last_published: Option<UnixMillis>,
@@ -104,6 +107,7 @@ impl PrepullPlan {
             credentials: Vec::new(),
             entries: Vec::new(),
             busy: None,
+            hold: false,
             phase_dirty: false,
             progress_dirty: false,
             last_published: None,
@@ -164,9 +168,14 @@ impl PrepullPlan {
         }
     }
 
+    /// Whether pods are pulling images now: while they are, no pre-pull starts.
+    pub fn hold_pulls(&mut self, hold: bool) {
+        self.hold = hold;
+    }
+
     /// The next action, when none is under way: an inspect of an image not looked up
-    /// yet, else a pull of the first image (set order) that is pending or whose failed
-    /// pull's back-off is over.
+    /// yet, else (unless pods are pulling) a pull of the first image (set order) that
+    /// is pending or whose failed pull's back-off is over.
     pub fn next(&mut self, now: UnixMillis) -> Option<Action> {
         if self.busy.is_some() {
             return None;
@@ -175,6 +184,9 @@ impl PrepullPlan {
             let image = e.status.image.clone();
             self.busy = Some(Busy::Inspecting(image.clone()));
             return Some(Action::Inspect(image));
+        }
+        if self.hold {
+            return None;
         }
         let due = |e: &Entry| match e.status.phase {
             PrepullPhase::Pending => true,

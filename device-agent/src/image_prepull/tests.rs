@@ -179,6 +179,25 @@ fn a_new_credential_retries_a_failed_pull_at_once_the_same_set_again_does_not() 
 }
 
 #[test]
+fn no_pre_pull_starts_while_pods_pull_but_inspects_go_on() {
+    let mut p = PrepullPlan::new(timings());
+    p.hold_pulls(true);
+    p.set(set("r1", &["a:1", "b:1"]), 0);
+    assert_eq!(p.next(0), Some(Action::Inspect("a:1".into())));
+    p.inspected("a:1", Ok(None), 0);
+    assert_eq!(p.next(0), Some(Action::Inspect("b:1".into())));
+    p.inspected("b:1", Ok(Some("idb".into())), 0);
+    assert_eq!(p.next(1), None, "pods are pulling");
+    p.hold_pulls(false);
+    assert_eq!(p.next(2), Some(pull("a:1")));
+    // a pull under way is not stopped by pods starting to pull
+    p.hold_pulls(true);
+    assert_eq!(p.pulling(), Some("a:1"));
+    p.pulled("a:1", Ok(Some("ida".into())), 3);
+    assert!(p.take_status(3).unwrap().complete());
+}
+
+#[test]
 fn the_back_off_is_capped() {
     let mut p = inspected_missing(&["a:1"], 0);
     let mut now = 0;

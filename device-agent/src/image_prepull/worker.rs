@@ -4,7 +4,7 @@
 //! statuses to publish and the image ids to keep from garbage collection.
 //!
 //! Pulls for pods do not wait for it: they go to the runtime on their own, beside the
-//! one pre-pull under way.
+//! one pre-pull under way, and while any runs no new pre-pull starts.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -65,6 +65,8 @@ pub struct WorkerParts {
     /// The set kept in the local store, if any.
     pub initial: Option<ImagePrepullSet>,
     pub updates: mpsc::UnboundedSender<PrepullUpdate>,
+    /// Whether pods are pulling images now.
+    pub pods_pulling: watch::Receiver<bool>,
     pub cancel: CancellationToken,
 }
 
@@ -146,9 +148,11 @@ async fn run(parts: WorkerParts, mut sets: mpsc::UnboundedReceiver<ImagePrepullS
         timings,
         initial,
         updates,
+        mut pods_pulling,
         cancel,
     } = parts;
     let mut plan = PrepullPlan::new(timings);
+    plan.hold_pulls(*pods_pulling.borrow_and_update());
     if let Some(set) = initial {
         tracing::info!(revision = %set.revision, images = set.images.len(),
             "pre-pull: resuming the stored set");
@@ -205,6 +209,15 @@ async fn run(parts: WorkerParts, mut sets: mpsc::UnboundedReceiver<ImagePrepullS
                     plan.progress(&image, p);
                 }
             }
+            changed = pods_pulling.changed() => match changed {
+                Ok(()) => {
+                    let hold = *pods_pulling.borrow_and_update();
+                    tracing::debug!(hold, "pre-pull: pods pulling images");
+                    plan.hold_pulls(hold);
+                }
+                // the agent loop is gone
+                Err(_) => break,
+            },
             _ = tick.tick() => {}
             _ = recheck.tick() => match list_images(&endpoint).await {
                 Ok(listed) => {
