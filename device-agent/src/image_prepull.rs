@@ -16,7 +16,7 @@ pub mod worker;
 
 use edge_protocol::{ImagePrepullSet, MAX_PREPULL_IMAGES};
 
-pub use plan::{Action, PROGRESS_INTERVAL_MS, PrepullPlan};
+pub use plan::{Action, MAX_MESSAGE_BYTES, PROGRESS_INTERVAL_MS, PrepullPlan};
 
 /// Longest image reference a set may name (registry, path, tag and digest together).
 pub const MAX_IMAGE_REFERENCE_BYTES: usize = 1024;

@@ -32,6 +32,9 @@ use crate::pull_progress::PullProgress;
 
 /// Byte progress alone is reported at most this often.
 pub const PROGRESS_INTERVAL_MS: u64 = 2_000;
+/// A failure message is cut to this many bytes (a status names up to 64 images and must
+/// stay a small MQTT message).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// What the worker should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,7 +293,7 @@ impl PrepullPlan {
                 entry.retry_at = Some(entry.backoff.retry_at(now));
                 entry.status.bytes_done = 0;
                 entry.status.bytes_total = 0;
-                set_phase(entry, PrepullPhase::Failed, message, now);
+                set_phase(entry, PrepullPhase::Failed, cut(message), now);
             }
         }
         self.phase_dirty = true;
@@ -351,6 +354,20 @@ impl PrepullPlan {
     pub fn pinned_ids(&self) -> BTreeSet<String> {
         self.entries.iter().filter_map(|e| e.id.clone()).collect()
     }
+}
+
+/// `message` cut to [`MAX_MESSAGE_BYTES`] at a character boundary, marked with `…`.
+fn cut(mut message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message.push('…');
+    message
 }
 
 /// Moves an entry to `phase` (since `now`) with `message`; whether the phase changed.

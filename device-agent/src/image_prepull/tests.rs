@@ -198,6 +198,19 @@ fn no_pre_pull_starts_while_pods_pull_but_inspects_go_on() {
 }
 
 #[test]
+fn a_long_failure_message_is_cut_at_a_character_boundary() {
+    let mut p = inspected_missing(&["a:1"], 0);
+    assert_eq!(p.next(0), Some(pull("a:1")));
+    let long = "é".repeat(MAX_MESSAGE_BYTES);
+    p.pulled("a:1", Err(long.clone()), 1);
+    let message = p.status().unwrap().images[0].message.clone();
+    assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+    assert!(message.len() > MAX_MESSAGE_BYTES - 8);
+    assert!(message.ends_with('…'));
+    assert!(long.starts_with(message.trim_end_matches('…')));
+}
+
+#[test]
 fn the_back_off_is_capped() {
     let mut p = inspected_missing(&["a:1"], 0);
     let mut now = 0;
