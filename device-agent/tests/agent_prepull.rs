@@ -4,8 +4,9 @@
 //! image is in Podman and in the node report; a refused set changes nothing; a wrong
 //! credential fails with the registry's message; an empty set reports no images; a set
 //! stored before a restart is resumed (the image, removed meanwhile, pulled again); the
-//! latest status goes out again after a reconnect (Mosquitto restarted); the real Docker
-//! Engine reports download bytes, summed over layers (Podman 4.3: none).
+//! latest status goes out again after a reconnect (Mosquitto restarted) and on a resync
+//! request; the real Docker Engine reports download bytes, summed over layers (Podman
+//! 4.3: none).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -300,7 +301,8 @@ impl Drop for Cleanup {
 }
 
 /// The latest status goes out again after every connect (one sent while offline is
-/// lost): Mosquitto restarted under a set whose image is already present.
+/// lost): Mosquitto restarted under a set whose image is already present; and on the
+/// gateway's resync request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_latest_status_goes_out_again_after_a_reconnect() {
     let _ = docker_host();
@@ -348,6 +350,21 @@ async fn the_latest_status_goes_out_again_after_a_reconnect() {
     })
     .await;
     assert_eq!(again.images, s.images, "the same status, since unchanged");
+    // and on the gateway's resync request
+    let before = statuses(&gw).len();
+    gw.publish(
+        DownChannel::Resync,
+        edge_protocol::ResyncRequest {
+            known_generation: 0,
+            reason: "test".into(),
+        }
+        .into(),
+    )
+    .await;
+    wait_status(&gw, before, "c1 on a resync request", |s| {
+        s.revision == "c1"
+    })
+    .await;
 }
 
 /// The Docker Engine reports per-layer download bytes; the runtime's pull sums them

@@ -31,7 +31,7 @@ impl AgentLoop {
             SessionEvent::Connected => {
                 self.maybe_ready();
                 self.agent_update_reconnected();
-                self.prepull_reconnected();
+                self.republish_prepull();
             }
             SessionEvent::Disconnected => {
                 self.unsaved.disconnected();
@@ -136,6 +136,7 @@ impl AgentLoop {
         // it from the node report; the full status report then follows.
         tracing::info!(reason = %r.reason, "gateway asked for a resync: node report and full status");
         self.session.node_report_changed();
+        self.republish_prepull();
         self.effects.queue_status(
             self.lifecycle.generation(),
             true,

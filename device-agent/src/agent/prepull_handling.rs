@@ -3,7 +3,8 @@
 //! set in force stays), saved in the local store (it is desired state: after a restart
 //! the worker resumes it) and handed to the worker ([`crate::image_prepull::worker`]).
 //! The worker's statuses go out on `up/prepull` (QoS 1) and into the node report's
-//! `imagePrepull`; the latest goes out again after every connect. The ids of the set's
+//! `imagePrepull`; the latest goes out again after every connect and on a resync
+//! request. The ids of the set's
 //! images go to image garbage collection, which keeps them.
 
 use std::collections::HashSet;
@@ -137,8 +138,9 @@ impl AgentLoop {
         }
     }
 
-    /// After a connect: the latest status again (a status sent while offline is lost).
-    pub(super) fn prepull_reconnected(&mut self) {
+    /// After a connect (a status sent while offline is lost) and on the gateway's resync
+    /// request: the latest status again.
+    pub(super) fn republish_prepull(&mut self) {
         if let Some(status) = &self.prepull.status {
             self.session.publish_prepull(status.clone().into(), false);
         }
