@@ -9,6 +9,10 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::container_labels::ContainerIdentity;
+pub use crate::pull_progress::PullProgress;
+
+/// Told how far a pull is, as the runtime reports it (see [`crate::pull_progress`]).
+pub type ProgressSink<'a> = &'a (dyn Fn(PullProgress) + Send + Sync);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
@@ -142,11 +146,25 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Every container carrying the agent's labels, running or not.
     fn list_managed(&self) -> BoxFuture<'_, Result<Vec<ContainerSnapshot>>>;
     fn image_present<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// The id of the image `image` names on the runtime (without `sha256:`, as
+    /// [`crate::runtime_images::image_key`]), `None` when the runtime has no such image.
+    fn image_id<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
     fn pull<'a>(
         &'a self,
         image: &'a str,
         credential: Option<&'a RegistryCredential>,
     ) -> BoxFuture<'a, Result<()>>;
+    /// [`ContainerRuntime::pull`], telling `progress` the bytes summed over the layers
+    /// as the runtime reports them (never, for a runtime that does not).
+    fn pull_with_progress<'a>(
+        &'a self,
+        image: &'a str,
+        credential: Option<&'a RegistryCredential>,
+        progress: ProgressSink<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = progress;
+        self.pull(image, credential)
+    }
     /// Creates (does not start) a container; returns its id.
     fn create<'a>(&'a self, spec: &'a CreateContainer) -> BoxFuture<'a, Result<String>>;
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;

@@ -21,11 +21,13 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 
 use crate::container_labels::{self, ContainerIdentity};
 use crate::container_runtime::{
-    ContainerRuntime, ContainerSnapshot, CreateContainer, LogReadOptions, Result, RunState,
-    RuntimeError,
+    ContainerRuntime, ContainerSnapshot, CreateContainer, LogReadOptions, ProgressSink, Result,
+    RunState, RuntimeError,
 };
 use crate::engine_api_get::{Endpoint, get_json};
 use crate::gpu_request::{self, GpuCreateParts, GpuRequestMode};
+pub use crate::image_reference::{credential_matches, normalize_image};
+use crate::pull_progress::PullTally;
 use crate::resource_policy::LogRotation;
 
 /// Docker Engine API client. Inspect results are cached per (container, state) so a
@@ -216,40 +218,6 @@ pub fn parse_time(raw: &str) -> Option<UnixMillis> {
     u64::try_from(ms).ok()
 }
 
-/// Adds `:latest` when an image reference has neither tag nor digest (otherwise the
-/// Engine API pulls every tag).
-pub fn normalize_image(image: &str) -> String {
-    if image.contains('@') {
-        return image.to_owned();
-    }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    if last.contains(':') {
-        image.to_owned()
-    } else {
-        format!("{image}:latest")
-    }
-}
-
-/// Whether a credential's registry serves this image (`127.0.0.1:5000/x` → `127.0.0.1:5000`;
-/// no registry part means Docker Hub).
-pub fn credential_matches(image: &str, registry: &str) -> bool {
-    let registry = registry
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let registry = registry.strip_suffix("/v1").unwrap_or(registry);
-    let first = image.split('/').next().unwrap_or("");
-    let image_registry = if image.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost")
-    {
-        first
-    } else {
-        "docker.io"
-    };
-    let hub = |r: &str| matches!(r, "docker.io" | "index.docker.io" | "registry-1.docker.io");
-    registry == image_registry || (hub(registry) && hub(image_registry))
-}
-
 impl ContainerRuntime for DockerRuntime {
     fn version(&self) -> BoxFuture<'_, Result<String>> {
         async move {
@@ -361,10 +329,32 @@ impl ContainerRuntime for DockerRuntime {
         .boxed()
     }
 
+    fn image_id<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        async move {
+            match self.docker.inspect_image(image).await {
+                Ok(i) => Ok(i.id.map(|id| crate::runtime_images::image_key(&id))),
+                Err(e) => match api(e) {
+                    RuntimeError::NotFound(_) => Ok(None),
+                    other => Err(other),
+                },
+            }
+        }
+        .boxed()
+    }
+
     fn pull<'a>(
         &'a self,
         image: &'a str,
         credential: Option<&'a RegistryCredential>,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.pull_with_progress(image, credential, &|_| {})
+    }
+
+    fn pull_with_progress<'a>(
+        &'a self,
+        image: &'a str,
+        credential: Option<&'a RegistryCredential>,
+        progress: ProgressSink<'a>,
     ) -> BoxFuture<'a, Result<()>> {
         async move {
             let reference = normalize_image(image);
@@ -378,11 +368,21 @@ impl ContainerRuntime for DockerRuntime {
                 .from_image(&reference)
                 .build();
             let mut stream = self.docker.create_image(Some(options), None, creds);
+            let mut tally = PullTally::default();
             while let Some(item) = stream.next().await {
-                item.map_err(|e| RuntimeError::Pull {
+                let info = item.map_err(|e| RuntimeError::Pull {
                     image: image.to_owned(),
                     message: e.to_string(),
                 })?;
+                let detail = info.progress_detail.unwrap_or_default();
+                if let Some(p) = tally.observe(
+                    info.id.as_deref(),
+                    info.status.as_deref(),
+                    detail.current,
+                    detail.total,
+                ) {
+                    progress(p);
+                }
             }
             Ok(())
         }

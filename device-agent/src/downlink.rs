@@ -4,9 +4,9 @@
 //! does not redeliver them); nothing else changes.
 
 use edge_protocol::{
-    AgentUpdateChunk, AgentUpdateOrder, DecodeError, DesiredSet, DeviceId, DownChannel, LogRequest,
-    Message, MessageKind, RequestId, ResyncRequest, RetireOrder, StreamClose, StreamCredit,
-    StreamData, StreamOpen, StreamResize, Topic, TopicError,
+    AgentUpdateChunk, AgentUpdateOrder, DecodeError, DesiredSet, DeviceId, DownChannel,
+    ImagePrepullSet, LogRequest, Message, MessageKind, RequestId, ResyncRequest, RetireOrder,
+    StreamClose, StreamCredit, StreamData, StreamOpen, StreamResize, Topic, TopicError,
 };
 use rumqttc::Publish;
 
@@ -32,6 +32,8 @@ pub enum Downlink {
     AgentUpdateOrder(AgentUpdateOrder),
     /// `down/agent-update`: bytes of the ordered binary this device fetched.
     AgentUpdateChunk(AgentUpdateChunk),
+    /// `down/prepull`: the images to hold ahead of a rollout (the whole set).
+    Prepull(ImagePrepullSet),
 }
 
 /// What the gateway sends on one stream.
@@ -129,6 +131,7 @@ pub fn decode(device: &DeviceId, topic: &str, payload: &[u8]) -> Result<Downlink
         (Message::AgentUpdateChunk(chunk), DownChannel::AgentUpdate) => {
             Ok(Downlink::AgentUpdateChunk(chunk))
         }
+        (Message::ImagePrepullSet(set), DownChannel::Prepull) => Ok(Downlink::Prepull(set)),
         (Message::LogRequest(request), DownChannel::Logs(id)) => Ok(Downlink::LogRequest {
             id: id.clone(),
             request,

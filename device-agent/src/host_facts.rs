@@ -223,6 +223,7 @@ impl HostFacts {
                 lifecycle_hooks: true,
                 grpc_probes: true,
                 retire: true,
+                image_prepull: true,
                 ..Default::default()
             },
             conditions: Vec::new(),

@@ -2,6 +2,9 @@
 //! not say, so the agent remembers it from container listings, as the kubelet's image
 //! manager does), and which unused images to remove when the image filesystem is fuller
 //! than the high threshold, oldest-used first, until it is below the low threshold.
+//! Images of the current image pre-pull set ([`ImageTracker::pin`], by the image ids
+//! the runtime gave for the set's references) are never removed; once a set without
+//! them arrives they are ordinary images again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -62,6 +65,8 @@ pub struct GcPlan {
 pub struct ImageTracker {
     images: BTreeMap<String, Record>,
     in_use: BTreeSet<String>,
+    /// Image ids the pre-pull set holds.
+    pinned: BTreeSet<String>,
 }
 
 impl ImageTracker {
@@ -83,6 +88,11 @@ impl ImageTracker {
         }
         self.images = next;
         self.in_use = used;
+    }
+
+    /// The image ids of the current pre-pull set: never removed (replaces the last ones).
+    pub fn pin(&mut self, ids: BTreeSet<String>) {
+        self.pinned = ids;
     }
 
     /// Images listed while the containers could not be: the images in use stay those of
@@ -113,8 +123,8 @@ impl ImageTracker {
 
     /// What to remove from an image filesystem of `capacity` bytes with `available`
     /// free: nothing below the high threshold; otherwise unused images older than the
-    /// minimum age, least recently used first, until the usage would be at the low
-    /// threshold.
+    /// minimum age and not pinned by the pre-pull set, least recently used first, until
+    /// the usage would be at the low threshold.
     pub fn plan(&self, capacity: u64, available: u64, policy: GcPolicy, now: UnixMillis) -> GcPlan {
         if capacity == 0 {
             return GcPlan::default();
@@ -133,6 +143,7 @@ impl ImageTracker {
             .images
             .values()
             .filter(|r| !self.in_use.contains(&r.image.id))
+            .filter(|r| !self.pinned.contains(&r.image.id))
             .filter(|r| now.saturating_sub(r.first_detected) >= min_age)
             .collect();
         unused.sort_by_key(|r| (r.last_used, r.first_detected, r.image.id.clone()));

@@ -15,7 +15,7 @@
 //! | [`cli`] | clap command line: `run`, `install`, `supervise`, `ota`, `--print-default-config` |
 //! | [`config`] | [`config::AgentConfig`]: TOML file + env + flags, validated; the commented default file |
 //! | [`resource_policy`] | the `[resources]` settings: log rotation, eviction thresholds, measured paths, image GC |
-//! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway; `agent/agent_update_handling.rs`: agent updates over MQTT (orders, chunks, statuses, the node report's version and update status) |
+//! | [`agent`] | [`agent::run`]: wiring and the thin async loop that drives everything below; `agent/downlink_handling.rs`: what is done with each message from the gateway; `agent/agent_update_handling.rs`: agent updates over MQTT (orders, chunks, statuses, the node report's version and update status); `agent/prepull_handling.rs`: image pre-pull sets (checked, stored, handed to the worker) and its statuses (`up/prepull`, the node report, GC) |
 //! | [`downlink`] | decoding at the MQTT edge: a frame becomes a typed [`downlink::Downlink`] or a [`downlink::RejectReason`] |
 //! | [`unsaved_desired`] | a desired set not yet saved and the deliveries to acknowledge once it is |
 //! | [`pod_lifecycle`] | the reconciler, a pure state machine (`handle(input) -> effects`): `inputs_effects`, `container_memory`, `outcomes`, `reconcile`, `sandbox` (the pod's infra container: shared network, IPC, hostname), `unlisted_creates` (containers on their way, which hold their infra container), `gpu_assignment` (`nvidia.com/gpu` devices per container, admission), `ephemeral` (containers of `kubectl debug`), `lifecycle_hooks` (postStart / preStop), `termination_message`, `status_report` |
@@ -35,14 +35,17 @@
 //! | [`log_stream`] | log requests answered as sequenced chunks |
 //! | [`log_tail`] | the containers' new output, cut to a tail, reported every interval for the gateway's offline log cache |
 //! | [`streams`] | `kubectl exec`, `attach`, `port-forward`: stream table and limits, per-stream flow state, the task per stream, Engine API exec/attach, TCP for port-forward |
-//! | [`local_store`] | files: desired set, report sequence, outbox of unacknowledged uplink |
+//! | [`local_store`] | files: desired set, pre-pull set, report sequence, outbox of unacknowledged uplink |
 //! | [`publish_ledger`] | which QoS 1 publish the client wrote was the uplink window's and which a stream's; the stream publisher |
 //! | [`uplink_window`] | pure state machine: one reliable message at a time, PUBACKs matched by connection and packet id |
 //! | [`mqtt_session`] | rumqttc event loop, reconnects, subscriptions, publishing tasks |
 //! | [`usage_sample`] | resource usage from raw `/proc` text and Engine API stats JSON (pure): the `up/stats` sample |
 //! | [`stats_reporter`] | the task that reads those inputs every `stats_interval_seconds` and hands samples to the agent loop |
 //! | [`node_pressure`] | pure: hard eviction thresholds, pressure conditions, which pod to evict |
-//! | [`image_gc`] | pure: images last used when, which to remove between the GC thresholds; `status.images` |
+//! | [`image_gc`] | pure: images last used when, which to remove between the GC thresholds (never an image of the pre-pull set); `status.images` |
+//! | [`image_prepull`] | image pre-pull (`down/prepull`): the set checked, `plan.rs` the pure state machine (inspect, pull one at a time in order, back-off, recheck, when a status is due, ids kept from GC), `worker.rs` the task that runs it |
+//! | [`image_reference`] | pure: the tag a bare image name pulls; the registry credential a pull uses (pods and pre-pulls alike) |
+//! | [`pull_progress`] | pure: an image pull's bytes summed over the layers the Engine API reports |
 //! | [`pressure_monitor`] | measures memory, nodefs, imagefs, PIDs every interval; runs image GC; picks the pod to evict |
 //! | [`runtime_images`] | the runtime's images and the images its containers use (Engine API); removal |
 //! | [`gpu_request`] | how assigned GPUs reach a container: NVIDIA device request, CDI device request, or `NVIDIA_VISIBLE_DEVICES` |
@@ -71,6 +74,8 @@ pub mod gpu_request;
 pub mod hook_runner;
 pub mod host_facts;
 pub mod image_gc;
+pub mod image_prepull;
+pub mod image_reference;
 pub mod insecure_tls;
 pub mod local_store;
 pub mod log_stream;
@@ -83,6 +88,7 @@ pub mod pod_volumes;
 pub mod pressure_monitor;
 pub mod probe_worker;
 pub mod publish_ledger;
+pub mod pull_progress;
 pub mod resource_policy;
 pub mod retirement;
 pub mod runtime_effects;

@@ -3,7 +3,9 @@
 //! events) not yet acknowledged by the broker.
 //!
 //! Plain files, each written atomically (temporary file, fsync, rename, fsync of the
-//! directory) before anything that depends on it is acknowledged or published. (sled,
+//! directory) before anything that depends on it is acknowledged or published, readable
+//! by the agent's user only (mode 0600: desired and pre-pull sets carry registry
+//! credentials). (sled,
 //! the first choice, allocates about 21 MiB of static metric histograms at open, twice
 //! the agent's whole memory budget.) An exclusive lock keeps a second agent off the
 //! same state directory.
@@ -11,6 +13,7 @@
 //! ```text
 //! store/lock                    flock()ed while the agent runs
 //! store/desired.json            the last desired set
+//! store/prepull.json            the last image pre-pull set
 //! store/sequence                the last report sequence
 //! store/outbox/<20 digits>.json one message each, sent in key order
 //! ```
@@ -21,7 +24,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use edge_protocol::{DesiredSet, Message, PodEventReport, PodStatus, PodStatusReport, UpChannel};
+use edge_protocol::{
+    DesiredSet, ImagePrepullSet, Message, PodEventReport, PodStatus, PodStatusReport, UpChannel,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,11 +115,19 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically and durably.
+/// Writes `bytes` to `path` atomically and durably, mode 0600.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
+    // a temporary file left by a crash may have another mode: start afresh
+    let _ = fs::remove_file(&tmp);
     {
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
@@ -215,6 +228,29 @@ impl LocalStore {
     pub fn save_desired(&self, set: &DesiredSet) -> Result<()> {
         let bytes = serde_json::to_vec(set).map_err(|e| StoreError::Encode(e.to_string()))?;
         write_atomic(&self.dir.join("desired.json"), &bytes)
+    }
+
+    /// The image pre-pull set last accepted (`None` when none ever was).
+    pub fn prepull_set(&self) -> Result<Option<ImagePrepullSet>> {
+        let path = self.dir.join("prepull.json");
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt {
+                        what: "image pre-pull set",
+                        message: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Saves an image pre-pull set durably (it replaces the previous one).
+    pub fn save_prepull_set(&self, set: &ImagePrepullSet) -> Result<()> {
+        let bytes = serde_json::to_vec(set).map_err(|e| StoreError::Encode(e.to_string()))?;
+        write_atomic(&self.dir.join("prepull.json"), &bytes)
     }
 
     /// Assigns the next report sequence and queues the report durably.

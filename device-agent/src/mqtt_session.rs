@@ -85,6 +85,13 @@ enum UplinkInput {
     /// A message for `up/agent-update` (QoS 1, before the outbox backlog; dropped when
     /// offline: a fetch is sent again, the status is in the node report).
     AgentUpdate(PriorityMessage),
+    /// An image pre-pull status for `up/prepull` (QoS 1, before the outbox backlog;
+    /// `progress`: bytes only, replaced by newer progress while waiting; dropped when
+    /// offline: the agent sends the latest after every connect).
+    Prepull {
+        message: PriorityMessage,
+        progress: bool,
+    },
 }
 
 /// Wakes the uplink task when the outbox has new entries; cheap to clone.
@@ -269,6 +276,17 @@ impl MqttSession {
     pub fn publish_agent_update(&self, message: Message) {
         if let Some(m) = priority(UpChannel::AgentUpdate, message) {
             let _ = self.uplink_tx.send(UplinkInput::AgentUpdate(m));
+        }
+    }
+
+    /// Publishes an image pre-pull status on `up/prepull` (QoS 1 through the uplink
+    /// window, ahead of the outbox backlog); dropped while offline. A `progress` status
+    /// (bytes only) replaces a progress status not sent yet; others all go out.
+    pub fn publish_prepull(&self, message: Message, progress: bool) {
+        if let Some(message) = priority(UpChannel::Prepull, message) {
+            let _ = self
+                .uplink_tx
+                .send(UplinkInput::Prepull { message, progress });
         }
     }
 
@@ -578,6 +596,12 @@ async fn uplink_loop(mut t: UplinkTask) {
                     }
                 }
                 Some(UplinkInput::AgentUpdate(m)) => window.push_priority(m),
+                Some(UplinkInput::Prepull { message, progress: true }) => {
+                    window.push_priority_latest(message);
+                }
+                Some(UplinkInput::Prepull { message, progress: false }) => {
+                    window.push_priority(message);
+                }
                 Some(UplinkInput::NodeReport) => {
                     let mut report = t.node_report.borrow().clone();
                     report.update = true;

@@ -141,6 +141,11 @@ impl PressureMonitor {
         self.reported_images.clone()
     }
 
+    /// The image ids of the current pre-pull set: image GC never removes them.
+    pub fn pin_images(&mut self, ids: std::collections::BTreeSet<String>) {
+        self.images.pin(ids);
+    }
+
     /// One pass: image GC when the image filesystem is too full, measure, update the
     /// conditions, and choose at most one pod to evict among `running` (the pods with a
     /// running container that are not evicted yet).

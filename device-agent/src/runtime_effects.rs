@@ -15,7 +15,7 @@ use crate::container_labels::{ContainerIdentity, SANDBOX_CONTAINER_NAME};
 use crate::container_runtime::{
     BindMount, ContainerRuntime, CreateContainer, PortMapping, cpu_shares,
 };
-use crate::docker_runtime::credential_matches;
+use crate::image_reference::credential_for;
 use crate::pod_lifecycle::{
     ContainerKey, Effect, FailureReason, Input, Outcome, SandboxRole, VolumeSetupError,
 };
@@ -390,9 +390,7 @@ async fn ensure_image(
         };
     }
     let _ = tx.send(Input::Done(Outcome::PullStarted { key: key.clone() }));
-    let credential = credentials
-        .iter()
-        .find(|c| credential_matches(image, &c.registry));
+    let credential = credential_for(image, credentials);
     match runtime.pull(image, credential).await {
         Ok(()) => Outcome::ImageReady { key, pulled: true },
         Err(e) => Outcome::ImageFailed {

@@ -78,7 +78,9 @@ pub struct UplinkWindow {
     queued: VecDeque<Ticket>,
     /// Written on `(epoch, packet id)`, waiting for its PUBACK.
     written: BTreeMap<WireId, Ticket>,
-    priority: VecDeque<PriorityMessage>,
+    /// Waiting connect-time and status messages; `true`: a newer one of its channel
+    /// replaces it ([`UplinkWindow::push_priority_latest`]).
+    priority: VecDeque<(PriorityMessage, bool)>,
 }
 
 impl UplinkWindow {
@@ -113,7 +115,25 @@ impl UplinkWindow {
 
     pub fn push_priority(&mut self, message: PriorityMessage) {
         if self.connected {
-            self.priority.push_back(message);
+            self.priority.push_back((message, false));
+        }
+    }
+
+    /// Like [`UplinkWindow::push_priority`] for a message only the latest of which
+    /// matters (byte progress): it replaces, in its place, a waiting message of its
+    /// channel pushed the same way, so a slow link never queues stale progress. Messages
+    /// pushed with [`UplinkWindow::push_priority`] are never replaced.
+    pub fn push_priority_latest(&mut self, message: PriorityMessage) {
+        if !self.connected {
+            return;
+        }
+        match self
+            .priority
+            .iter_mut()
+            .find(|(p, latest)| *latest && p.channel == message.channel)
+        {
+            Some((waiting, _)) => *waiting = message,
+            None => self.priority.push_back((message, true)),
         }
     }
 
@@ -157,7 +177,7 @@ impl UplinkWindow {
             return None;
         }
         let (send, carrying) = match self.priority.pop_front() {
-            Some(p) => (Send::Priority(p), Carrying::Priority),
+            Some((p, _)) => (Send::Priority(p), Carrying::Priority),
             None => {
                 let key = outbox_head?;
                 (Send::Outbox(key), Carrying::Outbox(key))

@@ -3,7 +3,8 @@
 //! until saved); resync requests answered with the node report and a full status report;
 //! log requests served by [`log_stream`] tasks and cancelled on request; exec, attach and
 //! port-forward streams handed to [`crate::streams::StreamManager`]; agent update orders
-//! and chunks to `agent_update_handling.rs`; a retire order ends the loop, and
+//! and chunks to `agent_update_handling.rs`; image pre-pull sets to
+//! `prepull_handling.rs`; a retire order ends the loop, and
 //! [`super::run`] wipes the device ([`crate::retirement`]).
 
 use edge_protocol::{DesiredSet, LogErrorCode, LogRequest, RequestId, ResyncRequest};
@@ -30,6 +31,7 @@ impl AgentLoop {
             SessionEvent::Connected => {
                 self.maybe_ready();
                 self.agent_update_reconnected();
+                self.republish_prepull();
             }
             SessionEvent::Disconnected => {
                 self.unsaved.disconnected();
@@ -60,6 +62,7 @@ impl AgentLoop {
             }
             Ok(Downlink::AgentUpdateOrder(order)) => self.on_agent_update_order(order.clone()),
             Ok(Downlink::AgentUpdateChunk(chunk)) => self.on_agent_update_chunk(chunk.clone()),
+            Ok(Downlink::Prepull(set)) => self.on_prepull_set(set.clone()),
             Ok(Downlink::Stream { id, message }) => self.streams.on_message(
                 id,
                 message.clone(),
@@ -133,6 +136,7 @@ impl AgentLoop {
         // it from the node report; the full status report then follows.
         tracing::info!(reason = %r.reason, "gateway asked for a resync: node report and full status");
         self.session.node_report_changed();
+        self.republish_prepull();
         self.effects.queue_status(
             self.lifecycle.generation(),
             true,

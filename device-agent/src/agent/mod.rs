@@ -2,10 +2,11 @@
 //! (store and MQTT), container listings, effect outcomes and probe results, and hands
 //! its effects to the [`EffectExecutor`]; heartbeats and node reports. What the gateway
 //! sends is handled in `downlink_handling.rs`; agent updates over MQTT in
-//! `agent_update_handling.rs`.
+//! `agent_update_handling.rs`; image pre-pull sets and statuses in `prepull_handling.rs`.
 
 mod agent_update_handling;
 mod downlink_handling;
+mod prepull_handling;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::container_runtime::{ContainerRuntime, RuntimeError};
 use crate::docker_runtime::DockerRuntime;
 use crate::effect_executor::EffectExecutor;
 use crate::host_facts::HostFacts;
+use crate::image_prepull::worker::{self as prepull_worker, PrepullUpdate, WorkerParts};
 use crate::local_store::{LocalStore, StoreError};
 use crate::log_tail::{self, TailTarget};
 use crate::mqtt_session::{MqttSession, SessionError, SessionEvent};
@@ -32,6 +34,7 @@ use crate::systemd_notify;
 use crate::unsaved_desired::UnsavedDesired;
 use crate::wall_clock::now_millis;
 use agent_update_handling::{AGENT_UPDATE_TICK, AgentUpdates, StageDone};
+use prepull_handling::Prepull;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -141,6 +144,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
         &data_root,
         pressure.as_ref(),
         &updates,
+        None,
     );
     let node_ip = report
         .addresses
@@ -161,6 +165,22 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
     let (inputs_tx, inputs_rx) = mpsc::unbounded_channel();
     let (probe_tx, probe_rx) = mpsc::unbounded_channel();
     let tasks = CancellationToken::new();
+    let stored_prepull = store.prepull_set().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read the stored image pre-pull set; none resumed \
+            (the gateway's next set replaces it)");
+        None
+    });
+    let (prepull_tx, prepull_rx) = mpsc::unbounded_channel();
+    let (pods_pulling_tx, pods_pulling_rx) = watch::channel(false);
+    let prepull_sets = prepull_worker::spawn(WorkerParts {
+        runtime: runtime.clone(),
+        endpoint: crate::engine_api_get::Endpoint::parse(&config.runtime_socket),
+        timings: config.timings,
+        initial: stored_prepull.clone(),
+        updates: prepull_tx,
+        pods_pulling: pods_pulling_rx,
+        cancel: tasks.child_token(),
+    });
     let (stats_tx, stats_rx) = mpsc::channel(1);
     if let Some(interval) = config.stats_interval {
         let sources = StatsSources {
@@ -229,6 +249,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
         last_list_error: None,
         retired: None,
         updates,
+        prepull: Prepull::new(prepull_sets, stored_prepull.as_ref(), pods_pulling_tx),
     };
     let receivers = Receivers {
         session: session_rx,
@@ -236,6 +257,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<Sto
         probes: probe_rx,
         stats: stats_rx,
         staged: staged_rx,
+        prepull: prepull_rx,
     };
     agent.run_loop(shutdown, receivers).await;
     agent.tasks.cancel();
@@ -296,6 +318,8 @@ struct AgentLoop {
     retired: Option<String>,
     /// Agent updates over MQTT.
     updates: AgentUpdates,
+    /// Image pre-pull: sets to the worker, its latest status.
+    prepull: Prepull,
 }
 
 /// What the loop waits on besides its timers.
@@ -306,6 +330,8 @@ struct Receivers {
     stats: mpsc::Receiver<NodeStats>,
     /// Verification and staging of a downloaded agent, done.
     staged: mpsc::UnboundedReceiver<StageDone>,
+    /// The image pre-pull worker's statuses and pinned image ids.
+    prepull: mpsc::UnboundedReceiver<PrepullUpdate>,
 }
 
 impl AgentLoop {
@@ -351,9 +377,11 @@ impl AgentLoop {
                 Some(report) = rx.probes.recv() => self.feed(Input::Probe(report)),
                 Some(stats) = rx.stats.recv() => self.publish_stats(stats),
                 Some(done) = rx.staged.recv() => self.on_stage_done(done),
+                Some(update) = rx.prepull.recv() => self.on_prepull_update(update),
                 _ = agent_update.tick() => self.agent_update_tick(),
                 _ = sync.tick() => {
                     self.retry_unsaved();
+                    self.retry_unsaved_prepull();
                     self.list().await;
                 }
                 _ = heartbeat.tick() => self.heartbeat(),
@@ -412,6 +440,7 @@ impl AgentLoop {
         if is_reconcile_error(&input) {
             self.reconcile_errors += 1;
         }
+        self.prepull.observe(&input);
         let effects = self.lifecycle.handle(input);
         self.effects.execute(effects, self.lifecycle.generation());
     }
@@ -491,6 +520,7 @@ impl AgentLoop {
             &self.data_root,
             self.pressure.as_ref(),
             &self.updates,
+            self.prepull.status.as_ref(),
         );
         // Boot id and addresses matter; a changed free-space figure does not exist here
         // (capacity only), so any difference is a real change.
@@ -502,7 +532,7 @@ impl AgentLoop {
 }
 
 /// The node report: host facts, capabilities, the eviction manager's conditions and
-/// image list, the agent's version and update status.
+/// image list, the agent's version and update status, the image pre-pull status.
 fn node_report(
     facts: &HostFacts,
     config: &AgentConfig,
@@ -510,6 +540,7 @@ fn node_report(
     data_root: &std::path::Path,
     pressure: Option<&PressureMonitor>,
     updates: &AgentUpdates,
+    prepull: Option<&edge_protocol::ImagePrepullStatus>,
 ) -> edge_protocol::NodeReport {
     let mut report = facts.node_report(runtime_version, data_root, config.max_pods, &config.labels);
     report.capabilities.log_tail_interval_seconds = log_tail_interval_seconds(config);
@@ -529,6 +560,7 @@ fn node_report(
         report.images = p.images();
     }
     updates.fill_report(&mut report);
+    report.image_prepull = prepull.cloned();
     report
 }
 

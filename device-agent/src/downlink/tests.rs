@@ -205,3 +205,25 @@ fn agent_update_orders_and_chunks_decode_only_on_down_agent_update() {
         Err(RejectReason::Malformed { .. })
     ));
 }
+
+#[test]
+fn prepull_sets_decode_only_on_down_prepull() {
+    let d = device();
+    let set = br#"{"protocol":"1.5","kind":"imagePrepullSet","body":{"revision":"r7","images":["reg:5000/app:1"],"registryCredentials":[{"registry":"reg:5000","username":"u","password":"p"}]}}"#;
+    match decode(&d, "edge/v1/pi-01/down/prepull", set).unwrap() {
+        Downlink::Prepull(s) => {
+            assert_eq!(s.revision, "r7");
+            assert_eq!(s.images, vec!["reg:5000/app:1".to_owned()]);
+            assert_eq!(s.registry_credentials[0].password, "p");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(decode(&d, "edge/v1/pi-01/down/desired", set).is_err());
+    assert!(matches!(
+        decode(&d, "edge/v1/pi-02/down/prepull", set),
+        Err(RejectReason::NotForThisDevice { .. })
+    ));
+    let status =
+        br#"{"protocol":"1.5","kind":"imagePrepullStatus","body":{"revision":"r7","images":[]}}"#;
+    assert!(decode(&d, "edge/v1/pi-01/down/prepull", status).is_err());
+}

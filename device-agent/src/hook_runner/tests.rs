@@ -33,6 +33,9 @@ impl ContainerRuntime for ExecOnly {
     fn image_present<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
         no()
     }
+    fn image_id<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        no()
+    }
     fn pull<'a>(
         &'a self,
         _: &'a str,

@@ -97,3 +97,21 @@ fn images_listed_without_the_containers_keep_the_last_known_use() {
     let plan = t.plan(1000, 100, POLICY, 1_000_000);
     assert!(!plan.remove.contains(&"a".to_owned()), "{plan:?}");
 }
+
+#[test]
+fn images_of_the_prepull_set_are_never_removed_until_a_set_drops_them() {
+    let mut t = ImageTracker::default();
+    let all = || vec![img("pre", 40), img("old", 40), img("other", 40)];
+    t.observe(all(), used(&[]), 0);
+    t.observe(all(), used(&["old", "other"]), 10_000);
+    t.observe(all(), used(&[]), 20_000);
+    // unused and oldest-used, but held by the pre-pull set
+    t.pin(used(&["pre"]));
+    let plan = t.plan(1000, 10, POLICY, 100_000);
+    assert!(!plan.remove.contains(&"pre".to_owned()), "{plan:?}");
+    assert_eq!(plan.remove, vec!["old".to_owned(), "other".to_owned()]);
+    // a set without it: an ordinary unused image again, first to go
+    t.pin(BTreeSet::new());
+    let plan = t.plan(1000, 10, POLICY, 100_000);
+    assert_eq!(plan.remove.first().map(String::as_str), Some("pre"));
+}

@@ -125,3 +125,45 @@ fn a_report_newer_than_the_counter_is_not_reused() {
     let store = LocalStore::open(dir.path()).unwrap();
     assert_eq!(store.queue_status(1, false, vec![]).unwrap(), 3);
 }
+
+#[test]
+fn the_prepull_set_survives_reopen_and_sets_with_credentials_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let set = ImagePrepullSet {
+        revision: "r2".into(),
+        images: vec!["reg:5000/app:1".into()],
+        registry_credentials: vec![edge_protocol::RegistryCredential {
+            registry: "reg:5000".into(),
+            username: "u".into(),
+            password: "s3cret".into(),
+        }],
+    };
+    {
+        let store = LocalStore::open(dir.path()).unwrap();
+        assert_eq!(store.prepull_set().unwrap(), None);
+        store
+            .save_prepull_set(&ImagePrepullSet {
+                revision: "r1".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        store.save_prepull_set(&set).unwrap();
+        store.save_desired(&DesiredSet::default()).unwrap();
+    }
+    let store = LocalStore::open(dir.path()).unwrap();
+    assert_eq!(store.prepull_set().unwrap(), Some(set), "the last one");
+    for name in ["prepull.json", "desired.json"] {
+        let mode = fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+    }
+    assert!(!dir.path().join("prepull.tmp").exists());
+    fs::write(dir.path().join("prepull.json"), b"{not json").unwrap();
+    assert!(matches!(
+        store.prepull_set(),
+        Err(StoreError::Corrupt { .. })
+    ));
+}

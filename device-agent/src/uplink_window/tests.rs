@@ -101,3 +101,55 @@ fn a_request_that_never_reached_the_client_is_forgotten() {
     assert!(!w.on_written(1, 1), "nothing was requested");
     assert_eq!(w.next(Some(5)), Some(Send::Outbox(5)));
 }
+
+#[test]
+fn newer_progress_replaces_progress_still_waiting_but_never_a_phase_change() {
+    let status = |n: u8| PriorityMessage {
+        channel: UpChannel::Prepull,
+        payload: vec![n],
+    };
+    let mut w = UplinkWindow::default();
+    w.push_priority_latest(status(0));
+    w.on_connected();
+    assert_eq!(w.next(None), None, "dropped while offline");
+    w.push_priority(msg());
+    w.push_priority_latest(status(1));
+    // the first goes out; the rest wait behind it
+    assert_eq!(w.next(None), Some(Send::Priority(msg())));
+    w.push_priority_latest(status(2));
+    // a phase change: kept, and not replaced by later progress
+    w.push_priority(status(10));
+    w.push_priority_latest(status(3));
+    w.push_priority(msg());
+    w.push_priority_latest(status(4));
+    let mut sent = Vec::new();
+    let mut pkid = 1;
+    loop {
+        assert!(w.on_written(1, pkid));
+        w.on_acked(1, pkid);
+        pkid += 1;
+        match w.next(None) {
+            Some(Send::Priority(p)) => sent.push(p),
+            other => {
+                assert_eq!(other, None);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        sent,
+        vec![status(4), status(10), msg()],
+        "the latest progress in the first one's place; the phase change kept"
+    );
+    // a waiting phase change is not taken for progress: progress queues behind it
+    w.push_priority(msg());
+    assert_eq!(w.next(None), Some(Send::Priority(msg())));
+    w.push_priority(status(20));
+    w.push_priority_latest(status(5));
+    assert!(w.on_written(1, pkid));
+    w.on_acked(1, pkid);
+    assert_eq!(w.next(None), Some(Send::Priority(status(20))));
+    assert!(w.on_written(1, pkid + 1));
+    w.on_acked(1, pkid + 1);
+    assert_eq!(w.next(None), Some(Send::Priority(status(5))));
+}

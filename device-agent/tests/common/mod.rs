@@ -15,6 +15,8 @@ use edge_protocol::{
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
+pub mod registry;
+
 /// A variable the test needs; fails loudly when missing.
 pub fn require_env(name: &str, what: &str) -> String {
     match std::env::var(name) {
