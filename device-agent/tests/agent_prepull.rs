@@ -160,7 +160,7 @@ async fn prepulls_from_a_registry_reports_and_resumes_after_a_restart() {
     assert!(statuses(&gw).is_empty(), "no set, no status");
 
     let right = RegistryCredential {
-        registry: registry.host(),
+        registry: registry.host.clone(),
         username: "edge".into(),
         password: "s3cret-pw".into(),
     };
@@ -381,7 +381,7 @@ async fn docker_pulls_report_bytes_summed_over_layers() {
     let dir = tempfile::tempdir().unwrap();
     let registry = start_registry(dir.path(), "edge", "s3cret-pw");
     // dockerd trusts the registry's CA through its own certs.d (read at every pull)
-    let certs = std::path::PathBuf::from(format!("/etc/docker/certs.d/{}", registry.host()));
+    let certs = std::path::PathBuf::from(format!("/etc/docker/certs.d/{}", registry.host.clone()));
     std::fs::create_dir_all(&certs).unwrap();
     std::fs::copy(dir.path().join("cert.pem"), certs.join("ca.crt")).unwrap();
     // a layer of its own (the test image's layer is in Docker already: nothing to
@@ -397,7 +397,7 @@ async fn docker_pulls_report_bytes_summed_over_layers() {
         .negotiate()
         .await;
     let credential = RegistryCredential {
-        registry: registry.host(),
+        registry: registry.host.clone(),
         username: "edge".into(),
         password: "s3cret-pw".into(),
     };
@@ -466,7 +466,7 @@ fn push_unique_image(dir: &std::path::Path, registry: &common::registry::Registr
             .success()
     );
     let local = format!("localhost/prepull-progress:{}", unique_uid("p"));
-    let remote = format!("{}/edge/progress:{}", registry.host(), unique_uid("p"));
+    let remote = format!("{}/edge/progress:{}", registry.host.clone(), unique_uid("p"));
     let run = |args: &[&str]| {
         let out = Command::new("podman").args(args).output().unwrap();
         assert!(out.status.success(), "podman {args:?}: {out:?}");

@@ -23,7 +23,7 @@ async fn pulls_with_registry_credentials_and_fails_without() {
     let gw = TestGateway::connect(port, device).await;
     let _agent = AgentProcess::start(device, port, dir.path());
     gw.wait_agent_online().await;
-    let registry_host = registry.host();
+    let registry_host = registry.host.clone();
     let pod = |tag: &str, creds: Vec<RegistryCredential>| {
         let mut p = busybox_pod(&unique_uid(tag), tag, "exec sleep 1000");
         p.containers[0].image = registry.image.clone();
