@@ -466,7 +466,11 @@ fn push_unique_image(dir: &std::path::Path, registry: &common::registry::Registr
             .success()
     );
     let local = format!("localhost/prepull-progress:{}", unique_uid("p"));
-    let remote = format!("{}/edge/progress:{}", registry.host.clone(), unique_uid("p"));
+    let remote = format!(
+        "{}/edge/progress:{}",
+        registry.host.clone(),
+        unique_uid("p")
+    );
     let run = |args: &[&str]| {
         let out = Command::new("podman").args(args).output().unwrap();
         assert!(out.status.success(), "podman {args:?}: {out:?}");

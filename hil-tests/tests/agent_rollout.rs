@@ -21,6 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
+use edge_hil_tests::controlplane::GATEWAY_NAMESPACE;
 use edge_hil_tests::ota_signing::{FleetSigningKey, run};
 use edge_hil_tests::scenario::{
     is_ready, nodes, restart_count, same_container, sleeping_pod_on, wait_node_ready, wait_pod,
@@ -238,7 +239,8 @@ async fn scenario(
 ) -> Result<()> {
     let work = tempfile::tempdir()?;
     let key = FleetSigningKey::generate(work.path())?;
-    let rollout_ns = format!("{prefix}-system");
+    // the gateway's own namespace: its Role lets it write the rollout's status there only
+    let rollout_ns = GATEWAY_NAMESPACE.to_owned();
     let mut options = StackOptions::fast(broker).on(backend);
     options.gateway_args = vec!["--agent-rollout-namespace".into(), rollout_ns.clone()];
     // the key `edge-agent install --bundle` pins (agent_ota checks that path)

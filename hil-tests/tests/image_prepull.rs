@@ -20,6 +20,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
+use edge_hil_tests::controlplane::GATEWAY_NAMESPACE;
 use edge_hil_tests::scenario::{
     create, image, is_ready, nodes, pod_manifest, wait_node_ready, wait_pod,
 };
@@ -97,14 +98,17 @@ async fn node(stack: &Stack, name: &str) -> Result<Node> {
 async fn wait_until(
     stack: &Stack,
     namespace: &str,
-    prepull: &str,
+    prepull: Option<&str>,
     devices: &[String],
     what: &str,
     check: impl Fn(&Value, &[Node]) -> bool,
 ) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let status = status(stack, namespace, prepull)?;
+        let status = match prepull {
+            Some(name) => status(stack, namespace, name)?,
+            None => Value::Null,
+        };
         let mut found = Vec::new();
         for d in devices {
             found.push(node(stack, d).await?);
@@ -151,9 +155,24 @@ fn podman_has(image: &str) -> bool {
 async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> Result<()> {
     let work = tempfile::tempdir()?;
     let registry = TestRegistry::start(work.path(), USER, PASSWORD, prefix);
-    let namespace = format!("{prefix}-system");
+    // the gateway's own namespace: its Role lets it write the pre-pulls' status there only
+    let namespace = GATEWAY_NAMESPACE.to_owned();
     let mut options = StackOptions::fast(broker).on(backend);
     options.gateway_args = vec!["--image-prepull-namespace".into(), namespace.clone()];
+    // the node report lists the images (status.images) from the eviction manager's
+    // listing, off by default in the test bed; image GC stays off (the runtime is shared)
+    options.agent_args = [
+        "--eviction-monitoring-interval-seconds",
+        "2",
+        "--eviction-hard",
+        "memory.available<1Mi,nodefs.available<1%",
+        "--image-gc-high-threshold-percent",
+        "100",
+        "--image-gc-low-threshold-percent",
+        "100",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut stack = Stack::start(options).await?;
     let devices: Vec<String> = (1..=2).map(|i| format!("{prefix}-{i}")).collect();
     for device in &devices {
@@ -162,7 +181,13 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
     for device in &devices {
         wait_node_ready(&stack, device, "True", Duration::from_secs(90)).await?;
     }
-    stack.kubectl.run(&["create", "namespace", &namespace])?;
+    stack
+        .kubectl
+        .run(&["create", "namespace", &namespace])
+        .or_else(|e| match e.to_string().contains("AlreadyExists") {
+            true => Ok(String::new()),
+            false => Err(e),
+        })?;
     stack.kubectl.run(&[
         "-n",
         &namespace,
@@ -207,7 +232,7 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
     wait_until(
         &stack,
         &namespace,
-        "app-next",
+        Some("app-next"),
         &devices,
         "pre-pull complete",
         |s, nodes| {
@@ -266,7 +291,7 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
     wait_until(
         &stack,
         &namespace,
-        "broken",
+        Some("broken"),
         &devices,
         "pre-pull failed",
         |s, nodes| {
@@ -299,7 +324,7 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
     wait_until(
         &stack,
         &namespace,
-        "app-next",
+        None,
         &devices,
         "annotations removed",
         |_, nodes| nodes.iter().all(|n| annotation(n).is_null()),
