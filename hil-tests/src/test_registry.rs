@@ -3,6 +3,9 @@
 //! runtime trusts through `/etc/containers/certs.d`) and htpasswd logins, holding the
 //! test image under a unique name. Dropping it stops the registry, removes the trust and
 //! the image from the local Podman.
+//!
+//! Test-only: a failure to set the registry up is a test failure, so it panics.
+#![allow(clippy::unwrap_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
