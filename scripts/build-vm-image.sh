@@ -56,7 +56,7 @@ mirror="${mirror:-http://deb.debian.org/debian}"
 if [ -f "$base/done" ]; then
   info "making the VM image from the cached base $base, about a minute, cached in $out"
 else
-  info "building the VM image (Debian bookworm arm64 with Podman), about 10 minutes, cached in $out"
+  info "building the VM image (Debian bookworm arm64 with Podman), 10 to 20 minutes, cached in $out"
   info "mirror $mirror"
 fi
 
@@ -94,7 +94,7 @@ debootstrap --arch=arm64 --foreign --variant=minbase --include="$include" bookwo
   >"$work/debootstrap-1.log" 2>&1 || die "debootstrap (first stage) failed; see $work/debootstrap-1.log"
 # binfmt's fix-binary flag normally makes this unnecessary; it is removed again below
 cp /usr/bin/qemu-aarch64-static "$root/usr/bin/"
-info "[$(( $(date +%s) - t0 )) s] debootstrap, second stage under qemu-user (about 6 minutes)"
+info "[$(( $(date +%s) - t0 )) s] debootstrap, second stage under qemu-user (6 to 16 minutes)"
 chroot "$root" /debootstrap/debootstrap --second-stage >"$work/debootstrap-2.log" 2>&1 \
   || die "debootstrap (second stage) failed; see $work/debootstrap-2.log and $root/debootstrap/debootstrap.log"
 
@@ -112,7 +112,7 @@ printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 printf 'deb %s bookworm main\ndeb %s bookworm-updates main\n' "$mirror" "$mirror" > "$root/etc/apt/sources.list"
-info "[$(( $(date +%s) - t0 )) s] installing Podman in the chroot (about 3 minutes)"
+info "[$(( $(date +%s) - t0 )) s] installing Podman in the chroot (1 to 3 minutes)"
 chroot "$root" /bin/sh -c 'export DEBIAN_FRONTEND=noninteractive LC_ALL=C; apt-get update -qq &&
   apt-get install -y -qq --no-install-recommends podman runc containernetworking-plugins iptables catatonit' \
   >"$work/podman.log" 2>&1 || die "installing Podman in the chroot failed; see $work/podman.log"
@@ -266,5 +266,10 @@ cp "$work"/*.log "$out/" 2>/dev/null || true
 printf 'revision %s\nbuilt %s in %s s\n' "$revision" "$(date -u +%FT%TZ)" "$(( $(date +%s) - t0 ))" > "$out/done"
 trap - EXIT
 rm -rf "$work"
+# older revisions are of no use any more
+for old in "$cache_root"/vm-r[0-9]* "$cache_root"/vm-base-r[0-9]*; do
+  case "$old" in "$out" | "$base" | *.build | *.partial | *.lock) continue ;; esac
+  if [ -d "$old" ]; then info "removing the old revision $old"; rm -rf "$old"; fi
+done
 info "[$(( $(date +%s) - t0 )) s] done: $out"
 echo "$out"
