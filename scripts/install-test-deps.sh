@@ -2,7 +2,8 @@
 # Installs (idempotently) everything the test suite needs on a Debian machine that has
 # only the Rust toolchain: Podman (Docker Engine API for the agent), Mosquitto (real
 # broker), nats-server (clustered broker), qemu-user-static (runs the aarch64 agent),
-# a registry for pull tests, busybox-static (the test image), the Rust targets for
+# a registry for pull tests, busybox-static (the test image), debootstrap and
+# qemu-system-arm (the VM boot test), the Rust targets for
 # static agent builds, and for the armv7 agent (scripts/build-agent-armv7.sh) the pinned
 # nightly toolchain with rust-src, the ARM cross gcc and musl for armhf (Debian's armhf
 # architecture is added to dpkg for that one package).
@@ -23,7 +24,11 @@ need_pkgs=(podman runc busybox-static mosquitto mosquitto-clients qemu-user-stat
            nats-server
            # the real Docker Engine (the pod sandbox differs between it and Podman);
            # scripts/test-env.sh starts its own dockerd
-           docker.io)
+           docker.io
+           # the VM boot test (scripts/build-vm-image.sh, hil-tests/tests/vm_boot.rs): a
+           # Debian arm64 root filesystem from debootstrap, its second stage run under
+           # qemu-user through binfmt_misc, booted by qemu-system-aarch64
+           debootstrap binfmt-support qemu-system-arm)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,6 +57,11 @@ EDGE_METRICS_SERVER_BIN_DIR="$(bash scripts/build-metrics-server.sh)"
 export EDGE_METRICS_SERVER_BIN_DIR
 "$EDGE_METRICS_SERVER_BIN_DIR/metrics-server" --version
 
+step "building the Debian arm64 VM image for the boot test (debootstrap; cached after the first run)"
+EDGE_TEST_VM_IMAGE_DIR="$(bash scripts/build-vm-image.sh)"
+export EDGE_TEST_VM_IMAGE_DIR
+echo "EDGE_TEST_VM_IMAGE_DIR=$EDGE_TEST_VM_IMAGE_DIR"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

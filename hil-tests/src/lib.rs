@@ -17,6 +17,7 @@
 //! | [`mqtt_cli`] | `mosquitto_sub`/`mosquitto_pub` with TLS client certificates, for broker isolation checks |
 //! | [`ota_signing`] | the fleet's agent-update signing key made and used with OpenSSL as docs/deploy.md shows |
 //! | [`prometheus_text`] | samples of the Prometheus text format (`/metrics`, `/metrics/resource`) parsed |
+//! | [`qemu_vm`] | a whole arm64 machine under qemu-system-aarch64 booting the cached VM image of `scripts/build-vm-image.sh`, serial console logged, killed on drop |
 //! | [`reference_kubelet`] | the streams benchmark's reference kubelet (port-forward straight to the container, no MQTT) as a process, and its Node and Pod |
 //! | [`scenario`] | what end-to-end scenarios share: pod manifests, waiting for pods and nodes, a pod's containers in the runtime |
 //! | [`status_sequence`] | an agent's status report sequence numbers as the gateway logged them: none lost, in order |
@@ -33,6 +34,7 @@ pub mod fleet_bench;
 pub mod mqtt_cli;
 pub mod ota_signing;
 pub mod prometheus_text;
+pub mod qemu_vm;
 pub mod reference_kubelet;
 pub mod scenario;
 pub mod stack;
