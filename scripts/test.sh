@@ -99,8 +99,8 @@ else
     device_retirement node_pressure
     e2e_streams e2e_streams_translated hostile_devices
     clustered_broker gateway_sharding certificate_rotation)
-  third_lane=(e2e_embedded e2e_mosquitto agent_rollout image_prepull zero_touch_enrollment)
-  [ -f hil-tests/tests/vm_boot.rs ] && third_lane+=(vm_boot)
+  third_lane=(e2e_embedded e2e_mosquitto agent_rollout image_prepull zero_touch_enrollment
+    vm_boot)
   # Every cargo call selects the whole workspace, and lanes pick test targets by name:
   # a narrower package selection (-p, --exclude) unifies features differently and
   # rebuilds dependencies while the other lanes run.
