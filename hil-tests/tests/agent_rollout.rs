@@ -262,13 +262,7 @@ async fn scenario(
     let (pod_uid, before) = sleeping_pod_on(&stack, first).await?;
 
     add_release(&stack, &key, work.path(), "edge-agent-good", None, GOOD)?;
-    stack
-        .kubectl
-        .run(&["create", "namespace", &rollout_ns])
-        .or_else(|e| match e.to_string().contains("AlreadyExists") {
-            true => Ok(String::new()),
-            false => Err(e),
-        })?;
+    stack.kubectl.ensure_namespace(&rollout_ns)?;
     let selector = format!("nodeSelector={STACK_LABEL}={}", stack.namespace);
     stack.kubectl.run(&[
         "-n",

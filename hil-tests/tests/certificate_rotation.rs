@@ -28,8 +28,8 @@ use edge_hil_tests::stack::{
     ChildProcess, Cluster, ClusterBackend, Gateway, GatewayOptions, Kubectl, eventually,
 };
 use enrollment_bed::{
-    Agents, board_root, certificates_in, issuer_of, mosquitto_config, run_pod_on, running_pod,
-    start_mosquitto, subject_of, token_secret, wait_ready,
+    Agents, board_root, certificates_in, cluster_with_tokens, issuer_of, mosquitto_config,
+    run_pod_on, running_pod, start_mosquitto, subject_of, token_secret, wait_ready,
 };
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
@@ -90,19 +90,12 @@ fn tree_digest(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// The API emulator with the bootstrap token [`TOKEN`] applied (`tokens.yaml` in `dir`).
 async fn cluster_with_token(dir: &Path) -> (Cluster, kube::Client, Kubectl) {
-    let cluster = Cluster::start(ClusterBackend::Emulator, dir, Duration::from_secs(4))
-        .await
-        .unwrap();
-    let client = cluster.client().await.unwrap();
-    let kubectl =
-        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
-    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
-    let tokens_file = dir.join("tokens.yaml");
-    std::fs::write(&tokens_file, token_secret(TOKEN, "2099-01-01T00:00:00Z")).unwrap();
-    kubectl
-        .run(&["apply", "-f", &tokens_file.display().to_string()])
-        .unwrap();
-    (cluster, client, kubectl)
+    cluster_with_tokens(
+        ClusterBackend::Emulator,
+        dir,
+        &token_secret(TOKEN, "2099-01-01T00:00:00Z"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -126,13 +119,7 @@ async fn a_board_moves_to_a_new_fleet_ca_without_reflashing_over_mosquitto() {
     let url = format!("mqtts://127.0.0.1:{port}");
     let mut gateway = Gateway::start(
         GatewayOptions {
-            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
-            store_dir: store.clone(),
             broker_url: Some(url.clone()),
-            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
-            node_address: "127.0.0.1".to_owned(),
-            device_timeout: Duration::from_secs(5),
-            node_lease_renew: Duration::from_secs(1),
             extra_args: vec![
                 "--broker-ca".into(),
                 s(&layout.trust_bundle()),
@@ -148,6 +135,7 @@ async fn a_board_moves_to_a_new_fleet_ca_without_reflashing_over_mosquitto() {
                 "--enrollment-certificate-validity".into(),
                 "60s".into(),
             ],
+            ..GatewayOptions::for_cluster(&cluster, store.clone())
         },
         dir,
     )
@@ -434,13 +422,6 @@ async fn a_board_offline_past_expiry_enrolls_again_once_allowed() {
     let store = dir.join("store");
     let gateway = Gateway::start(
         GatewayOptions {
-            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
-            store_dir: store.clone(),
-            broker_url: None,
-            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
-            node_address: "127.0.0.1".to_owned(),
-            device_timeout: Duration::from_secs(5),
-            node_lease_renew: Duration::from_secs(1),
             extra_args: vec![
                 "--enrollment".into(),
                 "--enrollment-auto-approve".into(),
@@ -448,6 +429,7 @@ async fn a_board_offline_past_expiry_enrolls_again_once_allowed() {
                 "--enrollment-certificate-validity".into(),
                 "60s".into(),
             ],
+            ..GatewayOptions::for_cluster(&cluster, store.clone())
         },
         dir,
     )

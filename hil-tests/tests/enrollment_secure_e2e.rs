@@ -147,13 +147,8 @@ async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_kee
     let layout = EnrollmentLayout::new(&store);
     let gateway = Gateway::start(
         GatewayOptions {
-            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
-            store_dir: store.clone(),
             broker_url: Some(url.clone()),
-            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
-            node_address: "127.0.0.1".to_owned(),
             device_timeout: Duration::from_secs(3),
-            node_lease_renew: Duration::from_secs(1),
             extra_args: vec![
                 "--broker-ca".into(),
                 s(&layout.ca_cert()),
@@ -164,6 +159,7 @@ async fn enrolled_device_becomes_a_ready_node_over_mutual_tls_and_revocation_kee
                 "--mqtt-client-id".into(),
                 GATEWAY_IDENTITY.into(),
             ],
+            ..GatewayOptions::for_cluster(&cluster, store.clone())
         },
         dir,
     )

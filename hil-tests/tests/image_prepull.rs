@@ -181,13 +181,7 @@ async fn scenario(broker: BrokerKind, backend: ClusterBackend, prefix: &str) -> 
     for device in &devices {
         wait_node_ready(&stack, device, "True", Duration::from_secs(90)).await?;
     }
-    stack
-        .kubectl
-        .run(&["create", "namespace", &namespace])
-        .or_else(|e| match e.to_string().contains("AlreadyExists") {
-            true => Ok(String::new()),
-            false => Err(e),
-        })?;
+    stack.kubectl.ensure_namespace(&namespace)?;
     stack.kubectl.run(&[
         "-n",
         &namespace,

@@ -21,10 +21,8 @@ use std::time::{Duration, Instant};
 
 use edge_hil_tests::qemu_vm::{QemuVm, VmImage, VmOptions};
 use edge_hil_tests::scenario::{container_id, node_ready, phase, pod_manifest};
-use edge_hil_tests::stack::{
-    Cluster, ClusterBackend, Gateway, GatewayOptions, Kubectl, binary, eventually,
-};
-use enrollment_bed::token_secret;
+use edge_hil_tests::stack::{ClusterBackend, Gateway, GatewayOptions, binary, eventually};
+use enrollment_bed::{cluster_with_tokens, token_secret};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Api;
@@ -109,27 +107,16 @@ async fn a_flashed_image_boots_enrolls_and_runs_a_pod() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
 
-    let cluster = Cluster::start(ClusterBackend::ControlPlane, dir, Duration::from_secs(4))
-        .await
-        .unwrap();
-    let client = cluster.client().await.unwrap();
-    let kubectl =
-        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
-    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
-    let tokens = dir.join("token.yaml");
-    std::fs::write(&tokens, token_secret(TOKEN, "2099-01-01T00:00:00Z")).unwrap();
-    kubectl
-        .run(&["apply", "-f", &tokens.display().to_string()])
-        .unwrap();
+    let (cluster, client, kubectl) = cluster_with_tokens(
+        ClusterBackend::ControlPlane,
+        dir,
+        &token_secret(TOKEN, "2099-01-01T00:00:00Z"),
+    )
+    .await;
 
     let store = dir.join("store");
     let gateway = Gateway::start(
         GatewayOptions {
-            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
-            store_dir: store.clone(),
-            broker_url: None,
-            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
-            node_address: "127.0.0.1".to_owned(),
             device_timeout: Duration::from_secs(30),
             node_lease_renew: Duration::from_secs(2),
             extra_args: vec![
@@ -137,6 +124,7 @@ async fn a_flashed_image_boots_enrolls_and_runs_a_pod() {
                 "--enrollment-auto-approve".into(),
                 "vmboot=vm-*".into(),
             ],
+            ..GatewayOptions::for_cluster(&cluster, store.clone())
         },
         dir,
     )

@@ -23,11 +23,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use edge_gateway::enrollment::bootstrap_cli::{BootstrapFileArgs, bootstrap_file};
-use edge_hil_tests::stack::{
-    ChildProcess, Cluster, ClusterBackend, Gateway, GatewayOptions, Kubectl, eventually,
-};
+use edge_hil_tests::stack::{ChildProcess, ClusterBackend, Gateway, GatewayOptions, eventually};
 use enrollment_bed::{
-    Agents, board_root, mosquitto_config, start_mosquitto, token_secret, wait_ready,
+    Agents, board_root, cluster_with_tokens, mosquitto_config, start_mosquitto, token_secret,
+    wait_ready,
 };
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Event, Node};
@@ -113,17 +112,7 @@ async fn boards_enroll_from_one_bootstrap_file_on_the_emulator() {
 async fn boards_enroll_from_one_bootstrap_file(backend: ClusterBackend) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cluster = Cluster::start(backend, dir, Duration::from_secs(4))
-        .await
-        .unwrap();
-    let client = cluster.client().await.unwrap();
-    let kubectl =
-        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
-    let agents = Agents::from_env(dir);
-    let tag = format!("zt{}{}", std::process::id(), backend_letter(backend));
-
     // Bootstrap tokens, as an operator creates them.
-    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
     let manifests = [
         token_secret(AUTO_TOKEN, "2099-01-01T00:00:00Z"),
         token_secret(MANUAL_TOKEN, "2099-01-01T00:00:00Z"),
@@ -131,11 +120,9 @@ async fn boards_enroll_from_one_bootstrap_file(backend: ClusterBackend) {
         token_secret(REVOKED_TOKEN, "2099-01-01T00:00:00Z"),
     ]
     .concat();
-    let tokens_file = dir.join("tokens.yaml");
-    std::fs::write(&tokens_file, manifests).unwrap();
-    kubectl
-        .run(&["apply", "-f", &tokens_file.display().to_string()])
-        .unwrap();
+    let (cluster, client, kubectl) = cluster_with_tokens(backend, dir, &manifests).await;
+    let agents = Agents::from_env(dir);
+    let tag = format!("zt{}{}", std::process::id(), backend_letter(backend));
     // Revoking a token is deleting its Secret.
     kubectl
         .run(&[
@@ -151,13 +138,6 @@ async fn boards_enroll_from_one_bootstrap_file(backend: ClusterBackend) {
     let auto_pattern = format!("{tag}-a-*");
     let gateway = Gateway::start(
         GatewayOptions {
-            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
-            store_dir: store.clone(),
-            broker_url: None,
-            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
-            node_address: "127.0.0.1".to_owned(),
-            device_timeout: Duration::from_secs(5),
-            node_lease_renew: Duration::from_secs(1),
             extra_args: vec![
                 "--enrollment".into(),
                 "--enrollment-auto-approve".into(),
@@ -165,6 +145,7 @@ async fn boards_enroll_from_one_bootstrap_file(backend: ClusterBackend) {
                 "--enrollment-certificate-validity".into(),
                 "1h".into(),
             ],
+            ..GatewayOptions::for_cluster(&cluster, store.clone())
         },
         dir,
     )
@@ -381,35 +362,18 @@ async fn a_board_renews_its_certificate_while_its_pod_keeps_running(backend: Clu
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cluster = Cluster::start(backend, dir, Duration::from_secs(4))
-        .await
-        .unwrap();
-    let client = cluster.client().await.unwrap();
-    let kubectl =
-        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
+    let (cluster, client, _kubectl) = cluster_with_tokens(
+        backend,
+        dir,
+        &token_secret(AUTO_TOKEN, "2099-01-01T00:00:00Z"),
+    )
+    .await;
     let agents = Agents::from_env(dir);
     // Unique per test: both backends run at once in this process, on the one Podman.
     let tag = format!("ztr{}{}", std::process::id(), backend_letter(backend));
-    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
-    let tokens_file = dir.join("tokens.yaml");
-    std::fs::write(
-        &tokens_file,
-        token_secret(AUTO_TOKEN, "2099-01-01T00:00:00Z"),
-    )
-    .unwrap();
-    kubectl
-        .run(&["apply", "-f", &tokens_file.display().to_string()])
-        .unwrap();
     let store = dir.join("store");
     let gateway = Gateway::start(
         GatewayOptions {
-            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
-            store_dir: store.clone(),
-            broker_url: None,
-            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
-            node_address: "127.0.0.1".to_owned(),
-            device_timeout: Duration::from_secs(5),
-            node_lease_renew: Duration::from_secs(1),
             extra_args: vec![
                 "--enrollment".into(),
                 "--enrollment-auto-approve".into(),
@@ -417,6 +381,7 @@ async fn a_board_renews_its_certificate_while_its_pod_keeps_running(backend: Clu
                 "--enrollment-certificate-validity".into(),
                 "60s".into(),
             ],
+            ..GatewayOptions::for_cluster(&cluster, store.clone())
         },
         dir,
     )
@@ -544,24 +509,14 @@ async fn a_board_renews_its_certificate_while_its_pod_keeps_running(backend: Clu
 async fn boards_enroll_and_renew_over_mosquitto_with_the_generated_config() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let cluster = Cluster::start(ClusterBackend::Emulator, dir, Duration::from_secs(4))
-        .await
-        .unwrap();
-    let client = cluster.client().await.unwrap();
-    let kubectl =
-        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
+    let (cluster, client, _kubectl) = cluster_with_tokens(
+        ClusterBackend::Emulator,
+        dir,
+        &token_secret(AUTO_TOKEN, "2099-01-01T00:00:00Z"),
+    )
+    .await;
     let agents = Agents::from_env(dir);
     let tag = format!("ztm{}", std::process::id());
-    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
-    let tokens_file = dir.join("tokens.yaml");
-    std::fs::write(
-        &tokens_file,
-        token_secret(AUTO_TOKEN, "2099-01-01T00:00:00Z"),
-    )
-    .unwrap();
-    kubectl
-        .run(&["apply", "-f", &tokens_file.display().to_string()])
-        .unwrap();
 
     let store = dir.join("store");
     let s = |p: &Path| p.display().to_string();
@@ -575,13 +530,7 @@ async fn boards_enroll_and_renew_over_mosquitto_with_the_generated_config() {
     let url = format!("mqtts://127.0.0.1:{port}");
     let gateway = Gateway::start(
         GatewayOptions {
-            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
-            store_dir: store.clone(),
             broker_url: Some(url.clone()),
-            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
-            node_address: "127.0.0.1".to_owned(),
-            device_timeout: Duration::from_secs(5),
-            node_lease_renew: Duration::from_secs(1),
             extra_args: vec![
                 "--broker-ca".into(),
                 s(&layout.ca_cert()),
@@ -597,6 +546,7 @@ async fn boards_enroll_and_renew_over_mosquitto_with_the_generated_config() {
                 "--enrollment-certificate-validity".into(),
                 "60s".into(),
             ],
+            ..GatewayOptions::for_cluster(&cluster, store.clone())
         },
         dir,
     )

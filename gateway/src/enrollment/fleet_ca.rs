@@ -296,7 +296,5 @@ pub fn key_id_of(public_key: &impl rcgen::PublicKeyData) -> Vec<u8> {
     params.key_identifier(public_key)
 }
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Lower-case hex of bytes (the protocol crate's, one definition for the workspace).
+pub use edge_protocol::ota_signature::hex;

@@ -139,10 +139,7 @@ pub fn revision(images: &[String], credentials: &[RegistryCredential]) -> String
     }
     let text = serde_json::to_vec(&(images, credentials)).unwrap_or_default();
     let digest = ring::digest::digest(&ring::digest::SHA256, &text);
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    edge_protocol::ota_signature::hex(&digest.as_ref()[..8])
 }
 
 /// Where a device is with `image`, by its last status (any revision: an image's phase

@@ -35,6 +35,24 @@ pub struct GatewayOptions {
     pub extra_args: Vec<String>,
 }
 
+impl GatewayOptions {
+    /// A gateway of `cluster` (its own kubeconfig and the kubelet client CA) keeping its
+    /// store in `store_dir`: the embedded broker, the Node address 127.0.0.1, a device
+    /// timeout of 5 s and a lease renewal every second; set the rest with `..`.
+    pub fn for_cluster(cluster: &super::Cluster, store_dir: PathBuf) -> Self {
+        Self {
+            kubeconfig: cluster.gateway_kubeconfig_path().to_owned(),
+            store_dir,
+            broker_url: None,
+            kubelet_client_ca: cluster.kubelet_client_ca().map(Path::to_owned),
+            node_address: "127.0.0.1".to_owned(),
+            device_timeout: Duration::from_secs(5),
+            node_lease_renew: Duration::from_secs(1),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
 /// A running gateway process. Restarting keeps the store directory and, for the
 /// embedded broker, the MQTT port, so agents reconnect to the same address.
 #[derive(Debug)]

@@ -106,4 +106,12 @@ impl Kubectl {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+
+    /// Creates namespace `name` unless it exists (a shared cluster may have it already).
+    pub fn ensure_namespace(&self, name: &str) -> StackResult<()> {
+        match self.run(&["create", "namespace", name]) {
+            Err(e) if !e.to_string().contains("AlreadyExists") => Err(e),
+            _ => Ok(()),
+        }
+    }
 }

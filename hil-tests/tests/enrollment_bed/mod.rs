@@ -13,7 +13,29 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Api;
 use kube::api::PostParams;
 
-use edge_hil_tests::stack::{ChildProcess, eventually};
+use edge_hil_tests::stack::{ChildProcess, Cluster, ClusterBackend, Kubectl, eventually};
+
+/// A cluster of `backend` with the bootstrap token Secrets `tokens` (YAML, see
+/// [`token_secret`]) applied from `tokens.yaml` in `dir`, its client and its kubectl.
+pub async fn cluster_with_tokens(
+    backend: ClusterBackend,
+    dir: &Path,
+    tokens: &str,
+) -> (Cluster, kube::Client, Kubectl) {
+    let cluster = Cluster::start(backend, dir, Duration::from_secs(4))
+        .await
+        .unwrap();
+    let client = cluster.client().await.unwrap();
+    let kubectl =
+        Kubectl::with_binary(&cluster.kubectl_binary(), cluster.kubeconfig_path()).unwrap();
+    let _ = kubectl.run(&["create", "namespace", "edge-kube-system"]);
+    let tokens_file = dir.join("tokens.yaml");
+    std::fs::write(&tokens_file, tokens).unwrap();
+    kubectl
+        .run(&["apply", "-f", &tokens_file.display().to_string()])
+        .unwrap();
+    (cluster, client, kubectl)
+}
 
 /// A bootstrap token Secret (`<id>.<secret>`) in `edge-kube-system`, as YAML.
 pub fn token_secret(token: &str, expiration: &str) -> String {
