@@ -10,11 +10,9 @@
 //! | file | what is there |
 //! |---|---|
 //! | `spec.rs` | the ConfigMap's data: version, nodeSelector, maxUnavailable, maxFailures, deadlines, paused (pure) |
-//! | `selector.rs` | label selectors as `kubectl -l` writes them (pure) |
 //! | `progress.rs` | a Node's progress annotation (pure) |
 //! | `plan.rs` | the controller: which devices to order, which Nodes' progress to change, the rollout's status (pure) |
 //! | `fetch_gate.rs` | which chunk fetches are answered: the rollout's version only, at a bounded rate per device (pure) |
-//! | `node_snapshot.rs` | what the rollout keeps of each device Node from its watch (pure) |
 //! | `catalog.rs` | the signed releases under `<store-dir>/agent-releases`, hashed once, read in chunks |
 //! | `events.rs` | the Events on Nodes and on the ConfigMap |
 //! | `runner.rs` | the thin async loop: watches, device messages, planning, writes |
@@ -26,11 +24,9 @@ pub mod catalog;
 pub mod cli;
 pub mod events;
 pub mod fetch_gate;
-pub mod node_snapshot;
 pub mod plan;
 pub mod progress;
 pub mod runner;
-pub mod selector;
 pub mod spec;
 
 /// The rollout's status annotation on the ConfigMap.

@@ -33,6 +33,7 @@
 //! | [`store`] | sled store: desired sets, acknowledged generations, last hellos; the `--store-dir` flag every command shares ([`store::StoreDirArg`]) |
 //! | [`stream_protocols`] | exec/attach/port-forward wire protocols: SPDY/3.1 frames, header compression, session; remote-command, port-forward and WebSocket channel sub-protocols (pure) |
 //! | [`log_cache`] | the offline log cache: each container's last output reported on `up/logtail`, kept in the store, served as `kubectl logs` while its device is offline |
+//! | [`device_nodes`] | what agent rollouts and image pre-pull share about device Nodes: their watch and snapshots, label selectors (pure) |
 //! | [`image_prepull`] | image pre-pull: ConfigMaps labelled `edge-kube.io/image-prepull` (images, nodeSelector, imagePullSecrets), each device's image set sent over MQTT, per-Node progress (annotation, Events) and each pre-pull's status |
 //! | [`side_inbox`] | the bounded queue from the fleet's handle to the controllers beside it |
 //! | [`usage_stats`] | the devices' latest resource usage samples (`up/stats`), kept beside the fleet; the kubelet's Summary API and resource metrics rendered from them (pure) |
@@ -54,6 +55,7 @@ pub mod agent_rollout;
 pub mod autonomy;
 pub mod config;
 pub mod device_enrollment;
+pub mod device_nodes;
 pub mod device_streams;
 pub mod device_sync;
 pub mod embedded_broker;

@@ -24,11 +24,11 @@ use tracing::{info, warn};
 
 use super::catalog::{CatalogError, ReleaseCatalog};
 use super::fetch_gate::{FetchGate, FetchVerdict};
-use super::node_snapshot::{NodeSnapshots, device_node_watch};
 use super::plan::{Mark, NodeView, RolloutPhase, RolloutStatus, plan};
 use super::progress::{NodePhase, NodeProgress};
 use super::spec::{ROLLOUT_CONFIGMAP, RolloutSpec};
 use super::{DeviceUpdateMessage, events};
+use crate::device_nodes::snapshot::{NodeSnapshots, device_node_watch};
 use crate::fleet::{Fleet, Outgoing};
 use crate::kube_writer::{KubeOp, KubeOps};
 

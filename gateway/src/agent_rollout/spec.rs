@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::selector::{LabelSelector, SelectorError};
+use crate::device_nodes::selector::{LabelSelector, SelectorError};
 
 /// The ConfigMap's name.
 pub const ROLLOUT_CONFIGMAP: &str = "edge-agent-rollout";

@@ -25,7 +25,7 @@ use super::plan::{
 };
 use super::spec::{PREPULL_LABEL, PrepullSpec};
 use super::{DevicePrepullMessage, NODE_ANNOTATION};
-use crate::agent_rollout::node_snapshot::{NodeSnapshots, device_node_watch};
+use crate::device_nodes::snapshot::{NodeSnapshots, device_node_watch};
 use crate::fleet::{Fleet, Outgoing};
 use crate::kube_writer::{
     EventReason, EventType, KubeOp, KubeOps, configmap_event, node_event, post_configmap_event,

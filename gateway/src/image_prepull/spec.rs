@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use edge_protocol::MAX_PREPULL_IMAGES;
 
-use crate::agent_rollout::selector::{LabelSelector, SelectorError};
+use crate::device_nodes::selector::{LabelSelector, SelectorError};
 
 /// The label that makes a ConfigMap a pre-pull (any value but `false`).
 pub const PREPULL_LABEL: &str = "edge-kube.io/image-prepull";

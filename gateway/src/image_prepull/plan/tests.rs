@@ -1,5 +1,5 @@
 use super::*;
-use crate::agent_rollout::selector::LabelSelector;
+use crate::device_nodes::selector::LabelSelector;
 use edge_protocol::PrepullImageStatus;
 
 fn prepull(name: &str, images: &[&str], selector: &str) -> Prepull {

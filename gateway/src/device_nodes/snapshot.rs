@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Node;
 
-use super::progress::{AGENT_UPDATE_ANNOTATION, NodeProgress};
+use crate::agent_rollout::progress::{AGENT_UPDATE_ANNOTATION, NodeProgress};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSnapshot {
